@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Builds kube-apiserver and kube-controller-manager v1.20.2 from Debian bookworm's `kubernetes`
+# source package, once, into $CAIRN_CACHE/k8s-<version>/bin, and links etcd from Debian's
+# etcd-server package. Idempotent: a warm cache returns at once.
+source "$(dirname "$0")/lib.sh"
+
+out="$CAIRN_CACHE/k8s-$K8S_VERSION"
+if [ -x "$out/bin/kube-apiserver" ] && [ -x "$out/bin/kube-controller-manager" ]; then
+  apt_install etcd-server
+else
+  apt_install etcd-server golang-1.19-go rsync dpkg-dev golang-github-modern-go-reflect2-dev ca-certificates
+
+  # deb-src entries derived from the machine's own apt sources: same mirrors, same suites.
+  src_list=/etc/apt/sources.list.d/cairn-deb-src.sources
+  if [ ! -f "$src_list" ] && ! grep -rqs '^Types:.*deb-src\|^deb-src ' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    log "deriving deb-src entries from the existing apt sources"
+    tmp=$(mktemp)
+    for f in /etc/apt/sources.list.d/*.sources; do
+      [ -f "$f" ] || continue
+      # deb822 stanzas: keep only those of type deb, relabelled deb-src.
+      awk 'BEGIN{RS="";ORS="\n\n"} /(^|\n)Types:[^\n]*deb([ \n]|$)/ {sub(/Types:[^\n]*/,"Types: deb-src"); print}' "$f" >> "$tmp"
+    done
+    if [ -f /etc/apt/sources.list ]; then
+      grep -E '^deb ' /etc/apt/sources.list | sed 's/^deb /deb-src /' | while read -r line; do
+        # one-line form converted to a deb822 stanza so the derived file has one format
+        set -- $line; shift; opts=""
+        if [[ "$1" == \[* ]]; then opts="$1"; shift; fi
+        uri="$1"; suite="$2"; shift 2
+        printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: %s\n\n' "$uri" "$suite" "$*" >> "$tmp"
+      done
+    fi
+    $SUDO install -m 644 "$tmp" "$src_list"; rm -f "$tmp"
+    $SUDO apt-get update -qq
+  fi
+
+  work="$CAIRN_CACHE/k8s-build"
+  rm -rf "$work"; mkdir -p "$work/src" "$work/gopath/src/k8s.io"
+  log "fetching Debian source package kubernetes=$K8S_DEB_VERSION"
+  (cd "$work/src" && apt-get source -qq --download-only "kubernetes=$K8S_DEB_VERSION" >/dev/null \
+     && dpkg-source --no-check -x ./*.dsc tree >/dev/null)
+  tree="$work/src/tree"
+
+  # reflect2 1.0.1 (vendored) faults under Go >= 1.18 on the first custom resource: use Debian's 1.0.2.
+  log "replacing vendored github.com/modern-go/reflect2 with Debian's"
+  r2="$tree/vendor/github.com/modern-go/reflect2"
+  rm -f "$r2"/*.go "$r2"/*.s
+  cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.go "$r2"/
+  cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.s "$r2"/ 2>/dev/null || true
+  rm -f "$r2"/*_test.go
+
+  ln -s "$tree" "$work/gopath/src/k8s.io/kubernetes"
+  log "building kube-apiserver and kube-controller-manager (about 4 minutes on 2 cores)"
+  (cd "$work/gopath/src/k8s.io/kubernetes" && \
+    env PATH="/usr/lib/go-1.19/bin:$PATH" GOPATH="$work/gopath" GOFLAGS= GO111MODULE= CGO_ENABLED=0 \
+      GOCACHE="$work/gocache" KUBE_BUILD_PLATFORMS=linux/amd64 \
+      make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$work/build.log" 2>&1) \
+    || { tail -40 "$work/build.log" >&2; exit 1; }
+  mkdir -p "$out/bin"
+  for b in kube-apiserver kube-controller-manager; do
+    install -m 755 "$(find "$tree/_output" -type f -name "$b" -path '*bin*' | head -1)" "$out/bin/$b"
+  done
+  rm -rf "$work"
+  log "built $("$out/bin/kube-apiserver" --version)"
+fi
+
+ln -sf "$out/bin/kube-apiserver" "$CAIRN_BIN/kube-apiserver"
+ln -sf "$out/bin/kube-controller-manager" "$CAIRN_BIN/kube-controller-manager"
+ln -sf "$(command -v etcd || echo /usr/bin/etcd)" "$CAIRN_BIN/etcd"

@@ -1,0 +1,271 @@
+//! A real Kubernetes control plane on loopback: etcd, kube-apiserver and kube-controller-manager
+//! v1.20.2, with static-token auth (an admin token in `system:masters`) and RBAC.
+//!
+//! There is no kubelet and no scheduler: Pods stay Pending, which resource backup does not mind.
+//! Volume tests lay out kubelet directories on disk themselves.
+
+use anyhow::{Context, Result, anyhow};
+use base64::Engine as _;
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use kube::api::{Api, DynamicObject};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::{Ca, Sandbox, bin, free_port, manifest, pki};
+
+/// How long a control plane may take to come up: cold page cache and two cores.
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+/// Start attempts: a port taken between choosing it and binding it costs one attempt.
+const START_ATTEMPTS: usize = 3;
+/// The Service network; `10.0.0.1` is the `kubernetes` Service.
+const SERVICE_CIDR: &str = "10.0.0.0/24";
+
+/// A running control plane; stopped, with its data removed, on drop.
+pub struct ControlPlane {
+    name: String,
+    server: String,
+    token: String,
+    ca_pem: String,
+    kubeconfig: PathBuf,
+    client: kube::Client,
+    sandbox: Sandbox,
+}
+
+impl ControlPlane {
+    /// Starts a control plane named `cluster` and waits until its controllers work (the
+    /// `default` ServiceAccount has its token Secret and `kube-root-ca.crt` is published).
+    pub async fn start(cluster: &str) -> Result<Self> {
+        crate::init();
+        let mut last = None;
+        for attempt in 1..=START_ATTEMPTS {
+            match Self::start_once(cluster).await {
+                Ok(cp) => return Ok(cp),
+                Err(e) => {
+                    tracing::warn!(cluster, attempt, error = %format!("{e:#}"), "control plane did not start");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow!("no attempt made")))
+            .with_context(|| format!("starting control plane {cluster}"))
+    }
+
+    async fn start_once(cluster: &str) -> Result<Self> {
+        let sandbox = Sandbox::new(&format!("k8s-{cluster}"))?;
+        let dir = sandbox.dir().to_owned();
+        let (etcd_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
+
+        let ca = Ca::new(cluster)?;
+        let serving = ca.issue(&[
+            "127.0.0.1",
+            "localhost",
+            "10.0.0.1",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+        ])?;
+        let token = format!("cairn-admin-{}", random_hex());
+        write(&dir, "ca.crt", &ca.cert_pem())?;
+        write(&dir, "apiserver.crt", &serving.cert_pem)?;
+        write(&dir, "apiserver.key", &serving.key_pem)?;
+        let sa_key = pki::private_key()?;
+        write(&dir, "sa.key", &sa_key.serialize_pem())?;
+        write(&dir, "sa.pub", &sa_key.public_key_pem())?;
+        write(
+            &dir,
+            "tokens.csv",
+            &format!("{token},admin,admin,\"system:masters\"\n"),
+        )?;
+
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let mut etcd = Command::new(bin("etcd")?);
+        etcd.arg("--name=default")
+            .arg(format!("--data-dir={}", dir.join("etcd").display()))
+            .arg(format!("--listen-client-urls={etcd_url}"))
+            .arg(format!("--advertise-client-urls={etcd_url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=default={peer_url}"))
+            .arg("--log-level=warn");
+        sandbox.spawn("etcd", etcd)?;
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem().as_bytes())?)
+            .build()?;
+        sandbox
+            .wait_ready("etcd", "etcd health", START_TIMEOUT, || async {
+                let ok = http.get(format!("{etcd_url}/health")).send().await.ok();
+                Ok(ok.filter(|r| r.status().is_success()).map(|_| ()))
+            })
+            .await?;
+
+        let p = |f: &str| dir.join(f).display().to_string();
+        let mut apiserver = Command::new(bin("kube-apiserver")?);
+        apiserver
+            .arg(format!("--etcd-servers={etcd_url}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg("--advertise-address=127.0.0.1")
+            .arg(format!("--secure-port={api_port}"))
+            .arg("--insecure-port=0")
+            .arg(format!("--tls-cert-file={}", p("apiserver.crt")))
+            .arg(format!("--tls-private-key-file={}", p("apiserver.key")))
+            .arg(format!("--token-auth-file={}", p("tokens.csv")))
+            .arg("--authorization-mode=RBAC")
+            .arg(format!("--service-account-key-file={}", p("sa.pub")))
+            .arg(format!("--service-account-signing-key-file={}", p("sa.key")))
+            .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
+            .arg(format!("--service-cluster-ip-range={SERVICE_CIDR}"))
+            .arg("--allow-privileged=true")
+            .arg("--profiling=false")
+            .arg("--v=1");
+        sandbox.spawn("kube-apiserver", apiserver)?;
+
+        let server = format!("https://127.0.0.1:{api_port}");
+        let kubeconfig = dir.join("kubeconfig");
+        write(
+            &dir,
+            "kubeconfig",
+            &kubeconfig_yaml(cluster, &server, &ca.cert_pem(), &token),
+        )?;
+        sandbox
+            .wait_ready(
+                "kube-apiserver",
+                "kube-apiserver /readyz",
+                START_TIMEOUT,
+                || async {
+                    let resp = http
+                        .get(format!("{server}/readyz"))
+                        .bearer_auth(&token)
+                        .send()
+                        .await
+                        .ok();
+                    Ok(resp.filter(|r| r.status().is_success()).map(|_| ()))
+                },
+            )
+            .await?;
+        let client = client_for(&kubeconfig).await?;
+
+        let mut kcm = Command::new(bin("kube-controller-manager")?);
+        kcm.arg(format!("--kubeconfig={}", kubeconfig.display()))
+            // No nodes here: the node IPAM and node lifecycle controllers would only complain.
+            .arg("--controllers=*,-nodeipam,-nodelifecycle")
+            .arg(format!("--service-account-private-key-file={}", p("sa.key")))
+            .arg(format!("--root-ca-file={}", p("ca.crt")))
+            .arg("--use-service-account-credentials=false")
+            .arg("--leader-elect=false")
+            .arg("--port=0")
+            .arg("--secure-port=0")
+            .arg(format!("--cluster-name={cluster}"))
+            .arg("--v=1");
+        sandbox.spawn("kube-controller-manager", kcm)?;
+        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+        let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        let what = "controllers (default token Secret, kube-root-ca.crt)";
+        sandbox
+            .wait_ready("kube-controller-manager", what, START_TIMEOUT, || async {
+                let sa = accounts.get_opt("default").await.ok().flatten();
+                let has_token = sa.and_then(|sa| sa.secrets).is_some_and(|s| !s.is_empty());
+                let has_ca = config_maps
+                    .get_opt("kube-root-ca.crt")
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some();
+                Ok((has_token && has_ca).then_some(()))
+            })
+            .await?;
+
+        tracing::info!(cluster, server, dir = %dir.display(), "control plane ready");
+        Ok(Self {
+            name: cluster.to_owned(),
+            server,
+            token,
+            ca_pem: ca.cert_pem(),
+            kubeconfig,
+            client,
+            sandbox,
+        })
+    }
+
+    /// The cluster's name (as given to [`ControlPlane::start`]).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A client with the admin token.
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
+    /// The kubeconfig file (admin token, the cluster's CA).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The API server's URL, `https://127.0.0.1:PORT`.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The admin bearer token (`system:masters`).
+    pub fn admin_token(&self) -> &str {
+        &self.token
+    }
+
+    /// The CA certificate (PEM) that signed the API server's serving certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The sandbox holding the servers' data, logs and pid files.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// A kubeconfig for this cluster that authenticates with `token` (a ServiceAccount's, say),
+    /// written next to the admin one as `kubeconfig-<user>`.
+    pub fn kubeconfig_for(&self, user: &str, token: &str) -> Result<PathBuf> {
+        let name = format!("kubeconfig-{user}");
+        write(
+            self.sandbox.dir(),
+            &name,
+            &kubeconfig_yaml(&self.name, &self.server, &self.ca_pem, token),
+        )?;
+        Ok(self.sandbox.dir().join(name))
+    }
+
+    /// Applies a multi-document YAML manifest with the admin client; see [`manifest::apply`].
+    pub async fn apply(&self, yaml: &str) -> Result<Vec<DynamicObject>> {
+        manifest::apply(&self.client, yaml).await
+    }
+}
+
+/// A client from a kubeconfig file.
+pub async fn client_for(kubeconfig: &Path) -> Result<kube::Client> {
+    let config =
+        Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+fn kubeconfig_yaml(cluster: &str, server: &str, ca_pem: &str, token: &str) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster}\n  cluster:\n    server: {server}\n    \
+         certificate-authority-data: {ca}\nusers:\n- name: {cluster}-user\n  user:\n    token: {token}\n\
+         contexts:\n- name: {cluster}\n  context:\n    cluster: {cluster}\n    user: {cluster}-user\n\
+         current-context: {cluster}\n"
+    )
+}
+
+fn write(dir: &Path, name: &str, content: &str) -> Result<()> {
+    fs::write(dir.join(name), content).with_context(|| format!("writing {name}"))
+}
+
+fn random_hex() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

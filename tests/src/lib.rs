@@ -1,0 +1,55 @@
+//! Cairn's test bed: real servers on loopback for the e2e tests, the quickstart and development.
+//!
+//! - [`ControlPlane`]: etcd, kube-apiserver and kube-controller-manager v1.20.2, with a kubeconfig
+//!   and a [`kube::Client`] (static-token admin, RBAC on).
+//! - [`storage`]: S3 (moto, plain, TLS with our own CA, and with real IAM authentication), Azure
+//!   Blob (azurite), GCS (fake-gcs-server behind a small adapter), and local directories.
+//!
+//! Every server runs in a [`Sandbox`]: a directory holding its data, logs and pid files. A sandbox
+//! stops its processes and removes itself on drop; sandboxes left by a killed test process are
+//! reaped by the next one. The binaries come from `tests/bed/setup.sh`, which links them under
+//! `$CAIRN_CACHE/bin` (default `~/.cache/cairn/bin`).
+
+mod control_plane;
+pub mod manifest;
+mod paths;
+mod pki;
+mod sandbox;
+pub mod storage;
+mod wait;
+
+pub use control_plane::{ControlPlane, client_for};
+pub use paths::{bed_script, bin};
+pub use pki::Ca;
+pub use sandbox::{Sandbox, reap_stale};
+pub use wait::wait_until;
+
+use std::sync::Once;
+
+/// Process-wide set-up every test-bed user needs first: the TLS crypto provider and logging.
+///
+/// Safe to call many times. Tests call it through every constructor here, so they need not.
+pub fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // object_store, reqwest and kube all use aws-lc-rs here; installing it explicitly keeps
+        // a binary that pulls in a second provider from panicking at its first TLS connection.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info,kube=warn,object_store=warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// A free TCP port on 127.0.0.1, as the OS hands it out.
+///
+/// The port is free when this returns; a server started right after gets it unless another
+/// process races for it, which the start-up retries in [`ControlPlane::start`] absorb.
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
