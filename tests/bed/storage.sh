@@ -31,6 +31,5 @@ gcs=$(find "$venv" -path '*fake-gcs-server/bin/*' -type f -name 'fake-gcs-server
 chmod +x "$gcs"
 
 ln -sf "$venv/bin/moto_server" "$CAIRN_BIN/moto_server"
-ln -sf "$venv/bin/python" "$CAIRN_BIN/python"
 ln -sf "$npm_dir/node_modules/.bin/azurite-blob" "$CAIRN_BIN/azurite-blob"
 ln -sf "$gcs" "$CAIRN_BIN/fake-gcs-server"

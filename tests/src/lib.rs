@@ -21,7 +21,7 @@ mod wait;
 pub use control_plane::{ControlPlane, client_for};
 pub use paths::{bed_script, bin};
 pub use pki::Ca;
-pub use sandbox::{Sandbox, reap_stale};
+pub use sandbox::{Sandbox, is_running, reap_stale};
 pub use wait::wait_until;
 
 use std::sync::Once;

@@ -1,8 +1,12 @@
-//! Applying multi-document YAML manifests, as `kubectl apply -f` does: server-side apply of each
-//! document, kinds resolved by discovery (so custom resources work once their CRD is served).
+//! Applying multi-document YAML manifests, much as `kubectl apply -f` does: each document is
+//! created, or merged into the object that exists; kinds are resolved by discovery, so custom
+//! resources work once their CRD is served.
+//!
+//! Not server-side apply: on 1.20 it rejects a Service port without an explicit `protocol`
+//! ("associative list with keys has an element that omits key field").
 
 use anyhow::{Context, Result, bail};
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{self, Scope};
 use serde::Deserialize as _;
@@ -52,11 +56,19 @@ async fn apply_one(client: &kube::Client, object: DynamicObject) -> Result<Dynam
     } else {
         Api::all_with(client.clone(), &resource)
     };
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PostParams::default()
+    };
+    match api.create(&params, &object).await {
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let params = PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..PatchParams::default()
+            };
+            api.patch(&name, &params, &Patch::Merge(&object)).await
+        }
+        created => created,
+    }
     .with_context(|| format!("applying {what}"))
 }

@@ -25,6 +25,18 @@ pub fn bin(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The test-bed venv's Python (run by its own path: through a symlink it would not find its venv).
+pub(crate) fn venv_python() -> Result<PathBuf> {
+    let path = cache_dir().join("venv/bin/python");
+    if !path.exists() {
+        bail!(
+            "test-bed venv not found at {}: run tests/bed/setup.sh first",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
 /// The path of a script in `tests/bed/`.
 pub fn bed_script(name: &str) -> Result<PathBuf> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bed").join(name);

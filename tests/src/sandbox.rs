@@ -245,6 +245,11 @@ pub fn reap_stale() -> Result<Vec<PathBuf>> {
     Ok(reaped)
 }
 
+/// Whether process `pid` exists and has not ended (a zombie counts as ended).
+pub fn is_running(pid: u32) -> bool {
+    Identity::of(pid).is_some()
+}
+
 fn is_recent(dir: &Path) -> bool {
     fs::metadata(dir)
         .and_then(|m| m.modified())

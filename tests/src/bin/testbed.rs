@@ -21,7 +21,13 @@ async fn main() -> Result<()> {
                 cp.sandbox().dir().display()
             );
             println!("export KUBECONFIG={}", cp.kubeconfig().display());
-            tokio::signal::ctrl_c().await?;
+            // Stop on Ctrl-C or SIGTERM; dropping `cp` stops the servers and removes their data.
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r?,
+                _ = term.recv() => {}
+            }
+            drop(cp);
             Ok(())
         }
         Some("reap") => {

@@ -4,11 +4,12 @@
 use anyhow::{Context, Result, bail};
 use std::process::Command;
 
-use crate::{bed_script, bin};
+use crate::bed_script;
+use crate::paths::venv_python;
 
 /// Runs `storage_admin.py ARGS…` with the test-bed venv's Python and parses its JSON answer.
 pub(crate) async fn run(args: &[&str]) -> Result<serde_json::Value> {
-    let mut cmd = Command::new(bin("python")?);
+    let mut cmd = Command::new(venv_python()?);
     cmd.arg(bed_script("storage_admin.py")?).args(args);
     let what = format!("storage_admin.py {}", args.first().copied().unwrap_or_default());
     let out = tokio::task::spawn_blocking(move || cmd.output())

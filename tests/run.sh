@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite from a bare machine: installs the test bed (cached under ~/.cache/cairn),
+# then formatting, lints, and every unit and e2e test against real servers on loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tests/bed/setup.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${CAIRN_CACHE:-$HOME/.cache/cairn}/target}"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo nextest run --workspace --locked --no-fail-fast
