@@ -1,0 +1,134 @@
+//! Backups: spec, status, the record, and the bucket manifest.
+
+use std::time::Duration;
+
+use super::item::{phase_from_pb, phase_to_pb};
+use super::{Error, Result, Wire, ms, name, opt_name, opt_string, required};
+use crate::format::FORMAT_VERSION;
+use crate::model::{
+    Backup, BackupSpec, BackupStatus, ClusterResources, ItemResult, LabelSelector, Manifest, NamespaceFilter,
+    ResourceSummary, Timestamp,
+};
+use crate::pb;
+
+impl Wire for BackupSpec {
+    type Pb = pb::BackupSpec;
+
+    fn to_pb(&self) -> pb::BackupSpec {
+        let cluster_resources = match self.cluster_resources {
+            ClusterResources::Auto => pb::ClusterResources::Auto,
+            ClusterResources::Always => pb::ClusterResources::Always,
+            ClusterResources::Never => pb::ClusterResources::Never,
+        };
+        pb::BackupSpec {
+            name: self.name.to_string(),
+            cluster: self.cluster.to_string(),
+            location: self.location.as_ref().map(ToString::to_string).unwrap_or_default(),
+            include_namespaces: self.namespaces.include.clone(),
+            exclude_namespaces: self.namespaces.exclude.clone(),
+            include_resources: self.include_resources.clone(),
+            exclude_resources: self.exclude_resources.clone(),
+            label_selector: self.selector.as_ref().map(ToString::to_string).unwrap_or_default(),
+            cluster_resources: cluster_resources as i32,
+            ttl_seconds: self.ttl.map_or(0, |d| d.as_secs()),
+        }
+    }
+
+    fn from_pb(m: pb::BackupSpec) -> Result<Self> {
+        let cluster_resources = match pb::ClusterResources::try_from(m.cluster_resources)
+            .map_err(|e| Error::field("BackupSpec.cluster_resources", e))?
+        {
+            pb::ClusterResources::Auto => ClusterResources::Auto,
+            pb::ClusterResources::Always => ClusterResources::Always,
+            pb::ClusterResources::Never => ClusterResources::Never,
+        };
+        let selector = opt_string(m.label_selector)
+            .map(|s| LabelSelector::parse(&s))
+            .transpose()
+            .map_err(|e| Error::field("BackupSpec.label_selector", e))?;
+        Ok(Self {
+            name: name("BackupSpec.name", m.name)?,
+            cluster: name("BackupSpec.cluster", m.cluster)?,
+            location: opt_name("BackupSpec.location", m.location)?,
+            namespaces: NamespaceFilter { include: m.include_namespaces, exclude: m.exclude_namespaces },
+            include_resources: m.include_resources,
+            exclude_resources: m.exclude_resources,
+            selector,
+            cluster_resources,
+            ttl: (m.ttl_seconds > 0).then(|| Duration::from_secs(m.ttl_seconds)),
+        })
+    }
+}
+
+impl Wire for BackupStatus {
+    type Pb = pb::BackupStatus;
+
+    fn to_pb(&self) -> pb::BackupStatus {
+        pb::BackupStatus {
+            phase: phase_to_pb(self.phase),
+            started_unix_ms: ms(self.started),
+            finished_unix_ms: ms(self.finished),
+            items: self.items,
+            bytes: self.bytes,
+            resources: self.resources.iter().map(Wire::to_pb).collect(),
+            problems: self.problems.iter().map(Wire::to_pb).collect(),
+            error: self.error.clone().unwrap_or_default(),
+            agent_version: self.agent_version.clone(),
+            kubernetes_version: self.kubernetes_version.clone(),
+        }
+    }
+
+    fn from_pb(m: pb::BackupStatus) -> Result<Self> {
+        Ok(Self {
+            phase: phase_from_pb("BackupStatus.phase", m.phase)?,
+            started: Timestamp::from_unix_ms(m.started_unix_ms),
+            finished: Timestamp::from_unix_ms(m.finished_unix_ms),
+            items: m.items,
+            bytes: m.bytes,
+            resources: m.resources.into_iter().map(ResourceSummary::from_pb).collect::<Result<_>>()?,
+            problems: m.problems.into_iter().map(ItemResult::from_pb).collect::<Result<_>>()?,
+            error: opt_string(m.error),
+            agent_version: m.agent_version,
+            kubernetes_version: m.kubernetes_version,
+        })
+    }
+}
+
+impl Wire for Backup {
+    type Pb = pb::Backup;
+
+    fn to_pb(&self) -> pb::Backup {
+        pb::Backup { spec: Some(self.spec.to_pb()), status: Some(self.status.to_pb()) }
+    }
+
+    fn from_pb(m: pb::Backup) -> Result<Self> {
+        Ok(Self {
+            spec: BackupSpec::from_pb(required("Backup.spec", m.spec)?)?,
+            status: BackupStatus::from_pb(required("Backup.status", m.status)?)?,
+        })
+    }
+}
+
+impl Wire for Manifest {
+    type Pb = pb::BackupManifest;
+
+    fn to_pb(&self) -> pb::BackupManifest {
+        pb::BackupManifest {
+            format_version: FORMAT_VERSION,
+            spec: Some(self.backup.spec.to_pb()),
+            status: Some(self.backup.status.to_pb()),
+            index: self.index.clone(),
+        }
+    }
+
+    fn from_pb(m: pb::BackupManifest) -> Result<Self> {
+        if m.format_version == 0 || m.format_version > FORMAT_VERSION {
+            return Err(Error::field(
+                "BackupManifest.format_version",
+                format!("version {} is not one this Cairn reads (1..={FORMAT_VERSION})", m.format_version),
+            ));
+        }
+        let backup = Backup::from_pb(pb::Backup { spec: m.spec, status: m.status })?;
+        Ok(Self { backup, index: m.index })
+    }
+}

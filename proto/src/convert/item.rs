@@ -1,0 +1,169 @@
+//! Items, outcomes, resource summaries, progress, phases.
+
+use super::{Error, Result, Wire};
+use crate::model::{IndexEntry, ItemRef, ItemResult, Outcome, Phase, Progress, ResourceSummary};
+use crate::pb;
+
+impl Wire for ItemRef {
+    type Pb = pb::ItemRef;
+
+    fn to_pb(&self) -> pb::ItemRef {
+        pb::ItemRef {
+            group: self.group.clone(),
+            version: self.version.clone(),
+            kind: self.kind.clone(),
+            resource: self.resource.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
+
+    fn from_pb(m: pb::ItemRef) -> Result<Self> {
+        if m.kind.is_empty() || m.name.is_empty() {
+            return Err(Error::Missing { field: "ItemRef.kind/name" });
+        }
+        Ok(Self {
+            group: m.group,
+            version: m.version,
+            kind: m.kind,
+            resource: m.resource,
+            namespace: m.namespace,
+            name: m.name,
+        })
+    }
+}
+
+pub(super) fn phase_to_pb(p: Phase) -> i32 {
+    (match p {
+        Phase::Pending => pb::Phase::Pending,
+        Phase::InProgress => pb::Phase::InProgress,
+        Phase::Completed => pb::Phase::Completed,
+        Phase::PartiallyFailed => pb::Phase::PartiallyFailed,
+        Phase::Failed => pb::Phase::Failed,
+    }) as i32
+}
+
+pub(super) fn phase_from_pb(field: &'static str, v: i32) -> Result<Phase> {
+    Ok(match pb::Phase::try_from(v).map_err(|e| Error::field(field, e))? {
+        pb::Phase::Unspecified => return Err(Error::Missing { field }),
+        pb::Phase::Pending => Phase::Pending,
+        pb::Phase::InProgress => Phase::InProgress,
+        pb::Phase::Completed => Phase::Completed,
+        pb::Phase::PartiallyFailed => Phase::PartiallyFailed,
+        pb::Phase::Failed => Phase::Failed,
+    })
+}
+
+impl Wire for ItemResult {
+    type Pb = pb::ItemResult;
+
+    fn to_pb(&self) -> pb::ItemResult {
+        let outcome = match self.outcome {
+            Outcome::BackedUp => pb::Outcome::BackedUp,
+            Outcome::Created => pb::Outcome::Created,
+            Outcome::Updated => pb::Outcome::Updated,
+            Outcome::SkippedExists => pb::Outcome::SkippedExists,
+            Outcome::LeftToController => pb::Outcome::LeftToController,
+            Outcome::Failed => pb::Outcome::Failed,
+            Outcome::WouldCreate => pb::Outcome::WouldCreate,
+        };
+        pb::ItemResult { item: Some(self.item.to_pb()), outcome: outcome as i32, message: self.message.clone() }
+    }
+
+    fn from_pb(m: pb::ItemResult) -> Result<Self> {
+        let outcome = match pb::Outcome::try_from(m.outcome).map_err(|e| Error::field("ItemResult.outcome", e))? {
+            pb::Outcome::Unspecified => return Err(Error::Missing { field: "ItemResult.outcome" }),
+            pb::Outcome::BackedUp => Outcome::BackedUp,
+            pb::Outcome::Created => Outcome::Created,
+            pb::Outcome::Updated => Outcome::Updated,
+            pb::Outcome::SkippedExists => Outcome::SkippedExists,
+            pb::Outcome::LeftToController => Outcome::LeftToController,
+            pb::Outcome::Failed => Outcome::Failed,
+            pb::Outcome::WouldCreate => Outcome::WouldCreate,
+        };
+        let item = ItemRef::from_pb(super::required("ItemResult.item", m.item)?)?;
+        Ok(Self { item, outcome, message: m.message })
+    }
+}
+
+impl Wire for ResourceSummary {
+    type Pb = pb::ResourceSummary;
+
+    fn to_pb(&self) -> pb::ResourceSummary {
+        pb::ResourceSummary {
+            group: self.group.clone(),
+            version: self.version.clone(),
+            kind: self.kind.clone(),
+            resource: self.resource.clone(),
+            namespaced: self.namespaced,
+            count: self.count,
+            parts: self.parts.clone(),
+            depends_on: self.depends_on.clone(),
+        }
+    }
+
+    fn from_pb(m: pb::ResourceSummary) -> Result<Self> {
+        if m.resource.is_empty() || m.version.is_empty() {
+            return Err(Error::Missing { field: "ResourceSummary.resource/version" });
+        }
+        Ok(Self {
+            group: m.group,
+            version: m.version,
+            kind: m.kind,
+            resource: m.resource,
+            namespaced: m.namespaced,
+            count: m.count,
+            parts: m.parts,
+            depends_on: m.depends_on,
+        })
+    }
+}
+
+impl Wire for IndexEntry {
+    type Pb = pb::IndexEntry;
+
+    fn to_pb(&self) -> pb::IndexEntry {
+        pb::IndexEntry { item: Some(self.item.to_pb()), part: self.part.clone() }
+    }
+
+    fn from_pb(m: pb::IndexEntry) -> Result<Self> {
+        Ok(Self { item: ItemRef::from_pb(super::required("IndexEntry.item", m.item)?)?, part: m.part })
+    }
+}
+
+/// An index part: many entries.
+impl Wire for Vec<IndexEntry> {
+    type Pb = pb::ItemIndex;
+
+    fn to_pb(&self) -> pb::ItemIndex {
+        pb::ItemIndex { entries: self.iter().map(Wire::to_pb).collect() }
+    }
+
+    fn from_pb(m: pb::ItemIndex) -> Result<Self> {
+        m.entries.into_iter().map(IndexEntry::from_pb).collect()
+    }
+}
+
+impl Wire for Progress {
+    type Pb = pb::Progress;
+
+    fn to_pb(&self) -> pb::Progress {
+        pb::Progress {
+            operation: self.operation.clone(),
+            items_done: self.items_done,
+            items_total: self.items_total,
+            bytes_done: self.bytes_done,
+            current: self.current.clone(),
+        }
+    }
+
+    fn from_pb(m: pb::Progress) -> Result<Self> {
+        Ok(Self {
+            operation: m.operation,
+            items_done: m.items_done,
+            items_total: m.items_total,
+            bytes_done: m.bytes_done,
+            current: m.current,
+        })
+    }
+}

@@ -1,0 +1,82 @@
+//! The bucket format: the one place that builds keys and encodes what Cairn writes into a
+//! location. `proto/FORMAT.md` is the contract; a change here changes it in the same commit.
+
+mod parts;
+
+pub use parts::{PartReader, PartWriter};
+
+use crate::model::BackupName;
+
+/// Version written into every manifest; readers refuse newer ones.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Uncompressed bytes after which an object part is closed. Parts compress to far less, well
+/// under the 64 MiB bound on any object Cairn writes, and one part is one PUT.
+pub const PART_MAX_BYTES: usize = 8 << 20;
+
+/// Entries per item-index part (about 100 bytes each).
+pub const INDEX_PART_ENTRIES: usize = 10_000;
+
+/// Top folder of all backups in a location.
+const BACKUPS: &str = "backups";
+
+/// Keys of one backup's folder: `backups/<backup>/…`.
+#[derive(Debug, Clone)]
+pub struct BackupKeys {
+    dir: String,
+}
+
+impl BackupKeys {
+    /// The folder of `backup`.
+    pub fn new(backup: &BackupName) -> Self {
+        Self { dir: format!("{BACKUPS}/{backup}") }
+    }
+
+    /// `backups/<backup>`.
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
+    /// The manifest, written last: `backups/<backup>/manifest.pb`.
+    pub fn manifest(&self) -> String {
+        self.absolute("manifest.pb")
+    }
+
+    /// Object part `seq` of a resource type, relative to the folder:
+    /// `resources/<group or "core">/<version>/<resource>/<seq>.jsonl.zst`.
+    pub fn part(group: &str, version: &str, resource: &str, seq: u32) -> String {
+        let group = if group.is_empty() { "core" } else { group };
+        format!("resources/{group}/{version}/{resource}/{seq:06}.jsonl.zst")
+    }
+
+    /// Item-index part `seq`, relative to the folder: `index/<seq>.pb`.
+    pub fn index_part(seq: u32) -> String {
+        format!("index/{seq:06}.pb")
+    }
+
+    /// A key relative to the folder made absolute (relative to the location root).
+    pub fn absolute(&self, relative: &str) -> String {
+        format!("{}/{relative}", self.dir)
+    }
+}
+
+/// The backup a manifest key belongs to: `backups/<backup>/manifest.pb` → `<backup>`.
+pub fn backup_of_manifest(key: &str) -> Option<&str> {
+    key.strip_prefix(BACKUPS)?.strip_prefix('/')?.strip_suffix("/manifest.pb").filter(|b| !b.contains('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_format_md() {
+        let keys = BackupKeys::new(&BackupName::new("nightly").expect("name"));
+        assert_eq!(keys.manifest(), "backups/nightly/manifest.pb");
+        assert_eq!(BackupKeys::part("", "v1", "configmaps", 3), "resources/core/v1/configmaps/000003.jsonl.zst");
+        assert_eq!(BackupKeys::part("apps", "v1", "deployments", 0), "resources/apps/v1/deployments/000000.jsonl.zst");
+        assert_eq!(keys.absolute(&BackupKeys::index_part(1)), "backups/nightly/index/000001.pb");
+        assert_eq!(backup_of_manifest("backups/nightly/manifest.pb"), Some("nightly"));
+        assert_eq!(backup_of_manifest("backups/a/b/manifest.pb"), None);
+    }
+}

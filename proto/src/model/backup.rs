@@ -1,0 +1,138 @@
+//! A backup: what to take from a cluster, and what came of it.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+use super::{BackupName, ClusterName, ItemResult, LabelSelector, LocationName, Phase, ResourceSummary, Timestamp};
+
+/// Which namespaces an operation covers: all, minus `exclude`, or only `include` minus `exclude`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceFilter {
+    /// Only these (empty: all).
+    pub include: Vec<String>,
+    /// Never these.
+    pub exclude: Vec<String>,
+}
+
+impl NamespaceFilter {
+    /// Whether objects of `namespace` are covered.
+    pub fn covers(&self, namespace: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|n| n == namespace))
+            && !self.exclude.iter().any(|n| n == namespace)
+    }
+}
+
+/// Which cluster-scoped objects a backup takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ClusterResources {
+    /// Those the selected namespaced objects need: their namespaces, PVs, the CRDs of their
+    /// custom resources, the ClusterRoles their RoleBindings bind.
+    #[default]
+    Auto,
+    /// All of them.
+    Always,
+    /// None.
+    Never,
+}
+
+/// What a backup takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupSpec {
+    /// The backup's name.
+    pub name: BackupName,
+    /// The source cluster.
+    pub cluster: ClusterName,
+    /// The location; `None` means the default one.
+    pub location: Option<LocationName>,
+    /// Namespaces covered.
+    pub namespaces: NamespaceFilter,
+    /// Resources taken (`plural[.group]` or `plural.version[.group]`; empty: all).
+    pub include_resources: Vec<String>,
+    /// Resources never taken.
+    pub exclude_resources: Vec<String>,
+    /// Only objects with matching labels.
+    pub selector: Option<LabelSelector>,
+    /// Cluster-scoped objects taken.
+    pub cluster_resources: ClusterResources,
+    /// How long the backup is kept; `None`: forever.
+    #[serde(with = "humantime_serde_opt")]
+    pub ttl: Option<Duration>,
+}
+
+/// What came of a backup.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupStatus {
+    /// Where it stands.
+    pub phase: Phase,
+    /// When the agent started it.
+    pub started: Option<Timestamp>,
+    /// When it ended.
+    pub finished: Option<Timestamp>,
+    /// Objects written.
+    pub items: u64,
+    /// Bytes written to the location (compressed).
+    pub bytes: u64,
+    /// Per resource type: counts and parts.
+    pub resources: Vec<ResourceSummary>,
+    /// Items that failed or carry a warning, with the cause.
+    pub problems: Vec<ItemResult>,
+    /// Why the whole backup failed, if it did.
+    pub error: Option<String>,
+    /// The agent that wrote it.
+    pub agent_version: String,
+    /// The source cluster's Kubernetes version.
+    pub kubernetes_version: String,
+}
+
+/// A backup as the hub knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backup {
+    /// What was asked.
+    pub spec: BackupSpec,
+    /// What came of it.
+    pub status: BackupStatus,
+}
+
+/// The manifest a finished backup leaves in its folder: the backup plus the keys of its item
+/// index parts. Written last; see `proto/FORMAT.md`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// The backup.
+    pub backup: Backup,
+    /// Keys of its index parts, relative to the backup folder.
+    pub index: Vec<String>,
+}
+
+/// `Option<Duration>` as humantime text ("720h") in JSON and YAML output.
+mod humantime_serde_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_filter_includes_then_excludes() {
+        let all = NamespaceFilter::default();
+        assert!(all.covers("anything"));
+        let f = NamespaceFilter { include: vec!["a".into(), "b".into()], exclude: vec!["b".into()] };
+        assert!(f.covers("a"));
+        assert!(!f.covers("b"));
+        assert!(!f.covers("c"));
+    }
+}

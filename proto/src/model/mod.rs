@@ -1,0 +1,51 @@
+//! Cairn's domain types: what hub, agent and CLI speak. Wire forms live in [`crate::pb`] and
+//! are converted in [`crate::convert`]; nothing here knows about protobuf.
+
+mod backup;
+mod cluster;
+mod item;
+mod location;
+mod name;
+mod restore;
+mod selector;
+mod time;
+
+pub use backup::{Backup, BackupSpec, BackupStatus, ClusterResources, Manifest, NamespaceFilter};
+pub use cluster::Cluster;
+pub use item::{IndexEntry, ItemRef, ItemResult, Outcome, Progress, ResourceSummary};
+pub use location::Location;
+pub use name::{BackupName, ClusterName, InvalidName, LocationName, RestoreName};
+pub use restore::{ExistingPolicy, Restore, RestoreSpec, RestoreStatus};
+pub use selector::{InvalidSelector, LabelSelector};
+pub use time::Timestamp;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a backup or restore stands. Only `Completed` means everything it listed was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Phase {
+    /// Accepted by the hub, not yet started by the agent.
+    #[default]
+    Pending,
+    /// The agent is working on it.
+    InProgress,
+    /// Every item done.
+    Completed,
+    /// Done, but some items failed; each failure is recorded with its cause.
+    PartiallyFailed,
+    /// Stopped: nothing usable, or the agent was lost mid-way.
+    Failed,
+}
+
+impl Phase {
+    /// Whether the operation has ended (successfully or not).
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::PartiallyFailed | Self::Failed)
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
