@@ -7,4 +7,6 @@ bash tests/bed/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${CAIRN_CACHE:-$HOME/.cache/cairn}/target}"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The e2e tests start the workspace's own binaries (hub, agent, CLI).
+cargo build --workspace --bins --locked
 cargo nextest run --workspace --locked --no-fail-fast

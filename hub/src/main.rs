@@ -1,6 +1,57 @@
-//! `cairn-hub`: the central server that agents dial into. The vertical-slice issue fills it in.
+//! `cairn-hub`: the central server that agents dial into and users talk to.
 
-fn main() {
-    eprintln!("cairn-hub: not yet implemented");
-    std::process::exit(2);
+use anyhow::Context;
+use cairn_hub::{api, config::Config, inventory, location::Locations, operations::Hub};
+use clap::Parser;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Cairn's hub. Runs with no configuration: state in ./cairn-data, listening on 127.0.0.1:7443.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Configuration file (TOML), layered over the embedded defaults.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+
+    let config = Config::load(args.config.as_deref())?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let store = inventory::rocks::RocksStore::open(&config.data_dir.join("db"))?;
+    let hub = Hub::new(
+        inventory::Inventory::new(Arc::new(store)),
+        Locations::new(config.default_location_url()?),
+    );
+
+    let expiry = hub.clone();
+    let timeout = config.agent_timeout;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(timeout / 2);
+        loop {
+            tick.tick().await;
+            expiry.expire_silent(timeout).await;
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(listen = %api::describe(addr), data_dir = %config.data_dir.display(), "hub ready");
+    api::serve(hub, listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
 }

@@ -237,6 +237,32 @@ impl ControlPlane {
         Ok(self.sandbox.dir().join(name))
     }
 
+    /// A kubeconfig that authenticates as ServiceAccount `namespace/name`, once the token
+    /// controller has issued its token Secret.
+    pub async fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> Result<PathBuf> {
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(self.client.clone(), namespace);
+        let token = crate::wait_until(
+            &format!("token of ServiceAccount {namespace}/{name}"),
+            START_TIMEOUT,
+            || async {
+                let Some(sa) = accounts.get_opt(name).await? else {
+                    return Ok(None);
+                };
+                let Some(secret) = sa.secrets.unwrap_or_default().into_iter().find_map(|r| r.name) else {
+                    return Ok(None);
+                };
+                let data = secrets.get(&secret).await?.data.unwrap_or_default();
+                Ok(data
+                    .get("token")
+                    .map(|t| String::from_utf8_lossy(&t.0).into_owned()))
+            },
+        )
+        .await?;
+        self.kubeconfig_for(&format!("{namespace}-{name}"), &token)
+    }
+
     /// Applies a multi-document YAML manifest with the admin client; see [`manifest::apply`].
     pub async fn apply(&self, yaml: &str) -> Result<Vec<DynamicObject>> {
         manifest::apply(&self.client, yaml).await

@@ -10,11 +10,13 @@
 //! reaped by the next one. The binaries come from `tests/bed/setup.sh`, which links them under
 //! `$CAIRN_CACHE/bin` (default `~/.cache/cairn/bin`).
 
+pub mod cairn;
 mod control_plane;
 pub mod manifest;
 mod paths;
 mod pki;
 mod sandbox;
+pub mod snapshot;
 pub mod storage;
 mod wait;
 

@@ -23,12 +23,20 @@ impl Wire for BackupSpec {
         pb::BackupSpec {
             name: self.name.to_string(),
             cluster: self.cluster.to_string(),
-            location: self.location.as_ref().map(ToString::to_string).unwrap_or_default(),
+            location: self
+                .location
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             include_namespaces: self.namespaces.include.clone(),
             exclude_namespaces: self.namespaces.exclude.clone(),
             include_resources: self.include_resources.clone(),
             exclude_resources: self.exclude_resources.clone(),
-            label_selector: self.selector.as_ref().map(ToString::to_string).unwrap_or_default(),
+            label_selector: self
+                .selector
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             cluster_resources: cluster_resources as i32,
             ttl_seconds: self.ttl.map_or(0, |d| d.as_secs()),
         }
@@ -50,7 +58,10 @@ impl Wire for BackupSpec {
             name: name("BackupSpec.name", m.name)?,
             cluster: name("BackupSpec.cluster", m.cluster)?,
             location: opt_name("BackupSpec.location", m.location)?,
-            namespaces: NamespaceFilter { include: m.include_namespaces, exclude: m.exclude_namespaces },
+            namespaces: NamespaceFilter {
+                include: m.include_namespaces,
+                exclude: m.exclude_namespaces,
+            },
             include_resources: m.include_resources,
             exclude_resources: m.exclude_resources,
             selector,
@@ -85,8 +96,16 @@ impl Wire for BackupStatus {
             finished: Timestamp::from_unix_ms(m.finished_unix_ms),
             items: m.items,
             bytes: m.bytes,
-            resources: m.resources.into_iter().map(ResourceSummary::from_pb).collect::<Result<_>>()?,
-            problems: m.problems.into_iter().map(ItemResult::from_pb).collect::<Result<_>>()?,
+            resources: m
+                .resources
+                .into_iter()
+                .map(ResourceSummary::from_pb)
+                .collect::<Result<_>>()?,
+            problems: m
+                .problems
+                .into_iter()
+                .map(ItemResult::from_pb)
+                .collect::<Result<_>>()?,
             error: opt_string(m.error),
             agent_version: m.agent_version,
             kubernetes_version: m.kubernetes_version,
@@ -98,7 +117,10 @@ impl Wire for Backup {
     type Pb = pb::Backup;
 
     fn to_pb(&self) -> pb::Backup {
-        pb::Backup { spec: Some(self.spec.to_pb()), status: Some(self.status.to_pb()) }
+        pb::Backup {
+            spec: Some(self.spec.to_pb()),
+            status: Some(self.status.to_pb()),
+        }
     }
 
     fn from_pb(m: pb::Backup) -> Result<Self> {
@@ -125,10 +147,19 @@ impl Wire for Manifest {
         if m.format_version == 0 || m.format_version > FORMAT_VERSION {
             return Err(Error::field(
                 "BackupManifest.format_version",
-                format!("version {} is not one this Cairn reads (1..={FORMAT_VERSION})", m.format_version),
+                format!(
+                    "version {} is not one this Cairn reads (1..={FORMAT_VERSION})",
+                    m.format_version
+                ),
             ));
         }
-        let backup = Backup::from_pb(pb::Backup { spec: m.spec, status: m.status })?;
-        Ok(Self { backup, index: m.index })
+        let backup = Backup::from_pb(pb::Backup {
+            spec: m.spec,
+            status: m.status,
+        })?;
+        Ok(Self {
+            backup,
+            index: m.index,
+        })
     }
 }

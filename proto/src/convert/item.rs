@@ -20,7 +20,9 @@ impl Wire for ItemRef {
 
     fn from_pb(m: pb::ItemRef) -> Result<Self> {
         if m.kind.is_empty() || m.name.is_empty() {
-            return Err(Error::Missing { field: "ItemRef.kind/name" });
+            return Err(Error::Missing {
+                field: "ItemRef.kind/name",
+            });
         }
         Ok(Self {
             group: m.group,
@@ -33,7 +35,8 @@ impl Wire for ItemRef {
     }
 }
 
-pub(super) fn phase_to_pb(p: Phase) -> i32 {
+/// A phase as its wire enum value.
+pub fn phase_to_pb(p: Phase) -> i32 {
     (match p {
         Phase::Pending => pb::Phase::Pending,
         Phase::InProgress => pb::Phase::InProgress,
@@ -43,15 +46,18 @@ pub(super) fn phase_to_pb(p: Phase) -> i32 {
     }) as i32
 }
 
-pub(super) fn phase_from_pb(field: &'static str, v: i32) -> Result<Phase> {
-    Ok(match pb::Phase::try_from(v).map_err(|e| Error::field(field, e))? {
-        pb::Phase::Unspecified => return Err(Error::Missing { field }),
-        pb::Phase::Pending => Phase::Pending,
-        pb::Phase::InProgress => Phase::InProgress,
-        pb::Phase::Completed => Phase::Completed,
-        pb::Phase::PartiallyFailed => Phase::PartiallyFailed,
-        pb::Phase::Failed => Phase::Failed,
-    })
+/// A phase from its wire enum value (`field` names it in the error).
+pub fn phase_from_pb(field: &'static str, v: i32) -> Result<Phase> {
+    Ok(
+        match pb::Phase::try_from(v).map_err(|e| Error::field(field, e))? {
+            pb::Phase::Unspecified => return Err(Error::Missing { field }),
+            pb::Phase::Pending => Phase::Pending,
+            pb::Phase::InProgress => Phase::InProgress,
+            pb::Phase::Completed => Phase::Completed,
+            pb::Phase::PartiallyFailed => Phase::PartiallyFailed,
+            pb::Phase::Failed => Phase::Failed,
+        },
+    )
 }
 
 impl Wire for ItemResult {
@@ -67,22 +73,35 @@ impl Wire for ItemResult {
             Outcome::Failed => pb::Outcome::Failed,
             Outcome::WouldCreate => pb::Outcome::WouldCreate,
         };
-        pb::ItemResult { item: Some(self.item.to_pb()), outcome: outcome as i32, message: self.message.clone() }
+        pb::ItemResult {
+            item: Some(self.item.to_pb()),
+            outcome: outcome as i32,
+            message: self.message.clone(),
+        }
     }
 
     fn from_pb(m: pb::ItemResult) -> Result<Self> {
-        let outcome = match pb::Outcome::try_from(m.outcome).map_err(|e| Error::field("ItemResult.outcome", e))? {
-            pb::Outcome::Unspecified => return Err(Error::Missing { field: "ItemResult.outcome" }),
-            pb::Outcome::BackedUp => Outcome::BackedUp,
-            pb::Outcome::Created => Outcome::Created,
-            pb::Outcome::Updated => Outcome::Updated,
-            pb::Outcome::SkippedExists => Outcome::SkippedExists,
-            pb::Outcome::LeftToController => Outcome::LeftToController,
-            pb::Outcome::Failed => Outcome::Failed,
-            pb::Outcome::WouldCreate => Outcome::WouldCreate,
-        };
+        let outcome =
+            match pb::Outcome::try_from(m.outcome).map_err(|e| Error::field("ItemResult.outcome", e))? {
+                pb::Outcome::Unspecified => {
+                    return Err(Error::Missing {
+                        field: "ItemResult.outcome",
+                    });
+                }
+                pb::Outcome::BackedUp => Outcome::BackedUp,
+                pb::Outcome::Created => Outcome::Created,
+                pb::Outcome::Updated => Outcome::Updated,
+                pb::Outcome::SkippedExists => Outcome::SkippedExists,
+                pb::Outcome::LeftToController => Outcome::LeftToController,
+                pb::Outcome::Failed => Outcome::Failed,
+                pb::Outcome::WouldCreate => Outcome::WouldCreate,
+            };
         let item = ItemRef::from_pb(super::required("ItemResult.item", m.item)?)?;
-        Ok(Self { item, outcome, message: m.message })
+        Ok(Self {
+            item,
+            outcome,
+            message: m.message,
+        })
     }
 }
 
@@ -104,7 +123,9 @@ impl Wire for ResourceSummary {
 
     fn from_pb(m: pb::ResourceSummary) -> Result<Self> {
         if m.resource.is_empty() || m.version.is_empty() {
-            return Err(Error::Missing { field: "ResourceSummary.resource/version" });
+            return Err(Error::Missing {
+                field: "ResourceSummary.resource/version",
+            });
         }
         Ok(Self {
             group: m.group,
@@ -123,11 +144,17 @@ impl Wire for IndexEntry {
     type Pb = pb::IndexEntry;
 
     fn to_pb(&self) -> pb::IndexEntry {
-        pb::IndexEntry { item: Some(self.item.to_pb()), part: self.part.clone() }
+        pb::IndexEntry {
+            item: Some(self.item.to_pb()),
+            part: self.part.clone(),
+        }
     }
 
     fn from_pb(m: pb::IndexEntry) -> Result<Self> {
-        Ok(Self { item: ItemRef::from_pb(super::required("IndexEntry.item", m.item)?)?, part: m.part })
+        Ok(Self {
+            item: ItemRef::from_pb(super::required("IndexEntry.item", m.item)?)?,
+            part: m.part,
+        })
     }
 }
 
@@ -136,7 +163,9 @@ impl Wire for Vec<IndexEntry> {
     type Pb = pb::ItemIndex;
 
     fn to_pb(&self) -> pb::ItemIndex {
-        pb::ItemIndex { entries: self.iter().map(Wire::to_pb).collect() }
+        pb::ItemIndex {
+            entries: self.iter().map(Wire::to_pb).collect(),
+        }
     }
 
     fn from_pb(m: pb::ItemIndex) -> Result<Self> {

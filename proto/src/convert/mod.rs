@@ -8,6 +8,8 @@ mod backup;
 mod item;
 mod restore;
 
+pub use item::{phase_from_pb, phase_to_pb};
+
 use prost::Message;
 
 use crate::model::{Cluster, Location, Timestamp};
@@ -44,7 +46,10 @@ pub enum Error {
 impl Error {
     /// A field whose value the domain refuses.
     pub fn field(field: &'static str, reason: impl ToString) -> Self {
-        Self::Field { field, reason: reason.to_string() }
+        Self::Field {
+            field,
+            reason: reason.to_string(),
+        }
     }
 }
 
@@ -69,8 +74,10 @@ pub trait Wire: Sized {
 
     /// From protobuf bytes.
     fn decode(bytes: &[u8]) -> Result<Self> {
-        let pb = Self::Pb::decode(bytes)
-            .map_err(|source| Error::Decode { message: std::any::type_name::<Self>(), source })?;
+        let pb = Self::Pb::decode(bytes).map_err(|source| Error::Decode {
+            message: std::any::type_name::<Self>(),
+            source,
+        })?;
         Self::from_pb(pb)
     }
 }
@@ -88,7 +95,11 @@ fn opt_name<T: std::str::FromStr>(field: &'static str, value: String) -> Result<
 where
     T::Err: ToString,
 {
-    if value.is_empty() { Ok(None) } else { name(field, value).map(Some) }
+    if value.is_empty() {
+        Ok(None)
+    } else {
+        name(field, value).map(Some)
+    }
 }
 
 fn opt_string(value: String) -> Option<String> {
@@ -140,8 +151,14 @@ impl Wire for Location {
 
     fn from_pb(m: pb::Location) -> Result<Self> {
         if m.url.is_empty() {
-            return Err(Error::Missing { field: "Location.url" });
+            return Err(Error::Missing {
+                field: "Location.url",
+            });
         }
-        Ok(Self { name: name("Location.name", m.name)?, url: m.url, options: m.options.into_iter().collect() })
+        Ok(Self {
+            name: name("Location.name", m.name)?,
+            url: m.url,
+            options: m.options.into_iter().collect(),
+        })
     }
 }

@@ -2,7 +2,9 @@
 
 use super::item::{phase_from_pb, phase_to_pb};
 use super::{Error, Result, Wire, ms, name, opt_name, opt_string, required};
-use crate::model::{ExistingPolicy, ItemResult, NamespaceFilter, Restore, RestoreSpec, RestoreStatus, Timestamp};
+use crate::model::{
+    ExistingPolicy, ItemResult, NamespaceFilter, Restore, RestoreSpec, RestoreStatus, Timestamp,
+};
 use crate::pb;
 
 impl Wire for RestoreSpec {
@@ -16,7 +18,11 @@ impl Wire for RestoreSpec {
         pb::RestoreSpec {
             name: self.name.to_string(),
             backup: self.backup.to_string(),
-            target_cluster: self.target_cluster.as_ref().map(ToString::to_string).unwrap_or_default(),
+            target_cluster: self
+                .target_cluster
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             include_namespaces: self.namespaces.include.clone(),
             exclude_namespaces: self.namespaces.exclude.clone(),
             namespace_mapping: self.namespace_mapping.clone().into_iter().collect(),
@@ -37,7 +43,10 @@ impl Wire for RestoreSpec {
             name: name("RestoreSpec.name", m.name)?,
             backup: name("RestoreSpec.backup", m.backup)?,
             target_cluster: opt_name("RestoreSpec.target_cluster", m.target_cluster)?,
-            namespaces: NamespaceFilter { include: m.include_namespaces, exclude: m.exclude_namespaces },
+            namespaces: NamespaceFilter {
+                include: m.include_namespaces,
+                exclude: m.exclude_namespaces,
+            },
             namespace_mapping: m.namespace_mapping.into_iter().collect(),
             existing_policy,
             preserve_node_ports: m.preserve_node_ports,
@@ -64,7 +73,11 @@ impl Wire for RestoreStatus {
             phase: phase_from_pb("RestoreStatus.phase", m.phase)?,
             started: Timestamp::from_unix_ms(m.started_unix_ms),
             finished: Timestamp::from_unix_ms(m.finished_unix_ms),
-            items: m.items.into_iter().map(ItemResult::from_pb).collect::<Result<_>>()?,
+            items: m
+                .items
+                .into_iter()
+                .map(ItemResult::from_pb)
+                .collect::<Result<_>>()?,
             error: opt_string(m.error),
         })
     }
@@ -74,7 +87,10 @@ impl Wire for Restore {
     type Pb = pb::Restore;
 
     fn to_pb(&self) -> pb::Restore {
-        pb::Restore { spec: Some(self.spec.to_pb()), status: Some(self.status.to_pb()) }
+        pb::Restore {
+            spec: Some(self.spec.to_pb()),
+            status: Some(self.status.to_pb()),
+        }
     }
 
     fn from_pb(m: pb::Restore) -> Result<Self> {

@@ -1,8 +1,10 @@
 //! The bucket format: the one place that builds keys and encodes what Cairn writes into a
 //! location. `proto/FORMAT.md` is the contract; a change here changes it in the same commit.
 
+pub mod location;
 mod parts;
 
+pub use location::open as open_location;
 pub use parts::{PartReader, PartWriter};
 
 use crate::model::BackupName;
@@ -29,7 +31,9 @@ pub struct BackupKeys {
 impl BackupKeys {
     /// The folder of `backup`.
     pub fn new(backup: &BackupName) -> Self {
-        Self { dir: format!("{BACKUPS}/{backup}") }
+        Self {
+            dir: format!("{BACKUPS}/{backup}"),
+        }
     }
 
     /// `backups/<backup>`.
@@ -62,7 +66,10 @@ impl BackupKeys {
 
 /// The backup a manifest key belongs to: `backups/<backup>/manifest.pb` → `<backup>`.
 pub fn backup_of_manifest(key: &str) -> Option<&str> {
-    key.strip_prefix(BACKUPS)?.strip_prefix('/')?.strip_suffix("/manifest.pb").filter(|b| !b.contains('/'))
+    key.strip_prefix(BACKUPS)?
+        .strip_prefix('/')?
+        .strip_suffix("/manifest.pb")
+        .filter(|b| !b.contains('/'))
 }
 
 #[cfg(test)]
@@ -73,9 +80,18 @@ mod tests {
     fn keys_follow_format_md() {
         let keys = BackupKeys::new(&BackupName::new("nightly").expect("name"));
         assert_eq!(keys.manifest(), "backups/nightly/manifest.pb");
-        assert_eq!(BackupKeys::part("", "v1", "configmaps", 3), "resources/core/v1/configmaps/000003.jsonl.zst");
-        assert_eq!(BackupKeys::part("apps", "v1", "deployments", 0), "resources/apps/v1/deployments/000000.jsonl.zst");
-        assert_eq!(keys.absolute(&BackupKeys::index_part(1)), "backups/nightly/index/000001.pb");
+        assert_eq!(
+            BackupKeys::part("", "v1", "configmaps", 3),
+            "resources/core/v1/configmaps/000003.jsonl.zst"
+        );
+        assert_eq!(
+            BackupKeys::part("apps", "v1", "deployments", 0),
+            "resources/apps/v1/deployments/000000.jsonl.zst"
+        );
+        assert_eq!(
+            keys.absolute(&BackupKeys::index_part(1)),
+            "backups/nightly/index/000001.pb"
+        );
         assert_eq!(backup_of_manifest("backups/nightly/manifest.pb"), Some("nightly"));
         assert_eq!(backup_of_manifest("backups/a/b/manifest.pb"), None);
     }

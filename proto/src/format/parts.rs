@@ -16,7 +16,11 @@ pub struct PartWriter {
 impl PartWriter {
     /// An empty part.
     pub fn new() -> std::io::Result<Self> {
-        Ok(Self { encoder: zstd::Encoder::new(Vec::new(), ZSTD_LEVEL)?, raw_bytes: 0, objects: 0 })
+        Ok(Self {
+            encoder: zstd::Encoder::new(Vec::new(), ZSTD_LEVEL)?,
+            raw_bytes: 0,
+            objects: 0,
+        })
     }
 
     /// Appends one object.
@@ -53,7 +57,9 @@ pub struct PartReader<'a> {
 impl<'a> PartReader<'a> {
     /// Over the compressed bytes of a part.
     pub fn new(bytes: &'a [u8]) -> std::io::Result<Self> {
-        Ok(Self { lines: BufReader::new(zstd::Decoder::new(bytes)?).lines() })
+        Ok(Self {
+            lines: BufReader::new(zstd::Decoder::new(bytes)?).lines(),
+        })
     }
 }
 
@@ -75,14 +81,20 @@ mod tests {
 
     #[test]
     fn objects_round_trip_through_a_part() {
-        let objects = [serde_json::json!({"kind": "ConfigMap", "data": {"a": "1\n2"}}), serde_json::json!({"kind": "Secret"})];
+        let objects = [
+            serde_json::json!({"kind": "ConfigMap", "data": {"a": "1\n2"}}),
+            serde_json::json!({"kind": "Secret"}),
+        ];
         let mut w = PartWriter::new().expect("writer");
         for o in &objects {
             w.push(o).expect("push");
         }
         assert_eq!(w.objects(), 2);
         let bytes = w.finish().expect("finish");
-        let back: Vec<_> = PartReader::new(&bytes).expect("reader").collect::<Result<_, _>>().expect("read");
+        let back: Vec<_> = PartReader::new(&bytes)
+            .expect("reader")
+            .collect::<Result<_, _>>()
+            .expect("read");
         assert_eq!(back, objects);
     }
 }

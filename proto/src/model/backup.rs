@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use super::{BackupName, ClusterName, ItemResult, LabelSelector, LocationName, Phase, ResourceSummary, Timestamp};
+use super::{
+    BackupName, ClusterName, ItemResult, LabelSelector, LocationName, Phase, ResourceSummary, Timestamp,
+};
 
 /// Which namespaces an operation covers: all, minus `exclude`, or only `include` minus `exclude`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,7 +132,10 @@ mod tests {
     fn namespace_filter_includes_then_excludes() {
         let all = NamespaceFilter::default();
         assert!(all.covers("anything"));
-        let f = NamespaceFilter { include: vec!["a".into(), "b".into()], exclude: vec!["b".into()] };
+        let f = NamespaceFilter {
+            include: vec!["a".into(), "b".into()],
+            exclude: vec!["b".into()],
+        };
         assert!(f.covers("a"));
         assert!(!f.covers("b"));
         assert!(!f.covers("c"));

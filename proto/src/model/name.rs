@@ -8,7 +8,9 @@ const MAX_LEN: usize = 63;
 
 /// A name that is not lowercase letters, digits and `-` (not at either end), up to 63 long.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid {what} name {name:?}: use lowercase letters, digits and '-', at most {MAX_LEN} characters, starting and ending with a letter or digit")]
+#[error(
+    "invalid {what} name {name:?}: use lowercase letters, digits and '-', at most {MAX_LEN} characters, starting and ending with a letter or digit"
+)]
 pub struct InvalidName {
     what: &'static str,
     name: String,
@@ -17,10 +19,19 @@ pub struct InvalidName {
 fn validate(what: &'static str, name: &str) -> Result<(), InvalidName> {
     let ok = !name.is_empty()
         && name.len() <= MAX_LEN
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && !name.starts_with(['-', '.'])
         && !name.ends_with(['-', '.']);
-    if ok { Ok(()) } else { Err(InvalidName { what, name: name.to_owned() }) }
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidName {
+            what,
+            name: name.to_owned(),
+        })
+    }
 }
 
 macro_rules! name_type {
@@ -101,7 +112,10 @@ mod tests {
     fn accepts_dns_like_names_and_says_why_others_fail() {
         assert!(BackupName::new("nightly-2026.11.25").is_ok());
         let err = ClusterName::new("Prod_EU").expect_err("uppercase and underscore");
-        assert!(err.to_string().starts_with("invalid cluster name \"Prod_EU\""), "{err}");
+        assert!(
+            err.to_string().starts_with("invalid cluster name \"Prod_EU\""),
+            "{err}"
+        );
         assert!(BackupName::new("").is_err());
         assert!(BackupName::new("-x").is_err());
         assert!(BackupName::new("x".repeat(64)).is_err());

@@ -21,7 +21,10 @@ impl LabelSelector {
     /// Checks `text`'s syntax: comma-separated `key`, `!key`, `key=v`, `key==v`, `key!=v`,
     /// `key in (v,…)`, `key notin (v,…)`.
     pub fn parse(text: &str) -> Result<Self, InvalidSelector> {
-        let fail = |reason: String| InvalidSelector { selector: text.to_owned(), reason };
+        let fail = |reason: String| InvalidSelector {
+            selector: text.to_owned(),
+            reason,
+        };
         for term in split_terms(text).map_err(fail)? {
             check_term(term.trim()).map_err(|r| fail(format!("in {:?}: {r}", term.trim())))?;
         }
@@ -47,7 +50,7 @@ fn split_terms(text: &str) -> Result<Vec<&str>, String> {
             }
             _ => {}
         }
-        if depth < 0 || depth > 1 {
+        if !(0..=1).contains(&depth) {
             return Err("unbalanced parentheses".into());
         }
     }
@@ -75,7 +78,9 @@ fn check_term(term: &str) -> Result<(), String> {
     if let [key, rest] = words[..] {
         let rest = rest.trim_start();
         let set = rest.strip_prefix("notin").or_else(|| rest.strip_prefix("in"));
-        let Some(set) = set.map(str::trim) else { return Err(format!("unknown operator in {rest:?}")) };
+        let Some(set) = set.map(str::trim) else {
+            return Err(format!("unknown operator in {rest:?}"));
+        };
         let inner = set.strip_prefix('(').and_then(|s| s.strip_suffix(')'));
         let inner = inner.ok_or_else(|| "a set needs parentheses: key in (a,b)".to_owned())?;
         check_key(key)?;
@@ -87,7 +92,11 @@ fn check_term(term: &str) -> Result<(), String> {
 fn check_key(key: &str) -> Result<(), String> {
     let name = match key.rsplit_once('/') {
         Some((prefix, name)) => {
-            if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
+            if prefix.is_empty()
+                || !prefix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+            {
                 return Err(format!("bad key prefix {prefix:?}"));
             }
             name
@@ -108,7 +117,8 @@ fn check_value(value: &str) -> Result<(), String> {
 }
 
 fn is_label_text(s: &str) -> bool {
-    s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
         && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
@@ -116,6 +126,13 @@ fn is_label_text(s: &str) -> bool {
 impl fmt::Display for LabelSelector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for LabelSelector {
+    type Err = InvalidSelector;
+    fn from_str(s: &str) -> Result<Self, InvalidSelector> {
+        Self::parse(s)
     }
 }
 
@@ -138,7 +155,13 @@ mod tests {
 
     #[test]
     fn accepts_every_operator() {
-        for ok in ["app=web", "app==web,tier!=db", "env in (a, b),!legacy", "example.com/team notin (x)", "app"] {
+        for ok in [
+            "app=web",
+            "app==web,tier!=db",
+            "env in (a, b),!legacy",
+            "example.com/team notin (x)",
+            "app",
+        ] {
             assert!(LabelSelector::parse(ok).is_ok(), "{ok}");
         }
     }
@@ -146,7 +169,10 @@ mod tests {
     #[test]
     fn refuses_bad_syntax_with_the_reason() {
         let err = LabelSelector::parse("app=web,tier=(db").expect_err("unbalanced");
-        assert_eq!(err.to_string(), "invalid label selector \"app=web,tier=(db\": unbalanced parentheses");
+        assert_eq!(
+            err.to_string(),
+            "invalid label selector \"app=web,tier=(db\": unbalanced parentheses"
+        );
         let err = LabelSelector::parse("app=we b").expect_err("space in value");
         assert!(err.to_string().contains("bad value \"we b\""), "{err}");
         assert!(LabelSelector::parse("app=web,").is_err());

@@ -46,7 +46,11 @@ impl From<Timestamp> for SystemTime {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_rfc3339_seconds(SystemTime::from(*self)))
+        write!(
+            f,
+            "{}",
+            humantime::format_rfc3339_seconds(SystemTime::from(*self))
+        )
     }
 }
 

@@ -1,0 +1,148 @@
+//! Writes a backup into its location as `proto/FORMAT.md` lays it out: object parts and index
+//! parts as the backup proceeds, each with one PUT, the manifest last.
+
+use cairn_proto::convert::Wire;
+use cairn_proto::format::{BackupKeys, INDEX_PART_ENTRIES, PART_MAX_BYTES, PartWriter};
+use cairn_proto::model::{IndexEntry, ItemRef, LocationName, Manifest};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
+use std::sync::Arc;
+
+use super::Error;
+
+/// A backup's writer.
+pub struct Writer {
+    store: Arc<dyn ObjectStore>,
+    location: LocationName,
+    keys: BackupKeys,
+    /// Compressed bytes written so far.
+    pub bytes: u64,
+    index: Vec<IndexEntry>,
+    index_parts: Vec<String>,
+}
+
+impl Writer {
+    /// For the backup whose folder is `keys`.
+    pub fn new(store: Arc<dyn ObjectStore>, location: LocationName, keys: BackupKeys) -> Self {
+        Self {
+            store,
+            location,
+            keys,
+            bytes: 0,
+            index: Vec::new(),
+            index_parts: Vec::new(),
+        }
+    }
+
+    async fn put(&mut self, relative: &str, bytes: Vec<u8>) -> Result<(), Error> {
+        let key = self.keys.absolute(relative);
+        let len = bytes.len() as u64;
+        self.store
+            .put(&Path::from(key.as_str()), PutPayload::from(bytes))
+            .await
+            .map_err(|source| Error::Put {
+                key,
+                location: self.location.clone(),
+                source,
+            })?;
+        self.bytes += len;
+        Ok(())
+    }
+
+    /// Records `item` as held by `part` (relative key); writes an index part when one is full.
+    pub async fn index(&mut self, item: ItemRef, part: &str) -> Result<(), Error> {
+        self.index.push(IndexEntry {
+            item,
+            part: part.to_owned(),
+        });
+        if self.index.len() >= INDEX_PART_ENTRIES {
+            self.flush_index().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_index(&mut self) -> Result<(), Error> {
+        if self.index.is_empty() {
+            return Ok(());
+        }
+        let seq = u32::try_from(self.index_parts.len()).unwrap_or(u32::MAX);
+        let relative = BackupKeys::index_part(seq);
+        let bytes = std::mem::take(&mut self.index).encode();
+        self.put(&relative, bytes).await?;
+        self.index_parts.push(relative);
+        Ok(())
+    }
+
+    /// Writes the remaining index entries, then the manifest: the backup is then complete in
+    /// the location. `manifest.index` is filled in here.
+    pub async fn finish(mut self, mut manifest: Manifest) -> Result<u64, Error> {
+        self.flush_index().await?;
+        manifest.index = std::mem::take(&mut self.index_parts);
+        let key = self.keys.manifest();
+        let bytes = manifest.encode();
+        let len = bytes.len() as u64;
+        self.store
+            .put(&Path::from(key.as_str()), PutPayload::from(bytes))
+            .await
+            .map_err(|source| Error::Put {
+                key,
+                location: self.location.clone(),
+                source,
+            })?;
+        Ok(self.bytes + len)
+    }
+}
+
+/// The open part of one resource type.
+pub struct Parts {
+    group: String,
+    version: String,
+    resource: String,
+    seq: u32,
+    current: PartWriter,
+    /// Keys of the parts written, relative to the backup folder.
+    pub written: Vec<String>,
+}
+
+impl Parts {
+    /// For a resource type.
+    pub fn new(group: &str, version: &str, resource: &str) -> Result<Self, Error> {
+        Ok(Self {
+            group: group.to_owned(),
+            version: version.to_owned(),
+            resource: resource.to_owned(),
+            seq: 0,
+            current: PartWriter::new().map_err(Error::Encode)?,
+            written: Vec::new(),
+        })
+    }
+
+    /// The key of the part being filled.
+    pub fn current_key(&self) -> String {
+        BackupKeys::part(&self.group, &self.version, &self.resource, self.seq)
+    }
+
+    /// Adds `object`; writes the part when it is full.
+    pub async fn push(&mut self, writer: &mut Writer, object: &serde_json::Value) -> Result<(), Error> {
+        self.current.push(object).map_err(Error::Encode)?;
+        if self.current.raw_bytes() >= PART_MAX_BYTES {
+            self.flush(writer).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the part being filled, if it holds anything.
+    pub async fn flush(&mut self, writer: &mut Writer) -> Result<(), Error> {
+        if self.current.objects() == 0 {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.current, PartWriter::new().map_err(Error::Encode)?);
+        let key = self.current_key();
+        let bytes = tokio::task::spawn_blocking(move || full.finish())
+            .await
+            .map_err(|e| Error::Encode(e.into()))?;
+        writer.put(&key, bytes.map_err(Error::Encode)?).await?;
+        self.written.push(key);
+        self.seq += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,211 @@
+//! The agent's link to the hub: it dials out (never the reverse), registers its cluster, beats,
+//! runs the instructions it receives and streams their progress and results back. When the link
+//! breaks it dials again with backoff; operations keep running meanwhile, and results that could
+//! not be sent are sent on the next link. The only code of the agent that touches wire types.
+
+use cairn_proto::convert::Wire;
+use cairn_proto::model::{BackupSpec, ClusterName, Location, RestoreSpec};
+use cairn_proto::pb::{self, agent_message::Kind as Up, hub_message::Kind as Down};
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+
+use crate::report::{EVENT_QUEUE, Event, Reporter};
+
+/// How often the agent tells the hub it is alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Messages queued for the hub on one link.
+const UP_QUEUE: usize = 32;
+/// First and longest wait before dialling again.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
+/// Largest message the link carries (a restore's per-item results).
+const MAX_MESSAGE: usize = 64 << 20;
+
+/// Why a link ended.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The hub URL is not a URL.
+    #[error("invalid hub URL {0:?}")]
+    Url(String),
+    /// Dialling failed.
+    #[error("cannot reach the hub at {url}")]
+    Connect {
+        /// The hub.
+        url: String,
+        /// The cause.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The hub refused or ended the stream.
+    #[error("hub: {}", .0.message())]
+    Status(#[from] tonic::Status),
+    /// The stream closed.
+    #[error("the hub closed the link")]
+    Closed,
+}
+
+/// The agent's identity and the cluster it serves.
+pub struct Link {
+    /// Hub URL.
+    pub hub: String,
+    /// The cluster's name.
+    pub cluster: ClusterName,
+    /// Client of the cluster.
+    pub client: kube::Client,
+    /// The cluster's Kubernetes version.
+    pub kubernetes_version: String,
+}
+
+impl Link {
+    /// Keeps a link to the hub up, for ever.
+    pub async fn run(self) -> Error {
+        let (events, mut rx) = mpsc::channel(EVENT_QUEUE);
+        let mut undelivered = VecDeque::new();
+        let mut delay = BACKOFF.0;
+        loop {
+            let started = tokio::time::Instant::now();
+            let e = self.session(&events, &mut rx, &mut undelivered).await;
+            if matches!(e, Error::Url(_)) {
+                return e;
+            }
+            if started.elapsed() > BACKOFF.1 {
+                delay = BACKOFF.0; // the last link was up for a while: start backing off afresh
+            }
+            tracing::warn!(hub = %self.hub, error = %crate::backup::report(&e), retry_in = ?delay, "link to the hub down");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(BACKOFF.1);
+        }
+    }
+
+    async fn session(
+        &self,
+        events: &mpsc::Sender<Event>,
+        rx: &mut mpsc::Receiver<Event>,
+        undelivered: &mut VecDeque<Event>,
+    ) -> Error {
+        let endpoint = match Endpoint::from_shared(self.hub.clone()) {
+            Ok(e) => e
+                .connect_timeout(Duration::from_secs(10))
+                .http2_keep_alive_interval(HEARTBEAT),
+            Err(_) => return Error::Url(self.hub.clone()),
+        };
+        let channel = match endpoint.connect().await {
+            Ok(c) => c,
+            Err(source) => {
+                return Error::Connect {
+                    url: self.hub.clone(),
+                    source,
+                };
+            }
+        };
+        let mut client = pb::agent_channel_client::AgentChannelClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        let (up, up_rx) = mpsc::channel(UP_QUEUE);
+        let register = pb::Register {
+            cluster: self.cluster.to_string(),
+            agent_version: crate::VERSION.into(),
+            kubernetes_version: self.kubernetes_version.clone(),
+        };
+        let _ = up.send(message(Up::Register(register))).await;
+        let mut down = match client.session(ReceiverStream::new(up_rx)).await {
+            Ok(r) => r.into_inner(),
+            Err(status) => return status.into(),
+        };
+        tracing::info!(hub = %self.hub, cluster = %self.cluster, "linked to the hub");
+        while let Some(event) = undelivered.pop_front() {
+            if up.send(to_pb(&event)).await.is_err() {
+                undelivered.push_front(event);
+                return Error::Closed;
+            }
+        }
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        loop {
+            tokio::select! {
+                _ = heartbeat.tick() => {
+                    if up.send(message(Up::Heartbeat(pb::Heartbeat {}))).await.is_err() {
+                        return Error::Closed;
+                    }
+                }
+                Some(event) = rx.recv() => {
+                    if up.send(to_pb(&event)).await.is_err() {
+                        if !matches!(event, Event::Progress(_)) {
+                            undelivered.push_back(event);
+                        }
+                        return Error::Closed;
+                    }
+                }
+                message = down.message() => match message {
+                    Ok(Some(m)) => self.dispatch(m, events),
+                    Ok(None) => return Error::Closed,
+                    Err(status) => return status.into(),
+                },
+            }
+        }
+    }
+
+    /// Starts the instruction in `m` in the background.
+    fn dispatch(&self, m: pb::HubMessage, events: &mpsc::Sender<Event>) {
+        match m.kind {
+            Some(Down::RunBackup(run)) => match backup_of(run) {
+                Ok((spec, location)) => {
+                    let reporter = Reporter::new(spec.name.as_str(), events.clone());
+                    let version = self.kubernetes_version.clone();
+                    tokio::spawn(crate::backup::run(
+                        self.client.clone(),
+                        spec,
+                        location,
+                        reporter,
+                        version,
+                    ));
+                }
+                Err(e) => tracing::error!(error = %e, "malformed backup instruction"),
+            },
+            Some(Down::RunRestore(run)) => match restore_of(run) {
+                Ok((spec, location)) => {
+                    let reporter = Reporter::new(spec.name.as_str(), events.clone());
+                    tokio::spawn(crate::restore::run(self.client.clone(), spec, location, reporter));
+                }
+                Err(e) => tracing::error!(error = %e, "malformed restore instruction"),
+            },
+            Some(Down::Cancel(cancel)) => {
+                tracing::warn!(operation = %cancel.operation, "cancel is not supported yet")
+            }
+            None => {}
+        }
+    }
+}
+
+fn message(kind: Up) -> pb::AgentMessage {
+    pb::AgentMessage { kind: Some(kind) }
+}
+
+fn backup_of(run: pb::RunBackup) -> Result<(BackupSpec, Location), cairn_proto::convert::Error> {
+    let missing = |field| cairn_proto::convert::Error::Missing { field };
+    let spec = BackupSpec::from_pb(run.spec.ok_or_else(|| missing("RunBackup.spec"))?)?;
+    let location = Location::from_pb(run.location.ok_or_else(|| missing("RunBackup.location"))?)?;
+    Ok((spec, location))
+}
+
+fn restore_of(run: pb::RunRestore) -> Result<(RestoreSpec, Location), cairn_proto::convert::Error> {
+    let missing = |field| cairn_proto::convert::Error::Missing { field };
+    let spec = RestoreSpec::from_pb(run.spec.ok_or_else(|| missing("RunRestore.spec"))?)?;
+    let location = Location::from_pb(run.location.ok_or_else(|| missing("RunRestore.location"))?)?;
+    Ok((spec, location))
+}
+
+fn to_pb(event: &Event) -> pb::AgentMessage {
+    message(match event {
+        Event::Progress(p) => Up::Progress(p.to_pb()),
+        Event::BackupDone(name, status) => Up::BackupDone(pb::BackupDone {
+            backup: name.to_string(),
+            status: Some(status.to_pb()),
+        }),
+        Event::RestoreDone(name, status) => Up::RestoreDone(pb::RestoreDone {
+            restore: name.to_string(),
+            status: Some(status.to_pb()),
+        }),
+    })
+}

@@ -1,0 +1,396 @@
+//! Restoring a backup into a cluster: read the manifest, take the resource types in dependency
+//! order ([`order`]), prepare each object for the target ([`prepare`]), create it (or skip or
+//! update one that exists), and report every item.
+
+pub mod order;
+pub mod prepare;
+
+use cairn_proto::convert::{self, Wire};
+use cairn_proto::format::{self, BackupKeys, PartReader};
+use cairn_proto::model::{
+    ExistingPolicy, ItemRef, ItemResult, Location, LocationName, Manifest, Outcome, Phase, ResourceSummary,
+    RestoreSpec, RestoreStatus, Timestamp,
+};
+use futures::StreamExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{self, ApiResource, Scope};
+use object_store::{ObjectStore, ObjectStoreExt, path::Path};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::backup::report;
+use crate::references::CRD;
+use crate::report::{Event, Reporter};
+use prepare::{Decision, Preparer};
+
+/// Objects created at once: enough to keep the API server busy, few enough not to swamp it.
+const PARALLEL_CREATES: usize = 16;
+/// How long a restored CRD may take to become Established, and its kind to be served.
+const CRD_READY: Duration = Duration::from_secs(60);
+
+/// A failure that ends a restore.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The location could not be opened.
+    #[error(transparent)]
+    Location(#[from] format::location::Error),
+    /// The backup has no manifest: it never finished, or was deleted.
+    #[error("backup {backup} has no manifest in location {location}: it never finished or was deleted")]
+    NoManifest {
+        /// The backup.
+        backup: String,
+        /// The location.
+        location: LocationName,
+    },
+    /// Reading from the location failed.
+    #[error("reading {key} from location {location}")]
+    Read {
+        /// The key.
+        key: String,
+        /// The location.
+        location: LocationName,
+        /// The cause.
+        #[source]
+        source: object_store::Error,
+    },
+    /// The manifest does not decode.
+    #[error("manifest {key} is corrupt")]
+    Manifest {
+        /// The key.
+        key: String,
+        /// The cause.
+        #[source]
+        source: convert::Error,
+    },
+    /// An object part does not decode.
+    #[error("object part {key} is corrupt")]
+    Part {
+        /// The key.
+        key: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs restore `spec` from `location` into the cluster behind `client`; reports progress and the
+/// result.
+#[tracing::instrument(name = "restore", skip_all, fields(restore.id = %spec.name, backup.id = %spec.backup))]
+pub async fn run(client: kube::Client, spec: RestoreSpec, location: Location, mut reporter: Reporter) {
+    let started = Timestamp::now();
+    let mut items = Vec::new();
+    let outcome = execute(&client, &spec, &location, &mut reporter, &mut items).await;
+    let failed = items.iter().filter(|i| i.outcome == Outcome::Failed).count();
+    let (phase, error) = match outcome {
+        Err(e) => (Phase::Failed, Some(report(&e))),
+        Ok(()) if failed > 0 => (Phase::PartiallyFailed, None),
+        Ok(()) => (Phase::Completed, None),
+    };
+    tracing::info!(%phase, items = items.len(), failed, "restore ended");
+    let status = RestoreStatus {
+        phase,
+        started: Some(started),
+        finished: Some(Timestamp::now()),
+        items,
+        error,
+    };
+    reporter
+        .finish(Event::RestoreDone(spec.name.clone(), status))
+        .await;
+}
+
+async fn read(
+    store: &Arc<dyn ObjectStore>,
+    location: &LocationName,
+    key: &str,
+) -> Result<bytes::Bytes, Error> {
+    let err = |source| Error::Read {
+        key: key.to_owned(),
+        location: location.clone(),
+        source,
+    };
+    store
+        .get(&Path::from(key))
+        .await
+        .map_err(err)?
+        .bytes()
+        .await
+        .map_err(err)
+}
+
+async fn execute(
+    client: &kube::Client,
+    spec: &RestoreSpec,
+    location: &Location,
+    reporter: &mut Reporter,
+    items: &mut Vec<ItemResult>,
+) -> Result<(), Error> {
+    let store = format::open_location(location)?;
+    let keys = BackupKeys::new(&spec.backup);
+    let manifest_key = keys.manifest();
+    let bytes = match read(&store, &location.name, &manifest_key).await {
+        Err(Error::Read {
+            source: object_store::Error::NotFound { .. },
+            ..
+        }) => {
+            return Err(Error::NoManifest {
+                backup: spec.backup.to_string(),
+                location: location.name.clone(),
+            });
+        }
+        other => other?,
+    };
+    let manifest = Manifest::decode(&bytes).map_err(|source| Error::Manifest {
+        key: manifest_key,
+        source,
+    })?;
+    let resources = order::restore_order(&manifest.backup.status.resources);
+    let total: u64 = resources.iter().map(|r| r.count).sum();
+    let mut preparer = Preparer::default();
+    for resource in &resources {
+        let target = resolve(client, resource).await;
+        for part in &resource.parts {
+            let key = keys.absolute(part);
+            let bytes = read(&store, &location.name, &key).await?;
+            let objects: Vec<Value> = tokio::task::spawn_blocking(move || {
+                PartReader::new(&bytes)?.collect::<std::io::Result<Vec<Value>>>()
+            })
+            .await
+            .map_err(|e| Error::Part {
+                key: key.clone(),
+                source: e.into(),
+            })?
+            .map_err(|source| Error::Part {
+                key: key.clone(),
+                source,
+            })?;
+            let mut work = Vec::new();
+            for object in objects {
+                let backup_ns = object
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let covered = if resource.namespaced {
+                    spec.namespaces.covers(backup_ns)
+                } else if resource.group.is_empty() && resource.kind == "Namespace" {
+                    spec.namespaces.covers(
+                        object
+                            .pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default(),
+                    )
+                } else {
+                    true
+                };
+                if covered {
+                    let item = item_ref(resource, &object, spec);
+                    work.push((
+                        item,
+                        preparer.prepare(object, &resource.group, &resource.kind, spec),
+                    ));
+                }
+            }
+            let results: Vec<ItemResult> = futures::stream::iter(work)
+                .map(|(item, decision)| apply(client, &target, resource, spec, item, decision))
+                .buffered(PARALLEL_CREATES)
+                .collect()
+                .await;
+            items.extend(results);
+            reporter.progress(
+                items.len() as u64,
+                total,
+                0,
+                &format!("{}/{}", resource.group, resource.resource),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The item as it lands in the target (namespace mapped).
+fn item_ref(resource: &ResourceSummary, object: &Value, spec: &RestoreSpec) -> ItemRef {
+    let field = |p: &str| {
+        object
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut name = field("/metadata/name");
+    if resource.group.is_empty() && resource.kind == "Namespace" {
+        name = spec.map_namespace(&name).to_owned();
+    }
+    ItemRef {
+        group: resource.group.clone(),
+        version: resource.version.clone(),
+        kind: resource.kind.clone(),
+        resource: resource.resource.clone(),
+        namespace: spec.map_namespace(&field("/metadata/namespace")).to_owned(),
+        name,
+    }
+}
+
+/// How the target serves a backed-up type, or why it does not. A custom resource's kind may
+/// appear only once its CRD, restored just before, is established: wait for it.
+async fn resolve(client: &kube::Client, resource: &ResourceSummary) -> Result<(ApiResource, bool), String> {
+    let gvk = GroupVersionKind::gvk(&resource.group, &resource.version, &resource.kind);
+    let has_crd = resource.depends_on.iter().any(|d| d == CRD);
+    let deadline = Instant::now() + if has_crd { CRD_READY } else { Duration::ZERO };
+    loop {
+        match discovery::pinned_kind(client, &gvk).await {
+            Ok((api, caps)) => return Ok((api, caps.scope == Scope::Namespaced)),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(format!(
+                    "the target cluster does not serve {}/{} {}: {}",
+                    resource.group,
+                    resource.version,
+                    resource.kind,
+                    report(&e)
+                ));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+fn result(item: ItemRef, outcome: Outcome, message: impl Into<String>) -> ItemResult {
+    ItemResult {
+        item,
+        outcome,
+        message: message.into(),
+    }
+}
+
+async fn apply(
+    client: &kube::Client,
+    target: &Result<(ApiResource, bool), String>,
+    resource: &ResourceSummary,
+    spec: &RestoreSpec,
+    item: ItemRef,
+    decision: Decision,
+) -> ItemResult {
+    let object = match decision {
+        Decision::LeftToController(why) => return result(item, Outcome::LeftToController, why),
+        Decision::Restore(object) => object,
+    };
+    let (api_resource, namespaced) = match target {
+        Ok(t) => t,
+        Err(why) => return result(item, Outcome::Failed, why.clone()),
+    };
+    let api: Api<DynamicObject> = if *namespaced {
+        Api::namespaced_with(client.clone(), &item.namespace, api_resource)
+    } else {
+        Api::all_with(client.clone(), api_resource)
+    };
+    let object: DynamicObject = match serde_json::from_value(object) {
+        Ok(o) => o,
+        Err(e) => {
+            return result(
+                item,
+                Outcome::Failed,
+                format!("malformed object in the backup: {e}"),
+            );
+        }
+    };
+    let outcome = if spec.dry_run {
+        dry_run(&api, &item, spec.existing_policy).await
+    } else {
+        create(&api, &item, object, spec.existing_policy).await
+    };
+    if !spec.dry_run && resource.group_kind() == CRD && outcome.outcome != Outcome::Failed {
+        return established(client, outcome).await;
+    }
+    outcome
+}
+
+async fn dry_run(api: &Api<DynamicObject>, item: &ItemRef, policy: ExistingPolicy) -> ItemResult {
+    match (api.get_opt(&item.name).await, policy) {
+        (Ok(None), _) => result(item.clone(), Outcome::WouldCreate, ""),
+        (Ok(Some(_)), ExistingPolicy::Skip) => result(
+            item.clone(),
+            Outcome::SkippedExists,
+            "exists in the target; would be left as it is",
+        ),
+        (Ok(Some(_)), ExistingPolicy::Update) => result(
+            item.clone(),
+            Outcome::Updated,
+            "exists in the target; would be overwritten",
+        ),
+        (Err(e), _) => result(item.clone(), Outcome::Failed, report(&e)),
+    }
+}
+
+async fn create(
+    api: &Api<DynamicObject>,
+    item: &ItemRef,
+    object: DynamicObject,
+    policy: ExistingPolicy,
+) -> ItemResult {
+    let params = PostParams {
+        field_manager: Some("cairn".into()),
+        ..PostParams::default()
+    };
+    match api.create(&params, &object).await {
+        Ok(_) => result(item.clone(), Outcome::Created, ""),
+        Err(kube::Error::Api(status)) if status.code == 409 => match policy {
+            ExistingPolicy::Skip => result(
+                item.clone(),
+                Outcome::SkippedExists,
+                "exists in the target; left as it is (--existing-policy update overwrites it)",
+            ),
+            ExistingPolicy::Update => update(api, item, object, &params).await,
+        },
+        Err(e) => result(item.clone(), Outcome::Failed, api_message(&e)),
+    }
+}
+
+async fn update(
+    api: &Api<DynamicObject>,
+    item: &ItemRef,
+    mut object: DynamicObject,
+    params: &PostParams,
+) -> ItemResult {
+    let current = match api.get(&item.name).await {
+        Ok(c) => c,
+        Err(e) => return result(item.clone(), Outcome::Failed, api_message(&e)),
+    };
+    object.metadata.resource_version = current.metadata.resource_version;
+    match api.replace(&item.name, params, &object).await {
+        Ok(_) => result(item.clone(), Outcome::Updated, ""),
+        Err(e) => result(item.clone(), Outcome::Failed, api_message(&e)),
+    }
+}
+
+/// The API server's own words for a refusal.
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.reason),
+        other => report(other),
+    }
+}
+
+/// Waits until a restored CRD is Established, so its custom resources can follow.
+async fn established(client: &kube::Client, created: ItemResult) -> ItemResult {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let deadline = Instant::now() + CRD_READY;
+    while Instant::now() < deadline {
+        if let Ok(crd) = crds.get(&created.item.name).await {
+            let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
+            if conditions
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+            {
+                return created;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    result(
+        created.item,
+        Outcome::Failed,
+        format!("not Established within {CRD_READY:?}"),
+    )
+}

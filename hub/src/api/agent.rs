@@ -1,0 +1,125 @@
+//! The agent channel: one long-lived bidirectional stream per connected agent.
+
+use cairn_proto::convert::Wire;
+use cairn_proto::model::{
+    BackupName, BackupStatus, Cluster, ClusterName, Progress, RestoreName, RestoreStatus,
+};
+use cairn_proto::pb::{self, agent_message::Kind as Up, hub_message::Kind as Down};
+use std::pin::Pin;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::invalid;
+use crate::operations::agents::{INSTRUCTION_QUEUE, Instruction};
+use crate::operations::{Hub, Report};
+
+/// The `AgentChannel` service.
+pub struct AgentChannel {
+    hub: Hub,
+}
+
+impl AgentChannel {
+    /// Over `hub`.
+    pub fn new(hub: Hub) -> Self {
+        Self { hub }
+    }
+}
+
+type Down_ = Pin<Box<dyn Stream<Item = Result<pb::HubMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::agent_channel_server::AgentChannel for AgentChannel {
+    type SessionStream = Down_;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Down_>, Status> {
+        let mut up = request.into_inner();
+        let first = up
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty agent stream"))?;
+        let Some(Up::Register(register)) = first.kind else {
+            return Err(Status::invalid_argument(
+                "the first message of an agent stream must be Register",
+            ));
+        };
+        let name = ClusterName::new(register.cluster).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let cluster = Cluster {
+            name: name.clone(),
+            connected: true,
+            kubernetes_version: register.kubernetes_version,
+            agent_version: register.agent_version,
+            last_heartbeat: None,
+        };
+        let (session, mut instructions) = self.hub.register(cluster).await?;
+
+        let (tx, rx) = mpsc::channel(INSTRUCTION_QUEUE);
+        let hub = self.hub.clone();
+        tokio::spawn(async move {
+            let why = loop {
+                tokio::select! {
+                    instruction = instructions.recv() => {
+                        let Some(instruction) = instruction else { break "replaced by a newer session".to_owned() };
+                        if tx.send(Ok(to_pb(instruction))).await.is_err() {
+                            break "stream closed".to_owned();
+                        }
+                    }
+                    message = up.next() => match message {
+                        Some(Ok(message)) => match from_pb(message) {
+                            Ok(Some(report)) => if let Err(e) = hub.report(&name, session, report).await {
+                                tracing::warn!(cluster = %name, error = %super::report(&e), "agent report refused");
+                            },
+                            Ok(None) => {}
+                            Err(status) => tracing::warn!(cluster = %name, error = %status.message(), "malformed agent message"),
+                        },
+                        Some(Err(status)) => break format!("stream error: {}", status.message()),
+                        None => break "agent closed the stream".to_owned(),
+                    }
+                }
+            };
+            hub.disconnect(&name, session, &why).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+fn to_pb(instruction: Instruction) -> pb::HubMessage {
+    let kind = match instruction {
+        Instruction::Backup { spec, location } => Down::RunBackup(pb::RunBackup {
+            spec: Some(spec.to_pb()),
+            location: Some(location.to_pb()),
+        }),
+        Instruction::Restore { spec, location } => Down::RunRestore(pb::RunRestore {
+            spec: Some(spec.to_pb()),
+            location: Some(location.to_pb()),
+        }),
+    };
+    pb::HubMessage { kind: Some(kind) }
+}
+
+fn from_pb(message: pb::AgentMessage) -> Result<Option<Report>, Status> {
+    let conv = |e: cairn_proto::convert::Error| invalid(&e);
+    Ok(Some(match message.kind {
+        None | Some(Up::Register(_)) => return Ok(None),
+        Some(Up::Heartbeat(_)) => Report::Heartbeat,
+        Some(Up::Progress(p)) => Report::Progress(Progress::from_pb(p).map_err(conv)?),
+        Some(Up::BackupDone(done)) => {
+            let name = BackupName::new(done.backup).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let status = done
+                .status
+                .ok_or_else(|| Status::invalid_argument("BackupDone.status is missing"))?;
+            Report::BackupDone(name, BackupStatus::from_pb(status).map_err(conv)?)
+        }
+        Some(Up::RestoreDone(done)) => {
+            let name = RestoreName::new(done.restore).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let status = done
+                .status
+                .ok_or_else(|| Status::invalid_argument("RestoreDone.status is missing"))?;
+            Report::RestoreDone(name, RestoreStatus::from_pb(status).map_err(conv)?)
+        }
+    }))
+}

@@ -1,0 +1,190 @@
+//! A typed client of the user API, for the CLI and tests: model types in, model types out.
+
+use cairn_proto::convert::{self, Wire};
+use cairn_proto::model::{Backup, BackupSpec, Cluster, IndexEntry, Phase, Progress, Restore, RestoreSpec};
+use cairn_proto::pb::{self, cairn_client::CairnClient};
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+use super::MAX_MESSAGE;
+
+/// A call that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The hub cannot be reached.
+    #[error("cannot reach the hub at {url}")]
+    Connect {
+        /// The hub URL.
+        url: String,
+        /// The cause.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The hub refused or failed the call; the message is the hub's.
+    #[error("{}", .0.message())]
+    Status(#[from] tonic::Status),
+    /// The hub answered something this client cannot read.
+    #[error("unexpected answer from the hub")]
+    Convert(#[from] convert::Error),
+}
+
+/// Result of a call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A connected client.
+#[derive(Clone)]
+pub struct Client {
+    inner: CairnClient<Channel>,
+}
+
+/// One update of a running operation.
+#[derive(Debug, Clone)]
+pub struct Update {
+    /// How far it has got.
+    pub progress: Progress,
+    /// Its phase.
+    pub phase: Phase,
+}
+
+impl Client {
+    /// Connects to the hub at `url` (`http://host:port`).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let channel = Channel::from_shared(url.to_owned())
+            .map_err(|e| {
+                Error::Status(tonic::Status::invalid_argument(format!(
+                    "invalid hub URL {url:?}: {e}"
+                )))
+            })?
+            .connect()
+            .await
+            .map_err(|source| Error::Connect {
+                url: url.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            inner: CairnClient::new(channel).max_decoding_message_size(MAX_MESSAGE),
+        })
+    }
+
+    /// Registered clusters.
+    pub async fn clusters(&mut self) -> Result<Vec<Cluster>> {
+        let r = self
+            .inner
+            .list_clusters(pb::ListClustersRequest {})
+            .await?
+            .into_inner();
+        Ok(r.clusters
+            .into_iter()
+            .map(Cluster::from_pb)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Starts a backup.
+    pub async fn create_backup(&mut self, spec: &BackupSpec) -> Result<Backup> {
+        let r = self
+            .inner
+            .create_backup(pb::CreateBackupRequest {
+                spec: Some(spec.to_pb()),
+            })
+            .await?;
+        Ok(Backup::from_pb(r.into_inner())?)
+    }
+
+    /// One backup.
+    pub async fn backup(&mut self, name: &str) -> Result<Backup> {
+        let r = self
+            .inner
+            .get_backup(pb::GetRequest {
+                name: name.to_owned(),
+            })
+            .await?;
+        Ok(Backup::from_pb(r.into_inner())?)
+    }
+
+    /// Backups, of `cluster` or all.
+    pub async fn backups(&mut self, cluster: Option<&str>) -> Result<Vec<Backup>> {
+        let request = pb::ListBackupsRequest {
+            cluster: cluster.unwrap_or_default().to_owned(),
+        };
+        let r = self.inner.list_backups(request).await?.into_inner();
+        Ok(r.backups
+            .into_iter()
+            .map(Backup::from_pb)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Every item of a backup.
+    pub async fn backup_items(&mut self, name: &str) -> Result<Vec<IndexEntry>> {
+        let r = self
+            .inner
+            .list_backup_items(pb::GetRequest {
+                name: name.to_owned(),
+            })
+            .await?;
+        Ok(Vec::<IndexEntry>::from_pb(r.into_inner())?)
+    }
+
+    /// Deletes a backup.
+    pub async fn delete_backup(&mut self, name: &str) -> Result<()> {
+        self.inner
+            .delete_backup(pb::GetRequest {
+                name: name.to_owned(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Starts a restore.
+    pub async fn create_restore(&mut self, spec: &RestoreSpec) -> Result<Restore> {
+        let r = self
+            .inner
+            .create_restore(pb::CreateRestoreRequest {
+                spec: Some(spec.to_pb()),
+            })
+            .await?;
+        Ok(Restore::from_pb(r.into_inner())?)
+    }
+
+    /// One restore.
+    pub async fn restore(&mut self, name: &str) -> Result<Restore> {
+        let r = self
+            .inner
+            .get_restore(pb::GetRequest {
+                name: name.to_owned(),
+            })
+            .await?;
+        Ok(Restore::from_pb(r.into_inner())?)
+    }
+
+    /// Every restore.
+    pub async fn restores(&mut self) -> Result<Vec<Restore>> {
+        let r = self
+            .inner
+            .list_restores(pb::ListRestoresRequest {})
+            .await?
+            .into_inner();
+        Ok(r.restores
+            .into_iter()
+            .map(Restore::from_pb)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Updates of running operation `name`, until it ends; `on_update` sees each one.
+    /// Returns when the stream ends (immediately if the operation is not running).
+    pub async fn watch(&mut self, name: &str, mut on_update: impl FnMut(Update)) -> Result<()> {
+        let mut events = self
+            .inner
+            .watch(pb::GetRequest {
+                name: name.to_owned(),
+            })
+            .await?
+            .into_inner();
+        while let Some(event) = events.next().await {
+            let event = event?;
+            let progress = Progress::from_pb(event.progress.unwrap_or_default())?;
+            let phase = convert::phase_from_pb("WatchEvent.phase", event.phase)?;
+            on_update(Update { progress, phase });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,73 @@
+//! The hub's gRPC surface: the agent channel ([`agent`]) and the user API ([`user`]), served on
+//! one port. The only place in the hub that touches wire types.
+
+pub mod agent;
+pub mod client;
+pub mod user;
+
+use cairn_proto::pb;
+use std::net::SocketAddr;
+use tonic::{Code, Status};
+
+use crate::operations::{self, Hub};
+
+/// Largest gRPC message accepted: restore results of large namespaces come in one message.
+pub const MAX_MESSAGE: usize = 64 << 20;
+
+/// Serves both services on `listener` until `shutdown` resolves.
+pub async fn serve(
+    hub: Hub,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .add_service(
+            pb::agent_channel_server::AgentChannelServer::new(agent::AgentChannel::new(hub.clone()))
+                .max_decoding_message_size(MAX_MESSAGE),
+        )
+        .add_service(
+            pb::cairn_server::CairnServer::new(user::UserApi::new(hub))
+                .max_encoding_message_size(MAX_MESSAGE),
+        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+/// The address the hub listens on, for logs.
+pub fn describe(addr: SocketAddr) -> String {
+    format!("http://{addr}")
+}
+
+/// The error text a user reads: the error and its causes, each once.
+pub fn report(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+impl From<operations::Error> for Status {
+    fn from(e: operations::Error) -> Self {
+        use operations::Error as E;
+        let code = match &e {
+            E::UnknownCluster(_) | E::UnknownBackup(_) | E::UnknownRestore(_) | E::UnknownLocation(_) => {
+                Code::NotFound
+            }
+            E::NotConnected { .. } => Code::Unavailable,
+            E::Exists { .. } => Code::AlreadyExists,
+            E::NotRestorable { .. } => Code::FailedPrecondition,
+            E::Inventory(_) | E::Location(_) | E::Bucket { .. } | E::Corrupt { .. } => Code::Internal,
+        };
+        Status::new(code, report(&e))
+    }
+}
+
+/// A request field that does not convert to a domain value.
+pub fn invalid(e: &cairn_proto::convert::Error) -> Status {
+    Status::invalid_argument(report(e))
+}

@@ -1,0 +1,15 @@
+//! `cairn`: the command-line client; see [`cairn_hub::cli`].
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() {
+    let cli = cairn_hub::cli::Cli::parse();
+    if let Err(e) = cairn_hub::cli::run(cli).await {
+        eprintln!(
+            "error: {}",
+            e.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+        );
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,335 @@
+//! How the CLI prints: kubectl-like tables, or the model as JSON or YAML (`-o`).
+
+use anyhow::Result;
+use cairn_proto::model::{Backup, Cluster, IndexEntry, ItemResult, Restore, Timestamp};
+use clap::ValueEnum;
+use comfy_table::{Table, presets::NOTHING};
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// Output format.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns.
+    Table,
+    /// The objects as JSON.
+    Json,
+    /// The objects as YAML.
+    Yaml,
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(NOTHING)
+        .set_header(header.iter().map(|h| h.to_string()));
+    t
+}
+
+fn print_table(t: &Table) {
+    // comfy-table pads the first column with a space; kubectl does not.
+    for line in t.to_string().lines() {
+        println!("{}", line.strip_prefix(' ').unwrap_or(line).trim_end());
+    }
+}
+
+fn structured<T: Serialize + ?Sized>(format: Format, value: &T) -> Result<bool> {
+    match format {
+        Format::Table => return Ok(false),
+        Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        Format::Yaml => print!("{}", serde_yaml_ng::to_string(value)?),
+    }
+    Ok(true)
+}
+
+fn time(t: Option<Timestamp>) -> String {
+    t.map_or_else(|| "-".into(), |t| t.to_string())
+}
+
+fn duration(start: Option<Timestamp>, end: Option<Timestamp>) -> String {
+    match (start, end) {
+        (Some(s), Some(e)) => {
+            humantime::format_duration(std::time::Duration::from_secs(s.until(e).as_secs())).to_string()
+        }
+        _ => "-".into(),
+    }
+}
+
+/// `cluster list`.
+pub fn clusters(format: Format, clusters: &[Cluster]) -> Result<()> {
+    if structured(format, clusters)? {
+        return Ok(());
+    }
+    let mut t = table(&["NAME", "CONNECTED", "KUBERNETES", "AGENT", "LAST HEARTBEAT"]);
+    for c in clusters {
+        t.add_row(vec![
+            c.name.to_string(),
+            if c.connected { "yes" } else { "no" }.into(),
+            c.kubernetes_version.clone(),
+            c.agent_version.clone(),
+            time(c.last_heartbeat),
+        ]);
+    }
+    print_table(&t);
+    Ok(())
+}
+
+/// `backup list`.
+pub fn backups(format: Format, backups: &[Backup]) -> Result<()> {
+    if structured(format, backups)? {
+        return Ok(());
+    }
+    let mut t = table(&[
+        "NAME", "CLUSTER", "STATUS", "ITEMS", "SIZE", "STARTED", "DURATION",
+    ]);
+    for b in backups {
+        let s = &b.status;
+        t.add_row(vec![
+            b.spec.name.to_string(),
+            b.spec.cluster.to_string(),
+            s.phase.to_string(),
+            s.items.to_string(),
+            indicatif::HumanBytes(s.bytes).to_string(),
+            time(s.started),
+            duration(s.started, s.finished),
+        ]);
+    }
+    print_table(&t);
+    Ok(())
+}
+
+fn list(values: &[String]) -> String {
+    if values.is_empty() {
+        "*".into()
+    } else {
+        values.join(",")
+    }
+}
+
+fn problems(out: &mut String, problems: &[ItemResult]) {
+    if problems.is_empty() {
+        return;
+    }
+    out.push_str("Problems:\n");
+    for p in problems {
+        let _ = writeln!(out, "  {} ({}): {}", p.item, p.outcome, p.message);
+    }
+}
+
+/// `backup describe` (and the summary after `backup create --wait`).
+pub fn backup(format: Format, b: &Backup, items: Option<&[IndexEntry]>) -> Result<()> {
+    #[derive(Serialize)]
+    struct Described<'a> {
+        #[serde(flatten)]
+        backup: &'a Backup,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        items: Option<&'a [IndexEntry]>,
+    }
+    if structured(format, &Described { backup: b, items })? {
+        return Ok(());
+    }
+    let (spec, s) = (&b.spec, &b.status);
+    let mut out = String::new();
+    let _ = writeln!(out, "Name:               {}", spec.name);
+    let _ = writeln!(out, "Cluster:            {}", spec.cluster);
+    let _ = writeln!(
+        out,
+        "Location:           {}",
+        spec.location.as_ref().map_or("default", |l| l.as_str())
+    );
+    let _ = writeln!(out, "Phase:              {}", s.phase);
+    if let Some(error) = &s.error {
+        let _ = writeln!(out, "Error:              {error}");
+    }
+    let _ = writeln!(
+        out,
+        "Namespaces:         {} (excluded: {})",
+        list(&spec.namespaces.include),
+        list(&spec.namespaces.exclude)
+    );
+    let _ = writeln!(
+        out,
+        "Resources:          {} (excluded: {})",
+        list(&spec.include_resources),
+        list(&spec.exclude_resources)
+    );
+    let _ = writeln!(
+        out,
+        "Label selector:     {}",
+        spec.selector.as_ref().map_or("-".into(), ToString::to_string)
+    );
+    let _ = writeln!(out, "Cluster resources:  {:?}", spec.cluster_resources);
+    let _ = writeln!(
+        out,
+        "TTL:                {}",
+        spec.ttl
+            .map_or("-".into(), |d| humantime::format_duration(d).to_string())
+    );
+    let _ = writeln!(out, "Started:            {}", time(s.started));
+    let _ = writeln!(
+        out,
+        "Finished:           {} ({})",
+        time(s.finished),
+        duration(s.started, s.finished)
+    );
+    let _ = writeln!(out, "Items:              {}", s.items);
+    let _ = writeln!(out, "Size:               {}", indicatif::HumanBytes(s.bytes));
+    let _ = writeln!(
+        out,
+        "Agent / Kubernetes: {} / {}",
+        s.agent_version, s.kubernetes_version
+    );
+    print!("{out}");
+    if !s.resources.is_empty() {
+        println!("Resources backed up:");
+        let mut t = table(&["RESOURCE", "KIND", "COUNT"]);
+        for r in &s.resources {
+            let resource = if r.group.is_empty() {
+                r.resource.clone()
+            } else {
+                format!("{}.{}", r.resource, r.group)
+            };
+            t.add_row(vec![resource, r.kind.clone(), r.count.to_string()]);
+        }
+        print_table(&t);
+    }
+    let mut out = String::new();
+    problems(&mut out, &s.problems);
+    print!("{out}");
+    if let Some(items) = items {
+        println!("Items:");
+        let mut t = table(&["KIND", "NAMESPACE", "NAME", "RESULT"]);
+        for e in items {
+            let problem = s.problems.iter().find(|p| p.item == e.item);
+            let kind = if e.item.group.is_empty() {
+                e.item.kind.clone()
+            } else {
+                format!("{}.{}", e.item.kind, e.item.group)
+            };
+            let result = problem.map_or_else(
+                || "backed up".to_owned(),
+                |p| format!("{}: {}", p.outcome, p.message),
+            );
+            t.add_row(vec![kind, e.item.namespace.clone(), e.item.name.clone(), result]);
+        }
+        print_table(&t);
+    }
+    Ok(())
+}
+
+/// `restore list`.
+pub fn restores(format: Format, restores: &[Restore]) -> Result<()> {
+    if structured(format, restores)? {
+        return Ok(());
+    }
+    let mut t = table(&[
+        "NAME", "BACKUP", "TARGET", "STATUS", "ITEMS", "STARTED", "DURATION",
+    ]);
+    for r in restores {
+        let s = &r.status;
+        t.add_row(vec![
+            r.spec.name.to_string(),
+            r.spec.backup.to_string(),
+            r.spec
+                .target_cluster
+                .as_ref()
+                .map_or("-".into(), ToString::to_string),
+            if r.spec.dry_run {
+                format!("{} (dry run)", s.phase)
+            } else {
+                s.phase.to_string()
+            },
+            s.items.len().to_string(),
+            time(s.started),
+            duration(s.started, s.finished),
+        ]);
+    }
+    print_table(&t);
+    Ok(())
+}
+
+/// `restore describe` (and the summary after `restore create --wait`; a dry run prints its plan).
+pub fn restore(format: Format, r: &Restore, details: bool) -> Result<()> {
+    if structured(format, r)? {
+        return Ok(());
+    }
+    let (spec, s) = (&r.spec, &r.status);
+    let mut out = String::new();
+    let _ = writeln!(out, "Name:               {}", spec.name);
+    let _ = writeln!(out, "Backup:             {}", spec.backup);
+    let _ = writeln!(
+        out,
+        "Target cluster:     {}",
+        spec.target_cluster
+            .as_ref()
+            .map_or("-".into(), ToString::to_string)
+    );
+    let _ = writeln!(
+        out,
+        "Phase:              {}{}",
+        s.phase,
+        if spec.dry_run { " (dry run)" } else { "" }
+    );
+    if let Some(error) = &s.error {
+        let _ = writeln!(out, "Error:              {error}");
+    }
+    if !spec.namespace_mapping.is_empty() {
+        let mapping: Vec<String> = spec
+            .namespace_mapping
+            .iter()
+            .map(|(a, b)| format!("{a}:{b}"))
+            .collect();
+        let _ = writeln!(out, "Namespace mapping:  {}", mapping.join(","));
+    }
+    let _ = writeln!(out, "Started:            {}", time(s.started));
+    let _ = writeln!(
+        out,
+        "Finished:           {} ({})",
+        time(s.finished),
+        duration(s.started, s.finished)
+    );
+    let count = |o: cairn_proto::model::Outcome| s.items.iter().filter(|i| i.outcome == o).count();
+    use cairn_proto::model::Outcome as O;
+    let _ = writeln!(
+        out,
+        "Items:              {} created, {} updated, {} skipped (exist), {} left to controllers, {} failed",
+        count(O::Created) + count(O::WouldCreate),
+        count(O::Updated),
+        count(O::SkippedExists),
+        count(O::LeftToController),
+        count(O::Failed)
+    );
+    let failed: Vec<ItemResult> = s
+        .items
+        .iter()
+        .filter(|i| i.outcome == O::Failed || i.outcome == O::SkippedExists)
+        .cloned()
+        .collect();
+    problems(&mut out, &failed);
+    print!("{out}");
+    if details {
+        println!(
+            "{}:",
+            if spec.dry_run {
+                "Plan (in order)"
+            } else {
+                "Items (in order)"
+            }
+        );
+        let mut t = table(&["KIND", "NAMESPACE", "NAME", "RESULT"]);
+        for i in &s.items {
+            let kind = if i.item.group.is_empty() {
+                i.item.kind.clone()
+            } else {
+                format!("{}.{}", i.item.kind, i.item.group)
+            };
+            let result = if i.message.is_empty() {
+                i.outcome.to_string()
+            } else {
+                format!("{}: {}", i.outcome, i.message)
+            };
+            t.add_row(vec![kind, i.item.namespace.clone(), i.item.name.clone(), result]);
+        }
+        print_table(&t);
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! The hub's configuration: embedded defaults (`defaults.toml`), then an optional file, then
+//! `CAIRN_*` environment variables, checked once at start-up.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Configuration that does not load or does not make sense.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A source failed to read or parse.
+    #[error("loading hub configuration")]
+    Load(#[source] config::ConfigError),
+    /// A value is out of range.
+    #[error("hub configuration: {0}")]
+    Invalid(String),
+}
+
+/// Environment variables that override the file, one per field.
+const ENV_KEYS: &[&str] = &[
+    "CAIRN_DATA_DIR",
+    "CAIRN_LISTEN",
+    "CAIRN_AGENT_TIMEOUT",
+    "CAIRN_DEFAULT_LOCATION",
+];
+
+/// The hub's configuration, as the file and environment spell it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// RocksDB state and the default local location.
+    pub data_dir: PathBuf,
+    /// gRPC address for agents and users.
+    pub listen: SocketAddr,
+    /// Silence after which an agent counts as disconnected.
+    #[serde(with = "humantime_serde")]
+    pub agent_timeout: Duration,
+    /// URL of the default location; empty: `<data_dir>/backups`.
+    pub default_location: String,
+}
+
+impl Config {
+    /// Defaults, then `file` (if given and present), then `CAIRN_*` variables.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, Error> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            include_str!("defaults.toml"),
+            config::FileFormat::Toml,
+        ));
+        if let Some(file) = file {
+            builder = builder.add_source(config::File::from(file).required(true));
+        }
+        // Only the hub's own variables: CAIRN_HUB (the CLI's) or CAIRN_CACHE (the test bed's) in
+        // the same shell are not configuration errors.
+        let env: config::Map<String, String> = std::env::vars()
+            .filter(|(k, _)| ENV_KEYS.contains(&k.as_str()))
+            .collect();
+        let config: Self = builder
+            .add_source(config::Environment::with_prefix("CAIRN").source(Some(env)))
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(Error::Load)?;
+        if config.agent_timeout < Duration::from_secs(1) {
+            return Err(Error::Invalid("agent_timeout must be at least 1s".into()));
+        }
+        Ok(config)
+    }
+
+    /// The default location's URL: the configured one, or `file://<data_dir>/backups`.
+    pub fn default_location_url(&self) -> Result<String, Error> {
+        if !self.default_location.is_empty() {
+            return Ok(self.default_location.clone());
+        }
+        let dir = std::path::absolute(self.data_dir.join("backups"))
+            .map_err(|e| Error::Invalid(format!("data_dir {}: {e}", self.data_dir.display())))?;
+        Ok(format!("file://{}", dir.display()))
+    }
+}
+
+/// `Duration` fields as humantime text ("20s").
+mod humantime_serde {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        humantime::parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_with_no_file_on_embedded_defaults() {
+        let config = Config::load(None).expect("defaults load");
+        assert_eq!(config.listen, "127.0.0.1:7443".parse().expect("addr"));
+        assert_eq!(config.data_dir, PathBuf::from("./cairn-data"));
+        assert!(
+            config
+                .default_location_url()
+                .expect("url")
+                .ends_with("/cairn-data/backups")
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! The hub's inventory: clusters, backups and restores, kept in a key-value [`Store`]
+//! (RocksDB by default, see [`rocks`]) so a fleet that outgrows one hub can move it elsewhere
+//! without touching the rest. Records are stored in their protobuf encoding.
+//!
+//! Keys: `cluster/<name>`, `backup/<name>`, `restore/<name>`.
+
+pub mod rocks;
+
+use cairn_proto::convert::{self, Wire};
+use cairn_proto::model::{Backup, BackupName, Cluster, ClusterName, Restore, RestoreName};
+use std::sync::Arc;
+
+/// An inventory read or write that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store failed.
+    #[error("inventory store: {operation} {key}")]
+    Store {
+        /// get, put, delete or scan.
+        operation: &'static str,
+        /// The key or prefix.
+        key: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A stored record does not decode.
+    #[error("inventory record {key} is corrupt")]
+    Corrupt {
+        /// Its key.
+        key: String,
+        /// The cause.
+        #[source]
+        source: convert::Error,
+    },
+    /// The blocking task running the store call panicked or was cancelled.
+    #[error("inventory task")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Result of an inventory call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A small, synchronous key-value store. Implementations block; [`Inventory`] calls them on the
+/// blocking pool.
+pub trait Store: Send + Sync + 'static {
+    /// The value at `key`.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Sets `key`.
+    fn put(&self, key: &str, value: &[u8]) -> Result<()>;
+    /// Removes `key` (no error if absent).
+    fn delete(&self, key: &str) -> Result<()>;
+    /// Every entry whose key starts with `prefix`, in key order.
+    fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
+}
+
+/// Typed access to the hub's records.
+#[derive(Clone)]
+pub struct Inventory {
+    store: Arc<dyn Store>,
+}
+
+impl Inventory {
+    /// Over `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    async fn get<T: Wire + Send + 'static>(&self, key: String) -> Result<Option<T>> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            store
+                .get(&key)?
+                .map(|bytes| T::decode(&bytes).map_err(|source| Error::Corrupt { key, source }))
+                .transpose()
+        })
+        .await?
+    }
+
+    async fn put<T: Wire>(&self, key: String, value: &T) -> Result<()> {
+        let (store, bytes) = (self.store.clone(), value.encode());
+        tokio::task::spawn_blocking(move || store.put(&key, &bytes)).await?
+    }
+
+    async fn scan<T: Wire + Send + 'static>(&self, prefix: &'static str) -> Result<Vec<T>> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            store
+                .scan(prefix)?
+                .into_iter()
+                .map(|(key, bytes)| T::decode(&bytes).map_err(|source| Error::Corrupt { key, source }))
+                .collect()
+        })
+        .await?
+    }
+
+    /// Records `cluster`.
+    pub async fn put_cluster(&self, cluster: &Cluster) -> Result<()> {
+        self.put(format!("cluster/{}", cluster.name), cluster).await
+    }
+
+    /// The cluster named `name`.
+    pub async fn cluster(&self, name: &ClusterName) -> Result<Option<Cluster>> {
+        self.get(format!("cluster/{name}")).await
+    }
+
+    /// Every cluster, by name.
+    pub async fn clusters(&self) -> Result<Vec<Cluster>> {
+        self.scan("cluster/").await
+    }
+
+    /// Records `backup`.
+    pub async fn put_backup(&self, backup: &Backup) -> Result<()> {
+        self.put(format!("backup/{}", backup.spec.name), backup).await
+    }
+
+    /// The backup named `name`.
+    pub async fn backup(&self, name: &BackupName) -> Result<Option<Backup>> {
+        self.get(format!("backup/{name}")).await
+    }
+
+    /// Every backup, by name.
+    pub async fn backups(&self) -> Result<Vec<Backup>> {
+        self.scan("backup/").await
+    }
+
+    /// Forgets backup `name`.
+    pub async fn delete_backup(&self, name: &BackupName) -> Result<()> {
+        let (store, key) = (self.store.clone(), format!("backup/{name}"));
+        tokio::task::spawn_blocking(move || store.delete(&key)).await?
+    }
+
+    /// Records `restore`.
+    pub async fn put_restore(&self, restore: &Restore) -> Result<()> {
+        self.put(format!("restore/{}", restore.spec.name), restore).await
+    }
+
+    /// The restore named `name`.
+    pub async fn restore(&self, name: &RestoreName) -> Result<Option<Restore>> {
+        self.get(format!("restore/{name}")).await
+    }
+
+    /// Every restore, by name.
+    pub async fn restores(&self) -> Result<Vec<Restore>> {
+        self.scan("restore/").await
+    }
+}

@@ -1,0 +1,15 @@
+//! `cairn-hub`: Cairn's central server, and the `cairn` command-line client.
+//!
+//! - [`config`]: embedded defaults, file, environment.
+//! - [`inventory`]: clusters, backups, restores in RocksDB behind a small store trait.
+//! - [`location`]: the backup locations the hub hands to agents.
+//! - [`operations`]: registration, backups and restores from request to result.
+//! - [`api`]: the gRPC services (agent channel, user API): the only wire-facing code.
+//! - [`cli`]: the `cairn` command.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod inventory;
+pub mod location;
+pub mod operations;

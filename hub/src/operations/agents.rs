@@ -1,0 +1,120 @@
+//! The agents connected now: one session per cluster, each with a bounded queue of
+//! instructions that the agent channel streams down to it.
+
+use cairn_proto::model::{BackupSpec, ClusterName, Location, RestoreSpec, Timestamp};
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc;
+
+/// Instructions waiting for one agent; a full queue makes the sender wait (backpressure).
+pub const INSTRUCTION_QUEUE: usize = 16;
+
+/// What the hub asks an agent to do.
+#[derive(Debug, Clone)]
+pub enum Instruction {
+    /// Run a backup into `location`.
+    Backup {
+        /// The backup.
+        spec: BackupSpec,
+        /// Where to write it.
+        location: Location,
+    },
+    /// Run a restore from `location`.
+    Restore {
+        /// The restore.
+        spec: RestoreSpec,
+        /// Where the backup is.
+        location: Location,
+    },
+}
+
+/// Identifies one connection of an agent; a reconnect gets a new one.
+pub type SessionId = u64;
+
+struct Session {
+    id: SessionId,
+    tx: mpsc::Sender<Instruction>,
+    last_heartbeat: Timestamp,
+    running: HashSet<String>,
+}
+
+/// The connected agents, by cluster.
+#[derive(Default)]
+pub struct Agents {
+    sessions: Mutex<HashMap<ClusterName, Session>>,
+    next_id: AtomicU64,
+}
+
+impl Agents {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ClusterName, Session>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A new session for `cluster`, replacing any older one (whose operations are returned:
+    /// the old link is gone).
+    pub fn attach(&self, cluster: &ClusterName) -> (SessionId, mpsc::Receiver<Instruction>, Vec<String>) {
+        let (tx, rx) = mpsc::channel(INSTRUCTION_QUEUE);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let session = Session {
+            id,
+            tx,
+            last_heartbeat: Timestamp::now(),
+            running: HashSet::new(),
+        };
+        let old = self.lock().insert(cluster.clone(), session);
+        (
+            id,
+            rx,
+            old.map(|s| s.running.into_iter().collect()).unwrap_or_default(),
+        )
+    }
+
+    /// Removes session `id` of `cluster` (if still current); returns its running operations.
+    pub fn detach(&self, cluster: &ClusterName, id: SessionId) -> Option<Vec<String>> {
+        let mut sessions = self.lock();
+        if sessions.get(cluster).is_some_and(|s| s.id == id) {
+            return sessions.remove(cluster).map(|s| s.running.into_iter().collect());
+        }
+        None
+    }
+
+    /// Notes a sign of life from session `id`.
+    pub fn beat(&self, cluster: &ClusterName, id: SessionId) {
+        if let Some(s) = self.lock().get_mut(cluster).filter(|s| s.id == id) {
+            s.last_heartbeat = Timestamp::now();
+        }
+    }
+
+    /// When `cluster`'s agent was last heard from, if it is connected.
+    pub fn last_heartbeat(&self, cluster: &ClusterName) -> Option<Timestamp> {
+        self.lock().get(cluster).map(|s| s.last_heartbeat)
+    }
+
+    /// Sessions silent since before `deadline`: (cluster, session).
+    pub fn silent_since(&self, deadline: Timestamp) -> Vec<(ClusterName, SessionId)> {
+        self.lock()
+            .iter()
+            .filter(|(_, s)| s.last_heartbeat < deadline)
+            .map(|(c, s)| (c.clone(), s.id))
+            .collect()
+    }
+
+    /// The instruction queue of `cluster`'s agent, with `operation` counted as running on it;
+    /// `None` if no agent is connected.
+    pub fn sender(&self, cluster: &ClusterName, operation: &str) -> Option<mpsc::Sender<Instruction>> {
+        let mut sessions = self.lock();
+        let session = sessions.get_mut(cluster)?;
+        session.running.insert(operation.to_owned());
+        Some(session.tx.clone())
+    }
+
+    /// Operation `operation` of `cluster` has ended.
+    pub fn finished(&self, cluster: &ClusterName, operation: &str) {
+        if let Some(s) = self.lock().get_mut(cluster) {
+            s.running.remove(operation);
+        }
+    }
+}

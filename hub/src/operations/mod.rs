@@ -1,0 +1,479 @@
+//! The hub's work: clusters registering, backups and restores from request to result.
+//!
+//! [`Hub`] owns the inventory, the connected [`agents`] and the live [`progress`] board. The
+//! gRPC services in `api/` only translate to and from the wire and call it.
+
+pub mod agents;
+pub mod progress;
+
+use cairn_proto::convert::{self, Wire};
+use cairn_proto::format::{self, BackupKeys};
+use cairn_proto::model::{
+    Backup, BackupName, BackupSpec, BackupStatus, Cluster, ClusterName, IndexEntry, LocationName, Phase,
+    Progress, Restore, RestoreName, RestoreSpec, RestoreStatus, Timestamp,
+};
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectStoreExt, path::Path};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+use crate::inventory::{self, Inventory};
+use crate::location::Locations;
+use agents::{Agents, Instruction, SessionId};
+use progress::{Board, Live};
+
+/// A request the hub refuses or cannot carry out.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No agent has ever registered this cluster.
+    #[error("unknown cluster {0}: no agent has registered it (see `cairn cluster list`)")]
+    UnknownCluster(ClusterName),
+    /// The cluster's agent is not connected.
+    #[error("cluster {cluster} is not connected{}", last_seen.map(|t| format!(" (last heartbeat {t})")).unwrap_or_default())]
+    NotConnected {
+        /// The cluster.
+        cluster: ClusterName,
+        /// When it was last heard from.
+        last_seen: Option<Timestamp>,
+    },
+    /// A backup or restore of that name exists.
+    #[error("{kind} {name} already exists")]
+    Exists {
+        /// backup or restore.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// No such backup.
+    #[error("unknown backup {0}")]
+    UnknownBackup(BackupName),
+    /// No such restore.
+    #[error("unknown restore {0}")]
+    UnknownRestore(RestoreName),
+    /// No such location.
+    #[error("unknown location {0}")]
+    UnknownLocation(LocationName),
+    /// The backup cannot be restored (still running, or failed).
+    #[error("backup {backup} is {phase}: only Completed or PartiallyFailed backups can be restored")]
+    NotRestorable {
+        /// The backup.
+        backup: BackupName,
+        /// Its phase.
+        phase: Phase,
+    },
+    /// The hub's own records failed.
+    #[error(transparent)]
+    Inventory(#[from] inventory::Error),
+    /// The location could not be opened.
+    #[error(transparent)]
+    Location(#[from] format::location::Error),
+    /// Reading or deleting in the location failed.
+    #[error("location {location}: {operation} {key}")]
+    Bucket {
+        /// The location.
+        location: LocationName,
+        /// read, list or delete.
+        operation: &'static str,
+        /// The key or prefix.
+        key: String,
+        /// The cause.
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    /// Something in the location does not decode.
+    #[error("location {location}: {key} is corrupt")]
+    Corrupt {
+        /// The location.
+        location: LocationName,
+        /// The key.
+        key: String,
+        /// The cause.
+        #[source]
+        source: convert::Error,
+    },
+}
+
+impl Error {
+    fn bucket(
+        location: &LocationName,
+        operation: &'static str,
+        key: &str,
+        source: object_store::Error,
+    ) -> Self {
+        Self::Bucket {
+            location: location.clone(),
+            operation,
+            key: key.to_owned(),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// Result of a hub call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What an agent reports on its channel.
+#[derive(Debug)]
+pub enum Report {
+    /// Still there.
+    Heartbeat,
+    /// How far an operation has got.
+    Progress(Progress),
+    /// A backup ended.
+    BackupDone(BackupName, BackupStatus),
+    /// A restore ended.
+    RestoreDone(RestoreName, RestoreStatus),
+}
+
+/// The hub's state and operations; cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    inventory: Inventory,
+    locations: Locations,
+    agents: Agents,
+    board: Board,
+}
+
+impl Hub {
+    /// A hub over `inventory` with `locations`.
+    pub fn new(inventory: Inventory, locations: Locations) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                inventory,
+                locations,
+                agents: Agents::default(),
+                board: Board::default(),
+            }),
+        }
+    }
+
+    /// Registers `cluster`'s agent; returns its session and the queue of instructions for it.
+    #[tracing::instrument(name = "register", skip_all, fields(cluster = %cluster.name))]
+    pub async fn register(&self, mut cluster: Cluster) -> Result<(SessionId, mpsc::Receiver<Instruction>)> {
+        let (id, rx, orphaned) = self.inner.agents.attach(&cluster.name);
+        self.fail_all(
+            &orphaned,
+            "the agent reconnected; the operation it was running was lost",
+        )
+        .await;
+        cluster.connected = true;
+        cluster.last_heartbeat = Some(Timestamp::now());
+        self.inner.inventory.put_cluster(&cluster).await?;
+        tracing::info!(agent.version = %cluster.agent_version, kubernetes.version = %cluster.kubernetes_version, "agent registered");
+        Ok((id, rx))
+    }
+
+    /// Handles a report from session `session` of `cluster`.
+    pub async fn report(&self, cluster: &ClusterName, session: SessionId, report: Report) -> Result<()> {
+        self.inner.agents.beat(cluster, session);
+        match report {
+            Report::Heartbeat => {}
+            Report::Progress(p) => self.inner.board.progress(p),
+            Report::BackupDone(name, status) => {
+                let Some(mut backup) = self.inner.inventory.backup(&name).await? else {
+                    return Err(Error::UnknownBackup(name));
+                };
+                tracing::info!(backup.id = %name, phase = %status.phase, items = status.items, "backup ended");
+                let phase = status.phase;
+                backup.status = status;
+                self.inner.inventory.put_backup(&backup).await?;
+                self.inner.agents.finished(cluster, name.as_str());
+                self.inner.board.close(name.as_str(), phase);
+            }
+            Report::RestoreDone(name, status) => {
+                let Some(mut restore) = self.inner.inventory.restore(&name).await? else {
+                    return Err(Error::UnknownRestore(name));
+                };
+                tracing::info!(restore.id = %name, phase = %status.phase, items = status.items.len(), "restore ended");
+                let phase = status.phase;
+                restore.status = status;
+                self.inner.inventory.put_restore(&restore).await?;
+                self.inner.agents.finished(cluster, name.as_str());
+                self.inner.board.close(name.as_str(), phase);
+            }
+        }
+        Ok(())
+    }
+
+    /// Session `session` of `cluster` has ended: operations it was running fail.
+    pub async fn disconnect(&self, cluster: &ClusterName, session: SessionId, why: &str) {
+        let Some(running) = self.inner.agents.detach(cluster, session) else {
+            return;
+        };
+        tracing::warn!(%cluster, why, running = running.len(), "agent disconnected");
+        self.fail_all(
+            &running,
+            &format!("the agent of cluster {cluster} disconnected ({why})"),
+        )
+        .await;
+        if let Ok(Some(mut c)) = self.inner.inventory.cluster(cluster).await {
+            c.connected = false;
+            let _ = self.inner.inventory.put_cluster(&c).await;
+        }
+    }
+
+    /// Disconnects agents silent for longer than `timeout`.
+    pub async fn expire_silent(&self, timeout: Duration) {
+        let deadline = Timestamp::from_unix_ms(
+            Timestamp::now().unix_ms() - i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX),
+        );
+        for (cluster, session) in self
+            .inner
+            .agents
+            .silent_since(deadline.unwrap_or_else(Timestamp::now))
+        {
+            self.disconnect(&cluster, session, "no heartbeat").await;
+        }
+    }
+
+    /// Marks the named running operations `Failed` with `why`.
+    async fn fail_all(&self, operations: &[String], why: &str) {
+        for op in operations {
+            if let Err(e) = self.fail(op, why).await {
+                tracing::error!(operation = %op, error = %e, "recording a failed operation");
+            }
+        }
+    }
+
+    async fn fail(&self, operation: &str, why: &str) -> Result<()> {
+        let finished = Some(Timestamp::now());
+        if let Ok(name) = BackupName::new(operation)
+            && let Some(mut b) = self.inner.inventory.backup(&name).await?
+            && !b.status.phase.is_final()
+        {
+            b.status.phase = Phase::Failed;
+            b.status.error = Some(why.to_owned());
+            b.status.finished = finished;
+            self.inner.inventory.put_backup(&b).await?;
+        }
+        if let Ok(name) = RestoreName::new(operation)
+            && let Some(mut r) = self.inner.inventory.restore(&name).await?
+            && !r.status.phase.is_final()
+        {
+            r.status.phase = Phase::Failed;
+            r.status.error = Some(why.to_owned());
+            r.status.finished = finished;
+            self.inner.inventory.put_restore(&r).await?;
+        }
+        self.inner.board.close(operation, Phase::Failed);
+        Ok(())
+    }
+
+    /// Every cluster, with its connection state now.
+    pub async fn clusters(&self) -> Result<Vec<Cluster>> {
+        let mut clusters = self.inner.inventory.clusters().await?;
+        for c in &mut clusters {
+            let live = self.inner.agents.last_heartbeat(&c.name);
+            c.connected = live.is_some();
+            c.last_heartbeat = live.or(c.last_heartbeat);
+        }
+        Ok(clusters)
+    }
+
+    /// The instruction queue of `cluster`'s agent, or why there is none.
+    async fn connected(&self, cluster: &ClusterName, operation: &str) -> Result<mpsc::Sender<Instruction>> {
+        if let Some(tx) = self.inner.agents.sender(cluster, operation) {
+            return Ok(tx);
+        }
+        match self.inner.inventory.cluster(cluster).await? {
+            None => Err(Error::UnknownCluster(cluster.clone())),
+            Some(c) => Err(Error::NotConnected {
+                cluster: cluster.clone(),
+                last_seen: c.last_heartbeat,
+            }),
+        }
+    }
+
+    /// Starts a backup: checks the request, records it, sends it to the cluster's agent.
+    #[tracing::instrument(name = "backup", skip_all, fields(backup.id = %spec.name, cluster = %spec.cluster))]
+    pub async fn create_backup(&self, spec: BackupSpec) -> Result<Backup> {
+        if self.inner.inventory.backup(&spec.name).await?.is_some() {
+            return Err(Error::Exists {
+                kind: "backup",
+                name: spec.name.to_string(),
+            });
+        }
+        let location = self.location(spec.location.as_ref())?;
+        let tx = self.connected(&spec.cluster, spec.name.as_str()).await?;
+        let backup = Backup {
+            spec: spec.clone(),
+            status: BackupStatus::default(),
+        };
+        self.inner.inventory.put_backup(&backup).await?;
+        self.inner.board.open(spec.name.as_str());
+        if tx
+            .send(Instruction::Backup {
+                spec: spec.clone(),
+                location,
+            })
+            .await
+            .is_err()
+        {
+            self.fail(
+                spec.name.as_str(),
+                "the agent disconnected before the backup started",
+            )
+            .await?;
+        }
+        Ok(backup)
+    }
+
+    /// Starts a restore of a finished backup into its target cluster.
+    #[tracing::instrument(name = "restore", skip_all, fields(restore.id = %spec.name, backup.id = %spec.backup))]
+    pub async fn create_restore(&self, mut spec: RestoreSpec) -> Result<Restore> {
+        if self.inner.inventory.restore(&spec.name).await?.is_some() {
+            return Err(Error::Exists {
+                kind: "restore",
+                name: spec.name.to_string(),
+            });
+        }
+        let backup = self.backup(&spec.backup).await?;
+        if !matches!(backup.status.phase, Phase::Completed | Phase::PartiallyFailed) {
+            return Err(Error::NotRestorable {
+                backup: spec.backup,
+                phase: backup.status.phase,
+            });
+        }
+        let location = self.location(backup.spec.location.as_ref())?;
+        let target = spec
+            .target_cluster
+            .get_or_insert_with(|| backup.spec.cluster.clone())
+            .clone();
+        let tx = self.connected(&target, spec.name.as_str()).await?;
+        let restore = Restore {
+            spec: spec.clone(),
+            status: RestoreStatus::default(),
+        };
+        self.inner.inventory.put_restore(&restore).await?;
+        self.inner.board.open(spec.name.as_str());
+        if tx
+            .send(Instruction::Restore {
+                spec: spec.clone(),
+                location,
+            })
+            .await
+            .is_err()
+        {
+            self.fail(
+                spec.name.as_str(),
+                "the agent disconnected before the restore started",
+            )
+            .await?;
+        }
+        Ok(restore)
+    }
+
+    fn location(&self, name: Option<&LocationName>) -> Result<cairn_proto::model::Location> {
+        self.inner.locations.resolve(name).cloned().ok_or_else(|| {
+            Error::UnknownLocation(
+                name.cloned()
+                    .unwrap_or_else(|| unreachable!("the default always resolves")),
+            )
+        })
+    }
+
+    /// The backup called `name`.
+    pub async fn backup(&self, name: &BackupName) -> Result<Backup> {
+        self.inner
+            .inventory
+            .backup(name)
+            .await?
+            .ok_or_else(|| Error::UnknownBackup(name.clone()))
+    }
+
+    /// Backups, of one cluster or all.
+    pub async fn backups(&self, cluster: Option<&ClusterName>) -> Result<Vec<Backup>> {
+        let mut all = self.inner.inventory.backups().await?;
+        all.retain(|b| cluster.is_none_or(|c| b.spec.cluster == *c));
+        Ok(all)
+    }
+
+    /// Every item of backup `name`, read from its index in the location.
+    pub async fn backup_items(&self, name: &BackupName) -> Result<Vec<IndexEntry>> {
+        let backup = self.backup(name).await?;
+        let location = self.location(backup.spec.location.as_ref())?;
+        let store = format::open_location(&location)?;
+        let keys = BackupKeys::new(name);
+        let manifest_key = keys.manifest();
+        let bucket = |operation, key: &str| {
+            let (location, key) = (location.name.clone(), key.to_owned());
+            move |source| Error::bucket(&location, operation, &key, source)
+        };
+        let bytes = match store.get(&Path::from(manifest_key.as_str())).await {
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()), // never finished
+            r => r
+                .map_err(bucket("read", &manifest_key))?
+                .bytes()
+                .await
+                .map_err(bucket("read", &manifest_key))?,
+        };
+        let corrupt = |key: &str| {
+            let (location, key) = (location.name.clone(), key.to_owned());
+            move |source| Error::Corrupt {
+                location,
+                key,
+                source,
+            }
+        };
+        let manifest = cairn_proto::model::Manifest::decode(&bytes).map_err(corrupt(&manifest_key))?;
+        let mut items = Vec::new();
+        for part in &manifest.index {
+            let key = keys.absolute(part);
+            let bytes = store
+                .get(&Path::from(key.as_str()))
+                .await
+                .map_err(bucket("read", &key))?;
+            let bytes = bytes.bytes().await.map_err(bucket("read", &key))?;
+            items.extend(Vec::<IndexEntry>::decode(&bytes).map_err(corrupt(&key))?);
+        }
+        Ok(items)
+    }
+
+    /// Deletes backup `name`: its objects in the location, then its record.
+    #[tracing::instrument(name = "delete_backup", skip_all, fields(backup.id = %name))]
+    pub async fn delete_backup(&self, name: &BackupName) -> Result<()> {
+        let backup = self.backup(name).await?;
+        let location = self.location(backup.spec.location.as_ref())?;
+        let store = format::open_location(&location)?;
+        let keys = BackupKeys::new(name);
+        // The manifest first: from then on the folder is no longer a backup, whatever remains.
+        let manifest = Path::from(keys.manifest().as_str());
+        match store.delete(&manifest).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(source) => return Err(Error::bucket(&location.name, "delete", &keys.manifest(), source)),
+        }
+        let prefix = Path::from(keys.dir());
+        let listed = store.list(Some(&prefix)).map_ok(|m| m.location).boxed();
+        store
+            .delete_stream(listed)
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(|source| Error::bucket(&location.name, "delete", keys.dir(), source))?;
+        self.inner.inventory.delete_backup(name).await?;
+        Ok(())
+    }
+
+    /// The restore called `name`.
+    pub async fn restore(&self, name: &RestoreName) -> Result<Restore> {
+        self.inner
+            .inventory
+            .restore(name)
+            .await?
+            .ok_or_else(|| Error::UnknownRestore(name.clone()))
+    }
+
+    /// Every restore.
+    pub async fn restores(&self) -> Result<Vec<Restore>> {
+        Ok(self.inner.inventory.restores().await?)
+    }
+
+    /// Live state of running operation `name`; `None` once it has ended (or never ran here).
+    pub fn watch(&self, name: &str) -> Option<watch::Receiver<Live>> {
+        self.inner.board.subscribe(name)
+    }
+}

@@ -1,0 +1,162 @@
+//! Cairn's own processes on the test bed: a hub ([`HubProcess`]) with its data in a sandbox, agents
+//! ([`AgentProcess`]) for control planes, and the `cairn` CLI ([`HubProcess::cli`]) run as a user
+//! runs it. The binaries are the workspace's, built next to the test executables.
+
+use anyhow::{Context, Result, bail};
+use cairn_hub::api::client::Client;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::{ControlPlane, Sandbox, free_port};
+
+/// How long a hub or agent may take to come up.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A workspace binary (`cairn-hub`, `cairn-agent`, `cairn`) built in the same target directory as
+/// the running test (`cargo build --workspace --bins` builds them; `tests/run.sh` does).
+pub fn workspace_bin(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/debug/deps/<test> → target/debug/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test executable has no target directory")?;
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!(
+            "{} not found: run `cargo build --workspace --bins` first",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A running `cairn-hub` on a free port, its data directory in its sandbox.
+pub struct HubProcess {
+    url: String,
+    sandbox: Sandbox,
+}
+
+impl HubProcess {
+    /// Starts a hub with embedded defaults but for its port and data directory.
+    pub async fn start() -> Result<Self> {
+        crate::init();
+        let sandbox = Sandbox::new("hub")?;
+        let port = free_port()?;
+        let mut cmd = Command::new(workspace_bin("cairn-hub")?);
+        cmd.env("CAIRN_LISTEN", format!("127.0.0.1:{port}"))
+            .env("CAIRN_DATA_DIR", sandbox.dir().join("data"))
+            .env("RUST_LOG", "info");
+        sandbox.spawn("cairn-hub", cmd)?;
+        let url = format!("http://127.0.0.1:{port}");
+        sandbox
+            .wait_ready("cairn-hub", "the hub's API", START_TIMEOUT, || async {
+                Ok(Client::connect(&url).await.ok().map(|_| ()))
+            })
+            .await?;
+        Ok(Self { url, sandbox })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The hub's data directory (RocksDB, the default location under `backups/`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.sandbox.dir().join("data")
+    }
+
+    /// A user-API client.
+    pub async fn client(&self) -> Result<Client> {
+        Ok(Client::connect(&self.url).await?)
+    }
+
+    /// Runs `cairn ARGS…` against this hub and returns what it printed.
+    pub async fn cli(&self, args: &[&str]) -> Result<CliOutput> {
+        run_cli(&self.url, args).await
+    }
+
+    /// Starts an agent for `cp`, registered as cluster `cp.name()`, authenticated by `kubeconfig`
+    /// (the admin one if `None`); returns once the hub shows it connected.
+    pub async fn agent(&self, cp: &ControlPlane, kubeconfig: Option<&Path>) -> Result<AgentProcess> {
+        let sandbox = Sandbox::new(&format!("agent-{}", cp.name()))?;
+        let mut cmd = Command::new(workspace_bin("cairn-agent")?);
+        cmd.args(["--hub", &self.url, "--cluster", cp.name()])
+            .arg("--kubeconfig")
+            .arg(kubeconfig.unwrap_or(cp.kubeconfig()))
+            .env("RUST_LOG", "info");
+        sandbox.spawn("cairn-agent", cmd)?;
+        let client = self.client().await?;
+        let what = format!("agent of {} to connect", cp.name());
+        sandbox
+            .wait_ready("cairn-agent", &what, START_TIMEOUT, || {
+                let mut client = client.clone();
+                async move {
+                    let clusters = client.clusters().await?;
+                    Ok(clusters
+                        .iter()
+                        .any(|c| c.name.as_str() == cp.name() && c.connected)
+                        .then_some(()))
+                }
+            })
+            .await?;
+        Ok(AgentProcess { sandbox })
+    }
+}
+
+/// A running `cairn-agent`.
+pub struct AgentProcess {
+    sandbox: Sandbox,
+}
+
+impl AgentProcess {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.sandbox.pids().first().map_or(0, |(_, pid)| *pid)
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        self.sandbox.log_tail("cairn-agent")
+    }
+}
+
+/// What a `cairn` command printed, and how it ended.
+#[derive(Debug)]
+pub struct CliOutput {
+    /// Exit code (`None` if killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl CliOutput {
+    /// Fails, quoting the output, unless the command exited 0.
+    pub fn ok(self) -> Result<Self> {
+        if self.code != Some(0) {
+            bail!(
+                "cairn exited {:?}\nstdout:\n{}\nstderr:\n{}",
+                self.code,
+                self.stdout,
+                self.stderr
+            );
+        }
+        Ok(self)
+    }
+}
+
+/// Runs `cairn ARGS…` with `CAIRN_HUB=hub`.
+pub async fn run_cli(hub: &str, args: &[&str]) -> Result<CliOutput> {
+    let mut cmd = Command::new(workspace_bin("cairn")?);
+    cmd.args(args).env("CAIRN_HUB", hub);
+    let out: Output = tokio::task::spawn_blocking(move || cmd.output()).await??;
+    Ok(CliOutput {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}

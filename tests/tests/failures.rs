@@ -1,0 +1,230 @@
+//! Bad input and broken parts give a clear error and a non-zero exit, and leave nothing half-done.
+
+use anyhow::Result;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, PostParams};
+use std::time::Duration;
+use testbed::cairn::{HubProcess, run_cli};
+use testbed::{ControlPlane, wait_until};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_are_refused_with_the_reason() -> Result<()> {
+    let cp = ControlPlane::start("source").await?;
+    let hub = HubProcess::start().await?;
+    let agent = hub.agent(&cp, None).await?;
+
+    let out = hub.cli(&["backup", "create", "b", "--cluster", "nosuch"]).await?;
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("unknown cluster nosuch"), "{}", out.stderr);
+
+    let out = hub
+        .cli(&["restore", "create", "r", "--from-backup", "nosuch"])
+        .await?;
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("unknown backup nosuch"), "{}", out.stderr);
+
+    let out = hub
+        .cli(&[
+            "backup",
+            "create",
+            "b",
+            "--cluster",
+            "source",
+            "--selector",
+            "app=(web",
+        ])
+        .await?;
+    assert_ne!(out.code, Some(0));
+    assert!(
+        out.stderr
+            .contains("invalid label selector \"app=(web\": unbalanced parentheses"),
+        "{}",
+        out.stderr
+    );
+
+    let out = run_cli("http://127.0.0.1:9", &["cluster", "list"]).await?;
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("cannot reach the hub at http://127.0.0.1:9"),
+        "{}",
+        out.stderr
+    );
+
+    // The agent goes away: the hub says so instead of queueing work nobody will do.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    wait_until(
+        "the cluster to show disconnected",
+        Duration::from_secs(30),
+        || async {
+            let out = hub.cli(&["cluster", "list"]).await?;
+            Ok(out
+                .stdout
+                .lines()
+                .any(|l| l.starts_with("source") && l.contains(" no "))
+                .then_some(()))
+        },
+    )
+    .await?;
+    let out = hub.cli(&["backup", "create", "b", "--cluster", "source"]).await?;
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("cluster source is not connected"),
+        "{}",
+        out.stderr
+    );
+    let list = hub.cli(&["backup", "list"]).await?.ok()?;
+    assert!(
+        !list.stdout.contains("\nb "),
+        "no backup recorded: {}",
+        list.stdout
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_the_api_rejects_fails_alone() -> Result<()> {
+    let cp = ControlPlane::start("source").await?;
+    let hub = HubProcess::start().await?;
+    let _agent = hub.agent(&cp, None).await?;
+    cp.apply(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata: {name: site, namespace: web}\ndata: {a: b}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {name: public, namespace: web}\n\
+         spec: {type: NodePort, selector: {app: web}, ports: [{port: 80, protocol: TCP, nodePort: 30090}]}\n",
+    )
+    .await?;
+    hub.cli(&[
+        "backup",
+        "create",
+        "web",
+        "--cluster",
+        "source",
+        "--include-namespaces",
+        "web",
+        "--wait",
+    ])
+    .await?
+    .ok()?;
+
+    // Beside the original with the same node port: the API server refuses that Service only.
+    let out = hub
+        .cli(&[
+            "restore",
+            "create",
+            "twin",
+            "--from-backup",
+            "web",
+            "--namespace-mapping",
+            "web:web-twin",
+            "--preserve-node-ports",
+            "--wait",
+        ])
+        .await?;
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("restore twin PartiallyFailed"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("Service web-twin/public (failed)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("30090"),
+        "the API server's reason is shown: {}",
+        out.stdout
+    );
+    let copied: Api<ConfigMap> = Api::namespaced(cp.client(), "web-twin");
+    assert!(copied.get_opt("site").await?.is_some(), "the rest was restored");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_agent_fails_its_backup_and_the_next_one_works() -> Result<()> {
+    let cp = ControlPlane::start("source").await?;
+    let hub = HubProcess::start().await?;
+    let agent = hub.agent(&cp, None).await?;
+    // Enough objects that the backup is still running when its agent dies.
+    cp.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: bulk}\n")
+        .await?;
+    let config_maps: Api<ConfigMap> = Api::namespaced(cp.client(), "bulk");
+    let filler = "x".repeat(8 << 10);
+    futures::stream::iter(0..1500)
+        .map(|i| {
+            let (api, filler) = (config_maps.clone(), filler.clone());
+            async move {
+                let mut cm = ConfigMap::default();
+                cm.metadata.name = Some(format!("cm-{i:04}"));
+                cm.data = Some([("filler".to_owned(), filler)].into());
+                api.create(&PostParams::default(), &cm).await
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await?;
+
+    hub.cli(&["backup", "create", "doomed", "--cluster", "source"])
+        .await?
+        .ok()?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    let mut client = hub.client().await?;
+    let backup = wait_until("the backup to end", Duration::from_secs(30), || {
+        let mut client = client.clone();
+        async move {
+            let b = client.backup("doomed").await?;
+            Ok(b.status.phase.is_final().then_some(b))
+        }
+    })
+    .await?;
+    assert_eq!(backup.status.phase, cairn_proto::model::Phase::Failed);
+    assert!(
+        backup
+            .status
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("disconnected"),
+        "{:?}",
+        backup.status.error
+    );
+    let manifest = hub.data_dir().join("backups/backups/doomed/manifest.pb");
+    assert!(!manifest.exists(), "an interrupted backup leaves no manifest");
+
+    let _agent = hub.agent(&cp, None).await?;
+    let out = hub
+        .cli(&[
+            "backup",
+            "create",
+            "again",
+            "--cluster",
+            "source",
+            "--include-namespaces",
+            "bulk",
+            "--wait",
+        ])
+        .await?
+        .ok()?;
+    assert!(
+        out.stdout.contains("Phase:              Completed"),
+        "{}",
+        out.stdout
+    );
+    let again = client.backup("again").await?;
+    let config_maps = again
+        .status
+        .resources
+        .iter()
+        .find(|r| r.resource == "configmaps")
+        .map(|r| r.count);
+    assert_eq!(config_maps, Some(1501), "1500 ConfigMaps and kube-root-ca.crt");
+    Ok(())
+}

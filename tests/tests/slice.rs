@@ -1,0 +1,224 @@
+//! The vertical slice on the real control plane: `cairn` backs up a varied namespace through the
+//! hub and the agent, and restores it in place, beside itself under another name, and into
+//! another cluster; the namespace comes back as it was.
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Resource;
+use kube::api::{Api, DeleteParams, ListParams};
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::time::Duration;
+use testbed::cairn::HubProcess;
+use testbed::{ControlPlane, snapshot, wait_until};
+
+const APP: &str = include_str!("../fixtures/app.yaml");
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// Applies the app and waits until the controllers have done their part (claim bound, pods made).
+async fn deploy_app(cp: &ControlPlane) -> Result<()> {
+    cp.apply(APP).await?;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(cp.client(), "app");
+    wait_until("claim data bound", SETTLE, || async {
+        let pvc = claims.get("data").await?;
+        Ok((pvc.status.and_then(|s| s.phase).as_deref() == Some("Bound")).then_some(()))
+    })
+    .await?;
+    wait_for_replica_set(cp, "app").await
+}
+
+async fn wait_for_replica_set(cp: &ControlPlane, ns: &str) -> Result<()> {
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(cp.client(), ns);
+    wait_until(
+        &format!("the web Deployment's ReplicaSet in {ns}"),
+        SETTLE,
+        || async {
+            let list = replica_sets
+                .list(&ListParams::default().labels("app=web"))
+                .await?;
+            Ok(list
+                .items
+                .iter()
+                .any(|rs| {
+                    rs.metadata
+                        .owner_references
+                        .as_ref()
+                        .is_some_and(|o| o[0].name == "web")
+                })
+                .then_some(()))
+        },
+    )
+    .await
+}
+
+/// Deletes a cluster object and waits until it is gone (finalisers included).
+async fn delete_and_wait<K>(api: &Api<K>, name: &str) -> Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    api.delete(name, &DeleteParams::default()).await?;
+    wait_until(&format!("{name} to be deleted"), SETTLE, || async {
+        Ok(api.get_opt(name).await?.is_none().then_some(()))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn namespace_restored_in_place_and_beside_itself() -> Result<()> {
+    let cp = ControlPlane::start("source").await?;
+    let hub = HubProcess::start().await?;
+    let _agent = hub.agent(&cp, None).await?;
+    deploy_app(&cp).await?;
+    let before = snapshot::namespace(&cp.client(), "app").await?;
+    assert!(before.len() >= 18, "the app has its objects: {:?}", before.keys());
+
+    let out = hub
+        .cli(&[
+            "backup",
+            "create",
+            "shop",
+            "--cluster",
+            "source",
+            "--include-namespaces",
+            "app",
+            "--wait",
+        ])
+        .await?
+        .ok()?;
+    assert!(
+        out.stdout.contains("Phase:              Completed"),
+        "{}",
+        out.stdout
+    );
+    let details = hub
+        .cli(&["backup", "describe", "shop", "--details"])
+        .await?
+        .ok()?;
+    for expected in [
+        "Deployment.apps",
+        "Widget.example.cairn.dev",
+        "CustomResourceDefinition.apiextensions.k8s.io",
+        "PersistentVolume ",
+    ] {
+        assert!(
+            details.stdout.contains(expected),
+            "{expected} missing from:\n{}",
+            details.stdout
+        );
+    }
+
+    // Disaster: the namespace and the cluster-scoped objects it needs are gone.
+    delete_and_wait(&Api::<Namespace>::all(cp.client()), "app").await?;
+    delete_and_wait(&Api::<PersistentVolume>::all(cp.client()), "app-data-pv").await?;
+    delete_and_wait(
+        &Api::<CustomResourceDefinition>::all(cp.client()),
+        "widgets.example.cairn.dev",
+    )
+    .await?;
+
+    hub.cli(&["restore", "create", "back", "--from-backup", "shop", "--wait"])
+        .await?
+        .ok()?;
+    let after = snapshot::namespace(&cp.client(), "app").await?;
+    assert_eq!(before, after, "the restored namespace differs from the original");
+    // Controllers, not the restore, recreate what they own.
+    wait_for_replica_set(&cp, "app").await?;
+    let described = hub
+        .cli(&["restore", "describe", "back", "--details"])
+        .await?
+        .ok()?;
+    assert!(
+        described
+            .stdout
+            .contains("left to controller: owned by Deployment web"),
+        "{}",
+        described.stdout
+    );
+    let pv: Api<PersistentVolume> = Api::all(cp.client());
+    assert!(
+        pv.get_opt("app-data-pv").await?.is_some(),
+        "PV restored with its claim"
+    );
+
+    // The same backup beside the original, under another namespace.
+    hub.cli(&[
+        "restore",
+        "create",
+        "copy",
+        "--from-backup",
+        "shop",
+        "--namespace-mapping",
+        "app:app-copy",
+        "--wait",
+    ])
+    .await?
+    .ok()?;
+    let copy = snapshot::namespace(&cp.client(), "app-copy").await?;
+    assert_eq!(before, copy, "the mapped copy differs from the original");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_restored_into_another_cluster() -> Result<()> {
+    let (source, target) = tokio::try_join!(ControlPlane::start("source"), ControlPlane::start("target"))?;
+    let hub = HubProcess::start().await?;
+    // Both agents run as the ServiceAccount of deploy/agent.yaml: its RBAC is enough for backup
+    // and restore.
+    let rbac = include_str!("../../deploy/agent.yaml");
+    tokio::try_join!(source.apply(rbac), target.apply(rbac))?;
+    let (source_kc, target_kc) = tokio::try_join!(
+        source.service_account_kubeconfig("cairn-system", "cairn-agent"),
+        target.service_account_kubeconfig("cairn-system", "cairn-agent")
+    )?;
+    let (_a, _b) = tokio::try_join!(
+        hub.agent(&source, Some(&source_kc)),
+        hub.agent(&target, Some(&target_kc))
+    )?;
+    deploy_app(&source).await?;
+    let before = snapshot::namespace(&source.client(), "app").await?;
+    hub.cli(&[
+        "backup",
+        "create",
+        "shop",
+        "--cluster",
+        "source",
+        "--include-namespaces",
+        "app",
+        "--wait",
+    ])
+    .await?
+    .ok()?;
+
+    let clusters = hub.cli(&["cluster", "list"]).await?.ok()?;
+    let target_row = clusters
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("target"))
+        .context("target listed")?;
+    assert!(
+        target_row.contains("yes") && target_row.contains("v1.20.2"),
+        "{}",
+        clusters.stdout
+    );
+
+    hub.cli(&[
+        "restore",
+        "create",
+        "move",
+        "--from-backup",
+        "shop",
+        "--target-cluster",
+        "target",
+        "--wait",
+    ])
+    .await?
+    .ok()?;
+    let after = snapshot::namespace(&target.client(), "app").await?;
+    assert_eq!(
+        before, after,
+        "the namespace in the target cluster differs from the source's"
+    );
+    wait_for_replica_set(&target, "app").await
+}
