@@ -54,6 +54,17 @@ pub const SKIPPED: &[(&str, &str)] = &[
     ("nodes.metrics.k8s.io", "live metrics"),
 ];
 
+/// The same objects served under two groups, as (`legacy`, `current`): the legacy one is not
+/// taken when the current one is served, or each object would be backed up and restored twice.
+pub const ALIASES: &[(&str, &str)] = &[
+    ("ingresses.extensions", "ingresses.networking.k8s.io"),
+    ("networkpolicies.extensions", "networkpolicies.networking.k8s.io"),
+    ("podsecuritypolicies.extensions", "podsecuritypolicies.policy"),
+    ("deployments.extensions", "deployments.apps"),
+    ("daemonsets.extensions", "daemonsets.apps"),
+    ("replicasets.extensions", "replicasets.apps"),
+];
+
 /// A resource type the cluster serves and Cairn takes.
 #[derive(Debug, Clone)]
 pub struct Resource {
@@ -100,6 +111,13 @@ pub async fn resources(client: &kube::Client) -> Result<Vec<Resource>, kube::Err
             }
         }
     }
+    let served: std::collections::HashSet<String> = out.iter().map(Resource::qualified).collect();
+    out.retain(|r| {
+        let name = r.qualified();
+        !ALIASES
+            .iter()
+            .any(|(legacy, current)| *legacy == name && served.contains(*current))
+    });
     Ok(out)
 }
 

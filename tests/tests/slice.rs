@@ -4,10 +4,10 @@
 
 use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Resource;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::time::Duration;
@@ -51,6 +51,16 @@ async fn wait_for_replica_set(cp: &ControlPlane, ns: &str) -> Result<()> {
         },
     )
     .await
+}
+
+async fn mode(config_maps: &Api<ConfigMap>) -> Result<String> {
+    let cm = config_maps.get("settings").await?;
+    Ok(cm
+        .data
+        .unwrap_or_default()
+        .get("mode")
+        .cloned()
+        .unwrap_or_default())
 }
 
 /// Deletes a cluster object and waits until it is gone (finalisers included).
@@ -118,11 +128,85 @@ async fn namespace_restored_in_place_and_beside_itself() -> Result<()> {
     )
     .await?;
 
+    // A dry run prints the ordered plan and changes nothing.
+    let plan = hub
+        .cli(&["restore", "create", "plan", "--from-backup", "shop", "--dry-run"])
+        .await?
+        .ok()?;
+    let rows: Vec<&str> = plan
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Plan (in order)"))
+        .skip(2)
+        .collect();
+    assert!(
+        rows[0].starts_with("CustomResourceDefinition.apiextensions.k8s.io")
+            && rows[0].ends_with("would create"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        rows[1].starts_with("Namespace ") && rows[1].contains(" app ") && rows[1].ends_with("would create"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("ReplicaSet.apps") && r.contains("left to controller")),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        Api::<Namespace>::all(cp.client()).get_opt("app").await?.is_none(),
+        "a dry run created the namespace"
+    );
+
     hub.cli(&["restore", "create", "back", "--from-backup", "shop", "--wait"])
         .await?
         .ok()?;
     let after = snapshot::namespace(&cp.client(), "app").await?;
     assert_eq!(before, after, "the restored namespace differs from the original");
+
+    // Existing objects: skipped (and reported) by default, overwritten on request.
+    let settings: Api<ConfigMap> = Api::namespaced(cp.client(), "app");
+    let patch = serde_json::json!({"data": {"mode": "changed"}});
+    settings
+        .patch("settings", &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    let skip = hub
+        .cli(&[
+            "restore",
+            "create",
+            "again",
+            "--from-backup",
+            "shop",
+            "--include-namespaces",
+            "app",
+            "--wait",
+        ])
+        .await?
+        .ok()?;
+    assert!(
+        skip.stdout.contains("ConfigMap app/settings (skipped (exists))"),
+        "{}",
+        skip.stdout
+    );
+    assert_eq!(mode(&settings).await?, "changed");
+    hub.cli(&[
+        "restore",
+        "create",
+        "overwrite",
+        "--from-backup",
+        "shop",
+        "--include-namespaces",
+        "app",
+        "--existing-policy",
+        "update",
+        "--wait",
+    ])
+    .await?
+    .ok()?;
+    assert_eq!(mode(&settings).await?, "production");
     // Controllers, not the restore, recreate what they own.
     wait_for_replica_set(&cp, "app").await?;
     let described = hub

@@ -182,9 +182,15 @@ pub fn report(e: &dyn std::error::Error) -> String {
 impl Run<'_> {
     async fn all(&mut self) -> Result<(), Error> {
         let resources = discover::resources(&self.client).await.map_err(Error::Discover)?;
+        let (include, exclude) = (&self.spec.include_resources, &self.spec.exclude_resources);
         let selected: Vec<Resource> = resources
             .into_iter()
-            .filter(|r| select::is_selected(&self.spec.include_resources, &self.spec.exclude_resources, r))
+            .filter(|r| match (r.namespaced, self.spec.cluster_resources) {
+                (true, _) | (false, ClusterResources::Always) => select::is_selected(include, exclude, r),
+                // What selected objects need comes along unless its type is excluded by name.
+                (false, ClusterResources::Auto) => select::is_selected(&[], exclude, r),
+                (false, ClusterResources::Never) => false,
+            })
             .collect();
         let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         if let Ok(list) = crds.list(&ListParams::default()).await {
@@ -206,10 +212,8 @@ impl Run<'_> {
         for resource in selected.iter().filter(|r| r.namespaced) {
             self.resource_type(resource).await?;
         }
-        if self.spec.cluster_resources != ClusterResources::Never {
-            for resource in selected.iter().filter(|r| !r.namespaced) {
-                self.resource_type(resource).await?;
-            }
+        for resource in selected.iter().filter(|r| !r.namespaced) {
+            self.resource_type(resource).await?;
         }
         Ok(())
     }

@@ -151,7 +151,7 @@ async fn execute(
     let total: u64 = resources.iter().map(|r| r.count).sum();
     let mut preparer = Preparer::default();
     for resource in &resources {
-        let target = resolve(client, resource).await;
+        let target = resolve(client, resource, !spec.dry_run).await;
         for part in &resource.parts {
             let key = keys.absolute(part);
             let bytes = read(&store, &location.name, &key).await?;
@@ -235,25 +235,36 @@ fn item_ref(resource: &ResourceSummary, object: &Value, spec: &RestoreSpec) -> I
 
 /// How the target serves a backed-up type, or why it does not. A custom resource's kind may
 /// appear only once its CRD, restored just before, is established: wait for it.
-async fn resolve(client: &kube::Client, resource: &ResourceSummary) -> Result<(ApiResource, bool), String> {
+async fn resolve(
+    client: &kube::Client,
+    resource: &ResourceSummary,
+    wait: bool,
+) -> Result<(ApiResource, bool), String> {
     let gvk = GroupVersionKind::gvk(&resource.group, &resource.version, &resource.kind);
-    let has_crd = resource.depends_on.iter().any(|d| d == CRD);
-    let deadline = Instant::now() + if has_crd { CRD_READY } else { Duration::ZERO };
+    let deadline = Instant::now()
+        + if wait && is_custom(resource) {
+            CRD_READY
+        } else {
+            Duration::ZERO
+        };
     loop {
         match discovery::pinned_kind(client, &gvk).await {
             Ok((api, caps)) => return Ok((api, caps.scope == Scope::Namespaced)),
             Err(e) if Instant::now() >= deadline => {
+                tracing::warn!(kind = %resource.group_kind(), error = %e, "kind not served by the target");
                 return Err(format!(
-                    "the target cluster does not serve {}/{} {}: {}",
-                    resource.group,
-                    resource.version,
-                    resource.kind,
-                    report(&e)
+                    "the target cluster does not serve {}/{} {}",
+                    resource.group, resource.version, resource.kind
                 ));
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
+}
+
+/// Whether a type is a custom resource (its objects reference their CRD).
+fn is_custom(resource: &ResourceSummary) -> bool {
+    resource.depends_on.iter().any(|d| d == CRD)
 }
 
 fn result(item: ItemRef, outcome: Outcome, message: impl Into<String>) -> ItemResult {
@@ -278,6 +289,14 @@ async fn apply(
     };
     let (api_resource, namespaced) = match target {
         Ok(t) => t,
+        // A dry run creates no CRD, so its custom resources' kind is not served yet.
+        Err(_) if spec.dry_run && is_custom(resource) => {
+            return result(
+                item,
+                Outcome::WouldCreate,
+                "once its CustomResourceDefinition is established",
+            );
+        }
         Err(why) => return result(item, Outcome::Failed, why.clone()),
     };
     let api: Api<DynamicObject> = if *namespaced {
@@ -350,12 +369,26 @@ async fn create(
 async fn update(
     api: &Api<DynamicObject>,
     item: &ItemRef,
-    mut object: DynamicObject,
+    object: DynamicObject,
     params: &PostParams,
 ) -> ItemResult {
     let current = match api.get(&item.name).await {
         Ok(c) => c,
         Err(e) => return result(item.clone(), Outcome::Failed, api_message(&e)),
+    };
+    let (Ok(live), Ok(mut wanted)) = (serde_json::to_value(&current), serde_json::to_value(&object)) else {
+        return result(item.clone(), Outcome::Failed, "cannot encode the object");
+    };
+    prepare::carry_over(&live, &mut wanted, &item.group, &item.kind);
+    let mut object: DynamicObject = match serde_json::from_value(wanted) {
+        Ok(o) => o,
+        Err(e) => {
+            return result(
+                item.clone(),
+                Outcome::Failed,
+                format!("cannot encode the object: {e}"),
+            );
+        }
     };
     object.metadata.resource_version = current.metadata.resource_version;
     match api.replace(&item.name, params, &object).await {

@@ -67,6 +67,11 @@ impl Preparer {
                     "service-account token: the target's token controller issues a new one".into(),
                 );
             }
+            ("", "ServiceAccount") if name == "default" && !customised_default_account(&object) => {
+                return Decision::LeftToController(
+                    "created in every namespace by the target's service-account controller".into(),
+                );
+            }
             ("", "ConfigMap") if name == "kube-root-ca.crt" => {
                 return Decision::LeftToController(
                     "published in every namespace by the target's root-CA controller".into(),
@@ -105,6 +110,20 @@ impl Preparer {
         clean(&mut object, group, kind, spec);
         Decision::Restore(object)
     }
+}
+
+/// Whether a `default` ServiceAccount carries more than the controller gives it (pull secrets,
+/// labels, annotations, a token-mount setting): then it is restored like any other object.
+fn customised_default_account(object: &Value) -> bool {
+    let has = |p: &str| {
+        object
+            .pointer(p)
+            .is_some_and(|v| !v.is_null() && v != &Value::Array(vec![]) && v != &Value::Object(Map::new()))
+    };
+    has("/imagePullSecrets")
+        || has("/automountServiceAccountToken")
+        || has("/metadata/labels")
+        || has("/metadata/annotations")
 }
 
 /// `Kind name` of the object's controlling owner, if it has one.
@@ -201,6 +220,68 @@ pub fn clean(object: &mut Value, group: &str, kind: &str, spec: &RestoreSpec) {
     }
 }
 
+/// Before overwriting `current` with `object` (`--existing-policy update`): keep what the target
+/// assigned and will not let change — a Service's cluster IPs and node ports (unless the backup
+/// sets them), a claim's volume, a Job's generated selector, the token references of an account.
+pub fn carry_over(current: &Value, object: &mut Value, group: &str, kind: &str) {
+    let mut keep = |pointer: &str| {
+        if object.pointer(pointer).is_none()
+            && let Some(value) = current.pointer(pointer).cloned()
+        {
+            set(object, pointer, value);
+        }
+    };
+    match (group, kind) {
+        ("", "Service") => {
+            keep("/spec/clusterIP");
+            keep("/spec/clusterIPs");
+            keep("/spec/healthCheckNodePort");
+            let live_ports = current
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if let Some(Value::Array(ports)) = object.pointer_mut("/spec/ports") {
+                for port in ports.iter_mut().filter(|p| p.get("nodePort").is_none()) {
+                    let same = live_ports.iter().find(|l| {
+                        l.get("port") == port.get("port") && l.get("protocol") == port.get("protocol")
+                    });
+                    if let (Some(node_port), Some(map)) =
+                        (same.and_then(|l| l.get("nodePort")), port.as_object_mut())
+                    {
+                        map.insert("nodePort".into(), node_port.clone());
+                    }
+                }
+            }
+        }
+        ("", "PersistentVolumeClaim") => keep("/spec/volumeName"),
+        ("", "ServiceAccount") => keep("/secrets"),
+        ("batch", "Job") => {
+            keep("/spec/selector");
+            for label in JOB_LABELS {
+                keep(&format!("/spec/template/metadata/labels/{label}"));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Sets `pointer` in `value`, creating objects on the way.
+fn set(value: &mut Value, pointer: &str, new: Value) {
+    let mut at = value;
+    let mut parts = pointer.trim_start_matches('/').split('/').peekable();
+    while let Some(part) = parts.next() {
+        let Some(map) = at.as_object_mut() else { return };
+        if parts.peek().is_none() {
+            map.insert(part.to_owned(), new);
+            return;
+        }
+        at = map
+            .entry(part.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +342,15 @@ mod tests {
             Preparer::default().prepare(rs, "apps", "ReplicaSet", &spec(&[], false)),
             Decision::LeftToController("owned by Deployment web, whose controller recreates it".into())
         );
+    }
+
+    #[test]
+    fn updates_keep_what_the_target_assigned() {
+        let live = json!({"spec": {"clusterIP": "10.0.0.9", "clusterIPs": ["10.0.0.9"],
+                                   "ports": [{"port": 80, "protocol": "TCP", "nodePort": 31000}]}});
+        let mut restored = json!({"spec": {"ports": [{"port": 80, "protocol": "TCP"}]}});
+        carry_over(&live, &mut restored, "", "Service");
+        assert_eq!(restored, live);
     }
 
     #[test]

@@ -97,9 +97,10 @@ pub fn backups(format: Format, backups: &[Backup]) -> Result<()> {
     Ok(())
 }
 
-fn list(values: &[String]) -> String {
+/// A filter list, or `empty` (`*` for "all", `-` for "none") when it has no entries.
+fn list(values: &[String], empty: &str) -> String {
     if values.is_empty() {
-        "*".into()
+        empty.into()
     } else {
         values.join(",")
     }
@@ -143,14 +144,14 @@ pub fn backup(format: Format, b: &Backup, items: Option<&[IndexEntry]>) -> Resul
     let _ = writeln!(
         out,
         "Namespaces:         {} (excluded: {})",
-        list(&spec.namespaces.include),
-        list(&spec.namespaces.exclude)
+        list(&spec.namespaces.include, "*"),
+        list(&spec.namespaces.exclude, "-")
     );
     let _ = writeln!(
         out,
         "Resources:          {} (excluded: {})",
-        list(&spec.include_resources),
-        list(&spec.exclude_resources)
+        list(&spec.include_resources, "*"),
+        list(&spec.exclude_resources, "-")
     );
     let _ = writeln!(
         out,
