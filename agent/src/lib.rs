@@ -16,3 +16,72 @@ pub mod restore;
 
 /// This agent's version, as registered with the hub.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+use cairn_proto::model::ClusterName;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use std::path::Path;
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The kubeconfig does not load.
+    #[error("reading kubeconfig {path}")]
+    Kubeconfig {
+        /// Its path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// No cluster configuration (neither in-cluster nor `KUBECONFIG`).
+    #[error("finding the cluster (in-cluster configuration or KUBECONFIG)")]
+    Infer(#[source] kube::config::InferConfigError),
+    /// The cluster does not answer.
+    #[error("asking the cluster for its version")]
+    Cluster(#[source] kube::Error),
+    /// The link cannot be kept up.
+    #[error("linking to the hub")]
+    Link(#[source] link::Error),
+}
+
+/// Starts the agent for `cluster`: connects to the cluster (through `kubeconfig`, or in-cluster
+/// configuration / `$KUBECONFIG`), then keeps a link to `hub` for ever.
+pub async fn run(hub: String, cluster: ClusterName, kubeconfig: Option<&Path>) -> StartError {
+    let config = match kubeconfig {
+        Some(path) => {
+            let loaded = Kubeconfig::read_from(path).map_err(|source| StartError::Kubeconfig {
+                path: path.display().to_string(),
+                source,
+            });
+            match loaded {
+                Ok(k) => kube::Config::from_custom_kubeconfig(k, &KubeConfigOptions::default())
+                    .await
+                    .map_err(|source| StartError::Kubeconfig {
+                        path: path.display().to_string(),
+                        source,
+                    }),
+                Err(e) => Err(e),
+            }
+        }
+        None => kube::Config::infer().await.map_err(StartError::Infer),
+    };
+    let client = match config.and_then(|c| kube::Client::try_from(c).map_err(StartError::Cluster)) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let version = match client.apiserver_version().await {
+        Ok(v) => v.git_version,
+        Err(e) => return StartError::Cluster(e),
+    };
+    tracing::info!(%cluster, kubernetes.version = %version, "agent starting");
+    StartError::Link(
+        link::Link {
+            hub,
+            cluster,
+            client,
+            kubernetes_version: version,
+        }
+        .run()
+        .await,
+    )
+}

@@ -1,11 +1,8 @@
 //! `cairn-agent`: runs inside a cluster (or next to one), dials out to the hub and backs up and
 //! restores that cluster on the hub's instructions.
 
-use anyhow::Context;
-use cairn_agent::link::Link;
 use cairn_proto::model::ClusterName;
 use clap::Parser;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::path::PathBuf;
 
 /// Cairn's agent for one cluster.
@@ -32,28 +29,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig =
-                Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?
-        }
-        None => kube::Config::infer()
+    Err(
+        cairn_agent::run(args.hub, args.cluster, args.kubeconfig.as_deref())
             .await
-            .context("finding the cluster (in-cluster config or KUBECONFIG)")?,
-    };
-    let client = kube::Client::try_from(config)?;
-    let version = client
-        .apiserver_version()
-        .await
-        .context("asking the cluster for its version")?;
-    tracing::info!(cluster = %args.cluster, kubernetes.version = %version.git_version, "agent starting");
-    let link = Link {
-        hub: args.hub,
-        cluster: args.cluster,
-        client,
-        kubernetes_version: version.git_version,
-    };
-    Err(link.run().await.into())
+            .into(),
+    )
 }

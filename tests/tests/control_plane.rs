@@ -181,8 +181,15 @@ async fn killed_test_process_leaves_no_servers_behind() -> Result<()> {
             pids.push(text.split_whitespace().next().context("pid")?.parse::<u32>()?);
         }
     }
-    assert_eq!(pids.len(), 3, "etcd, kube-apiserver, kube-controller-manager");
-    assert!(pids.iter().all(|&pid| is_running(pid)));
+    assert_eq!(
+        pids.len(),
+        3,
+        "etcd, kube-apiserver, kube-controller-manager in {sandbox}"
+    );
+    assert!(
+        pids.iter().all(|&pid| is_running(pid)),
+        "servers {pids:?} of {sandbox} running before the kill"
+    );
 
     holder.kill()?; // SIGKILL
     holder.wait()?;
