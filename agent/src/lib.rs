@@ -18,6 +18,15 @@ pub mod restore;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 use cairn_proto::model::ClusterName;
+
+/// A Kubernetes error as a user reads it: the API server's own words and reason for a refusal,
+/// the cause chain otherwise.
+pub fn kube_error(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.reason),
+        other => cairn_proto::error_chain(other),
+    }
+}
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::path::Path;
 

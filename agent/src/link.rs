@@ -13,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
 use crate::report::{EVENT_QUEUE, Event, Reporter};
+use cairn_proto::MAX_MESSAGE;
 
 /// How often the agent tells the hub it is alive.
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -20,8 +21,6 @@ pub const HEARTBEAT: Duration = Duration::from_secs(5);
 const UP_QUEUE: usize = 32;
 /// First and longest wait before dialling again.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
-/// Largest message the link carries (a restore's per-item results).
-const MAX_MESSAGE: usize = 64 << 20;
 
 /// Why a link ended.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +72,7 @@ impl Link {
             if started.elapsed() > BACKOFF.1 {
                 delay = BACKOFF.0; // the last link was up for a while: start backing off afresh
             }
-            tracing::warn!(hub = %self.hub, error = %crate::backup::report(&e), retry_in = ?delay, "link to the hub down");
+            tracing::warn!(hub = %self.hub, error = %cairn_proto::error_chain(&e), retry_in = ?delay, "link to the hub down");
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(BACKOFF.1);
         }

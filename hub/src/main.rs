@@ -48,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(listen = %api::describe(addr), data_dir = %config.data_dir.display(), "hub ready");
+    tracing::info!(listen = %format!("http://{addr}"), data_dir = %config.data_dir.display(), "hub ready");
     api::serve(hub, listener, async {
         let _ = tokio::signal::ctrl_c().await;
     })

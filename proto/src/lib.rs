@@ -15,3 +15,19 @@ pub mod model;
 pub mod pb {
     tonic::include_proto!("cairn.v1");
 }
+
+/// Largest gRPC message hub and agent exchange: a restore's per-item results come in one message.
+pub const MAX_MESSAGE: usize = 64 << 20;
+
+/// An error and its causes on one line, each once (`outer: cause: root cause`): what a user reads
+/// in the CLI, in per-item results and in logs.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

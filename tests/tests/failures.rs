@@ -228,3 +228,55 @@ async fn a_killed_agent_fails_its_backup_and_the_next_one_works() -> Result<()> 
     assert_eq!(config_maps, Some(1501), "1500 ConfigMaps and kube-root-ca.crt");
     Ok(())
 }
+
+/// An agent that may not list some types still backs up the rest: `PartiallyFailed`, naming each
+/// type it could not list and why.
+#[tokio::test(flavor = "multi_thread")]
+async fn types_the_agent_may_not_list_make_a_partial_backup() -> Result<()> {
+    let cp = ControlPlane::start("source").await?;
+    let hub = HubProcess::start().await?;
+    cp.apply(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata: {name: site, namespace: web}\ndata: {a: b}\n---\n\
+         apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: narrow, namespace: web}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: narrow}\n\
+         rules: [{apiGroups: [\"\"], resources: [configmaps, namespaces], verbs: [get, list]}]\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: narrow}\n\
+         roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: narrow}\n\
+         subjects: [{kind: ServiceAccount, name: narrow, namespace: web}]\n",
+    )
+    .await?;
+    let kubeconfig = cp.service_account_kubeconfig("web", "narrow").await?;
+    let _agent = hub.agent(&cp, Some(&kubeconfig)).await?;
+    let out = hub
+        .cli(&[
+            "backup",
+            "create",
+            "partial",
+            "--cluster",
+            "source",
+            "--include-namespaces",
+            "web",
+            "--wait",
+        ])
+        .await?;
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("backup partial PartiallyFailed"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("listing secrets: ") && out.stdout.contains("forbidden"),
+        "{}",
+        out.stdout
+    );
+    let items = hub.client().await?.backup_items("partial").await?;
+    assert!(
+        items
+            .iter()
+            .any(|e| e.item.kind == "ConfigMap" && e.item.name == "site"),
+        "what could be listed was backed up"
+    );
+    Ok(())
+}

@@ -64,17 +64,6 @@ async fn round_trip(store: Arc<dyn ObjectStore>) -> Result<()> {
     Ok(())
 }
 
-/// The error a user reads, with its whole cause chain.
-fn report(e: &object_store::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_round_trip() -> Result<()> {
     let s3 = S3Server::start().await?;
@@ -95,7 +84,7 @@ async fn s3_over_tls_with_a_custom_ca() -> Result<()> {
         .get(&Path::from("anything"))
         .await
         .expect_err("untrusted certificate");
-    let text = report(&err);
+    let text = cairn_proto::error_chain(&err);
     assert!(text.to_lowercase().contains("certificate"), "{text}");
     Ok(())
 }
@@ -118,7 +107,11 @@ async fn s3_server_refuses_a_wrong_secret() -> Result<()> {
         matches!(err, object_store::Error::PermissionDenied { .. }),
         "{err:?}"
     );
-    assert!(report(&err).contains("SignatureDoesNotMatch"), "{}", report(&err));
+    assert!(
+        cairn_proto::error_chain(&err).contains("SignatureDoesNotMatch"),
+        "{}",
+        cairn_proto::error_chain(&err)
+    );
     Ok(())
 }
 

@@ -15,6 +15,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DynamicObject, ListParams};
 use std::collections::{BTreeSet, HashSet};
 
+use cairn_proto::error_chain as report;
+
 use crate::discover::{self, Resource};
 use crate::references::{self, Reference};
 use crate::report::{Event, Reporter};
@@ -22,6 +24,8 @@ use writer::{Parts, Writer};
 
 /// Objects per list page: bounds the agent's memory whatever the cluster's size.
 const PAGE_SIZE: u32 = 500;
+/// Up to this many included namespaces, each type is listed namespace by namespace.
+const PER_NAMESPACE_LISTS: usize = 3;
 
 /// A failure that ends a backup.
 #[derive(Debug, thiserror::Error)]
@@ -167,18 +171,6 @@ async fn execute(
     Ok((status, run.reporter))
 }
 
-/// The error and its causes, as a user reads them.
-pub fn report(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 impl Run<'_> {
     async fn all(&mut self) -> Result<(), Error> {
         let resources = discover::resources(&self.client).await.map_err(Error::Discover)?;
@@ -227,7 +219,11 @@ impl Run<'_> {
         let mut depends_on = BTreeSet::new();
         let mut count = 0u64;
         let only: Option<BTreeSet<String>> = self.cluster_scoped_filter(resource, &group_kind);
-        let scopes: Vec<Option<String>> = if resource.namespaced && !self.spec.namespaces.include.is_empty() {
+        // A few included namespaces: list each (fewer bytes, and namespace-scoped RBAC suffices).
+        // More: one cluster-wide list per type, filtered here, costs far fewer requests.
+        let per_namespace =
+            !self.spec.namespaces.include.is_empty() && self.namespaces.len() <= PER_NAMESPACE_LISTS;
+        let scopes: Vec<Option<String>> = if resource.namespaced && per_namespace {
             self.namespaces.iter().cloned().map(Some).collect()
         } else {
             vec![None]
@@ -356,7 +352,7 @@ impl Run<'_> {
                 name: "*".into(),
             },
             outcome: Outcome::Failed,
-            message: format!("listing {}: {}", resource.qualified(), report(e)),
+            message: format!("listing {}: {}", resource.qualified(), crate::kube_error(e)),
         });
     }
 }

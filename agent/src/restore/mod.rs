@@ -21,13 +21,13 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backup::report;
 use crate::references::CRD;
 use crate::report::{Event, Reporter};
+use cairn_proto::error_chain as report;
 use prepare::{Decision, Preparer};
 
 /// Objects created at once: enough to keep the API server busy, few enough not to swamp it.
-const PARALLEL_CREATES: usize = 16;
+const PARALLEL_CREATES: usize = 32;
 /// How long a restored CRD may take to become Established, and its kind to be served.
 const CRD_READY: Duration = Duration::from_secs(60);
 
@@ -338,7 +338,7 @@ async fn dry_run(api: &Api<DynamicObject>, item: &ItemRef, policy: ExistingPolic
             Outcome::Updated,
             "exists in the target; would be overwritten",
         ),
-        (Err(e), _) => result(item.clone(), Outcome::Failed, report(&e)),
+        (Err(e), _) => result(item.clone(), Outcome::Failed, crate::kube_error(&e)),
     }
 }
 
@@ -362,7 +362,7 @@ async fn create(
             ),
             ExistingPolicy::Update => update(api, item, object, &params).await,
         },
-        Err(e) => result(item.clone(), Outcome::Failed, api_message(&e)),
+        Err(e) => result(item.clone(), Outcome::Failed, crate::kube_error(&e)),
     }
 }
 
@@ -374,7 +374,7 @@ async fn update(
 ) -> ItemResult {
     let current = match api.get(&item.name).await {
         Ok(c) => c,
-        Err(e) => return result(item.clone(), Outcome::Failed, api_message(&e)),
+        Err(e) => return result(item.clone(), Outcome::Failed, crate::kube_error(&e)),
     };
     let (Ok(live), Ok(mut wanted)) = (serde_json::to_value(&current), serde_json::to_value(&object)) else {
         return result(item.clone(), Outcome::Failed, "cannot encode the object");
@@ -393,15 +393,7 @@ async fn update(
     object.metadata.resource_version = current.metadata.resource_version;
     match api.replace(&item.name, params, &object).await {
         Ok(_) => result(item.clone(), Outcome::Updated, ""),
-        Err(e) => result(item.clone(), Outcome::Failed, api_message(&e)),
-    }
-}
-
-/// The API server's own words for a refusal.
-fn api_message(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(status) => format!("{} ({})", status.message, status.reason),
-        other => report(other),
+        Err(e) => result(item.clone(), Outcome::Failed, crate::kube_error(&e)),
     }
 }
 

@@ -71,7 +71,7 @@ impl pb::agent_channel_server::AgentChannel for AgentChannel {
                     message = up.next() => match message {
                         Some(Ok(message)) => match from_pb(message) {
                             Ok(Some(report)) => if let Err(e) = hub.report(&name, session, report).await {
-                                tracing::warn!(cluster = %name, error = %super::report(&e), "agent report refused");
+                                tracing::warn!(cluster = %name, error = %cairn_proto::error_chain(&e), "agent report refused");
                             },
                             Ok(None) => {}
                             Err(status) => tracing::warn!(cluster = %name, error = %status.message(), "malformed agent message"),

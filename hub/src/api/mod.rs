@@ -6,13 +6,11 @@ pub mod client;
 pub mod user;
 
 use cairn_proto::pb;
-use std::net::SocketAddr;
 use tonic::{Code, Status};
 
 use crate::operations::{self, Hub};
 
-/// Largest gRPC message accepted: restore results of large namespaces come in one message.
-pub const MAX_MESSAGE: usize = 64 << 20;
+pub use cairn_proto::MAX_MESSAGE;
 
 /// Serves both services on `listener` until `shutdown` resolves.
 pub async fn serve(
@@ -34,23 +32,6 @@ pub async fn serve(
         .await
 }
 
-/// The address the hub listens on, for logs.
-pub fn describe(addr: SocketAddr) -> String {
-    format!("http://{addr}")
-}
-
-/// The error text a user reads: the error and its causes, each once.
-pub fn report(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 impl From<operations::Error> for Status {
     fn from(e: operations::Error) -> Self {
         use operations::Error as E;
@@ -63,11 +44,11 @@ impl From<operations::Error> for Status {
             E::NotRestorable { .. } => Code::FailedPrecondition,
             E::Inventory(_) | E::Location(_) | E::Bucket { .. } | E::Corrupt { .. } => Code::Internal,
         };
-        Status::new(code, report(&e))
+        Status::new(code, cairn_proto::error_chain(&e))
     }
 }
 
 /// A request field that does not convert to a domain value.
 pub fn invalid(e: &cairn_proto::convert::Error) -> Status {
-    Status::invalid_argument(report(e))
+    Status::invalid_argument(cairn_proto::error_chain(e))
 }

@@ -305,21 +305,15 @@ impl Hub {
             status: BackupStatus::default(),
         };
         self.inner.inventory.put_backup(&backup).await?;
-        self.inner.board.open(spec.name.as_str());
-        if tx
-            .send(Instruction::Backup {
+        self.dispatch(
+            spec.name.as_str(),
+            &tx,
+            Instruction::Backup {
                 spec: spec.clone(),
                 location,
-            })
-            .await
-            .is_err()
-        {
-            self.fail(
-                spec.name.as_str(),
-                "the agent disconnected before the backup started",
-            )
-            .await?;
-        }
+            },
+        )
+        .await?;
         Ok(backup)
     }
 
@@ -350,22 +344,31 @@ impl Hub {
             status: RestoreStatus::default(),
         };
         self.inner.inventory.put_restore(&restore).await?;
-        self.inner.board.open(spec.name.as_str());
-        if tx
-            .send(Instruction::Restore {
+        self.dispatch(
+            spec.name.as_str(),
+            &tx,
+            Instruction::Restore {
                 spec: spec.clone(),
                 location,
-            })
-            .await
-            .is_err()
-        {
-            self.fail(
-                spec.name.as_str(),
-                "the agent disconnected before the restore started",
-            )
-            .await?;
-        }
+            },
+        )
+        .await?;
         Ok(restore)
+    }
+
+    /// Sends `instruction` for `operation` (recorded already) to its agent.
+    async fn dispatch(
+        &self,
+        operation: &str,
+        tx: &mpsc::Sender<Instruction>,
+        instruction: Instruction,
+    ) -> Result<()> {
+        self.inner.board.open(operation);
+        if tx.send(instruction).await.is_err() {
+            self.fail(operation, "the agent disconnected before the operation started")
+                .await?;
+        }
+        Ok(())
     }
 
     fn location(&self, name: Option<&LocationName>) -> Result<cairn_proto::model::Location> {

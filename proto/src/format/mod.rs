@@ -64,14 +64,6 @@ impl BackupKeys {
     }
 }
 
-/// The backup a manifest key belongs to: `backups/<backup>/manifest.pb` → `<backup>`.
-pub fn backup_of_manifest(key: &str) -> Option<&str> {
-    key.strip_prefix(BACKUPS)?
-        .strip_prefix('/')?
-        .strip_suffix("/manifest.pb")
-        .filter(|b| !b.contains('/'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,7 +84,5 @@ mod tests {
             keys.absolute(&BackupKeys::index_part(1)),
             "backups/nightly/index/000001.pb"
         );
-        assert_eq!(backup_of_manifest("backups/nightly/manifest.pb"), Some("nightly"));
-        assert_eq!(backup_of_manifest("backups/a/b/manifest.pb"), None);
     }
 }
