@@ -274,19 +274,12 @@ async fn agent(hub: &str, cp: &ControlPlane, client: &Client) -> Result<Agent> {
     Ok(Agent(child))
 }
 
+/// Follows operation `name` through the hub's progress events until it ends; its final phase.
 async fn until_done(client: &Client, name: &str, backup: bool) -> Result<Phase> {
-    wait_until(name, Duration::from_secs(1800), || {
-        let mut client = client.clone();
-        async move {
-            let phase = if backup {
-                client.backup(name).await?.status.phase
-            } else {
-                client.restore(name).await?.status.phase
-            };
-            Ok(phase.is_final().then_some(phase))
-        }
-    })
-    .await
+    let mut client = client.clone();
+    client.watch(name, |_| {}).await?;
+    let phase = if backup { client.backup(name).await?.status.phase } else { client.restore(name).await?.status.phase };
+    Ok(phase)
 }
 
 async fn measure(n: usize) -> Result<Row> {
@@ -408,8 +401,7 @@ async fn measure(n: usize) -> Result<Row> {
         agent_rss_mib: backup_rss.max(restore_rss),
     };
     eprintln!(
-        "== {n}: backup {backup:.2}s (kubectl {kubectl_get:.2}s, list {list:.2}s), restore {restore:.2}s (kubectl {kubectl_create:.2}s, parallel {parallel:.2}s), agent rss {} MiB",
-        row.agent_rss_mib
+        "== {n}: backup {backup:.2}s (kubectl {kubectl_get:.2}s, list {list:.2}s), restore {restore:.2}s (kubectl {kubectl_create:.2}s, parallel {parallel:.2}s), agent peak rss: backup {backup_rss} MiB, restore {restore_rss} MiB"
     );
     Ok(row)
 }

@@ -155,59 +155,60 @@ async fn execute(
         for part in &resource.parts {
             let key = keys.absolute(part);
             let bytes = read(&store, &location.name, &key).await?;
-            let objects: Vec<Value> = tokio::task::spawn_blocking(move || {
-                PartReader::new(&bytes)?.collect::<std::io::Result<Vec<Value>>>()
-            })
-            .await
-            .map_err(|e| Error::Part {
-                key: key.clone(),
-                source: e.into(),
-            })?
-            .map_err(|source| Error::Part {
+            let part_error = |source| Error::Part {
                 key: key.clone(),
                 source,
-            })?;
-            let mut work = Vec::new();
-            for object in objects {
-                let backup_ns = object
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let covered = if resource.namespaced {
-                    spec.namespaces.covers(backup_ns)
-                } else if resource.group.is_empty() && resource.kind == "Namespace" {
-                    spec.namespaces.covers(
-                        object
-                            .pointer("/metadata/name")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default(),
-                    )
-                } else {
-                    true
-                };
-                if covered {
-                    let item = item_ref(resource, &object, spec);
-                    work.push((
-                        item,
-                        preparer.prepare(object, &resource.group, &resource.kind, spec),
-                    ));
+            };
+            let mut objects = PartReader::new(std::io::Cursor::new(bytes)).map_err(part_error)?;
+            let mut broken = None;
+            // Objects are decoded, prepared and created as the stream pulls them: memory holds
+            // one compressed part and the objects in flight, whatever the part's size.
+            let work = std::iter::from_fn(|| {
+                loop {
+                    let object = match objects.next()? {
+                        Ok(object) => object,
+                        Err(e) => {
+                            broken = Some(e);
+                            return None;
+                        }
+                    };
+                    if covers(spec, resource, &object) {
+                        let item = item_ref(resource, &object, spec);
+                        return Some((
+                            item,
+                            preparer.prepare(object, &resource.group, &resource.kind, spec),
+                        ));
+                    }
                 }
-            }
-            let results: Vec<ItemResult> = futures::stream::iter(work)
+            });
+            let mut results = futures::stream::iter(work)
                 .map(|(item, decision)| apply(client, &target, resource, spec, item, decision))
-                .buffered(PARALLEL_CREATES)
-                .collect()
-                .await;
-            items.extend(results);
-            reporter.progress(
-                items.len() as u64,
-                total,
-                0,
-                &format!("{}/{}", resource.group, resource.resource),
-            );
+                .buffered(PARALLEL_CREATES);
+            let current = format!("{}/{}", resource.group, resource.resource);
+            while let Some(result) = results.next().await {
+                items.push(result);
+                reporter.progress(items.len() as u64, total, 0, &current);
+            }
+            drop(results);
+            if let Some(e) = broken {
+                return Err(part_error(e));
+            }
         }
     }
     Ok(())
+}
+
+/// Whether the restore's namespace filter covers `object` (by its namespace in the backup; a
+/// Namespace by its name; other cluster-scoped objects always).
+fn covers(spec: &RestoreSpec, resource: &ResourceSummary, object: &Value) -> bool {
+    let field = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or_default();
+    if resource.namespaced {
+        spec.namespaces.covers(field("/metadata/namespace"))
+    } else if resource.group.is_empty() && resource.kind == "Namespace" {
+        spec.namespaces.covers(field("/metadata/name"))
+    } else {
+        true
+    }
 }
 
 /// The item as it lands in the target (namespace mapped).

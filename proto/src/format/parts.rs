@@ -1,7 +1,7 @@
 //! Object parts: Kubernetes objects as JSON lines (the API server's own JSON, one object a
 //! line), zstd-compressed. Readable with `zstdcat part | jq`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 
 /// zstd level: fast to write on a busy node, still about 8× on Kubernetes JSON.
 const ZSTD_LEVEL: i32 = 3;
@@ -49,21 +49,22 @@ impl PartWriter {
     }
 }
 
-/// Reads the objects of a part, one at a time.
-pub struct PartReader<'a> {
-    lines: std::io::Lines<BufReader<zstd::Decoder<'a, BufReader<&'a [u8]>>>>,
+/// Reads the objects of a part one at a time, decompressing as it goes: memory holds the
+/// compressed part and one object, never the part's objects all at once.
+pub struct PartReader<R: Read> {
+    lines: std::io::Lines<BufReader<zstd::Decoder<'static, BufReader<R>>>>,
 }
 
-impl<'a> PartReader<'a> {
-    /// Over the compressed bytes of a part.
-    pub fn new(bytes: &'a [u8]) -> std::io::Result<Self> {
+impl<R: Read> PartReader<R> {
+    /// Over a compressed part (`std::io::Cursor` of its bytes, say).
+    pub fn new(compressed: R) -> std::io::Result<Self> {
         Ok(Self {
-            lines: BufReader::new(zstd::Decoder::new(bytes)?).lines(),
+            lines: BufReader::new(zstd::Decoder::new(compressed)?).lines(),
         })
     }
 }
 
-impl Iterator for PartReader<'_> {
+impl<R: Read> Iterator for PartReader<R> {
     type Item = std::io::Result<serde_json::Value>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -91,7 +92,7 @@ mod tests {
         }
         assert_eq!(w.objects(), 2);
         let bytes = w.finish().expect("finish");
-        let back: Vec<_> = PartReader::new(&bytes)
+        let back: Vec<_> = PartReader::new(bytes.as_slice())
             .expect("reader")
             .collect::<Result<_, _>>()
             .expect("read");
