@@ -278,7 +278,11 @@ async fn agent(hub: &str, cp: &ControlPlane, client: &Client) -> Result<Agent> {
 async fn until_done(client: &Client, name: &str, backup: bool) -> Result<Phase> {
     let mut client = client.clone();
     client.watch(name, |_| {}).await?;
-    let phase = if backup { client.backup(name).await?.status.phase } else { client.restore(name).await?.status.phase };
+    let phase = if backup {
+        client.backup(name).await?.status.phase
+    } else {
+        client.restore(name).await?.status.phase
+    };
     Ok(phase)
 }
 
