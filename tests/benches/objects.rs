@@ -365,13 +365,7 @@ async fn measure(n: usize) -> Result<Row> {
     let restore = start.elapsed().as_secs_f64();
     if phase != Phase::Completed {
         let r = client.restore(restore_spec.name.as_str()).await?;
-        let failed: Vec<_> = r
-            .status
-            .items
-            .iter()
-            .filter(|i| i.outcome == cairn_proto::model::Outcome::Failed)
-            .take(3)
-            .collect();
+        let failed: Vec<_> = r.status.problems.iter().take(3).collect();
         bail!("restore ended {phase}: {:?} {failed:?}", r.status.error);
     }
     let restore_rss = peak_rss_mib(target_agent.0.id());

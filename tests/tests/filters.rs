@@ -142,6 +142,25 @@ async fn filters_take_exactly_what_they_name() -> Result<()> {
     )
     .await?;
     assert!(cluster_scoped(&never).is_empty(), "{:?}", cluster_scoped(&never));
-    assert_eq!(never.len(), only_app.len() - cluster_scoped(&only_app).len());
+    for namespaced in [
+        "Widget app/gizmo",
+        "Deployment app/web",
+        "PersistentVolumeClaim app/data",
+    ] {
+        assert!(
+            items(&never).contains(namespaced),
+            "{namespaced} missing with --cluster-resources never"
+        );
+    }
+
+    // The same inventory as JSON, for scripts.
+    let json = hub.cli(&["backup", "list", "-o", "json"]).await?.ok()?;
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&json.stdout)?;
+    assert_eq!(listed.len(), 8, "{}", json.stdout);
+    assert!(
+        listed
+            .iter()
+            .all(|b| b["status"]["phase"] == "Completed" && b["spec"]["cluster"] == "source")
+    );
     Ok(())
 }

@@ -8,15 +8,15 @@ pub mod prepare;
 use cairn_proto::convert::{self, Wire};
 use cairn_proto::format::{self, BackupKeys, PartReader};
 use cairn_proto::model::{
-    ExistingPolicy, ItemRef, ItemResult, Location, LocationName, Manifest, Outcome, Phase, ResourceSummary,
-    RestoreSpec, RestoreStatus, Timestamp,
+    ExistingPolicy, ItemRef, ItemResult, Location, LocationName, Manifest, Outcome, OutcomeCounts, Phase,
+    ResourceSummary, RestoreSpec, RestoreStatus, Timestamp,
 };
 use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{self, ApiResource, Scope};
-use object_store::{ObjectStore, ObjectStoreExt, path::Path};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,6 +56,17 @@ pub enum Error {
         #[source]
         source: object_store::Error,
     },
+    /// Writing the item results failed.
+    #[error("writing {key} to location {location}")]
+    Write {
+        /// The key.
+        key: String,
+        /// The location.
+        location: LocationName,
+        /// The cause.
+        #[source]
+        source: object_store::Error,
+    },
     /// The manifest does not decode.
     #[error("manifest {key} is corrupt")]
     Manifest {
@@ -81,25 +92,102 @@ pub enum Error {
 #[tracing::instrument(name = "restore", skip_all, fields(restore.id = %spec.name, backup.id = %spec.backup))]
 pub async fn run(client: kube::Client, spec: RestoreSpec, location: Location, mut reporter: Reporter) {
     let started = Timestamp::now();
-    let mut items = Vec::new();
-    let outcome = execute(&client, &spec, &location, &mut reporter, &mut items).await;
-    let failed = items.iter().filter(|i| i.outcome == Outcome::Failed).count();
-    let (phase, error) = match outcome {
+    let (outcome, results) = match format::open_location(&location) {
+        Err(e) => (Err(Error::from(e)), None),
+        Ok(store) => {
+            let mut results = Results::new(store.clone(), location.name.clone(), &spec);
+            let mut outcome = execute(
+                &client,
+                &spec,
+                &store,
+                &location.name,
+                &mut reporter,
+                &mut results,
+            )
+            .await;
+            if let Err(e) = results.flush().await {
+                outcome = outcome.and(Err(e));
+            }
+            (outcome, Some(results))
+        }
+    };
+    let mut status = RestoreStatus {
+        started: Some(started),
+        ..RestoreStatus::default()
+    };
+    if let Some(results) = results {
+        status.counts = results.counts;
+        status.problems = results.problems;
+        status.item_parts = results.parts;
+    }
+    (status.phase, status.error) = match outcome {
         Err(e) => (Phase::Failed, Some(report(&e))),
-        Ok(()) if failed > 0 => (Phase::PartiallyFailed, None),
+        Ok(()) if status.counts.failed > 0 => (Phase::PartiallyFailed, None),
         Ok(()) => (Phase::Completed, None),
     };
-    tracing::info!(%phase, items = items.len(), failed, "restore ended");
-    let status = RestoreStatus {
-        phase,
-        started: Some(started),
-        finished: Some(Timestamp::now()),
-        items,
-        error,
-    };
+    status.finished = Some(Timestamp::now());
+    tracing::info!(phase = %status.phase, items = status.counts.total(), failed = status.counts.failed, "restore ended");
     reporter
         .finish(Event::RestoreDone(spec.name.clone(), status))
         .await;
+}
+
+/// Every item's result, written to the location in parts as the restore goes; counts and
+/// problems kept for the status.
+struct Results {
+    store: Arc<dyn ObjectStore>,
+    location: LocationName,
+    restore: cairn_proto::model::RestoreName,
+    buffer: Vec<ItemResult>,
+    parts: Vec<String>,
+    counts: OutcomeCounts,
+    problems: Vec<ItemResult>,
+}
+
+impl Results {
+    fn new(store: Arc<dyn ObjectStore>, location: LocationName, spec: &RestoreSpec) -> Self {
+        Self {
+            store,
+            location,
+            restore: spec.name.clone(),
+            buffer: Vec::new(),
+            parts: Vec::new(),
+            counts: OutcomeCounts::default(),
+            problems: Vec::new(),
+        }
+    }
+
+    async fn push(&mut self, result: ItemResult) -> Result<(), Error> {
+        self.counts.add(result.outcome);
+        let problem = matches!(result.outcome, Outcome::Failed | Outcome::SkippedExists);
+        if problem && self.problems.len() < RestoreStatus::MAX_PROBLEMS {
+            self.problems.push(result.clone());
+        }
+        self.buffer.push(result);
+        if self.buffer.len() >= format::RESTORE_PART_ITEMS {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), Error> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let key =
+            format::restore_items_part(&self.restore, u32::try_from(self.parts.len()).unwrap_or(u32::MAX));
+        let bytes = std::mem::take(&mut self.buffer).encode();
+        self.store
+            .put(&Path::from(key.as_str()), PutPayload::from(bytes))
+            .await
+            .map_err(|source| Error::Write {
+                key: key.clone(),
+                location: self.location.clone(),
+                source,
+            })?;
+        self.parts.push(key);
+        Ok(())
+    }
 }
 
 async fn read(
@@ -124,21 +212,21 @@ async fn read(
 async fn execute(
     client: &kube::Client,
     spec: &RestoreSpec,
-    location: &Location,
+    store: &Arc<dyn ObjectStore>,
+    location: &LocationName,
     reporter: &mut Reporter,
-    items: &mut Vec<ItemResult>,
+    results: &mut Results,
 ) -> Result<(), Error> {
-    let store = format::open_location(location)?;
     let keys = BackupKeys::new(&spec.backup);
     let manifest_key = keys.manifest();
-    let bytes = match read(&store, &location.name, &manifest_key).await {
+    let bytes = match read(store, location, &manifest_key).await {
         Err(Error::Read {
             source: object_store::Error::NotFound { .. },
             ..
         }) => {
             return Err(Error::NoManifest {
                 backup: spec.backup.to_string(),
-                location: location.name.clone(),
+                location: location.clone(),
             });
         }
         other => other?,
@@ -154,7 +242,7 @@ async fn execute(
         let target = resolve(client, resource, !spec.dry_run).await;
         for part in &resource.parts {
             let key = keys.absolute(part);
-            let bytes = read(&store, &location.name, &key).await?;
+            let bytes = read(store, location, &key).await?;
             let part_error = |source| Error::Part {
                 key: key.clone(),
                 source,
@@ -181,15 +269,15 @@ async fn execute(
                     }
                 }
             });
-            let mut results = futures::stream::iter(work)
+            let mut applied = futures::stream::iter(work)
                 .map(|(item, decision)| apply(client, &target, resource, spec, item, decision))
                 .buffered(PARALLEL_CREATES);
             let current = format!("{}/{}", resource.group, resource.resource);
-            while let Some(result) = results.next().await {
-                items.push(result);
-                reporter.progress(items.len() as u64, total, 0, &current);
+            while let Some(result) = applied.next().await {
+                results.push(result).await?;
+                reporter.progress(results.counts.total(), total, 0, &current);
             }
-            drop(results);
+            drop(applied);
             if let Some(e) = broken {
                 return Err(part_error(e));
             }

@@ -1,7 +1,9 @@
 //! A typed client of the user API, for the CLI and tests: model types in, model types out.
 
 use cairn_proto::convert::{self, Wire};
-use cairn_proto::model::{Backup, BackupSpec, Cluster, IndexEntry, Phase, Progress, Restore, RestoreSpec};
+use cairn_proto::model::{
+    Backup, BackupSpec, Cluster, IndexEntry, ItemResult, Phase, Progress, Restore, RestoreSpec,
+};
 use cairn_proto::pb::{self, cairn_client::CairnClient};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
@@ -154,6 +156,17 @@ impl Client {
             })
             .await?;
         Ok(Restore::from_pb(r.into_inner())?)
+    }
+
+    /// Every item of a restore, in restore order.
+    pub async fn restore_items(&mut self, name: &str) -> Result<Vec<ItemResult>> {
+        let r = self
+            .inner
+            .list_restore_items(pb::GetRequest {
+                name: name.to_owned(),
+            })
+            .await?;
+        Ok(Vec::<ItemResult>::from_pb(r.into_inner())?)
     }
 
     /// Every restore.

@@ -126,6 +126,14 @@ impl pb::cairn_server::Cairn for UserApi {
         }))
     }
 
+    async fn list_restore_items(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::RestoreItems>, Status> {
+        let name: RestoreName = name(request.into_inner().name)?;
+        Ok(Response::new(self.hub.restore_items(&name).await?.to_pb()))
+    }
+
     type WatchStream = Events;
 
     async fn watch(&self, request: Request<pb::GetRequest>) -> Result<Response<Events>, Status> {

@@ -259,7 +259,13 @@ pub async fn run(cli: Cli) -> Result<()> {
                 }
                 progress::follow(&mut client, spec.name.as_str()).await?;
                 let restore = client.restore(spec.name.as_str()).await?;
-                output::restore(out, &restore, spec.dry_run)?;
+                // A dry run's point is its plan: print every item in order.
+                let items = if spec.dry_run {
+                    Some(client.restore_items(spec.name.as_str()).await?)
+                } else {
+                    None
+                };
+                output::restore(out, &restore, items.as_deref())?;
                 ensure_completed(
                     "restore",
                     spec.name.as_str(),
@@ -269,7 +275,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             RestoreVerb::List => output::restores(out, &client.restores().await?),
             RestoreVerb::Describe { name, details } => {
-                output::restore(out, &client.restore(name.as_str()).await?, details)
+                let restore = client.restore(name.as_str()).await?;
+                let items = if details {
+                    Some(client.restore_items(name.as_str()).await?)
+                } else {
+                    None
+                };
+                output::restore(out, &restore, items.as_deref())
             }
         },
     }

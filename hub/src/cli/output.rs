@@ -239,7 +239,7 @@ pub fn restores(format: Format, restores: &[Restore]) -> Result<()> {
             } else {
                 s.phase.to_string()
             },
-            s.items.len().to_string(),
+            s.counts.total().to_string(),
             time(s.started),
             duration(s.started, s.finished),
         ]);
@@ -249,8 +249,15 @@ pub fn restores(format: Format, restores: &[Restore]) -> Result<()> {
 }
 
 /// `restore describe` (and the summary after `restore create --wait`; a dry run prints its plan).
-pub fn restore(format: Format, r: &Restore, details: bool) -> Result<()> {
-    if structured(format, r)? {
+pub fn restore(format: Format, r: &Restore, items: Option<&[ItemResult]>) -> Result<()> {
+    #[derive(Serialize)]
+    struct Described<'a> {
+        #[serde(flatten)]
+        restore: &'a Restore,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        items: Option<&'a [ItemResult]>,
+    }
+    if structured(format, &Described { restore: r, items })? {
         return Ok(());
     }
     let (spec, s) = (&r.spec, &r.status);
@@ -288,26 +295,31 @@ pub fn restore(format: Format, r: &Restore, details: bool) -> Result<()> {
         time(s.finished),
         duration(s.started, s.finished)
     );
-    let count = |o: cairn_proto::model::Outcome| s.items.iter().filter(|i| i.outcome == o).count();
-    use cairn_proto::model::Outcome as O;
+    let c = &s.counts;
+    let created = if spec.dry_run { c.would_create } else { c.created };
     let _ = writeln!(
         out,
-        "Items:              {} created, {} updated, {} skipped (exist), {} left to controllers, {} failed",
-        count(O::Created) + count(O::WouldCreate),
-        count(O::Updated),
-        count(O::SkippedExists),
-        count(O::LeftToController),
-        count(O::Failed)
+        "Items:              {created} {}, {} updated, {} skipped (exist), {} left to controllers, {} failed",
+        if spec.dry_run {
+            "would be created"
+        } else {
+            "created"
+        },
+        c.updated,
+        c.skipped_exists,
+        c.left_to_controller,
+        c.failed
     );
-    let failed: Vec<ItemResult> = s
-        .items
-        .iter()
-        .filter(|i| i.outcome == O::Failed || i.outcome == O::SkippedExists)
-        .cloned()
-        .collect();
-    problems(&mut out, &failed);
+    problems(&mut out, &s.problems);
+    if s.problems.len() as u64 > 0 && (s.problems.len() as u64) < c.failed + c.skipped_exists {
+        let _ = writeln!(
+            out,
+            "  … and more: see `cairn restore describe {} --details`",
+            spec.name
+        );
+    }
     print!("{out}");
-    if details {
+    if let Some(items) = items {
         println!(
             "{}:",
             if spec.dry_run {
@@ -317,7 +329,7 @@ pub fn restore(format: Format, r: &Restore, details: bool) -> Result<()> {
             }
         );
         let mut t = table(&["KIND", "NAMESPACE", "NAME", "RESULT"]);
-        for i in &s.items {
+        for i in items {
             let kind = if i.item.group.is_empty() {
                 i.item.kind.clone()
             } else {

@@ -9,8 +9,8 @@ pub mod progress;
 use cairn_proto::convert::{self, Wire};
 use cairn_proto::format::{self, BackupKeys};
 use cairn_proto::model::{
-    Backup, BackupName, BackupSpec, BackupStatus, Cluster, ClusterName, IndexEntry, LocationName, Phase,
-    Progress, Restore, RestoreName, RestoreSpec, RestoreStatus, Timestamp,
+    Backup, BackupName, BackupSpec, BackupStatus, Cluster, ClusterName, IndexEntry, ItemResult, LocationName,
+    Phase, Progress, Restore, RestoreName, RestoreSpec, RestoreStatus, Timestamp,
 };
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, path::Path};
@@ -189,7 +189,7 @@ impl Hub {
                 let Some(mut restore) = self.inner.inventory.restore(&name).await? else {
                     return Err(Error::UnknownRestore(name));
                 };
-                tracing::info!(restore.id = %name, phase = %status.phase, items = status.items.len(), "restore ended");
+                tracing::info!(restore.id = %name, phase = %status.phase, items = status.counts.total(), "restore ended");
                 let phase = status.phase;
                 restore.status = status;
                 self.inner.inventory.put_restore(&restore).await?;
@@ -468,6 +468,32 @@ impl Hub {
             .restore(name)
             .await?
             .ok_or_else(|| Error::UnknownRestore(name.clone()))
+    }
+
+    /// Every item of restore `name` with its outcome, in restore order, read from the location.
+    pub async fn restore_items(&self, name: &RestoreName) -> Result<Vec<ItemResult>> {
+        let restore = self.restore(name).await?;
+        let backup = self.backup(&restore.spec.backup).await?;
+        let location = self.location(backup.spec.location.as_ref())?;
+        let store = format::open_location(&location)?;
+        let mut items = Vec::new();
+        for key in &restore.status.item_parts {
+            let read = |source| Error::bucket(&location.name, "read", key, source);
+            let bytes = store
+                .get(&Path::from(key.as_str()))
+                .await
+                .map_err(read)?
+                .bytes()
+                .await
+                .map_err(read)?;
+            let part = Vec::<ItemResult>::decode(&bytes).map_err(|source| Error::Corrupt {
+                location: location.name.clone(),
+                key: key.clone(),
+                source,
+            })?;
+            items.extend(part);
+        }
+        Ok(items)
     }
 
     /// Every restore.

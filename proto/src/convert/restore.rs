@@ -3,7 +3,8 @@
 use super::item::{phase_from_pb, phase_to_pb};
 use super::{Error, Result, Wire, ms, name, opt_name, opt_string, required};
 use crate::model::{
-    ExistingPolicy, ItemResult, NamespaceFilter, Restore, RestoreSpec, RestoreStatus, Timestamp,
+    ExistingPolicy, ItemResult, NamespaceFilter, OutcomeCounts, Restore, RestoreSpec, RestoreStatus,
+    Timestamp,
 };
 use crate::pb;
 
@@ -55,6 +56,32 @@ impl Wire for RestoreSpec {
     }
 }
 
+impl Wire for OutcomeCounts {
+    type Pb = pb::OutcomeCounts;
+
+    fn to_pb(&self) -> pb::OutcomeCounts {
+        pb::OutcomeCounts {
+            created: self.created,
+            updated: self.updated,
+            skipped_exists: self.skipped_exists,
+            left_to_controller: self.left_to_controller,
+            failed: self.failed,
+            would_create: self.would_create,
+        }
+    }
+
+    fn from_pb(m: pb::OutcomeCounts) -> Result<Self> {
+        Ok(Self {
+            created: m.created,
+            updated: m.updated,
+            skipped_exists: m.skipped_exists,
+            left_to_controller: m.left_to_controller,
+            failed: m.failed,
+            would_create: m.would_create,
+        })
+    }
+}
+
 impl Wire for RestoreStatus {
     type Pb = pb::RestoreStatus;
 
@@ -63,7 +90,9 @@ impl Wire for RestoreStatus {
             phase: phase_to_pb(self.phase),
             started_unix_ms: ms(self.started),
             finished_unix_ms: ms(self.finished),
-            items: self.items.iter().map(Wire::to_pb).collect(),
+            counts: Some(self.counts.to_pb()),
+            problems: self.problems.iter().map(Wire::to_pb).collect(),
+            item_parts: self.item_parts.clone(),
             error: self.error.clone().unwrap_or_default(),
         }
     }
@@ -73,13 +102,30 @@ impl Wire for RestoreStatus {
             phase: phase_from_pb("RestoreStatus.phase", m.phase)?,
             started: Timestamp::from_unix_ms(m.started_unix_ms),
             finished: Timestamp::from_unix_ms(m.finished_unix_ms),
-            items: m
-                .items
+            counts: OutcomeCounts::from_pb(m.counts.unwrap_or_default())?,
+            problems: m
+                .problems
                 .into_iter()
                 .map(ItemResult::from_pb)
                 .collect::<Result<_>>()?,
+            item_parts: m.item_parts,
             error: opt_string(m.error),
         })
+    }
+}
+
+/// A part of a restore's item results.
+impl Wire for Vec<ItemResult> {
+    type Pb = pb::RestoreItems;
+
+    fn to_pb(&self) -> pb::RestoreItems {
+        pb::RestoreItems {
+            items: self.iter().map(Wire::to_pb).collect(),
+        }
+    }
+
+    fn from_pb(m: pb::RestoreItems) -> Result<Self> {
+        m.items.into_iter().map(ItemResult::from_pb).collect()
     }
 }
 

@@ -21,6 +21,16 @@ pub const INDEX_PART_ENTRIES: usize = 10_000;
 
 /// Top folder of all backups in a location.
 const BACKUPS: &str = "backups";
+/// Top folder of restore reports in a location.
+const RESTORES: &str = "restores";
+
+/// Results per restore-items part.
+pub const RESTORE_PART_ITEMS: usize = 10_000;
+
+/// Key of part `seq` of restore `restore`'s item results: `restores/<restore>/items/<seq>.pb`.
+pub fn restore_items_part(restore: &crate::model::RestoreName, seq: u32) -> String {
+    format!("{RESTORES}/{restore}/items/{seq:06}.pb")
+}
 
 /// Keys of one backup's folder: `backups/<backup>/…`.
 #[derive(Debug, Clone)]

@@ -15,7 +15,7 @@ pub use cluster::Cluster;
 pub use item::{IndexEntry, ItemRef, ItemResult, Outcome, Progress, ResourceSummary};
 pub use location::Location;
 pub use name::{BackupName, ClusterName, InvalidName, LocationName, RestoreName};
-pub use restore::{ExistingPolicy, Restore, RestoreSpec, RestoreStatus};
+pub use restore::{ExistingPolicy, OutcomeCounts, Restore, RestoreSpec, RestoreStatus};
 pub use selector::{InvalidSelector, LabelSelector};
 pub use time::Timestamp;
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::{BackupName, ClusterName, ItemResult, NamespaceFilter, Phase, RestoreName, Timestamp};
+use super::{BackupName, ClusterName, ItemResult, NamespaceFilter, Outcome, Phase, RestoreName, Timestamp};
 
 /// What to do with an object that already exists in the target cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -43,7 +43,51 @@ impl RestoreSpec {
     }
 }
 
-/// What came of a restore.
+/// How many items of a restore ended each way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeCounts {
+    /// Created in the target.
+    pub created: u64,
+    /// Overwritten.
+    pub updated: u64,
+    /// Existed, left alone.
+    pub skipped_exists: u64,
+    /// Left to the target's controllers.
+    pub left_to_controller: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Dry run: would be created.
+    pub would_create: u64,
+}
+
+impl OutcomeCounts {
+    /// Counts one more item ending with `outcome`.
+    pub fn add(&mut self, outcome: Outcome) {
+        let n = match outcome {
+            Outcome::Created => &mut self.created,
+            Outcome::Updated => &mut self.updated,
+            Outcome::SkippedExists => &mut self.skipped_exists,
+            Outcome::LeftToController => &mut self.left_to_controller,
+            Outcome::Failed => &mut self.failed,
+            Outcome::WouldCreate => &mut self.would_create,
+            Outcome::BackedUp => return,
+        };
+        *n += 1;
+    }
+
+    /// Items counted.
+    pub fn total(&self) -> u64 {
+        self.created
+            + self.updated
+            + self.skipped_exists
+            + self.left_to_controller
+            + self.failed
+            + self.would_create
+    }
+}
+
+/// What came of a restore. Every item's result is in the location ([`RestoreStatus::item_parts`]);
+/// the status keeps counts and the items that need a user's eye.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestoreStatus {
     /// Where it stands.
@@ -52,10 +96,19 @@ pub struct RestoreStatus {
     pub started: Option<Timestamp>,
     /// When it ended.
     pub finished: Option<Timestamp>,
-    /// Every item, in restore order, with its outcome.
-    pub items: Vec<ItemResult>,
+    /// Items per outcome.
+    pub counts: OutcomeCounts,
+    /// Failed and skipped items, with the reason (the first [`RestoreStatus::MAX_PROBLEMS`]).
+    pub problems: Vec<ItemResult>,
+    /// Keys of the item-result parts, from the location root, in restore order.
+    pub item_parts: Vec<String>,
     /// Why the whole restore failed, if it did.
     pub error: Option<String>,
+}
+
+impl RestoreStatus {
+    /// Most problems kept in the status; all are in the item parts.
+    pub const MAX_PROBLEMS: usize = 1000;
 }
 
 /// A restore as the hub knows it.
