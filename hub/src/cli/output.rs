@@ -41,6 +41,15 @@ fn structured<T: Serialize + ?Sized>(format: Format, value: &T) -> Result<bool> 
     Ok(true)
 }
 
+/// `name.group`, or `name` for the core group: how kubectl names kinds and resources.
+fn qualified(name: &str, group: &str) -> String {
+    if group.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name}.{group}")
+    }
+}
+
 fn time(t: Option<Timestamp>) -> String {
     t.map_or_else(|| "-".into(), |t| t.to_string())
 }
@@ -184,11 +193,7 @@ pub fn backup(format: Format, b: &Backup, items: Option<&[IndexEntry]>) -> Resul
         println!("Resources backed up:");
         let mut t = table(&["RESOURCE", "KIND", "COUNT"]);
         for r in &s.resources {
-            let resource = if r.group.is_empty() {
-                r.resource.clone()
-            } else {
-                format!("{}.{}", r.resource, r.group)
-            };
+            let resource = qualified(&r.resource, &r.group);
             t.add_row(vec![resource, r.kind.clone(), r.count.to_string()]);
         }
         print_table(&t);
@@ -201,11 +206,7 @@ pub fn backup(format: Format, b: &Backup, items: Option<&[IndexEntry]>) -> Resul
         let mut t = table(&["KIND", "NAMESPACE", "NAME", "RESULT"]);
         for e in items {
             let problem = s.problems.iter().find(|p| p.item == e.item);
-            let kind = if e.item.group.is_empty() {
-                e.item.kind.clone()
-            } else {
-                format!("{}.{}", e.item.kind, e.item.group)
-            };
+            let kind = qualified(&e.item.kind, &e.item.group);
             let result = problem.map_or_else(
                 || "backed up".to_owned(),
                 |p| format!("{}: {}", p.outcome, p.message),
@@ -330,11 +331,7 @@ pub fn restore(format: Format, r: &Restore, items: Option<&[ItemResult]>) -> Res
         );
         let mut t = table(&["KIND", "NAMESPACE", "NAME", "RESULT"]);
         for i in items {
-            let kind = if i.item.group.is_empty() {
-                i.item.kind.clone()
-            } else {
-                format!("{}.{}", i.item.kind, i.item.group)
-            };
+            let kind = qualified(&i.item.kind, &i.item.group);
             let result = if i.message.is_empty() {
                 i.outcome.to_string()
             } else {
