@@ -1,7 +1,8 @@
 //! The agent's link to the hub: it dials out (never the reverse), registers its cluster, beats,
 //! runs the instructions it receives and streams their progress and results back. When the link
-//! breaks it dials again with backoff; operations keep running meanwhile, and results that could
-//! not be sent are sent on the next link. The only code of the agent that touches wire types.
+//! breaks it dials again with backoff; operations keep running meanwhile, and the results of the
+//! last operations are repeated on every new link, so a result sent into a dying link is not lost.
+//! The only code of the agent that touches wire types.
 
 use cairn_proto::convert::Wire;
 use cairn_proto::model::{BackupSpec, ClusterName, Location, RestoreSpec};
@@ -19,6 +20,8 @@ use cairn_proto::MAX_MESSAGE;
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Messages queued for the hub on one link.
 const UP_QUEUE: usize = 32;
+/// Results of finished operations repeated on every new link (see [`Link::run`]).
+const RECENT_RESULTS: usize = 32;
 /// First and longest wait before dialling again.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
 
@@ -61,11 +64,11 @@ impl Link {
     /// Keeps a link to the hub up, for ever.
     pub async fn run(self) -> Error {
         let (events, mut rx) = mpsc::channel(EVENT_QUEUE);
-        let mut undelivered = VecDeque::new();
+        let mut recent = VecDeque::new();
         let mut delay = BACKOFF.0;
         loop {
             let started = tokio::time::Instant::now();
-            let e = self.session(&events, &mut rx, &mut undelivered).await;
+            let e = self.session(&events, &mut rx, &mut recent).await;
             if matches!(e, Error::Url(_)) {
                 return e;
             }
@@ -82,7 +85,7 @@ impl Link {
         &self,
         events: &mpsc::Sender<Event>,
         rx: &mut mpsc::Receiver<Event>,
-        undelivered: &mut VecDeque<Event>,
+        recent: &mut VecDeque<Event>,
     ) -> Error {
         let endpoint = match Endpoint::from_shared(self.hub.clone()) {
             Ok(e) => e
@@ -114,9 +117,10 @@ impl Link {
             Err(status) => return status.into(),
         };
         tracing::info!(hub = %self.hub, cluster = %self.cluster, "linked to the hub");
-        while let Some(event) = undelivered.pop_front() {
-            if up.send(to_pb(&event)).await.is_err() {
-                undelivered.push_front(event);
+        // Results sent on a link that broke may never have arrived, and nothing acknowledges
+        // them: every new link repeats the recent ones. The hub records a result idempotently.
+        for event in recent.iter() {
+            if up.send(to_pb(event)).await.is_err() {
                 return Error::Closed;
             }
         }
@@ -129,10 +133,13 @@ impl Link {
                     }
                 }
                 Some(event) = rx.recv() => {
-                    if up.send(to_pb(&event)).await.is_err() {
-                        if !matches!(event, Event::Progress(_)) {
-                            undelivered.push_back(event);
+                    if !matches!(event, Event::Progress(_)) {
+                        if recent.len() == RECENT_RESULTS {
+                            recent.pop_front();
                         }
+                        recent.push_back(event.clone());
+                    }
+                    if up.send(to_pb(&event)).await.is_err() {
                         return Error::Closed;
                     }
                 }

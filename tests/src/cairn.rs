@@ -43,19 +43,35 @@ impl HubProcess {
     pub async fn start() -> Result<Self> {
         crate::init();
         let sandbox = Sandbox::new("hub")?;
-        let port = free_port()?;
+        let url = format!("http://127.0.0.1:{}", free_port()?);
+        let hub = Self { url, sandbox };
+        hub.launch().await?;
+        Ok(hub)
+    }
+
+    async fn launch(&self) -> Result<()> {
         let mut cmd = Command::new(workspace_bin("cairn-hub")?);
-        cmd.env("CAIRN_LISTEN", format!("127.0.0.1:{port}"))
-            .env("CAIRN_DATA_DIR", sandbox.dir().join("data"))
+        cmd.env("CAIRN_LISTEN", self.url.trim_start_matches("http://"))
+            .env("CAIRN_DATA_DIR", self.data_dir())
             .env("RUST_LOG", "info");
-        sandbox.spawn("cairn-hub", cmd)?;
-        let url = format!("http://127.0.0.1:{port}");
-        sandbox
+        self.sandbox.spawn("cairn-hub", cmd)?;
+        let url = &self.url;
+        self.sandbox
             .wait_ready("cairn-hub", "the hub's API", START_TIMEOUT, || async {
-                Ok(Client::connect(&url).await.ok().map(|_| ()))
+                Ok(Client::connect(url).await.ok().map(|_| ()))
             })
-            .await?;
-        Ok(Self { url, sandbox })
+            .await
+    }
+
+    /// Kills the hub outright (SIGKILL, as a crash) and starts it again on the same port and data.
+    pub async fn crash_and_restart(&self) -> Result<()> {
+        self.sandbox.kill("cairn-hub");
+        self.launch().await
+    }
+
+    /// The last lines of the running hub's log.
+    pub fn log(&self) -> String {
+        self.sandbox.log_tail("cairn-hub")
     }
 
     /// `http://127.0.0.1:PORT`.

@@ -130,6 +130,16 @@ impl Sandbox {
         Ok(pid)
     }
 
+    /// Stops server `name` now (SIGKILL to its group), as a crash would; it can be started again.
+    pub fn kill(&self, name: &str) {
+        let mut servers = self.lock();
+        if let Some(i) = servers.iter().position(|s| s.name == name) {
+            let mut server = servers.remove(i);
+            kill_group(server.child.id());
+            let _ = server.child.wait();
+        }
+    }
+
     /// Fails if server `name` has exited.
     pub fn ensure_running(&self, name: &str) -> Result<()> {
         let mut servers = self.lock();
