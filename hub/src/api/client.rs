@@ -22,12 +22,19 @@ pub enum Error {
         #[source]
         source: tonic::transport::Error,
     },
-    /// The hub refused or failed the call; the message is the hub's.
+    /// The hub refused or failed the call; the message is the hub's (already complete, so the
+    /// status is not repeated as a cause).
     #[error("{}", .0.message())]
-    Status(#[from] tonic::Status),
+    Status(tonic::Status),
     /// The hub answered something this client cannot read.
     #[error("unexpected answer from the hub")]
     Convert(#[from] convert::Error),
+}
+
+impl From<tonic::Status> for Error {
+    fn from(status: tonic::Status) -> Self {
+        Self::Status(status)
+    }
 }
 
 /// Result of a call.

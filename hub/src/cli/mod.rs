@@ -210,9 +210,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                 let spec = backup_spec(args);
                 let backup = client.create_backup(&spec).await?;
                 if !wait {
-                    println!(
+                    output::outln!(
                         "backup {} started on cluster {}",
-                        backup.spec.name, backup.spec.cluster
+                        backup.spec.name,
+                        backup.spec.cluster
                     );
                     return Ok(());
                 }
@@ -241,7 +242,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             BackupVerb::Delete { name } => {
                 client.delete_backup(name.as_str()).await?;
-                println!("backup {name} deleted");
+                output::outln!("backup {name} deleted");
                 Ok(())
             }
         },
@@ -251,9 +252,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                 let spec = restore_spec(args);
                 let restore = client.create_restore(&spec).await?;
                 if !wait {
-                    println!(
+                    output::outln!(
                         "restore {} of backup {} started",
-                        restore.spec.name, restore.spec.backup
+                        restore.spec.name,
+                        restore.spec.backup
                     );
                     return Ok(());
                 }

@@ -18,6 +18,29 @@ pub enum Format {
     Yaml,
 }
 
+/// Writes to stdout; a closed pipe (`cairn … | head`) ends the program quietly, as kubectl does.
+pub fn emit(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cli::output::emit(format_args!($($arg)*)) };
+}
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::cli::output::emit(format_args!("{}\n", format_args!($($arg)*))) };
+}
+pub(crate) use outln;
+
+/// Problems listed in a summary; `--details` lists every item.
+const SUMMARY_PROBLEMS: usize = 20;
+
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(NOTHING)
@@ -28,15 +51,15 @@ fn table(header: &[&str]) -> Table {
 fn print_table(t: &Table) {
     // comfy-table pads the first column with a space; kubectl does not.
     for line in t.to_string().lines() {
-        println!("{}", line.strip_prefix(' ').unwrap_or(line).trim_end());
+        outln!("{}", line.strip_prefix(' ').unwrap_or(line).trim_end());
     }
 }
 
 fn structured<T: Serialize + ?Sized>(format: Format, value: &T) -> Result<bool> {
     match format {
         Format::Table => return Ok(false),
-        Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
-        Format::Yaml => print!("{}", serde_yaml_ng::to_string(value)?),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(value)?),
+        Format::Yaml => out!("{}", serde_yaml_ng::to_string(value)?),
     }
     Ok(true)
 }
@@ -115,12 +138,19 @@ fn list(values: &[String], empty: &str) -> String {
     }
 }
 
-fn problems(out: &mut String, problems: &[ItemResult]) {
+/// The first problems of `total`, and where to find the rest.
+fn problems(out: &mut String, problems: &[ItemResult], total: u64) {
     if problems.is_empty() {
         return;
     }
     out.push_str("Problems:\n");
-    for p in problems {
+    if total > SUMMARY_PROBLEMS as u64 {
+        let _ = writeln!(
+            out,
+            "  ({total} in all, the first {SUMMARY_PROBLEMS} here; `describe --details` lists every item)"
+        );
+    }
+    for p in problems.iter().take(SUMMARY_PROBLEMS) {
         let _ = writeln!(out, "  {} ({}): {}", p.item, p.outcome, p.message);
     }
 }
@@ -188,9 +218,9 @@ pub fn backup(format: Format, b: &Backup, items: Option<&[IndexEntry]>) -> Resul
         "Agent / Kubernetes: {} / {}",
         s.agent_version, s.kubernetes_version
     );
-    print!("{out}");
+    out!("{out}");
     if !s.resources.is_empty() {
-        println!("Resources backed up:");
+        outln!("Resources backed up:");
         let mut t = table(&["RESOURCE", "KIND", "COUNT"]);
         for r in &s.resources {
             let resource = qualified(&r.resource, &r.group);
@@ -199,10 +229,10 @@ pub fn backup(format: Format, b: &Backup, items: Option<&[IndexEntry]>) -> Resul
         print_table(&t);
     }
     let mut out = String::new();
-    problems(&mut out, &s.problems);
-    print!("{out}");
+    problems(&mut out, &s.problems, s.problems.len() as u64);
+    out!("{out}");
     if let Some(items) = items {
-        println!("Items:");
+        outln!("Items:");
         let mut t = table(&["KIND", "NAMESPACE", "NAME", "RESULT"]);
         for e in items {
             let problem = s.problems.iter().find(|p| p.item == e.item);
@@ -311,17 +341,10 @@ pub fn restore(format: Format, r: &Restore, items: Option<&[ItemResult]>) -> Res
         c.left_to_controller,
         c.failed
     );
-    problems(&mut out, &s.problems);
-    if s.problems.len() as u64 > 0 && (s.problems.len() as u64) < c.failed + c.skipped_exists {
-        let _ = writeln!(
-            out,
-            "  … and more: see `cairn restore describe {} --details`",
-            spec.name
-        );
-    }
-    print!("{out}");
+    problems(&mut out, &s.problems, c.failed + c.skipped_exists);
+    out!("{out}");
     if let Some(items) = items {
-        println!(
+        outln!(
             "{}:",
             if spec.dry_run {
                 "Plan (in order)"

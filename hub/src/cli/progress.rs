@@ -1,30 +1,43 @@
 //! `--wait`: a live progress bar fed by the hub's progress events (hidden when stderr is not a
-//! terminal).
+//! terminal). A backup does not know its total until it has listed everything, so it shows a
+//! running count; a restore knows its total and shows a bar.
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::api::client::Client;
 
+const COUNTING: &str = "{spinner} {prefix} [{elapsed_precise}] {pos} items, {msg}";
+const BAR: &str = "{spinner} {prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} items, {msg}";
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
 /// Shows operation `name`'s progress until it ends.
 pub async fn follow(client: &mut Client, name: &str) -> Result<()> {
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} items {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.set_prefix(name.to_owned());
+    let bar = ProgressBar::new_spinner()
+        .with_style(style(COUNTING))
+        .with_prefix(name.to_owned());
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let mut counting = true;
     client
         .watch(name, |update| {
             let p = &update.progress;
             if p.items_total > 0 {
+                if counting {
+                    bar.set_style(style(BAR));
+                    counting = false;
+                }
                 bar.set_length(p.items_total);
             }
             bar.set_position(p.items_done);
-            bar.set_message(format!("{} {}", indicatif::HumanBytes(p.bytes_done), p.current));
+            let bytes = if p.bytes_done > 0 {
+                format!("{} ", indicatif::HumanBytes(p.bytes_done))
+            } else {
+                String::new()
+            };
+            bar.set_message(format!("{bytes}{}", p.current));
         })
         .await?;
     bar.finish_and_clear();
