@@ -195,14 +195,18 @@ async fn killed_test_process_leaves_no_servers_behind() -> Result<()> {
     holder.wait()?;
     reap_stale()?;
     wait_until(
-        "the killed run's servers to end",
+        &format!("the killed run's servers {pids:?} to end"),
         Duration::from_secs(10),
         || async { Ok(pids.iter().all(|&pid| !is_running(pid)).then_some(())) },
     )
     .await?;
-    assert!(
-        !std::path::Path::new(&sandbox).exists(),
-        "sandbox {sandbox} reaped"
-    );
+    // Another test process may be reaping the same sandbox at this moment: wait for its removal
+    // to finish rather than look once.
+    wait_until(
+        &format!("sandbox {sandbox} to be reaped"),
+        Duration::from_secs(10),
+        || async { Ok((!std::path::Path::new(&sandbox).exists()).then_some(())) },
+    )
+    .await?;
     Ok(())
 }
