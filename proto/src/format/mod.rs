@@ -4,7 +4,7 @@
 pub mod location;
 mod parts;
 
-pub use location::open as open_location;
+pub use location::{open as open_location, verify as verify_location};
 pub use parts::{PartReader, PartWriter};
 
 use crate::model::BackupName;

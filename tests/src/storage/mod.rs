@@ -10,7 +10,7 @@ mod gcs_adapter;
 mod local;
 mod s3;
 
-pub use azurite::AzuriteServer;
+pub use azurite::{ACCOUNT as AZURE_ACCOUNT, ACCOUNT_KEY as AZURE_KEY, AzuriteServer};
 pub use gcs::GcsServer;
 pub use local::LocalDir;
 pub use s3::{S3Credentials, S3Server};
