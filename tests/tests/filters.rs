@@ -17,6 +17,19 @@ fn items(entries: &[IndexEntry]) -> BTreeSet<String> {
         .collect()
 }
 
+/// Files below `dir` (0 if it does not exist).
+fn files_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() { files_under(&path) } else { 1 }
+        })
+        .sum()
+}
+
 fn kinds(entries: &[IndexEntry]) -> BTreeSet<String> {
     entries.iter().map(|e| e.item.kind.clone()).collect()
 }
@@ -153,10 +166,22 @@ async fn filters_take_exactly_what_they_name() -> Result<()> {
         );
     }
 
+    // Deleting a backup removes its objects from the location and its record from the hub.
+    let folder = hub.data_dir().join("backups/backups/some-kinds");
+    assert!(files_under(&folder) > 0);
+    hub.cli(&["backup", "delete", "some-kinds"]).await?.ok()?;
+    assert_eq!(files_under(&folder), 0, "objects left in {}", folder.display());
+    let gone = hub.cli(&["backup", "describe", "some-kinds"]).await?;
+    assert!(
+        gone.code == Some(1) && gone.stderr.contains("unknown backup some-kinds"),
+        "{}",
+        gone.stderr
+    );
+
     // The same inventory as JSON, for scripts.
     let json = hub.cli(&["backup", "list", "-o", "json"]).await?.ok()?;
     let listed: Vec<serde_json::Value> = serde_json::from_str(&json.stdout)?;
-    assert_eq!(listed.len(), 8, "{}", json.stdout);
+    assert_eq!(listed.len(), 7, "{}", json.stdout);
     assert!(
         listed
             .iter()

@@ -41,7 +41,7 @@ impl From<operations::Error> for Status {
             }
             E::NotConnected { .. } => Code::Unavailable,
             E::Exists { .. } => Code::AlreadyExists,
-            E::NotRestorable { .. } => Code::FailedPrecondition,
+            E::NotRestorable { .. } | E::Running(_) => Code::FailedPrecondition,
             E::Inventory(_) | E::Location(_) | E::Bucket { .. } | E::Corrupt { .. } => Code::Internal,
         };
         Status::new(code, cairn_proto::error_chain(&e))

@@ -54,6 +54,9 @@ pub enum Error {
     /// No such location.
     #[error("unknown location {0}")]
     UnknownLocation(LocationName),
+    /// The backup is still being written.
+    #[error("backup {0} is still running; delete it once it has ended")]
+    Running(BackupName),
     /// The backup cannot be restored (still running, or failed).
     #[error("backup {backup} is {phase}: only Completed or PartiallyFailed backups can be restored")]
     NotRestorable {
@@ -441,6 +444,9 @@ impl Hub {
     #[tracing::instrument(name = "delete_backup", skip_all, fields(backup.id = %name))]
     pub async fn delete_backup(&self, name: &BackupName) -> Result<()> {
         let backup = self.backup(name).await?;
+        if !backup.status.phase.is_final() {
+            return Err(Error::Running(name.clone()));
+        }
         let location = self.location(backup.spec.location.as_ref())?;
         let store = format::open_location(&location)?;
         let keys = BackupKeys::new(name);
