@@ -157,7 +157,7 @@ impl Link {
         match m.kind {
             Some(Down::RunBackup(run)) => match backup_of(run) {
                 Ok((spec, location)) => {
-                    let reporter = Reporter::new(spec.name.as_str(), events.clone());
+                    let reporter = Reporter::new(&spec.name.operation(), events.clone());
                     let version = self.kubernetes_version.clone();
                     tokio::spawn(crate::backup::run(
                         self.client.clone(),
@@ -171,7 +171,7 @@ impl Link {
             },
             Some(Down::RunRestore(run)) => match restore_of(run) {
                 Ok((spec, location)) => {
-                    let reporter = Reporter::new(spec.name.as_str(), events.clone());
+                    let reporter = Reporter::new(&spec.name.operation(), events.clone());
                     tokio::spawn(crate::restore::run(self.client.clone(), spec, location, reporter));
                 }
                 Err(e) => tracing::error!(error = %e, "malformed restore instruction"),

@@ -277,7 +277,8 @@ async fn agent(hub: &str, cp: &ControlPlane, client: &Client) -> Result<Agent> {
 /// Follows operation `name` through the hub's progress events until it ends; its final phase.
 async fn until_done(client: &Client, name: &str, backup: bool) -> Result<Phase> {
     let mut client = client.clone();
-    client.watch(name, |_| {}).await?;
+    let kind = if backup { "backup" } else { "restore" };
+    client.watch(&format!("{kind}/{name}"), |_| {}).await?;
     let phase = if backup {
         client.backup(name).await?.status.phase
     } else {

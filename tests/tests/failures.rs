@@ -266,12 +266,20 @@ async fn types_the_agent_may_not_list_make_a_partial_backup() -> Result<()> {
         "{}",
         out.stderr
     );
+    assert!(out.stdout.contains("(Forbidden)"), "{}", out.stdout);
+    let mut client = hub.client().await?;
+    let backup = client.backup("partial").await?;
+    let secrets = backup
+        .status
+        .problems
+        .iter()
+        .find(|p| p.item.resource == "secrets");
+    let message = secrets.map(|p| p.message.as_str()).unwrap_or_default();
     assert!(
-        out.stdout.contains("listing secrets: ") && out.stdout.contains("forbidden"),
-        "{}",
-        out.stdout
+        message.starts_with("listing secrets: secrets is forbidden"),
+        "{message:?}"
     );
-    let items = hub.client().await?.backup_items("partial").await?;
+    let items = client.backup_items("partial").await?;
     assert!(
         items
             .iter()

@@ -189,7 +189,8 @@ impl Client {
             .collect::<Result<_, _>>()?)
     }
 
-    /// Updates of running operation `name`, until it ends; `on_update` sees each one.
+    /// Updates of running operation `name` (`backup/<name>` or `restore/<name>`), until it ends;
+    /// `on_update` sees each one.
     /// Returns when the stream ends (immediately if the operation is not running).
     pub async fn watch(&mut self, name: &str, mut on_update: impl FnMut(Update)) -> Result<()> {
         let mut events = self

@@ -217,7 +217,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     );
                     return Ok(());
                 }
-                progress::follow(&mut client, spec.name.as_str()).await?;
+                progress::follow(&mut client, &spec.name.operation()).await?;
                 let backup = client.backup(spec.name.as_str()).await?;
                 output::backup(out, &backup, None)?;
                 ensure_completed(
@@ -259,7 +259,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     );
                     return Ok(());
                 }
-                progress::follow(&mut client, spec.name.as_str()).await?;
+                progress::follow(&mut client, &spec.name.operation()).await?;
                 let restore = client.restore(spec.name.as_str()).await?;
                 // A dry run's point is its plan: print every item in order.
                 let items = if spec.dry_run {

@@ -14,15 +14,15 @@ fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
-/// Shows operation `name`'s progress until it ends.
-pub async fn follow(client: &mut Client, name: &str) -> Result<()> {
+/// Shows `operation`'s progress (`backup/<name>` or `restore/<name>`) until it ends.
+pub async fn follow(client: &mut Client, operation: &str) -> Result<()> {
     let bar = ProgressBar::new_spinner()
         .with_style(style(COUNTING))
-        .with_prefix(name.to_owned());
+        .with_prefix(operation.to_owned());
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let mut counting = true;
     client
-        .watch(name, |update| {
+        .watch(operation, |update| {
             let p = &update.progress;
             if p.items_total > 0 {
                 if counting {

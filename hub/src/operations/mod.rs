@@ -185,8 +185,8 @@ impl Hub {
                 let phase = status.phase;
                 backup.status = status;
                 self.inner.inventory.put_backup(&backup).await?;
-                self.inner.agents.finished(cluster, name.as_str());
-                self.inner.board.close(name.as_str(), phase);
+                self.inner.agents.finished(cluster, &name.operation());
+                self.inner.board.close(&name.operation(), phase);
             }
             Report::RestoreDone(name, status) => {
                 let Some(mut restore) = self.inner.inventory.restore(&name).await? else {
@@ -196,8 +196,8 @@ impl Hub {
                 let phase = status.phase;
                 restore.status = status;
                 self.inner.inventory.put_restore(&restore).await?;
-                self.inner.agents.finished(cluster, name.as_str());
-                self.inner.board.close(name.as_str(), phase);
+                self.inner.agents.finished(cluster, &name.operation());
+                self.inner.board.close(&name.operation(), phase);
             }
         }
         Ok(())
@@ -243,9 +243,12 @@ impl Hub {
         }
     }
 
+    /// Marks running operation `operation` (`backup/<name>` or `restore/<name>`) `Failed`.
     async fn fail(&self, operation: &str, why: &str) -> Result<()> {
         let finished = Some(Timestamp::now());
-        if let Ok(name) = BackupName::new(operation)
+        let (kind, name) = operation.split_once('/').unwrap_or(("", operation));
+        if kind == "backup"
+            && let Ok(name) = BackupName::new(name)
             && let Some(mut b) = self.inner.inventory.backup(&name).await?
             && !b.status.phase.is_final()
         {
@@ -254,7 +257,8 @@ impl Hub {
             b.status.finished = finished;
             self.inner.inventory.put_backup(&b).await?;
         }
-        if let Ok(name) = RestoreName::new(operation)
+        if kind == "restore"
+            && let Ok(name) = RestoreName::new(name)
             && let Some(mut r) = self.inner.inventory.restore(&name).await?
             && !r.status.phase.is_final()
         {
@@ -302,14 +306,14 @@ impl Hub {
             });
         }
         let location = self.location(spec.location.as_ref())?;
-        let tx = self.connected(&spec.cluster, spec.name.as_str()).await?;
+        let tx = self.connected(&spec.cluster, &spec.name.operation()).await?;
         let backup = Backup {
             spec: spec.clone(),
             status: BackupStatus::default(),
         };
         self.inner.inventory.put_backup(&backup).await?;
         self.dispatch(
-            spec.name.as_str(),
+            &spec.name.operation(),
             &tx,
             Instruction::Backup {
                 spec: spec.clone(),
@@ -341,14 +345,14 @@ impl Hub {
             .target_cluster
             .get_or_insert_with(|| backup.spec.cluster.clone())
             .clone();
-        let tx = self.connected(&target, spec.name.as_str()).await?;
+        let tx = self.connected(&target, &spec.name.operation()).await?;
         let restore = Restore {
             spec: spec.clone(),
             status: RestoreStatus::default(),
         };
         self.inner.inventory.put_restore(&restore).await?;
         self.dispatch(
-            spec.name.as_str(),
+            &spec.name.operation(),
             &tx,
             Instruction::Restore {
                 spec: spec.clone(),

@@ -119,7 +119,7 @@ pub struct IndexEntry {
 /// How far an operation has got.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
-    /// The backup or restore name.
+    /// The operation: `backup/<name>` or `restore/<name>`.
     pub operation: String,
     /// Items done.
     pub items_done: u64,
