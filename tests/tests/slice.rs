@@ -53,6 +53,22 @@ async fn wait_for_replica_set(cp: &ControlPlane, ns: &str) -> Result<()> {
     .await
 }
 
+/// `cairn backup create shop --cluster source --include-namespaces app --wait`, which must succeed.
+async fn back_up_app(hub: &HubProcess) -> Result<testbed::cairn::CliOutput> {
+    hub.cli(&[
+        "backup",
+        "create",
+        "shop",
+        "--cluster",
+        "source",
+        "--include-namespaces",
+        "app",
+        "--wait",
+    ])
+    .await?
+    .ok()
+}
+
 async fn mode(config_maps: &Api<ConfigMap>) -> Result<String> {
     let cm = config_maps.get("settings").await?;
     Ok(cm
@@ -84,19 +100,7 @@ async fn namespace_restored_in_place_and_beside_itself() -> Result<()> {
     let before = snapshot::namespace(&cp.client(), "app").await?;
     assert!(before.len() >= 18, "the app has its objects: {:?}", before.keys());
 
-    let out = hub
-        .cli(&[
-            "backup",
-            "create",
-            "shop",
-            "--cluster",
-            "source",
-            "--include-namespaces",
-            "app",
-            "--wait",
-        ])
-        .await?
-        .ok()?;
+    let out = back_up_app(&hub).await?;
     assert!(
         out.stdout.contains("Phase:              Completed"),
         "{}",
@@ -262,18 +266,7 @@ async fn backup_restored_into_another_cluster() -> Result<()> {
     )?;
     deploy_app(&source).await?;
     let before = snapshot::namespace(&source.client(), "app").await?;
-    hub.cli(&[
-        "backup",
-        "create",
-        "shop",
-        "--cluster",
-        "source",
-        "--include-namespaces",
-        "app",
-        "--wait",
-    ])
-    .await?
-    .ok()?;
+    back_up_app(&hub).await?;
 
     let clusters = hub.cli(&["cluster", "list"]).await?.ok()?;
     let target_row = clusters

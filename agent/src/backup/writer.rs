@@ -77,18 +77,8 @@ impl Writer {
     pub async fn finish(mut self, mut manifest: Manifest) -> Result<u64, Error> {
         self.flush_index().await?;
         manifest.index = std::mem::take(&mut self.index_parts);
-        let key = self.keys.manifest();
-        let bytes = manifest.encode();
-        let len = bytes.len() as u64;
-        self.store
-            .put(&Path::from(key.as_str()), PutPayload::from(bytes))
-            .await
-            .map_err(|source| Error::Put {
-                key,
-                location: self.location.clone(),
-                source,
-            })?;
-        Ok(self.bytes + len)
+        self.put(BackupKeys::MANIFEST, manifest.encode()).await?;
+        Ok(self.bytes)
     }
 }
 

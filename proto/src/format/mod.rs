@@ -51,9 +51,12 @@ impl BackupKeys {
         &self.dir
     }
 
+    /// The manifest's key relative to the folder.
+    pub const MANIFEST: &str = "manifest.pb";
+
     /// The manifest, written last: `backups/<backup>/manifest.pb`.
     pub fn manifest(&self) -> String {
-        self.absolute("manifest.pb")
+        self.absolute(Self::MANIFEST)
     }
 
     /// Object part `seq` of a resource type, relative to the folder:
