@@ -222,14 +222,8 @@ impl Hub {
 
     /// Disconnects agents silent for longer than `timeout`.
     pub async fn expire_silent(&self, timeout: Duration) {
-        let deadline = Timestamp::from_unix_ms(
-            Timestamp::now().unix_ms() - i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX),
-        );
-        for (cluster, session) in self
-            .inner
-            .agents
-            .silent_since(deadline.unwrap_or_else(Timestamp::now))
-        {
+        let deadline = Timestamp::from(std::time::SystemTime::now() - timeout);
+        for (cluster, session) in self.inner.agents.silent_since(deadline) {
             self.disconnect(&cluster, session, "no heartbeat").await;
         }
     }
