@@ -21,10 +21,15 @@ cleanup() {
 }
 trap cleanup EXIT
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+fail() { # fail MESSAGE: say why, show the end of every log (the work directory goes with us)
+  echo "quickstart failed: $1" >&2
+  for f in "$work"/*.log; do [ -f "$f" ] && { echo "--- $(basename "$f")" >&2; tail -15 "$f" >&2; }; done
+  exit 1
+}
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND…
   local deadline=$((SECONDS + $1)) what="$2"; shift 2
   until "$@" >/dev/null 2>&1; do
-    if [ $SECONDS -ge $deadline ]; then echo "timed out waiting for $what" >&2; exit 1; fi
+    if [ $SECONDS -ge $deadline ]; then fail "timed out waiting for $what"; fi
     sleep 0.5
   done
 }
