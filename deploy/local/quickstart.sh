@@ -58,14 +58,14 @@ wait_for 60 "the demo's ReplicaSet" sh -c "kubectl -n demo get replicasets -o na
 kubectl -n demo get deployments,services,configmaps,secrets 2>/dev/null
 
 step "Backing it up"
-"$bin/cairn" backup create demo-backup --cluster local --include-namespaces demo --wait
+"$bin/cairn" backup create demo-backup --cluster local --include-namespaces demo --wait || fail "the backup did not complete"
 
 step "Deleting namespace demo"
 kubectl delete namespace demo --wait=true
 kubectl get namespace demo 2>&1 || true
 
 step "Restoring it"
-"$bin/cairn" restore create demo-restore --from-backup demo-backup --wait
+"$bin/cairn" restore create demo-restore --from-backup demo-backup --wait || fail "the restore did not complete"
 "$bin/cairn" restore describe demo-restore --details
 
 step "What came back"
