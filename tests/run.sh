@@ -9,4 +9,11 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The e2e tests start the workspace's own binaries (hub, agent, CLI).
 cargo build --workspace --bins --locked
+# README's first command must stay true: run the quickstart end to end (quietly unless it fails).
+quickstart_log="$(mktemp)"
+if ! deploy/local/quickstart.sh >"$quickstart_log" 2>&1; then
+  cat "$quickstart_log"; echo "quickstart failed" >&2; exit 1
+fi
+echo "quickstart: $(tail -1 "$quickstart_log")"
+rm -f "$quickstart_log"
 cargo nextest run --workspace --locked --no-fail-fast
