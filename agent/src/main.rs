@@ -23,12 +23,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    cairn_proto::process::init();
     Err(
         cairn_agent::run(args.hub, args.cluster, args.kubeconfig.as_deref())
             .await

@@ -18,12 +18,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    cairn_proto::process::init();
 
     let config = Config::load(args.config.as_deref())?;
     std::fs::create_dir_all(&config.data_dir)

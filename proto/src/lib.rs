@@ -4,11 +4,13 @@
 //!   [`convert`], the hub's `api` and the agent's `link` touch them.
 //! - [`model`]: the domain types the rest of Cairn speaks.
 //! - [`convert`]: the one conversion between the two, wire optionals made required or an error.
+//! - [`process`]: the start-up every binary shares (TLS provider, logs).
 //! - [`format`]: the bucket layout and encodings (`proto/FORMAT.md`): the only place that builds keys.
 
 pub mod convert;
 pub mod format;
 pub mod model;
+pub mod process;
 
 /// Generated code; see `proto/cairn/v1/`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)] // generated

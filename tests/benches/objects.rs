@@ -42,7 +42,7 @@ fn main() -> Result<()> {
             it.next().context("cluster")?,
             it.next().context("kubeconfig")?,
         );
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        cairn_proto::process::init();
         let cluster = ClusterName::new(cluster)?;
         let e = runtime.block_on(cairn_agent::run(
             hub.to_owned(),

@@ -93,7 +93,7 @@ async fn azure_gcs_and_local_locations_are_verified() -> Result<()> {
         )
     };
     verify(&azure_location("backups", testbed::storage::AZURE_KEY)).await?;
-    let wrong = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==";
+    let wrong = testbed::storage::AZURE_WRONG_KEY;
     let (why, text) = failure(&azure_location("backups", wrong)).await;
     assert_eq!(why, Failure::Credentials, "{text}");
     let (why, text) = failure(&azure_location("missing", testbed::storage::AZURE_KEY)).await;

@@ -122,8 +122,7 @@ async fn azure_round_trip_and_wrong_key_refused() -> Result<()> {
     round_trip(azure.store("backups")?).await?;
 
     // A well-formed key that is not the account's: the server's signature check fails.
-    let wrong_key =
-        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==";
+    let wrong_key = testbed::storage::AZURE_WRONG_KEY;
     let store = azure.store_with_key("backups", wrong_key)?;
     let err = store
         .put(&Path::from("x"), PutPayload::from_static(b"x"))

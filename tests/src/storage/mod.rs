@@ -10,7 +10,9 @@ mod gcs_adapter;
 mod local;
 mod s3;
 
-pub use azurite::{ACCOUNT as AZURE_ACCOUNT, ACCOUNT_KEY as AZURE_KEY, AzuriteServer};
+pub use azurite::{
+    ACCOUNT as AZURE_ACCOUNT, ACCOUNT_KEY as AZURE_KEY, AzuriteServer, WRONG_KEY as AZURE_WRONG_KEY,
+};
 pub use gcs::GcsServer;
 pub use local::LocalDir;
 pub use s3::{S3Credentials, S3Server};
