@@ -11,6 +11,7 @@ pub mod convert;
 pub mod format;
 pub mod model;
 pub mod process;
+pub mod seal;
 
 /// Generated code; see `proto/cairn/v1/`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)] // generated

@@ -6,6 +6,7 @@
 
 mod backup;
 mod item;
+mod location;
 mod restore;
 
 pub use item::{phase_from_pb, phase_to_pb};
@@ -124,6 +125,7 @@ impl Wire for Cluster {
             kubernetes_version: self.kubernetes_version.clone(),
             agent_version: self.agent_version.clone(),
             last_heartbeat_unix_ms: ms(self.last_heartbeat),
+            workspace: self.workspace.as_ref().map(ToString::to_string).unwrap_or_default(),
         }
     }
 
@@ -134,6 +136,7 @@ impl Wire for Cluster {
             kubernetes_version: m.kubernetes_version,
             agent_version: m.agent_version,
             last_heartbeat: Timestamp::from_unix_ms(m.last_heartbeat_unix_ms),
+            workspace: opt_name("Cluster.workspace", m.workspace)?,
         })
     }
 }

@@ -110,9 +110,12 @@ pub fn open(location: &Location) -> Result<Arc<dyn ObjectStore>, Error> {
         }
     }
     let bucket_url = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
+    // No secret among the options: the process's own credentials (web identity, instance
+    // metadata, workload identity), as the provider's SDKs find them in the environment.
+    let ambient = !provider.iter().any(|(k, _)| is_secret_option(k));
     let built: Result<Box<dyn ObjectStore>, object_store::Error> = match url.scheme() {
         "s3" => {
-            let mut b = AmazonS3Builder::new()
+            let mut b = if ambient { AmazonS3Builder::from_env() } else { AmazonS3Builder::new() }
                 .with_url(&bucket_url)
                 .with_client_options(client);
             for (k, v) in provider {
@@ -122,7 +125,7 @@ pub fn open(location: &Location) -> Result<Arc<dyn ObjectStore>, Error> {
             b.build().map(|s| Box::new(s) as Box<dyn ObjectStore>)
         }
         "gs" => {
-            let mut b = GoogleCloudStorageBuilder::new()
+            let mut b = if ambient { GoogleCloudStorageBuilder::from_env() } else { GoogleCloudStorageBuilder::new() }
                 .with_url(&bucket_url)
                 .with_client_options(client);
             for (k, v) in provider {
@@ -132,7 +135,7 @@ pub fn open(location: &Location) -> Result<Arc<dyn ObjectStore>, Error> {
             b.build().map(|s| Box::new(s) as Box<dyn ObjectStore>)
         }
         "az" => {
-            let mut b = MicrosoftAzureBuilder::new()
+            let mut b = if ambient { MicrosoftAzureBuilder::from_env() } else { MicrosoftAzureBuilder::new() }
                 .with_url(&bucket_url)
                 .with_client_options(client);
             for (k, v) in provider {
@@ -160,6 +163,19 @@ pub fn open(location: &Location) -> Result<Arc<dyn ObjectStore>, Error> {
     } else {
         Ok(Arc::new(PrefixStore::new(store, Path::from(prefix))))
     }
+}
+
+/// Whether option `key` holds a secret (so the location does not use ambient credentials).
+pub fn is_secret_option(key: &str) -> bool {
+    matches!(
+        key,
+        "aws_secret_access_key"
+            | "aws_session_token"
+            | "google_service_account_key"
+            | "azure_storage_account_key"
+            | "azure_storage_sas_key"
+            | "azure_storage_client_secret"
+    )
 }
 
 /// Why a location failed its check, as a user acts on it.

@@ -3,6 +3,7 @@
 
 pub mod location;
 mod parts;
+pub mod provider;
 
 pub use location::{open as open_location, verify as verify_location};
 pub use parts::{PartReader, PartWriter};

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClusterName, Timestamp};
+use super::{ClusterName, Timestamp, WorkspaceName};
 
 /// A registered cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,4 +17,6 @@ pub struct Cluster {
     pub agent_version: String,
     /// When the hub last heard from the agent.
     pub last_heartbeat: Option<Timestamp>,
+    /// Its workspace (filled by the hub when it answers; membership is kept apart).
+    pub workspace: Option<WorkspaceName>,
 }

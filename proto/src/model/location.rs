@@ -1,11 +1,15 @@
-//! A backup location as handed to an agent: an `object_store` URL and its options.
+//! Backup locations: as a user configures them ([`LocationSpec`] and its [`Credentials`]), as the
+//! hub shows and stores them, and as an agent receives them for one operation ([`Location`]: an
+//! `object_store` URL and options, see [`crate::format::provider`]).
 
+use secrecy::SecretString;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::LocationName;
+use super::{LocationName, Timestamp, WorkspaceName};
 
-/// A backup location. Options may hold credentials: `Debug` shows their keys only.
+/// A resolved backup location, as handed to an agent with an instruction. Options may hold
+/// credentials: `Debug` shows their keys only.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Location {
     /// Its name.
@@ -24,4 +28,131 @@ impl fmt::Debug for Location {
             .field("options", &self.options.keys().collect::<Vec<_>>())
             .finish()
     }
+}
+
+/// The kind of store a location is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// AWS S3.
+    S3,
+    /// MinIO and every other S3-compatible store: an endpoint, path-style addressing.
+    Minio,
+    /// Google Cloud Storage.
+    Gcs,
+    /// Azure Blob Storage.
+    Azure,
+    /// A directory (the embedded default; single-machine use and tests).
+    Fs,
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::S3 => "s3",
+            Self::Minio => "minio",
+            Self::Gcs => "gcs",
+            Self::Azure => "azure",
+            Self::Fs => "fs",
+        })
+    }
+}
+
+/// A location's configuration, without its credentials. Which fields a provider needs is
+/// checked where it becomes a [`Location`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocationSpec {
+    /// Unique in the hub.
+    pub name: LocationName,
+    /// The workspace whose clusters may use it.
+    pub workspace: WorkspaceName,
+    /// The kind of store.
+    pub provider: Provider,
+    /// Bucket (or Azure container).
+    pub bucket: Option<String>,
+    /// Folder inside the bucket everything is written under.
+    pub prefix: Option<String>,
+    /// Region (S3).
+    pub region: Option<String>,
+    /// Endpoint URL: S3-compatible stores, emulators, private endpoints.
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`) instead of virtual-hosted (S3).
+    pub force_path_style: bool,
+    /// PEM CA certificate the endpoint's certificate is checked against.
+    pub ca_cert_pem: Option<String>,
+    /// Storage account (Azure).
+    pub account: Option<String>,
+    /// Directory (fs), absolute.
+    pub path: Option<String>,
+}
+
+/// A location's secrets. `Debug` never shows them.
+#[derive(Debug, Clone, Default)]
+pub enum Credentials {
+    /// None stored: the agent's own (web identity, instance metadata, workload identity).
+    #[default]
+    Ambient,
+    /// An AWS access key (S3 and S3-compatible stores).
+    Aws {
+        /// Access key id (not secret, but kept with the rest).
+        access_key_id: String,
+        /// Secret access key.
+        secret_access_key: SecretString,
+        /// Session token of temporary credentials.
+        session_token: Option<SecretString>,
+    },
+    /// A GCS service-account key (JSON).
+    GcsServiceAccount(SecretString),
+    /// An Azure storage account key.
+    AzureAccountKey(SecretString),
+    /// An Azure SAS token.
+    AzureSasToken(SecretString),
+    /// An Azure service principal.
+    AzureServicePrincipal {
+        /// Tenant.
+        tenant_id: String,
+        /// Application (client) id.
+        client_id: String,
+        /// Its secret.
+        client_secret: SecretString,
+    },
+}
+
+impl Credentials {
+    /// Whether any secret is held.
+    pub fn is_ambient(&self) -> bool {
+        matches!(self, Self::Ambient)
+    }
+}
+
+/// The outcome of a location's last check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// When it ran.
+    pub checked: Timestamp,
+    /// Why it failed; `None`: healthy.
+    pub error: Option<String>,
+}
+
+/// A location as the user API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocationInfo {
+    /// Its configuration.
+    pub spec: LocationSpec,
+    /// Whether credentials are stored (never what they are).
+    pub has_credentials: bool,
+    /// Whether it is its workspace's default location.
+    pub is_default: bool,
+    /// Its last check.
+    pub health: Option<Health>,
+}
+
+/// A location as the hub stores it: credentials sealed under the hub's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLocation {
+    /// Its configuration.
+    pub spec: LocationSpec,
+    /// Sealed [`Credentials`]; empty: ambient.
+    pub sealed_credentials: Vec<u8>,
+    /// Its last check.
+    pub health: Option<Health>,
 }

@@ -9,15 +9,17 @@ mod name;
 mod restore;
 mod selector;
 mod time;
+mod workspace;
 
 pub use backup::{Backup, BackupSpec, BackupStatus, ClusterResources, Manifest, NamespaceFilter};
 pub use cluster::Cluster;
 pub use item::{IndexEntry, ItemRef, ItemResult, Outcome, Progress, ResourceSummary};
-pub use location::Location;
-pub use name::{BackupName, ClusterName, InvalidName, LocationName, RestoreName};
+pub use location::{Credentials, Health, Location, LocationInfo, LocationSpec, Provider, StoredLocation};
+pub use name::{BackupName, ClusterName, InvalidName, LocationName, RestoreName, WorkspaceName};
 pub use restore::{ExistingPolicy, OutcomeCounts, Restore, RestoreSpec, RestoreStatus};
 pub use selector::{InvalidSelector, LabelSelector};
 pub use time::Timestamp;
+pub use workspace::{DEFAULT_WORKSPACE, Workspace};
 
 use serde::{Deserialize, Serialize};
 

@@ -117,6 +117,11 @@ name_type!(
     LocationName,
     "location"
 );
+name_type!(
+    /// A workspace's name.
+    WorkspaceName,
+    "workspace"
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,252 @@
+//! How each provider's configuration becomes an `object_store` URL and options: the one place that
+//! knows which flag is which option key. The hub resolves a location this way to check it and to
+//! hand it to an agent with an instruction; the agent only opens what it is given.
+
+use secrecy::ExposeSecret;
+use std::collections::BTreeMap;
+
+use super::location::CA_PEM;
+use crate::model::{Credentials, Location, LocationSpec, Provider};
+
+/// Region S3-compatible stores are addressed with unless told otherwise.
+pub const DEFAULT_COMPATIBLE_REGION: &str = "us-east-1";
+
+/// A configuration the provider cannot use.
+#[derive(Debug, thiserror::Error)]
+#[error("location {location} ({provider}): {reason}")]
+pub struct Invalid {
+    location: String,
+    provider: Provider,
+    reason: String,
+}
+
+/// The `object_store` URL and options that reach `spec`'s store with `credentials`.
+pub fn resolve(spec: &LocationSpec, credentials: &Credentials) -> Result<Location, Invalid> {
+    let invalid = |reason: String| Invalid {
+        location: spec.name.to_string(),
+        provider: spec.provider,
+        reason,
+    };
+    let need = |field: &Option<String>, flag: &str| {
+        field
+            .clone()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| invalid(format!("{flag} is required")))
+    };
+    let mut options = BTreeMap::new();
+    let mut set = |k: &str, v: &str| {
+        options.insert(k.to_owned(), v.to_owned());
+    };
+    if let Some(endpoint) = &spec.endpoint {
+        // http:// only when the user wrote it so; TLS is never turned off.
+        match url::Url::parse(endpoint).map(|u| u.scheme().to_owned()) {
+            Ok(s) if s == "https" => {}
+            Ok(s) if s == "http" => set("allow_http", "true"),
+            _ => return Err(invalid(format!("--endpoint {endpoint:?} is not an http:// or https:// URL"))),
+        }
+    }
+    if let Some(ca) = &spec.ca_cert_pem {
+        set(CA_PEM, ca);
+    }
+    let prefix = match spec.prefix.as_deref().map(|p| p.trim_matches('/')) {
+        Some(p) if p.split('/').any(|s| s.is_empty() || s == "." || s == "..") => {
+            return Err(invalid(format!("--prefix {p:?} is not a plain folder path")));
+        }
+        Some(p) => format!("/{p}"),
+        None => String::new(),
+    };
+    let wrong_credentials = || {
+        invalid(format!(
+            "these credentials are not for {}: {}",
+            spec.provider,
+            credentials_kind(credentials)
+        ))
+    };
+    let url = match spec.provider {
+        Provider::S3 | Provider::Minio => {
+            let bucket = need(&spec.bucket, "--bucket")?;
+            let compatible = spec.provider == Provider::Minio;
+            if compatible && spec.endpoint.is_none() {
+                return Err(invalid("--endpoint is required".into()));
+            }
+            let region = match (&spec.region, compatible || spec.endpoint.is_some()) {
+                (Some(r), _) => r.clone(),
+                (None, true) => DEFAULT_COMPATIBLE_REGION.to_owned(),
+                (None, false) => return Err(invalid("--region is required".into())),
+            };
+            set("aws_region", &region);
+            if let Some(endpoint) = &spec.endpoint {
+                set("aws_endpoint", endpoint);
+            }
+            let virtual_hosted = !(compatible || spec.force_path_style);
+            set("aws_virtual_hosted_style_request", &virtual_hosted.to_string());
+            match credentials {
+                Credentials::Ambient => {}
+                Credentials::Aws {
+                    access_key_id,
+                    secret_access_key,
+                    session_token,
+                } => {
+                    set("aws_access_key_id", access_key_id);
+                    set("aws_secret_access_key", secret_access_key.expose_secret());
+                    if let Some(token) = session_token {
+                        set("aws_session_token", token.expose_secret());
+                    }
+                }
+                _ => return Err(wrong_credentials()),
+            }
+            format!("s3://{bucket}{prefix}")
+        }
+        Provider::Gcs => {
+            let bucket = need(&spec.bucket, "--bucket")?;
+            let key = match credentials {
+                Credentials::Ambient => None,
+                Credentials::GcsServiceAccount(key) => Some(key.expose_secret().to_owned()),
+                _ => return Err(wrong_credentials()),
+            };
+            if let Some(key) = gcs_key(key, spec.endpoint.as_deref()).map_err(invalid)? {
+                set("google_service_account_key", &key);
+            }
+            format!("gs://{bucket}{prefix}")
+        }
+        Provider::Azure => {
+            let container = need(&spec.bucket, "--bucket (the container)")?;
+            set("azure_storage_account_name", &need(&spec.account, "--account")?);
+            if let Some(endpoint) = &spec.endpoint {
+                set("azure_storage_endpoint", endpoint);
+            }
+            match credentials {
+                Credentials::Ambient => {}
+                Credentials::AzureAccountKey(key) => set("azure_storage_account_key", key.expose_secret()),
+                Credentials::AzureSasToken(token) => set("azure_storage_sas_key", token.expose_secret()),
+                Credentials::AzureServicePrincipal {
+                    tenant_id,
+                    client_id,
+                    client_secret,
+                } => {
+                    set("azure_storage_tenant_id", tenant_id);
+                    set("azure_storage_client_id", client_id);
+                    set("azure_storage_client_secret", client_secret.expose_secret());
+                }
+                _ => return Err(wrong_credentials()),
+            }
+            format!("az://{container}{prefix}")
+        }
+        Provider::Fs => {
+            let path = need(&spec.path, "--path")?;
+            if !path.starts_with('/') {
+                return Err(invalid(format!(
+                    "--path {path:?} must be absolute: hub and agents read it alike"
+                )));
+            }
+            if !credentials.is_ambient() {
+                return Err(wrong_credentials());
+            }
+            let dir = url::Url::from_directory_path(&path)
+                .map_err(|()| invalid(format!("--path {path:?} is not a directory path")))?;
+            format!("{}{prefix}", dir.as_str().trim_end_matches('/'))
+        }
+    };
+    Ok(Location {
+        name: spec.name.clone(),
+        url,
+        options,
+    })
+}
+
+/// The service-account key `object_store` needs: the user's, with `endpoint` as its base URL; for
+/// an endpoint and no key, one that turns OAuth off (emulators). `None`: ambient credentials.
+fn gcs_key(key: Option<String>, endpoint: Option<&str>) -> Result<Option<String>, String> {
+    let Some(endpoint) = endpoint else { return Ok(key) };
+    let mut json: serde_json::Value = match key {
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|e| format!("the service-account key is not JSON: {e}"))?,
+        None => serde_json::json!({
+            "disable_oauth": true, "client_email": "", "private_key": "", "private_key_id": ""
+        }),
+    };
+    let object = json
+        .as_object_mut()
+        .ok_or("the service-account key is not a JSON object")?;
+    object.insert("gcs_base_url".into(), endpoint.trim_end_matches('/').into());
+    Ok(Some(json.to_string()))
+}
+
+fn credentials_kind(c: &Credentials) -> &'static str {
+    match c {
+        Credentials::Ambient => "none",
+        Credentials::Aws { .. } => "an AWS access key",
+        Credentials::GcsServiceAccount(_) => "a GCS service-account key",
+        Credentials::AzureAccountKey(_) => "an Azure account key",
+        Credentials::AzureSasToken(_) => "an Azure SAS token",
+        Credentials::AzureServicePrincipal { .. } => "an Azure service principal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    fn spec(provider: Provider) -> LocationSpec {
+        LocationSpec {
+            name: "loc".parse().expect("name"),
+            workspace: "default".parse().expect("name"),
+            provider,
+            bucket: Some("b".into()),
+            prefix: Some("team/a/".into()),
+            region: None,
+            endpoint: None,
+            force_path_style: false,
+            ca_cert_pem: None,
+            account: None,
+            path: None,
+        }
+    }
+
+    #[test]
+    fn s3_compatible_stores_get_path_style_and_http_only_when_written() {
+        let mut minio = spec(Provider::Minio);
+        minio.endpoint = Some("http://10.0.0.5:9000".into());
+        let keys = Credentials::Aws {
+            access_key_id: "id".into(),
+            secret_access_key: SecretString::from("s3cr3t"),
+            session_token: None,
+        };
+        let loc = resolve(&minio, &keys).expect("valid");
+        assert_eq!(loc.url, "s3://b/team/a");
+        assert_eq!(loc.options["allow_http"], "true");
+        assert_eq!(loc.options["aws_region"], "us-east-1");
+        assert_eq!(loc.options["aws_virtual_hosted_style_request"], "false");
+        assert_eq!(loc.options["aws_secret_access_key"], "s3cr3t");
+
+        minio.endpoint = Some("https://minio.example".into());
+        assert!(!resolve(&minio, &keys).expect("valid").options.contains_key("allow_http"));
+
+        let err = resolve(&spec(Provider::S3), &keys).expect_err("AWS needs a region");
+        assert_eq!(err.to_string(), "location loc (s3): --region is required");
+        let err = resolve(&spec(Provider::Gcs), &keys).expect_err("wrong kind");
+        assert_eq!(
+            err.to_string(),
+            "location loc (gcs): these credentials are not for gcs: an AWS access key"
+        );
+    }
+
+    #[test]
+    fn gcs_endpoint_goes_into_the_key_and_fs_paths_must_be_absolute() {
+        let mut gcs = spec(Provider::Gcs);
+        gcs.endpoint = Some("http://127.0.0.1:4443/".into());
+        let loc = resolve(&gcs, &Credentials::Ambient).expect("valid");
+        let key: serde_json::Value =
+            serde_json::from_str(&loc.options["google_service_account_key"]).expect("json");
+        assert_eq!(key["gcs_base_url"], "http://127.0.0.1:4443");
+        assert_eq!(key["disable_oauth"], true);
+
+        let mut fs = spec(Provider::Fs);
+        fs.path = Some("/var/backups".into());
+        fs.prefix = None;
+        assert_eq!(resolve(&fs, &Credentials::Ambient).expect("valid").url, "file:///var/backups");
+        fs.path = Some("backups".into());
+        assert!(resolve(&fs, &Credentials::Ambient).is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! Sealing secrets with a 256-bit key: AES-256-GCM (aws-lc-rs, the crypto library rustls already
+//! brings), a fresh random nonce per message, and a context string bound in as associated data so
+//! a sealed value cannot be moved to another record.
+//!
+//! Sealed form: `nonce (12 bytes) ‖ ciphertext ‖ tag (16 bytes)`. A key's text form — in a key
+//! file or an environment variable — is one line: 32 random bytes in standard base64.
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use std::path::Path;
+
+/// Key length in bytes.
+pub const KEY_LEN: usize = 32;
+
+/// A key that cannot be read, made or used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The text is not 32 bytes in base64.
+    #[error("{origin}: not a key (one line of {KEY_LEN} bytes in base64)")]
+    Malformed {
+        /// Where the text came from (a file, a variable).
+        origin: String,
+    },
+    /// A key file could not be read or written.
+    #[error("key file {path}")]
+    File {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The system's random source failed.
+    #[error("no randomness from the system")]
+    Random,
+    /// The sealed value was made with another key or context, or was altered.
+    #[error("cannot open sealed {context}: wrong key, or the value was altered")]
+    Open {
+        /// What was sealed.
+        context: String,
+    },
+}
+
+/// Result of a sealing call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A sealing key. Neither `Debug` nor `Display` shows it.
+pub struct Key {
+    aead: LessSafeKey,
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key(..)")
+    }
+}
+
+fn random(buf: &mut [u8]) -> Result<()> {
+    SystemRandom::new().fill(buf).map_err(|_| Error::Random)
+}
+
+impl Key {
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let key = UnboundKey::new(&AES_256_GCM, bytes).ok()?;
+        Some(Self {
+            aead: LessSafeKey::new(key),
+        })
+    }
+
+    /// Parses a key's text form; `origin` names where it came from in the error.
+    pub fn from_base64(text: &str, origin: &str) -> Result<Self> {
+        let malformed = || Error::Malformed {
+            origin: origin.to_owned(),
+        };
+        let bytes = BASE64.decode(text.trim()).map_err(|_| malformed())?;
+        if bytes.len() != KEY_LEN {
+            return Err(malformed());
+        }
+        Self::from_bytes(&bytes).ok_or_else(malformed)
+    }
+
+    /// Reads the key file at `path`.
+    pub fn read_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::File {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_base64(&text, &format!("key file {}", path.display()))
+    }
+
+    /// Makes a random key, writes it to a new file at `path` readable by its owner only, and
+    /// returns it. Fails if the file exists: a key is never overwritten.
+    pub fn create_file(path: &Path) -> Result<Self> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut bytes = [0u8; KEY_LEN];
+        random(&mut bytes)?;
+        let file_error = |source| Error::File {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(file_error)?;
+        writeln!(file, "{}", BASE64.encode(bytes)).map_err(file_error)?;
+        file.sync_all().map_err(file_error)?;
+        Self::from_bytes(&bytes).ok_or(Error::Random)
+    }
+
+    /// Seals `plaintext`; `context` must be given again to open it.
+    pub fn seal(&self, context: &str, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_LEN];
+        random(&mut nonce)?;
+        let mut sealed = Vec::with_capacity(NONCE_LEN + plaintext.len() + AES_256_GCM.tag_len());
+        sealed.extend_from_slice(&nonce);
+        let mut body = plaintext.to_vec();
+        self.aead
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(context.as_bytes()),
+                &mut body,
+            )
+            .map_err(|_| Error::Random)?;
+        sealed.extend_from_slice(&body);
+        Ok(sealed)
+    }
+
+    /// Opens what [`Key::seal`] sealed with the same `context`.
+    pub fn open(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>> {
+        let fail = || Error::Open {
+            context: context.to_owned(),
+        };
+        if sealed.len() < NONCE_LEN {
+            return Err(fail());
+        }
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| fail())?;
+        let mut body = body.to_vec();
+        let plain = self
+            .aead
+            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut body)
+            .map_err(|_| fail())?;
+        Ok(plain.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_values_open_only_with_their_key_and_context() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key");
+        let key = Key::create_file(&path).expect("created");
+        assert!(Key::create_file(&path).is_err(), "never overwritten");
+        let again = Key::read_file(&path).expect("read back");
+
+        let sealed = key.seal("location/a", b"secret-access-key").expect("sealed");
+        assert!(!sealed.windows(6).any(|w| w == b"secret"), "ciphertext hides the text");
+        assert_eq!(again.open("location/a", &sealed).expect("opens"), b"secret-access-key");
+        let err = again.open("location/b", &sealed).expect_err("other context");
+        assert_eq!(
+            err.to_string(),
+            "cannot open sealed location/b: wrong key, or the value was altered"
+        );
+        let other = Key::from_base64(&BASE64.encode([7u8; KEY_LEN]), "test").expect("key");
+        assert!(other.open("location/a", &sealed).is_err(), "other key");
+        let mut altered = sealed.clone();
+        altered[NONCE_LEN] ^= 1;
+        assert!(key.open("location/a", &altered).is_err(), "altered");
+        assert!(Key::from_base64("c2hvcnQ=", "env CAIRN_SECRET_KEY").is_err());
+    }
+}
