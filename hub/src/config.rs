@@ -22,8 +22,13 @@ const ENV_KEYS: &[&str] = &[
     "CAIRN_DATA_DIR",
     "CAIRN_LISTEN",
     "CAIRN_AGENT_TIMEOUT",
-    "CAIRN_DEFAULT_LOCATION",
+    "CAIRN_DEFAULT_LOCATION_DIR",
+    "CAIRN_LOCATION_CHECK_INTERVAL",
 ];
+
+/// Environment variable that supplies the hub's sealing key (32 bytes, base64) instead of
+/// `<data_dir>/secret.key`. Read apart from the rest so the key never sits in [`Config`].
+pub const SECRET_KEY_ENV: &str = "CAIRN_SECRET_KEY";
 
 /// The hub's configuration, as the file and environment spell it.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,8 +41,11 @@ pub struct Config {
     /// Silence after which an agent counts as disconnected.
     #[serde(with = "humantime_serde")]
     pub agent_timeout: Duration,
-    /// URL of the default location; empty: `<data_dir>/backups`.
-    pub default_location: String,
+    /// Directory of the built-in location; empty: `<data_dir>/backups`.
+    pub default_location_dir: PathBuf,
+    /// How often every location is checked end to end.
+    #[serde(with = "humantime_serde")]
+    pub location_check_interval: Duration,
 }
 
 impl Config {
@@ -63,17 +71,41 @@ impl Config {
         if config.agent_timeout < Duration::from_secs(1) {
             return Err(Error::Invalid("agent_timeout must be at least 1s".into()));
         }
+        if config.location_check_interval < Duration::from_secs(1) {
+            return Err(Error::Invalid(
+                "location_check_interval must be at least 1s".into(),
+            ));
+        }
         Ok(config)
     }
 
-    /// The default location's URL: the configured one, or `file://<data_dir>/backups`.
-    pub fn default_location_url(&self) -> Result<String, Error> {
-        if !self.default_location.is_empty() {
-            return Ok(self.default_location.clone());
+    /// The built-in location's directory, absolute: the configured one, or `<data_dir>/backups`.
+    pub fn default_location_dir(&self) -> Result<String, Error> {
+        let dir = if self.default_location_dir.as_os_str().is_empty() {
+            self.data_dir.join("backups")
+        } else {
+            self.default_location_dir.clone()
+        };
+        let dir = std::path::absolute(&dir).map_err(|e| Error::Invalid(format!("{}: {e}", dir.display())))?;
+        dir.to_str()
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Invalid(format!("{} is not UTF-8", dir.display())))
+    }
+
+    /// The key credentials are sealed with: from [`SECRET_KEY_ENV`], else `<data_dir>/secret.key`,
+    /// made (readable by the hub's user only) on first start.
+    pub fn sealing_key(&self) -> Result<cairn_proto::seal::Key, cairn_proto::seal::Error> {
+        use cairn_proto::seal::Key;
+        if let Ok(text) = std::env::var(SECRET_KEY_ENV) {
+            return Key::from_base64(&text, &format!("environment variable {SECRET_KEY_ENV}"));
         }
-        let dir = std::path::absolute(self.data_dir.join("backups"))
-            .map_err(|e| Error::Invalid(format!("data_dir {}: {e}", self.data_dir.display())))?;
-        Ok(format!("file://{}", dir.display()))
+        let path = self.data_dir.join("secret.key");
+        if path.exists() {
+            return Key::read_file(&path);
+        }
+        let key = Key::create_file(&path)?;
+        tracing::info!(path = %path.display(), "made a new sealing key for credentials: back it up with the data directory");
+        Ok(key)
     }
 }
 
@@ -98,8 +130,8 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("./cairn-data"));
         assert!(
             config
-                .default_location_url()
-                .expect("url")
+                .default_location_dir()
+                .expect("dir")
                 .ends_with("/cairn-data/backups")
         );
     }

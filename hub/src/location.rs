@@ -1,36 +1,254 @@
-//! Backup locations the hub knows. For now the one default location from the configuration
-//! (the workspaces and locations issue adds named, verified, workspace-scoped ones).
+//! The hub's backup locations: saved only after an end-to-end check, credentials sealed at rest
+//! under the hub's key ([`cairn_proto::seal`]), re-checked periodically, and resolved to an
+//! `object_store` URL and options ([`cairn_proto::format::provider`]) only when an operation needs
+//! them. Which cluster may use which location is the caller's rule ([`crate::operations`]).
 
-use cairn_proto::model::{Location, LocationName};
+use cairn_proto::convert::{self, Wire};
+use cairn_proto::format::{location::VerifyError, provider};
+use cairn_proto::model::{
+    Credentials, DEFAULT_WORKSPACE, Health, Location, LocationName, LocationSpec, Provider, StoredLocation,
+    Timestamp,
+};
+use cairn_proto::seal;
+use std::sync::Arc;
 
-/// The name of the location every hub has.
-pub const DEFAULT: &str = "default";
+use crate::inventory::{self, Inventory};
 
-/// The hub's locations.
-#[derive(Debug, Clone)]
+/// The location every hub has: a directory, in workspace `default`.
+pub const BUILTIN: &str = "default";
+
+/// A location request the hub refuses or cannot carry out.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No such location.
+    #[error("unknown location {0} (see `cairn location list`)")]
+    Unknown(LocationName),
+    /// A location of that name exists.
+    #[error("location {0} already exists")]
+    Exists(LocationName),
+    /// The configuration does not fit the provider.
+    #[error(transparent)]
+    Invalid(#[from] provider::Invalid),
+    /// The end-to-end check failed; nothing was saved.
+    #[error("location {location} was not saved")]
+    Unverified {
+        /// The location.
+        location: LocationName,
+        /// Which step failed and why.
+        #[source]
+        source: Box<VerifyError>,
+    },
+    /// The check failed.
+    #[error("location {location}")]
+    Verify {
+        /// The location.
+        location: LocationName,
+        /// Which step failed and why.
+        #[source]
+        source: Box<VerifyError>,
+    },
+    /// The built-in location comes from the hub's configuration.
+    #[error("location {BUILTIN} is the hub's built-in location; change it in the hub's configuration")]
+    Builtin,
+    /// Sealing or unsealing credentials failed.
+    #[error("credentials of location {location}")]
+    Seal {
+        /// The location.
+        location: LocationName,
+        /// The cause.
+        #[source]
+        source: seal::Error,
+    },
+    /// Unsealed credentials do not decode.
+    #[error("credentials of location {location} are corrupt")]
+    Corrupt {
+        /// The location.
+        location: LocationName,
+        /// The cause.
+        #[source]
+        source: convert::Error,
+    },
+    /// The hub's records failed.
+    #[error(transparent)]
+    Inventory(#[from] inventory::Error),
+}
+
+/// Result of a location call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The hub's locations; cheap to clone.
+#[derive(Clone)]
 pub struct Locations {
-    default: Location,
+    inventory: Inventory,
+    key: Arc<seal::Key>,
+}
+
+fn context(name: &LocationName) -> String {
+    format!("location/{name}")
 }
 
 impl Locations {
-    /// With `default_url` as the `default` location.
-    pub fn new(default_url: String) -> Self {
-        let name = LocationName::new(DEFAULT).unwrap_or_else(|_| unreachable!("\"default\" is a valid name"));
+    /// Locations recorded in `inventory`, credentials sealed with `key`.
+    pub fn new(inventory: Inventory, key: seal::Key) -> Self {
         Self {
-            default: Location {
-                name,
-                url: default_url,
-                options: Default::default(),
-            },
+            inventory,
+            key: Arc::new(key),
         }
     }
 
-    /// The location called `name`, or the default one for `None`.
-    pub fn resolve(&self, name: Option<&LocationName>) -> Option<&Location> {
-        match name {
-            None => Some(&self.default),
-            Some(n) if *n == self.default.name => Some(&self.default),
-            Some(_) => None,
+    /// Records the built-in location: directory `path` (absolute), in workspace `default`.
+    pub async fn ensure_builtin(&self, path: &str) -> Result<()> {
+        let name = builtin_name();
+        let health = self.inventory.location(&name).await?.and_then(|l| l.health);
+        let spec = LocationSpec {
+            name,
+            workspace: DEFAULT_WORKSPACE
+                .parse()
+                .unwrap_or_else(|_| unreachable!("a valid name")),
+            provider: Provider::Fs,
+            bucket: None,
+            prefix: None,
+            region: None,
+            endpoint: None,
+            force_path_style: false,
+            ca_cert_pem: None,
+            account: None,
+            path: Some(path.to_owned()),
+        };
+        provider::resolve(&spec, &Credentials::Ambient)?;
+        self.inventory
+            .put_location(&StoredLocation {
+                spec,
+                sealed_credentials: Vec::new(),
+                health,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Checks the location end to end with `credentials`, then saves it, sealed.
+    #[tracing::instrument(name = "add_location", skip_all, fields(location = %spec.name, provider = %spec.provider))]
+    pub async fn add(&self, spec: LocationSpec, credentials: &Credentials) -> Result<StoredLocation> {
+        if self.inventory.location(&spec.name).await?.is_some() {
+            return Err(Error::Exists(spec.name));
+        }
+        let location = provider::resolve(&spec, credentials)?;
+        cairn_proto::format::verify_location(&location)
+            .await
+            .map_err(|source| Error::Unverified {
+                location: spec.name.clone(),
+                source: Box::new(source),
+            })?;
+        let sealed_credentials = if credentials.is_ambient() {
+            Vec::new()
+        } else {
+            self.key
+                .seal(&context(&spec.name), &credentials.encode())
+                .map_err(|source| Error::Seal {
+                    location: spec.name.clone(),
+                    source,
+                })?
+        };
+        let stored = StoredLocation {
+            spec,
+            sealed_credentials,
+            health: Some(Health {
+                checked: Timestamp::now(),
+                error: None,
+            }),
+        };
+        self.inventory.put_location(&stored).await?;
+        tracing::info!("location verified and saved");
+        Ok(stored)
+    }
+
+    /// The location called `name`.
+    pub async fn get(&self, name: &LocationName) -> Result<StoredLocation> {
+        self.inventory
+            .location(name)
+            .await?
+            .ok_or_else(|| Error::Unknown(name.clone()))
+    }
+
+    /// Every location, by name.
+    pub async fn list(&self) -> Result<Vec<StoredLocation>> {
+        Ok(self.inventory.locations().await?)
+    }
+
+    /// What an agent needs to reach `stored`: its URL and options, credentials unsealed.
+    pub fn resolve(&self, stored: &StoredLocation) -> Result<Location> {
+        let name = &stored.spec.name;
+        let credentials = if stored.sealed_credentials.is_empty() {
+            Credentials::Ambient
+        } else {
+            let plain = self
+                .key
+                .open(&context(name), &stored.sealed_credentials)
+                .map_err(|source| Error::Seal {
+                    location: name.clone(),
+                    source,
+                })?;
+            Credentials::decode(&plain).map_err(|source| Error::Corrupt {
+                location: name.clone(),
+                source,
+            })?
+        };
+        Ok(provider::resolve(&stored.spec, &credentials)?)
+    }
+
+    /// The location called `name`, resolved.
+    pub async fn open(&self, name: &LocationName) -> Result<Location> {
+        self.resolve(&self.get(name).await?)
+    }
+
+    /// Checks location `name` end to end and records the outcome; fails if the check fails.
+    #[tracing::instrument(name = "verify_location", skip_all, fields(location = %name))]
+    pub async fn verify(&self, name: &LocationName) -> Result<StoredLocation> {
+        let mut stored = self.get(name).await?;
+        let outcome = cairn_proto::format::verify_location(&self.resolve(&stored)?).await;
+        stored.health = Some(Health {
+            checked: Timestamp::now(),
+            error: outcome.as_ref().err().map(|e| cairn_proto::error_chain(e)),
+        });
+        self.inventory.put_location(&stored).await?;
+        match outcome {
+            Ok(()) => Ok(stored),
+            Err(e) => {
+                tracing::warn!(error = %cairn_proto::error_chain(&e), "location check failed");
+                Err(Error::Verify {
+                    location: name.clone(),
+                    source: Box::new(e),
+                })
+            }
         }
     }
+
+    /// Checks every location once, recording each outcome.
+    pub async fn verify_all(&self) {
+        let names = match self.list().await {
+            Ok(all) => all.into_iter().map(|l| l.spec.name),
+            Err(e) => {
+                tracing::error!(error = %cairn_proto::error_chain(&e), "listing locations to check");
+                return;
+            }
+        };
+        for name in names {
+            // Failures are recorded in the location's health (and logged): nothing to return.
+            let _ = self.verify(&name).await;
+        }
+    }
+
+    /// Forgets location `name` (its objects stay in the store).
+    pub async fn remove(&self, name: &LocationName) -> Result<()> {
+        if *name == builtin_name() {
+            return Err(Error::Builtin);
+        }
+        self.get(name).await?;
+        Ok(self.inventory.delete_location(name).await?)
+    }
+}
+
+/// The built-in location's name.
+pub fn builtin_name() -> LocationName {
+    BUILTIN.parse().unwrap_or_else(|_| unreachable!("a valid name"))
 }

@@ -1,7 +1,7 @@
 //! `cairn-hub`: the central server that agents dial into and users talk to.
 
 use anyhow::Context;
-use cairn_hub::{api, config::Config, inventory, location::Locations, operations::Hub};
+use cairn_hub::{api, config::Config, inventory, operations::Hub};
 use clap::Parser;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,10 +24,12 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let store = inventory::rocks::RocksStore::open(&config.data_dir.join("db"))?;
-    let hub = Hub::new(
+    let hub = Hub::start(
         inventory::Inventory::new(Arc::new(store)),
-        Locations::new(config.default_location_url()?),
-    );
+        config.sealing_key()?,
+        &config.default_location_dir()?,
+    )
+    .await?;
 
     let expiry = hub.clone();
     let timeout = config.agent_timeout;
@@ -36,6 +38,15 @@ async fn main() -> anyhow::Result<()> {
         loop {
             tick.tick().await;
             expiry.expire_silent(timeout).await;
+        }
+    });
+    let checks = hub.clone();
+    let every = config.location_check_interval;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            checks.verify_locations().await;
         }
     });
 

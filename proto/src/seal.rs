@@ -162,8 +162,14 @@ mod tests {
         let again = Key::read_file(&path).expect("read back");
 
         let sealed = key.seal("location/a", b"secret-access-key").expect("sealed");
-        assert!(!sealed.windows(6).any(|w| w == b"secret"), "ciphertext hides the text");
-        assert_eq!(again.open("location/a", &sealed).expect("opens"), b"secret-access-key");
+        assert!(
+            !sealed.windows(6).any(|w| w == b"secret"),
+            "ciphertext hides the text"
+        );
+        assert_eq!(
+            again.open("location/a", &sealed).expect("opens"),
+            b"secret-access-key"
+        );
         let err = again.open("location/b", &sealed).expect_err("other context");
         assert_eq!(
             err.to_string(),

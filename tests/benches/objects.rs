@@ -13,7 +13,6 @@
 use anyhow::{Context, Result, bail};
 use cairn_hub::api::client::Client;
 use cairn_hub::inventory::{Inventory, rocks::RocksStore};
-use cairn_hub::location::Locations;
 use cairn_hub::operations::Hub;
 use cairn_proto::model::{
     BackupName, BackupSpec, ClusterName, ClusterResources, NamespaceFilter, Phase, RestoreName, RestoreSpec,
@@ -297,10 +296,14 @@ async fn measure(n: usize) -> Result<Row> {
     )?;
     let data = tempfile::tempdir()?;
     let store = RocksStore::open(&data.path().join("db"))?;
-    let hub = Hub::new(
+    let key = cairn_proto::seal::Key::create_file(&data.path().join("secret.key"))?;
+    let backups = data.path().join("backups");
+    let hub = Hub::start(
         Inventory::new(Arc::new(store)),
-        Locations::new(format!("file://{}/backups", data.path().display())),
-    );
+        key,
+        backups.to_str().context("UTF-8 path")?,
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(cairn_hub::api::serve(hub, listener, std::future::pending()));

@@ -43,7 +43,7 @@ async fn s3_locations_are_verified_and_misconfigurations_told_apart() -> Result<
     let (why, text) = failure(&s3_location("backups", s3.endpoint(), "wrong-secret")).await;
     assert_eq!(why, Failure::Credentials, "{text}");
     assert!(
-        text.starts_with("location probe: writing a probe object failed: the credentials were refused"),
+        text.starts_with("writing a probe object failed: the credentials were refused"),
         "{text}"
     );
     let (why, text) = failure(&s3_location("missing", s3.endpoint(), &creds.secret_access_key)).await;

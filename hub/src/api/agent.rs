@@ -54,6 +54,7 @@ impl pb::agent_channel_server::AgentChannel for AgentChannel {
             kubernetes_version: register.kubernetes_version,
             agent_version: register.agent_version,
             last_heartbeat: None,
+            workspace: None,
         };
         let (session, mut instructions) = self.hub.register(cluster).await?;
 

@@ -2,7 +2,8 @@
 
 use cairn_proto::convert::{self, Wire};
 use cairn_proto::model::{
-    Backup, BackupSpec, Cluster, IndexEntry, ItemResult, Phase, Progress, Restore, RestoreSpec,
+    Backup, BackupSpec, Cluster, Credentials, IndexEntry, ItemResult, LocationInfo, LocationSpec, Phase,
+    Progress, Restore, RestoreSpec, Workspace,
 };
 use cairn_proto::pb::{self, cairn_client::CairnClient};
 use tokio_stream::StreamExt;
@@ -101,12 +102,7 @@ impl Client {
 
     /// One backup.
     pub async fn backup(&mut self, name: &str) -> Result<Backup> {
-        let r = self
-            .inner
-            .get_backup(pb::GetRequest {
-                name: name.to_owned(),
-            })
-            .await?;
+        let r = self.inner.get_backup(get(name)).await?;
         Ok(Backup::from_pb(r.into_inner())?)
     }
 
@@ -124,22 +120,13 @@ impl Client {
 
     /// Every item of a backup.
     pub async fn backup_items(&mut self, name: &str) -> Result<Vec<IndexEntry>> {
-        let r = self
-            .inner
-            .list_backup_items(pb::GetRequest {
-                name: name.to_owned(),
-            })
-            .await?;
+        let r = self.inner.list_backup_items(get(name)).await?;
         Ok(Vec::<IndexEntry>::from_pb(r.into_inner())?)
     }
 
     /// Deletes a backup.
     pub async fn delete_backup(&mut self, name: &str) -> Result<()> {
-        self.inner
-            .delete_backup(pb::GetRequest {
-                name: name.to_owned(),
-            })
-            .await?;
+        self.inner.delete_backup(get(name)).await?;
         Ok(())
     }
 
@@ -156,23 +143,13 @@ impl Client {
 
     /// One restore.
     pub async fn restore(&mut self, name: &str) -> Result<Restore> {
-        let r = self
-            .inner
-            .get_restore(pb::GetRequest {
-                name: name.to_owned(),
-            })
-            .await?;
+        let r = self.inner.get_restore(get(name)).await?;
         Ok(Restore::from_pb(r.into_inner())?)
     }
 
     /// Every item of a restore, in restore order.
     pub async fn restore_items(&mut self, name: &str) -> Result<Vec<ItemResult>> {
-        let r = self
-            .inner
-            .list_restore_items(pb::GetRequest {
-                name: name.to_owned(),
-            })
-            .await?;
+        let r = self.inner.list_restore_items(get(name)).await?;
         Ok(Vec::<ItemResult>::from_pb(r.into_inner())?)
     }
 
@@ -193,13 +170,7 @@ impl Client {
     /// `on_update` sees each one.
     /// Returns when the stream ends (immediately if the operation is not running).
     pub async fn watch(&mut self, name: &str, mut on_update: impl FnMut(Update)) -> Result<()> {
-        let mut events = self
-            .inner
-            .watch(pb::GetRequest {
-                name: name.to_owned(),
-            })
-            .await?
-            .into_inner();
+        let mut events = self.inner.watch(get(name)).await?.into_inner();
         while let Some(event) = events.next().await {
             let event = event?;
             let progress = Progress::from_pb(event.progress.unwrap_or_default())?;
@@ -207,5 +178,104 @@ impl Client {
             on_update(Update { progress, phase });
         }
         Ok(())
+    }
+
+    /// Creates a workspace.
+    pub async fn create_workspace(&mut self, name: &str) -> Result<Workspace> {
+        let request = pb::Workspace {
+            name: name.to_owned(),
+            ..Default::default()
+        };
+        let r = self.inner.create_workspace(request).await?;
+        Ok(Workspace::from_pb(r.into_inner())?)
+    }
+
+    /// One workspace with its clusters.
+    pub async fn workspace(&mut self, name: &str) -> Result<Workspace> {
+        let r = self.inner.get_workspace(get(name)).await?;
+        Ok(Workspace::from_pb(r.into_inner())?)
+    }
+
+    /// Every workspace.
+    pub async fn workspaces(&mut self) -> Result<Vec<Workspace>> {
+        let r = self
+            .inner
+            .list_workspaces(pb::ListWorkspacesRequest {})
+            .await?
+            .into_inner();
+        Ok(r.workspaces
+            .into_iter()
+            .map(Workspace::from_pb)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Moves `cluster` into `workspace` (`add`) or back to `default`.
+    pub async fn membership(&mut self, workspace: &str, cluster: &str, add: bool) -> Result<Workspace> {
+        let m = pb::Membership {
+            workspace: workspace.to_owned(),
+            cluster: cluster.to_owned(),
+        };
+        let r = if add {
+            self.inner.add_cluster(m).await?
+        } else {
+            self.inner.remove_cluster(m).await?
+        };
+        Ok(Workspace::from_pb(r.into_inner())?)
+    }
+
+    /// Adds a location (the hub checks it first).
+    pub async fn add_location(
+        &mut self,
+        spec: &LocationSpec,
+        credentials: &Credentials,
+        make_default: bool,
+    ) -> Result<LocationInfo> {
+        let request = pb::AddLocationRequest {
+            spec: Some(spec.to_pb()),
+            credentials: (!credentials.is_ambient()).then(|| credentials.to_pb()),
+            make_default,
+        };
+        let r = self.inner.add_location(request).await?;
+        Ok(LocationInfo::from_pb(r.into_inner())?)
+    }
+
+    /// One location.
+    pub async fn location(&mut self, name: &str) -> Result<LocationInfo> {
+        let r = self.inner.get_location(get(name)).await?;
+        Ok(LocationInfo::from_pb(r.into_inner())?)
+    }
+
+    /// Locations, of `workspace` or all.
+    pub async fn locations(&mut self, workspace: Option<&str>) -> Result<Vec<LocationInfo>> {
+        let request = pb::ListLocationsRequest {
+            workspace: workspace.unwrap_or_default().to_owned(),
+        };
+        let r = self.inner.list_locations(request).await?.into_inner();
+        Ok(r.locations
+            .into_iter()
+            .map(LocationInfo::from_pb)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Checks a location again.
+    pub async fn verify_location(&mut self, name: &str) -> Result<LocationInfo> {
+        let r = self.inner.verify_location(get(name)).await?;
+        Ok(LocationInfo::from_pb(r.into_inner())?)
+    }
+
+    /// Removes a location.
+    pub async fn remove_location(&mut self, name: &str, force: bool) -> Result<()> {
+        let request = pb::RemoveLocationRequest {
+            name: name.to_owned(),
+            force,
+        };
+        self.inner.remove_location(request).await?;
+        Ok(())
+    }
+}
+
+fn get(name: &str) -> pb::GetRequest {
+    pb::GetRequest {
+        name: name.to_owned(),
     }
 }

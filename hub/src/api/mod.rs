@@ -34,15 +34,29 @@ pub async fn serve(
 
 impl From<operations::Error> for Status {
     fn from(e: operations::Error) -> Self {
+        use crate::location::Error as L;
         use operations::Error as E;
         let code = match &e {
-            E::UnknownCluster(_) | E::UnknownBackup(_) | E::UnknownRestore(_) | E::UnknownLocation(_) => {
-                Code::NotFound
-            }
+            E::UnknownCluster(_)
+            | E::UnknownBackup(_)
+            | E::UnknownRestore(_)
+            | E::UnknownWorkspace(_)
+            | E::Location(L::Unknown(_)) => Code::NotFound,
             E::NotConnected { .. } => Code::Unavailable,
-            E::Exists { .. } => Code::AlreadyExists,
-            E::NotRestorable { .. } | E::Running(_) => Code::FailedPrecondition,
-            E::Inventory(_) | E::Location(_) | E::Bucket { .. } | E::Corrupt { .. } => Code::Internal,
+            E::Exists { .. } | E::Location(L::Exists(_)) => Code::AlreadyExists,
+            E::Location(L::Invalid(_)) => Code::InvalidArgument,
+            E::OutsideWorkspace { .. } => Code::PermissionDenied,
+            E::NotRestorable { .. }
+            | E::Running(_)
+            | E::Membership(_)
+            | E::NoDefaultLocation(_)
+            | E::LocationInUse { .. }
+            | E::Location(L::Unverified { .. } | L::Verify { .. } | L::Builtin) => Code::FailedPrecondition,
+            E::Inventory(_)
+            | E::Location(L::Seal { .. } | L::Corrupt { .. } | L::Inventory(_))
+            | E::Open(_)
+            | E::Bucket { .. }
+            | E::Corrupt { .. } => Code::Internal,
         };
         Status::new(code, cairn_proto::error_chain(&e))
     }

@@ -1,7 +1,10 @@
 //! The user API (`cairn.v1.Cairn`): what the CLI calls.
 
 use cairn_proto::convert::Wire;
-use cairn_proto::model::{BackupName, BackupSpec, ClusterName, RestoreName, RestoreSpec};
+use cairn_proto::model::{
+    BackupName, BackupSpec, ClusterName, Credentials, LocationName, LocationSpec, RestoreName, RestoreSpec,
+    WorkspaceName,
+};
 use cairn_proto::pb;
 use std::pin::Pin;
 use tokio::sync::mpsc;
@@ -33,6 +36,17 @@ where
 {
     text.parse()
         .map_err(|e: T::Err| Status::invalid_argument(e.to_string()))
+}
+
+fn optional_name<T: std::str::FromStr>(text: String) -> Result<Option<T>, Status>
+where
+    T::Err: std::fmt::Display,
+{
+    if text.is_empty() {
+        Ok(None)
+    } else {
+        name(text).map(Some)
+    }
 }
 
 type Events = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
@@ -70,12 +84,7 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::ListBackupsRequest>,
     ) -> Result<Response<pb::ListBackupsResponse>, Status> {
-        let cluster = request.into_inner().cluster;
-        let cluster: Option<ClusterName> = if cluster.is_empty() {
-            None
-        } else {
-            Some(name(cluster)?)
-        };
+        let cluster = optional_name::<ClusterName>(request.into_inner().cluster)?;
         let backups = self.hub.backups(cluster.as_ref()).await?;
         Ok(Response::new(pb::ListBackupsResponse {
             backups: backups.iter().map(Wire::to_pb).collect(),
@@ -160,4 +169,110 @@ impl pb::cairn_server::Cairn for UserApi {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+
+    async fn create_workspace(
+        &self,
+        request: Request<pb::Workspace>,
+    ) -> Result<Response<pb::Workspace>, Status> {
+        let name: WorkspaceName = name(request.into_inner().name)?;
+        Ok(Response::new(self.hub.create_workspace(name).await?.to_pb()))
+    }
+
+    async fn get_workspace(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::Workspace>, Status> {
+        let name: WorkspaceName = name(request.into_inner().name)?;
+        Ok(Response::new(self.hub.workspace(&name).await?.to_pb()))
+    }
+
+    async fn list_workspaces(
+        &self,
+        _: Request<pb::ListWorkspacesRequest>,
+    ) -> Result<Response<pb::ListWorkspacesResponse>, Status> {
+        let workspaces = self.hub.workspaces().await?;
+        Ok(Response::new(pb::ListWorkspacesResponse {
+            workspaces: workspaces.iter().map(Wire::to_pb).collect(),
+        }))
+    }
+
+    async fn add_cluster(&self, request: Request<pb::Membership>) -> Result<Response<pb::Workspace>, Status> {
+        let (workspace, cluster) = membership(request.into_inner())?;
+        Ok(Response::new(
+            self.hub.add_cluster(&workspace, &cluster).await?.to_pb(),
+        ))
+    }
+
+    async fn remove_cluster(
+        &self,
+        request: Request<pb::Membership>,
+    ) -> Result<Response<pb::Workspace>, Status> {
+        let (workspace, cluster) = membership(request.into_inner())?;
+        Ok(Response::new(
+            self.hub.remove_cluster(&workspace, &cluster).await?.to_pb(),
+        ))
+    }
+
+    async fn add_location(
+        &self,
+        request: Request<pb::AddLocationRequest>,
+    ) -> Result<Response<pb::LocationInfo>, Status> {
+        let request = request.into_inner();
+        let spec = request
+            .spec
+            .ok_or_else(|| Status::invalid_argument("spec is missing"))?;
+        let spec = LocationSpec::from_pb(spec).map_err(|e| invalid(&e))?;
+        let credentials = request
+            .credentials
+            .map(Credentials::from_pb)
+            .transpose()
+            .map_err(|e| invalid(&e))?
+            .unwrap_or_default();
+        let info = self
+            .hub
+            .add_location(spec, &credentials, request.make_default)
+            .await?;
+        Ok(Response::new(info.to_pb()))
+    }
+
+    async fn get_location(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::LocationInfo>, Status> {
+        let name: LocationName = name(request.into_inner().name)?;
+        Ok(Response::new(self.hub.location(&name).await?.to_pb()))
+    }
+
+    async fn list_locations(
+        &self,
+        request: Request<pb::ListLocationsRequest>,
+    ) -> Result<Response<pb::ListLocationsResponse>, Status> {
+        let workspace = optional_name::<WorkspaceName>(request.into_inner().workspace)?;
+        let locations = self.hub.locations(workspace.as_ref()).await?;
+        Ok(Response::new(pb::ListLocationsResponse {
+            locations: locations.iter().map(Wire::to_pb).collect(),
+        }))
+    }
+
+    async fn verify_location(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::LocationInfo>, Status> {
+        let name: LocationName = name(request.into_inner().name)?;
+        Ok(Response::new(self.hub.verify_location(&name).await?.to_pb()))
+    }
+
+    async fn remove_location(
+        &self,
+        request: Request<pb::RemoveLocationRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let request = request.into_inner();
+        let name: LocationName = name(request.name)?;
+        self.hub.remove_location(&name, request.force).await?;
+        Ok(Response::new(pb::DeleteResponse {}))
+    }
+}
+
+fn membership(m: pb::Membership) -> Result<(WorkspaceName, ClusterName), Status> {
+    Ok((name(m.workspace)?, name(m.cluster)?))
 }

@@ -2,22 +2,29 @@
 //!
 //! ```text
 //! cairn cluster list
+//! cairn workspace create W | list | describe W | add-cluster W C | remove-cluster W C
+//! cairn location add NAME --workspace W --provider s3|minio|gcs|azure|fs [options…] [--default]
+//! cairn location list [--workspace W] | describe NAME | verify NAME | remove NAME [--force]
 //! cairn backup create NAME --cluster C [filters…] [--wait]
 //! cairn backup list [--cluster C] | describe NAME [--details] | delete NAME
 //! cairn restore create NAME --from-backup B [--target-cluster C] [options…] [--dry-run] [--wait]
 //! cairn restore list | describe NAME [--details]
 //! ```
 
+mod credentials;
 mod output;
 mod progress;
 
+use anyhow::Context;
 use anyhow::{Result, bail};
 use cairn_proto::model::{
-    BackupName, BackupSpec, ClusterName, ClusterResources, ExistingPolicy, LabelSelector, LocationName,
-    NamespaceFilter, Phase, RestoreName, RestoreSpec,
+    BackupName, BackupSpec, ClusterName, ClusterResources, Credentials, DEFAULT_WORKSPACE, ExistingPolicy,
+    LabelSelector, LocationName, LocationSpec, NamespaceFilter, Phase, Provider, RestoreName, RestoreSpec,
+    WorkspaceName,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use crate::api::client::Client;
 pub use output::Format;
@@ -58,6 +65,136 @@ enum Noun {
         #[command(subcommand)]
         verb: RestoreVerb,
     },
+    /// Workspaces: groups of clusters sharing backup locations.
+    Workspace {
+        #[command(subcommand)]
+        verb: WorkspaceVerb,
+    },
+    /// Backup locations (buckets, containers, directories) of a workspace.
+    Location {
+        #[command(subcommand)]
+        verb: LocationVerb,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkspaceVerb {
+    /// Create an empty workspace.
+    Create {
+        /// Its name.
+        name: WorkspaceName,
+    },
+    /// Workspaces, their clusters and default locations.
+    List,
+    /// Show one workspace: clusters and locations.
+    Describe {
+        /// The workspace.
+        name: WorkspaceName,
+    },
+    /// Move a cluster (from workspace default) into the workspace.
+    AddCluster {
+        /// The workspace.
+        workspace: WorkspaceName,
+        /// The cluster.
+        cluster: ClusterName,
+    },
+    /// Move a cluster out of the workspace, back to workspace default.
+    RemoveCluster {
+        /// The workspace.
+        workspace: WorkspaceName,
+        /// The cluster.
+        cluster: ClusterName,
+    },
+}
+
+#[derive(Subcommand)]
+enum LocationVerb {
+    /// Check a new location end to end (write, read, list, delete a probe object), then save it.
+    Add(Box<LocationAdd>),
+    /// Locations with their last check.
+    List {
+        /// Only this workspace's.
+        #[arg(long)]
+        workspace: Option<WorkspaceName>,
+    },
+    /// Show one location (never its credentials).
+    Describe {
+        /// The location.
+        name: LocationName,
+    },
+    /// Check a location again, end to end.
+    Verify {
+        /// The location.
+        name: LocationName,
+    },
+    /// Forget a location; its objects stay in the store.
+    Remove {
+        /// The location.
+        name: LocationName,
+        /// Also forget the hub's records of the backups in it.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProviderArg {
+    /// AWS S3.
+    S3,
+    /// MinIO or any S3-compatible store (needs --endpoint).
+    Minio,
+    /// Google Cloud Storage.
+    Gcs,
+    /// Azure Blob Storage (needs --account).
+    Azure,
+    /// A local directory (needs --path).
+    Fs,
+}
+
+#[derive(Args)]
+struct LocationAdd {
+    /// The location's name.
+    name: LocationName,
+    /// The workspace whose clusters may use it.
+    #[arg(long, default_value = DEFAULT_WORKSPACE)]
+    workspace: WorkspaceName,
+    /// The kind of store.
+    #[arg(long, value_enum)]
+    provider: ProviderArg,
+    /// Bucket (Azure: container).
+    #[arg(long)]
+    bucket: Option<String>,
+    /// Folder inside the bucket.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Region (S3; S3-compatible stores default to us-east-1).
+    #[arg(long)]
+    region: Option<String>,
+    /// Endpoint URL (S3-compatible stores, emulators, private endpoints); http:// only if written so.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Path-style addressing (endpoint/bucket/key) for S3.
+    #[arg(long)]
+    force_path_style: bool,
+    /// PEM file of the CA that signed the endpoint's certificate.
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+    /// Storage account (Azure).
+    #[arg(long)]
+    account: Option<String>,
+    /// Directory, absolute (fs).
+    #[arg(long)]
+    path: Option<String>,
+    /// Credentials: AWS shared-credentials INI, GCS service-account JSON, or Azure env-style file.
+    /// Without it, agents use their own (web identity, instance metadata, workload identity).
+    #[arg(long)]
+    credentials_file: Option<PathBuf>,
+    /// Section of an AWS credentials file.
+    #[arg(long, default_value = "default")]
+    profile: String,
+    /// Make it the workspace's default location (the first one added is).
+    #[arg(long)]
+    default: bool,
 }
 
 #[derive(Subcommand)]
@@ -127,7 +264,7 @@ struct BackupCreate {
     /// The cluster to back up.
     #[arg(long)]
     cluster: ClusterName,
-    /// Backup location (default: the hub's default location).
+    /// Backup location (default: the cluster's workspace's default location).
     #[arg(long)]
     location: Option<LocationName>,
     /// Only these namespaces.
@@ -204,6 +341,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Noun::Cluster {
             verb: ClusterVerb::List,
         } => output::clusters(out, &client.clusters().await?),
+        Noun::Workspace { verb } => workspace(&mut client, out, verb).await,
+        Noun::Location { verb } => location(&mut client, out, verb).await,
         Noun::Backup { verb } => match verb {
             BackupVerb::Create(args) => {
                 let wait = args.wait;
@@ -287,6 +426,107 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         },
     }
+}
+
+async fn workspace(client: &mut Client, out: Format, verb: WorkspaceVerb) -> Result<()> {
+    match verb {
+        WorkspaceVerb::Create { name } => {
+            client.create_workspace(name.as_str()).await?;
+            output::outln!("workspace {name} created");
+            Ok(())
+        }
+        WorkspaceVerb::List => output::workspaces(out, &client.workspaces().await?),
+        WorkspaceVerb::Describe { name } => {
+            let workspace = client.workspace(name.as_str()).await?;
+            let locations = client.locations(Some(name.as_str())).await?;
+            output::workspace(out, &workspace, &locations)
+        }
+        WorkspaceVerb::AddCluster { workspace, cluster } => {
+            client
+                .membership(workspace.as_str(), cluster.as_str(), true)
+                .await?;
+            output::outln!("cluster {cluster} is in workspace {workspace}");
+            Ok(())
+        }
+        WorkspaceVerb::RemoveCluster { workspace, cluster } => {
+            client
+                .membership(workspace.as_str(), cluster.as_str(), false)
+                .await?;
+            output::outln!(
+                "cluster {cluster} left workspace {workspace} (it is in workspace {DEFAULT_WORKSPACE})"
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn location(client: &mut Client, out: Format, verb: LocationVerb) -> Result<()> {
+    match verb {
+        LocationVerb::Add(args) => {
+            let make_default = args.default;
+            let (spec, credentials) = location_spec(*args)?;
+            let info = client.add_location(&spec, &credentials, make_default).await?;
+            output::outln!(
+                "location {} verified and added to workspace {}{}",
+                info.spec.name,
+                info.spec.workspace,
+                if info.is_default { " (its default)" } else { "" }
+            );
+            Ok(())
+        }
+        LocationVerb::List { workspace } => output::locations(
+            out,
+            &client
+                .locations(workspace.as_ref().map(WorkspaceName::as_str))
+                .await?,
+        ),
+        LocationVerb::Describe { name } => output::location(out, &client.location(name.as_str()).await?),
+        LocationVerb::Verify { name } => {
+            let info = client.verify_location(name.as_str()).await?;
+            output::outln!(
+                "location {} is healthy (write, read, list, delete)",
+                info.spec.name
+            );
+            Ok(())
+        }
+        LocationVerb::Remove { name, force } => {
+            client.remove_location(name.as_str(), force).await?;
+            output::outln!("location {name} removed");
+            Ok(())
+        }
+    }
+}
+
+fn location_spec(a: LocationAdd) -> Result<(LocationSpec, Credentials)> {
+    let provider = match a.provider {
+        ProviderArg::S3 => Provider::S3,
+        ProviderArg::Minio => Provider::Minio,
+        ProviderArg::Gcs => Provider::Gcs,
+        ProviderArg::Azure => Provider::Azure,
+        ProviderArg::Fs => Provider::Fs,
+    };
+    let ca_cert_pem = a
+        .ca_cert
+        .map(|f| std::fs::read_to_string(&f).with_context(|| format!("reading --ca-cert {}", f.display())))
+        .transpose()?;
+    let credentials = match &a.credentials_file {
+        Some(file) => credentials::read(provider, file, &a.profile)?,
+        None => Credentials::Ambient,
+    };
+    let spec = LocationSpec {
+        name: a.name,
+        workspace: a.workspace,
+        provider,
+        bucket: a.bucket,
+        prefix: a.prefix,
+        region: a.region,
+        endpoint: a.endpoint,
+        force_path_style: a.force_path_style,
+        ca_cert_pem,
+        account: a.account,
+        path: a.path,
+    };
+    Ok((spec, credentials))
 }
 
 fn ensure_completed(kind: &str, name: &str, phase: Phase, error: Option<&str>) -> Result<()> {

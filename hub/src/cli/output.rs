@@ -1,7 +1,10 @@
 //! How the CLI prints: kubectl-like tables, or the model as JSON or YAML (`-o`).
 
 use anyhow::Result;
-use cairn_proto::model::{Backup, Cluster, IndexEntry, ItemResult, Restore, Timestamp};
+use cairn_proto::model::{
+    Backup, Cluster, IndexEntry, ItemResult, LocationInfo, LocationSpec, Provider, Restore, Timestamp,
+    Workspace,
+};
 use clap::ValueEnum;
 use comfy_table::{Table, presets::NOTHING};
 use serde::Serialize;
@@ -91,10 +94,18 @@ pub fn clusters(format: Format, clusters: &[Cluster]) -> Result<()> {
     if structured(format, clusters)? {
         return Ok(());
     }
-    let mut t = table(&["NAME", "CONNECTED", "KUBERNETES", "AGENT", "LAST HEARTBEAT"]);
+    let mut t = table(&[
+        "NAME",
+        "WORKSPACE",
+        "CONNECTED",
+        "KUBERNETES",
+        "AGENT",
+        "LAST HEARTBEAT",
+    ]);
     for c in clusters {
         t.add_row(vec![
             c.name.to_string(),
+            c.workspace.as_ref().map_or("-".into(), ToString::to_string),
             if c.connected { "yes" } else { "no" }.into(),
             c.kubernetes_version.clone(),
             c.agent_version.clone(),
@@ -364,5 +375,154 @@ pub fn restore(format: Format, r: &Restore, items: Option<&[ItemResult]>) -> Res
         }
         print_table(&t);
     }
+    Ok(())
+}
+
+/// `workspace list`.
+pub fn workspaces(format: Format, workspaces: &[Workspace]) -> Result<()> {
+    if structured(format, workspaces)? {
+        return Ok(());
+    }
+    let mut t = table(&["NAME", "CLUSTERS", "DEFAULT LOCATION", "CREATED"]);
+    for w in workspaces {
+        t.add_row(vec![
+            w.name.to_string(),
+            w.clusters.len().to_string(),
+            w.default_location
+                .as_ref()
+                .map_or("-".into(), ToString::to_string),
+            time(w.created),
+        ]);
+    }
+    print_table(&t);
+    Ok(())
+}
+
+/// `workspace describe`.
+pub fn workspace(format: Format, w: &Workspace, locations: &[LocationInfo]) -> Result<()> {
+    #[derive(Serialize)]
+    struct Described<'a> {
+        #[serde(flatten)]
+        workspace: &'a Workspace,
+        locations: &'a [LocationInfo],
+    }
+    if structured(
+        format,
+        &Described {
+            workspace: w,
+            locations,
+        },
+    )? {
+        return Ok(());
+    }
+    let clusters: Vec<String> = w.clusters.iter().map(ToString::to_string).collect();
+    let names: Vec<String> = locations.iter().map(|l| l.spec.name.to_string()).collect();
+    outln!("Name:               {}", w.name);
+    outln!(
+        "Default location:   {}",
+        w.default_location
+            .as_ref()
+            .map_or("-".into(), ToString::to_string)
+    );
+    outln!("Created:            {}", time(w.created));
+    outln!("Clusters:           {}", list(&clusters, "none"));
+    outln!("Locations:          {}", list(&names, "none"));
+    Ok(())
+}
+
+/// Where a location writes, as its provider spells it.
+fn place(s: &LocationSpec) -> String {
+    let prefix = s
+        .prefix
+        .as_deref()
+        .map(|p| format!("/{}", p.trim_matches('/')))
+        .unwrap_or_default();
+    let bucket = s.bucket.as_deref().unwrap_or("");
+    match s.provider {
+        Provider::S3 | Provider::Minio => format!("s3://{bucket}{prefix}"),
+        Provider::Gcs => format!("gs://{bucket}{prefix}"),
+        Provider::Azure => format!("az://{}/{bucket}{prefix}", s.account.as_deref().unwrap_or("")),
+        Provider::Fs => format!("{}{prefix}", s.path.as_deref().unwrap_or("")),
+    }
+}
+
+fn health(l: &LocationInfo) -> (String, String) {
+    match &l.health {
+        None => ("unchecked".into(), "-".into()),
+        Some(h) => (
+            h.error
+                .as_ref()
+                .map_or_else(|| "healthy".into(), |e| format!("failing: {e}")),
+            time(Some(h.checked)),
+        ),
+    }
+}
+
+/// `location list`.
+pub fn locations(format: Format, locations: &[LocationInfo]) -> Result<()> {
+    if structured(format, locations)? {
+        return Ok(());
+    }
+    let mut t = table(&[
+        "NAME",
+        "WORKSPACE",
+        "PROVIDER",
+        "WHERE",
+        "DEFAULT",
+        "HEALTH",
+        "CHECKED",
+    ]);
+    for l in locations {
+        let (health, checked) = health(l);
+        t.add_row(vec![
+            l.spec.name.to_string(),
+            l.spec.workspace.to_string(),
+            l.spec.provider.to_string(),
+            place(&l.spec),
+            if l.is_default { "yes" } else { "no" }.into(),
+            health,
+            checked,
+        ]);
+    }
+    print_table(&t);
+    Ok(())
+}
+
+/// `location describe`.
+pub fn location(format: Format, l: &LocationInfo) -> Result<()> {
+    if structured(format, l)? {
+        return Ok(());
+    }
+    let s = &l.spec;
+    let (health, checked) = health(l);
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    outln!("Name:               {}", s.name);
+    outln!(
+        "Workspace:          {}{}",
+        s.workspace,
+        if l.is_default { " (default location)" } else { "" }
+    );
+    outln!("Provider:           {}", s.provider);
+    outln!("Where:              {}", place(s));
+    outln!("Region:             {}", or_dash(&s.region));
+    outln!("Endpoint:           {}", or_dash(&s.endpoint));
+    outln!(
+        "Path style:         {}",
+        if s.force_path_style { "yes" } else { "no" }
+    );
+    outln!(
+        "Custom CA:          {}",
+        if s.ca_cert_pem.is_some() { "yes" } else { "no" }
+    );
+    outln!(
+        "Credentials:        {}",
+        if l.has_credentials {
+            "stored (sealed)"
+        } else {
+            "the agents' own"
+        }
+    );
+    outln!("Health:             {health}");
+    outln!("Checked:            {checked}");
     Ok(())
 }

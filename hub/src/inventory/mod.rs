@@ -2,12 +2,17 @@
 //! (RocksDB by default, see [`rocks`]) so a fleet that outgrows one hub can move it elsewhere
 //! without touching the rest. Records are stored in their protobuf encoding.
 //!
-//! Keys: `cluster/<name>`, `backup/<name>`, `restore/<name>`.
+//! Keys: `cluster/<name>`, `backup/<name>`, `restore/<name>`, `workspace/<name>`,
+//! `member/<cluster>` (its workspace's name, for clusters outside `default`), `location/<name>`
+//! (credentials sealed, see [`crate::location`]).
 
 pub mod rocks;
 
 use cairn_proto::convert::{self, Wire};
-use cairn_proto::model::{Backup, BackupName, Cluster, ClusterName, Restore, RestoreName};
+use cairn_proto::model::{
+    Backup, BackupName, Cluster, ClusterName, LocationName, Restore, RestoreName, StoredLocation, Workspace,
+    WorkspaceName,
+};
 use std::sync::Arc;
 
 /// An inventory read or write that failed.
@@ -94,6 +99,11 @@ impl Inventory {
         .await?
     }
 
+    async fn delete(&self, key: String) -> Result<()> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.delete(&key)).await?
+    }
+
     /// Records `cluster`.
     pub async fn put_cluster(&self, cluster: &Cluster) -> Result<()> {
         self.put(format!("cluster/{}", cluster.name), cluster).await
@@ -126,8 +136,7 @@ impl Inventory {
 
     /// Forgets backup `name`.
     pub async fn delete_backup(&self, name: &BackupName) -> Result<()> {
-        let (store, key) = (self.store.clone(), format!("backup/{name}"));
-        tokio::task::spawn_blocking(move || store.delete(&key)).await?
+        self.delete(format!("backup/{name}")).await
     }
 
     /// Records `restore`.
@@ -144,4 +153,95 @@ impl Inventory {
     pub async fn restores(&self) -> Result<Vec<Restore>> {
         self.scan("restore/").await
     }
+
+    /// Records `workspace` (its cluster list is not stored: see [`Inventory::members`]).
+    pub async fn put_workspace(&self, workspace: &Workspace) -> Result<()> {
+        let record = Workspace {
+            clusters: Vec::new(),
+            ..workspace.clone()
+        };
+        self.put(format!("workspace/{}", workspace.name), &record).await
+    }
+
+    /// The workspace named `name`.
+    pub async fn workspace(&self, name: &WorkspaceName) -> Result<Option<Workspace>> {
+        self.get(format!("workspace/{name}")).await
+    }
+
+    /// Every workspace, by name.
+    pub async fn workspaces(&self) -> Result<Vec<Workspace>> {
+        self.scan("workspace/").await
+    }
+
+    /// Places `cluster` in `workspace`, or (`None`) back in `default`.
+    pub async fn set_member(&self, cluster: &ClusterName, workspace: Option<&WorkspaceName>) -> Result<()> {
+        let key = format!("member/{cluster}");
+        match workspace {
+            Some(w) => {
+                let (store, value) = (self.store.clone(), w.to_string());
+                tokio::task::spawn_blocking(move || store.put(&key, value.as_bytes())).await?
+            }
+            None => self.delete(key).await,
+        }
+    }
+
+    /// Every cluster placed outside `default`, with its workspace, by cluster name.
+    pub async fn members(&self) -> Result<Vec<(ClusterName, WorkspaceName)>> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            store
+                .scan("member/")?
+                .into_iter()
+                .map(|(key, value)| {
+                    let cluster = parse_name(&key, key.trim_start_matches("member/").as_bytes())?;
+                    Ok((cluster, parse_name(&key, &value)?))
+                })
+                .collect()
+        })
+        .await?
+    }
+
+    /// The workspace `cluster` was placed in; `None`: `default`.
+    pub async fn member(&self, cluster: &ClusterName) -> Result<Option<WorkspaceName>> {
+        let store = self.store.clone();
+        let key = format!("member/{cluster}");
+        tokio::task::spawn_blocking(move || store.get(&key)?.map(|v| parse_name(&key, &v)).transpose())
+            .await?
+    }
+
+    /// Records `location`.
+    pub async fn put_location(&self, location: &StoredLocation) -> Result<()> {
+        self.put(format!("location/{}", location.spec.name), location)
+            .await
+    }
+
+    /// The location named `name`.
+    pub async fn location(&self, name: &LocationName) -> Result<Option<StoredLocation>> {
+        self.get(format!("location/{name}")).await
+    }
+
+    /// Every location, by name.
+    pub async fn locations(&self) -> Result<Vec<StoredLocation>> {
+        self.scan("location/").await
+    }
+
+    /// Forgets location `name`.
+    pub async fn delete_location(&self, name: &LocationName) -> Result<()> {
+        self.delete(format!("location/{name}")).await
+    }
+}
+
+/// A name stored as text under `key`.
+fn parse_name<T: std::str::FromStr>(key: &str, text: &[u8]) -> Result<T>
+where
+    T::Err: ToString,
+{
+    let corrupt = |reason: String| Error::Corrupt {
+        key: key.to_owned(),
+        source: convert::Error::field("name", reason),
+    };
+    std::str::from_utf8(text)
+        .map_err(|e| corrupt(e.to_string()))?
+        .parse()
+        .map_err(|e: T::Err| corrupt(e.to_string()))
 }

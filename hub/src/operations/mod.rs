@@ -4,13 +4,18 @@
 //! gRPC services in `api/` only translate to and from the wire and call it.
 
 pub mod agents;
+mod locations;
 pub mod progress;
+mod workspaces;
+
+pub use workspaces::default_workspace;
 
 use cairn_proto::convert::{self, Wire};
 use cairn_proto::format::{self, BackupKeys};
 use cairn_proto::model::{
-    Backup, BackupName, BackupSpec, BackupStatus, Cluster, ClusterName, IndexEntry, ItemResult, LocationName,
-    Phase, Progress, Restore, RestoreName, RestoreSpec, RestoreStatus, Timestamp,
+    Backup, BackupName, BackupSpec, BackupStatus, Cluster, ClusterName, IndexEntry, ItemResult, Location,
+    LocationName, Phase, Progress, Restore, RestoreName, RestoreSpec, RestoreStatus, Timestamp,
+    WorkspaceName,
 };
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, path::Path};
@@ -19,7 +24,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::inventory::{self, Inventory};
-use crate::location::Locations;
+use crate::location::{self, Locations};
 use agents::{Agents, Instruction, SessionId};
 use progress::{Board, Live};
 
@@ -51,9 +56,42 @@ pub enum Error {
     /// No such restore.
     #[error("unknown restore {0}")]
     UnknownRestore(RestoreName),
-    /// No such location.
-    #[error("unknown location {0}")]
-    UnknownLocation(LocationName),
+    /// No such workspace.
+    #[error("unknown workspace {0} (see `cairn workspace list`)")]
+    UnknownWorkspace(WorkspaceName),
+    /// A cluster cannot move that way.
+    #[error("{0}")]
+    Membership(String),
+    /// The request names a location of another workspace.
+    #[error(
+        "cluster {cluster} is in workspace {workspace}; location {location} belongs to workspace \
+         {location_workspace}: only that workspace's clusters may use it"
+    )]
+    OutsideWorkspace {
+        /// The cluster.
+        cluster: ClusterName,
+        /// Its workspace.
+        workspace: WorkspaceName,
+        /// The location.
+        location: LocationName,
+        /// The location's workspace.
+        location_workspace: WorkspaceName,
+    },
+    /// The request names no location and the workspace has no default.
+    #[error(
+        "workspace {0} has no default location: add one (`cairn location add … --default`) or pass --location"
+    )]
+    NoDefaultLocation(WorkspaceName),
+    /// Backups recorded in the inventory live in the location.
+    #[error(
+        "location {location} holds {backups} backup(s) recorded here: delete them, or pass --force to forget them (the store keeps them)"
+    )]
+    LocationInUse {
+        /// The location.
+        location: LocationName,
+        /// How many.
+        backups: usize,
+    },
     /// The backup is still being written.
     #[error("backup {0} is still running; delete it once it has ended")]
     Running(BackupName),
@@ -68,9 +106,12 @@ pub enum Error {
     /// The hub's own records failed.
     #[error(transparent)]
     Inventory(#[from] inventory::Error),
+    /// A location request failed.
+    #[error(transparent)]
+    Location(#[from] location::Error),
     /// The location could not be opened.
     #[error(transparent)]
-    Location(#[from] format::location::Error),
+    Open(#[from] format::location::Error),
     /// Reading or deleting in the location failed.
     #[error("location {location}: {operation} {key}")]
     Bucket {
@@ -143,16 +184,30 @@ struct Inner {
 }
 
 impl Hub {
-    /// A hub over `inventory` with `locations`.
-    pub fn new(inventory: Inventory, locations: Locations) -> Self {
-        Self {
+    /// A hub over `inventory`, its built-in location the directory `builtin_location` (absolute),
+    /// credentials sealed with `key`; creates workspace `default` on first start.
+    pub async fn start(
+        inventory: Inventory,
+        key: cairn_proto::seal::Key,
+        builtin_location: &str,
+    ) -> Result<Self> {
+        let locations = Locations::new(inventory.clone(), key);
+        locations.ensure_builtin(builtin_location).await?;
+        let hub = Self {
             inner: Arc::new(Inner {
                 inventory,
                 locations,
                 agents: Agents::default(),
                 board: Board::default(),
             }),
-        }
+        };
+        hub.ensure_default_workspace().await?;
+        Ok(hub)
+    }
+
+    /// Checks every location once, recording each one's health.
+    pub async fn verify_locations(&self) {
+        self.inner.locations.verify_all().await;
     }
 
     /// Registers `cluster`'s agent; returns its session and the queue of instructions for it.
@@ -268,10 +323,13 @@ impl Hub {
     /// Every cluster, with its connection state now.
     pub async fn clusters(&self) -> Result<Vec<Cluster>> {
         let mut clusters = self.inner.inventory.clusters().await?;
+        let members: std::collections::HashMap<_, _> =
+            self.inner.inventory.members().await?.into_iter().collect();
         for c in &mut clusters {
             let live = self.inner.agents.last_heartbeat(&c.name);
             c.connected = live.is_some();
             c.last_heartbeat = live.or(c.last_heartbeat);
+            c.workspace = Some(members.get(&c.name).cloned().unwrap_or_else(default_workspace));
         }
         Ok(clusters)
     }
@@ -292,14 +350,21 @@ impl Hub {
 
     /// Starts a backup: checks the request, records it, sends it to the cluster's agent.
     #[tracing::instrument(name = "backup", skip_all, fields(backup.id = %spec.name, cluster = %spec.cluster))]
-    pub async fn create_backup(&self, spec: BackupSpec) -> Result<Backup> {
+    pub async fn create_backup(&self, mut spec: BackupSpec) -> Result<Backup> {
         if self.inner.inventory.backup(&spec.name).await?.is_some() {
             return Err(Error::Exists {
                 kind: "backup",
                 name: spec.name.to_string(),
             });
         }
-        let location = self.location(spec.location.as_ref())?;
+        if self.inner.inventory.cluster(&spec.cluster).await?.is_none() {
+            return Err(Error::UnknownCluster(spec.cluster));
+        }
+        let stored = self
+            .usable_location(&spec.cluster, spec.location.as_ref())
+            .await?;
+        let location = self.inner.locations.resolve(&stored)?;
+        spec.location = Some(stored.spec.name);
         let tx = self.connected(&spec.cluster, &spec.name.operation()).await?;
         let backup = Backup {
             spec: spec.clone(),
@@ -334,11 +399,17 @@ impl Hub {
                 phase: backup.status.phase,
             });
         }
-        let location = self.location(backup.spec.location.as_ref())?;
         let target = spec
             .target_cluster
             .get_or_insert_with(|| backup.spec.cluster.clone())
             .clone();
+        if self.inner.inventory.cluster(&target).await?.is_none() {
+            return Err(Error::UnknownCluster(target));
+        }
+        let stored = self
+            .usable_location(&target, Some(&locations::location_of(&backup)))
+            .await?;
+        let location = self.inner.locations.resolve(&stored)?;
         let tx = self.connected(&target, &spec.name.operation()).await?;
         let restore = Restore {
             spec: spec.clone(),
@@ -372,13 +443,9 @@ impl Hub {
         Ok(())
     }
 
-    fn location(&self, name: Option<&LocationName>) -> Result<cairn_proto::model::Location> {
-        self.inner.locations.resolve(name).cloned().ok_or_else(|| {
-            Error::UnknownLocation(
-                name.cloned()
-                    .unwrap_or_else(|| unreachable!("the default always resolves")),
-            )
-        })
+    /// Where `backup` was written, resolved.
+    async fn location_of(&self, backup: &Backup) -> Result<Location> {
+        Ok(self.inner.locations.open(&locations::location_of(backup)).await?)
     }
 
     /// The backup called `name`.
@@ -400,7 +467,7 @@ impl Hub {
     /// Every item of backup `name`, read from its index in the location.
     pub async fn backup_items(&self, name: &BackupName) -> Result<Vec<IndexEntry>> {
         let backup = self.backup(name).await?;
-        let location = self.location(backup.spec.location.as_ref())?;
+        let location = self.location_of(&backup).await?;
         let store = format::open_location(&location)?;
         let keys = BackupKeys::new(name);
         let manifest_key = keys.manifest();
@@ -445,7 +512,7 @@ impl Hub {
         if !backup.status.phase.is_final() {
             return Err(Error::Running(name.clone()));
         }
-        let location = self.location(backup.spec.location.as_ref())?;
+        let location = self.location_of(&backup).await?;
         let store = format::open_location(&location)?;
         let keys = BackupKeys::new(name);
         // The manifest first: from then on the folder is no longer a backup, whatever remains.
@@ -478,7 +545,7 @@ impl Hub {
     pub async fn restore_items(&self, name: &RestoreName) -> Result<Vec<ItemResult>> {
         let restore = self.restore(name).await?;
         let backup = self.backup(&restore.spec.backup).await?;
-        let location = self.location(backup.spec.location.as_ref())?;
+        let location = self.location_of(&backup).await?;
         let store = format::open_location(&location)?;
         let mut items = Vec::new();
         for key in &restore.status.item_parts {

@@ -4,7 +4,9 @@
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{Error, Result, Wire, ms, name, opt_name, opt_string, required};
-use crate::model::{Credentials, Health, LocationInfo, LocationSpec, Provider, StoredLocation, Timestamp, Workspace};
+use crate::model::{
+    Credentials, Health, LocationInfo, LocationSpec, Provider, StoredLocation, Timestamp, Workspace,
+};
 use crate::pb;
 
 fn provider_to_pb(p: Provider) -> i32 {
@@ -19,14 +21,16 @@ fn provider_to_pb(p: Provider) -> i32 {
 
 fn provider_from_pb(v: i32) -> Result<Provider> {
     const FIELD: &str = "LocationSpec.provider";
-    Ok(match pb::Provider::try_from(v).map_err(|e| Error::field(FIELD, e))? {
-        pb::Provider::Unspecified => return Err(Error::Missing { field: FIELD }),
-        pb::Provider::S3 => Provider::S3,
-        pb::Provider::Minio => Provider::Minio,
-        pb::Provider::Gcs => Provider::Gcs,
-        pb::Provider::Azure => Provider::Azure,
-        pb::Provider::Fs => Provider::Fs,
-    })
+    Ok(
+        match pb::Provider::try_from(v).map_err(|e| Error::field(FIELD, e))? {
+            pb::Provider::Unspecified => return Err(Error::Missing { field: FIELD }),
+            pb::Provider::S3 => Provider::S3,
+            pb::Provider::Minio => Provider::Minio,
+            pb::Provider::Gcs => Provider::Gcs,
+            pb::Provider::Azure => Provider::Azure,
+            pb::Provider::Fs => Provider::Fs,
+        },
+    )
 }
 
 impl Wire for LocationSpec {
@@ -93,7 +97,9 @@ impl Wire for Credentials {
                 secret_access_key: secret(secret_access_key),
                 session_token: session_token.as_ref().map(secret).unwrap_or_default(),
             })),
-            Self::GcsServiceAccount(key) => Some(Kind::Gcs(pb::GcsServiceAccount { key_json: secret(key) })),
+            Self::GcsServiceAccount(key) => Some(Kind::Gcs(pb::GcsServiceAccount {
+                key_json: secret(key),
+            })),
             Self::AzureAccountKey(key) => Some(Kind::AzureKey(pb::AzureAccountKey { key: secret(key) })),
             Self::AzureSasToken(token) => Some(Kind::AzureSas(pb::AzureSasToken { token: secret(token) })),
             Self::AzureServicePrincipal {
@@ -118,7 +124,9 @@ impl Wire for Credentials {
                 secret_access_key: required_secret("AwsKeys.secret_access_key", k.secret_access_key)?,
                 session_token: opt_string(k.session_token).map(SecretString::from),
             },
-            Some(Kind::Gcs(k)) => Self::GcsServiceAccount(required_secret("GcsServiceAccount.key_json", k.key_json)?),
+            Some(Kind::Gcs(k)) => {
+                Self::GcsServiceAccount(required_secret("GcsServiceAccount.key_json", k.key_json)?)
+            }
             Some(Kind::AzureKey(k)) => Self::AzureAccountKey(required_secret("AzureAccountKey.key", k.key)?),
             Some(Kind::AzureSas(k)) => Self::AzureSasToken(required_secret("AzureSasToken.token", k.token)?),
             Some(Kind::AzureServicePrincipal(k)) => Self::AzureServicePrincipal {
@@ -193,7 +201,11 @@ impl Wire for Workspace {
     fn to_pb(&self) -> pb::Workspace {
         pb::Workspace {
             name: self.name.to_string(),
-            default_location: self.default_location.as_ref().map(ToString::to_string).unwrap_or_default(),
+            default_location: self
+                .default_location
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             created_unix_ms: ms(self.created),
             clusters: self.clusters.iter().map(ToString::to_string).collect(),
         }
@@ -226,10 +238,17 @@ mod tests {
         };
         assert!(!format!("{creds:?}").contains("wJalrXUtnFEMI"), "{creds:?}");
         let back = Credentials::decode(&creds.encode()).expect("decodes");
-        let Credentials::Aws { secret_access_key, .. } = back else {
+        let Credentials::Aws {
+            secret_access_key, ..
+        } = back
+        else {
             panic!("{back:?}")
         };
         assert_eq!(secret_access_key.expose_secret(), "wJalrXUtnFEMI/K7MDENG");
-        assert!(Credentials::decode(&Credentials::Ambient.encode()).expect("decodes").is_ambient());
+        assert!(
+            Credentials::decode(&Credentials::Ambient.encode())
+                .expect("decodes")
+                .is_ambient()
+        );
     }
 }

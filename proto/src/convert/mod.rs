@@ -125,7 +125,11 @@ impl Wire for Cluster {
             kubernetes_version: self.kubernetes_version.clone(),
             agent_version: self.agent_version.clone(),
             last_heartbeat_unix_ms: ms(self.last_heartbeat),
-            workspace: self.workspace.as_ref().map(ToString::to_string).unwrap_or_default(),
+            workspace: self
+                .workspace
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
         }
     }
 

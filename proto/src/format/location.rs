@@ -115,9 +115,13 @@ pub fn open(location: &Location) -> Result<Arc<dyn ObjectStore>, Error> {
     let ambient = !provider.iter().any(|(k, _)| is_secret_option(k));
     let built: Result<Box<dyn ObjectStore>, object_store::Error> = match url.scheme() {
         "s3" => {
-            let mut b = if ambient { AmazonS3Builder::from_env() } else { AmazonS3Builder::new() }
-                .with_url(&bucket_url)
-                .with_client_options(client);
+            let mut b = if ambient {
+                AmazonS3Builder::from_env()
+            } else {
+                AmazonS3Builder::new()
+            }
+            .with_url(&bucket_url)
+            .with_client_options(client);
             for (k, v) in provider {
                 let key: AmazonS3ConfigKey = k.parse().map_err(|_| option(k, "not an S3 option".into()))?;
                 b = b.with_config(key, v);
@@ -125,9 +129,13 @@ pub fn open(location: &Location) -> Result<Arc<dyn ObjectStore>, Error> {
             b.build().map(|s| Box::new(s) as Box<dyn ObjectStore>)
         }
         "gs" => {
-            let mut b = if ambient { GoogleCloudStorageBuilder::from_env() } else { GoogleCloudStorageBuilder::new() }
-                .with_url(&bucket_url)
-                .with_client_options(client);
+            let mut b = if ambient {
+                GoogleCloudStorageBuilder::from_env()
+            } else {
+                GoogleCloudStorageBuilder::new()
+            }
+            .with_url(&bucket_url)
+            .with_client_options(client);
             for (k, v) in provider {
                 let key: GoogleConfigKey = k.parse().map_err(|_| option(k, "not a GCS option".into()))?;
                 b = b.with_config(key, v);
@@ -135,9 +143,13 @@ pub fn open(location: &Location) -> Result<Arc<dyn ObjectStore>, Error> {
             b.build().map(|s| Box::new(s) as Box<dyn ObjectStore>)
         }
         "az" => {
-            let mut b = if ambient { MicrosoftAzureBuilder::from_env() } else { MicrosoftAzureBuilder::new() }
-                .with_url(&bucket_url)
-                .with_client_options(client);
+            let mut b = if ambient {
+                MicrosoftAzureBuilder::from_env()
+            } else {
+                MicrosoftAzureBuilder::new()
+            }
+            .with_url(&bucket_url)
+            .with_client_options(client);
             for (k, v) in provider {
                 let key: AzureConfigKey = k.parse().map_err(|_| option(k, "not an Azure option".into()))?;
                 b = b.with_config(key, v);
@@ -214,7 +226,7 @@ pub enum VerifyError {
     #[error(transparent)]
     Open(#[from] Error),
     /// A step of the probe failed.
-    #[error("location {location}: {step} failed: {failure}")]
+    #[error("{step} failed: {failure}")]
     Step {
         /// Location name.
         location: String,
@@ -227,7 +239,7 @@ pub enum VerifyError {
         source: Box<object_store::Error>,
     },
     /// The probe read back other bytes than were written.
-    #[error("location {location}: the probe object read back differs from what was written")]
+    #[error("the probe object read back differs from what was written")]
     Mismatch {
         /// Location name.
         location: String,

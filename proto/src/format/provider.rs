@@ -42,7 +42,11 @@ pub fn resolve(spec: &LocationSpec, credentials: &Credentials) -> Result<Locatio
         match url::Url::parse(endpoint).map(|u| u.scheme().to_owned()) {
             Ok(s) if s == "https" => {}
             Ok(s) if s == "http" => set("allow_http", "true"),
-            _ => return Err(invalid(format!("--endpoint {endpoint:?} is not an http:// or https:// URL"))),
+            _ => {
+                return Err(invalid(format!(
+                    "--endpoint {endpoint:?} is not an http:// or https:// URL"
+                )));
+            }
         }
     }
     if let Some(ca) = &spec.ca_cert_pem {
@@ -159,8 +163,9 @@ pub fn resolve(spec: &LocationSpec, credentials: &Credentials) -> Result<Locatio
 fn gcs_key(key: Option<String>, endpoint: Option<&str>) -> Result<Option<String>, String> {
     let Some(endpoint) = endpoint else { return Ok(key) };
     let mut json: serde_json::Value = match key {
-        Some(text) => serde_json::from_str(&text)
-            .map_err(|e| format!("the service-account key is not JSON: {e}"))?,
+        Some(text) => {
+            serde_json::from_str(&text).map_err(|e| format!("the service-account key is not JSON: {e}"))?
+        }
         None => serde_json::json!({
             "disable_oauth": true, "client_email": "", "private_key": "", "private_key_id": ""
         }),
@@ -221,7 +226,12 @@ mod tests {
         assert_eq!(loc.options["aws_secret_access_key"], "s3cr3t");
 
         minio.endpoint = Some("https://minio.example".into());
-        assert!(!resolve(&minio, &keys).expect("valid").options.contains_key("allow_http"));
+        assert!(
+            !resolve(&minio, &keys)
+                .expect("valid")
+                .options
+                .contains_key("allow_http")
+        );
 
         let err = resolve(&spec(Provider::S3), &keys).expect_err("AWS needs a region");
         assert_eq!(err.to_string(), "location loc (s3): --region is required");
@@ -245,7 +255,10 @@ mod tests {
         let mut fs = spec(Provider::Fs);
         fs.path = Some("/var/backups".into());
         fs.prefix = None;
-        assert_eq!(resolve(&fs, &Credentials::Ambient).expect("valid").url, "file:///var/backups");
+        assert_eq!(
+            resolve(&fs, &Credentials::Ambient).expect("valid").url,
+            "file:///var/backups"
+        );
         fs.path = Some("backups".into());
         assert!(resolve(&fs, &Credentials::Ambient).is_err());
     }

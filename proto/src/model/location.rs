@@ -3,6 +3,7 @@
 //! `object_store` URL and options, see [`crate::format::provider`]).
 
 use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -31,7 +32,8 @@ impl fmt::Debug for Location {
 }
 
 /// The kind of store a location is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Provider {
     /// AWS S3.
     S3,
@@ -59,7 +61,7 @@ impl fmt::Display for Provider {
 
 /// A location's configuration, without its credentials. Which fields a provider needs is
 /// checked where it becomes a [`Location`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocationSpec {
     /// Unique in the hub.
     pub name: LocationName,
@@ -125,7 +127,7 @@ impl Credentials {
 }
 
 /// The outcome of a location's last check.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
     /// When it ran.
     pub checked: Timestamp,
@@ -134,7 +136,7 @@ pub struct Health {
 }
 
 /// A location as the user API shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocationInfo {
     /// Its configuration.
     pub spec: LocationSpec,

@@ -1,0 +1,140 @@
+//! Locations as users manage them, and the rule that binds them to workspaces: a location
+//! belongs to one workspace, and only that workspace's clusters back up to or restore from it.
+
+use cairn_proto::model::{
+    Backup, ClusterName, Credentials, LocationInfo, LocationName, LocationSpec, StoredLocation, WorkspaceName,
+};
+
+use super::{Error, Hub, Result};
+use crate::location::builtin_name;
+
+fn info(stored: StoredLocation, default: Option<&LocationName>) -> LocationInfo {
+    LocationInfo {
+        is_default: default == Some(&stored.spec.name),
+        has_credentials: !stored.sealed_credentials.is_empty(),
+        health: stored.health,
+        spec: stored.spec,
+    }
+}
+
+/// The location a backup was written to (records from before workspaces name none: the built-in).
+pub(super) fn location_of(backup: &Backup) -> LocationName {
+    backup.spec.location.clone().unwrap_or_else(builtin_name)
+}
+
+impl Hub {
+    /// Checks a new location end to end and saves it in its workspace; it becomes the workspace's
+    /// default if `make_default` or if the workspace has none.
+    pub async fn add_location(
+        &self,
+        spec: LocationSpec,
+        credentials: &Credentials,
+        make_default: bool,
+    ) -> Result<LocationInfo> {
+        let mut workspace = self.workspace_record(&spec.workspace).await?;
+        let stored = self.inner.locations.add(spec, credentials).await?;
+        if make_default || workspace.default_location.is_none() {
+            workspace.default_location = Some(stored.spec.name.clone());
+            self.inner.inventory.put_workspace(&workspace).await?;
+        }
+        Ok(info(stored, workspace.default_location.as_ref()))
+    }
+
+    async fn location_info(&self, stored: StoredLocation) -> Result<LocationInfo> {
+        let default = self
+            .inner
+            .inventory
+            .workspace(&stored.spec.workspace)
+            .await?
+            .and_then(|w| w.default_location);
+        Ok(info(stored, default.as_ref()))
+    }
+
+    /// The location called `name`, without its secrets.
+    pub async fn location(&self, name: &LocationName) -> Result<LocationInfo> {
+        let stored = self.inner.locations.get(name).await?;
+        self.location_info(stored).await
+    }
+
+    /// Every location, or those of `workspace`.
+    pub async fn locations(&self, workspace: Option<&WorkspaceName>) -> Result<Vec<LocationInfo>> {
+        if let Some(w) = workspace {
+            self.workspace_record(w).await?;
+        }
+        let mut out = Vec::new();
+        for stored in self.inner.locations.list().await? {
+            if workspace.is_none_or(|w| *w == stored.spec.workspace) {
+                out.push(self.location_info(stored).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks location `name` again; fails, naming the step, if the check fails.
+    pub async fn verify_location(&self, name: &LocationName) -> Result<LocationInfo> {
+        let stored = self.inner.locations.verify(name).await?;
+        self.location_info(stored).await
+    }
+
+    /// Forgets location `name`. Refused while backups recorded in the inventory live there,
+    /// unless `force`, which forgets those records too; the objects stay in the store.
+    #[tracing::instrument(name = "remove_location", skip_all, fields(location = %name))]
+    pub async fn remove_location(&self, name: &LocationName, force: bool) -> Result<()> {
+        let stored = self.inner.locations.get(name).await?;
+        let backups: Vec<Backup> = self
+            .inner
+            .inventory
+            .backups()
+            .await?
+            .into_iter()
+            .filter(|b| location_of(b) == *name)
+            .collect();
+        if let Some(running) = backups.iter().find(|b| !b.status.phase.is_final()) {
+            return Err(Error::Running(running.spec.name.clone()));
+        }
+        if !backups.is_empty() && !force {
+            return Err(Error::LocationInUse {
+                location: name.clone(),
+                backups: backups.len(),
+            });
+        }
+        self.inner.locations.remove(name).await?;
+        for b in &backups {
+            self.inner.inventory.delete_backup(&b.spec.name).await?;
+        }
+        let mut workspace = self.workspace_record(&stored.spec.workspace).await?;
+        if workspace.default_location.as_ref() == Some(name) {
+            workspace.default_location = None;
+            self.inner.inventory.put_workspace(&workspace).await?;
+        }
+        tracing::info!(forgotten_backups = backups.len(), "location removed");
+        Ok(())
+    }
+
+    /// The location `cluster` may use: `requested`, or its workspace's default.
+    pub(super) async fn usable_location(
+        &self,
+        cluster: &ClusterName,
+        requested: Option<&LocationName>,
+    ) -> Result<StoredLocation> {
+        let workspace = self.workspace_of(cluster).await?;
+        let name = match requested {
+            Some(name) => name.clone(),
+            None => self
+                .workspace_record(&workspace)
+                .await?
+                .default_location
+                .ok_or_else(|| Error::NoDefaultLocation(workspace.clone()))?,
+        };
+        let stored = self.inner.locations.get(&name).await?;
+        if stored.spec.workspace != workspace {
+            return Err(Error::OutsideWorkspace {
+                cluster: cluster.clone(),
+                workspace,
+                location: name,
+                location_workspace: stored.spec.workspace,
+            });
+        }
+        Ok(stored)
+    }
+}
