@@ -238,11 +238,17 @@ impl Locations {
         }
     }
 
-    /// Forgets location `name` (its objects stay in the store).
-    pub async fn remove(&self, name: &LocationName) -> Result<()> {
+    /// Fails for a location that cannot be removed (the built-in one).
+    pub fn removable(&self, name: &LocationName) -> Result<()> {
         if *name == builtin_name() {
             return Err(Error::Builtin);
         }
+        Ok(())
+    }
+
+    /// Forgets location `name` (its objects stay in the store).
+    pub async fn remove(&self, name: &LocationName) -> Result<()> {
+        self.removable(name)?;
         self.get(name).await?;
         Ok(self.inventory.delete_location(name).await?)
     }

@@ -35,16 +35,27 @@ pub fn workspace_bin(name: &str) -> Result<PathBuf> {
 /// A running `cairn-hub` on a free port, its data directory in its sandbox.
 pub struct HubProcess {
     url: String,
+    log_level: &'static str,
     sandbox: Sandbox,
 }
 
 impl HubProcess {
     /// Starts a hub with embedded defaults but for its port and data directory.
     pub async fn start() -> Result<Self> {
+        Self::start_logging("info").await
+    }
+
+    /// Starts a hub, as [`HubProcess::start`] does, that logs (and whose agents log) at
+    /// `level` (`RUST_LOG` syntax).
+    pub async fn start_logging(log_level: &'static str) -> Result<Self> {
         crate::init();
         let sandbox = Sandbox::new("hub")?;
         let url = format!("http://127.0.0.1:{}", free_port()?);
-        let hub = Self { url, sandbox };
+        let hub = Self {
+            url,
+            log_level,
+            sandbox,
+        };
         hub.launch().await?;
         Ok(hub)
     }
@@ -53,7 +64,7 @@ impl HubProcess {
         let mut cmd = Command::new(workspace_bin("cairn-hub")?);
         cmd.env("CAIRN_LISTEN", self.url.trim_start_matches("http://"))
             .env("CAIRN_DATA_DIR", self.data_dir())
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", self.log_level);
         self.sandbox.spawn("cairn-hub", cmd)?;
         let url = &self.url;
         self.sandbox
@@ -72,6 +83,11 @@ impl HubProcess {
     /// The last lines of the running hub's log.
     pub fn log(&self) -> String {
         self.sandbox.log_tail("cairn-hub")
+    }
+
+    /// Everything the hub has logged, over all its runs.
+    pub fn full_log(&self) -> String {
+        self.sandbox.log("cairn-hub")
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -102,7 +118,7 @@ impl HubProcess {
         cmd.args(["--hub", &self.url, "--cluster", cp.name()])
             .arg("--kubeconfig")
             .arg(kubeconfig.unwrap_or(cp.kubeconfig()))
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", self.log_level);
         sandbox.spawn("cairn-agent", cmd)?;
         let client = self.client().await?;
         let what = format!("agent of {} to connect", cp.name());
@@ -133,9 +149,14 @@ impl AgentProcess {
         self.sandbox.pids().first().map_or(0, |(_, pid)| *pid)
     }
 
-    /// Its log so far.
+    /// The last lines of its log.
     pub fn log(&self) -> String {
         self.sandbox.log_tail("cairn-agent")
+    }
+
+    /// Everything it has logged.
+    pub fn full_log(&self) -> String {
+        self.sandbox.log("cairn-agent")
     }
 }
 

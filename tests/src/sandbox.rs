@@ -105,12 +105,16 @@ impl Sandbox {
         &self.dir
     }
 
-    /// Starts `cmd` as server `name`, output to `<name>.log`, in its own process group.
+    /// Starts `cmd` as server `name`, output appended to `<name>.log`, in its own process group.
     ///
     /// Call from a thread that lives as long as the server (a test's or runtime worker's thread,
     /// never `spawn_blocking`): the kernel kills the server when the spawning thread ends.
     pub fn spawn(&self, name: &str, mut cmd: Command) -> Result<u32> {
-        let log = fs::File::create(self.dir.join(format!("{name}.log")))?;
+        // Appended: a server started again keeps the earlier run's log.
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{name}.log")))?;
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -136,6 +140,19 @@ impl Sandbox {
         if let Some(i) = servers.iter().position(|s| s.name == name) {
             let mut server = servers.remove(i);
             kill_group(server.child.id());
+            let _ = server.child.wait();
+        }
+    }
+
+    /// Stops server `name` as an operator would (SIGTERM to its group, then waits for it to
+    /// exit); it can be started again.
+    pub fn stop(&self, name: &str) {
+        let mut servers = self.lock();
+        if let Some(i) = servers.iter().position(|s| s.name == name) {
+            let mut server = servers.remove(i);
+            if let Ok(pid) = i32::try_from(server.child.id()) {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
+            }
             let _ = server.child.wait();
         }
     }
@@ -183,9 +200,14 @@ impl Sandbox {
         })
     }
 
+    /// Everything server `name` has logged (this run and earlier ones of the same name).
+    pub fn log(&self, name: &str) -> String {
+        fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
     /// The last lines of server `name`'s log, for error messages.
     pub fn log_tail(&self, name: &str) -> String {
-        let text = fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+        let text = self.log(name);
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
     }

@@ -80,6 +80,7 @@ impl Hub {
     /// unless `force`, which forgets those records too; the objects stay in the store.
     #[tracing::instrument(name = "remove_location", skip_all, fields(location = %name))]
     pub async fn remove_location(&self, name: &LocationName, force: bool) -> Result<()> {
+        self.inner.locations.removable(name)?;
         let stored = self.inner.locations.get(name).await?;
         let backups: Vec<Backup> = self
             .inner

@@ -22,27 +22,42 @@ pub const WRONG_KEY: &str =
 /// An azurite blob server; see the module docs.
 pub struct AzuriteServer {
     endpoint: String,
-    _sandbox: Sandbox,
+    port: u16,
+    sandbox: Sandbox,
 }
 
 impl AzuriteServer {
     /// Starts azurite's blob service with on-disk storage in its sandbox.
     pub async fn start() -> Result<Self> {
         crate::init();
-        let sandbox = Sandbox::new("azurite")?;
         let port = free_port()?;
+        let server = Self {
+            endpoint: format!("http://127.0.0.1:{port}/{ACCOUNT}"),
+            port,
+            sandbox: Sandbox::new("azurite")?,
+        };
+        server.launch().await?;
+        Ok(server)
+    }
+
+    async fn launch(&self) -> Result<()> {
         let mut cmd = Command::new(bin("azurite-blob")?);
-        cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+        cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &self.port.to_string()])
             .arg("--location")
-            .arg(sandbox.dir().join("data"))
+            .arg(self.sandbox.dir().join("data"))
             .args(["--skipApiVersionCheck", "--silent"]);
-        sandbox.spawn("azurite", cmd)?;
-        let endpoint = format!("http://127.0.0.1:{port}/{ACCOUNT}");
-        wait_for_http(&sandbox, "azurite", &endpoint, &reqwest::Client::new()).await?;
-        Ok(Self {
-            endpoint,
-            _sandbox: sandbox,
-        })
+        self.sandbox.spawn("azurite", cmd)?;
+        wait_for_http(&self.sandbox, "azurite", &self.endpoint, &reqwest::Client::new()).await
+    }
+
+    /// Stops the server (SIGTERM, as an operator stops it); its data stays on disk.
+    pub fn stop(&self) {
+        self.sandbox.stop("azurite");
+    }
+
+    /// Starts the server again on the same port and data.
+    pub async fn restart(&self) -> Result<()> {
+        self.launch().await
     }
 
     /// `http://127.0.0.1:PORT/devstoreaccount1`.

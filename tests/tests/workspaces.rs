@@ -1,0 +1,716 @@
+//! Workspaces and backup locations end to end, as a user drives them with `cairn`: a backup and
+//! its restore through every provider on its real server, each misconfiguration refused at
+//! `location add` with its own reason, locations fenced to their workspace, credentials never in
+//! clear in the hub's database or any log, and a storage server stopped in the middle of a backup.
+
+use anyhow::{Context, Result, bail};
+use futures::TryStreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, PostParams};
+use object_store::{ObjectStore, path::Path as Key};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use testbed::cairn::{CliOutput, HubProcess};
+use testbed::storage::{AZURE_ACCOUNT, AZURE_KEY, AzuriteServer, GcsServer, LocalDir, S3Server};
+use testbed::{ControlPlane, snapshot, wait_until};
+
+/// A small namespace with the kinds whose bytes matter: a large ConfigMap, binary Secret data.
+const SHOP: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {team: payments}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shop, labels: {app: shop}}
+data: {mode: production, "limits.yaml": "cpu: 2\nmemory: 1Gi\n"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: keys, namespace: shop}
+type: Opaque
+data: {tls.key: AAECAwQFBgcICf/+/fz7+g==}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: shop, namespace: shop}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: shop, namespace: shop}
+spec:
+  selector: {app: shop}
+  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+"#;
+
+/// Writes `text` to `dir/name` and returns the path as a CLI argument.
+fn file(dir: &Path, name: &str, text: &str) -> Result<String> {
+    let path = dir.join(name);
+    std::fs::write(&path, text)?;
+    path.to_str().map(str::to_owned).context("UTF-8 path")
+}
+
+/// Every key under `prefix` in `store`.
+async fn keys(store: &Arc<dyn ObjectStore>, prefix: &str) -> Result<Vec<String>> {
+    let prefix = Key::from(prefix);
+    let listed: Vec<_> = store.list(Some(&prefix)).try_collect().await?;
+    Ok(listed.into_iter().map(|m| m.location.to_string()).collect())
+}
+
+/// Fails unless the command failed with `needle` in its error.
+fn refused(out: &CliOutput, needle: &str) -> Result<()> {
+    if out.code == Some(0) || !out.stderr.contains(needle) {
+        bail!("expected a failure saying {needle:?}, got {out:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_provider_round_trips_and_no_secret_is_kept_or_logged_in_clear() -> Result<()> {
+    let (cp, s3, tls, gcs, azure) = tokio::try_join!(
+        ControlPlane::start("providers"),
+        S3Server::start_with_auth("backups"),
+        S3Server::start_tls(),
+        GcsServer::start(),
+        AzuriteServer::start(),
+    )?;
+    tokio::try_join!(
+        tls.create_bucket("secure"),
+        gcs.create_bucket("fleet"),
+        azure.create_container("vault"),
+    )?;
+    let hub = HubProcess::start_logging("debug").await?;
+    let agent = hub.agent(&cp, None).await?;
+    cp.apply(SHOP).await?;
+    let original = snapshot::namespace(&cp.client(), "shop").await?;
+
+    let files = LocalDir::new()?;
+    let dir = files.path();
+    let secret = s3.credentials().secret_access_key.clone();
+    let aws = file(
+        dir,
+        "aws.ini",
+        &format!(
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = {secret}\n",
+            s3.credentials().access_key_id
+        ),
+    )?;
+    let tls_aws = file(
+        dir,
+        "tls.ini",
+        "[minio]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    )?;
+    let ca = file(dir, "ca.pem", tls.ca_pem().context("TLS server CA")?)?;
+    let azure_env = file(
+        dir,
+        "azure.env",
+        &format!("AZURE_STORAGE_ACCOUNT_KEY={AZURE_KEY}\n"),
+    )?;
+    let local = LocalDir::new()?;
+    let local_path = local.path().join("backups");
+    std::fs::create_dir_all(&local_path)?;
+    let local_path = local_path.to_str().context("UTF-8 path")?;
+
+    let providers: Vec<(&str, Vec<&str>, Arc<dyn ObjectStore>)> = vec![
+        (
+            "aws",
+            vec![
+                "--provider",
+                "s3",
+                "--bucket",
+                "backups",
+                "--prefix",
+                "team/a",
+                "--endpoint",
+                s3.endpoint(),
+                "--force-path-style",
+                "--credentials-file",
+                &aws,
+            ],
+            Arc::new(object_store::prefix::PrefixStore::new(
+                s3.store("backups")?,
+                "team/a",
+            )),
+        ),
+        (
+            "minio-tls",
+            vec![
+                "--provider",
+                "minio",
+                "--bucket",
+                "secure",
+                "--endpoint",
+                tls.endpoint(),
+                "--ca-cert",
+                &ca,
+                "--credentials-file",
+                &tls_aws,
+                "--profile",
+                "minio",
+            ],
+            tls.store("secure")?,
+        ),
+        (
+            "gcs",
+            vec![
+                "--provider",
+                "gcs",
+                "--bucket",
+                "fleet",
+                "--endpoint",
+                gcs.endpoint(),
+            ],
+            gcs.store("fleet")?,
+        ),
+        (
+            "azure",
+            vec![
+                "--provider",
+                "azure",
+                "--account",
+                AZURE_ACCOUNT,
+                "--bucket",
+                "vault",
+                "--endpoint",
+                azure.endpoint(),
+                "--credentials-file",
+                &azure_env,
+            ],
+            azure.store("vault")?,
+        ),
+        (
+            "local",
+            vec!["--provider", "fs", "--path", local_path],
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(
+                local.path().join("backups"),
+            )?),
+        ),
+    ];
+    for (name, flags, store) in &providers {
+        let mut add = vec!["location", "add", name];
+        add.extend(flags);
+        let out = hub.cli(&add).await?.ok()?;
+        assert!(
+            out.stdout.contains(&format!("location {name} verified")),
+            "{out:?}"
+        );
+
+        let backup = format!("shop-{name}");
+        hub.cli(&[
+            "backup",
+            "create",
+            &backup,
+            "--cluster",
+            "providers",
+            "--location",
+            name,
+            "--include-namespaces",
+            "shop",
+            "--wait",
+        ])
+        .await?
+        .ok()
+        .with_context(|| format!("backup through {name}"))?;
+        let written = keys(store, &format!("backups/{backup}")).await?;
+        assert!(
+            written.contains(&format!("backups/{backup}/manifest.pb")),
+            "{name}: the backup is not in the provider's bucket: {written:?}"
+        );
+
+        let copy = format!("shop-{name}");
+        hub.cli(&[
+            "restore",
+            "create",
+            &backup,
+            "--from-backup",
+            &backup,
+            "--namespace-mapping",
+            &format!("shop:{copy}"),
+            "--wait",
+        ])
+        .await?
+        .ok()
+        .with_context(|| format!("restore through {name}"))?;
+        let restored = snapshot::namespace(&cp.client(), &copy).await?;
+        assert_eq!(original, restored, "{name}: the restored namespace differs");
+    }
+
+    let listed = hub.cli(&["location", "list"]).await?.ok()?.stdout;
+    for (name, _, _) in &providers {
+        let row = listed
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .with_context(|| format!("{name} not listed:\n{listed}"))?;
+        assert!(row.contains("healthy"), "{row}");
+    }
+
+    // The secrets the hub holds: the IAM user's secret key and the Azure account key.
+    let secrets = [secret.as_str(), AZURE_KEY];
+    let described = hub
+        .cli(&["location", "describe", "aws", "-o", "json"])
+        .await?
+        .ok()?
+        .stdout;
+    let logs = [
+        ("hub log", hub.full_log()),
+        ("agent log", agent.full_log()),
+        ("describe", described),
+    ];
+    for (what, text) in &logs {
+        assert!(
+            text.len() > 1000 || *what == "describe",
+            "{what} is suspiciously short:\n{text}"
+        );
+        for s in secrets {
+            assert!(!text.contains(s), "{what} holds a credential in clear");
+        }
+    }
+    assert!(
+        hub.full_log().contains("DEBUG"),
+        "the hub did not log at debug level"
+    );
+    let mut database = 0;
+    for entry in walk(&hub.data_dir().join("db"))? {
+        let bytes = std::fs::read(&entry)?;
+        database += bytes.len();
+        for s in secrets {
+            assert!(
+                !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
+                "{} holds a credential in clear",
+                entry.display()
+            );
+        }
+    }
+    assert!(database > 0, "no database files found");
+    Ok(())
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            out.extend(walk(&path)?);
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn location_add_tells_each_misconfiguration_apart_and_saves_nothing() -> Result<()> {
+    let (s3, tls) = tokio::try_join!(S3Server::start_with_auth("backups"), S3Server::start_tls())?;
+    tls.create_bucket("secure").await?;
+    let hub = HubProcess::start().await?;
+    let files = LocalDir::new()?;
+    let creds = s3.credentials();
+    let good = file(
+        files.path(),
+        "good.ini",
+        &format!(
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            creds.access_key_id, creds.secret_access_key
+        ),
+    )?;
+    let wrong = file(
+        files.path(),
+        "wrong.ini",
+        &format!(
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = not-the-secret\n",
+            creds.access_key_id
+        ),
+    )?;
+    let s3_add = |name: &'static str, bucket: &'static str, endpoint: String, credentials: String| {
+        let hub = &hub;
+        async move {
+            hub.cli(&[
+                "location",
+                "add",
+                name,
+                "--provider",
+                "s3",
+                "--bucket",
+                bucket,
+                "--endpoint",
+                &endpoint,
+                "--force-path-style",
+                "--credentials-file",
+                &credentials,
+            ])
+            .await
+        }
+    };
+    let endpoint = s3.endpoint().to_owned();
+
+    let out = s3_add("wrong-secret", "backups", endpoint.clone(), wrong).await?;
+    refused(
+        &out,
+        "location wrong-secret was not saved: writing a probe object failed: the credentials were refused",
+    )?;
+    assert!(
+        out.stderr.contains("SignatureDoesNotMatch"),
+        "the server's own reason: {out:?}"
+    );
+
+    let out = s3_add("no-bucket", "missing", endpoint.clone(), good.clone()).await?;
+    refused(&out, "the bucket or container does not exist")?;
+
+    let out = s3_add(
+        "unreachable",
+        "backups",
+        "http://127.0.0.1:9".into(),
+        good.clone(),
+    )
+    .await?;
+    refused(&out, "the endpoint cannot be reached")?;
+
+    let tls_creds = file(
+        files.path(),
+        "tls.ini",
+        "[default]\naws_access_key_id = a\naws_secret_access_key = b\n",
+    )?;
+    let out = hub
+        .cli(&[
+            "location",
+            "add",
+            "untrusted",
+            "--provider",
+            "minio",
+            "--bucket",
+            "secure",
+            "--endpoint",
+            tls.endpoint(),
+            "--credentials-file",
+            &tls_creds,
+        ])
+        .await?;
+    refused(
+        &out,
+        "the endpoint's TLS certificate is not trusted (give its CA with --ca-cert)",
+    )?;
+
+    let out = hub
+        .cli(&[
+            "location",
+            "add",
+            "plain",
+            "--provider",
+            "minio",
+            "--bucket",
+            "secure",
+            "--endpoint",
+            "127.0.0.1:9000",
+        ])
+        .await?;
+    refused(
+        &out,
+        "--endpoint \"127.0.0.1:9000\" is not an http:// or https:// URL",
+    )?;
+
+    let out = hub.cli(&["location", "list", "-o", "json"]).await?.ok()?;
+    let listed: serde_json::Value = serde_json::from_str(&out.stdout)?;
+    let names: Vec<&str> = listed
+        .as_array()
+        .context("a list")?
+        .iter()
+        .filter_map(|l| l.pointer("/spec/name").and_then(|n| n.as_str()))
+        .collect();
+    assert_eq!(names, ["default"], "a refused location was saved");
+
+    // The good one is saved; it then fails its check once the server refuses the key.
+    s3_add("good", "backups", endpoint, good).await?.ok()?;
+    refused(
+        &hub.cli(&["location", "verify", "no-such"]).await?,
+        "unknown location no-such",
+    )?;
+    hub.cli(&["location", "verify", "good"]).await?.ok()?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_workspaces_clusters_use_its_locations() -> Result<()> {
+    let cp = ControlPlane::start("edge-1").await?;
+    let hub = HubProcess::start().await?;
+    let _agent = hub.agent(&cp, None).await?;
+    cp.apply(SHOP).await?;
+    let dir = LocalDir::new()?;
+    let path = dir.path().join("edge");
+    let path = path.to_str().context("UTF-8 path")?;
+
+    hub.cli(&["workspace", "create", "edge"]).await?.ok()?;
+    hub.cli(&[
+        "location",
+        "add",
+        "edge-store",
+        "--workspace",
+        "edge",
+        "--provider",
+        "fs",
+        "--path",
+        path,
+    ])
+    .await?
+    .ok()?;
+    let backup = |name: &'static str, location: Option<&'static str>| {
+        let hub = &hub;
+        async move {
+            let mut args = vec![
+                "backup",
+                "create",
+                name,
+                "--cluster",
+                "edge-1",
+                "--include-namespaces",
+                "shop",
+                "--wait",
+            ];
+            if let Some(l) = location {
+                args.extend(["--location", l]);
+            }
+            hub.cli(&args).await
+        }
+    };
+
+    // edge-1 is in workspace default: edge's location is not its to use.
+    refused(
+        &backup("fenced", Some("edge-store")).await?,
+        "cluster edge-1 is in workspace default; location edge-store belongs to workspace edge: only that workspace's clusters may use it",
+    )?;
+    backup("at-home", None).await?.ok()?;
+
+    let out = hub
+        .cli(&["workspace", "add-cluster", "edge", "edge-1"])
+        .await?
+        .ok()?;
+    assert_eq!(out.stdout.trim(), "cluster edge-1 is in workspace edge");
+    let clusters = hub.cli(&["cluster", "list"]).await?.ok()?.stdout;
+    assert!(
+        clusters
+            .lines()
+            .any(|l| l.starts_with("edge-1") && l.contains(" edge ")),
+        "{clusters}"
+    );
+    refused(
+        &hub.cli(&["workspace", "add-cluster", "other", "edge-1"]).await?,
+        "unknown workspace other",
+    )?;
+
+    // Now in edge: its default location is edge-store, and default's location is fenced off.
+    backup("in-edge", None).await?.ok()?;
+    let described = hub
+        .cli(&["backup", "describe", "in-edge", "-o", "json"])
+        .await?
+        .ok()?
+        .stdout;
+    let described: serde_json::Value = serde_json::from_str(&described)?;
+    assert_eq!(
+        described.pointer("/spec/location").and_then(|l| l.as_str()),
+        Some("edge-store")
+    );
+    assert!(
+        dir.path().join("edge/backups/in-edge/manifest.pb").exists(),
+        "the backup is not in edge's directory"
+    );
+    refused(
+        &backup("fenced-2", Some("default")).await?,
+        "cluster edge-1 is in workspace edge; location default belongs to workspace default",
+    )?;
+    refused(
+        &hub.cli(&[
+            "restore",
+            "create",
+            "back",
+            "--from-backup",
+            "at-home",
+            "--namespace-mapping",
+            "shop:shop-2",
+            "--wait",
+        ])
+        .await?,
+        "cluster edge-1 is in workspace edge; location default belongs to workspace default",
+    )?;
+    hub.cli(&[
+        "restore",
+        "create",
+        "edge-copy",
+        "--from-backup",
+        "in-edge",
+        "--namespace-mapping",
+        "shop:shop-edge",
+        "--wait",
+    ])
+    .await?
+    .ok()?;
+
+    let described = hub.cli(&["workspace", "describe", "edge"]).await?.ok()?.stdout;
+    assert!(described.contains("Clusters:           edge-1"), "{described}");
+    assert!(
+        described.contains("Default location:   edge-store"),
+        "{described}"
+    );
+
+    hub.cli(&["workspace", "remove-cluster", "edge", "edge-1"])
+        .await?
+        .ok()?;
+    refused(
+        &backup("fenced-3", Some("edge-store")).await?,
+        "belongs to workspace edge",
+    )?;
+    refused(
+        &hub.cli(&["location", "remove", "edge-store"]).await?,
+        "location edge-store holds 1 backup(s) recorded here",
+    )?;
+    refused(
+        &hub.cli(&["location", "remove", "default"]).await?,
+        "the hub's built-in location",
+    )?;
+    Ok(())
+}
+
+/// ConfigMaps of incompressible data: enough parts that the backup is still writing when the
+/// storage server is stopped.
+async fn fill(cp: &ControlPlane, namespace: &str, count: usize) -> Result<()> {
+    cp.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n"
+    ))
+    .await?;
+    let api: Api<ConfigMap> = Api::namespaced(cp.client(), namespace);
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut creates = Vec::new();
+    for i in 0..count {
+        let blob: String = (0..400_000)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                char::from(b'!' + (seed % 90) as u8)
+            })
+            .collect();
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("blob-{i:03}")},
+            "data": {"blob": blob},
+        }))?;
+        let api = api.clone();
+        creates.push(async move { api.create(&PostParams::default(), &cm).await });
+    }
+    futures::future::try_join_all(creates).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_stopped_mid_backup_fails_it_and_leaves_nothing_that_passes_for_complete() -> Result<()> {
+    let (cp, azure) = tokio::try_join!(ControlPlane::start("stops"), AzuriteServer::start())?;
+    azure.create_container("vault").await?;
+    let hub = HubProcess::start().await?;
+    let _agent = hub.agent(&cp, None).await?;
+    fill(&cp, "bulk", 120).await?;
+    let files = LocalDir::new()?;
+    let env = file(
+        files.path(),
+        "azure.env",
+        &format!("AZURE_STORAGE_ACCOUNT_KEY={AZURE_KEY}\n"),
+    )?;
+    hub.cli(&[
+        "location",
+        "add",
+        "vault",
+        "--provider",
+        "azure",
+        "--account",
+        AZURE_ACCOUNT,
+        "--bucket",
+        "vault",
+        "--endpoint",
+        azure.endpoint(),
+        "--credentials-file",
+        &env,
+        "--default",
+    ])
+    .await?
+    .ok()?;
+    let store = azure.store("vault")?;
+
+    // Stop the server as soon as the backup's first object lands; the backup (48 MiB of
+    // incompressible data in 8 MiB parts) is then still writing.
+    let mut client = hub.client().await?;
+    let mut interrupted = None;
+    for attempt in 1..=3 {
+        let name = format!("cut-{attempt}");
+        hub.cli(&[
+            "backup",
+            "create",
+            &name,
+            "--cluster",
+            "stops",
+            "--include-namespaces",
+            "bulk",
+        ])
+        .await?
+        .ok()?;
+        let prefix = format!("backups/{name}/");
+        let written = wait_until("the backup's first object", Duration::from_secs(60), || async {
+            let written = keys(&store, &prefix).await?;
+            Ok((!written.is_empty()).then_some(written))
+        })
+        .await?;
+        azure.stop();
+        if written.iter().any(|k| k.ends_with("manifest.pb")) {
+            azure.restart().await?;
+            continue; // finished before the server could be stopped: try again
+        }
+        interrupted = Some(name);
+        break;
+    }
+    let name = interrupted.context("every backup finished before the storage server stopped")?;
+
+    let phase = wait_until(
+        "the interrupted backup to end",
+        Duration::from_secs(180),
+        || async {
+            let b = client.clone().backup(&name).await?;
+            Ok(b.status.phase.is_final().then_some(b))
+        },
+    )
+    .await?;
+    assert_eq!(phase.status.phase.to_string(), "Failed", "{phase:?}");
+    let error = phase.status.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("to location vault") && error.contains("backups/"),
+        "the error names the write and the location: {error}"
+    );
+
+    azure.restart().await?;
+    let after = hub
+        .cli(&[
+            "backup",
+            "create",
+            "after",
+            "--cluster",
+            "stops",
+            "--include-namespaces",
+            "bulk",
+            "--wait",
+        ])
+        .await?
+        .ok()?;
+    assert!(after.stdout.contains("Completed"), "{after:?}");
+
+    // What the interrupted backup left has no manifest, and nothing treats it as a backup.
+    let left = keys(&store, &format!("backups/{name}/")).await?;
+    assert!(!left.iter().any(|k| k.ends_with("manifest.pb")), "{left:?}");
+    refused(
+        &hub.cli(&["restore", "create", "from-cut", "--from-backup", &name])
+            .await?,
+        &format!("backup {name} is Failed: only Completed or PartiallyFailed backups can be restored"),
+    )?;
+    let items = client.backup_items(&name).await?;
+    assert!(
+        items.is_empty(),
+        "an unfinished backup lists items: {}",
+        items.len()
+    );
+    Ok(())
+}
