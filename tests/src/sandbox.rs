@@ -144,15 +144,24 @@ impl Sandbox {
         }
     }
 
-    /// Stops server `name` as an operator would (SIGTERM to its group, then waits for it to
-    /// exit); it can be started again.
-    pub fn stop(&self, name: &str) {
+    /// Stops server `name` as an operator would: SIGTERM to its group, and SIGKILL if it has not
+    /// exited within `grace` (servers that wait for idle keep-alive connections take minutes).
+    /// It can be started again.
+    pub fn stop(&self, name: &str, grace: Duration) {
         let mut servers = self.lock();
         if let Some(i) = servers.iter().position(|s| s.name == name) {
             let mut server = servers.remove(i);
             if let Ok(pid) = i32::try_from(server.child.id()) {
                 let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
             }
+            let deadline = std::time::Instant::now() + grace;
+            while std::time::Instant::now() < deadline {
+                if !matches!(server.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            kill_group(server.child.id());
             let _ = server.child.wait();
         }
     }
