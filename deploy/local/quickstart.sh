@@ -49,7 +49,7 @@ wait_for 30 "the hub" "$bin/cairn" cluster list
 step "Starting cairn-agent for cluster 'local'"
 "$bin/cairn-agent" --hub http://127.0.0.1:7443 --cluster local --kubeconfig "$KUBECONFIG" >"$work/agent.log" 2>&1 &
 pids+=($!)
-wait_for 30 "the agent" sh -c "'$bin/cairn' cluster list | grep -q '^local  *yes'"
+wait_for 30 "the agent" sh -c "'$bin/cairn' cluster list | grep -Eq '^local .* yes '"
 "$bin/cairn" cluster list
 
 step "Deploying the demo application"

@@ -35,36 +35,48 @@ pub fn workspace_bin(name: &str) -> Result<PathBuf> {
 /// A running `cairn-hub` on a free port, its data directory in its sandbox.
 pub struct HubProcess {
     url: String,
-    log_level: &'static str,
+    env: Vec<(String, String)>,
     sandbox: Sandbox,
 }
 
 impl HubProcess {
     /// Starts a hub with embedded defaults but for its port and data directory.
     pub async fn start() -> Result<Self> {
-        Self::start_logging("info").await
+        Self::start_with(&[]).await
     }
 
-    /// Starts a hub, as [`HubProcess::start`] does, that logs (and whose agents log) at
-    /// `level` (`RUST_LOG` syntax).
-    pub async fn start_logging(log_level: &'static str) -> Result<Self> {
+    /// Starts a hub as [`HubProcess::start`] does, with environment variables `env` on top
+    /// (`CAIRN_*` configuration; `RUST_LOG`, which its agents get too).
+    pub async fn start_with(env: &[(&str, &str)]) -> Result<Self> {
         crate::init();
         let sandbox = Sandbox::new("hub")?;
         let url = format!("http://127.0.0.1:{}", free_port()?);
         let hub = Self {
             url,
-            log_level,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             sandbox,
         };
         hub.launch().await?;
         Ok(hub)
     }
 
+    /// The log level of the hub and its agents.
+    fn log_level(&self) -> &str {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "RUST_LOG")
+            .map_or("info", |(_, v)| v.as_str())
+    }
+
     async fn launch(&self) -> Result<()> {
         let mut cmd = Command::new(workspace_bin("cairn-hub")?);
         cmd.env("CAIRN_LISTEN", self.url.trim_start_matches("http://"))
             .env("CAIRN_DATA_DIR", self.data_dir())
-            .env("RUST_LOG", self.log_level);
+            .env("RUST_LOG", self.log_level())
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         self.sandbox.spawn("cairn-hub", cmd)?;
         let url = &self.url;
         self.sandbox
@@ -110,6 +122,11 @@ impl HubProcess {
         run_cli(&self.url, args).await
     }
 
+    /// Runs `cairn` with `line` split at whitespace, as a shell would split it without quotes.
+    pub async fn cli_line(&self, line: &str) -> Result<CliOutput> {
+        self.cli(&line.split_whitespace().collect::<Vec<_>>()).await
+    }
+
     /// Starts an agent for `cp`, registered as cluster `cp.name()`, authenticated by `kubeconfig`
     /// (the admin one if `None`); returns once the hub shows it connected.
     pub async fn agent(&self, cp: &ControlPlane, kubeconfig: Option<&Path>) -> Result<AgentProcess> {
@@ -118,7 +135,7 @@ impl HubProcess {
         cmd.args(["--hub", &self.url, "--cluster", cp.name()])
             .arg("--kubeconfig")
             .arg(kubeconfig.unwrap_or(cp.kubeconfig()))
-            .env("RUST_LOG", self.log_level);
+            .env("RUST_LOG", self.log_level());
         sandbox.spawn("cairn-agent", cmd)?;
         let client = self.client().await?;
         let what = format!("agent of {} to connect", cp.name());

@@ -7,6 +7,8 @@ use anyhow::{Context, Result, bail};
 use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
+use object_store::local::LocalFileSystem;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, path::Path as Key};
 use std::path::Path;
 use std::sync::Arc;
@@ -80,7 +82,7 @@ async fn every_provider_round_trips_and_no_secret_is_kept_or_logged_in_clear() -
         gcs.create_bucket("fleet"),
         azure.create_container("vault"),
     )?;
-    let hub = HubProcess::start_logging("debug").await?;
+    let hub = HubProcess::start_with(&[("RUST_LOG", "debug")]).await?;
     let agent = hub.agent(&cp, None).await?;
     cp.apply(SHOP).await?;
     let original = snapshot::namespace(&cp.client(), "shop").await?;
@@ -112,103 +114,59 @@ async fn every_provider_round_trips_and_no_secret_is_kept_or_logged_in_clear() -
     std::fs::create_dir_all(&local_path)?;
     let local_path = local_path.to_str().context("UTF-8 path")?;
 
-    let providers: Vec<(&str, Vec<&str>, Arc<dyn ObjectStore>)> = vec![
+    let providers: Vec<(&str, String, Arc<dyn ObjectStore>)> = vec![
         (
             "aws",
-            vec![
-                "--provider",
-                "s3",
-                "--bucket",
-                "backups",
-                "--prefix",
-                "team/a",
-                "--endpoint",
-                s3.endpoint(),
-                "--force-path-style",
-                "--credentials-file",
-                &aws,
-            ],
-            Arc::new(object_store::prefix::PrefixStore::new(
-                s3.store("backups")?,
-                "team/a",
-            )),
+            format!(
+                "--provider s3 --bucket backups --prefix team/a --endpoint {} --force-path-style \
+                 --credentials-file {aws}",
+                s3.endpoint()
+            ),
+            Arc::new(PrefixStore::new(s3.store("backups")?, "team/a")),
         ),
         (
             "minio-tls",
-            vec![
-                "--provider",
-                "minio",
-                "--bucket",
-                "secure",
-                "--endpoint",
-                tls.endpoint(),
-                "--ca-cert",
-                &ca,
-                "--credentials-file",
-                &tls_aws,
-                "--profile",
-                "minio",
-            ],
+            format!(
+                "--provider minio --bucket secure --endpoint {} --ca-cert {ca} \
+                 --credentials-file {tls_aws} --profile minio",
+                tls.endpoint()
+            ),
             tls.store("secure")?,
         ),
         (
             "gcs",
-            vec![
-                "--provider",
-                "gcs",
-                "--bucket",
-                "fleet",
-                "--endpoint",
-                gcs.endpoint(),
-            ],
+            format!("--provider gcs --bucket fleet --endpoint {}", gcs.endpoint()),
             gcs.store("fleet")?,
         ),
         (
             "azure",
-            vec![
-                "--provider",
-                "azure",
-                "--account",
-                AZURE_ACCOUNT,
-                "--bucket",
-                "vault",
-                "--endpoint",
-                azure.endpoint(),
-                "--credentials-file",
-                &azure_env,
-            ],
+            format!(
+                "--provider azure --account {AZURE_ACCOUNT} --bucket vault --endpoint {} \
+                 --credentials-file {azure_env}",
+                azure.endpoint()
+            ),
             azure.store("vault")?,
         ),
         (
             "local",
-            vec!["--provider", "fs", "--path", local_path],
-            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(
-                local.path().join("backups"),
-            )?),
+            format!("--provider fs --path {local_path}"),
+            Arc::new(LocalFileSystem::new_with_prefix(local_path)?),
         ),
     ];
     for (name, flags, store) in &providers {
-        let mut add = vec!["location", "add", name];
-        add.extend(flags);
-        let out = hub.cli(&add).await?.ok()?;
+        let out = hub
+            .cli_line(&format!("location add {name} {flags}"))
+            .await?
+            .ok()?;
         assert!(
             out.stdout.contains(&format!("location {name} verified")),
             "{out:?}"
         );
 
         let backup = format!("shop-{name}");
-        hub.cli(&[
-            "backup",
-            "create",
-            &backup,
-            "--cluster",
-            "providers",
-            "--location",
-            name,
-            "--include-namespaces",
-            "shop",
-            "--wait",
-        ])
+        hub.cli_line(&format!(
+            "backup create {backup} --cluster providers --location {name} --include-namespaces shop --wait"
+        ))
         .await?
         .ok()
         .with_context(|| format!("backup through {name}"))?;
@@ -218,25 +176,17 @@ async fn every_provider_round_trips_and_no_secret_is_kept_or_logged_in_clear() -
             "{name}: the backup is not in the provider's bucket: {written:?}"
         );
 
-        let copy = format!("shop-{name}");
-        hub.cli(&[
-            "restore",
-            "create",
-            &backup,
-            "--from-backup",
-            &backup,
-            "--namespace-mapping",
-            &format!("shop:{copy}"),
-            "--wait",
-        ])
+        hub.cli_line(&format!(
+            "restore create {backup} --from-backup {backup} --namespace-mapping shop:{backup} --wait"
+        ))
         .await?
         .ok()
         .with_context(|| format!("restore through {name}"))?;
-        let restored = snapshot::namespace(&cp.client(), &copy).await?;
+        let restored = snapshot::namespace(&cp.client(), &backup).await?;
         assert_eq!(original, restored, "{name}: the restored namespace differs");
     }
 
-    let listed = hub.cli(&["location", "list"]).await?.ok()?.stdout;
+    let listed = hub.cli_line("location list").await?.ok()?.stdout;
     for (name, _, _) in &providers {
         let row = listed
             .lines()
@@ -247,42 +197,34 @@ async fn every_provider_round_trips_and_no_secret_is_kept_or_logged_in_clear() -
 
     // The secrets the hub holds: the IAM user's secret key and the Azure account key.
     let secrets = [secret.as_str(), AZURE_KEY];
-    let described = hub
-        .cli(&["location", "describe", "aws", "-o", "json"])
-        .await?
-        .ok()?
-        .stdout;
-    let logs = [
-        ("hub log", hub.full_log()),
-        ("agent log", agent.full_log()),
-        ("describe", described),
-    ];
-    for (what, text) in &logs {
-        assert!(
-            text.len() > 1000 || *what == "describe",
-            "{what} is suspiciously short:\n{text}"
-        );
+    let described = hub.cli_line("location describe aws -o json").await?.ok()?.stdout;
+    assert!(described.contains("\"has_credentials\": true"), "{described}");
+    let (hub_log, agent_log) = (hub.full_log(), agent.full_log());
+    assert!(
+        hub_log.contains("DEBUG") && agent_log.contains("DEBUG"),
+        "not logging at debug level"
+    );
+    for (what, text) in [
+        ("hub log", &hub_log),
+        ("agent log", &agent_log),
+        ("describe", &described),
+    ] {
         for s in secrets {
             assert!(!text.contains(s), "{what} holds a credential in clear");
         }
     }
-    assert!(
-        hub.full_log().contains("DEBUG"),
-        "the hub did not log at debug level"
-    );
-    let mut database = 0;
-    for entry in walk(&hub.data_dir().join("db"))? {
-        let bytes = std::fs::read(&entry)?;
-        database += bytes.len();
+    let database = walk(&hub.data_dir().join("db"))?;
+    assert!(!database.is_empty(), "no database files found");
+    for path in database {
+        let bytes = std::fs::read(&path)?;
         for s in secrets {
             assert!(
                 !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
                 "{} holds a credential in clear",
-                entry.display()
+                path.display()
             );
         }
     }
-    assert!(database > 0, "no database files found");
     Ok(())
 }
 
@@ -306,46 +248,24 @@ async fn location_add_tells_each_misconfiguration_apart_and_saves_nothing() -> R
     tls.create_bucket("secure").await?;
     let hub = HubProcess::start().await?;
     let files = LocalDir::new()?;
-    let creds = s3.credentials();
-    let good = file(
-        files.path(),
-        "good.ini",
-        &format!(
-            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
-            creds.access_key_id, creds.secret_access_key
-        ),
-    )?;
-    let wrong = file(
-        files.path(),
-        "wrong.ini",
-        &format!(
-            "[default]\naws_access_key_id = {}\naws_secret_access_key = not-the-secret\n",
-            creds.access_key_id
-        ),
-    )?;
-    let s3_add = |name: &'static str, bucket: &'static str, endpoint: String, credentials: String| {
-        let hub = &hub;
-        async move {
-            hub.cli(&[
-                "location",
-                "add",
-                name,
-                "--provider",
-                "s3",
-                "--bucket",
-                bucket,
-                "--endpoint",
-                &endpoint,
-                "--force-path-style",
-                "--credentials-file",
-                &credentials,
-            ])
-            .await
-        }
+    let key = &s3.credentials().access_key_id;
+    let ini = |name: &str, secret: &str| {
+        let text = format!("[default]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n");
+        file(files.path(), name, &text)
     };
-    let endpoint = s3.endpoint().to_owned();
+    let good = ini("good.ini", &s3.credentials().secret_access_key)?;
+    let wrong = ini("wrong.ini", "not-the-secret")?;
+    let add_s3 = |name: &str, bucket: &str, endpoint: &str, credentials: &str| {
+        format!(
+            "location add {name} --provider s3 --bucket {bucket} --endpoint {endpoint} --force-path-style \
+             --credentials-file {credentials}"
+        )
+    };
+    let endpoint = s3.endpoint();
 
-    let out = s3_add("wrong-secret", "backups", endpoint.clone(), wrong).await?;
+    let out = hub
+        .cli_line(&add_s3("wrong-secret", "backups", endpoint, &wrong))
+        .await?;
     refused(
         &out,
         "location wrong-secret was not saved: writing a probe object failed: the credentials were refused",
@@ -354,63 +274,33 @@ async fn location_add_tells_each_misconfiguration_apart_and_saves_nothing() -> R
         out.stderr.contains("SignatureDoesNotMatch"),
         "the server's own reason: {out:?}"
     );
-
-    let out = s3_add("no-bucket", "missing", endpoint.clone(), good.clone()).await?;
-    refused(&out, "the bucket or container does not exist")?;
-
-    let out = s3_add(
-        "unreachable",
-        "backups",
-        "http://127.0.0.1:9".into(),
-        good.clone(),
-    )
-    .await?;
-    refused(&out, "the endpoint cannot be reached")?;
-
-    let tls_creds = file(
-        files.path(),
-        "tls.ini",
-        "[default]\naws_access_key_id = a\naws_secret_access_key = b\n",
-    )?;
     let out = hub
-        .cli(&[
-            "location",
-            "add",
-            "untrusted",
-            "--provider",
-            "minio",
-            "--bucket",
-            "secure",
-            "--endpoint",
-            tls.endpoint(),
-            "--credentials-file",
-            &tls_creds,
-        ])
+        .cli_line(&add_s3("no-bucket", "missing", endpoint, &good))
+        .await?;
+    refused(&out, "the bucket or container does not exist")?;
+    let out = hub
+        .cli_line(&add_s3("unreachable", "backups", "http://127.0.0.1:9", &good))
+        .await?;
+    refused(&out, "the endpoint cannot be reached")?;
+    let out = hub
+        .cli_line(&format!(
+            "location add untrusted --provider minio --bucket secure --endpoint {} --credentials-file {good}",
+            tls.endpoint()
+        ))
         .await?;
     refused(
         &out,
         "the endpoint's TLS certificate is not trusted (give its CA with --ca-cert)",
     )?;
-
     let out = hub
-        .cli(&[
-            "location",
-            "add",
-            "plain",
-            "--provider",
-            "minio",
-            "--bucket",
-            "secure",
-            "--endpoint",
-            "127.0.0.1:9000",
-        ])
+        .cli_line("location add plain --provider minio --bucket secure --endpoint 127.0.0.1:9000")
         .await?;
     refused(
         &out,
         "--endpoint \"127.0.0.1:9000\" is not an http:// or https:// URL",
     )?;
 
-    let out = hub.cli(&["location", "list", "-o", "json"]).await?.ok()?;
+    let out = hub.cli_line("location list -o json").await?.ok()?;
     let listed: serde_json::Value = serde_json::from_str(&out.stdout)?;
     let names: Vec<&str> = listed
         .as_array()
@@ -420,13 +310,14 @@ async fn location_add_tells_each_misconfiguration_apart_and_saves_nothing() -> R
         .collect();
     assert_eq!(names, ["default"], "a refused location was saved");
 
-    // The good one is saved; it then fails its check once the server refuses the key.
-    s3_add("good", "backups", endpoint, good).await?.ok()?;
+    hub.cli_line(&add_s3("good", "backups", endpoint, &good))
+        .await?
+        .ok()?;
+    hub.cli_line("location verify good").await?.ok()?;
     refused(
-        &hub.cli(&["location", "verify", "no-such"]).await?,
+        &hub.cli_line("location verify no-such").await?,
         "unknown location no-such",
     )?;
-    hub.cli(&["location", "verify", "good"]).await?.ok()?;
     Ok(())
 }
 
@@ -439,54 +330,31 @@ async fn only_the_workspaces_clusters_use_its_locations() -> Result<()> {
     let dir = LocalDir::new()?;
     let path = dir.path().join("edge");
     let path = path.to_str().context("UTF-8 path")?;
+    let backup = |name: &str, location: &str| {
+        format!("backup create {name} --cluster edge-1 --include-namespaces shop --wait {location}")
+    };
+    let fenced_from_edge = "cluster edge-1 is in workspace default; location edge-store belongs to \
+                            workspace edge: only that workspace's clusters may use it";
+    let fenced_from_default =
+        "cluster edge-1 is in workspace edge; location default belongs to workspace default";
 
-    hub.cli(&["workspace", "create", "edge"]).await?.ok()?;
-    hub.cli(&[
-        "location",
-        "add",
-        "edge-store",
-        "--workspace",
-        "edge",
-        "--provider",
-        "fs",
-        "--path",
-        path,
-    ])
+    hub.cli_line("workspace create edge").await?.ok()?;
+    hub.cli_line(&format!(
+        "location add edge-store --workspace edge --provider fs --path {path}"
+    ))
     .await?
     .ok()?;
-    let backup = |name: &'static str, location: Option<&'static str>| {
-        let hub = &hub;
-        async move {
-            let mut args = vec![
-                "backup",
-                "create",
-                name,
-                "--cluster",
-                "edge-1",
-                "--include-namespaces",
-                "shop",
-                "--wait",
-            ];
-            if let Some(l) = location {
-                args.extend(["--location", l]);
-            }
-            hub.cli(&args).await
-        }
-    };
 
     // edge-1 is in workspace default: edge's location is not its to use.
     refused(
-        &backup("fenced", Some("edge-store")).await?,
-        "cluster edge-1 is in workspace default; location edge-store belongs to workspace edge: only that workspace's clusters may use it",
+        &hub.cli_line(&backup("fenced", "--location edge-store")).await?,
+        fenced_from_edge,
     )?;
-    backup("at-home", None).await?.ok()?;
+    hub.cli_line(&backup("at-home", "")).await?.ok()?;
 
-    let out = hub
-        .cli(&["workspace", "add-cluster", "edge", "edge-1"])
-        .await?
-        .ok()?;
+    let out = hub.cli_line("workspace add-cluster edge edge-1").await?.ok()?;
     assert_eq!(out.stdout.trim(), "cluster edge-1 is in workspace edge");
-    let clusters = hub.cli(&["cluster", "list"]).await?.ok()?.stdout;
+    let clusters = hub.cli_line("cluster list").await?.ok()?.stdout;
     assert!(
         clusters
             .lines()
@@ -494,14 +362,14 @@ async fn only_the_workspaces_clusters_use_its_locations() -> Result<()> {
         "{clusters}"
     );
     refused(
-        &hub.cli(&["workspace", "add-cluster", "other", "edge-1"]).await?,
+        &hub.cli_line("workspace add-cluster other edge-1").await?,
         "unknown workspace other",
     )?;
 
     // Now in edge: its default location is edge-store, and default's location is fenced off.
-    backup("in-edge", None).await?.ok()?;
+    hub.cli_line(&backup("in-edge", "")).await?.ok()?;
     let described = hub
-        .cli(&["backup", "describe", "in-edge", "-o", "json"])
+        .cli_line("backup describe in-edge -o json")
         .await?
         .ok()?
         .stdout;
@@ -515,56 +383,33 @@ async fn only_the_workspaces_clusters_use_its_locations() -> Result<()> {
         "the backup is not in edge's directory"
     );
     refused(
-        &backup("fenced-2", Some("default")).await?,
-        "cluster edge-1 is in workspace edge; location default belongs to workspace default",
+        &hub.cli_line(&backup("fenced-2", "--location default")).await?,
+        fenced_from_default,
     )?;
-    refused(
-        &hub.cli(&[
-            "restore",
-            "create",
-            "back",
-            "--from-backup",
-            "at-home",
-            "--namespace-mapping",
-            "shop:shop-2",
-            "--wait",
-        ])
-        .await?,
-        "cluster edge-1 is in workspace edge; location default belongs to workspace default",
-    )?;
-    hub.cli(&[
-        "restore",
-        "create",
-        "edge-copy",
-        "--from-backup",
-        "in-edge",
-        "--namespace-mapping",
-        "shop:shop-edge",
-        "--wait",
-    ])
-    .await?
-    .ok()?;
+    let restore = "restore create back --from-backup at-home --namespace-mapping shop:shop-2 --wait";
+    refused(&hub.cli_line(restore).await?, fenced_from_default)?;
+    hub.cli_line("restore create edge-copy --from-backup in-edge --namespace-mapping shop:shop-edge --wait")
+        .await?
+        .ok()?;
 
-    let described = hub.cli(&["workspace", "describe", "edge"]).await?.ok()?.stdout;
+    let described = hub.cli_line("workspace describe edge").await?.ok()?.stdout;
     assert!(described.contains("Clusters:           edge-1"), "{described}");
     assert!(
         described.contains("Default location:   edge-store"),
         "{described}"
     );
 
-    hub.cli(&["workspace", "remove-cluster", "edge", "edge-1"])
-        .await?
-        .ok()?;
+    hub.cli_line("workspace remove-cluster edge edge-1").await?.ok()?;
     refused(
-        &backup("fenced-3", Some("edge-store")).await?,
-        "belongs to workspace edge",
+        &hub.cli_line(&backup("fenced-3", "--location edge-store")).await?,
+        fenced_from_edge,
     )?;
     refused(
-        &hub.cli(&["location", "remove", "edge-store"]).await?,
+        &hub.cli_line("location remove edge-store").await?,
         "location edge-store holds 1 backup(s) recorded here",
     )?;
     refused(
-        &hub.cli(&["location", "remove", "default"]).await?,
+        &hub.cli_line("location remove default").await?,
         "the hub's built-in location",
     )?;
     Ok(())
@@ -604,7 +449,7 @@ async fn fill(cp: &ControlPlane, namespace: &str, count: usize) -> Result<()> {
 async fn storage_stopped_mid_backup_fails_it_and_leaves_nothing_that_passes_for_complete() -> Result<()> {
     let (cp, azure) = tokio::try_join!(ControlPlane::start("stops"), AzuriteServer::start())?;
     azure.create_container("vault").await?;
-    let hub = HubProcess::start().await?;
+    let hub = HubProcess::start_with(&[("CAIRN_LOCATION_CHECK_INTERVAL", "1s")]).await?;
     let _agent = hub.agent(&cp, None).await?;
     fill(&cp, "bulk", 120).await?;
     let files = LocalDir::new()?;
@@ -613,22 +458,11 @@ async fn storage_stopped_mid_backup_fails_it_and_leaves_nothing_that_passes_for_
         "azure.env",
         &format!("AZURE_STORAGE_ACCOUNT_KEY={AZURE_KEY}\n"),
     )?;
-    hub.cli(&[
-        "location",
-        "add",
-        "vault",
-        "--provider",
-        "azure",
-        "--account",
-        AZURE_ACCOUNT,
-        "--bucket",
-        "vault",
-        "--endpoint",
-        azure.endpoint(),
-        "--credentials-file",
-        &env,
-        "--default",
-    ])
+    hub.cli_line(&format!(
+        "location add vault --provider azure --account {AZURE_ACCOUNT} --bucket vault --endpoint {} \
+         --credentials-file {env} --default",
+        azure.endpoint()
+    ))
     .await?
     .ok()?;
     let store = azure.store("vault")?;
@@ -639,15 +473,9 @@ async fn storage_stopped_mid_backup_fails_it_and_leaves_nothing_that_passes_for_
     let mut interrupted = None;
     for attempt in 1..=3 {
         let name = format!("cut-{attempt}");
-        hub.cli(&[
-            "backup",
-            "create",
-            &name,
-            "--cluster",
-            "stops",
-            "--include-namespaces",
-            "bulk",
-        ])
+        hub.cli_line(&format!(
+            "backup create {name} --cluster stops --include-namespaces bulk"
+        ))
         .await?
         .ok()?;
         let prefix = format!("backups/{name}/");
@@ -682,18 +510,31 @@ async fn storage_stopped_mid_backup_fails_it_and_leaves_nothing_that_passes_for_
         "the error names the write and the location: {error}"
     );
 
+    // The hub's periodic check shows the location failing, then healthy once the server is back.
+    let health = |state: &'static str| {
+        let hub = &hub;
+        async move {
+            wait_until(
+                &format!("location vault {state}"),
+                Duration::from_secs(30),
+                || async {
+                    let listed = hub.cli_line("location list").await?.ok()?.stdout;
+                    let row = listed
+                        .lines()
+                        .find(|l| l.starts_with("vault "))
+                        .map(str::to_owned);
+                    Ok(row.filter(|r| r.contains(state)))
+                },
+            )
+            .await
+        }
+    };
+    let failing = health("failing").await?;
+    assert!(failing.contains("the endpoint cannot be reached"), "{failing}");
     azure.restart().await?;
+    health("healthy").await?;
     let after = hub
-        .cli(&[
-            "backup",
-            "create",
-            "after",
-            "--cluster",
-            "stops",
-            "--include-namespaces",
-            "bulk",
-            "--wait",
-        ])
+        .cli_line("backup create after --cluster stops --include-namespaces bulk --wait")
         .await?
         .ok()?;
     assert!(after.stdout.contains("Completed"), "{after:?}");
@@ -702,7 +543,7 @@ async fn storage_stopped_mid_backup_fails_it_and_leaves_nothing_that_passes_for_
     let left = keys(&store, &format!("backups/{name}/")).await?;
     assert!(!left.iter().any(|k| k.ends_with("manifest.pb")), "{left:?}");
     refused(
-        &hub.cli(&["restore", "create", "from-cut", "--from-backup", &name])
+        &hub.cli_line(&format!("restore create from-cut --from-backup {name}"))
             .await?,
         &format!("backup {name} is Failed: only Completed or PartiallyFailed backups can be restored"),
     )?;
