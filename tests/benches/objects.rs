@@ -302,6 +302,7 @@ async fn measure(n: usize) -> Result<Row> {
         Inventory::new(Arc::new(store)),
         key,
         backups.to_str().context("UTF-8 path")?,
+        cairn_hub::clock::Clock::System,
     )
     .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -330,6 +331,7 @@ async fn measure(n: usize) -> Result<Row> {
         selector: None,
         cluster_resources: ClusterResources::Auto,
         ttl: None,
+        origin: Default::default(),
     };
     let start = Instant::now();
     client.create_backup(&spec).await?;

@@ -2,14 +2,16 @@
 
 use cairn_proto::convert::{self, Wire};
 use cairn_proto::model::{
-    Backup, BackupSpec, Cluster, Credentials, IndexEntry, ItemResult, LocationInfo, LocationSpec, Phase,
-    Progress, Restore, RestoreSpec, Workspace,
+    Backup, BackupGroup, BackupSpec, BackupTemplate, Cluster, Credentials, IndexEntry, ItemResult,
+    LocationInfo, LocationSpec, Phase, Progress, Restore, RestoreSpec, Schedule, Timestamp, Workspace,
 };
 use cairn_proto::pb::{self, cairn_client::CairnClient};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 use super::MAX_MESSAGE;
+use crate::inventory::BackupQuery;
+use crate::operations::WorkspaceBackup;
 
 /// A call that failed.
 #[derive(Debug, thiserror::Error)]
@@ -106,10 +108,16 @@ impl Client {
         Ok(Backup::from_pb(r.into_inner())?)
     }
 
-    /// Backups, of `cluster` or all.
-    pub async fn backups(&mut self, cluster: Option<&str>) -> Result<Vec<Backup>> {
+    /// Backups matching `query`, newest first.
+    pub async fn backups(&mut self, query: &BackupQuery) -> Result<Vec<Backup>> {
+        let text = |n: Option<String>| n.unwrap_or_default();
         let request = pb::ListBackupsRequest {
-            cluster: cluster.unwrap_or_default().to_owned(),
+            cluster: text(query.cluster.as_ref().map(ToString::to_string)),
+            workspace: text(query.workspace.as_ref().map(ToString::to_string)),
+            namespace: text(query.namespace.clone()),
+            phase: query.phase.map_or(0, convert::phase_to_pb),
+            since_unix_ms: query.since.map_or(0, Timestamp::unix_ms),
+            schedule: text(query.schedule.as_ref().map(ToString::to_string)),
         };
         let r = self.inner.list_backups(request).await?.into_inner();
         Ok(r.backups
@@ -272,6 +280,85 @@ impl Client {
         self.inner.remove_location(request).await?;
         Ok(())
     }
+
+    /// Backs up every cluster of `workspace`.
+    pub async fn create_workspace_backup(
+        &mut self,
+        name: &str,
+        workspace: &str,
+        template: &BackupTemplate,
+    ) -> Result<WorkspaceBackup> {
+        let request = pb::CreateWorkspaceBackupRequest {
+            name: name.to_owned(),
+            workspace: workspace.to_owned(),
+            template: Some(template.to_pb()),
+        };
+        let r = self.inner.create_workspace_backup(request).await?;
+        workspace_backup(r.into_inner())
+    }
+
+    /// One workspace backup with its members' backups.
+    pub async fn workspace_backup(&mut self, name: &str) -> Result<WorkspaceBackup> {
+        let r = self.inner.get_workspace_backup(get(name)).await?;
+        workspace_backup(r.into_inner())
+    }
+
+    /// Creates a schedule.
+    pub async fn create_schedule(&mut self, schedule: &Schedule) -> Result<Schedule> {
+        let r = self.inner.create_schedule(schedule.to_pb()).await?;
+        Ok(Schedule::from_pb(r.into_inner())?)
+    }
+
+    /// One schedule.
+    pub async fn schedule(&mut self, name: &str) -> Result<Schedule> {
+        let r = self.inner.get_schedule(get(name)).await?;
+        Ok(Schedule::from_pb(r.into_inner())?)
+    }
+
+    /// Every schedule.
+    pub async fn schedules(&mut self) -> Result<Vec<Schedule>> {
+        let r = self
+            .inner
+            .list_schedules(pb::ListSchedulesRequest {})
+            .await?
+            .into_inner();
+        Ok(r.schedules
+            .into_iter()
+            .map(Schedule::from_pb)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Pauses (`true`) or resumes a schedule.
+    pub async fn set_paused(&mut self, name: &str, paused: bool) -> Result<Schedule> {
+        let r = if paused {
+            self.inner.pause_schedule(get(name)).await?
+        } else {
+            self.inner.resume_schedule(get(name)).await?
+        };
+        Ok(Schedule::from_pb(r.into_inner())?)
+    }
+
+    /// Deletes a schedule.
+    pub async fn delete_schedule(&mut self, name: &str) -> Result<()> {
+        self.inner.delete_schedule(get(name)).await?;
+        Ok(())
+    }
+
+    /// Runs a schedule once now.
+    pub async fn run_schedule(&mut self, name: &str) -> Result<Schedule> {
+        let r = self.inner.run_schedule(get(name)).await?;
+        Ok(Schedule::from_pb(r.into_inner())?)
+    }
+}
+
+fn workspace_backup(w: pb::WorkspaceBackup) -> Result<WorkspaceBackup> {
+    let group = BackupGroup::from_pb(w.group.unwrap_or_default())?;
+    let backups = w
+        .backups
+        .into_iter()
+        .map(Backup::from_pb)
+        .collect::<Result<_, _>>()?;
+    Ok(WorkspaceBackup { group, backups })
 }
 
 fn get(name: &str) -> pb::GetRequest {

@@ -41,10 +41,11 @@ impl From<operations::Error> for Status {
             | E::UnknownBackup(_)
             | E::UnknownRestore(_)
             | E::UnknownWorkspace(_)
+            | E::UnknownSchedule(_)
             | E::Location(L::Unknown(_)) => Code::NotFound,
             E::NotConnected { .. } => Code::Unavailable,
             E::Exists { .. } | E::Location(L::Exists(_)) => Code::AlreadyExists,
-            E::Location(L::Invalid(_)) => Code::InvalidArgument,
+            E::Location(L::Invalid(_)) | E::Timetable(_) => Code::InvalidArgument,
             E::OutsideWorkspace { .. } => Code::PermissionDenied,
             E::NotRestorable { .. }
             | E::Running(_)

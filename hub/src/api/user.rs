@@ -2,8 +2,8 @@
 
 use cairn_proto::convert::Wire;
 use cairn_proto::model::{
-    BackupName, BackupSpec, ClusterName, Credentials, LocationName, LocationSpec, RestoreName, RestoreSpec,
-    WorkspaceName,
+    BackupName, BackupSpec, BackupTemplate, ClusterName, Credentials, LocationName, LocationSpec,
+    RestoreName, RestoreSpec, Schedule, ScheduleName, Timestamp, WorkspaceName,
 };
 use cairn_proto::pb;
 use std::pin::Pin;
@@ -13,7 +13,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::invalid;
-use crate::operations::Hub;
+use crate::inventory::BackupQuery;
+use crate::operations::{Hub, WorkspaceBackup};
 
 /// Watch events buffered per subscriber; the watcher's pace throttles nothing but its own view.
 const WATCH_BUFFER: usize = 8;
@@ -84,8 +85,24 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::ListBackupsRequest>,
     ) -> Result<Response<pb::ListBackupsResponse>, Status> {
-        let cluster = optional_name::<ClusterName>(request.into_inner().cluster)?;
-        let backups = self.hub.backups(cluster.as_ref()).await?;
+        let r = request.into_inner();
+        let query = BackupQuery {
+            cluster: optional_name(r.cluster)?,
+            workspace: optional_name(r.workspace)?,
+            namespace: (!r.namespace.is_empty()).then_some(r.namespace),
+            phase: if r.phase == 0 {
+                None
+            } else {
+                Some(
+                    cairn_proto::convert::phase_from_pb("ListBackupsRequest.phase", r.phase)
+                        .map_err(|e| invalid(&e))?,
+                )
+            },
+            since: Timestamp::from_unix_ms(r.since_unix_ms),
+            schedule: optional_name(r.schedule)?,
+            location: None,
+        };
+        let backups = self.hub.backups(&query).await?;
         Ok(Response::new(pb::ListBackupsResponse {
             backups: backups.iter().map(Wire::to_pb).collect(),
         }))
@@ -270,6 +287,96 @@ impl pb::cairn_server::Cairn for UserApi {
         let name: LocationName = name(request.name)?;
         self.hub.remove_location(&name, request.force).await?;
         Ok(Response::new(pb::DeleteResponse {}))
+    }
+
+    async fn create_workspace_backup(
+        &self,
+        request: Request<pb::CreateWorkspaceBackupRequest>,
+    ) -> Result<Response<pb::WorkspaceBackup>, Status> {
+        let r = request.into_inner();
+        let group: BackupName = name(r.name)?;
+        let workspace: WorkspaceName = name(r.workspace)?;
+        let template = r
+            .template
+            .map(BackupTemplate::from_pb)
+            .transpose()
+            .map_err(|e| invalid(&e))?
+            .unwrap_or_default();
+        let made = self
+            .hub
+            .create_workspace_backup(group, &workspace, &template)
+            .await?;
+        Ok(Response::new(workspace_backup(&made)))
+    }
+
+    async fn get_workspace_backup(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::WorkspaceBackup>, Status> {
+        let name: BackupName = name(request.into_inner().name)?;
+        Ok(Response::new(workspace_backup(
+            &self.hub.workspace_backup(&name).await?,
+        )))
+    }
+
+    async fn create_schedule(
+        &self,
+        request: Request<pb::Schedule>,
+    ) -> Result<Response<pb::Schedule>, Status> {
+        let schedule = Schedule::from_pb(request.into_inner()).map_err(|e| invalid(&e))?;
+        Ok(Response::new(self.hub.create_schedule(schedule).await?.to_pb()))
+    }
+
+    async fn get_schedule(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Schedule>, Status> {
+        let name: ScheduleName = name(request.into_inner().name)?;
+        Ok(Response::new(self.hub.schedule(&name).await?.to_pb()))
+    }
+
+    async fn list_schedules(
+        &self,
+        _: Request<pb::ListSchedulesRequest>,
+    ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
+        let schedules = self.hub.schedules().await?;
+        Ok(Response::new(pb::ListSchedulesResponse {
+            schedules: schedules.iter().map(Wire::to_pb).collect(),
+        }))
+    }
+
+    async fn pause_schedule(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::Schedule>, Status> {
+        let name: ScheduleName = name(request.into_inner().name)?;
+        Ok(Response::new(self.hub.set_paused(&name, true).await?.to_pb()))
+    }
+
+    async fn resume_schedule(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::Schedule>, Status> {
+        let name: ScheduleName = name(request.into_inner().name)?;
+        Ok(Response::new(self.hub.set_paused(&name, false).await?.to_pb()))
+    }
+
+    async fn delete_schedule(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let name: ScheduleName = name(request.into_inner().name)?;
+        self.hub.delete_schedule(&name).await?;
+        Ok(Response::new(pb::DeleteResponse {}))
+    }
+
+    async fn run_schedule(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Schedule>, Status> {
+        let name: ScheduleName = name(request.into_inner().name)?;
+        Ok(Response::new(self.hub.run_schedule(&name).await?.to_pb()))
+    }
+}
+
+fn workspace_backup(w: &WorkspaceBackup) -> pb::WorkspaceBackup {
+    pb::WorkspaceBackup {
+        group: Some(w.group.to_pb()),
+        backups: w.backups.iter().map(Wire::to_pb).collect(),
     }
 }
 

@@ -5,8 +5,11 @@
 //! cairn workspace create W | list | describe W | add-cluster W C | remove-cluster W C
 //! cairn location add NAME --workspace W --provider s3|minio|gcs|azure|fs [options…] [--default]
 //! cairn location list [--workspace W] | describe NAME | verify NAME | remove NAME [--force]
-//! cairn backup create NAME --cluster C [filters…] [--wait]
-//! cairn backup list [--cluster C] | describe NAME [--details] | delete NAME
+//! cairn backup create NAME (--cluster C | --workspace W) [filters…] [--wait]
+//! cairn backup list [--workspace W] [--cluster C] [--namespace N] [--status S] [--since 24h]
+//! cairn backup describe NAME [--details] | delete NAME
+//! cairn schedule create NAME (--cluster C | --workspace W) --cron "0 2 * * *" [--timezone TZ] …
+//! cairn schedule list | describe NAME | pause NAME | resume NAME | delete NAME | run-now NAME
 //! cairn restore create NAME --from-backup B [--target-cluster C] [options…] [--dry-run] [--wait]
 //! cairn restore list | describe NAME [--details]
 //! ```
@@ -14,19 +17,21 @@
 mod credentials;
 mod output;
 mod progress;
+mod schedule;
 
 use anyhow::Context;
 use anyhow::{Result, bail};
 use cairn_proto::model::{
-    BackupName, BackupSpec, ClusterName, ClusterResources, Credentials, DEFAULT_WORKSPACE, ExistingPolicy,
-    LabelSelector, LocationName, LocationSpec, NamespaceFilter, Phase, Provider, RestoreName, RestoreSpec,
-    WorkspaceName,
+    BackupName, BackupOrigin, BackupTemplate, ClusterName, ClusterResources, Credentials, DEFAULT_WORKSPACE,
+    ExistingPolicy, LabelSelector, LocationName, LocationSpec, NamespaceFilter, Phase, Provider, RestoreName,
+    RestoreSpec, ScheduleName, WorkspaceName,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::api::client::Client;
+use crate::inventory::BackupQuery;
 pub use output::Format;
 
 /// Backup and restore for fleets of Kubernetes clusters.
@@ -74,6 +79,11 @@ enum Noun {
     Location {
         #[command(subcommand)]
         verb: LocationVerb,
+    },
+    /// Backups on a cron timetable.
+    Schedule {
+        #[command(subcommand)]
+        verb: schedule::ScheduleVerb,
     },
 }
 
@@ -207,11 +217,26 @@ enum ClusterVerb {
 enum BackupVerb {
     /// Back up a cluster.
     Create(BackupCreate),
-    /// List backups.
+    /// List backups, newest first.
     List {
         /// Only this cluster's.
         #[arg(long)]
         cluster: Option<ClusterName>,
+        /// Only this workspace's.
+        #[arg(long)]
+        workspace: Option<WorkspaceName>,
+        /// Only those covering this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Only those in this phase.
+        #[arg(long, value_enum)]
+        status: Option<PhaseArg>,
+        /// Only those made within this long (`24h`).
+        #[arg(long)]
+        since: Option<humantime::Duration>,
+        /// Only those this schedule made.
+        #[arg(long)]
+        schedule: Option<ScheduleName>,
     },
     /// Show one backup.
     Describe {
@@ -259,11 +284,32 @@ enum ExistingPolicyArg {
 
 #[derive(Args)]
 struct BackupCreate {
-    /// The backup's name.
+    /// The backup's name (a workspace backup's members are named `<name>-<cluster>`).
     name: BackupName,
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    template: TemplateArgs,
+    /// Wait until it ends, showing progress; exit non-zero unless it completed.
+    #[arg(long)]
+    wait: bool,
+}
+
+/// What to back up: one cluster, or every cluster of a workspace.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct Target {
     /// The cluster to back up.
     #[arg(long)]
-    cluster: ClusterName,
+    cluster: Option<ClusterName>,
+    /// Back up every cluster of this workspace, one backup each.
+    #[arg(long)]
+    workspace: Option<WorkspaceName>,
+}
+
+/// What every backup takes (shared by `backup create` and `schedule create`).
+#[derive(Args)]
+struct TemplateArgs {
     /// Backup location (default: the cluster's workspace's default location).
     #[arg(long)]
     location: Option<LocationName>,
@@ -285,12 +331,51 @@ struct BackupCreate {
     /// Cluster-scoped objects: those the namespaced ones need (auto), all, or none.
     #[arg(long, value_enum, default_value = "auto")]
     cluster_resources: ClusterResourcesArg,
-    /// Keep the backup this long (`720h`); default: forever.
+    /// Keep each backup this long (`720h`); default: forever.
     #[arg(long)]
     ttl: Option<humantime::Duration>,
-    /// Wait until it ends, showing progress; exit non-zero unless it completed.
-    #[arg(long)]
-    wait: bool,
+}
+
+impl TemplateArgs {
+    fn template(self) -> BackupTemplate {
+        BackupTemplate {
+            location: self.location,
+            namespaces: NamespaceFilter {
+                include: self.include_namespaces,
+                exclude: self.exclude_namespaces,
+            },
+            include_resources: self.include_resources,
+            exclude_resources: self.exclude_resources,
+            selector: self.selector,
+            cluster_resources: match self.cluster_resources {
+                ClusterResourcesArg::Auto => ClusterResources::Auto,
+                ClusterResourcesArg::Always => ClusterResources::Always,
+                ClusterResourcesArg::Never => ClusterResources::Never,
+            },
+            ttl: self.ttl.map(Into::into),
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PhaseArg {
+    Pending,
+    InProgress,
+    Completed,
+    PartiallyFailed,
+    Failed,
+}
+
+impl From<PhaseArg> for Phase {
+    fn from(p: PhaseArg) -> Self {
+        match p {
+            PhaseArg::Pending => Self::Pending,
+            PhaseArg::InProgress => Self::InProgress,
+            PhaseArg::Completed => Self::Completed,
+            PhaseArg::PartiallyFailed => Self::PartiallyFailed,
+            PhaseArg::Failed => Self::Failed,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -343,10 +428,20 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => output::clusters(out, &client.clusters().await?),
         Noun::Workspace { verb } => workspace(&mut client, out, verb).await,
         Noun::Location { verb } => location(&mut client, out, verb).await,
+        Noun::Schedule { verb } => schedule::run(&mut client, out, verb).await,
         Noun::Backup { verb } => match verb {
             BackupVerb::Create(args) => {
                 let wait = args.wait;
-                let spec = backup_spec(args);
+                let name = args.name;
+                let template = args.template.template();
+                let cluster = match (args.target.cluster, args.target.workspace) {
+                    (Some(cluster), _) => cluster,
+                    (None, Some(workspace)) => {
+                        return workspace_backup(&mut client, out, &name, &workspace, &template, wait).await;
+                    }
+                    (None, None) => bail!("--cluster or --workspace is required"),
+                };
+                let spec = template.spec(name, cluster, BackupOrigin::default());
                 let backup = client.create_backup(&spec).await?;
                 if !wait {
                     output::outln!(
@@ -366,12 +461,37 @@ pub async fn run(cli: Cli) -> Result<()> {
                     backup.status.error.as_deref(),
                 )
             }
-            BackupVerb::List { cluster } => output::backups(
-                out,
-                &client.backups(cluster.as_ref().map(ClusterName::as_str)).await?,
-            ),
+            BackupVerb::List {
+                cluster,
+                workspace,
+                namespace,
+                status,
+                since,
+                schedule,
+            } => {
+                let query = BackupQuery {
+                    cluster,
+                    workspace,
+                    namespace,
+                    phase: status.map(Into::into),
+                    since: since.map(|d| (std::time::SystemTime::now() - d.into()).into()),
+                    schedule,
+                    location: None,
+                };
+                output::backups(out, &client.backups(&query).await?)
+            }
             BackupVerb::Describe { name, details } => {
-                let backup = client.backup(name.as_str()).await?;
+                let backup = match client.backup(name.as_str()).await {
+                    Err(crate::api::client::Error::Status(s)) if s.code() == tonic::Code::NotFound => {
+                        // Perhaps a workspace backup.
+                        if let Ok(w) = client.workspace_backup(name.as_str()).await {
+                            output::workspace_backup(out, &w)?;
+                            return Ok(());
+                        }
+                        return Err(crate::api::client::Error::Status(s).into());
+                    }
+                    r => r?,
+                };
                 let items = if details {
                     Some(client.backup_items(name.as_str()).await?)
                 } else {
@@ -537,25 +657,35 @@ fn ensure_completed(kind: &str, name: &str, phase: Phase, error: Option<&str>) -
     }
 }
 
-fn backup_spec(a: BackupCreate) -> BackupSpec {
-    BackupSpec {
-        name: a.name,
-        cluster: a.cluster,
-        location: a.location,
-        namespaces: NamespaceFilter {
-            include: a.include_namespaces,
-            exclude: a.exclude_namespaces,
-        },
-        include_resources: a.include_resources,
-        exclude_resources: a.exclude_resources,
-        selector: a.selector,
-        cluster_resources: match a.cluster_resources {
-            ClusterResourcesArg::Auto => ClusterResources::Auto,
-            ClusterResourcesArg::Always => ClusterResources::Always,
-            ClusterResourcesArg::Never => ClusterResources::Never,
-        },
-        ttl: a.ttl.map(Into::into),
+/// `backup create --workspace`: starts the workspace backup, and with `wait`, follows every
+/// member and fails unless all completed.
+async fn workspace_backup(
+    client: &mut Client,
+    out: Format,
+    name: &BackupName,
+    workspace: &WorkspaceName,
+    template: &BackupTemplate,
+    wait: bool,
+) -> Result<()> {
+    let group = client
+        .create_workspace_backup(name.as_str(), workspace.as_str(), template)
+        .await?
+        .group;
+    if !wait {
+        output::outln!(
+            "workspace backup {} started: {} of {} clusters",
+            group.name,
+            group.members.iter().filter(|m| m.backup.is_some()).count(),
+            group.members.len()
+        );
+        return Ok(());
     }
+    for member in group.members.iter().filter_map(|m| m.backup.as_ref()) {
+        progress::follow(client, &member.operation()).await?;
+    }
+    let made = client.workspace_backup(name.as_str()).await?;
+    output::workspace_backup(out, &made)?;
+    ensure_completed("workspace backup", name.as_str(), made.phase(), None)
 }
 
 fn restore_spec(a: RestoreCreate) -> RestoreSpec {

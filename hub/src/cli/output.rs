@@ -2,9 +2,11 @@
 
 use anyhow::Result;
 use cairn_proto::model::{
-    Backup, Cluster, IndexEntry, ItemResult, LocationInfo, LocationSpec, Provider, Restore, Timestamp,
-    Workspace,
+    Backup, Cluster, IndexEntry, ItemResult, LocationInfo, LocationSpec, Provider, Restore, Schedule,
+    ScheduleTarget, Timestamp, Workspace,
 };
+
+use crate::operations::WorkspaceBackup;
 use clap::ValueEnum;
 use comfy_table::{Table, presets::NOTHING};
 use serde::Serialize;
@@ -524,5 +526,140 @@ pub fn location(format: Format, l: &LocationInfo) -> Result<()> {
     );
     outln!("Health:             {health}");
     outln!("Checked:            {checked}");
+    Ok(())
+}
+
+/// `backup describe` of a workspace backup (and the summary after `backup create --workspace`).
+pub fn workspace_backup(format: Format, w: &WorkspaceBackup) -> Result<()> {
+    #[derive(Serialize)]
+    struct Described<'a> {
+        #[serde(flatten)]
+        group: &'a cairn_proto::model::BackupGroup,
+        phase: cairn_proto::model::Phase,
+        backups: &'a [Backup],
+    }
+    let described = Described {
+        group: &w.group,
+        phase: w.phase(),
+        backups: &w.backups,
+    };
+    if structured(format, &described)? {
+        return Ok(());
+    }
+    outln!("Name:               {}", w.group.name);
+    outln!("Workspace:          {}", w.group.workspace);
+    outln!("Status:             {}", w.phase());
+    outln!("Created:            {}", time(w.group.created));
+    if let Some(s) = &w.group.schedule {
+        outln!("Schedule:           {s}");
+    }
+    outln!("Clusters:");
+    let mut t = table(&["CLUSTER", "BACKUP", "STATUS", "ITEMS", "NOTE"]);
+    for m in &w.group.members {
+        let backup = m
+            .backup
+            .as_ref()
+            .and_then(|n| w.backups.iter().find(|b| b.spec.name == *n));
+        let (status, items, note) = match (backup, &m.skipped) {
+            (_, Some(why)) => ("Skipped".to_owned(), "-".to_owned(), why.clone()),
+            (Some(b), None) => (
+                b.status.phase.to_string(),
+                b.status.items.to_string(),
+                b.status.error.clone().unwrap_or_default(),
+            ),
+            (None, None) => (
+                "Pending".to_owned(),
+                "-".to_owned(),
+                "starts within the jitter window".to_owned(),
+            ),
+        };
+        t.add_row(vec![
+            m.cluster.to_string(),
+            m.backup.as_ref().map_or("-".into(), ToString::to_string),
+            status,
+            items,
+            note,
+        ]);
+    }
+    print_table(&t);
+    Ok(())
+}
+
+fn target(s: &Schedule) -> String {
+    match &s.target {
+        ScheduleTarget::Cluster(c) => format!("cluster {c}"),
+        ScheduleTarget::Workspace(w) => format!("workspace {w}"),
+    }
+}
+
+/// `schedule list`.
+pub fn schedules(format: Format, schedules: &[Schedule]) -> Result<()> {
+    if structured(format, schedules)? {
+        return Ok(());
+    }
+    let mut t = table(&[
+        "NAME", "TARGET", "CRON", "TIMEZONE", "PAUSED", "LAST RUN", "NEXT RUN", "RUNS",
+    ]);
+    for s in schedules {
+        t.add_row(vec![
+            s.name.to_string(),
+            target(s),
+            s.cron.clone(),
+            s.timezone.clone().unwrap_or_else(|| "UTC".into()),
+            if s.paused { "yes" } else { "no" }.into(),
+            time(s.last_fire),
+            time(s.next_fire),
+            s.runs.to_string(),
+        ]);
+    }
+    print_table(&t);
+    Ok(())
+}
+
+/// `schedule describe`.
+pub fn schedule(format: Format, s: &Schedule) -> Result<()> {
+    if structured(format, s)? {
+        return Ok(());
+    }
+    let tpl = &s.template;
+    outln!("Name:               {}", s.name);
+    outln!("Target:             {}", target(s));
+    outln!(
+        "Cron:               {} ({})",
+        s.cron,
+        s.timezone.as_deref().unwrap_or("UTC")
+    );
+    outln!("Paused:             {}", if s.paused { "yes" } else { "no" });
+    outln!(
+        "Location:           {}",
+        tpl.location
+            .as_ref()
+            .map_or("workspace default".into(), ToString::to_string)
+    );
+    outln!("Namespaces:         {}", list(&tpl.namespaces.include, "all"));
+    outln!(
+        "TTL:                {}",
+        tpl.ttl
+            .map_or("forever".into(), |d| humantime::format_duration(d).to_string())
+    );
+    outln!(
+        "Keep last:          {}",
+        s.keep_last.map_or("all".into(), |n| n.to_string())
+    );
+    outln!("Jitter window:      {}", humantime::format_duration(s.jitter));
+    outln!("Created:            {}", time(s.created));
+    outln!("Last run (slot):    {}", time(s.last_fire));
+    outln!("Next run:           {}", time(s.next_fire));
+    outln!("Runs:               {}", s.runs);
+    outln!(
+        "Catch-up runs:      {}{}",
+        s.catch_ups,
+        s.last_catch_up
+            .map(|t| format!(" (last {t})"))
+            .unwrap_or_default()
+    );
+    if let Some(e) = &s.last_error {
+        outln!("Last error:         {e}");
+    }
     Ok(())
 }

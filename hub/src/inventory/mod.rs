@@ -4,14 +4,18 @@
 //!
 //! Keys: `cluster/<name>`, `backup/<name>`, `restore/<name>`, `workspace/<name>`,
 //! `member/<cluster>` (its workspace's name, for clusters outside `default`), `location/<name>`
-//! (credentials sealed, see [`crate::location`]).
+//! (credentials sealed, see [`crate::location`]), `schedule/<name>`, `group/<name>` (workspace
+//! backups), and the backup indexes `ix/…` (see [`backups`]).
 
+mod backups;
 pub mod rocks;
+
+pub use backups::BackupQuery;
 
 use cairn_proto::convert::{self, Wire};
 use cairn_proto::model::{
-    Backup, BackupName, Cluster, ClusterName, LocationName, Restore, RestoreName, StoredLocation, Workspace,
-    WorkspaceName,
+    BackupGroup, BackupName, Cluster, ClusterName, LocationName, Restore, RestoreName, Schedule,
+    ScheduleName, StoredLocation, Workspace, WorkspaceName,
 };
 use std::sync::Arc;
 
@@ -57,6 +61,12 @@ pub trait Store: Send + Sync + 'static {
     fn delete(&self, key: &str) -> Result<()>;
     /// Every entry whose key starts with `prefix`, in key order.
     fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Sets (`Some`) and removes (`None`) keys, all or none.
+    fn write(&self, batch: &[(String, Option<Vec<u8>>)]) -> Result<()>;
+    /// The values at `keys`, in order.
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>>;
+    /// Keys in `[from, to)`, in key order.
+    fn keys(&self, from: &str, to: &str) -> Result<Vec<String>>;
 }
 
 /// Typed access to the hub's records.
@@ -99,6 +109,21 @@ impl Inventory {
         .await?
     }
 
+    async fn write(&self, batch: Vec<(String, Option<Vec<u8>>)>) -> Result<()> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.write(&batch)).await?
+    }
+
+    async fn get_many(&self, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.get_many(&keys)).await?
+    }
+
+    async fn keys(&self, from: String, to: String) -> Result<Vec<String>> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.keys(&from, &to)).await?
+    }
+
     async fn delete(&self, key: String) -> Result<()> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.delete(&key)).await?
@@ -117,26 +142,6 @@ impl Inventory {
     /// Every cluster, by name.
     pub async fn clusters(&self) -> Result<Vec<Cluster>> {
         self.scan("cluster/").await
-    }
-
-    /// Records `backup`.
-    pub async fn put_backup(&self, backup: &Backup) -> Result<()> {
-        self.put(format!("backup/{}", backup.spec.name), backup).await
-    }
-
-    /// The backup named `name`.
-    pub async fn backup(&self, name: &BackupName) -> Result<Option<Backup>> {
-        self.get(format!("backup/{name}")).await
-    }
-
-    /// Every backup, by name.
-    pub async fn backups(&self) -> Result<Vec<Backup>> {
-        self.scan("backup/").await
-    }
-
-    /// Forgets backup `name`.
-    pub async fn delete_backup(&self, name: &BackupName) -> Result<()> {
-        self.delete(format!("backup/{name}")).await
     }
 
     /// Records `restore`.
@@ -228,6 +233,36 @@ impl Inventory {
     /// Forgets location `name`.
     pub async fn delete_location(&self, name: &LocationName) -> Result<()> {
         self.delete(format!("location/{name}")).await
+    }
+
+    /// Records `schedule`.
+    pub async fn put_schedule(&self, schedule: &Schedule) -> Result<()> {
+        self.put(format!("schedule/{}", schedule.name), schedule).await
+    }
+
+    /// The schedule named `name`.
+    pub async fn schedule(&self, name: &ScheduleName) -> Result<Option<Schedule>> {
+        self.get(format!("schedule/{name}")).await
+    }
+
+    /// Every schedule, by name.
+    pub async fn schedules(&self) -> Result<Vec<Schedule>> {
+        self.scan("schedule/").await
+    }
+
+    /// Forgets schedule `name`.
+    pub async fn delete_schedule(&self, name: &ScheduleName) -> Result<()> {
+        self.delete(format!("schedule/{name}")).await
+    }
+
+    /// Records workspace backup `group`.
+    pub async fn put_group(&self, group: &BackupGroup) -> Result<()> {
+        self.put(format!("group/{}", group.name), group).await
+    }
+
+    /// The workspace backup named `name`.
+    pub async fn group(&self, name: &BackupName) -> Result<Option<BackupGroup>> {
+        self.get(format!("group/{name}")).await
     }
 }
 

@@ -41,6 +41,39 @@ impl Store for RocksStore {
         self.db.delete(key).map_err(|e| store_err("delete", key, e))
     }
 
+    fn write(&self, batch: &[(String, Option<Vec<u8>>)]) -> Result<()> {
+        let mut b = rocksdb::WriteBatch::default();
+        for (key, value) in batch {
+            match value {
+                Some(v) => b.put(key, v),
+                None => b.delete(key),
+            }
+        }
+        let first = batch.first().map_or("", |(k, _)| k.as_str());
+        self.db.write(b).map_err(|e| store_err("write", first, e))
+    }
+
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.db
+            .multi_get(keys)
+            .into_iter()
+            .zip(keys)
+            .map(|(r, key)| r.map_err(|e| store_err("get", key, e)))
+            .collect()
+    }
+
+    fn keys(&self, from: &str, to: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mode = rocksdb::IteratorMode::From(from.as_bytes(), rocksdb::Direction::Forward);
+        let mut options = rocksdb::ReadOptions::default();
+        options.set_iterate_upper_bound(to.as_bytes().to_vec());
+        for entry in self.db.iterator_opt(mode, options) {
+            let (key, _) = entry.map_err(|e| store_err("scan", from, e))?;
+            out.push(String::from_utf8_lossy(&key).into_owned());
+        }
+        Ok(out)
+    }
+
     fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
         let mut out = Vec::new();
         let mode = rocksdb::IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward);

@@ -6,6 +6,7 @@ use cairn_proto::model::{
 };
 
 use super::{Error, Hub, Result};
+use crate::inventory::BackupQuery;
 use crate::location::builtin_name;
 
 fn info(stored: StoredLocation, default: Option<&LocationName>) -> LocationInfo {
@@ -82,14 +83,11 @@ impl Hub {
     pub async fn remove_location(&self, name: &LocationName, force: bool) -> Result<()> {
         self.inner.locations.removable(name)?;
         let stored = self.inner.locations.get(name).await?;
-        let backups: Vec<Backup> = self
-            .inner
-            .inventory
-            .backups()
-            .await?
-            .into_iter()
-            .filter(|b| location_of(b) == *name)
-            .collect();
+        let query = BackupQuery {
+            location: Some(name.clone()),
+            ..BackupQuery::default()
+        };
+        let backups = self.inner.inventory.backups(&query).await?;
         if let Some(running) = backups.iter().find(|b| !b.status.phase.is_final()) {
             return Err(Error::Running(running.spec.name.clone()));
         }
@@ -101,7 +99,7 @@ impl Hub {
         }
         self.inner.locations.remove(name).await?;
         for b in &backups {
-            self.inner.inventory.delete_backup(&b.spec.name).await?;
+            self.inner.inventory.delete_backup(b).await?;
         }
         let mut workspace = self.workspace_record(&stored.spec.workspace).await?;
         if workspace.default_location.as_ref() == Some(name) {

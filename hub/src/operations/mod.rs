@@ -4,10 +4,16 @@
 //! gRPC services in `api/` only translate to and from the wire and call it.
 
 pub mod agents;
+mod catalog;
+mod groups;
 mod locations;
 pub mod progress;
+mod retention;
+mod schedules;
 mod workspaces;
 
+pub use groups::WorkspaceBackup;
+pub use retention::EXPIRY_INTERVAL;
 pub use workspaces::default_workspace;
 
 use cairn_proto::convert::{self, Wire};
@@ -23,7 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-use crate::inventory::{self, Inventory};
+use crate::clock::Clock;
+use crate::inventory::{self, BackupQuery, Inventory};
 use crate::location::{self, Locations};
 use agents::{Agents, Instruction, SessionId};
 use progress::{Board, Live};
@@ -56,6 +63,12 @@ pub enum Error {
     /// No such restore.
     #[error("unknown restore {0}")]
     UnknownRestore(RestoreName),
+    /// No such schedule.
+    #[error("unknown schedule {0} (see `cairn schedule list`)")]
+    UnknownSchedule(cairn_proto::model::ScheduleName),
+    /// A cron expression or time zone that cannot be used.
+    #[error(transparent)]
+    Timetable(#[from] crate::schedule::Invalid),
     /// No such workspace.
     #[error("unknown workspace {0} (see `cairn workspace list`)")]
     UnknownWorkspace(WorkspaceName),
@@ -177,6 +190,8 @@ pub struct Hub {
 }
 
 struct Inner {
+    clock: Clock,
+    schedules_changed: tokio::sync::Notify,
     inventory: Inventory,
     locations: Locations,
     agents: Agents,
@@ -190,11 +205,14 @@ impl Hub {
         inventory: Inventory,
         key: cairn_proto::seal::Key,
         builtin_location: &str,
+        clock: Clock,
     ) -> Result<Self> {
         let locations = Locations::new(inventory.clone(), key);
         locations.ensure_builtin(builtin_location).await?;
         let hub = Self {
             inner: Arc::new(Inner {
+                clock,
+                schedules_changed: tokio::sync::Notify::new(),
                 inventory,
                 locations,
                 agents: Agents::default(),
@@ -205,9 +223,16 @@ impl Hub {
         Ok(hub)
     }
 
-    /// Checks every location once, recording each one's health.
+    /// Checks every location once, recording each one's health, and reads back into the
+    /// inventory the backups found in each that it does not know.
     pub async fn verify_locations(&self) {
         self.inner.locations.verify_all().await;
+        self.sync_catalogs().await;
+    }
+
+    /// The hub's clock.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
     }
 
     /// Registers `cluster`'s agent; returns its session and the queue of instructions for it.
@@ -242,6 +267,9 @@ impl Hub {
                 self.inner.inventory.put_backup(&backup).await?;
                 self.inner.agents.finished(cluster, &name.operation());
                 self.inner.board.close(&name.operation(), phase);
+                if phase.is_final() {
+                    self.keep_last(&backup).await;
+                }
             }
             Report::RestoreDone(name, status) => {
                 let Some(mut restore) = self.inner.inventory.restore(&name).await? else {
@@ -365,6 +393,8 @@ impl Hub {
             .await?;
         let location = self.inner.locations.resolve(&stored)?;
         spec.location = Some(stored.spec.name);
+        spec.origin.workspace = Some(stored.spec.workspace);
+        spec.origin.created = Some(self.inner.clock.now());
         let tx = self.connected(&spec.cluster, &spec.name.operation()).await?;
         let backup = Backup {
             spec: spec.clone(),
@@ -457,11 +487,9 @@ impl Hub {
             .ok_or_else(|| Error::UnknownBackup(name.clone()))
     }
 
-    /// Backups, of one cluster or all.
-    pub async fn backups(&self, cluster: Option<&ClusterName>) -> Result<Vec<Backup>> {
-        let mut all = self.inner.inventory.backups().await?;
-        all.retain(|b| cluster.is_none_or(|c| b.spec.cluster == *c));
-        Ok(all)
+    /// Backups matching `query`, newest first.
+    pub async fn backups(&self, query: &BackupQuery) -> Result<Vec<Backup>> {
+        Ok(self.inner.inventory.backups(query).await?)
     }
 
     /// Every item of backup `name`, read from its index in the location.
@@ -528,7 +556,8 @@ impl Hub {
             .try_collect::<Vec<_>>()
             .await
             .map_err(|source| Error::bucket(&location.name, "delete", keys.dir(), source))?;
-        self.inner.inventory.delete_backup(name).await?;
+        self.inner.inventory.delete_backup(&backup).await?;
+        tracing::info!("backup deleted");
         Ok(())
     }
 

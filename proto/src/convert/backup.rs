@@ -6,20 +6,45 @@ use super::item::{phase_from_pb, phase_to_pb};
 use super::{Error, Result, Wire, ms, name, opt_name, opt_string, required};
 use crate::format::FORMAT_VERSION;
 use crate::model::{
-    Backup, BackupSpec, BackupStatus, ClusterResources, ItemResult, LabelSelector, Manifest, NamespaceFilter,
-    ResourceSummary, Timestamp,
+    Backup, BackupOrigin, BackupSpec, BackupStatus, ClusterResources, ItemResult, LabelSelector, Manifest,
+    NamespaceFilter, ResourceSummary, Timestamp,
 };
 use crate::pb;
+
+pub(super) fn cluster_resources_to_pb(c: ClusterResources) -> i32 {
+    (match c {
+        ClusterResources::Auto => pb::ClusterResources::Auto,
+        ClusterResources::Always => pb::ClusterResources::Always,
+        ClusterResources::Never => pb::ClusterResources::Never,
+    }) as i32
+}
+
+pub(super) fn cluster_resources_from_pb(field: &'static str, v: i32) -> Result<ClusterResources> {
+    Ok(
+        match pb::ClusterResources::try_from(v).map_err(|e| Error::field(field, e))? {
+            pb::ClusterResources::Auto => ClusterResources::Auto,
+            pb::ClusterResources::Always => ClusterResources::Always,
+            pb::ClusterResources::Never => ClusterResources::Never,
+        },
+    )
+}
+
+pub(super) fn selector_from_pb(field: &'static str, text: String) -> Result<Option<LabelSelector>> {
+    opt_string(text)
+        .map(|s| LabelSelector::parse(&s))
+        .transpose()
+        .map_err(|e| Error::field(field, e))
+}
+
+pub(super) fn ttl_from_pb(seconds: u64) -> Option<Duration> {
+    (seconds > 0).then(|| Duration::from_secs(seconds))
+}
 
 impl Wire for BackupSpec {
     type Pb = pb::BackupSpec;
 
     fn to_pb(&self) -> pb::BackupSpec {
-        let cluster_resources = match self.cluster_resources {
-            ClusterResources::Auto => pb::ClusterResources::Auto,
-            ClusterResources::Always => pb::ClusterResources::Always,
-            ClusterResources::Never => pb::ClusterResources::Never,
-        };
+        let text = |n: Option<String>| n.unwrap_or_default();
         pb::BackupSpec {
             name: self.name.to_string(),
             cluster: self.cluster.to_string(),
@@ -37,23 +62,16 @@ impl Wire for BackupSpec {
                 .as_ref()
                 .map(ToString::to_string)
                 .unwrap_or_default(),
-            cluster_resources: cluster_resources as i32,
+            cluster_resources: cluster_resources_to_pb(self.cluster_resources),
             ttl_seconds: self.ttl.map_or(0, |d| d.as_secs()),
+            created_unix_ms: ms(self.origin.created),
+            workspace: text(self.origin.workspace.as_ref().map(ToString::to_string)),
+            schedule: text(self.origin.schedule.as_ref().map(ToString::to_string)),
+            group: text(self.origin.group.as_ref().map(ToString::to_string)),
         }
     }
 
     fn from_pb(m: pb::BackupSpec) -> Result<Self> {
-        let cluster_resources = match pb::ClusterResources::try_from(m.cluster_resources)
-            .map_err(|e| Error::field("BackupSpec.cluster_resources", e))?
-        {
-            pb::ClusterResources::Auto => ClusterResources::Auto,
-            pb::ClusterResources::Always => ClusterResources::Always,
-            pb::ClusterResources::Never => ClusterResources::Never,
-        };
-        let selector = opt_string(m.label_selector)
-            .map(|s| LabelSelector::parse(&s))
-            .transpose()
-            .map_err(|e| Error::field("BackupSpec.label_selector", e))?;
         Ok(Self {
             name: name("BackupSpec.name", m.name)?,
             cluster: name("BackupSpec.cluster", m.cluster)?,
@@ -64,9 +82,18 @@ impl Wire for BackupSpec {
             },
             include_resources: m.include_resources,
             exclude_resources: m.exclude_resources,
-            selector,
-            cluster_resources,
-            ttl: (m.ttl_seconds > 0).then(|| Duration::from_secs(m.ttl_seconds)),
+            selector: selector_from_pb("BackupSpec.label_selector", m.label_selector)?,
+            cluster_resources: cluster_resources_from_pb(
+                "BackupSpec.cluster_resources",
+                m.cluster_resources,
+            )?,
+            ttl: ttl_from_pb(m.ttl_seconds),
+            origin: BackupOrigin {
+                created: Timestamp::from_unix_ms(m.created_unix_ms),
+                workspace: opt_name("BackupSpec.workspace", m.workspace)?,
+                schedule: opt_name("BackupSpec.schedule", m.schedule)?,
+                group: opt_name("BackupSpec.group", m.group)?,
+            },
         })
     }
 }

@@ -8,6 +8,7 @@ mod backup;
 mod item;
 mod location;
 mod restore;
+mod schedule;
 
 pub use item::{phase_from_pb, phase_to_pb};
 

@@ -21,7 +21,8 @@ pub const PART_MAX_BYTES: usize = 8 << 20;
 pub const INDEX_PART_ENTRIES: usize = 10_000;
 
 /// Top folder of all backups in a location.
-const BACKUPS: &str = "backups";
+pub const BACKUPS_DIR: &str = "backups";
+const BACKUPS: &str = BACKUPS_DIR;
 /// Top folder of restore reports in a location.
 const RESTORES: &str = "restores";
 

@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use super::{
-    BackupName, ClusterName, ItemResult, LabelSelector, LocationName, Phase, ResourceSummary, Timestamp,
+    BackupName, ClusterName, ItemResult, LabelSelector, LocationName, Phase, ResourceSummary, ScheduleName,
+    Timestamp, WorkspaceName,
 };
 
 /// Which namespaces an operation covers: all, minus `exclude`, or only `include` minus `exclude`.
@@ -59,6 +60,30 @@ pub struct BackupSpec {
     /// How long the backup is kept; `None`: forever.
     #[serde(with = "humantime_serde_opt")]
     pub ttl: Option<Duration>,
+    /// Where it came from; set by the hub.
+    #[serde(flatten)]
+    pub origin: BackupOrigin,
+}
+
+impl BackupSpec {
+    /// When it expires, if it has a TTL and a creation time.
+    pub fn expires(&self) -> Option<Timestamp> {
+        let created = std::time::SystemTime::from(self.origin.created?);
+        Some((created + self.ttl?).into())
+    }
+}
+
+/// What the hub records about a backup's making, beyond the request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupOrigin {
+    /// When the hub accepted it.
+    pub created: Option<Timestamp>,
+    /// The workspace of its location.
+    pub workspace: Option<WorkspaceName>,
+    /// The schedule that made it.
+    pub schedule: Option<ScheduleName>,
+    /// The workspace backup it is part of.
+    pub group: Option<BackupName>,
 }
 
 /// What came of a backup.

@@ -3,20 +3,28 @@
 
 mod backup;
 mod cluster;
+mod group;
 mod item;
 mod location;
 mod name;
 mod restore;
+mod schedule;
 mod selector;
 mod time;
 mod workspace;
 
-pub use backup::{Backup, BackupSpec, BackupStatus, ClusterResources, Manifest, NamespaceFilter};
+pub use backup::{
+    Backup, BackupOrigin, BackupSpec, BackupStatus, ClusterResources, Manifest, NamespaceFilter,
+};
 pub use cluster::Cluster;
+pub use group::{BackupGroup, GroupMember};
 pub use item::{IndexEntry, ItemRef, ItemResult, Outcome, Progress, ResourceSummary};
 pub use location::{Credentials, Health, Location, LocationInfo, LocationSpec, Provider, StoredLocation};
-pub use name::{BackupName, ClusterName, InvalidName, LocationName, RestoreName, WorkspaceName};
+pub use name::{
+    BackupName, ClusterName, InvalidName, LocationName, RestoreName, ScheduleName, WorkspaceName,
+};
 pub use restore::{ExistingPolicy, OutcomeCounts, Restore, RestoreSpec, RestoreStatus};
+pub use schedule::{BackupTemplate, Schedule, ScheduleTarget};
 pub use selector::{InvalidSelector, LabelSelector};
 pub use time::Timestamp;
 pub use workspace::{DEFAULT_WORKSPACE, Workspace};

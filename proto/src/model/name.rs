@@ -122,6 +122,11 @@ name_type!(
     WorkspaceName,
     "workspace"
 );
+name_type!(
+    /// A schedule's name.
+    ScheduleName,
+    "schedule"
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,90 @@
+//! The catalog read back from the buckets, which are the source of truth: every folder under
+//! `backups/` with a manifest is a finished backup (`proto/FORMAT.md`). A hub started on an empty
+//! data directory learns them when their location is added again; backups an agent finished
+//! while the hub was away are recorded as their manifests say.
+
+use cairn_proto::convert::Wire;
+use cairn_proto::format::{self, BackupKeys};
+use cairn_proto::model::{BackupName, Manifest, Phase, StoredLocation};
+use object_store::{ObjectStore, ObjectStoreExt, path::Path};
+
+use super::{Error, Hub, Result};
+
+impl Hub {
+    /// Reads every backup in `stored` that the inventory lacks (or records otherwise than its
+    /// manifest says) into the inventory; returns how many it recorded.
+    #[tracing::instrument(name = "sync_catalog", skip_all, fields(location = %stored.spec.name))]
+    pub async fn sync_catalog(&self, stored: &StoredLocation) -> Result<u64> {
+        let location = self.inner.locations.resolve(stored)?;
+        let store = format::open_location(&location)?;
+        let name = &stored.spec.name;
+        let root = Path::from(format::BACKUPS_DIR);
+        let listed = store
+            .list_with_delimiter(Some(&root))
+            .await
+            .map_err(|e| Error::bucket(name, "list", format::BACKUPS_DIR, e))?;
+        let mut recorded = 0;
+        for dir in listed.common_prefixes {
+            let Some(Ok(backup)) = dir.filename().map(BackupName::new) else {
+                continue;
+            };
+            // Known and not Failed: running, or finished as recorded. A Failed record may be a
+            // backup the agent finished while the hub had lost it: its manifest says so.
+            let known = self.inner.inventory.backup(&backup).await?;
+            if known.as_ref().is_some_and(|b| b.status.phase != Phase::Failed) {
+                continue;
+            }
+            let Some(manifest) = read_manifest(store.as_ref(), name, &backup).await? else {
+                continue;
+            };
+            let mut record = manifest.backup;
+            if record.status.phase == Phase::Failed {
+                continue;
+            }
+            record.spec.location = Some(name.clone());
+            record.spec.origin.workspace = Some(stored.spec.workspace.clone());
+            self.inner.inventory.put_backup(&record).await?;
+            recorded += 1;
+        }
+        if recorded > 0 {
+            tracing::info!(recorded, "backups read back from the location");
+        }
+        Ok(recorded)
+    }
+
+    /// [`Hub::sync_catalog`] for every location, logging failures.
+    pub(super) async fn sync_catalogs(&self) {
+        let Ok(all) = self.inner.locations.list().await else {
+            return;
+        };
+        for stored in all {
+            if let Err(e) = self.sync_catalog(&stored).await {
+                tracing::warn!(location = %stored.spec.name, error = %cairn_proto::error_chain(&e), "reading a location's catalog");
+            }
+        }
+    }
+}
+
+/// The manifest of `backup`, or `None` if it has none (an interrupted backup).
+async fn read_manifest(
+    store: &dyn ObjectStore,
+    location: &cairn_proto::model::LocationName,
+    backup: &BackupName,
+) -> Result<Option<Manifest>> {
+    let key = BackupKeys::new(backup).manifest();
+    let bytes = match store.get(&Path::from(key.as_str())).await {
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        r => r
+            .map_err(|e| Error::bucket(location, "read", &key, e))?
+            .bytes()
+            .await
+            .map_err(|e| Error::bucket(location, "read", &key, e))?,
+    };
+    Manifest::decode(&bytes)
+        .map(Some)
+        .map_err(|source| Error::Corrupt {
+            location: location.clone(),
+            key,
+            source,
+        })
+}

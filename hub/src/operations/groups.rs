@@ -1,0 +1,184 @@
+//! Workspace backups: one backup per cluster of a workspace, named `<name>-<cluster>`. A cluster
+//! whose agent is not connected is skipped with the reason (never waited for), and the workspace
+//! backup then ends `PartiallyFailed`.
+
+use cairn_proto::model::{
+    Backup, BackupGroup, BackupName, BackupOrigin, BackupTemplate, GroupMember, Phase, Schedule, Timestamp,
+    WorkspaceName,
+};
+
+use super::schedules::derived_name;
+use super::{Error, Hub, Result};
+use crate::schedule::jitter;
+
+/// A workspace backup with its members' backups as they stand.
+#[derive(Debug, Clone)]
+pub struct WorkspaceBackup {
+    /// The record.
+    pub group: BackupGroup,
+    /// Its members' backups.
+    pub backups: Vec<Backup>,
+}
+
+impl WorkspaceBackup {
+    /// Where it stands: `Completed` only if every cluster's backup completed; `PartiallyFailed`
+    /// if any cluster was skipped or failed while others got through; `Failed` if none did.
+    pub fn phase(&self) -> Phase {
+        let pending = self.group.members.iter().any(|m| {
+            m.backup
+                .as_ref()
+                .is_some_and(|n| !self.backups.iter().any(|b| b.spec.name == *n))
+        });
+        if pending || self.backups.iter().any(|b| !b.status.phase.is_final()) {
+            return Phase::InProgress;
+        }
+        let good = self
+            .backups
+            .iter()
+            .filter(|b| matches!(b.status.phase, Phase::Completed | Phase::PartiallyFailed))
+            .count();
+        let all_completed = self.backups.iter().all(|b| b.status.phase == Phase::Completed);
+        if good == 0 {
+            Phase::Failed
+        } else if all_completed && self.backups.len() == self.group.members.len() {
+            Phase::Completed
+        } else {
+            Phase::PartiallyFailed
+        }
+    }
+}
+
+impl Hub {
+    /// Backs up every cluster of `workspace` now.
+    pub async fn create_workspace_backup(
+        &self,
+        name: BackupName,
+        workspace: &WorkspaceName,
+        template: &BackupTemplate,
+    ) -> Result<WorkspaceBackup> {
+        let now = self.inner.clock.now();
+        let group = self.create_group(name, workspace, template, None, now).await?;
+        self.workspace_backup(&group.name).await
+    }
+
+    /// Records a workspace backup and starts its members: each cluster at `slot` plus its jitter
+    /// within the schedule's window (at once without a schedule).
+    pub(super) async fn create_group(
+        &self,
+        name: BackupName,
+        workspace: &WorkspaceName,
+        template: &BackupTemplate,
+        schedule: Option<&Schedule>,
+        slot: Timestamp,
+    ) -> Result<BackupGroup> {
+        if self.inner.inventory.group(&name).await?.is_some() {
+            return Err(Error::Exists {
+                kind: "workspace backup",
+                name: name.to_string(),
+            });
+        }
+        let clusters = self.workspace(workspace).await?.clusters;
+        let mut group = BackupGroup {
+            name: name.clone(),
+            workspace: workspace.clone(),
+            created: Some(self.inner.clock.now()),
+            members: clusters
+                .iter()
+                .map(|c| GroupMember {
+                    cluster: c.clone(),
+                    backup: Some(derived_name(name.as_str(), c.as_str())),
+                    skipped: None,
+                })
+                .collect(),
+            schedule: schedule.map(|s| s.name.clone()),
+        };
+        self.inner.inventory.put_group(&group).await?;
+        let window = schedule.map(|s| s.jitter).unwrap_or_default();
+        let mut later = Vec::new();
+        for member in &mut group.members {
+            let offset = schedule.map_or_else(Default::default, |s| jitter(&s.name, &member.cluster, window));
+            if offset.is_zero() {
+                if let Err(why) = self.start_member(&group.name, member, template, schedule).await {
+                    member.backup = None;
+                    member.skipped = Some(why);
+                }
+            } else {
+                later.push((member.clone(), offset));
+            }
+        }
+        self.inner.inventory.put_group(&group).await?;
+        for (member, offset) in later {
+            let (hub, template, schedule) = (self.clone(), template.clone(), schedule.cloned());
+            let at = Timestamp::from(std::time::SystemTime::from(slot) + offset);
+            let group_name = group.name.clone();
+            tokio::spawn(async move {
+                hub.inner.clock.sleep_until(at).await;
+                let mut member = member;
+                if let Err(why) = hub
+                    .start_member(&group_name, &mut member, &template, schedule.as_ref())
+                    .await
+                {
+                    hub.skip_member(&group_name, &member.cluster, why).await;
+                }
+            });
+        }
+        tracing::info!(group = %group.name, %workspace, clusters = group.members.len(), "workspace backup started");
+        Ok(group)
+    }
+
+    /// Starts one member's backup; the reason it could not, if not.
+    async fn start_member(
+        &self,
+        group: &BackupName,
+        member: &mut GroupMember,
+        template: &BackupTemplate,
+        schedule: Option<&Schedule>,
+    ) -> std::result::Result<(), String> {
+        let Some(name) = member.backup.clone() else {
+            return Ok(());
+        };
+        let origin = BackupOrigin {
+            schedule: schedule.map(|s| s.name.clone()),
+            group: Some(group.clone()),
+            ..BackupOrigin::default()
+        };
+        let spec = template.spec(name, member.cluster.clone(), origin);
+        self.create_backup(spec)
+            .await
+            .map(|_| ())
+            .map_err(|e| cairn_proto::error_chain(&e))
+    }
+
+    /// Records that `cluster` of workspace backup `group` was skipped, and why.
+    async fn skip_member(&self, group: &BackupName, cluster: &cairn_proto::model::ClusterName, why: String) {
+        tracing::warn!(%group, %cluster, why, "cluster skipped");
+        if let Ok(Some(mut g)) = self.inner.inventory.group(group).await {
+            for m in g.members.iter_mut().filter(|m| m.cluster == *cluster) {
+                m.backup = None;
+                m.skipped = Some(why.clone());
+            }
+            if let Err(e) = self.inner.inventory.put_group(&g).await {
+                tracing::error!(error = %cairn_proto::error_chain(&e), "recording a skipped cluster");
+            }
+        }
+    }
+
+    /// The workspace backup called `name`, with its members' backups.
+    pub async fn workspace_backup(&self, name: &BackupName) -> Result<WorkspaceBackup> {
+        let group = self
+            .inner
+            .inventory
+            .group(name)
+            .await?
+            .ok_or_else(|| Error::UnknownBackup(name.clone()))?;
+        let mut backups = Vec::new();
+        for m in &group.members {
+            if let Some(b) = &m.backup
+                && let Some(backup) = self.inner.inventory.backup(b).await?
+            {
+                backups.push(backup);
+            }
+        }
+        Ok(WorkspaceBackup { group, backups })
+    }
+}

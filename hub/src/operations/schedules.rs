@@ -1,0 +1,232 @@
+//! Schedules from request to backups: the scheduler loop, which fires each due schedule once for
+//! the latest slot it owes (so a hub that was down runs one catch-up, not one per missed slot),
+//! and the verbs users drive them with.
+
+use cairn_proto::model::{BackupName, BackupOrigin, Schedule, ScheduleName, ScheduleTarget, Timestamp};
+use futures::StreamExt;
+use std::time::Duration;
+
+use super::{Error, Hub, Result};
+use crate::schedule::Timetable;
+
+/// Schedules fired at once when many are due in the same second.
+const FIRE_CONCURRENCY: usize = 64;
+
+/// Longest the scheduler sleeps without looking again.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// `name-<suffix>`, shortened (with a hash of the whole) to fit a name's 63 characters.
+pub(super) fn derived_name(base: &str, suffix: &str) -> BackupName {
+    let full = format!("{base}-{suffix}");
+    if let Ok(name) = BackupName::new(full.clone()) {
+        return name;
+    }
+    let hash = full.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let head: String = full.chars().take(46).collect();
+    let name = format!("{}-{:016x}", head.trim_end_matches(['-', '.']), hash);
+    BackupName::new(name).unwrap_or_else(|_| unreachable!("lowercase, digits and '-', 63 long"))
+}
+
+/// A slot as a name suffix: `YYYYMMDDhhmmss` (UTC).
+fn slot_suffix(slot: Timestamp) -> String {
+    humantime::format_rfc3339_seconds(slot.into())
+        .to_string()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect()
+}
+
+impl Hub {
+    /// Checks and records a new schedule.
+    #[tracing::instrument(name = "create_schedule", skip_all, fields(schedule = %schedule.name))]
+    pub async fn create_schedule(&self, mut schedule: Schedule) -> Result<Schedule> {
+        Timetable::parse(&schedule.cron, schedule.timezone.as_deref())?;
+        if self.inner.inventory.schedule(&schedule.name).await?.is_some() {
+            return Err(Error::Exists {
+                kind: "schedule",
+                name: schedule.name.to_string(),
+            });
+        }
+        match &schedule.target {
+            ScheduleTarget::Workspace(w) => {
+                self.workspace_record(w).await?;
+            }
+            ScheduleTarget::Cluster(c) => {
+                if self.inner.inventory.cluster(c).await?.is_none() {
+                    return Err(Error::UnknownCluster(c.clone()));
+                }
+            }
+        }
+        let now = self.inner.clock.now();
+        schedule.created = Some(now);
+        schedule.last_fire = None;
+        schedule.runs = 0;
+        schedule.catch_ups = 0;
+        schedule.last_catch_up = None;
+        schedule.last_error = None;
+        self.inner.inventory.put_schedule(&schedule).await?;
+        self.inner.schedules_changed.notify_one();
+        tracing::info!(cron = %schedule.cron, "schedule created");
+        self.with_next(schedule)
+    }
+
+    /// `schedule` with its next slot filled in.
+    fn with_next(&self, mut schedule: Schedule) -> Result<Schedule> {
+        let timetable = Timetable::parse(&schedule.cron, schedule.timezone.as_deref())?;
+        schedule.next_fire = if schedule.paused {
+            None
+        } else {
+            timetable.next_after(self.inner.clock.now())
+        };
+        Ok(schedule)
+    }
+
+    /// The schedule called `name`.
+    pub async fn schedule(&self, name: &ScheduleName) -> Result<Schedule> {
+        let s = self.schedule_record(name).await?;
+        self.with_next(s)
+    }
+
+    async fn schedule_record(&self, name: &ScheduleName) -> Result<Schedule> {
+        self.inner
+            .inventory
+            .schedule(name)
+            .await?
+            .ok_or_else(|| Error::UnknownSchedule(name.clone()))
+    }
+
+    /// Every schedule.
+    pub async fn schedules(&self) -> Result<Vec<Schedule>> {
+        let all = self.inner.inventory.schedules().await?;
+        all.into_iter().map(|s| self.with_next(s)).collect()
+    }
+
+    /// Pauses (`true`) or resumes a schedule. Slots passed while paused are not caught up.
+    #[tracing::instrument(name = "pause_schedule", skip_all, fields(schedule = %name, paused))]
+    pub async fn set_paused(&self, name: &ScheduleName, paused: bool) -> Result<Schedule> {
+        let mut s = self.schedule_record(name).await?;
+        if s.paused != paused {
+            s.paused = paused;
+            if !paused {
+                s.last_fire = Some(self.inner.clock.now());
+            }
+            self.inner.inventory.put_schedule(&s).await?;
+            self.inner.schedules_changed.notify_one();
+            tracing::info!(paused, "schedule updated");
+        }
+        self.with_next(s)
+    }
+
+    /// Deletes a schedule; its backups stay.
+    pub async fn delete_schedule(&self, name: &ScheduleName) -> Result<()> {
+        self.schedule_record(name).await?;
+        self.inner.inventory.delete_schedule(name).await?;
+        self.inner.schedules_changed.notify_one();
+        Ok(())
+    }
+
+    /// Runs a schedule once now; its timetable is unchanged.
+    pub async fn run_schedule(&self, name: &ScheduleName) -> Result<Schedule> {
+        let s = self.schedule_record(name).await?;
+        let s = self.fire(s, self.inner.clock.now(), Firing::Now).await?;
+        self.with_next(s)
+    }
+
+    /// The scheduler: fires every due schedule, then sleeps until the next slot (or a change).
+    /// The first pass after start-up makes the catch-up runs.
+    pub async fn run_schedules(self) {
+        let mut firing = Firing::CatchUp;
+        loop {
+            let now = self.inner.clock.now();
+            let mut wake = Timestamp::from(std::time::SystemTime::from(now) + MAX_SLEEP);
+            let schedules = match self.inner.inventory.schedules().await {
+                Ok(all) => all,
+                Err(e) => {
+                    tracing::error!(error = %cairn_proto::error_chain(&e), "reading schedules");
+                    Vec::new()
+                }
+            };
+            let mut due = Vec::new();
+            for s in schedules.into_iter().filter(|s| !s.paused) {
+                let Ok(timetable) = Timetable::parse(&s.cron, s.timezone.as_deref()) else {
+                    continue;
+                };
+                let after = s.last_fire.or(s.created).unwrap_or(now);
+                if let Some(slot) = timetable.latest_between(after, now) {
+                    due.push((s, slot));
+                }
+                if let Some(next) = timetable.next_after(now) {
+                    wake = wake.min(next);
+                }
+            }
+            futures::stream::iter(due)
+                .for_each_concurrent(FIRE_CONCURRENCY, |(s, slot)| {
+                    let hub = self.clone();
+                    async move {
+                        let name = s.name.clone();
+                        if let Err(e) = hub.fire(s, slot, firing).await {
+                            tracing::error!(schedule = %name, error = %cairn_proto::error_chain(&e), "schedule run");
+                        }
+                    }
+                })
+                .await;
+            firing = Firing::OnTime;
+            tokio::select! {
+                () = self.inner.clock.sleep_until(wake) => {}
+                () = self.inner.schedules_changed.notified() => {}
+            }
+        }
+    }
+
+    /// One run of `s` for `slot`: recorded first (a crash never runs a slot twice), then the
+    /// backups started.
+    #[tracing::instrument(name = "schedule_run", skip_all, fields(schedule = %s.name, slot = %slot, ?firing))]
+    async fn fire(&self, mut s: Schedule, slot: Timestamp, firing: Firing) -> Result<Schedule> {
+        if firing != Firing::Now {
+            s.last_fire = Some(slot);
+        }
+        s.runs += 1;
+        if firing == Firing::CatchUp {
+            s.catch_ups += 1;
+            s.last_catch_up = Some(self.inner.clock.now());
+        }
+        s.last_error = None;
+        self.inner.inventory.put_schedule(&s).await?;
+        let origin = BackupOrigin {
+            schedule: Some(s.name.clone()),
+            ..BackupOrigin::default()
+        };
+        let name = derived_name(s.name.as_str(), &slot_suffix(slot));
+        let started = match &s.target {
+            ScheduleTarget::Cluster(cluster) => self
+                .create_backup(s.template.spec(name, cluster.clone(), origin))
+                .await
+                .map(|_| ()),
+            ScheduleTarget::Workspace(workspace) => self
+                .create_group(name, workspace, &s.template, Some(&s), slot)
+                .await
+                .map(|_| ()),
+        };
+        if let Err(e) = started {
+            s.last_error = Some(cairn_proto::error_chain(&e));
+            self.inner.inventory.put_schedule(&s).await?;
+            tracing::warn!(error = %cairn_proto::error_chain(&e), "scheduled backup did not start");
+        } else {
+            tracing::info!("scheduled backup started");
+        }
+        Ok(s)
+    }
+}
+
+/// Why a schedule runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Firing {
+    /// Its slot came.
+    OnTime,
+    /// On start-up, for the latest slot missed while the hub was down.
+    CatchUp,
+    /// A user asked (`run-now`); the timetable is unchanged.
+    Now,
+}

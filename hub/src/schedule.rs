@@ -1,0 +1,165 @@
+//! When schedules fire: cron expressions (five fields, or `@hourly`, `@daily`, `@weekly`,
+//! `@monthly`) read in an IANA time zone, parsed by `croner`; and how a workspace schedule spreads
+//! its clusters' starts over a jitter window so a fleet does not hit the bucket in one second.
+//! The scheduler loop itself is in [`crate::operations`].
+
+use cairn_proto::model::{ClusterName, ScheduleName, Timestamp};
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use croner::parser::{CronParser, Seconds, Year};
+use std::time::Duration;
+
+/// A cron expression or time zone that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Invalid {
+    /// The expression does not parse.
+    #[error(
+        "invalid cron expression {cron:?}: {reason} (five fields: minute hour day-of-month month day-of-week, or @hourly, @daily, @weekly, @monthly)"
+    )]
+    Cron {
+        /// The expression.
+        cron: String,
+        /// Why.
+        reason: String,
+    },
+    /// No such IANA time zone.
+    #[error("unknown time zone {0:?} (an IANA name such as Europe/Berlin)")]
+    TimeZone(String),
+}
+
+/// A schedule's firing times.
+#[derive(Debug, Clone)]
+pub struct Timetable {
+    cron: croner::Cron,
+    zone: Tz,
+}
+
+fn utc(t: Timestamp) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(t.unix_ms()).single().unwrap_or_default()
+}
+
+fn stamp<Z: TimeZone>(t: &DateTime<Z>) -> Option<Timestamp> {
+    Timestamp::from_unix_ms(t.timestamp_millis())
+}
+
+impl Timetable {
+    /// Parses `cron` (no seconds field) read in `timezone` (UTC if `None`).
+    pub fn parse(cron: &str, timezone: Option<&str>) -> Result<Self, Invalid> {
+        let zone = match timezone {
+            None => Tz::UTC,
+            Some(name) => name.parse().map_err(|_| Invalid::TimeZone(name.to_owned()))?,
+        };
+        let parser = CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .year(Year::Disallowed)
+            .build();
+        let cron = parser.parse(cron).map_err(|e| Invalid::Cron {
+            cron: cron.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self { cron, zone })
+    }
+
+    /// The first slot strictly after `t`.
+    pub fn next_after(&self, t: Timestamp) -> Option<Timestamp> {
+        let local = utc(t).with_timezone(&self.zone);
+        stamp(&self.cron.find_next_occurrence(&local, false).ok()?)
+    }
+
+    /// The latest slot in `(after, upto]`: the one run owed for that interval, however many slots
+    /// it holds (a hub down for a day owes one catch-up run, not 24).
+    pub fn latest_between(&self, after: Timestamp, upto: Timestamp) -> Option<Timestamp> {
+        let local = utc(upto).with_timezone(&self.zone);
+        let latest = stamp(&self.cron.find_previous_occurrence(&local, true).ok()?)?;
+        (latest > after).then_some(latest)
+    }
+}
+
+/// How long after a workspace schedule's slot `cluster` starts: a stable spread over `window`
+/// (FNV-1a of schedule and cluster), the same at every slot so each cluster keeps its rhythm.
+pub fn jitter(schedule: &ScheduleName, cluster: &ClusterName, window: Duration) -> Duration {
+    let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+    if window_ms == 0 {
+        return Duration::ZERO;
+    }
+    let hash = format!("{schedule}/{cluster}")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    Duration::from_millis(hash % window_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        humantime::parse_rfc3339(text).expect("time").into()
+    }
+
+    #[test]
+    fn slots_follow_the_expression_in_its_time_zone() {
+        let t = Timetable::parse("0 2 * * *", Some("Europe/Berlin")).expect("valid");
+        // 02:00 in Berlin is 01:00 UTC in winter.
+        assert_eq!(
+            t.next_after(at("2026-11-25T12:00:00Z")),
+            Some(at("2026-11-26T01:00:00Z"))
+        );
+        let hourly = Timetable::parse("@hourly", None).expect("valid");
+        assert_eq!(
+            hourly.next_after(at("2026-11-25T12:00:00Z")),
+            Some(at("2026-11-25T13:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_long_gap_owes_one_run_at_its_latest_slot() {
+        let t = Timetable::parse("0 * * * *", None).expect("valid");
+        let owed = t.latest_between(at("2026-11-25T01:00:00Z"), at("2026-11-25T05:30:00Z"));
+        assert_eq!(owed, Some(at("2026-11-25T05:00:00Z")));
+        assert_eq!(
+            t.latest_between(at("2026-11-25T05:00:00Z"), at("2026-11-25T05:30:00Z")),
+            None
+        );
+        assert_eq!(
+            t.latest_between(at("2026-11-25T05:00:00Z"), at("2026-11-25T06:00:00Z")),
+            Some(at("2026-11-25T06:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn bad_expressions_and_zones_are_refused_with_the_reason() {
+        let err = Timetable::parse("0 2 * *", None)
+            .expect_err("four fields")
+            .to_string();
+        assert!(err.starts_with("invalid cron expression \"0 2 * *\""), "{err}");
+        assert!(Timetable::parse("* * * * * *", None).is_err(), "no seconds field");
+        assert!(Timetable::parse("61 * * * *", None).is_err());
+        let err = Timetable::parse("@daily", Some("Mars/Olympus"))
+            .expect_err("zone")
+            .to_string();
+        assert_eq!(
+            err,
+            "unknown time zone \"Mars/Olympus\" (an IANA name such as Europe/Berlin)"
+        );
+    }
+
+    #[test]
+    fn jitter_spreads_clusters_within_the_window() {
+        let s: ScheduleName = "nightly".parse().expect("name");
+        let window = Duration::from_secs(600);
+        let offsets: Vec<Duration> = (0..50)
+            .map(|i| jitter(&s, &format!("c{i}").parse().expect("name"), window))
+            .collect();
+        assert!(offsets.iter().all(|d| *d < window));
+        assert!(
+            offsets.iter().any(|d| *d > Duration::from_secs(300)),
+            "{offsets:?}"
+        );
+        assert_eq!(
+            jitter(&s, &"c1".parse().expect("name"), Duration::ZERO),
+            Duration::ZERO
+        );
+    }
+}

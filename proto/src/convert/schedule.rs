@@ -1,0 +1,161 @@
+//! Schedules, their backup template, and workspace backups.
+
+use std::time::Duration;
+
+use super::backup::{cluster_resources_from_pb, cluster_resources_to_pb, selector_from_pb, ttl_from_pb};
+use super::{Error, Result, Wire, ms, name, opt_name, opt_string, required};
+use crate::model::{
+    BackupGroup, BackupTemplate, GroupMember, NamespaceFilter, Schedule, ScheduleTarget, Timestamp,
+};
+use crate::pb;
+
+impl Wire for BackupTemplate {
+    type Pb = pb::BackupTemplate;
+
+    fn to_pb(&self) -> pb::BackupTemplate {
+        pb::BackupTemplate {
+            location: self
+                .location
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            include_namespaces: self.namespaces.include.clone(),
+            exclude_namespaces: self.namespaces.exclude.clone(),
+            include_resources: self.include_resources.clone(),
+            exclude_resources: self.exclude_resources.clone(),
+            label_selector: self
+                .selector
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            cluster_resources: cluster_resources_to_pb(self.cluster_resources),
+            ttl_seconds: self.ttl.map_or(0, |d| d.as_secs()),
+        }
+    }
+
+    fn from_pb(m: pb::BackupTemplate) -> Result<Self> {
+        Ok(Self {
+            location: opt_name("BackupTemplate.location", m.location)?,
+            namespaces: NamespaceFilter {
+                include: m.include_namespaces,
+                exclude: m.exclude_namespaces,
+            },
+            include_resources: m.include_resources,
+            exclude_resources: m.exclude_resources,
+            selector: selector_from_pb("BackupTemplate.label_selector", m.label_selector)?,
+            cluster_resources: cluster_resources_from_pb(
+                "BackupTemplate.cluster_resources",
+                m.cluster_resources,
+            )?,
+            ttl: ttl_from_pb(m.ttl_seconds),
+        })
+    }
+}
+
+impl Wire for Schedule {
+    type Pb = pb::Schedule;
+
+    fn to_pb(&self) -> pb::Schedule {
+        use pb::schedule::Target;
+        pb::Schedule {
+            name: self.name.to_string(),
+            target: Some(match &self.target {
+                ScheduleTarget::Cluster(c) => Target::Cluster(c.to_string()),
+                ScheduleTarget::Workspace(w) => Target::Workspace(w.to_string()),
+            }),
+            cron: self.cron.clone(),
+            timezone: self.timezone.clone().unwrap_or_default(),
+            template: Some(self.template.to_pb()),
+            keep_last: self.keep_last.unwrap_or(0),
+            jitter_seconds: self.jitter.as_secs(),
+            paused: self.paused,
+            created_unix_ms: ms(self.created),
+            last_fire_unix_ms: ms(self.last_fire),
+            runs: self.runs,
+            catch_ups: self.catch_ups,
+            last_catch_up_unix_ms: ms(self.last_catch_up),
+            next_fire_unix_ms: ms(self.next_fire),
+            last_error: self.last_error.clone().unwrap_or_default(),
+        }
+    }
+
+    fn from_pb(m: pb::Schedule) -> Result<Self> {
+        use pb::schedule::Target;
+        let target = match required("Schedule.target", m.target)? {
+            Target::Cluster(c) => ScheduleTarget::Cluster(name("Schedule.cluster", c)?),
+            Target::Workspace(w) => ScheduleTarget::Workspace(name("Schedule.workspace", w)?),
+        };
+        if m.cron.is_empty() {
+            return Err(Error::Missing {
+                field: "Schedule.cron",
+            });
+        }
+        Ok(Self {
+            name: name("Schedule.name", m.name)?,
+            target,
+            cron: m.cron,
+            timezone: opt_string(m.timezone),
+            template: m
+                .template
+                .map(BackupTemplate::from_pb)
+                .transpose()?
+                .unwrap_or_default(),
+            keep_last: (m.keep_last > 0).then_some(m.keep_last),
+            jitter: Duration::from_secs(m.jitter_seconds),
+            paused: m.paused,
+            created: Timestamp::from_unix_ms(m.created_unix_ms),
+            last_fire: Timestamp::from_unix_ms(m.last_fire_unix_ms),
+            runs: m.runs,
+            catch_ups: m.catch_ups,
+            last_catch_up: Timestamp::from_unix_ms(m.last_catch_up_unix_ms),
+            next_fire: Timestamp::from_unix_ms(m.next_fire_unix_ms),
+            last_error: opt_string(m.last_error),
+        })
+    }
+}
+
+impl Wire for BackupGroup {
+    type Pb = pb::BackupGroup;
+
+    fn to_pb(&self) -> pb::BackupGroup {
+        pb::BackupGroup {
+            name: self.name.to_string(),
+            workspace: self.workspace.to_string(),
+            created_unix_ms: ms(self.created),
+            members: self
+                .members
+                .iter()
+                .map(|m| pb::GroupMember {
+                    cluster: m.cluster.to_string(),
+                    backup: m.backup.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    skipped: m.skipped.clone().unwrap_or_default(),
+                })
+                .collect(),
+            schedule: self
+                .schedule
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        }
+    }
+
+    fn from_pb(m: pb::BackupGroup) -> Result<Self> {
+        Ok(Self {
+            name: name("BackupGroup.name", m.name)?,
+            workspace: name("BackupGroup.workspace", m.workspace)?,
+            created: Timestamp::from_unix_ms(m.created_unix_ms),
+            members: m
+                .members
+                .into_iter()
+                .map(|g| {
+                    Ok(GroupMember {
+                        cluster: name("GroupMember.cluster", g.cluster)?,
+                        backup: opt_name("GroupMember.backup", g.backup)?,
+                        skipped: opt_string(g.skipped),
+                    })
+                })
+                .collect::<Result<_>>()?,
+            schedule: opt_name("BackupGroup.schedule", m.schedule)?,
+        })
+    }
+}
