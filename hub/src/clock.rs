@@ -1,5 +1,7 @@
-//! The hub's clock: the system's, or a manual one that tests move forward, so schedules, their
-//! catch-up after a restart and retention can be proven without waiting for real time.
+//! The hub's clock: the system's, the system's shifted forward (configured as `clock_offset`: a
+//! drill or a test can make a restarted hub find itself hours later), or a manual one that tests
+//! move, so schedules, their catch-up after a restart and retention can be proven without waiting
+//! for real time.
 
 use cairn_proto::model::Timestamp;
 use std::sync::Arc;
@@ -12,6 +14,8 @@ pub enum Clock {
     /// The system clock.
     #[default]
     System,
+    /// The system clock, this far ahead.
+    Ahead(Duration),
     /// A clock that moves only when told to.
     Manual(Arc<watch::Sender<Timestamp>>),
 }
@@ -26,6 +30,7 @@ impl Clock {
     pub fn now(&self) -> Timestamp {
         match self {
             Self::System => Timestamp::now(),
+            Self::Ahead(by) => (std::time::SystemTime::now() + *by).into(),
             Self::Manual(time) => *time.borrow(),
         }
     }
@@ -40,7 +45,7 @@ impl Clock {
     /// Returns once it is `at` or later.
     pub async fn sleep_until(&self, at: Timestamp) {
         match self {
-            Self::System => tokio::time::sleep(self.now().until(at)).await,
+            Self::System | Self::Ahead(_) => tokio::time::sleep(self.now().until(at)).await,
             Self::Manual(time) => {
                 let mut rx = time.subscribe();
                 // The sender lives as long as the clock: the wait ends only at `at`.

@@ -24,6 +24,7 @@ const ENV_KEYS: &[&str] = &[
     "CAIRN_AGENT_TIMEOUT",
     "CAIRN_DEFAULT_LOCATION_DIR",
     "CAIRN_LOCATION_CHECK_INTERVAL",
+    "CAIRN_CLOCK_OFFSET",
 ];
 
 /// Environment variable that supplies the hub's sealing key (32 bytes, base64) instead of
@@ -46,6 +47,9 @@ pub struct Config {
     /// How often every location is checked end to end.
     #[serde(with = "humantime_serde")]
     pub location_check_interval: Duration,
+    /// How far ahead of the system clock the hub's clock runs (schedules, retention).
+    #[serde(with = "humantime_serde")]
+    pub clock_offset: Duration,
 }
 
 impl Config {
@@ -90,6 +94,15 @@ impl Config {
         dir.to_str()
             .map(str::to_owned)
             .ok_or_else(|| Error::Invalid(format!("{} is not UTF-8", dir.display())))
+    }
+
+    /// The hub's clock.
+    pub fn clock(&self) -> crate::clock::Clock {
+        if self.clock_offset.is_zero() {
+            crate::clock::Clock::System
+        } else {
+            crate::clock::Clock::Ahead(self.clock_offset)
+        }
     }
 
     /// The key credentials are sealed with: from [`SECRET_KEY_ENV`], else `<data_dir>/secret.key`,

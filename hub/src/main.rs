@@ -1,7 +1,7 @@
 //! `cairn-hub`: the central server that agents dial into and users talk to.
 
 use anyhow::Context;
-use cairn_hub::{api, clock::Clock, config::Config, inventory, operations::Hub};
+use cairn_hub::{api, config::Config, inventory, operations::Hub};
 use clap::Parser;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ async fn main() -> anyhow::Result<()> {
         inventory::Inventory::new(Arc::new(store)),
         config.sealing_key()?,
         &config.default_location_dir()?,
-        Clock::System,
+        config.clock(),
     )
     .await?;
     tokio::spawn(hub.clone().run_schedules());

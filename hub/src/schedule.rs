@@ -34,12 +34,15 @@ pub struct Timetable {
     zone: Tz,
 }
 
+/// `t` to the whole second: slots are whole minutes, and croner keeps the fraction it is given.
 fn utc(t: Timestamp) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(t.unix_ms()).single().unwrap_or_default()
+    Utc.timestamp_opt(t.unix_ms().div_euclid(1000), 0)
+        .single()
+        .unwrap_or_default()
 }
 
 fn stamp<Z: TimeZone>(t: &DateTime<Z>) -> Option<Timestamp> {
-    Timestamp::from_unix_ms(t.timestamp_millis())
+    Timestamp::from_unix_ms(t.timestamp() * 1000)
 }
 
 impl Timetable {
@@ -126,6 +129,14 @@ mod tests {
             t.latest_between(at("2026-11-25T05:00:00Z"), at("2026-11-25T06:00:00Z")),
             Some(at("2026-11-25T06:00:00Z"))
         );
+        // Whatever the fraction of a second it is asked at, a slot is the same instant.
+        let late = at("2026-11-25T05:30:00.123Z");
+        assert_eq!(
+            t.latest_between(at("2026-11-25T04:00:00Z"), late),
+            Some(at("2026-11-25T05:00:00Z"))
+        );
+        assert_eq!(t.latest_between(at("2026-11-25T05:00:00Z"), late), None);
+        assert_eq!(t.next_after(late), Some(at("2026-11-25T06:00:00Z")));
     }
 
     #[test]

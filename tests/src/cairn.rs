@@ -92,6 +92,21 @@ impl HubProcess {
         self.launch().await
     }
 
+    /// Stops the hub (SIGTERM).
+    pub fn stop(&self) {
+        self.sandbox.stop("cairn-hub", Duration::from_secs(10));
+    }
+
+    /// Starts the stopped hub again on the same port and data, with `env` set on top of what it
+    /// had (a later `CAIRN_CLOCK_OFFSET`, say).
+    pub async fn start_again(&mut self, env: &[(&str, &str)]) -> Result<()> {
+        for (k, v) in env {
+            self.env.retain(|(key, _)| key != k);
+            self.env.push(((*k).to_owned(), (*v).to_owned()));
+        }
+        self.launch().await
+    }
+
     /// The last lines of the running hub's log.
     pub fn log(&self) -> String {
         self.sandbox.log_tail("cairn-hub")

@@ -17,34 +17,7 @@ use testbed::cairn::{CliOutput, HubProcess};
 use testbed::storage::{AZURE_ACCOUNT, AZURE_KEY, AzuriteServer, GcsServer, LocalDir, S3Server};
 use testbed::{ControlPlane, snapshot, wait_until};
 
-/// A small namespace with the kinds whose bytes matter: a large ConfigMap, binary Secret data.
-const SHOP: &str = r#"
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop, labels: {team: payments}}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: settings, namespace: shop, labels: {app: shop}}
-data: {mode: production, "limits.yaml": "cpu: 2\nmemory: 1Gi\n"}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: keys, namespace: shop}
-type: Opaque
-data: {tls.key: AAECAwQFBgcICf/+/fz7+g==}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: shop, namespace: shop}
----
-apiVersion: v1
-kind: Service
-metadata: {name: shop, namespace: shop}
-spec:
-  selector: {app: shop}
-  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
-"#;
+const SHOP: &str = include_str!("../fixtures/shop.yaml");
 
 /// Writes `text` to `dir/name` and returns the path as a CLI argument.
 fn file(dir: &Path, name: &str, text: &str) -> Result<String> {

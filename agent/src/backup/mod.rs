@@ -156,19 +156,17 @@ async fn execute(
         kubernetes_version: kubernetes_version.to_owned(),
     };
     status.finished = Some(Timestamp::now());
-    status.bytes = run.writer.bytes;
     let manifest = Manifest {
         backup: Backup {
             spec: spec.clone(),
-            status: status.clone(),
+            status,
         },
         index: Vec::new(),
     };
     match run.writer.finish(manifest).await {
-        Ok(bytes) => status.bytes = bytes,
-        Err(e) => return Err((e, run.reporter)),
+        Ok(written) => Ok((written.backup.status, run.reporter)),
+        Err(e) => Err((e, run.reporter)),
     }
-    Ok((status, run.reporter))
 }
 
 impl Run<'_> {

@@ -74,11 +74,14 @@ impl Writer {
 
     /// Writes the remaining index entries, then the manifest: the backup is then complete in
     /// the location. `manifest.index` is filled in here.
-    pub async fn finish(mut self, mut manifest: Manifest) -> Result<u64, Error> {
+    pub async fn finish(mut self, mut manifest: Manifest) -> Result<Manifest, Error> {
         self.flush_index().await?;
         manifest.index = std::mem::take(&mut self.index_parts);
+        // Every object but the manifest itself: the status the hub records is the manifest's own,
+        // so a catalog read back from the bucket says the same.
+        manifest.backup.status.bytes = self.bytes;
         self.put(BackupKeys::MANIFEST, manifest.encode()).await?;
-        Ok(self.bytes)
+        Ok(manifest)
     }
 }
 

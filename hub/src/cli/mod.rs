@@ -592,6 +592,12 @@ async fn location(client: &mut Client, out: Format, verb: LocationVerb) -> Resul
                 info.spec.workspace,
                 if info.is_default { " (its default)" } else { "" }
             );
+            if info.backups_read > 0 {
+                output::outln!(
+                    "{} backups found in it and added to the inventory",
+                    info.backups_read
+                );
+            }
             Ok(())
         }
         LocationVerb::List { workspace } => output::locations(

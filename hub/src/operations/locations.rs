@@ -15,6 +15,7 @@ fn info(stored: StoredLocation, default: Option<&LocationName>) -> LocationInfo 
         has_credentials: !stored.sealed_credentials.is_empty(),
         health: stored.health,
         spec: stored.spec,
+        backups_read: 0,
     }
 }
 
@@ -38,7 +39,12 @@ impl Hub {
             workspace.default_location = Some(stored.spec.name.clone());
             self.inner.inventory.put_workspace(&workspace).await?;
         }
-        Ok(info(stored, workspace.default_location.as_ref()))
+        // The bucket is the source of truth: backups already in it join the inventory.
+        let backups_read = self.sync_catalog(&stored).await?;
+        Ok(LocationInfo {
+            backups_read,
+            ..info(stored, workspace.default_location.as_ref())
+        })
     }
 
     async fn location_info(&self, stored: StoredLocation) -> Result<LocationInfo> {

@@ -15,6 +15,10 @@ const FIRE_CONCURRENCY: usize = 64;
 /// Longest the scheduler sleeps without looking again.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
+/// How long after start-up the catch-up runs wait: agents dial again with backoff from half a
+/// second, so by then the connected ones are back and their catch-up backups can start.
+pub const RECONNECT_GRACE: Duration = Duration::from_secs(10);
+
 /// `name-<suffix>`, shortened (with a hash of the whole) to fit a name's 63 characters.
 pub(super) fn derived_name(base: &str, suffix: &str) -> BackupName {
     let full = format!("{base}-{suffix}");
@@ -135,8 +139,10 @@ impl Hub {
     }
 
     /// The scheduler: fires every due schedule, then sleeps until the next slot (or a change).
-    /// The first pass after start-up makes the catch-up runs.
+    /// The first pass, [`RECONNECT_GRACE`] after start-up, makes the catch-up runs.
     pub async fn run_schedules(self) {
+        let start = std::time::SystemTime::from(self.inner.clock.now()) + RECONNECT_GRACE;
+        self.inner.clock.sleep_until(start.into()).await;
         let mut firing = Firing::CatchUp;
         loop {
             let now = self.inner.clock.now();

@@ -162,6 +162,7 @@ impl Wire for LocationInfo {
             has_credentials: self.has_credentials,
             is_default: self.is_default,
             health: health_to_pb(self.health.as_ref()),
+            backups_read: self.backups_read,
         }
     }
 
@@ -171,6 +172,7 @@ impl Wire for LocationInfo {
             has_credentials: m.has_credentials,
             is_default: m.is_default,
             health: health_from_pb(m.health),
+            backups_read: m.backups_read,
         })
     }
 }

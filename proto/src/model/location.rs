@@ -146,6 +146,13 @@ pub struct LocationInfo {
     pub is_default: bool,
     /// Its last check.
     pub health: Option<Health>,
+    /// On `location add`: the backups found in it and recorded in the inventory.
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub backups_read: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A location as the hub stores it: credentials sealed under the hub's key.
