@@ -7,6 +7,7 @@
 //!   location rules, schedules, retention, the catalog read back from buckets.
 //! - [`schedule`]: cron timetables and fleet jitter; [`clock`]: the system's or a test's.
 //! - [`api`]: the gRPC services (agent channel, user API): the only wire-facing code.
+//! - [`server`]: the hub as a running server (what `cairn-hub` runs).
 //! - [`cli`]: the `cairn` command.
 
 pub mod api;
@@ -17,3 +18,4 @@ pub mod inventory;
 pub mod location;
 pub mod operations;
 pub mod schedule;
+pub mod server;

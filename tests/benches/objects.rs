@@ -226,15 +226,6 @@ fn timed(cmd: &mut Command) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    kib / 1024
-}
 
 struct Agent(Child);
 
@@ -340,7 +331,7 @@ async fn measure(n: usize) -> Result<Row> {
     if phase != Phase::Completed {
         bail!("backup ended {phase}");
     }
-    let backup_rss = peak_rss_mib(source_agent.0.id());
+    let backup_rss = testbed::proc_stats::peak_rss_mib(source_agent.0.id());
 
     eprintln!("== kubectl get");
     let out = tempfile::NamedTempFile::new()?;
@@ -374,7 +365,7 @@ async fn measure(n: usize) -> Result<Row> {
         let failed: Vec<_> = r.status.problems.iter().take(3).collect();
         bail!("restore ended {phase}: {:?} {failed:?}", r.status.error);
     }
-    let restore_rss = peak_rss_mib(target_agent.0.id());
+    let restore_rss = testbed::proc_stats::peak_rss_mib(target_agent.0.id());
 
     eprintln!("== kubectl create -f");
     let manifest = tempfile::NamedTempFile::new()?;

@@ -5,6 +5,8 @@
 //! - [`storage`]: S3 (moto, plain, TLS with our own CA, and with real IAM authentication), Azure
 //!   Blob (azurite), GCS (fake-gcs-server behind a small adapter), and local directories.
 //!
+//! - [`proc_stats`]: a process's peak memory and CPU time, for benchmarks.
+//!
 //! Every server runs in a [`Sandbox`]: a directory holding its data, logs and pid files. A sandbox
 //! stops its processes and removes itself on drop; sandboxes left by a killed test process are
 //! reaped by the next one. The binaries come from `tests/bed/setup.sh`, which links them under
@@ -15,6 +17,7 @@ mod control_plane;
 pub mod manifest;
 mod paths;
 mod pki;
+pub mod proc_stats;
 mod sandbox;
 pub mod snapshot;
 pub mod storage;

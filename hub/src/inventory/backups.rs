@@ -86,6 +86,16 @@ impl Inventory {
         self.write(batch).await
     }
 
+    /// Records many backups with their index entries in one write (a catalog import, a bench).
+    pub async fn put_backups(&self, backups: &[Backup]) -> Result<()> {
+        let mut batch: Vec<(String, Option<Vec<u8>>)> = Vec::with_capacity(backups.len() * 7);
+        for backup in backups {
+            batch.push((record_key(&backup.spec.name), Some(backup.encode())));
+            batch.extend(index_keys(&backup.spec).into_iter().map(|k| (k, Some(Vec::new()))));
+        }
+        self.write(batch).await
+    }
+
     /// Forgets `backup` and its index entries.
     pub async fn delete_backup(&self, backup: &Backup) -> Result<()> {
         let mut batch: Vec<(String, Option<Vec<u8>>)> = vec![(record_key(&backup.spec.name), None)];

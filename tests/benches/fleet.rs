@@ -1,0 +1,383 @@
+//! `cargo bench --bench fleet`: the hub at fleet scale.
+//!
+//! For each N (`CAIRN_BENCH_AGENTS`, default 500,1000,2000,5000) a fresh hub runs as its own
+//! process (this binary re-run in hub mode: the same `cairn_hub::server::run` as `cairn-hub`), and
+//! N simulated agents in this process each hold their own connection and speak the real agent
+//! protocol: register, heartbeat every 5 s, answer each backup instruction at once. Measured: the
+//! hub's CPU while idle with heartbeats, its peak RSS, and — with one schedule per cluster, all
+//! firing in the same minute, no jitter — the delay from the slot to the agent receiving its
+//! instruction (p50, p99). Then `backup list` through the user API over an inventory of 1,000,000
+//! backups (`CAIRN_BENCH_BACKUPS`): p99 of filtered queries. The last line is the 2,000 row.
+
+use anyhow::{Context, Result, bail};
+use cairn_hub::api::client::Client;
+use cairn_hub::inventory::{BackupQuery, Inventory, rocks::RocksStore};
+use cairn_hub::operations::Hub;
+use cairn_proto::model::{
+    Backup, BackupName, BackupOrigin, BackupSpec, BackupStatus, ClusterName, ClusterResources, NamespaceFilter,
+    Phase, Schedule, ScheduleTarget, Timestamp,
+};
+use cairn_proto::pb::{self, agent_channel_client::AgentChannelClient};
+use futures::StreamExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Set when this binary runs as the hub.
+const HUB_MODE: &str = "CAIRN_BENCH_HUB";
+/// Agents connecting at once.
+const CONNECT_CONCURRENCY: usize = 200;
+/// How long idle CPU is sampled.
+const IDLE_SAMPLE: Duration = Duration::from_secs(10);
+/// Clusters and workspaces of the million-backup inventory.
+const INVENTORY_CLUSTERS: usize = 2000;
+const INVENTORY_WORKSPACES: usize = 10;
+
+fn main() -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    cairn_proto::process::init();
+    if std::env::var_os(HUB_MODE).is_some() {
+        let config = cairn_hub::config::Config::load(None)?;
+        runtime.block_on(cairn_hub::server::run(&config, std::future::pending()))?;
+        return Ok(());
+    }
+    let sizes: Vec<usize> = std::env::var("CAIRN_BENCH_AGENTS")
+        .unwrap_or_else(|_| "500,1000,2000,5000".into())
+        .split(',')
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()?;
+    let backups: usize = std::env::var("CAIRN_BENCH_BACKUPS")
+        .unwrap_or_else(|_| "1000000".into())
+        .parse()?;
+    runtime.block_on(async {
+        let mut rows = Vec::new();
+        for n in sizes {
+            rows.push(measure(n).await?);
+        }
+        let list = list_latency(backups).await?;
+        println!();
+        println!(
+            "{:>7} {:>9} {:>9} {:>12} {:>13}",
+            "agents", "p50_ms", "p99_ms", "hub_rss_mib", "idle_cpu_pct"
+        );
+        for r in &rows {
+            println!(
+                "{:>7} {:>9.0} {:>9.0} {:>12} {:>13.1}",
+                r.agents, r.p50_ms, r.p99_ms, r.rss_mib, r.idle_cpu_pct
+            );
+        }
+        println!();
+        println!(
+            "backup list over {backups} backups: p99 {:.1} ms (cluster+since), {:.1} ms (workspace+status+since), {:.1} ms (cluster, all time)",
+            list[0], list[1], list[2]
+        );
+        let row = rows
+            .iter()
+            .find(|r| r.agents == 2000)
+            .or(rows.last())
+            .context("no rows")?;
+        println!(
+            "fleet agents={} p50_ms={:.0} p99_ms={:.0} hub_rss_mib={} idle_cpu_pct={:.1}",
+            row.agents, row.p50_ms, row.p99_ms, row.rss_mib, row.idle_cpu_pct
+        );
+        anyhow::Ok(())
+    })
+}
+
+struct Row {
+    agents: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    rss_mib: u64,
+    idle_cpu_pct: f64,
+}
+
+struct HubChild(Child);
+
+impl Drop for HubChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// When each simulated agent received its instruction.
+type Received = Arc<Mutex<Vec<SystemTime>>>;
+
+/// One simulated agent: registers as `cluster`, beats, answers every backup at once.
+async fn agent(
+    url: String,
+    cluster: String,
+    received: Received,
+    connecting: Arc<tokio::sync::Semaphore>,
+) -> Result<()> {
+    let permit = connecting.acquire_owned().await?;
+    let mut client = AgentChannelClient::connect(url).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tx.send(pb::AgentMessage {
+        kind: Some(pb::agent_message::Kind::Register(pb::Register {
+            cluster: cluster.clone(),
+            agent_version: "bench".into(),
+            kubernetes_version: "v1.20.2".into(),
+        })),
+    })
+    .await?;
+    let mut down = client.session(ReceiverStream::new(rx)).await?.into_inner();
+    drop(permit);
+    let beat = tx.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            let msg = pb::AgentMessage {
+                kind: Some(pb::agent_message::Kind::Heartbeat(pb::Heartbeat {})),
+            };
+            if beat.send(msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(msg) = down.message().await? {
+        if let Some(pb::hub_message::Kind::RunBackup(run)) = msg.kind {
+            received.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(SystemTime::now());
+            let name = run.spec.map(|s| s.name).unwrap_or_default();
+            let status = pb::BackupStatus {
+                phase: pb::Phase::Completed as i32,
+                ..Default::default()
+            };
+            tx.send(pb::AgentMessage {
+                kind: Some(pb::agent_message::Kind::BackupDone(pb::BackupDone {
+                    backup: name,
+                    status: Some(status),
+                })),
+            })
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+async fn measure(n: usize) -> Result<Row> {
+    eprintln!("== {n} agents");
+    let data = tempfile::tempdir()?;
+    let port = free_port()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let hub = HubChild(
+        Command::new(std::env::current_exe()?)
+            .env(HUB_MODE, "1")
+            .env("CAIRN_DATA_DIR", data.path())
+            .env("CAIRN_LISTEN", format!("127.0.0.1:{port}"))
+            .env("CAIRN_AGENT_TIMEOUT", "30s")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()?,
+    );
+    let pid = hub.0.id();
+    let client = testbed::wait_until("the hub", Duration::from_secs(30), || async {
+        Ok(Client::connect(&url).await.ok())
+    })
+    .await?;
+
+    let received: Received = Arc::default();
+    let started = Instant::now();
+    let connecting = Arc::new(tokio::sync::Semaphore::new(CONNECT_CONCURRENCY));
+    let agents: Vec<_> = (0..n)
+        .map(|i| {
+            let name = format!("sim-{i:05}");
+            tokio::spawn(agent(url.clone(), name, received.clone(), connecting.clone()))
+        })
+        .collect();
+    testbed::wait_until("every agent registered", Duration::from_secs(300), || {
+        let mut client = client.clone();
+        async move {
+            let up = client.clusters().await?.iter().filter(|c| c.connected).count();
+            Ok((up == n).then_some(()))
+        }
+    })
+    .await?;
+    eprintln!("   {n} agents connected in {:.1} s", started.elapsed().as_secs_f64());
+
+    let cpu0 = testbed::proc_stats::cpu_seconds(pid);
+    tokio::time::sleep(IDLE_SAMPLE).await;
+    let idle_cpu_pct = (testbed::proc_stats::cpu_seconds(pid) - cpu0) / IDLE_SAMPLE.as_secs_f64() * 100.0;
+
+    // One schedule per cluster, all at the same minute (at least 20 s away once they exist).
+    let now_s = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let setup_s = 20 + u64::try_from(n / 200).unwrap_or(0);
+    let slot_s = (now_s + setup_s).div_ceil(60) * 60;
+    let minute = (slot_s / 60) % 60;
+    let hour = (slot_s / 3600) % 24;
+    let cron = format!("{minute} {hour} * * *");
+    let creates: Vec<_> = (0..n)
+        .map(|i| {
+            let (mut client, cron) = (client.clone(), cron.clone());
+            async move {
+                let schedule = Schedule {
+                    name: format!("s-{i:05}").parse()?,
+                    target: ScheduleTarget::Cluster(format!("sim-{i:05}").parse()?),
+                    cron,
+                    timezone: None,
+                    template: Default::default(),
+                    keep_last: None,
+                    jitter: Duration::ZERO,
+                    paused: false,
+                    created: None,
+                    last_fire: None,
+                    runs: 0,
+                    catch_ups: 0,
+                    last_catch_up: None,
+                    next_fire: None,
+                    last_error: None,
+                };
+                client.create_schedule(&schedule).await?;
+                anyhow::Ok(())
+            }
+        })
+        .collect();
+    let made: Vec<Result<()>> = futures::stream::iter(creates).buffer_unordered(32).collect().await;
+    made.into_iter().collect::<Result<Vec<()>>>()?;
+    let slot = UNIX_EPOCH + Duration::from_secs(slot_s);
+    if SystemTime::now() >= slot {
+        bail!("setting up {n} schedules took past their slot; raise the set-up margin");
+    }
+    eprintln!("   {n} schedules fire at {}", humantime::format_rfc3339_seconds(slot));
+    testbed::wait_until("every agent instructed", Duration::from_secs(180), || async {
+        let got = received.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.len();
+        Ok((got >= n).then_some(()))
+    })
+    .await?;
+    let mut delays: Vec<f64> = received
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .iter()
+        .map(|t| t.duration_since(slot).map_or(0.0, |d| d.as_secs_f64() * 1000.0))
+        .collect();
+    delays.sort_by(f64::total_cmp);
+    tokio::time::sleep(Duration::from_secs(2)).await; // the agents' reports land
+    let rss_mib = testbed::proc_stats::peak_rss_mib(pid);
+    let row = Row {
+        agents: n,
+        p50_ms: percentile(&delays, 0.50),
+        p99_ms: percentile(&delays, 0.99),
+        rss_mib,
+        idle_cpu_pct,
+    };
+    eprintln!(
+        "   p50 {:.0} ms, p99 {:.0} ms, hub peak RSS {} MiB, idle CPU {:.1} %",
+        row.p50_ms, row.p99_ms, row.rss_mib, row.idle_cpu_pct
+    );
+    drop(hub);
+    for a in agents {
+        a.abort();
+    }
+    drop(client);
+    Ok(row)
+}
+
+/// p99 in ms of three filtered `backup list` queries over an inventory of `count` backups.
+async fn list_latency(count: usize) -> Result<[f64; 3]> {
+    eprintln!("== backup list over {count} backups");
+    let data = tempfile::tempdir()?;
+    let inventory = Inventory::new(Arc::new(RocksStore::open(&data.path().join("db"))?));
+    let now = Timestamp::now();
+    let month_ms = 30 * 24 * 3600 * 1000_i64;
+    let started = Instant::now();
+    let mut batch = Vec::with_capacity(10_000);
+    for i in 0..count {
+        let cluster = i % INVENTORY_CLUSTERS;
+        let created = now.unix_ms() - (i64::try_from(i).unwrap_or(0) * 7919) % month_ms;
+        batch.push(Backup {
+            spec: BackupSpec {
+                name: BackupName::new(format!("b-{i:07}"))?,
+                cluster: ClusterName::new(format!("c-{cluster:04}"))?,
+                location: Some("default".parse()?),
+                namespaces: NamespaceFilter::default(),
+                include_resources: vec![],
+                exclude_resources: vec![],
+                selector: None,
+                cluster_resources: ClusterResources::Auto,
+                ttl: Some(Duration::from_secs(90 * 24 * 3600)),
+                origin: BackupOrigin {
+                    created: Timestamp::from_unix_ms(created),
+                    workspace: Some(format!("w-{}", cluster % INVENTORY_WORKSPACES).parse()?),
+                    schedule: Some(format!("s-{cluster:04}").parse()?),
+                    group: None,
+                },
+            },
+            status: BackupStatus {
+                phase: if i % 20 == 0 { Phase::Failed } else { Phase::Completed },
+                items: 1000,
+                bytes: 1 << 20,
+                ..BackupStatus::default()
+            },
+        });
+        if batch.len() == batch.capacity() {
+            inventory.put_backups(&batch).await?;
+            batch.clear();
+        }
+    }
+    inventory.put_backups(&batch).await?;
+    eprintln!("   inventory written in {:.1} s", started.elapsed().as_secs_f64());
+
+    let key = cairn_proto::seal::Key::create_file(&data.path().join("secret.key"))?;
+    let backups_dir = data.path().join("backups");
+    let hub = Hub::start(inventory, key, backups_dir.to_str().context("UTF-8")?, Default::default()).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(cairn_hub::api::serve(hub, listener, std::future::pending()));
+    let mut client = Client::connect(&url).await?;
+
+    let day_ago = Timestamp::from(SystemTime::now() - Duration::from_secs(24 * 3600));
+    let queries: [Box<dyn Fn(usize) -> Result<BackupQuery>>; 3] = [
+        Box::new(|i| {
+            Ok(BackupQuery {
+                cluster: Some(format!("c-{:04}", (i * 37) % INVENTORY_CLUSTERS).parse()?),
+                since: Some(day_ago),
+                ..BackupQuery::default()
+            })
+        }),
+        Box::new(|i| {
+            Ok(BackupQuery {
+                workspace: Some(format!("w-{}", i % INVENTORY_WORKSPACES).parse()?),
+                phase: Some(Phase::Failed),
+                since: Some(day_ago),
+                ..BackupQuery::default()
+            })
+        }),
+        Box::new(|i| {
+            Ok(BackupQuery {
+                cluster: Some(format!("c-{:04}", (i * 53) % INVENTORY_CLUSTERS).parse()?),
+                ..BackupQuery::default()
+            })
+        }),
+    ];
+    let mut out = [0.0; 3];
+    for (q, query) in queries.iter().enumerate() {
+        let mut times = Vec::new();
+        let mut found = 0;
+        for i in 0..200 {
+            let query = query(i)?;
+            let t = Instant::now();
+            found += client.backups(&query).await?.len();
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        out[q] = percentile(&times, 0.99);
+        eprintln!("   query {q}: p50 {:.1} ms, p99 {:.1} ms, {found} backups over 200 queries", percentile(&times, 0.5), out[q]);
+    }
+    Ok(out)
+}
