@@ -14,8 +14,8 @@ use cairn_hub::api::client::Client;
 use cairn_hub::inventory::{BackupQuery, Inventory, rocks::RocksStore};
 use cairn_hub::operations::Hub;
 use cairn_proto::model::{
-    Backup, BackupName, BackupOrigin, BackupSpec, BackupStatus, ClusterName, ClusterResources, NamespaceFilter,
-    Phase, Schedule, ScheduleTarget, Timestamp,
+    Backup, BackupName, BackupOrigin, BackupSpec, BackupStatus, ClusterName, ClusterResources,
+    NamespaceFilter, Phase, Schedule, ScheduleTarget, Timestamp,
 };
 use cairn_proto::pb::{self, agent_channel_client::AgentChannelClient};
 use futures::StreamExt;
@@ -144,7 +144,10 @@ async fn agent(
     });
     while let Some(msg) = down.message().await? {
         if let Some(pb::hub_message::Kind::RunBackup(run)) = msg.kind {
-            received.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(SystemTime::now());
+            received
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?
+                .push(SystemTime::now());
             let name = run.spec.map(|s| s.name).unwrap_or_default();
             let status = pb::BackupStatus {
                 phase: pb::Phase::Completed as i32,
@@ -166,7 +169,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i]
 }
@@ -209,7 +216,10 @@ async fn measure(n: usize) -> Result<Row> {
         }
     })
     .await?;
-    eprintln!("   {n} agents connected in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "   {n} agents connected in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     let cpu0 = testbed::proc_stats::cpu_seconds(pid);
     tokio::time::sleep(IDLE_SAMPLE).await;
@@ -248,13 +258,19 @@ async fn measure(n: usize) -> Result<Row> {
             }
         })
         .collect();
-    let made: Vec<Result<()>> = futures::stream::iter(creates).buffer_unordered(32).collect().await;
+    let made: Vec<Result<()>> = futures::stream::iter(creates)
+        .buffer_unordered(32)
+        .collect()
+        .await;
     made.into_iter().collect::<Result<Vec<()>>>()?;
     let slot = UNIX_EPOCH + Duration::from_secs(slot_s);
     if SystemTime::now() >= slot {
         bail!("setting up {n} schedules took past their slot; raise the set-up margin");
     }
-    eprintln!("   {n} schedules fire at {}", humantime::format_rfc3339_seconds(slot));
+    eprintln!(
+        "   {n} schedules fire at {}",
+        humantime::format_rfc3339_seconds(slot)
+    );
     testbed::wait_until("every agent instructed", Duration::from_secs(180), || async {
         let got = received.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.len();
         Ok((got >= n).then_some(()))
@@ -319,7 +335,11 @@ async fn list_latency(count: usize) -> Result<[f64; 3]> {
                 },
             },
             status: BackupStatus {
-                phase: if i % 20 == 0 { Phase::Failed } else { Phase::Completed },
+                phase: if i % 20 == 0 {
+                    Phase::Failed
+                } else {
+                    Phase::Completed
+                },
                 items: 1000,
                 bytes: 1 << 20,
                 ..BackupStatus::default()
@@ -335,7 +355,13 @@ async fn list_latency(count: usize) -> Result<[f64; 3]> {
 
     let key = cairn_proto::seal::Key::create_file(&data.path().join("secret.key"))?;
     let backups_dir = data.path().join("backups");
-    let hub = Hub::start(inventory, key, backups_dir.to_str().context("UTF-8")?, Default::default()).await?;
+    let hub = Hub::start(
+        inventory,
+        key,
+        backups_dir.to_str().context("UTF-8")?,
+        Default::default(),
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(cairn_hub::api::serve(hub, listener, std::future::pending()));
@@ -377,7 +403,11 @@ async fn list_latency(count: usize) -> Result<[f64; 3]> {
         }
         times.sort_by(f64::total_cmp);
         out[q] = percentile(&times, 0.99);
-        eprintln!("   query {q}: p50 {:.1} ms, p99 {:.1} ms, {found} backups over 200 queries", percentile(&times, 0.5), out[q]);
+        eprintln!(
+            "   query {q}: p50 {:.1} ms, p99 {:.1} ms, {found} backups over 200 queries",
+            percentile(&times, 0.5),
+            out[q]
+        );
     }
     Ok(out)
 }

@@ -226,7 +226,6 @@ fn timed(cmd: &mut Command) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
-
 struct Agent(Child);
 
 impl Drop for Agent {

@@ -91,7 +91,11 @@ impl Inventory {
         let mut batch: Vec<(String, Option<Vec<u8>>)> = Vec::with_capacity(backups.len() * 7);
         for backup in backups {
             batch.push((record_key(&backup.spec.name), Some(backup.encode())));
-            batch.extend(index_keys(&backup.spec).into_iter().map(|k| (k, Some(Vec::new()))));
+            batch.extend(
+                index_keys(&backup.spec)
+                    .into_iter()
+                    .map(|k| (k, Some(Vec::new()))),
+            );
         }
         self.write(batch).await
     }
