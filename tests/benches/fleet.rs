@@ -252,6 +252,7 @@ async fn measure(n: usize) -> Result<Row> {
                     last_catch_up: None,
                     next_fire: None,
                     last_error: None,
+                    resumed: None,
                 };
                 client.create_schedule(&schedule).await?;
                 anyhow::Ok(())

@@ -88,6 +88,7 @@ pub(super) async fn run(client: &mut Client, out: Format, verb: ScheduleVerb) ->
                 last_catch_up: None,
                 next_fire: None,
                 last_error: None,
+                resumed: None,
             };
             let s = client.create_schedule(&schedule).await?;
             let next = s.next_fire.map_or_else(|| "-".into(), |t| t.to_string());

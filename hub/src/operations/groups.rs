@@ -78,6 +78,11 @@ impl Hub {
             });
         }
         let clusters = self.workspace(workspace).await?.clusters;
+        if clusters.is_empty() {
+            return Err(Error::Membership(format!(
+                "workspace {workspace} has no clusters (see `cairn workspace add-cluster`)"
+            )));
+        }
         let mut group = BackupGroup {
             name: name.clone(),
             workspace: workspace.clone(),

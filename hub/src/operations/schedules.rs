@@ -70,6 +70,7 @@ impl Hub {
         schedule.catch_ups = 0;
         schedule.last_catch_up = None;
         schedule.last_error = None;
+        schedule.resumed = None;
         self.inner.inventory.put_schedule(&schedule).await?;
         self.inner.schedules_changed.notify_one();
         tracing::info!(cron = %schedule.cron, "schedule created");
@@ -114,7 +115,7 @@ impl Hub {
         if s.paused != paused {
             s.paused = paused;
             if !paused {
-                s.last_fire = Some(self.inner.clock.now());
+                s.resumed = Some(self.inner.clock.now());
             }
             self.inner.inventory.put_schedule(&s).await?;
             self.inner.schedules_changed.notify_one();
@@ -159,7 +160,7 @@ impl Hub {
                 let Ok(timetable) = Timetable::parse(&s.cron, s.timezone.as_deref()) else {
                     continue;
                 };
-                let after = s.last_fire.or(s.created).unwrap_or(now);
+                let after = s.owed_after().unwrap_or(now);
                 if let Some(slot) = timetable.latest_between(after, now) {
                     due.push((s, slot));
                 }

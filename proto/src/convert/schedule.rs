@@ -76,6 +76,7 @@ impl Wire for Schedule {
             last_catch_up_unix_ms: ms(self.last_catch_up),
             next_fire_unix_ms: ms(self.next_fire),
             last_error: self.last_error.clone().unwrap_or_default(),
+            resumed_unix_ms: ms(self.resumed),
         }
     }
 
@@ -110,6 +111,7 @@ impl Wire for Schedule {
             last_catch_up: Timestamp::from_unix_ms(m.last_catch_up_unix_ms),
             next_fire: Timestamp::from_unix_ms(m.next_fire_unix_ms),
             last_error: opt_string(m.last_error),
+            resumed: Timestamp::from_unix_ms(m.resumed_unix_ms),
         })
     }
 }

@@ -91,6 +91,18 @@ pub struct Schedule {
     pub next_fire: Option<Timestamp>,
     /// Why its last run could not start, if it could not.
     pub last_error: Option<String>,
+    /// When it was last resumed: slots before are not owed.
+    pub resumed: Option<Timestamp>,
+}
+
+impl Schedule {
+    /// The time after which slots are owed: its last run, creation or resumption.
+    pub fn owed_after(&self) -> Option<Timestamp> {
+        [self.last_fire, self.created, self.resumed]
+            .into_iter()
+            .flatten()
+            .max()
+    }
 }
 
 /// `Duration` as humantime text.
