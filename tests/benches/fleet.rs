@@ -236,24 +236,11 @@ async fn measure(n: usize) -> Result<Row> {
         .map(|i| {
             let (mut client, cron) = (client.clone(), cron.clone());
             async move {
-                let schedule = Schedule {
-                    name: format!("s-{i:05}").parse()?,
-                    target: ScheduleTarget::Cluster(format!("sim-{i:05}").parse()?),
+                let schedule = Schedule::new(
+                    format!("s-{i:05}").parse()?,
+                    ScheduleTarget::Cluster(format!("sim-{i:05}").parse()?),
                     cron,
-                    timezone: None,
-                    template: Default::default(),
-                    keep_last: None,
-                    jitter: Duration::ZERO,
-                    paused: false,
-                    created: None,
-                    last_fire: None,
-                    runs: 0,
-                    catch_ups: 0,
-                    last_catch_up: None,
-                    next_fire: None,
-                    last_error: None,
-                    resumed: None,
-                };
+                );
                 client.create_schedule(&schedule).await?;
                 anyhow::Ok(())
             }

@@ -73,22 +73,11 @@ pub(super) async fn run(client: &mut Client, out: Format, verb: ScheduleVerb) ->
                 (None, None) => bail!("--cluster or --workspace is required"),
             };
             let schedule = Schedule {
-                name: args.name,
-                target,
-                cron: args.cron,
                 timezone: args.timezone,
                 template: args.template.template(),
                 keep_last: args.keep_last,
                 jitter: args.jitter.into(),
-                paused: false,
-                created: None,
-                last_fire: None,
-                runs: 0,
-                catch_ups: 0,
-                last_catch_up: None,
-                next_fire: None,
-                last_error: None,
-                resumed: None,
+                ..Schedule::new(args.name, target, args.cron)
             };
             let s = client.create_schedule(&schedule).await?;
             let next = s.next_fire.map_or_else(|| "-".into(), |t| t.to_string());

@@ -58,7 +58,7 @@ pub struct BackupSpec {
     /// Cluster-scoped objects taken.
     pub cluster_resources: ClusterResources,
     /// How long the backup is kept; `None`: forever.
-    #[serde(with = "humantime_serde_opt")]
+    #[serde(with = "super::time::duration_text::opt")]
     pub ttl: Option<Duration>,
     /// Where it came from; set by the hub.
     #[serde(flatten)]
@@ -128,25 +128,6 @@ pub struct Manifest {
     pub backup: Backup,
     /// Keys of its index parts, relative to the backup folder.
     pub index: Vec<String>,
-}
-
-/// `Option<Duration>` as humantime text ("720h") in JSON and YAML output.
-mod humantime_serde_opt {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Option::<String>::deserialize(d)?
-            .map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
-            .transpose()
-    }
 }
 
 #[cfg(test)]

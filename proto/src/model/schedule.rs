@@ -73,7 +73,7 @@ pub struct Schedule {
     /// Backups kept per cluster (the newest); `None`: no count limit.
     pub keep_last: Option<u32>,
     /// Workspace schedules: clusters' starts are spread over this window.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "super::time::duration_text")]
     pub jitter: Duration,
     /// Whether it is paused.
     pub paused: bool,
@@ -96,25 +96,33 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// A new schedule of `target` at `cron` (UTC), taking everything, keeping every backup.
+    pub fn new(name: ScheduleName, target: ScheduleTarget, cron: String) -> Self {
+        Self {
+            name,
+            target,
+            cron,
+            timezone: None,
+            template: BackupTemplate::default(),
+            keep_last: None,
+            jitter: Duration::ZERO,
+            paused: false,
+            created: None,
+            last_fire: None,
+            runs: 0,
+            catch_ups: 0,
+            last_catch_up: None,
+            next_fire: None,
+            last_error: None,
+            resumed: None,
+        }
+    }
+
     /// The time after which slots are owed: its last run, creation or resumption.
     pub fn owed_after(&self) -> Option<Timestamp> {
         [self.last_fire, self.created, self.resumed]
             .into_iter()
             .flatten()
             .max()
-    }
-}
-
-/// `Duration` as humantime text.
-mod humantime_serde {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        humantime::parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
