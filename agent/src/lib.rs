@@ -13,6 +13,7 @@ pub mod link;
 pub mod references;
 pub mod report;
 pub mod restore;
+pub mod volume;
 
 /// This agent's version, as registered with the hub.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -61,12 +61,55 @@ fn random(buf: &mut [u8]) -> Result<()> {
     SystemRandom::new().fill(buf).map_err(|_| Error::Random)
 }
 
+/// Bytes a sealed value adds to its plaintext: nonce and tag.
+pub const OVERHEAD: usize = NONCE_LEN + 16;
+
 impl Key {
     fn from_bytes(bytes: &[u8]) -> Option<Self> {
         let key = UnboundKey::new(&AES_256_GCM, bytes).ok()?;
         Some(Self {
             aead: LessSafeKey::new(key),
         })
+    }
+
+    /// A fresh random key, with its raw bytes (to be sealed under another key, never stored bare).
+    pub fn random() -> Result<(Self, [u8; KEY_LEN])> {
+        let mut bytes = [0u8; KEY_LEN];
+        random(&mut bytes)?;
+        let key = Self::from_bytes(&bytes).ok_or(Error::Random)?;
+        Ok((key, bytes))
+    }
+
+    /// The key with raw bytes `bytes` (as [`Key::random`] gave them); `origin` names them in the
+    /// error.
+    pub fn from_raw(bytes: &[u8], origin: &str) -> Result<Self> {
+        if bytes.len() != KEY_LEN {
+            return Err(Error::Malformed {
+                origin: origin.to_owned(),
+            });
+        }
+        Self::from_bytes(bytes).ok_or_else(|| Error::Malformed {
+            origin: origin.to_owned(),
+        })
+    }
+
+    /// Seals `plaintext` onto the end of `out` (no intermediate copy): `nonce ‖ ciphertext ‖ tag`.
+    pub fn seal_into(&self, context: &str, plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let mut nonce = [0u8; NONCE_LEN];
+        random(&mut nonce)?;
+        out.extend_from_slice(&nonce);
+        let start = out.len();
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .aead
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(context.as_bytes()),
+                &mut out[start..],
+            )
+            .map_err(|_| Error::Random)?;
+        out.extend_from_slice(tag.as_ref());
+        Ok(())
     }
 
     /// Parses a key's text form; `origin` names where it came from in the error.
@@ -114,19 +157,8 @@ impl Key {
 
     /// Seals `plaintext`; `context` must be given again to open it.
     pub fn seal(&self, context: &str, plaintext: &[u8]) -> Result<Vec<u8>> {
-        let mut nonce = [0u8; NONCE_LEN];
-        random(&mut nonce)?;
-        let mut sealed = Vec::with_capacity(NONCE_LEN + plaintext.len() + AES_256_GCM.tag_len());
-        sealed.extend_from_slice(&nonce);
-        let mut body = plaintext.to_vec();
-        self.aead
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(context.as_bytes()),
-                &mut body,
-            )
-            .map_err(|_| Error::Random)?;
-        sealed.extend_from_slice(&body);
+        let mut sealed = Vec::with_capacity(OVERHEAD + plaintext.len());
+        self.seal_into(context, plaintext, &mut sealed)?;
         Ok(sealed)
     }
 
@@ -158,6 +190,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("key");
         let key = Key::create_file(&path).expect("created");
+        assert_eq!(key.seal("x", b"abc").expect("sealed").len(), 3 + OVERHEAD);
         assert!(Key::create_file(&path).is_err(), "never overwritten");
         let again = Key::read_file(&path).expect("read back");
 

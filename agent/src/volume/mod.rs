@@ -1,0 +1,106 @@
+//! Volume data: a deduplicating, compressed, encrypted repository in a backup location
+//! (`proto/FORMAT.md`, "Volume repository"), and what reads and writes it.
+//!
+//! - [`repo`]: opening (master key unwrapped by the workspace key), config, keys, snapshots.
+//! - [`blob`]: blob ids (keyed BLAKE3) and the sealed, compressed stored form of a chunk.
+//! - [`pack`]: blobs grouped into pack files, each with its sealed header.
+//! - [`index`]: which pack holds which blob, merged from every writer's index files.
+//! - [`backup`]: a directory into a snapshot — chunk, hash, compress, seal, pack, upload.
+//! - [`restore`]: a snapshot back into a directory, byte for byte with modes, owners, times,
+//!   symlinks, hard links and holes.
+//!
+//! The stored forms are the `cairn.v1` messages of `proto/cairn/v1/volume.proto`, used as such
+//! (like a repository file format) only inside this module.
+
+pub mod backup;
+pub mod blob;
+pub mod index;
+pub mod pack;
+pub mod repo;
+pub mod restore;
+
+pub use repo::Repository;
+
+/// A repository operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The location cannot be opened.
+    #[error(transparent)]
+    Location(#[from] cairn_proto::format::location::Error),
+    /// Reading or writing an object failed.
+    #[error("{operation} {key}")]
+    Store {
+        /// read, write, list or delete.
+        operation: &'static str,
+        /// The key.
+        key: String,
+        /// The cause.
+        #[source]
+        source: object_store::Error,
+    },
+    /// No repository at the location.
+    #[error("no repository at {0} (run `cairn-agent repo init`)")]
+    NotInitialised(String),
+    /// A repository exists already.
+    #[error("a repository exists already at {0}")]
+    Exists(String),
+    /// The key does not open any of the repository's keys.
+    #[error("wrong key: {0} opens none of the repository's keys; nothing was written")]
+    WrongKey(String),
+    /// A key could not be read, made or used.
+    #[error(transparent)]
+    Seal(#[from] cairn_proto::seal::Error),
+    /// Something stored does not decode or verify.
+    #[error("{what} is corrupt: {reason}")]
+    Corrupt {
+        /// What (a pack, a blob, a tree…).
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// A blob the snapshot needs is in no index.
+    #[error("blob {0} is missing from the repository")]
+    MissingBlob(String),
+    /// A file or directory could not be read or written.
+    #[error("{path}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No such snapshot.
+    #[error("no snapshot {0}")]
+    UnknownSnapshot(String),
+    /// A worker thread or task ended abnormally.
+    #[error("a {0} worker stopped")]
+    Worker(&'static str),
+}
+
+impl Error {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn store(operation: &'static str, key: &str, source: object_store::Error) -> Self {
+        Self::Store {
+            operation,
+            key: key.to_owned(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(what: impl std::fmt::Display, reason: impl std::fmt::Display) -> Self {
+        Self::Corrupt {
+            what: what.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Result of a repository operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,299 @@
+//! A repository in a location, under `volumes/`: its clear `config`, master keys sealed by
+//! key-encryption keys in `keys/`, packs in `data/`, index files in `index/`, snapshots in
+//! `snapshots/`. Every object is written once and never changed, so writers need no lock.
+
+use bytes::Bytes;
+use cairn_proto::pb;
+use cairn_proto::seal::{KEY_LEN, Key};
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
+use prost::Message;
+use std::sync::Arc;
+
+use super::blob::{self, BlobId};
+use super::index::Index;
+use super::{Error, Result};
+
+/// Version of the repository format this code writes and reads.
+pub const VERSION: u32 = 1;
+/// Chunk bounds (FastCDC): restic's, which suit volumes of large and small files alike.
+pub const CHUNK_MIN: u32 = 512 << 10;
+/// Average chunk.
+pub const CHUNK_AVG: u32 = 1 << 20;
+/// Largest chunk.
+pub const CHUNK_MAX: u32 = 8 << 20;
+/// Objects read at once (index files, snapshots).
+const READ_CONCURRENCY: usize = 16;
+
+const ROOT: &str = "volumes";
+const KEY_CONTEXT: &str = "cairn repository key";
+const INDEX_CONTEXT: &str = "cairn index";
+const SNAPSHOT_CONTEXT: &str = "cairn snapshot";
+
+fn key_of(parts: &[&str]) -> String {
+    let mut k = ROOT.to_owned();
+    for p in parts {
+        k.push('/');
+        k.push_str(p);
+    }
+    k
+}
+
+/// The object key of pack `id`.
+pub fn pack_key(id: &str) -> String {
+    key_of(&["data", &id[..2.min(id.len())], id])
+}
+
+fn random_id() -> Result<String> {
+    let (_, bytes) = Key::random()?;
+    Ok(bytes[..16].iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// An open repository.
+pub struct Repository {
+    store: Arc<dyn ObjectStore>,
+    label: String,
+    master: Key,
+    id_key: [u8; 32],
+    config: pb::RepoConfig,
+}
+
+impl Repository {
+    /// Creates a repository in `store` (described as `label` in errors), its master key sealed
+    /// under `kek`.
+    pub async fn init(store: Arc<dyn ObjectStore>, label: &str, kek: &Key) -> Result<Self> {
+        let this = |master, id_key, config| Self {
+            store: store.clone(),
+            label: label.to_owned(),
+            master,
+            id_key,
+            config,
+        };
+        if get_opt(store.as_ref(), &key_of(&["config"])).await?.is_some() {
+            return Err(Error::Exists(label.to_owned()));
+        }
+        let (master, raw) = Key::random()?;
+        let (_, repo_id) = Key::random()?;
+        let config = pb::RepoConfig {
+            version: VERSION,
+            id: repo_id.to_vec(),
+            chunk_min: CHUNK_MIN,
+            chunk_avg: CHUNK_AVG,
+            chunk_max: CHUNK_MAX,
+        };
+        let repo = this(master, derive_id_key(&raw), config.clone());
+        repo.put(&key_of(&["keys", &random_id()?]), kek.seal(KEY_CONTEXT, &raw)?)
+            .await?;
+        repo.put(&key_of(&["config"]), config.encode_to_vec()).await?;
+        Ok(repo)
+    }
+
+    /// Opens the repository in `store` with key-encryption key `kek` (`kek_origin` names it in
+    /// errors). Reads only.
+    pub async fn open(store: Arc<dyn ObjectStore>, label: &str, kek: &Key, kek_origin: &str) -> Result<Self> {
+        let config_key = key_of(&["config"]);
+        let config = get_opt(store.as_ref(), &config_key)
+            .await?
+            .ok_or_else(|| Error::NotInitialised(label.to_owned()))?;
+        let config = pb::RepoConfig::decode(config.as_ref()).map_err(|e| Error::corrupt(&config_key, e))?;
+        if config.version > VERSION {
+            return Err(Error::corrupt(
+                &config_key,
+                format!(
+                    "format version {} is newer than this agent's {VERSION}",
+                    config.version
+                ),
+            ));
+        }
+        let prefix = Path::from(key_of(&["keys"]));
+        let keys: Vec<_> = store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| Error::store("list", prefix.as_ref(), e))?;
+        for meta in keys {
+            let sealed = get(store.as_ref(), meta.location.as_ref()).await?;
+            if let Ok(raw) = kek.open(KEY_CONTEXT, &sealed) {
+                let master = Key::from_raw(&raw, meta.location.as_ref())?;
+                let id_key = derive_id_key(&raw[..KEY_LEN]);
+                return Ok(Self {
+                    store,
+                    label: label.to_owned(),
+                    master,
+                    id_key,
+                    config,
+                });
+            }
+        }
+        Err(Error::WrongKey(kek_origin.to_owned()))
+    }
+
+    /// Where it is.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Its chunking bounds: min, average, max.
+    pub fn chunking(&self) -> (u32, u32, u32) {
+        (
+            self.config.chunk_min,
+            self.config.chunk_avg,
+            self.config.chunk_max,
+        )
+    }
+
+    /// The master key blobs, packs, index files and snapshots are sealed with.
+    pub fn master(&self) -> &Key {
+        &self.master
+    }
+
+    /// The key blob ids are hashed with.
+    pub fn id_key(&self) -> &[u8; 32] {
+        &self.id_key
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Writes `bytes` at `key` (one PUT).
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        self.store
+            .put(&Path::from(key), PutPayload::from(bytes))
+            .await
+            .map_err(|e| Error::store("write", key, e))?;
+        Ok(())
+    }
+
+    /// Every index file, merged.
+    pub async fn load_index(&self) -> Result<Index> {
+        let mut index = Index::default();
+        for file in self.read_all(&["index"], INDEX_CONTEXT).await? {
+            let file = pb::IndexFile::decode(file.1.as_slice()).map_err(|e| Error::corrupt(&file.0, e))?;
+            index.add_file(&file)?;
+        }
+        Ok(index)
+    }
+
+    /// Writes a new index file for the packs in `file`.
+    pub async fn write_index(&self, file: &pb::IndexFile) -> Result<()> {
+        let sealed = self.master.seal(INDEX_CONTEXT, &file.encode_to_vec())?;
+        self.put(&key_of(&["index", &random_id()?]), sealed).await
+    }
+
+    /// Every snapshot with its id, oldest first.
+    pub async fn snapshots(&self) -> Result<Vec<(String, pb::Snapshot)>> {
+        let mut all = Vec::new();
+        for (key, plain) in self.read_all(&["snapshots"], SNAPSHOT_CONTEXT).await? {
+            let snapshot = pb::Snapshot::decode(plain.as_slice()).map_err(|e| Error::corrupt(&key, e))?;
+            let id = key.rsplit('/').next().unwrap_or_default().to_owned();
+            all.push((id, snapshot));
+        }
+        all.sort_by_key(|(id, s)| (s.time_unix_ms, id.clone()));
+        Ok(all)
+    }
+
+    /// The snapshot whose id starts with `prefix` (unique).
+    pub async fn snapshot(&self, prefix: &str) -> Result<(String, pb::Snapshot)> {
+        let mut found = self
+            .snapshots()
+            .await?
+            .into_iter()
+            .filter(|(id, _)| id.starts_with(prefix));
+        match (found.next(), found.next()) {
+            (Some(s), None) if !prefix.is_empty() => Ok(s),
+            _ => Err(Error::UnknownSnapshot(prefix.to_owned())),
+        }
+    }
+
+    /// Writes `snapshot`; returns its id.
+    pub async fn save_snapshot(&self, snapshot: &pb::Snapshot) -> Result<String> {
+        let id = format!("{}{}", random_id()?, random_id()?);
+        let sealed = self.master.seal(SNAPSHOT_CONTEXT, &snapshot.encode_to_vec())?;
+        self.put(&key_of(&["snapshots", &id]), sealed).await?;
+        Ok(id)
+    }
+
+    /// The plaintext of blob `id`.
+    pub async fn read_blob(&self, index: &Index, id: &BlobId) -> Result<Vec<u8>> {
+        let entry = index.get(id)?;
+        let key = pack_key(&entry.pack);
+        let range = entry.offset..entry.offset + u64::from(entry.length);
+        let stored = self
+            .store
+            .get_range(&Path::from(key.as_str()), range)
+            .await
+            .map_err(|e| Error::store("read", &key, e))?;
+        blob::open(
+            &self.master,
+            &self.id_key,
+            id,
+            &stored,
+            entry.compressed,
+            entry.raw_length as usize,
+        )
+        .map_err(|e| match e {
+            Error::Corrupt { what, reason } => Error::Corrupt {
+                what: format!("{what} in pack {}", entry.pack),
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    /// Tree blob `id`.
+    pub async fn tree(&self, index: &Index, id: &BlobId) -> Result<pb::Tree> {
+        let bytes = self.read_blob(index, id).await?;
+        pb::Tree::decode(bytes.as_slice()).map_err(|e| Error::corrupt(format!("tree {id}"), e))
+    }
+
+    /// Every object under `dir`, opened with `context`, as (key, plaintext).
+    async fn read_all(&self, dir: &[&str], context: &'static str) -> Result<Vec<(String, Vec<u8>)>> {
+        let prefix = Path::from(key_of(dir));
+        let keys: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .map_err(|e| Error::store("list", prefix.as_ref(), e))?;
+        futures::stream::iter(keys)
+            .map(|key| async move {
+                let sealed = get(self.store.as_ref(), &key).await?;
+                let plain = self
+                    .master
+                    .open(context, &sealed)
+                    .map_err(|e| Error::corrupt(&key, e))?;
+                Ok((key, plain))
+            })
+            .buffer_unordered(READ_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+}
+
+fn derive_id_key(master: &[u8]) -> [u8; 32] {
+    blake3::derive_key("cairn volume repository 2026-11 blob ids", master)
+}
+
+async fn get(store: &dyn ObjectStore, key: &str) -> Result<Bytes> {
+    get_opt(store, key).await?.ok_or_else(|| {
+        Error::store(
+            "read",
+            key,
+            object_store::Error::NotFound {
+                path: key.to_owned(),
+                source: "missing".into(),
+            },
+        )
+    })
+}
+
+async fn get_opt(store: &dyn ObjectStore, key: &str) -> Result<Option<Bytes>> {
+    match store.get(&Path::from(key)).await {
+        Ok(r) => Ok(Some(r.bytes().await.map_err(|e| Error::store("read", key, e))?)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(Error::store("read", key, e)),
+    }
+}
