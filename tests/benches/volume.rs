@@ -132,7 +132,9 @@ fn mib(bytes: u64) -> f64 {
 }
 
 fn main() -> Result<()> {
-    let volume_mib: u64 = std::env::var("CAIRN_BENCH_VOLUME_MIB").unwrap_or_else(|_| "2048".into()).parse()?;
+    let volume_mib: u64 = std::env::var("CAIRN_BENCH_VOLUME_MIB")
+        .unwrap_or_else(|_| "2048".into())
+        .parse()?;
     let small_files: u64 = std::env::var("CAIRN_BENCH_SMALL_FILES")
         .unwrap_or_else(|_| "1000000".into())
         .parse()?;
@@ -143,9 +145,14 @@ fn main() -> Result<()> {
         .map(|d| d.join("cairn-agent"))
         .context("target dir")?;
     if !cairn.exists() {
-        bail!("{} missing: run `cargo build --release -p cairn-agent` first", cairn.display());
+        bail!(
+            "{} missing: run `cargo build --release -p cairn-agent` first",
+            cairn.display()
+        );
     }
-    let work = tempfile::Builder::new().prefix("cairn-bench-volume-").tempdir_in(std::env::temp_dir())?;
+    let work = tempfile::Builder::new()
+        .prefix("cairn-bench-volume-")
+        .tempdir_in(std::env::temp_dir())?;
     let tools = Tools {
         cairn,
         key: work.path().join("key"),
@@ -153,12 +160,20 @@ fn main() -> Result<()> {
     };
     let data = tools.work.join("data");
     eprintln!("== generating {volume_mib} MiB");
-    generate(&["create", data.to_str().context("utf-8")?, "--size-mib", &volume_mib.to_string()])?;
+    generate(&[
+        "create",
+        data.to_str().context("utf-8")?,
+        "--size-mib",
+        &volume_mib.to_string(),
+    ])?;
     let size = du_bytes(&data)?;
 
     eprintln!("== ceiling: tar | zstd -T0 -3");
     drop_caches();
-    let ceiling = measure(sh(&format!("tar -cf - -C {} . | zstd -T0 -3 -q > /dev/null", data.display())))?;
+    let ceiling = measure(sh(&format!(
+        "tar -cf - -C {} . | zstd -T0 -3 -q > /dev/null",
+        data.display()
+    )))?;
 
     let (c_repo, r_repo) = (tools.work.join("cairn-repo"), tools.work.join("restic-repo"));
     measure(tools.cairn(&c_repo, &["init", "--new-key"]))?;
@@ -168,7 +183,10 @@ fn main() -> Result<()> {
     drop_caches();
     let c_backup = measure(tools.cairn(&c_repo, &["backup", data.to_str().context("utf-8")?]))?;
     drop_caches();
-    let r_backup = measure(Tools::restic(&r_repo, &["backup", "--quiet", data.to_str().context("utf-8")?]))?;
+    let r_backup = measure(Tools::restic(
+        &r_repo,
+        &["backup", "--quiet", data.to_str().context("utf-8")?],
+    ))?;
     let (c_size1, r_size1) = (du_bytes(&c_repo)?, du_bytes(&r_repo)?);
 
     eprintln!("== incremental backup (after gen_volume.py mutate)");
@@ -176,16 +194,30 @@ fn main() -> Result<()> {
     drop_caches();
     let c_incr = measure(tools.cairn(&c_repo, &["backup", data.to_str().context("utf-8")?]))?;
     drop_caches();
-    let r_incr = measure(Tools::restic(&r_repo, &["backup", "--quiet", data.to_str().context("utf-8")?]))?;
+    let r_incr = measure(Tools::restic(
+        &r_repo,
+        &["backup", "--quiet", data.to_str().context("utf-8")?],
+    ))?;
     let (c_size2, r_size2) = (du_bytes(&c_repo)?, du_bytes(&r_repo)?);
 
     eprintln!("== restore");
     let c_snapshot = snapshot_id(&c_incr.stdout)?;
     let (c_target, r_target) = (tools.work.join("cairn-out"), tools.work.join("restic-out"));
     drop_caches();
-    let c_restore = measure(tools.cairn(&c_repo, &["restore", &c_snapshot, c_target.to_str().context("utf-8")?]))?;
+    let c_restore = measure(tools.cairn(
+        &c_repo,
+        &["restore", &c_snapshot, c_target.to_str().context("utf-8")?],
+    ))?;
     drop_caches();
-    let r_restore = measure(Tools::restic(&r_repo, &["restore", "latest", "--target", r_target.to_str().context("utf-8")?]))?;
+    let r_restore = measure(Tools::restic(
+        &r_repo,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            r_target.to_str().context("utf-8")?,
+        ],
+    ))?;
     let same = Command::new("diff")
         .arg("-rq")
         .arg(&data)
@@ -200,27 +232,54 @@ fn main() -> Result<()> {
 
     eprintln!("== {small_files} small files");
     let small = tools.work.join("small");
-    generate(&["small", small.to_str().context("utf-8")?, "--files", &small_files.to_string()])?;
+    generate(&[
+        "small",
+        small.to_str().context("utf-8")?,
+        "--files",
+        &small_files.to_string(),
+    ])?;
     let (c_small_repo, r_small_repo) = (tools.work.join("cairn-small"), tools.work.join("restic-small"));
     measure(tools.cairn(&c_small_repo, &["init"]))?;
     measure(Tools::restic(&r_small_repo, &["init", "--quiet"]))?;
     drop_caches();
     let c_small = measure(tools.cairn(&c_small_repo, &["backup", small.to_str().context("utf-8")?]))?;
     drop_caches();
-    let r_small = measure(Tools::restic(&r_small_repo, &["backup", "--quiet", small.to_str().context("utf-8")?]))?;
+    let r_small = measure(Tools::restic(
+        &r_small_repo,
+        &["backup", "--quiet", small.to_str().context("utf-8")?],
+    ))?;
 
     let mbs = |seconds: f64| mib(size) / seconds;
     #[allow(clippy::cast_precision_loss)]
     let fps = |seconds: f64| small_files as f64 / seconds;
     println!();
-    println!("volume: {:.0} MiB, {} small files; ceiling tar|zstd -T0 -3: {:.1} s = {:.0} MiB/s", mib(size), small_files, ceiling.seconds, mbs(ceiling.seconds));
+    println!(
+        "volume: {:.0} MiB, {} small files; ceiling tar|zstd -T0 -3: {:.1} s = {:.0} MiB/s",
+        mib(size),
+        small_files,
+        ceiling.seconds,
+        mbs(ceiling.seconds)
+    );
     println!(
         "{:<8} {:>12} {:>9} {:>13} {:>12} {:>12} {:>12} {:>9} {:>12} {:>9}",
-        "tool", "backup_MiB/s", "rss_MiB", "incremental_s", "restore_MiB/s", "repo1_MiB", "repo2_MiB", "small_f/s", "small_rss", "restore_rss"
+        "tool",
+        "backup_MiB/s",
+        "rss_MiB",
+        "incremental_s",
+        "restore_MiB/s",
+        "repo1_MiB",
+        "repo2_MiB",
+        "small_f/s",
+        "small_rss",
+        "restore_rss"
     );
     for (name, b, i, r, s1, s2, sm) in [
-        ("cairn", &c_backup, &c_incr, &c_restore, c_size1, c_size2, &c_small),
-        ("restic", &r_backup, &r_incr, &r_restore, r_size1, r_size2, &r_small),
+        (
+            "cairn", &c_backup, &c_incr, &c_restore, c_size1, c_size2, &c_small,
+        ),
+        (
+            "restic", &r_backup, &r_incr, &r_restore, r_size1, r_size2, &r_small,
+        ),
     ] {
         println!(
             "{:<8} {:>12.0} {:>9} {:>13.1} {:>12.0} {:>12.0} {:>12.0} {:>9.0} {:>12} {:>9}",
@@ -241,7 +300,11 @@ fn main() -> Result<()> {
     let restore_x = r_restore.seconds / c_restore.seconds;
     #[allow(clippy::cast_precision_loss)]
     let size_x = c_size2 as f64 / r_size2 as f64;
-    let rss = c_backup.rss_mib.max(c_incr.rss_mib).max(c_restore.rss_mib).max(c_small.rss_mib);
+    let rss = c_backup
+        .rss_mib
+        .max(c_incr.rss_mib)
+        .max(c_restore.rss_mib)
+        .max(c_small.rss_mib);
     println!(
         "cairn initial backup at {:.2}x the tar|zstd ceiling; small files {:.2}x restic's files/s",
         ceiling.seconds / c_backup.seconds,

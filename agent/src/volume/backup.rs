@@ -21,10 +21,10 @@ use super::index::Index;
 use super::pack::{Pack, PackBuilder, TARGET_BYTES};
 use super::{Error, Repository, Result};
 
-/// Chunks waiting for a packer (each up to the largest chunk).
-const CHUNK_QUEUE: usize = 8;
+/// Chunks waiting for a packer (each up to the largest chunk, 1 MiB on average).
+const CHUNK_QUEUE: usize = 4;
 /// Finished packs waiting for upload.
-const PACK_QUEUE: usize = 2;
+const PACK_QUEUE: usize = 1;
 /// Packs uploading at once.
 const UPLOADS: usize = 2;
 
@@ -155,7 +155,7 @@ fn pack_chunks(
     packs: &tokio::sync::mpsc::Sender<Pack>,
 ) -> Result<(u64, u64)> {
     let (mut blobs, mut bytes) = (0, 0);
-    let mut pack = PackBuilder::default();
+    let mut pack = PackBuilder::new()?;
     loop {
         let next = chunks.lock().map_err(|_| Error::Worker("packer"))?.recv();
         let Ok(chunk) = next else { break };
@@ -164,7 +164,7 @@ fn pack_chunks(
         blobs += 1;
         bytes += (pack.len() - before) as u64;
         if pack.len() >= TARGET_BYTES {
-            let full = std::mem::take(&mut pack).finish(repo.master())?;
+            let full = std::mem::replace(&mut pack, PackBuilder::new()?).finish(repo.master())?;
             packs.blocking_send(full).map_err(|_| Error::Worker("upload"))?;
         }
     }
@@ -221,6 +221,17 @@ impl Walker<'_> {
                 .map_err(|_| Error::Worker("packer"))?;
         }
         Ok(())
+    }
+
+    /// Stores one chunk of file data read; returns its id as the tree records it.
+    fn chunk(&mut self, data: Vec<u8>) -> Result<Vec<u8>> {
+        let id = BlobId::of(self.repo.id_key(), &data);
+        self.summary.bytes_read += data.len() as u64;
+        self.counters
+            .bytes_read
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.store(id, pb::BlobKind::Data, data)?;
+        Ok(id.0.to_vec())
     }
 
     /// Backs up directory `dir` (its parent-snapshot tree: `parent`); returns its tree's id.
@@ -296,18 +307,21 @@ impl Walker<'_> {
         if let Some(content) = link.and_then(|l| self.links.get(&l)) {
             return Ok(content.clone());
         }
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let (min, avg, max) = self.repo.chunking();
         let mut content = Vec::new();
-        for chunk in fastcdc::v2020::StreamCDC::new(file, min, avg, max) {
-            let chunk = chunk.map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
-            let id = BlobId::of(self.repo.id_key(), &chunk.data);
-            self.summary.bytes_read += chunk.data.len() as u64;
-            self.counters
-                .bytes_read
-                .fetch_add(chunk.data.len() as u64, Ordering::Relaxed);
-            self.store(id, pb::BlobKind::Data, chunk.data)?;
-            content.push(id.0.to_vec());
+        if meta.len() <= u64::from(min) {
+            // One chunk whatever the cut points: read it whole, without a chunker's 8 MiB buffer
+            // (a volume of a million small files would otherwise allocate one per file).
+            let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            if !data.is_empty() {
+                content.push(self.chunk(data)?);
+            }
+        } else {
+            let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            for chunk in fastcdc::v2020::StreamCDC::new(file, min, avg, max) {
+                let chunk = chunk.map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
+                content.push(self.chunk(chunk.data)?);
+            }
         }
         self.summary.files_read += 1;
         if let Some(l) = link {

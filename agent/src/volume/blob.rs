@@ -6,6 +6,9 @@ use std::fmt;
 
 use super::{Error, Result};
 
+/// Plaintexts at least this long are hashed on every core.
+const PARALLEL_HASH: usize = 256 << 10;
+
 /// A blob's id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BlobId(pub [u8; 32]);
@@ -13,7 +16,14 @@ pub struct BlobId(pub [u8; 32]);
 impl BlobId {
     /// The id of `plaintext` under the repository's id key.
     pub fn of(id_key: &[u8; 32], plaintext: &[u8]) -> Self {
-        Self(*blake3::keyed_hash(id_key, plaintext).as_bytes())
+        // Chunks of a MiB and more are hashed on every core (BLAKE3's tree mode is made for it).
+        let mut hasher = blake3::Hasher::new_keyed(id_key);
+        if plaintext.len() >= PARALLEL_HASH {
+            hasher.update_rayon(plaintext);
+        } else {
+            hasher.update(plaintext);
+        }
+        Self(*hasher.finalize().as_bytes())
     }
 
     /// From stored bytes.
@@ -47,12 +57,36 @@ const CONTEXT: &str = "cairn volume blob";
 /// zstd level: fast, and most of the gain.
 const ZSTD_LEVEL: i32 = 3;
 
-/// Compresses `plaintext` if that saves at least 1/32 of it, and seals it onto `out`; returns
-/// whether it was compressed.
-pub fn seal_into(key: &Key, plaintext: &[u8], out: &mut Vec<u8>) -> Result<bool> {
-    let compressed = zstd::bulk::compress(plaintext, ZSTD_LEVEL)
-        .ok()
-        .filter(|c| c.len() < plaintext.len() - plaintext.len() / 32);
+/// How much of a chunk is compressed first to judge whether compressing it pays: media and
+/// encrypted data are then stored as they are without spending a full compression on them.
+const SAMPLE: usize = 64 << 10;
+
+/// A zstd context kept across blobs (one per packer): no allocation per chunk.
+pub struct Compressor(zstd::bulk::Compressor<'static>);
+
+impl Compressor {
+    /// At the repository's level.
+    pub fn new() -> Result<Self> {
+        zstd::bulk::Compressor::new(ZSTD_LEVEL)
+            .map(Self)
+            .map_err(|e| Error::corrupt("the zstd context", e))
+    }
+}
+
+/// Whether compressing `data` saves at least 1/32 of it.
+fn pays(data: &[u8], compressed: usize) -> bool {
+    compressed < data.len() - data.len() / 32
+}
+
+/// Compresses `plaintext` if that saves at least 1/32 of it (judged on a sample first), and seals
+/// it onto `out`; returns whether it was compressed.
+pub fn seal_into(key: &Key, zstd: &mut Compressor, plaintext: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+    let sample = &plaintext[..plaintext.len().min(SAMPLE)];
+    let promising = plaintext.len() > SAMPLE && zstd.0.compress(sample).is_ok_and(|c| pays(sample, c.len()));
+    let compressed = (plaintext.len() <= SAMPLE || promising)
+        .then(|| zstd.0.compress(plaintext).ok())
+        .flatten()
+        .filter(|c| pays(plaintext, c.len()));
     match &compressed {
         Some(c) => key.seal_into(CONTEXT, c, out)?,
         None => key.seal_into(CONTEXT, plaintext, out)?,

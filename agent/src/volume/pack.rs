@@ -10,8 +10,12 @@ use super::blob::{self, BlobId};
 use super::{Error, Result};
 
 /// A pack is closed once it holds this much: big enough for few objects, small enough that a
-/// retry or a restore of one file reads little.
-pub const TARGET_BYTES: usize = 16 << 20;
+/// retry or a restore of one file reads little, and that the packs in flight (one filling per
+/// core, one queued, two uploading) keep the backup's memory near 100 MiB.
+pub const TARGET_BYTES: usize = 8 << 20;
+
+/// Room a pack may need: the target, plus one largest chunk, its seal and the header.
+const CAPACITY: usize = TARGET_BYTES + (8 << 20) + (64 << 10);
 
 /// Context pack headers are sealed to.
 const HEADER_CONTEXT: &str = "cairn pack header";
@@ -20,6 +24,7 @@ const HEADER_CONTEXT: &str = "cairn pack header";
 pub struct PackBuilder {
     bytes: Vec<u8>,
     blobs: Vec<pb::BlobEntry>,
+    zstd: blob::Compressor,
 }
 
 /// A finished pack, ready to upload.
@@ -32,20 +37,20 @@ pub struct Pack {
     pub blobs: Vec<pb::BlobEntry>,
 }
 
-impl Default for PackBuilder {
-    fn default() -> Self {
-        Self {
-            bytes: Vec::with_capacity(TARGET_BYTES + (1 << 20)),
-            blobs: Vec::new(),
-        }
-    }
-}
-
 impl PackBuilder {
+    /// An empty pack.
+    pub fn new() -> Result<Self> {
+        Ok(Self {
+            bytes: Vec::with_capacity(CAPACITY),
+            blobs: Vec::new(),
+            zstd: blob::Compressor::new()?,
+        })
+    }
+
     /// Compresses (if it pays) and seals `plaintext` into the pack as blob `id`.
     pub fn add(&mut self, key: &Key, id: BlobId, kind: pb::BlobKind, plaintext: &[u8]) -> Result<()> {
         let offset = self.bytes.len();
-        let compressed = blob::seal_into(key, plaintext, &mut self.bytes)?;
+        let compressed = blob::seal_into(key, &mut self.zstd, plaintext, &mut self.bytes)?;
         self.blobs.push(pb::BlobEntry {
             id: id.0.to_vec(),
             kind: kind as i32,

@@ -113,6 +113,25 @@ pub fn open(location: &Location) -> Result<Arc<dyn ObjectStore>, Error> {
     // No secret among the options: the process's own credentials (web identity, instance
     // metadata, workload identity), as the provider's SDKs find them in the environment.
     let ambient = !provider.iter().any(|(k, _)| is_secret_option(k));
+    if ambient {
+        // The builders' `from_env` reads the environment, but the client options set below would
+        // replace the HTTP settings it found (`AWS_ALLOW_HTTP`…): carry those over, the
+        // location's own options still winning.
+        for (key, value) in std::env::vars() {
+            let key = key.to_ascii_lowercase();
+            let Some(bare) = ["aws_", "google_", "azure_"]
+                .iter()
+                .find_map(|p| key.strip_prefix(p))
+            else {
+                continue;
+            };
+            if let Ok(k) = bare.parse::<ClientConfigKey>()
+                && !location.options.contains_key(bare)
+            {
+                client = client.with_config(k, value);
+            }
+        }
+    }
     let built: Result<Box<dyn ObjectStore>, object_store::Error> = match url.scheme() {
         "s3" => {
             let mut b = if ambient {

@@ -1,0 +1,299 @@
+//! The volume repository through `cairn-agent repo`, as an operator runs it: a directory backed up
+//! and restored byte for byte with modes, times, symlinks, hard links and holes; a second backup
+//! that reads only what changed; a wrong key refused before anything is written; the same on S3.
+
+use anyhow::{Context, Result, bail};
+use rand::RngCore;
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+use testbed::cairn::workspace_bin;
+use testbed::storage::{LocalDir, S3Server};
+
+/// `cairn-agent repo ARGS… --location-url URL --key-file KEY` with `env`; stdout, or the failure.
+fn repo(url: &str, key: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<std::process::Output> {
+    let out = Command::new(workspace_bin("cairn-agent")?)
+        .arg("repo")
+        .args(args)
+        .args(["--location-url", url])
+        .arg("--key-file")
+        .arg(key)
+        .envs(env.iter().copied())
+        .output()?;
+    Ok(out)
+}
+
+fn ok(out: std::process::Output) -> Result<String> {
+    if !out.status.success() {
+        bail!(
+            "cairn-agent repo failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    rand::rng().fill_bytes(&mut v);
+    v
+}
+
+fn write(path: &Path, bytes: &[u8], mode: u32, mtime: SystemTime) -> Result<()> {
+    std::fs::create_dir_all(path.parent().context("parent")?)?;
+    std::fs::write(path, bytes)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    std::fs::File::options()
+        .write(true)
+        .open(path)?
+        .set_modified(mtime)?;
+    Ok(())
+}
+
+/// Every entry under `root`: kind, mode, size, mtime, link target, content hash.
+fn picture(root: &Path) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let mut pending = vec![root.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let meta = std::fs::symlink_metadata(&path)?;
+            let rel = path.strip_prefix(root)?.display().to_string();
+            let detail = if meta.is_dir() {
+                pending.push(path.clone());
+                String::new()
+            } else if meta.file_type().is_symlink() {
+                std::fs::read_link(&path)?.display().to_string()
+            } else {
+                blake3::hash(&std::fs::read(&path)?).to_hex().to_string()
+            };
+            let mtime = if meta.file_type().is_symlink() {
+                0
+            } else {
+                meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
+            };
+            out.insert(
+                rel,
+                format!(
+                    "mode={:o} size={} mtime={mtime} {detail}",
+                    meta.mode(),
+                    meta.len()
+                ),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// A number printed before `word` in cairn's summary line.
+fn number_before(text: &str, word: &str) -> Result<u64> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let i = words
+        .iter()
+        .position(|w| w.trim_end_matches([',', ';']) == word)
+        .with_context(|| format!("{word:?} in {text}"))?;
+    Ok(words[i - 1].parse()?)
+}
+
+#[test]
+fn a_volume_comes_back_byte_for_byte_with_modes_times_links_and_holes() -> Result<()> {
+    let dir = LocalDir::new()?;
+    let src = dir.path().join("volume");
+    let t = |secs: u64| SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000 + secs, 123_456_789);
+    let text: Vec<u8> = (0..200_000)
+        .flat_map(|i| format!("line {i} of a log\n").into_bytes())
+        .collect();
+    write(&src.join("logs/app.log"), &text, 0o644, t(1))?;
+    write(&src.join("media/blob.bin"), &random_bytes(5 << 20), 0o600, t(2))?;
+    write(&src.join("bin/run.sh"), b"#!/bin/sh\necho hi\n", 0o755, t(3))?;
+    write(&src.join("empty"), b"", 0o640, t(4))?;
+    std::os::unix::fs::symlink("logs/app.log", src.join("latest"))?;
+    std::os::unix::fs::symlink("nowhere", src.join("dangling"))?;
+    std::fs::hard_link(src.join("bin/run.sh"), src.join("bin/run-again.sh"))?;
+    let sparse = src.join("data/sparse.img");
+    std::fs::create_dir_all(sparse.parent().context("parent")?)?;
+    let f = std::fs::File::create(&sparse)?;
+    f.set_len(64 << 20)?;
+    std::os::unix::fs::FileExt::write_at(&f, b"in the middle", 30 << 20)?;
+    drop(f);
+    std::fs::set_permissions(src.join("media"), std::fs::Permissions::from_mode(0o750))?;
+
+    let url = format!("file://{}", dir.path().join("repo").display());
+    let key = dir.path().join("key");
+    ok(repo(&url, &key, &["init", "--new-key"], &[])?)?;
+    let out = ok(repo(
+        &url,
+        &key,
+        &["backup", src.to_str().context("utf-8")?],
+        &[],
+    )?)?;
+    let snapshot = out.split_whitespace().nth(1).context("snapshot id")?.to_owned();
+    let listed = ok(repo(&url, &key, &["snapshots"], &[])?)?;
+    assert!(listed.starts_with(&snapshot), "{listed}");
+
+    let target = dir.path().join("restored");
+    ok(repo(
+        &url,
+        &key,
+        &["restore", &snapshot[..12], target.to_str().context("utf-8")?],
+        &[],
+    )?)?;
+    assert_eq!(picture(&src)?, picture(&target)?, "the restored tree differs");
+    let (a, b) = (
+        std::fs::metadata(target.join("bin/run.sh"))?,
+        std::fs::metadata(target.join("bin/run-again.sh"))?,
+    );
+    assert_eq!(a.ino(), b.ino(), "hard links are restored as links");
+    let allocated = std::fs::metadata(target.join("data/sparse.img"))?.blocks() * 512;
+    assert!(
+        allocated < 1 << 20,
+        "the sparse file took {allocated} bytes on disk"
+    );
+    // Nothing in the bucket is readable text: the log's lines are sealed.
+    for entry in walk(&dir.path().join("repo"))? {
+        let bytes = std::fs::read(&entry)?;
+        assert!(
+            !bytes.windows(16).any(|w| w == b"line 1 of a log\n"),
+            "{} holds plaintext",
+            entry.display()
+        );
+    }
+    Ok(())
+}
+
+fn walk(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            out.extend(walk(&path)?);
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn a_second_backup_reads_only_changed_files_and_adds_only_new_chunks() -> Result<()> {
+    let dir = LocalDir::new()?;
+    let src = dir.path().join("volume");
+    let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    for i in 0..100 {
+        write(&src.join(format!("f{i:03}")), &random_bytes(200_000), 0o644, old)?;
+    }
+    let url = format!("file://{}", dir.path().join("repo").display());
+    let key = dir.path().join("key");
+    ok(repo(&url, &key, &["init", "--new-key"], &[])?)?;
+    let first = ok(repo(
+        &url,
+        &key,
+        &["backup", src.to_str().context("utf-8")?],
+        &[],
+    )?)?;
+    assert_eq!(number_before(&first, "files")?, 100, "{first}");
+
+    // 5% of the data changes.
+    for i in [3, 17, 42, 64, 99] {
+        write(
+            &src.join(format!("f{i:03}")),
+            &random_bytes(200_000),
+            0o644,
+            SystemTime::now(),
+        )?;
+    }
+    let second = ok(repo(
+        &url,
+        &key,
+        &["backup", src.to_str().context("utf-8")?],
+        &[],
+    )?)?;
+    let words: Vec<&str> = second.split_whitespace().collect();
+    let read_at = words.iter().position(|w| *w == "read").context("read")?;
+    assert_eq!(
+        words[read_at + 1],
+        "5",
+        "only the changed files are read: {second}"
+    );
+    // Five new data chunks (each file is one chunk) and the directory's new tree.
+    assert_eq!(number_before(&second, "blobs")?, 6, "{second}");
+    assert!(second.contains("(parent "), "{second}");
+    Ok(())
+}
+
+#[test]
+fn a_wrong_key_is_refused_before_anything_is_written() -> Result<()> {
+    let dir = LocalDir::new()?;
+    let src = dir.path().join("volume");
+    write(&src.join("a"), b"data", 0o644, SystemTime::now())?;
+    let url = format!("file://{}", dir.path().join("repo").display());
+    let key = dir.path().join("key");
+    ok(repo(&url, &key, &["init", "--new-key"], &[])?)?;
+    ok(repo(
+        &url,
+        &key,
+        &["backup", src.to_str().context("utf-8")?],
+        &[],
+    )?)?;
+    let before = walk(&dir.path().join("repo"))?;
+
+    let wrong = dir.path().join("wrong-key");
+    cairn_proto::seal::Key::create_file(&wrong)?;
+    let out = repo(&url, &wrong, &["backup", src.to_str().context("utf-8")?], &[])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "wrong key: key file {} opens none of the repository's keys; nothing was written",
+            wrong.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(walk(&dir.path().join("repo"))?, before, "something was written");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_repository_code_runs_on_s3_with_its_settings_from_the_environment() -> Result<()> {
+    let s3 = S3Server::start().await?;
+    s3.create_bucket("volumes").await?;
+    let dir = LocalDir::new()?;
+    let src = dir.path().join("volume");
+    write(
+        &src.join("nested/data.bin"),
+        &random_bytes(3 << 20),
+        0o600,
+        SystemTime::now(),
+    )?;
+    std::os::unix::fs::symlink("nested/data.bin", src.join("link"))?;
+    let endpoint = s3.endpoint().to_owned();
+    let env = [
+        ("AWS_ENDPOINT", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    let (url, key) = ("s3://volumes/cluster-a", dir.path().join("key"));
+    let (src_text, target) = (src.to_str().context("utf-8")?.to_owned(), dir.path().join("out"));
+    let target_text = target.to_str().context("utf-8")?.to_owned();
+    let key2 = key.clone();
+    ok(repo(url, &key2, &["init", "--new-key"], &env)?)?;
+    let out = ok(repo(url, &key2, &["backup", &src_text], &env)?)?;
+    let snapshot = out.split_whitespace().nth(1).context("snapshot id")?.to_owned();
+    ok(repo(url, &key2, &["restore", &snapshot, &target_text], &env)?)?;
+    assert_eq!(picture(&src)?, picture(&target)?);
+    let store = s3.store("volumes")?;
+    let listed: Vec<_> =
+        futures::TryStreamExt::try_collect::<Vec<_>>(store.list(Some(&"cluster-a/volumes".into()))).await?;
+    assert!(
+        listed
+            .iter()
+            .any(|m| m.location.as_ref().starts_with("cluster-a/volumes/data/")),
+        "no pack in the bucket"
+    );
+    Ok(())
+}
