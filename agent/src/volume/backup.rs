@@ -3,7 +3,7 @@
 //! a bounded queue to one packer per core, which compresses, seals and packs them; finished packs
 //! go, two at a time, to the uploader. Memory stays bounded by the queues whatever the volume's
 //! size or file count. A file whose size, mtime and inode match the parent snapshot is not read.
-//! The index file for the new packs is written after they are all uploaded, the snapshot last.
+//! Index files list packs only once they are uploaded; the snapshot is written last.
 
 use cairn_proto::pb;
 use futures::StreamExt;
@@ -27,6 +27,9 @@ const CHUNK_QUEUE: usize = 4;
 const PACK_QUEUE: usize = 1;
 /// Packs uploading at once.
 const UPLOADS: usize = 2;
+/// Blobs listed per index file: a backup of a million small files writes twenty, and never
+/// holds more than this many entries.
+const INDEX_BLOBS: usize = 50_000;
 
 /// What a backup did.
 #[derive(Debug, Clone, Default)]
@@ -176,27 +179,38 @@ fn pack_chunks(
     Ok((blobs, bytes))
 }
 
-/// Uploads packs as they come; returns what the index file must list.
+/// Uploads packs as they come, writing an index file for them every [`INDEX_BLOBS`] blobs (so
+/// memory does not grow with the number of new blobs); returns the packs not yet indexed.
 async fn upload(
     repo: Arc<Repository>,
     packs: tokio::sync::mpsc::Receiver<Pack>,
 ) -> Result<Vec<pb::IndexPack>> {
-    tokio_stream::wrappers::ReceiverStream::new(packs)
+    let mut uploads = tokio_stream::wrappers::ReceiverStream::new(packs)
         .map(|pack| {
             let repo = repo.clone();
             async move {
                 repo.put(&super::repo::pack_key(&pack.id), pack.bytes).await?;
-                Ok(pb::IndexPack {
+                Ok::<_, Error>(pb::IndexPack {
                     pack: pack.id,
                     blobs: pack.blobs,
                 })
             }
         })
-        .buffer_unordered(UPLOADS)
-        .collect::<Vec<Result<_>>>()
-        .await
-        .into_iter()
-        .collect()
+        .buffer_unordered(UPLOADS);
+    let (mut pending, mut blobs) = (Vec::new(), 0);
+    while let Some(uploaded) = uploads.next().await {
+        let uploaded = uploaded?;
+        blobs += uploaded.blobs.len();
+        pending.push(uploaded);
+        if blobs >= INDEX_BLOBS {
+            repo.write_index(&pb::IndexFile {
+                packs: std::mem::take(&mut pending),
+            })
+            .await?;
+            blobs = 0;
+        }
+    }
+    Ok(pending)
 }
 
 struct Walker<'a> {

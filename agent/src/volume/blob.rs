@@ -73,12 +73,12 @@ impl Compressor {
     }
 }
 
-/// Whether compressing `data` saves at least 1/32 of it.
+/// Whether compressing `data` saves at least 1/128 of it.
 fn pays(data: &[u8], compressed: usize) -> bool {
-    compressed < data.len() - data.len() / 32
+    compressed < data.len() - data.len() / 128
 }
 
-/// Compresses `plaintext` if that saves at least 1/32 of it (judged on a sample first), and seals
+/// Compresses `plaintext` if that saves at least 1/128 of it (judged on a sample first), and seals
 /// it onto `out`; returns whether it was compressed.
 pub fn seal_into(key: &Key, zstd: &mut Compressor, plaintext: &[u8], out: &mut Vec<u8>) -> Result<bool> {
     let sample = &plaintext[..plaintext.len().min(SAMPLE)];

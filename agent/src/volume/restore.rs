@@ -21,6 +21,8 @@ use super::{Error, Repository, Result};
 
 /// Files restored at once.
 const FILES_IN_FLIGHT: usize = 8;
+/// Blobs of one file fetched ahead of the one being written.
+const BLOBS_AHEAD: usize = 4;
 
 /// What a restore did.
 #[derive(Debug, Clone, Default)]
@@ -130,9 +132,15 @@ async fn restore_file(
     counters: &Counters,
 ) -> Result<u64> {
     let mut file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    for id in &node.content {
-        let id = BlobId::from_slice(id)?;
-        let data = repo.read_blob(index, &id).await.map_err(|e| in_file(e, path))?;
+    // The next blobs are fetched and opened while one is written.
+    let mut blobs = futures::stream::iter(&node.content)
+        .map(|id| async move {
+            let id = BlobId::from_slice(id)?;
+            repo.read_blob(index, &id).await.map_err(|e| in_file(e, path))
+        })
+        .buffered(BLOBS_AHEAD);
+    while let Some(data) = blobs.next().await {
+        let data = data?;
         write_sparse(&mut file, &data).map_err(|e| Error::io(path, e))?;
         counters
             .bytes_read
