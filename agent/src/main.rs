@@ -4,11 +4,6 @@
 
 mod repo_command;
 
-/// mimalloc: a volume backup allocates a chunk per file and frees it on another thread; glibc's
-/// per-thread arenas keep such memory, mimalloc returns it (a million small files: RSS flat).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use cairn_proto::model::ClusterName;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use testbed::cairn::{CliOutput, HubProcess};
-use testbed::storage::LocalDir;
+use testbed::storage::{LocalDir, files_under};
 use testbed::{ControlPlane, snapshot, wait_until};
 
 const SHOP: &str = include_str!("../fixtures/shop.yaml");
@@ -100,19 +100,13 @@ fn path(dir: &Path, sub: &str) -> Result<String> {
 
 /// Backup folders under `backups/` of a local location that hold any file.
 fn folders(location: &str) -> Result<Vec<String>> {
-    fn files(dir: &Path) -> usize {
-        std::fs::read_dir(dir).map_or(0, |entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| if e.path().is_dir() { files(&e.path()) } else { 1 })
-                .sum()
-        })
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(Path::new(location).join("backups"))? {
+        let entry = entry?;
+        if !files_under(&entry.path())?.is_empty() {
+            names.extend(entry.file_name().into_string().ok());
+        }
     }
-    let mut names: Vec<String> = std::fs::read_dir(Path::new(location).join("backups"))?
-        .filter_map(Result::ok)
-        .filter(|e| files(&e.path()) > 0)
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
     names.sort();
     Ok(names)
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 use testbed::cairn::workspace_bin;
-use testbed::storage::{LocalDir, S3Server};
+use testbed::storage::{LocalDir, S3Server, files_under};
 
 /// `cairn-agent repo ARGS… --location-url URL --key-file KEY` with `env`; stdout, or the failure.
 fn repo(url: &str, key: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<std::process::Output> {
@@ -153,7 +153,7 @@ fn a_volume_comes_back_byte_for_byte_with_modes_times_links_and_holes() -> Resul
         "the sparse file took {allocated} bytes on disk"
     );
     // Nothing in the bucket is readable text: the log's lines are sealed.
-    for entry in walk(&dir.path().join("repo"))? {
+    for entry in files_under(&dir.path().join("repo"))? {
         let bytes = std::fs::read(&entry)?;
         assert!(
             !bytes.windows(16).any(|w| w == b"line 1 of a log\n"),
@@ -162,19 +162,6 @@ fn a_volume_comes_back_byte_for_byte_with_modes_times_links_and_holes() -> Resul
         );
     }
     Ok(())
-}
-
-fn walk(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            out.extend(walk(&path)?);
-        } else {
-            out.push(path);
-        }
-    }
-    Ok(out)
 }
 
 #[test]
@@ -238,7 +225,7 @@ fn a_wrong_key_is_refused_before_anything_is_written() -> Result<()> {
         &["backup", src.to_str().context("utf-8")?],
         &[],
     )?)?;
-    let before = walk(&dir.path().join("repo"))?;
+    let before = files_under(&dir.path().join("repo"))?;
 
     let wrong = dir.path().join("wrong-key");
     cairn_proto::seal::Key::create_file(&wrong)?;
@@ -252,7 +239,11 @@ fn a_wrong_key_is_refused_before_anything_is_written() -> Result<()> {
         )),
         "{stderr}"
     );
-    assert_eq!(walk(&dir.path().join("repo"))?, before, "something was written");
+    assert_eq!(
+        files_under(&dir.path().join("repo"))?,
+        before,
+        "something was written"
+    );
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use testbed::cairn::{CliOutput, HubProcess};
-use testbed::storage::{AZURE_ACCOUNT, AZURE_KEY, AzuriteServer, GcsServer, LocalDir, S3Server};
+use testbed::storage::{AZURE_ACCOUNT, AZURE_KEY, AzuriteServer, GcsServer, LocalDir, S3Server, files_under};
 use testbed::{ControlPlane, snapshot, wait_until};
 
 const SHOP: &str = include_str!("../fixtures/shop.yaml");
@@ -186,7 +186,7 @@ async fn every_provider_round_trips_and_no_secret_is_kept_or_logged_in_clear() -
             assert!(!text.contains(s), "{what} holds a credential in clear");
         }
     }
-    let database = walk(&hub.data_dir().join("db"))?;
+    let database = files_under(&hub.data_dir().join("db"))?;
     assert!(!database.is_empty(), "no database files found");
     for path in database {
         let bytes = std::fs::read(&path)?;
@@ -199,20 +199,6 @@ async fn every_provider_round_trips_and_no_secret_is_kept_or_logged_in_clear() -
         }
     }
     Ok(())
-}
-
-/// Every file under `dir`.
-fn walk(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            out.extend(walk(&path)?);
-        } else {
-            out.push(path);
-        }
-    }
-    Ok(out)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -22,7 +22,7 @@ use super::{Error, Repository, Result};
 /// Files restored at once.
 const FILES_IN_FLIGHT: usize = 8;
 /// Blobs of one file fetched ahead of the one being written.
-const BLOBS_AHEAD: usize = 2;
+const BLOBS_AHEAD: usize = 4;
 
 /// What a restore did.
 #[derive(Debug, Clone, Default)]

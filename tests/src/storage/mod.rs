@@ -14,7 +14,7 @@ pub use azurite::{
     ACCOUNT as AZURE_ACCOUNT, ACCOUNT_KEY as AZURE_KEY, AzuriteServer, WRONG_KEY as AZURE_WRONG_KEY,
 };
 pub use gcs::GcsServer;
-pub use local::LocalDir;
+pub use local::{LocalDir, files_under};
 pub use s3::{S3Credentials, S3Server};
 
 use anyhow::Result;
