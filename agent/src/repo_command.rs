@@ -54,6 +54,12 @@ enum Verb {
     Snapshots,
     /// Blobs, packs and snapshots in the repository.
     Stats,
+    /// Check that every pack is there; with --read-data, read and open every pack and blob.
+    Check {
+        /// Read every pack and open every blob.
+        #[arg(long)]
+        read_data: bool,
+    },
 }
 
 pub async fn run(args: RepoArgs) -> Result<()> {
@@ -129,6 +135,24 @@ pub async fn run(args: RepoArgs) -> Result<()> {
                     s.host, s.path, s.files, s.bytes
                 );
             }
+        }
+        Verb::Check { read_data } => {
+            let report = volume::check::run(&repo, read_data).await?;
+            for why in report.damaged.values() {
+                eprintln!("{why}");
+            }
+            for file in &report.files {
+                eprintln!("damaged: {file}");
+            }
+            if !report.damaged.is_empty() {
+                anyhow::bail!(
+                    "{} of {} packs damaged or missing; {} files affected",
+                    report.damaged.len(),
+                    report.packs,
+                    report.files.len()
+                );
+            }
+            println!("no errors: {} packs, {} blobs read", report.packs, report.blobs);
         }
         Verb::Stats => {
             let index = repo.load_index().await?;

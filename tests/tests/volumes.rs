@@ -288,3 +288,88 @@ async fn the_same_repository_code_runs_on_s3_with_its_settings_from_the_environm
     );
     Ok(())
 }
+
+#[test]
+fn a_corrupted_pack_is_named_by_check_and_restore_and_the_rest_restores() -> Result<()> {
+    let dir = LocalDir::new()?;
+    let src = dir.path().join("volume");
+    let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    for i in 0..6 {
+        write(
+            &src.join(format!("file-{i}.bin")),
+            &random_bytes(3 << 20),
+            0o644,
+            when,
+        )?;
+    }
+    let url = format!("file://{}", dir.path().join("repo").display());
+    let key = dir.path().join("key");
+    ok(repo(&url, &key, &["init", "--new-key"], &[])?)?;
+    let out = ok(repo(
+        &url,
+        &key,
+        &["backup", src.to_str().context("utf-8")?],
+        &[],
+    )?)?;
+    let snapshot = out.split_whitespace().nth(1).context("snapshot id")?.to_owned();
+    let clean = ok(repo(&url, &key, &["check", "--read-data"], &[])?)?;
+    assert!(clean.starts_with("no errors"), "{clean}");
+
+    // Flip a byte a quarter into the largest pack: inside a data blob, far from its header.
+    let packs: Vec<_> = files_under(&dir.path().join("repo/volumes/data"))?;
+    let largest = packs
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .context("a pack")?;
+    let mut bytes = std::fs::read(largest)?;
+    let at = bytes.len() / 4;
+    bytes[at] ^= 0xff;
+    std::fs::write(largest, &bytes)?;
+
+    let checked = repo(&url, &key, &["check", "--read-data"], &[])?;
+    let check_err = String::from_utf8_lossy(&checked.stderr).into_owned();
+    assert!(!checked.status.success(), "{check_err}");
+    let pack_name = largest.file_name().and_then(|n| n.to_str()).context("name")?;
+    assert!(
+        check_err.contains(&format!(
+            "pack {pack_name} is corrupt: its bytes do not hash to its name"
+        )),
+        "{check_err}"
+    );
+    let named: Vec<&str> = check_err
+        .lines()
+        .filter_map(|l| l.strip_prefix("damaged: "))
+        .filter_map(|l| l.rsplit('/').next())
+        .collect();
+    assert!(!named.is_empty(), "check names no file: {check_err}");
+
+    let target = dir.path().join("out");
+    let restored = repo(
+        &url,
+        &key,
+        &["restore", &snapshot, target.to_str().context("utf-8")?],
+        &[],
+    )?;
+    let restore_err = String::from_utf8_lossy(&restored.stderr).into_owned();
+    assert!(!restored.status.success(), "{restore_err}");
+    assert!(restore_err.contains("could not be restored"), "{restore_err}");
+    let mut failed = 0;
+    for i in 0..6 {
+        let name = format!("file-{i}.bin");
+        if restore_err.contains(&format!("(of file {}", target.join(&name).display())) {
+            failed += 1;
+            assert!(
+                named.contains(&name.as_str()),
+                "restore failed {name}, check did not name it: {check_err}"
+            );
+        } else {
+            assert_eq!(
+                std::fs::read(src.join(&name))?,
+                std::fs::read(target.join(&name))?,
+                "{name} differs"
+            );
+        }
+    }
+    assert!(failed >= 1, "no file failed: {restore_err}");
+    Ok(())
+}

@@ -6,6 +6,7 @@
 //! - [`pack`]: blobs grouped into pack files, each with its sealed header.
 //! - [`index`]: which pack holds which blob, merged from every writer's index files.
 //! - [`backup`]: a directory into a snapshot — chunk, hash, compress, seal, pack, upload.
+//! - [`check`]: packs present, and with `read_data` intact to the last blob, damage traced to files.
 //! - [`restore`]: a snapshot back into a directory, byte for byte with modes, owners, times,
 //!   symlinks, hard links and holes.
 //!
@@ -14,6 +15,7 @@
 
 pub mod backup;
 pub mod blob;
+pub mod check;
 pub mod index;
 pub mod pack;
 pub mod repo;
@@ -73,6 +75,16 @@ pub enum Error {
     /// No such snapshot.
     #[error("no snapshot {0}")]
     UnknownSnapshot(String),
+    /// Some files could not be restored (the rest were).
+    #[error("{failed} of {total} files could not be restored: {}", files.join("; "))]
+    Partial {
+        /// How many failed.
+        failed: usize,
+        /// Files in the snapshot.
+        total: usize,
+        /// Each failed file with its cause (the first 20).
+        files: Vec<String>,
+    },
     /// A worker thread or task ended abnormally.
     #[error("a {0} worker stopped")]
     Worker(&'static str),

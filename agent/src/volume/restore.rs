@@ -4,7 +4,7 @@
 //! running as root. Devices, FIFOs and sockets are counted and skipped.
 
 use cairn_proto::pb;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use nix::sys::stat::{UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
 use std::collections::HashMap;
@@ -94,16 +94,27 @@ pub async fn run(
         skipped: work.skipped,
         ..Summary::default()
     };
-    let written: Vec<u64> = futures::stream::iter(work.files)
+    let total = work.files.len();
+    let results: Vec<Result<u64>> = futures::stream::iter(work.files)
         .map(|(path, node)| {
             let (repo, index, counters) = (repo.clone(), index.clone(), counters.clone());
             async move { restore_file(&repo, &index, &path, &node, &counters).await }
         })
         .buffer_unordered(FILES_IN_FLIGHT)
-        .try_collect()
-        .await?;
-    summary.files = written.len() as u64;
-    summary.bytes = written.iter().sum();
+        .collect()
+        .await;
+    // A damaged blob costs its file, not the restore: the others are written, and the failures
+    // are reported together at the end.
+    let mut failed = Vec::new();
+    for r in results {
+        match r {
+            Ok(bytes) => {
+                summary.files += 1;
+                summary.bytes += bytes;
+            }
+            Err(e) => failed.push(cairn_proto::error_chain(&e)),
+        }
+    }
     for (first, path) in &work.links {
         let _ = std::fs::remove_file(path);
         std::fs::hard_link(first, path).map_err(|e| Error::io(path, e))?;
@@ -119,6 +130,14 @@ pub async fn run(
         .sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
     for (path, node) in &work.dirs {
         attributes(path, node, false)?;
+    }
+    if !failed.is_empty() {
+        failed.sort();
+        return Err(Error::Partial {
+            failed: failed.len(),
+            total,
+            files: failed.into_iter().take(20).collect(),
+        });
     }
     Ok(summary)
 }
