@@ -36,6 +36,22 @@ fn ok(out: std::process::Output) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// A new repository under `dir` (key in `dir/key`) holding one backup of `src`: its URL, key
+/// file and snapshot id.
+fn backed_up(dir: &Path, src: &Path) -> Result<(String, std::path::PathBuf, String)> {
+    let url = format!("file://{}", dir.join("repo").display());
+    let key = dir.join("key");
+    ok(repo(&url, &key, &["init", "--new-key"], &[])?)?;
+    let out = ok(repo(
+        &url,
+        &key,
+        &["backup", src.to_str().context("utf-8")?],
+        &[],
+    )?)?;
+    let snapshot = out.split_whitespace().nth(1).context("snapshot id")?.to_owned();
+    Ok((url, key, snapshot))
+}
+
 fn random_bytes(n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];
     rand::rng().fill_bytes(&mut v);
@@ -121,16 +137,7 @@ fn a_volume_comes_back_byte_for_byte_with_modes_times_links_and_holes() -> Resul
     drop(f);
     std::fs::set_permissions(src.join("media"), std::fs::Permissions::from_mode(0o750))?;
 
-    let url = format!("file://{}", dir.path().join("repo").display());
-    let key = dir.path().join("key");
-    ok(repo(&url, &key, &["init", "--new-key"], &[])?)?;
-    let out = ok(repo(
-        &url,
-        &key,
-        &["backup", src.to_str().context("utf-8")?],
-        &[],
-    )?)?;
-    let snapshot = out.split_whitespace().nth(1).context("snapshot id")?.to_owned();
+    let (url, key, snapshot) = backed_up(dir.path(), &src)?;
     let listed = ok(repo(&url, &key, &["snapshots"], &[])?)?;
     assert!(listed.starts_with(&snapshot), "{listed}");
 
@@ -302,16 +309,7 @@ fn a_corrupted_pack_is_named_by_check_and_restore_and_the_rest_restores() -> Res
             when,
         )?;
     }
-    let url = format!("file://{}", dir.path().join("repo").display());
-    let key = dir.path().join("key");
-    ok(repo(&url, &key, &["init", "--new-key"], &[])?)?;
-    let out = ok(repo(
-        &url,
-        &key,
-        &["backup", src.to_str().context("utf-8")?],
-        &[],
-    )?)?;
-    let snapshot = out.split_whitespace().nth(1).context("snapshot id")?.to_owned();
+    let (url, key, snapshot) = backed_up(dir.path(), &src)?;
     let clean = ok(repo(&url, &key, &["check", "--read-data"], &[])?)?;
     assert!(clean.starts_with("no errors"), "{clean}");
 
