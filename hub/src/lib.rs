@@ -5,7 +5,7 @@
 //! - [`location`]: the backup locations the hub hands to agents.
 //! - [`operations`]: registration, backups and restores from request to result; workspaces,
 //!   location rules, schedules, retention, the catalog read back from buckets.
-//! - [`schedule`]: cron timetables and fleet jitter; [`clock`]: the system's or a test's.
+//! - [`schedule`]: cron timetables and fleet jitter; [`clock`]: the system's, or shifted ahead.
 //! - [`api`]: the gRPC services (agent channel, user API): the only wire-facing code.
 //! - [`server`]: the hub as a running server (what `cairn-hub` runs).
 //! - [`cli`]: the `cairn` command.

@@ -85,12 +85,14 @@ pub fn jitter(schedule: &ScheduleName, cluster: &ClusterName, window: Duration) 
     if window_ms == 0 {
         return Duration::ZERO;
     }
-    let hash = format!("{schedule}/{cluster}")
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-    Duration::from_millis(hash % window_ms)
+    Duration::from_millis(fnv1a(&format!("{schedule}/{cluster}")) % window_ms)
+}
+
+/// FNV-1a of `text`: a small, stable hash for spreading and shortening names (not for security).
+pub fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]

@@ -52,7 +52,6 @@ fn random_id() -> Result<String> {
 /// An open repository.
 pub struct Repository {
     store: Arc<dyn ObjectStore>,
-    label: String,
     master: Key,
     id_key: [u8; 32],
     config: pb::RepoConfig,
@@ -64,7 +63,6 @@ impl Repository {
     pub async fn init(store: Arc<dyn ObjectStore>, label: &str, kek: &Key) -> Result<Self> {
         let this = |master, id_key, config| Self {
             store: store.clone(),
-            label: label.to_owned(),
             master,
             id_key,
             config,
@@ -118,7 +116,6 @@ impl Repository {
                 let id_key = derive_id_key(&raw[..KEY_LEN]);
                 return Ok(Self {
                     store,
-                    label: label.to_owned(),
                     master,
                     id_key,
                     config,
@@ -126,11 +123,6 @@ impl Repository {
             }
         }
         Err(Error::WrongKey(kek_origin.to_owned()))
-    }
-
-    /// Where it is.
-    pub fn label(&self) -> &str {
-        &self.label
     }
 
     /// Its chunking bounds: min, average, max.

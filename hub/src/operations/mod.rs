@@ -13,7 +13,6 @@ mod schedules;
 mod workspaces;
 
 pub use groups::WorkspaceBackup;
-pub use retention::EXPIRY_INTERVAL;
 pub use workspaces::default_workspace;
 
 use cairn_proto::convert::{self, Wire};
@@ -228,11 +227,6 @@ impl Hub {
     pub async fn verify_locations(&self) {
         self.inner.locations.verify_all().await;
         self.sync_catalogs().await;
-    }
-
-    /// The hub's clock.
-    pub fn clock(&self) -> &Clock {
-        &self.inner.clock
     }
 
     /// Registers `cluster`'s agent; returns its session and the queue of instructions for it.

@@ -25,9 +25,7 @@ pub(super) fn derived_name(base: &str, suffix: &str) -> BackupName {
     if let Ok(name) = BackupName::new(full.clone()) {
         return name;
     }
-    let hash = full.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = crate::schedule::fnv1a(&full);
     let head: String = full.chars().take(46).collect();
     let name = format!("{}-{:016x}", head.trim_end_matches(['-', '.']), hash);
     BackupName::new(name).unwrap_or_else(|_| unreachable!("lowercase, digits and '-', 63 long"))
