@@ -6,11 +6,18 @@
 //! - [`backup`]: listing, filtering and writing objects to the location.
 //! - [`restore`]: reading them back, in dependency order, cleaned for the target.
 //! - [`report`]: progress and results on their way to the hub.
+//! - [`claims`]: which claims' data a backup or restore moves, and where each is mounted.
+//! - [`relay`]: volume tasks to node agents, through the hub, and their answers.
+//! - [`node`]: node mode, moving the data of the claims mounted on one node.
+//! - [`volume`]: the volume-data repository.
 
 pub mod backup;
+pub mod claims;
 pub mod discover;
 pub mod link;
+pub mod node;
 pub mod references;
+pub mod relay;
 pub mod report;
 pub mod restore;
 pub mod volume;
@@ -88,10 +95,25 @@ pub async fn run(hub: String, cluster: ClusterName, kubeconfig: Option<&Path>) -
         link::Link {
             hub,
             cluster,
-            client,
-            kubernetes_version: version,
+            role: link::Role::Cluster {
+                client,
+                kubernetes_version: version,
+            },
         }
         .run()
         .await,
     )
+}
+
+/// Starts the node agent of `node` in `cluster`, the kubelet's files under `kubelet_root`: keeps
+/// a link to `hub` for ever.
+pub async fn run_node(hub: String, cluster: ClusterName, node: String, kubelet_root: std::path::PathBuf) -> link::Error {
+    tracing::info!(%cluster, %node, kubelet_root = %kubelet_root.display(), "node agent starting");
+    link::Link {
+        hub,
+        cluster,
+        role: link::Role::Node(node::Node::new(node, kubelet_root)),
+    }
+    .run()
+    .await
 }

@@ -5,7 +5,9 @@
 //! The only code of the agent that touches wire types.
 
 use cairn_proto::convert::Wire;
-use cairn_proto::model::{BackupSpec, ClusterName, Location, RestoreSpec};
+use cairn_proto::model::{
+    BackupSpec, ClusterName, Location, RepositoryKey, RestoreSpec, VolumeProgress, VolumeResult, VolumeTask,
+};
 use cairn_proto::pb::{self, agent_message::Kind as Up, hub_message::Kind as Down};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
+use crate::relay::Relay;
 use crate::report::{EVENT_QUEUE, Event, Reporter};
 use cairn_proto::MAX_MESSAGE;
 
@@ -54,21 +57,33 @@ pub struct Link {
     pub hub: String,
     /// The cluster's name.
     pub cluster: ClusterName,
-    /// Client of the cluster.
-    pub client: kube::Client,
-    /// The cluster's Kubernetes version.
-    pub kubernetes_version: String,
+    /// What this agent does there.
+    pub role: Role,
+}
+
+/// What an agent does in its cluster.
+pub enum Role {
+    /// Backs up and restores the cluster's resources, and asks node agents to move volume data.
+    Cluster {
+        /// Client of the cluster.
+        client: kube::Client,
+        /// The cluster's Kubernetes version.
+        kubernetes_version: String,
+    },
+    /// Moves volume data on one node.
+    Node(crate::node::Node),
 }
 
 impl Link {
     /// Keeps a link to the hub up, for ever.
     pub async fn run(self) -> Error {
         let (events, mut rx) = mpsc::channel(EVENT_QUEUE);
+        let relay = Relay::new(events.clone());
         let mut recent = VecDeque::new();
         let mut delay = BACKOFF.0;
         loop {
             let started = tokio::time::Instant::now();
-            let e = self.session(&events, &mut rx, &mut recent).await;
+            let e = self.session(&events, &relay, &mut rx, &mut recent).await;
             if matches!(e, Error::Url(_)) {
                 return e;
             }
@@ -84,6 +99,7 @@ impl Link {
     async fn session(
         &self,
         events: &mpsc::Sender<Event>,
+        relay: &Relay,
         rx: &mut mpsc::Receiver<Event>,
         recent: &mut VecDeque<Event>,
     ) -> Error {
@@ -106,10 +122,21 @@ impl Link {
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
         let (up, up_rx) = mpsc::channel(UP_QUEUE);
-        let register = pb::Register {
-            cluster: self.cluster.to_string(),
-            agent_version: crate::VERSION.into(),
-            kubernetes_version: self.kubernetes_version.clone(),
+        let register = match &self.role {
+            Role::Cluster {
+                kubernetes_version, ..
+            } => pb::Register {
+                cluster: self.cluster.to_string(),
+                agent_version: crate::VERSION.into(),
+                kubernetes_version: kubernetes_version.clone(),
+                node: String::new(),
+            },
+            Role::Node(node) => pb::Register {
+                cluster: self.cluster.to_string(),
+                agent_version: crate::VERSION.into(),
+                kubernetes_version: String::new(),
+                node: node.name.clone(),
+            },
         };
         let _ = up.send(message(Up::Register(register))).await;
         let mut down = match client.session(ReceiverStream::new(up_rx)).await {
@@ -133,7 +160,7 @@ impl Link {
                     }
                 }
                 Some(event) = rx.recv() => {
-                    if !matches!(event, Event::Progress(_)) {
+                    if event.is_result() {
                         if recent.len() == RECENT_RESULTS {
                             recent.pop_front();
                         }
@@ -144,7 +171,7 @@ impl Link {
                     }
                 }
                 message = down.message() => match message {
-                    Ok(Some(m)) => self.dispatch(m, events),
+                    Ok(Some(m)) => self.dispatch(m, events, relay),
                     Ok(None) => return Error::Closed,
                     Err(status) => return status.into(),
                 },
@@ -153,53 +180,105 @@ impl Link {
     }
 
     /// Starts the instruction in `m` in the background.
-    fn dispatch(&self, m: pb::HubMessage, events: &mpsc::Sender<Event>) {
-        match m.kind {
-            Some(Down::RunBackup(run)) => match backup_of(run) {
-                Ok((spec, location)) => {
+    fn dispatch(&self, m: pb::HubMessage, events: &mpsc::Sender<Event>, relay: &Relay) {
+        let wrong_role = || tracing::warn!("instruction for another kind of agent ignored");
+        match (m.kind, &self.role) {
+            (
+                Some(Down::RunBackup(run)),
+                Role::Cluster {
+                    client,
+                    kubernetes_version,
+                },
+            ) => match backup_of(run) {
+                Ok((spec, location, key)) => {
                     let reporter = Reporter::new(&spec.name.operation(), events.clone());
-                    let version = self.kubernetes_version.clone();
+                    let volumes = Volumes {
+                        relay: relay.clone(),
+                        key,
+                        cluster: self.cluster.clone(),
+                    };
                     tokio::spawn(crate::backup::run(
-                        self.client.clone(),
+                        client.clone(),
                         spec,
                         location,
                         reporter,
-                        version,
+                        volumes,
+                        kubernetes_version.clone(),
                     ));
                 }
                 Err(e) => tracing::error!(error = %e, "malformed backup instruction"),
             },
-            Some(Down::RunRestore(run)) => match restore_of(run) {
-                Ok((spec, location)) => {
+            (Some(Down::RunRestore(run)), Role::Cluster { client, .. }) => match restore_of(run) {
+                Ok((spec, location, key)) => {
                     let reporter = Reporter::new(&spec.name.operation(), events.clone());
-                    tokio::spawn(crate::restore::run(self.client.clone(), spec, location, reporter));
+                    let volumes = Volumes {
+                        relay: relay.clone(),
+                        key,
+                        cluster: self.cluster.clone(),
+                    };
+                    tokio::spawn(crate::restore::run(
+                        client.clone(),
+                        spec,
+                        location,
+                        reporter,
+                        volumes,
+                    ));
                 }
                 Err(e) => tracing::error!(error = %e, "malformed restore instruction"),
             },
-            Some(Down::Cancel(cancel)) => {
+            (Some(Down::VolumeDone(done)), Role::Cluster { .. }) => {
+                match VolumeResult::from_pb(done.result.unwrap_or_default()) {
+                    Ok(result) => relay.done(&done.id, result),
+                    Err(e) => tracing::error!(error = %e, "malformed volume result"),
+                }
+            }
+            (Some(Down::VolumeProgress(p)), Role::Cluster { .. }) => match VolumeProgress::from_pb(p) {
+                Ok(p) => relay.progress(&p),
+                Err(e) => tracing::error!(error = %e, "malformed volume progress"),
+            },
+            (Some(Down::VolumeTask(task)), Role::Node(node)) => match VolumeTask::from_pb(task) {
+                Ok(task) => node.start(task, events.clone()),
+                Err(e) => tracing::error!(error = %e, "malformed volume task"),
+            },
+            (Some(Down::Cancel(cancel)), _) => {
                 tracing::warn!(operation = %cancel.operation, "cancel is not supported yet")
             }
-            None => {}
+            (None, _) => {}
+            _ => wrong_role(),
         }
     }
+}
+
+/// What a cluster agent's backup or restore needs to have volume data moved: the way to the
+/// node agents and the workspace's repository key.
+#[derive(Clone)]
+pub struct Volumes {
+    /// Tasks to node agents.
+    pub relay: Relay,
+    /// The workspace's volume-repository key.
+    pub key: RepositoryKey,
+    /// This agent's cluster.
+    pub cluster: ClusterName,
 }
 
 fn message(kind: Up) -> pb::AgentMessage {
     pb::AgentMessage { kind: Some(kind) }
 }
 
-fn backup_of(run: pb::RunBackup) -> Result<(BackupSpec, Location), cairn_proto::convert::Error> {
+type Instruction<S> = Result<(S, Location, RepositoryKey), cairn_proto::convert::Error>;
+
+fn backup_of(run: pb::RunBackup) -> Instruction<BackupSpec> {
     let missing = |field| cairn_proto::convert::Error::Missing { field };
     let spec = BackupSpec::from_pb(run.spec.ok_or_else(|| missing("RunBackup.spec"))?)?;
     let location = Location::from_pb(run.location.ok_or_else(|| missing("RunBackup.location"))?)?;
-    Ok((spec, location))
+    Ok((spec, location, RepositoryKey(run.repository_key)))
 }
 
-fn restore_of(run: pb::RunRestore) -> Result<(RestoreSpec, Location), cairn_proto::convert::Error> {
+fn restore_of(run: pb::RunRestore) -> Instruction<RestoreSpec> {
     let missing = |field| cairn_proto::convert::Error::Missing { field };
     let spec = RestoreSpec::from_pb(run.spec.ok_or_else(|| missing("RunRestore.spec"))?)?;
     let location = Location::from_pb(run.location.ok_or_else(|| missing("RunRestore.location"))?)?;
-    Ok((spec, location))
+    Ok((spec, location, RepositoryKey(run.repository_key)))
 }
 
 fn to_pb(event: &Event) -> pb::AgentMessage {
@@ -212,6 +291,12 @@ fn to_pb(event: &Event) -> pb::AgentMessage {
         Event::RestoreDone(name, status) => Up::RestoreDone(pb::RestoreDone {
             restore: name.to_string(),
             status: Some(status.to_pb()),
+        }),
+        Event::VolumeTask(task) => Up::VolumeTask(task.to_pb()),
+        Event::VolumeProgress(p) => Up::VolumeProgress(p.to_pb()),
+        Event::VolumeDone(id, result) => Up::VolumeDone(pb::VolumeDone {
+            id: id.clone(),
+            result: Some(result.to_pb()),
         }),
     })
 }

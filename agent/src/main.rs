@@ -29,14 +29,38 @@ struct Args {
 enum Command {
     /// Work a volume-data repository directly.
     Repo(repo_command::RepoArgs),
+    /// Move volume data on this node (run one per node: a DaemonSet).
+    Node(NodeArgs),
+}
+
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// The hub's URL.
+    #[arg(long, env = "CAIRN_HUB")]
+    hub: String,
+    /// This cluster's name in the hub.
+    #[arg(long, env = "CAIRN_CLUSTER")]
+    cluster: ClusterName,
+    /// This node's name, as in pods' `spec.nodeName`.
+    #[arg(long, env = "NODE_NAME")]
+    node: String,
+    /// The kubelet's root directory: volumes are under `<root>/pods/<uid>/volumes`.
+    #[arg(long, env = "CAIRN_KUBELET_ROOT", default_value = "/var/lib/kubelet")]
+    kubelet_root: PathBuf,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     cairn_proto::process::init();
-    if let Some(Command::Repo(repo)) = args.command {
-        return repo_command::run(repo).await;
+    match args.command {
+        Some(Command::Repo(repo)) => return repo_command::run(repo).await,
+        Some(Command::Node(n)) => {
+            return Err(cairn_agent::run_node(n.hub, n.cluster, n.node, n.kubelet_root)
+                .await
+                .into());
+        }
+        None => {}
     }
     let (Some(hub), Some(cluster)) = (args.hub, args.cluster) else {
         anyhow::bail!("--hub and --cluster are required (or a subcommand: see --help)");

@@ -25,7 +25,8 @@ pub const NAMESPACE: &str = "/Namespace";
 const SERVICE_ACCOUNT: &str = "/ServiceAccount";
 const SECRET: &str = "/Secret";
 const CONFIG_MAP: &str = "/ConfigMap";
-const PVC: &str = "/PersistentVolumeClaim";
+/// Claims, as `group/Kind`.
+pub const PVC: &str = "/PersistentVolumeClaim";
 const PV: &str = "/PersistentVolume";
 const SERVICE: &str = "/Service";
 const STORAGE_CLASS: &str = "storage.k8s.io/StorageClass";

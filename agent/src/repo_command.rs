@@ -89,7 +89,11 @@ pub async fn run(args: RepoArgs) -> Result<()> {
         Verb::Backup { path, host } => {
             let counters = Arc::new(Counters::default());
             let bar = progress(&counters, "read");
-            let s = volume::backup::run(repo, &path, &host, counters).await;
+            let origin = volume::backup::Origin {
+                host,
+                ..Default::default()
+            };
+            let s = volume::backup::run(repo, &path, origin, counters).await;
             bar.finish_and_clear();
             let s = s?;
             println!(

@@ -1,6 +1,8 @@
 //! Progress and results of the agent's operations, on their way to the hub through [`crate::link`].
 
-use cairn_proto::model::{BackupName, BackupStatus, Progress, RestoreName, RestoreStatus};
+use cairn_proto::model::{
+    BackupName, BackupStatus, Progress, RestoreName, RestoreStatus, VolumeProgress, VolumeResult, VolumeTask,
+};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -20,6 +22,23 @@ pub enum Event {
     BackupDone(BackupName, BackupStatus),
     /// A restore ended.
     RestoreDone(RestoreName, RestoreStatus),
+    /// Cluster agent: a claim's data to move, for the agent of the node named in it.
+    VolumeTask(VolumeTask),
+    /// Node agent: how far a task has got.
+    VolumeProgress(VolumeProgress),
+    /// Node agent: a task ended.
+    VolumeDone(String, VolumeResult),
+}
+
+impl Event {
+    /// Whether the hub must get it even across a broken link: results are repeated on every new
+    /// link (see [`crate::link`]); progress and requests are not.
+    pub fn is_result(&self) -> bool {
+        matches!(
+            self,
+            Event::BackupDone(..) | Event::RestoreDone(..) | Event::VolumeDone(..)
+        )
+    }
 }
 
 /// One operation's reporter.
@@ -47,6 +66,17 @@ impl Reporter {
         self.progress.items_done = items_done;
         self.progress.items_total = items_total;
         self.progress.bytes_done = bytes_done;
+        self.send(current);
+    }
+
+    /// Updates the volume data moved so far (files and bytes, all claims together).
+    pub fn volumes(&mut self, files: u64, bytes: u64, current: &str) {
+        self.progress.files_done = files;
+        self.progress.bytes_done = bytes;
+        self.send(current);
+    }
+
+    fn send(&mut self, current: &str) {
         if self.last.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) {
             return;
         }

@@ -6,8 +6,8 @@
 use cairn_proto::convert::{self, Wire};
 use cairn_proto::format::{location::VerifyError, provider};
 use cairn_proto::model::{
-    Credentials, DEFAULT_WORKSPACE, Health, Location, LocationName, LocationSpec, Provider, StoredLocation,
-    Timestamp,
+    Credentials, DEFAULT_WORKSPACE, Health, Location, LocationName, LocationSpec, Provider, RepositoryKey,
+    StoredLocation, Timestamp, WorkspaceName,
 };
 use cairn_proto::seal;
 use std::sync::Arc;
@@ -50,6 +50,9 @@ pub enum Error {
     /// The built-in location comes from the hub's configuration.
     #[error("location {BUILTIN} is the hub's built-in location; change it in the hub's configuration")]
     Builtin,
+    /// The workspace's volume-repository key could not be derived.
+    #[error("deriving the workspace's volume-repository key")]
+    RepositoryKey(#[source] seal::Error),
     /// Sealing or unsealing credentials failed.
     #[error("credentials of location {location}")]
     Seal {
@@ -194,6 +197,16 @@ impl Locations {
             })?
         };
         Ok(provider::resolve(&stored.spec, &credentials)?)
+    }
+
+    /// The volume-repository key of `workspace`'s locations: derived from the hub's key, so a
+    /// hub rebuilt from its buckets with the same key reads the volume data again.
+    pub fn repository_key(&self, workspace: &WorkspaceName) -> Result<RepositoryKey> {
+        let bytes = self
+            .key
+            .derive(&format!("cairn workspace repository key/{workspace}"))
+            .map_err(Error::RepositoryKey)?;
+        Ok(RepositoryKey(bytes.to_vec()))
     }
 
     /// The location called `name`, resolved.

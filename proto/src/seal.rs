@@ -6,6 +6,7 @@
 //! file or an environment variable — is one line: 32 random bytes in standard base64.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::hkdf;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -49,6 +50,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// A sealing key. Neither `Debug` nor `Display` shows it.
 pub struct Key {
     aead: LessSafeKey,
+    /// HKDF pseudo-random key from the same bytes, for [`Key::derive`].
+    prk: hkdf::Prk,
 }
 
 impl std::fmt::Debug for Key {
@@ -69,6 +72,7 @@ impl Key {
         let key = UnboundKey::new(&AES_256_GCM, bytes).ok()?;
         Some(Self {
             aead: LessSafeKey::new(key),
+            prk: hkdf::Salt::new(hkdf::HKDF_SHA256, b"cairn").extract(bytes),
         })
     }
 
@@ -155,6 +159,17 @@ impl Key {
         Self::from_bytes(&bytes).ok_or(Error::Random)
     }
 
+    /// Raw bytes of a key derived from this one for `purpose` (HKDF-SHA256): the same key and
+    /// purpose always give the same bytes; they reveal nothing of this key.
+    pub fn derive(&self, purpose: &str) -> Result<[u8; KEY_LEN]> {
+        let mut out = [0u8; KEY_LEN];
+        self.prk
+            .expand(&[purpose.as_bytes()], hkdf::HKDF_SHA256)
+            .and_then(|okm| okm.fill(&mut out))
+            .map_err(|_| Error::Random)?;
+        Ok(out)
+    }
+
     /// Seals `plaintext`; `context` must be given again to open it.
     pub fn seal(&self, context: &str, plaintext: &[u8]) -> Result<Vec<u8>> {
         let mut sealed = Vec::with_capacity(OVERHEAD + plaintext.len());
@@ -214,5 +229,20 @@ mod tests {
         altered[NONCE_LEN] ^= 1;
         assert!(key.open("location/a", &altered).is_err(), "altered");
         assert!(Key::from_base64("c2hvcnQ=", "env CAIRN_SECRET_KEY").is_err());
+    }
+
+    #[test]
+    fn derived_keys_are_stable_per_purpose_and_differ_between_purposes() {
+        let bytes = BASE64.encode([3u8; KEY_LEN]);
+        let (a, b) = (
+            Key::from_base64(&bytes, "a").expect("key"),
+            Key::from_base64(&bytes, "b").expect("key"),
+        );
+        let one = a.derive("workspace/one").expect("derived");
+        assert_eq!(one, b.derive("workspace/one").expect("derived"), "same key, same purpose");
+        assert_ne!(one, a.derive("workspace/two").expect("derived"));
+        assert_ne!(one, [3u8; KEY_LEN], "not the key itself");
+        let other = Key::from_base64(&BASE64.encode([4u8; KEY_LEN]), "c").expect("key");
+        assert_ne!(one, other.derive("workspace/one").expect("derived"));
     }
 }

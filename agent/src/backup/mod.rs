@@ -17,7 +17,9 @@ use std::collections::{BTreeSet, HashSet};
 
 use cairn_proto::error_chain as report;
 
+use crate::claims::{self, Claim};
 use crate::discover::{self, Resource};
+use crate::link::Volumes;
 use crate::references::{self, Reference};
 use crate::report::{Event, Reporter};
 use writer::{Parts, Writer};
@@ -72,6 +74,8 @@ struct Run<'a> {
     resources: Vec<ResourceSummary>,
     problems: Vec<ItemResult>,
     items: u64,
+    /// Claims selected, for `volumes`.
+    claims: Vec<Claim>,
 }
 
 /// Runs backup `spec` of the cluster behind `client` into `location`; reports progress and the
@@ -82,12 +86,13 @@ pub async fn run(
     spec: BackupSpec,
     location: Location,
     reporter: Reporter,
+    volumes: Volumes,
     kubernetes_version: String,
 ) {
     let started = Timestamp::now();
     let name = spec.name.clone();
     let (status, reporter) =
-        match execute(client, &spec, &location, reporter, started, &kubernetes_version).await {
+        match execute(client, &spec, &location, reporter, &volumes, started, &kubernetes_version).await {
             Ok(done) => done,
             Err((e, reporter)) => {
                 let error = report(&e);
@@ -113,6 +118,7 @@ async fn execute(
     spec: &BackupSpec,
     location: &Location,
     reporter: Reporter,
+    volumes: &Volumes,
     started: Timestamp,
     kubernetes_version: &str,
 ) -> Result<(BackupStatus, Reporter), (Error, Reporter)> {
@@ -133,12 +139,20 @@ async fn execute(
         resources: Vec::new(),
         problems: Vec::new(),
         items: 0,
+        claims: Vec::new(),
     };
     match run.all().await {
         Ok(()) => {}
         Err(e) => return Err((e, run.reporter)),
     }
-    let failed = run.problems.iter().any(|p| p.outcome == Outcome::Failed);
+    let claims = std::mem::take(&mut run.claims);
+    let volume_results = if spec.volumes {
+        claims::back_up(&run.client, spec, location, volumes, claims, &mut run.reporter).await
+    } else {
+        Vec::new()
+    };
+    let failed = run.problems.iter().any(|p| p.outcome == Outcome::Failed)
+        || volume_results.iter().any(|v| v.error.is_some());
     let mut status = BackupStatus {
         phase: if failed {
             Phase::PartiallyFailed
@@ -154,6 +168,7 @@ async fn execute(
         error: None,
         agent_version: crate::VERSION.into(),
         kubernetes_version: kubernetes_version.to_owned(),
+        volumes: volume_results,
     };
     status.finished = Some(Timestamp::now());
     let manifest = Manifest {
@@ -271,6 +286,17 @@ impl Run<'_> {
                     }
                     if resource.namespaced {
                         self.used_namespaces.insert(namespace.clone());
+                    }
+                    if group_kind == references::PVC {
+                        self.claims.push(Claim {
+                            namespace: namespace.clone(),
+                            name: name.clone(),
+                            volume: value
+                                .pointer("/spec/volumeName")
+                                .and_then(serde_json::Value::as_str)
+                                .filter(|v| !v.is_empty())
+                                .map(str::to_owned),
+                        });
                     }
                     let item = ItemRef {
                         group: api.group.clone(),

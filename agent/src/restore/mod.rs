@@ -9,7 +9,7 @@ use cairn_proto::convert::{self, Wire};
 use cairn_proto::format::{self, BackupKeys, PartReader};
 use cairn_proto::model::{
     ExistingPolicy, ItemRef, ItemResult, Location, LocationName, Manifest, Outcome, OutcomeCounts, Phase,
-    ResourceSummary, RestoreSpec, RestoreStatus, Timestamp,
+    ResourceSummary, RestoreSpec, RestoreStatus, Timestamp, VolumeResult,
 };
 use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -21,6 +21,8 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::claims;
+use crate::link::Volumes;
 use crate::references::CRD;
 use crate::report::{Event, Reporter};
 use cairn_proto::error_chain as report;
@@ -90,7 +92,13 @@ pub enum Error {
 /// Runs restore `spec` from `location` into the cluster behind `client`; reports progress and the
 /// result.
 #[tracing::instrument(name = "restore", skip_all, fields(restore.id = %spec.name, backup.id = %spec.backup))]
-pub async fn run(client: kube::Client, spec: RestoreSpec, location: Location, mut reporter: Reporter) {
+pub async fn run(
+    client: kube::Client,
+    spec: RestoreSpec,
+    location: Location,
+    mut reporter: Reporter,
+    volumes: Volumes,
+) {
     let started = Timestamp::now();
     let (outcome, results) = match format::open_location(&location) {
         Err(e) => (Err(Error::from(e)), None),
@@ -108,6 +116,15 @@ pub async fn run(client: kube::Client, spec: RestoreSpec, location: Location, mu
             if let Err(e) = results.flush().await {
                 outcome = outcome.and(Err(e));
             }
+            // The objects are in: claims with data in the backup get it back once their new
+            // volumes are bound and mounted.
+            let outcome = match outcome {
+                Ok(backed_up) if !spec.dry_run && !backed_up.is_empty() => Ok(
+                    claims::restore(&client, &spec, &backed_up, &location, &volumes, &mut reporter).await,
+                ),
+                Ok(_) => Ok(Vec::new()),
+                Err(e) => Err(e),
+            };
             (outcome, Some(results))
         }
     };
@@ -122,8 +139,15 @@ pub async fn run(client: kube::Client, spec: RestoreSpec, location: Location, mu
     }
     (status.phase, status.error) = match outcome {
         Err(e) => (Phase::Failed, Some(report(&e))),
-        Ok(()) if status.counts.failed > 0 => (Phase::PartiallyFailed, None),
-        Ok(()) => (Phase::Completed, None),
+        Ok(volumes) => {
+            let failed = status.counts.failed > 0 || volumes.iter().any(|v| v.error.is_some());
+            status.volumes = volumes;
+            if failed {
+                (Phase::PartiallyFailed, None)
+            } else {
+                (Phase::Completed, None)
+            }
+        }
     };
     status.finished = Some(Timestamp::now());
     tracing::info!(phase = %status.phase, items = status.counts.total(), failed = status.counts.failed, "restore ended");
@@ -216,7 +240,7 @@ async fn execute(
     location: &LocationName,
     reporter: &mut Reporter,
     results: &mut Results,
-) -> Result<(), Error> {
+) -> Result<Vec<VolumeResult>, Error> {
     let keys = BackupKeys::new(&spec.backup);
     let manifest_key = keys.manifest();
     let bytes = match read(store, location, &manifest_key).await {
@@ -237,7 +261,8 @@ async fn execute(
     })?;
     let resources = order::restore_order(&manifest.backup.status.resources);
     let total: u64 = resources.iter().map(|r| r.count).sum();
-    let mut preparer = Preparer::default();
+    let backed_up = manifest.backup.status.volumes;
+    let mut preparer = Preparer::new(&backed_up);
     for resource in &resources {
         let target = resolve(client, resource, !spec.dry_run).await;
         for part in &resource.parts {
@@ -283,7 +308,7 @@ async fn execute(
             }
         }
     }
-    Ok(())
+    Ok(backed_up)
 }
 
 /// Whether the restore's namespace filter covers `object` (by its namespace in the backup; a

@@ -1,7 +1,7 @@
 //! Turning a backed-up object into one the target accepts: which objects to leave to the target's
 //! controllers, which server-owned fields to drop, and how namespace mapping rewrites names.
 
-use cairn_proto::model::RestoreSpec;
+use cairn_proto::model::{RestoreSpec, VolumeResult};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 
@@ -38,14 +38,40 @@ const BIND_ANNOTATIONS: &[&str] = &[
 /// Labels the Job controller puts on its pod template (and selector) from the source Job's uid.
 const JOB_LABELS: &[&str] = &["controller-uid", "job-name"];
 
+/// Annotations naming the provisioner or node of a claim's old volume: a claim whose data Cairn
+/// restores is provisioned afresh.
+const PROVISIONING_ANNOTATIONS: &[&str] = &[
+    "volume.beta.kubernetes.io/storage-provisioner",
+    "volume.kubernetes.io/storage-provisioner",
+    "volume.kubernetes.io/selected-node",
+];
+
 /// Decides and cleans, object by object, in restore order.
 #[derive(Default)]
 pub struct Preparer {
     /// Services with a selector, as (namespace, name) in the backup: their Endpoints are derived.
     selector_services: HashSet<(String, String)>,
+    /// Claims whose data the backup holds, as (namespace, name) in the backup.
+    claims_with_data: HashSet<(String, String)>,
+    /// The volumes those claims were bound to.
+    volumes_with_data: HashSet<String>,
 }
 
 impl Preparer {
+    /// For a backup whose volume data is `volumes`: claims with data get new volumes (the old
+    /// PersistentVolumes are not restored; the data is written into the new ones).
+    pub fn new(volumes: &[VolumeResult]) -> Self {
+        let taken = volumes.iter().filter(|v| !v.snapshot.is_empty());
+        Self {
+            claims_with_data: taken
+                .clone()
+                .map(|v| (v.namespace.clone(), v.claim.clone()))
+                .collect(),
+            volumes_with_data: taken.map(|v| v.volume.clone()).collect(),
+            ..Self::default()
+        }
+    }
+
     /// What to do with `object` (of `group`, `kind`) under `spec`.
     pub fn prepare(&mut self, mut object: Value, group: &str, kind: &str, spec: &RestoreSpec) -> Decision {
         let meta = |o: &Value, f: &str| {
@@ -93,6 +119,21 @@ impl Preparer {
                 return Decision::LeftToController(
                     "endpoints of a Service with a selector: the endpoints controller derives them".into(),
                 );
+            }
+            ("", "PersistentVolume") if self.volumes_with_data.contains(&name) => {
+                return Decision::LeftToController(
+                    "its claim's data is in the backup: the claim gets a new volume from its provisioner, and Cairn writes the data into it".into(),
+                );
+            }
+            ("", "PersistentVolumeClaim")
+                if self
+                    .claims_with_data
+                    .contains(&(namespace.clone(), name.clone())) =>
+            {
+                clean(&mut object, group, kind, spec);
+                remove(&mut object, "/spec", &["volumeName"]);
+                remove(&mut object, "/metadata/annotations", PROVISIONING_ANNOTATIONS);
+                return Decision::Restore(object);
             }
             ("discovery.k8s.io", "EndpointSlice") => {
                 let service = object

@@ -69,15 +69,28 @@ struct Chunk {
     data: Vec<u8>,
 }
 
-/// Backs up directory `source` as `host`; `counters` follow along.
+/// Whose data a snapshot holds: its parent is the last snapshot of the same host and path.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The cluster (or machine).
+    pub host: String,
+    /// What is backed up, by a name that stays when the directory moves (a claim's data sits
+    /// under a new pod's directory after a restart); `None`: the directory's absolute path.
+    pub path: Option<String>,
+    /// A label: the backup it belongs to.
+    pub tag: String,
+}
+
+/// Backs up directory `source` for `origin`; `counters` follow along.
 pub async fn run(
     repo: Arc<Repository>,
     source: &Path,
-    host: &str,
+    origin: Origin,
     counters: Arc<Counters>,
 ) -> Result<Summary> {
     let path = std::path::absolute(source).map_err(|e| Error::io(source, e))?;
-    let path_text = path.display().to_string();
+    let path_text = origin.path.unwrap_or_else(|| path.display().to_string());
+    let host = origin.host;
     let index = Arc::new(repo.load_index().await?);
     let parent = repo
         .snapshots()
@@ -143,7 +156,7 @@ pub async fn run(
         bytes: summary.bytes,
         bytes_read: summary.bytes_read,
         bytes_added: summary.bytes_added,
-        tag: String::new(),
+        tag: origin.tag,
     };
     summary.snapshot = repo.save_snapshot(&snapshot).await?;
     summary.parent = parent.map(|(id, _)| id);

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use cairn_proto::pb;
 use cairn_proto::seal::{KEY_LEN, Key};
 use futures::{StreamExt, TryStreamExt};
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, path::Path};
 use prost::Message;
 use std::sync::Arc;
 
@@ -60,14 +60,14 @@ pub struct Repository {
 impl Repository {
     /// Creates a repository in `store` (described as `label` in errors), its master key sealed
     /// under `kek`.
+    ///
+    /// Two writers may race to create one: the key file goes first, then the config is created
+    /// only if absent. The loser deletes its key file and fails with [`Error::Exists`]; its key
+    /// could not have opened the winner's repository anyway (keys are sealed to the repository
+    /// id).
     pub async fn init(store: Arc<dyn ObjectStore>, label: &str, kek: &Key) -> Result<Self> {
-        let this = |master, id_key, config| Self {
-            store: store.clone(),
-            master,
-            id_key,
-            config,
-        };
-        if get_opt(store.as_ref(), &key_of(&["config"])).await?.is_some() {
+        let config_key = key_of(&["config"]);
+        if get_opt(store.as_ref(), &config_key).await?.is_some() {
             return Err(Error::Exists(label.to_owned()));
         }
         let (master, raw) = Key::random()?;
@@ -79,11 +79,56 @@ impl Repository {
             chunk_avg: CHUNK_AVG,
             chunk_max: CHUNK_MAX,
         };
-        let repo = this(master, derive_id_key(&raw), config.clone());
-        repo.put(&key_of(&["keys", &random_id()?]), kek.seal(KEY_CONTEXT, &raw)?)
-            .await?;
-        repo.put(&key_of(&["config"]), config.encode_to_vec()).await?;
-        Ok(repo)
+        let repo = Self {
+            store: store.clone(),
+            master,
+            id_key: derive_id_key(&raw),
+            config,
+        };
+        let key_file = key_of(&["keys", &random_id()?]);
+        repo.put(&key_file, kek.seal(&repo.key_context(), &raw)?).await?;
+        let created = store
+            .put_opts(
+                &Path::from(config_key.as_str()),
+                PutPayload::from(repo.config.encode_to_vec()),
+                PutMode::Create.into(),
+            )
+            .await;
+        match created {
+            Ok(_) => Ok(repo),
+            // Stores without conditional writes: a plain write (the race is then theirs).
+            Err(object_store::Error::NotImplemented { .. }) => {
+                repo.put(&config_key, repo.config.encode_to_vec()).await?;
+                Ok(repo)
+            }
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                let _ = store.delete(&Path::from(key_file.as_str())).await;
+                Err(Error::Exists(label.to_owned()))
+            }
+            Err(e) => Err(Error::store("write", &config_key, e)),
+        }
+    }
+
+    /// Opens the repository in `store`, creating it first if there is none (see
+    /// [`Repository::init`] and [`Repository::open`]).
+    pub async fn open_or_init(
+        store: Arc<dyn ObjectStore>,
+        label: &str,
+        kek: &Key,
+        kek_origin: &str,
+    ) -> Result<Self> {
+        match Self::open(store.clone(), label, kek, kek_origin).await {
+            Err(Error::NotInitialised(_)) => match Self::init(store.clone(), label, kek).await {
+                Err(Error::Exists(_)) => Self::open(store, label, kek, kek_origin).await,
+                other => other,
+            },
+            other => other,
+        }
+    }
+
+    /// What a master key is sealed to: this repository.
+    fn key_context(&self) -> String {
+        key_context(&self.config)
     }
 
     /// Opens the repository in `store` with key-encryption key `kek` (`kek_origin` names it in
@@ -103,6 +148,7 @@ impl Repository {
                 ),
             ));
         }
+        let context = key_context(&config);
         let prefix = Path::from(key_of(&["keys"]));
         let keys: Vec<_> = store
             .list(Some(&prefix))
@@ -111,7 +157,7 @@ impl Repository {
             .map_err(|e| Error::store("list", prefix.as_ref(), e))?;
         for meta in keys {
             let sealed = get(store.as_ref(), meta.location.as_ref()).await?;
-            if let Ok(raw) = kek.open(KEY_CONTEXT, &sealed) {
+            if let Ok(raw) = kek.open(&context, &sealed) {
                 let master = Key::from_raw(&raw, meta.location.as_ref())?;
                 let id_key = derive_id_key(&raw[..KEY_LEN]);
                 return Ok(Self {
@@ -263,6 +309,11 @@ impl Repository {
             .try_collect()
             .await
     }
+}
+
+fn key_context(config: &pb::RepoConfig) -> String {
+    let id: String = config.id.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{KEY_CONTEXT}/{id}")
 }
 
 fn derive_id_key(master: &[u8]) -> [u8; 32] {

@@ -152,9 +152,9 @@ async fn restore_file(
 ) -> Result<u64> {
     let mut file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
     // The next blobs are fetched and opened while one is written.
-    let mut blobs = futures::stream::iter(&node.content)
+    let mut blobs = futures::stream::iter(node.content.clone())
         .map(|id| async move {
-            let id = BlobId::from_slice(id)?;
+            let id = BlobId::from_slice(&id)?;
             repo.read_blob(index, &id).await.map_err(|e| in_file(e, path))
         })
         .buffered(BLOBS_AHEAD);

@@ -2,7 +2,8 @@
 
 use cairn_proto::convert::Wire;
 use cairn_proto::model::{
-    BackupName, BackupStatus, Cluster, ClusterName, Progress, RestoreName, RestoreStatus,
+    BackupName, BackupStatus, Cluster, ClusterName, Progress, RestoreName, RestoreStatus, VolumeProgress,
+    VolumeResult, VolumeTask,
 };
 use cairn_proto::pb::{self, agent_message::Kind as Up, hub_message::Kind as Down};
 use std::pin::Pin;
@@ -12,7 +13,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::invalid;
-use crate::operations::agents::{INSTRUCTION_QUEUE, Instruction};
+use crate::operations::agents::{INSTRUCTION_QUEUE, Instruction, NodeAgent};
 use crate::operations::{Hub, Report};
 
 /// The `AgentChannel` service.
@@ -48,6 +49,13 @@ impl pb::agent_channel_server::AgentChannel for AgentChannel {
             ));
         };
         let name = ClusterName::new(register.cluster).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if !register.node.is_empty() {
+            let node = NodeAgent {
+                cluster: name,
+                node: register.node,
+            };
+            return Ok(Response::new(self.node_session(node, up).await));
+        }
         let cluster = Cluster {
             name: name.clone(),
             connected: true,
@@ -88,16 +96,56 @@ impl pb::agent_channel_server::AgentChannel for AgentChannel {
     }
 }
 
+impl AgentChannel {
+    /// The session of a node agent: volume tasks down, their progress and results up.
+    async fn node_session(&self, node: NodeAgent, mut up: Streaming<pb::AgentMessage>) -> Down_ {
+        let (session, mut instructions) = self.hub.register_node(&node).await;
+        let (tx, rx) = mpsc::channel(INSTRUCTION_QUEUE);
+        let hub = self.hub.clone();
+        tokio::spawn(async move {
+            let why = loop {
+                tokio::select! {
+                    instruction = instructions.recv() => {
+                        let Some(instruction) = instruction else { break "replaced by a newer session".to_owned() };
+                        if tx.send(Ok(to_pb(instruction))).await.is_err() {
+                            break "stream closed".to_owned();
+                        }
+                    }
+                    message = up.next() => match message {
+                        Some(Ok(message)) => match from_pb(message) {
+                            Ok(Some(report)) => hub.node_report(&node, session, report).await,
+                            Ok(None) => {}
+                            Err(status) => tracing::warn!(%node, error = %status.message(), "malformed node agent message"),
+                        },
+                        Some(Err(status)) => break format!("stream error: {}", status.message()),
+                        None => break "agent closed the stream".to_owned(),
+                    }
+                }
+            };
+            hub.disconnect_node(&node, session, &why).await;
+        });
+        Box::pin(ReceiverStream::new(rx))
+    }
+}
+
 fn to_pb(instruction: Instruction) -> pb::HubMessage {
     let kind = match instruction {
-        Instruction::Backup { spec, location } => Down::RunBackup(pb::RunBackup {
+        Instruction::Backup { spec, location, key } => Down::RunBackup(pb::RunBackup {
             spec: Some(spec.to_pb()),
             location: Some(location.to_pb()),
+            repository_key: key.0,
         }),
-        Instruction::Restore { spec, location } => Down::RunRestore(pb::RunRestore {
+        Instruction::Restore { spec, location, key } => Down::RunRestore(pb::RunRestore {
             spec: Some(spec.to_pb()),
             location: Some(location.to_pb()),
+            repository_key: key.0,
         }),
+        Instruction::Volume(task) => Down::VolumeTask(task.to_pb()),
+        Instruction::VolumeDone(id, result) => Down::VolumeDone(pb::VolumeDone {
+            id,
+            result: Some(result.to_pb()),
+        }),
+        Instruction::VolumeProgress(p) => Down::VolumeProgress(p.to_pb()),
     };
     pb::HubMessage { kind: Some(kind) }
 }
@@ -122,5 +170,11 @@ fn from_pb(message: pb::AgentMessage) -> Result<Option<Report>, Status> {
                 .ok_or_else(|| Status::invalid_argument("RestoreDone.status is missing"))?;
             Report::RestoreDone(name, RestoreStatus::from_pb(status).map_err(conv)?)
         }
+        Some(Up::VolumeTask(task)) => Report::VolumeTask(VolumeTask::from_pb(task).map_err(conv)?),
+        Some(Up::VolumeDone(done)) => Report::VolumeDone(
+            done.id,
+            VolumeResult::from_pb(done.result.unwrap_or_default()).map_err(conv)?,
+        ),
+        Some(Up::VolumeProgress(p)) => Report::VolumeProgress(VolumeProgress::from_pb(p).map_err(conv)?),
     }))
 }

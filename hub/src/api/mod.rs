@@ -62,7 +62,7 @@ impl From<operations::Error> for Status {
             | E::LocationInUse { .. }
             | E::Location(L::Unverified { .. } | L::Verify { .. } | L::Builtin) => Code::FailedPrecondition,
             E::Inventory(_)
-            | E::Location(L::Seal { .. } | L::Corrupt { .. } | L::Inventory(_))
+            | E::Location(L::Seal { .. } | L::RepositoryKey(_) | L::Corrupt { .. } | L::Inventory(_))
             | E::Open(_)
             | E::Bucket { .. }
             | E::Corrupt { .. } => Code::Internal,

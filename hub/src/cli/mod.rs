@@ -334,6 +334,10 @@ struct TemplateArgs {
     /// Keep each backup this long (`720h`); default: forever.
     #[arg(long)]
     ttl: Option<humantime::Duration>,
+    /// Also back up the data of the selected PersistentVolumeClaims (needs `cairn-agent node`
+    /// on the nodes where their pods run).
+    #[arg(long)]
+    volumes: bool,
 }
 
 impl TemplateArgs {
@@ -353,6 +357,7 @@ impl TemplateArgs {
                 ClusterResourcesArg::Never => ClusterResources::Never,
             },
             ttl: self.ttl.map(Into::into),
+            volumes: self.volumes,
         }
     }
 }

@@ -1,7 +1,10 @@
-//! The agents connected now: one session per cluster, each with a bounded queue of
-//! instructions that the agent channel streams down to it.
+//! The agents connected now: one session per cluster (and one per node agent), each with a
+//! bounded queue of instructions that the agent channel streams down to it.
 
-use cairn_proto::model::{BackupSpec, ClusterName, Location, RestoreSpec, Timestamp};
+use cairn_proto::model::{
+    BackupSpec, ClusterName, Location, RepositoryKey, RestoreSpec, Timestamp, VolumeProgress, VolumeResult,
+    VolumeTask,
+};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +22,8 @@ pub enum Instruction {
         spec: BackupSpec,
         /// Where to write it.
         location: Location,
+        /// The workspace's volume-repository key.
+        key: RepositoryKey,
     },
     /// Run a restore from `location`.
     Restore {
@@ -26,7 +31,30 @@ pub enum Instruction {
         spec: RestoreSpec,
         /// Where the backup is.
         location: Location,
+        /// The workspace's volume-repository key.
+        key: RepositoryKey,
     },
+    /// To a node agent: move one claim's data.
+    Volume(VolumeTask),
+    /// To a cluster agent: a node agent ended its task.
+    VolumeDone(String, VolumeResult),
+    /// To a cluster agent: how far a node agent has got.
+    VolumeProgress(VolumeProgress),
+}
+
+/// A node agent: the node it moves volume data on, in its cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NodeAgent {
+    /// The cluster.
+    pub cluster: ClusterName,
+    /// The node.
+    pub node: String,
+}
+
+impl std::fmt::Display for NodeAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.cluster, self.node)
+    }
 }
 
 /// Identifies one connection of an agent; a reconnect gets a new one.
@@ -39,15 +67,23 @@ struct Session {
     running: HashSet<String>,
 }
 
-/// The connected agents, by cluster.
-#[derive(Default)]
-pub struct Agents {
-    sessions: Mutex<HashMap<ClusterName, Session>>,
+/// The connected agents, by cluster (`K` = [`ClusterName`]) or by node ([`NodeAgent`]).
+pub struct Agents<K> {
+    sessions: Mutex<HashMap<K, Session>>,
     next_id: AtomicU64,
 }
 
-impl Agents {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ClusterName, Session>> {
+impl<K> Default for Agents<K> {
+    fn default() -> Self {
+        Self {
+            sessions: Mutex::default(),
+            next_id: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<K: Clone + Eq + std::hash::Hash> Agents<K> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Session>> {
         self.sessions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -55,7 +91,7 @@ impl Agents {
 
     /// A new session for `cluster`, replacing any older one (whose operations are returned:
     /// the old link is gone).
-    pub fn attach(&self, cluster: &ClusterName) -> (SessionId, mpsc::Receiver<Instruction>, Vec<String>) {
+    pub fn attach(&self, cluster: &K) -> (SessionId, mpsc::Receiver<Instruction>, Vec<String>) {
         let (tx, rx) = mpsc::channel(INSTRUCTION_QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let session = Session {
@@ -73,7 +109,7 @@ impl Agents {
     }
 
     /// Removes session `id` of `cluster` (if still current); returns its running operations.
-    pub fn detach(&self, cluster: &ClusterName, id: SessionId) -> Option<Vec<String>> {
+    pub fn detach(&self, cluster: &K, id: SessionId) -> Option<Vec<String>> {
         let mut sessions = self.lock();
         if sessions.get(cluster).is_some_and(|s| s.id == id) {
             return sessions.remove(cluster).map(|s| s.running.into_iter().collect());
@@ -82,19 +118,19 @@ impl Agents {
     }
 
     /// Notes a sign of life from session `id`.
-    pub fn beat(&self, cluster: &ClusterName, id: SessionId) {
+    pub fn beat(&self, cluster: &K, id: SessionId) {
         if let Some(s) = self.lock().get_mut(cluster).filter(|s| s.id == id) {
             s.last_heartbeat = Timestamp::now();
         }
     }
 
     /// When `cluster`'s agent was last heard from, if it is connected.
-    pub fn last_heartbeat(&self, cluster: &ClusterName) -> Option<Timestamp> {
+    pub fn last_heartbeat(&self, cluster: &K) -> Option<Timestamp> {
         self.lock().get(cluster).map(|s| s.last_heartbeat)
     }
 
     /// Sessions silent since before `deadline`: (cluster, session).
-    pub fn silent_since(&self, deadline: Timestamp) -> Vec<(ClusterName, SessionId)> {
+    pub fn silent_since(&self, deadline: Timestamp) -> Vec<(K, SessionId)> {
         self.lock()
             .iter()
             .filter(|(_, s)| s.last_heartbeat < deadline)
@@ -104,15 +140,20 @@ impl Agents {
 
     /// The instruction queue of `cluster`'s agent, with `operation` counted as running on it;
     /// `None` if no agent is connected.
-    pub fn sender(&self, cluster: &ClusterName, operation: &str) -> Option<mpsc::Sender<Instruction>> {
+    pub fn sender(&self, cluster: &K, operation: &str) -> Option<mpsc::Sender<Instruction>> {
         let mut sessions = self.lock();
         let session = sessions.get_mut(cluster)?;
         session.running.insert(operation.to_owned());
         Some(session.tx.clone())
     }
 
+    /// The instruction queue of `agent`, if connected.
+    pub fn queue(&self, agent: &K) -> Option<mpsc::Sender<Instruction>> {
+        self.lock().get(agent).map(|s| s.tx.clone())
+    }
+
     /// Operation `operation` of `cluster` has ended.
-    pub fn finished(&self, cluster: &ClusterName, operation: &str) {
+    pub fn finished(&self, cluster: &K, operation: &str) {
         if let Some(s) = self.lock().get_mut(cluster) {
             s.running.remove(operation);
         }

@@ -10,6 +10,7 @@ mod locations;
 pub mod progress;
 mod retention;
 mod schedules;
+mod volumes;
 mod workspaces;
 
 pub use groups::WorkspaceBackup;
@@ -180,6 +181,12 @@ pub enum Report {
     BackupDone(BackupName, BackupStatus),
     /// A restore ended.
     RestoreDone(RestoreName, RestoreStatus),
+    /// A cluster agent asks a node agent to move a claim's data.
+    VolumeTask(cairn_proto::model::VolumeTask),
+    /// A node agent ended a task.
+    VolumeDone(String, cairn_proto::model::VolumeResult),
+    /// How far a node agent has got.
+    VolumeProgress(cairn_proto::model::VolumeProgress),
 }
 
 /// The hub's state and operations; cheap to clone.
@@ -193,7 +200,8 @@ struct Inner {
     schedules_changed: tokio::sync::Notify,
     inventory: Inventory,
     locations: Locations,
-    agents: Agents,
+    agents: Agents<ClusterName>,
+    nodes: Agents<agents::NodeAgent>,
     board: Board,
 }
 
@@ -215,6 +223,7 @@ impl Hub {
                 inventory,
                 locations,
                 agents: Agents::default(),
+                nodes: Agents::default(),
                 board: Board::default(),
             }),
         };
@@ -276,6 +285,10 @@ impl Hub {
                 self.inner.agents.finished(cluster, &name.operation());
                 self.inner.board.close(&name.operation(), phase);
             }
+            Report::VolumeTask(task) => self.route_volume(task).await,
+            Report::VolumeDone(..) | Report::VolumeProgress(_) => {
+                tracing::warn!(%cluster, "volume result from a cluster agent ignored: only node agents send them");
+            }
         }
         Ok(())
     }
@@ -302,6 +315,9 @@ impl Hub {
         let deadline = Timestamp::from(std::time::SystemTime::now() - timeout);
         for (cluster, session) in self.inner.agents.silent_since(deadline) {
             self.disconnect(&cluster, session, "no heartbeat").await;
+        }
+        for (node, session) in self.inner.nodes.silent_since(deadline) {
+            self.disconnect_node(&node, session, "no heartbeat").await;
         }
     }
 
@@ -386,6 +402,7 @@ impl Hub {
             .usable_location(&spec.cluster, spec.location.as_ref())
             .await?;
         let location = self.inner.locations.resolve(&stored)?;
+        let key = self.inner.locations.repository_key(&stored.spec.workspace)?;
         spec.location = Some(stored.spec.name);
         spec.origin.workspace = Some(stored.spec.workspace);
         spec.origin.created = Some(self.inner.clock.now());
@@ -401,6 +418,7 @@ impl Hub {
             Instruction::Backup {
                 spec: spec.clone(),
                 location,
+                key,
             },
         )
         .await?;
@@ -434,6 +452,7 @@ impl Hub {
             .usable_location(&target, Some(&locations::location_of(&backup)))
             .await?;
         let location = self.inner.locations.resolve(&stored)?;
+        let key = self.inner.locations.repository_key(&stored.spec.workspace)?;
         let tx = self.connected(&target, &spec.name.operation()).await?;
         let restore = Restore {
             spec: spec.clone(),
@@ -446,6 +465,7 @@ impl Hub {
             Instruction::Restore {
                 spec: spec.clone(),
                 location,
+                key,
             },
         )
         .await?;

@@ -7,7 +7,7 @@ use super::{Error, Result, Wire, ms, name, opt_name, opt_string, required};
 use crate::format::FORMAT_VERSION;
 use crate::model::{
     Backup, BackupOrigin, BackupSpec, BackupStatus, ClusterResources, ItemResult, LabelSelector, Manifest,
-    NamespaceFilter, ResourceSummary, Timestamp,
+    NamespaceFilter, ResourceSummary, Timestamp, VolumeResult,
 };
 use crate::pb;
 
@@ -68,6 +68,7 @@ impl Wire for BackupSpec {
             workspace: text(self.origin.workspace.as_ref().map(ToString::to_string)),
             schedule: text(self.origin.schedule.as_ref().map(ToString::to_string)),
             group: text(self.origin.group.as_ref().map(ToString::to_string)),
+            volumes: self.volumes,
         }
     }
 
@@ -88,6 +89,7 @@ impl Wire for BackupSpec {
                 m.cluster_resources,
             )?,
             ttl: ttl_from_pb(m.ttl_seconds),
+            volumes: m.volumes,
             origin: BackupOrigin {
                 created: Timestamp::from_unix_ms(m.created_unix_ms),
                 workspace: opt_name("BackupSpec.workspace", m.workspace)?,
@@ -113,6 +115,7 @@ impl Wire for BackupStatus {
             error: self.error.clone().unwrap_or_default(),
             agent_version: self.agent_version.clone(),
             kubernetes_version: self.kubernetes_version.clone(),
+            volumes: self.volumes.iter().map(Wire::to_pb).collect(),
         }
     }
 
@@ -136,6 +139,7 @@ impl Wire for BackupStatus {
             error: opt_string(m.error),
             agent_version: m.agent_version,
             kubernetes_version: m.kubernetes_version,
+            volumes: m.volumes.into_iter().map(VolumeResult::from_pb).collect::<Result<_>>()?,
         })
     }
 }

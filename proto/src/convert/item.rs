@@ -183,6 +183,7 @@ impl Wire for Progress {
             items_total: self.items_total,
             bytes_done: self.bytes_done,
             current: self.current.clone(),
+            files_done: self.files_done,
         }
     }
 
@@ -193,6 +194,7 @@ impl Wire for Progress {
             items_total: m.items_total,
             bytes_done: m.bytes_done,
             current: m.current,
+            files_done: m.files_done,
         })
     }
 }

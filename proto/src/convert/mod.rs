@@ -9,6 +9,7 @@ mod item;
 mod location;
 mod restore;
 mod schedule;
+mod volume;
 
 pub use item::{phase_from_pb, phase_to_pb};
 

@@ -4,7 +4,7 @@ use super::item::{phase_from_pb, phase_to_pb};
 use super::{Error, Result, Wire, ms, name, opt_name, opt_string, required};
 use crate::model::{
     ExistingPolicy, ItemResult, NamespaceFilter, OutcomeCounts, Restore, RestoreSpec, RestoreStatus,
-    Timestamp,
+    Timestamp, VolumeResult,
 };
 use crate::pb;
 
@@ -94,6 +94,7 @@ impl Wire for RestoreStatus {
             problems: self.problems.iter().map(Wire::to_pb).collect(),
             item_parts: self.item_parts.clone(),
             error: self.error.clone().unwrap_or_default(),
+            volumes: self.volumes.iter().map(Wire::to_pb).collect(),
         }
     }
 
@@ -110,6 +111,7 @@ impl Wire for RestoreStatus {
                 .collect::<Result<_>>()?,
             item_parts: m.item_parts,
             error: opt_string(m.error),
+            volumes: m.volumes.into_iter().map(VolumeResult::from_pb).collect::<Result<_>>()?,
         })
     }
 }

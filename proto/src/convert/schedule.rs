@@ -30,6 +30,7 @@ impl Wire for BackupTemplate {
                 .unwrap_or_default(),
             cluster_resources: cluster_resources_to_pb(self.cluster_resources),
             ttl_seconds: self.ttl.map_or(0, |d| d.as_secs()),
+            volumes: self.volumes,
         }
     }
 
@@ -48,6 +49,7 @@ impl Wire for BackupTemplate {
                 m.cluster_resources,
             )?,
             ttl: ttl_from_pb(m.ttl_seconds),
+            volumes: m.volumes,
         })
     }
 }

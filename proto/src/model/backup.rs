@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{
     BackupName, ClusterName, ItemResult, LabelSelector, LocationName, Phase, ResourceSummary, ScheduleName,
-    Timestamp, WorkspaceName,
+    Timestamp, VolumeResult, WorkspaceName,
 };
 
 /// Which namespaces an operation covers: all, minus `exclude`, or only `include` minus `exclude`.
@@ -60,6 +60,9 @@ pub struct BackupSpec {
     /// How long the backup is kept; `None`: forever.
     #[serde(with = "super::time::duration_text::opt")]
     pub ttl: Option<Duration>,
+    /// Also the data of selected PersistentVolumeClaims.
+    #[serde(default)]
+    pub volumes: bool,
     /// Where it came from; set by the hub.
     #[serde(flatten)]
     pub origin: BackupOrigin,
@@ -109,6 +112,9 @@ pub struct BackupStatus {
     pub agent_version: String,
     /// The source cluster's Kubernetes version.
     pub kubernetes_version: String,
+    /// With `volumes`: one per selected claim.
+    #[serde(default)]
+    pub volumes: Vec<VolumeResult>,
 }
 
 /// A backup as the hub knows it.

@@ -129,4 +129,6 @@ pub struct Progress {
     pub bytes_done: u64,
     /// What is being worked on.
     pub current: String,
+    /// Volume data: files moved so far.
+    pub files_done: u64,
 }

@@ -11,6 +11,7 @@ mod restore;
 mod schedule;
 mod selector;
 mod time;
+mod volume;
 mod workspace;
 
 pub use backup::{
@@ -27,6 +28,7 @@ pub use restore::{ExistingPolicy, OutcomeCounts, Restore, RestoreSpec, RestoreSt
 pub use schedule::{BackupTemplate, Schedule, ScheduleTarget};
 pub use selector::{InvalidSelector, LabelSelector};
 pub use time::Timestamp;
+pub use volume::{RepositoryKey, VolumeProgress, VolumeResult, VolumeTask};
 pub use workspace::{DEFAULT_WORKSPACE, Workspace};
 
 use serde::{Deserialize, Serialize};

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::{BackupName, ClusterName, ItemResult, NamespaceFilter, Outcome, Phase, RestoreName, Timestamp};
+use super::{
+    BackupName, ClusterName, ItemResult, NamespaceFilter, Outcome, Phase, RestoreName, Timestamp, VolumeResult,
+};
 
 /// What to do with an object that already exists in the target cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -104,6 +106,9 @@ pub struct RestoreStatus {
     pub item_parts: Vec<String>,
     /// Why the whole restore failed, if it did.
     pub error: Option<String>,
+    /// Claims whose data was written back.
+    #[serde(default)]
+    pub volumes: Vec<VolumeResult>,
 }
 
 impl RestoreStatus {

@@ -27,6 +27,9 @@ pub struct BackupTemplate {
     pub cluster_resources: ClusterResources,
     /// How long each backup is kept.
     pub ttl: Option<Duration>,
+    /// Also the data of selected PersistentVolumeClaims.
+    #[serde(default)]
+    pub volumes: bool,
 }
 
 impl BackupTemplate {
@@ -42,6 +45,7 @@ impl BackupTemplate {
             selector: self.selector.clone(),
             cluster_resources: self.cluster_resources,
             ttl: self.ttl,
+            volumes: self.volumes,
             origin,
         }
     }

@@ -1,0 +1,76 @@
+//! The cluster agent's side of volume tasks: each task goes up to the hub, which routes it to
+//! the agent of the task's node; that agent's progress and result come back down here and are
+//! matched to the task by its id.
+
+use cairn_proto::model::{VolumeProgress, VolumeResult, VolumeTask};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::report::Event;
+
+/// Tasks sent and not yet answered.
+#[derive(Clone)]
+pub struct Relay {
+    up: mpsc::Sender<Event>,
+    pending: Arc<Mutex<HashMap<String, Pending>>>,
+}
+
+struct Pending {
+    done: oneshot::Sender<VolumeResult>,
+    progress: watch::Sender<(u64, u64)>,
+}
+
+/// A task on its way: its live (files, bytes) and its result.
+pub struct Asked {
+    /// Files and bytes moved so far.
+    pub progress: watch::Receiver<(u64, u64)>,
+    /// The node agent's result (or the hub's, when no node agent could take it).
+    pub done: oneshot::Receiver<VolumeResult>,
+}
+
+impl Relay {
+    /// Sending tasks into `up`, the link's queue.
+    pub fn new(up: mpsc::Sender<Event>) -> Self {
+        Self {
+            up,
+            pending: Arc::default(),
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends `task`; its answer arrives through the returned [`Asked`].
+    pub async fn ask(&self, task: VolumeTask) -> Asked {
+        let (done, done_rx) = oneshot::channel();
+        let (progress, progress_rx) = watch::channel((0, 0));
+        self.pending()
+            .insert(task.id.clone(), Pending { done, progress });
+        let _ = self.up.send(Event::VolumeTask(task)).await;
+        Asked {
+            progress: progress_rx,
+            done: done_rx,
+        }
+    }
+
+    /// A node agent's result for task `id`.
+    pub fn done(&self, id: &str, result: VolumeResult) {
+        if let Some(p) = self.pending().remove(id) {
+            let _ = p.done.send(result);
+        }
+    }
+
+    /// A node agent's progress.
+    pub fn progress(&self, p: &VolumeProgress) {
+        if let Some(pending) = self.pending().get(&p.id) {
+            pending.progress.send_replace((p.files, p.bytes));
+        }
+    }
+
+    /// Forgets task `id` (its asker gave up waiting).
+    pub fn forget(&self, id: &str) {
+        self.pending().remove(id);
+    }
+}

@@ -1,0 +1,95 @@
+//! Volume data: results, tasks for node agents, their progress.
+
+use super::{Result, Wire, name, opt_string, required};
+use crate::model::{Location, RepositoryKey, VolumeProgress, VolumeResult, VolumeTask};
+use crate::pb;
+
+impl Wire for VolumeResult {
+    type Pb = pb::VolumeResult;
+
+    fn to_pb(&self) -> pb::VolumeResult {
+        pb::VolumeResult {
+            namespace: self.namespace.clone(),
+            claim: self.claim.clone(),
+            volume: self.volume.clone(),
+            node: self.node.clone(),
+            pod: self.pod.clone(),
+            snapshot: self.snapshot.clone(),
+            files: self.files,
+            bytes: self.bytes,
+            bytes_read: self.bytes_read,
+            bytes_added: self.bytes_added,
+            error: self.error.clone().unwrap_or_default(),
+        }
+    }
+
+    fn from_pb(m: pb::VolumeResult) -> Result<Self> {
+        Ok(Self {
+            namespace: m.namespace,
+            claim: m.claim,
+            volume: m.volume,
+            node: m.node,
+            pod: m.pod,
+            snapshot: m.snapshot,
+            files: m.files,
+            bytes: m.bytes,
+            bytes_read: m.bytes_read,
+            bytes_added: m.bytes_added,
+            error: opt_string(m.error),
+        })
+    }
+}
+
+impl Wire for VolumeTask {
+    type Pb = pb::VolumeTask;
+
+    fn to_pb(&self) -> pb::VolumeTask {
+        pb::VolumeTask {
+            id: self.id.clone(),
+            cluster: self.cluster.to_string(),
+            node: self.node.clone(),
+            location: Some(self.location.to_pb()),
+            repository_key: self.key.0.clone(),
+            pod_uid: self.pod_uid.clone(),
+            volume: self.volume.clone(),
+            source: self.source.clone(),
+            tag: self.tag.clone(),
+            snapshot: self.snapshot.clone().unwrap_or_default(),
+        }
+    }
+
+    fn from_pb(m: pb::VolumeTask) -> Result<Self> {
+        Ok(Self {
+            id: m.id,
+            cluster: name("VolumeTask.cluster", m.cluster)?,
+            node: m.node,
+            location: Location::from_pb(required("VolumeTask.location", m.location)?)?,
+            key: RepositoryKey(m.repository_key),
+            pod_uid: m.pod_uid,
+            volume: m.volume,
+            source: m.source,
+            tag: m.tag,
+            snapshot: opt_string(m.snapshot),
+        })
+    }
+}
+
+impl Wire for VolumeProgress {
+    type Pb = pb::VolumeProgress;
+
+    fn to_pb(&self) -> pb::VolumeProgress {
+        pb::VolumeProgress {
+            id: self.id.clone(),
+            files: self.files,
+            bytes: self.bytes,
+        }
+    }
+
+    fn from_pb(m: pb::VolumeProgress) -> Result<Self> {
+        Ok(Self {
+            id: m.id,
+            files: m.files,
+            bytes: m.bytes,
+        })
+    }
+}

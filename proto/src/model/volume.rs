@@ -1,0 +1,87 @@
+//! Volume data: what the cluster agent asks a node agent to move, and what came of it.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ClusterName, Location};
+
+/// One PersistentVolumeClaim's data in a backup (the snapshot it went to) or a restore (the
+/// snapshot written into the claim's new volume).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeResult {
+    /// The claim's namespace: the backup's in a backup, the target's in a restore.
+    pub namespace: String,
+    /// The claim.
+    pub claim: String,
+    /// The PersistentVolume it was bound to.
+    pub volume: String,
+    /// The node whose agent moved the data.
+    pub node: String,
+    /// The pod whose mount was read or written.
+    pub pod: String,
+    /// The volume-repository snapshot.
+    pub snapshot: String,
+    /// Files in the snapshot.
+    pub files: u64,
+    /// File bytes in the snapshot.
+    pub bytes: u64,
+    /// Backup: bytes read (unchanged files are not read again).
+    pub bytes_read: u64,
+    /// Backup: stored bytes of new chunks.
+    pub bytes_added: u64,
+    /// Why this claim's data was not moved.
+    pub error: Option<String>,
+}
+
+impl VolumeResult {
+    /// `namespace/claim`.
+    pub fn claim_ref(&self) -> String {
+        format!("{}/{}", self.namespace, self.claim)
+    }
+}
+
+/// A workspace's volume-repository key: 32 bytes the hub derives and hands agents with their
+/// instructions. Neither `Debug` nor serialisation shows it.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct RepositoryKey(pub Vec<u8>);
+
+impl std::fmt::Debug for RepositoryKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RepositoryKey(..)")
+    }
+}
+
+/// Volume data of one claim to move on one node.
+#[derive(Debug, Clone)]
+pub struct VolumeTask {
+    /// Unique while running: `<operation>/<namespace>/<claim>`.
+    pub id: String,
+    /// The cluster.
+    pub cluster: ClusterName,
+    /// The node whose agent moves it.
+    pub node: String,
+    /// Where the repository is.
+    pub location: Location,
+    /// Its key.
+    pub key: RepositoryKey,
+    /// The pod whose volume directory holds the data.
+    pub pod_uid: String,
+    /// That directory's name: the PersistentVolume's name.
+    pub volume: String,
+    /// `<cluster>/<namespace>/<claim>`: a backup's parent is the last snapshot of it.
+    pub source: String,
+    /// The backup's name.
+    pub tag: String,
+    /// Restore this snapshot into the directory; `None`: back the directory up.
+    pub snapshot: Option<String>,
+}
+
+/// How far a node agent has got with a task.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VolumeProgress {
+    /// The task.
+    pub id: String,
+    /// Files done.
+    pub files: u64,
+    /// Bytes done.
+    pub bytes: u64,
+}
