@@ -124,6 +124,7 @@ async fn agent(
             cluster: cluster.clone(),
             agent_version: "bench".into(),
             kubernetes_version: "v1.20.2".into(),
+            node: String::new(),
         })),
     })
     .await?;
@@ -315,6 +316,7 @@ async fn list_latency(count: usize) -> Result<[f64; 3]> {
                 selector: None,
                 cluster_resources: ClusterResources::Auto,
                 ttl: Some(Duration::from_secs(90 * 24 * 3600)),
+                volumes: false,
                 origin: BackupOrigin {
                     created: Timestamp::from_unix_ms(created),
                     workspace: Some(format!("w-{}", cluster % INVENTORY_WORKSPACES).parse()?),

@@ -321,6 +321,7 @@ async fn measure(n: usize) -> Result<Row> {
         selector: None,
         cluster_resources: ClusterResources::Auto,
         ttl: None,
+        volumes: false,
         origin: Default::default(),
     };
     let start = Instant::now();
