@@ -188,6 +188,16 @@ impl Client {
         Ok(())
     }
 
+    /// The live progress of running operation `name` (`backup/<name>`…); `None` if it is not
+    /// running.
+    pub async fn progress(&mut self, name: &str) -> Result<Option<Progress>> {
+        let mut events = self.inner.watch(get(name)).await?.into_inner();
+        match events.next().await {
+            Some(event) => Ok(Some(Progress::from_pb(event?.progress.unwrap_or_default())?)),
+            None => Ok(None),
+        }
+    }
+
     /// Creates a workspace.
     pub async fn create_workspace(&mut self, name: &str) -> Result<Workspace> {
         let request = pb::Workspace {

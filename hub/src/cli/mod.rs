@@ -458,7 +458,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 }
                 progress::follow(&mut client, &spec.name.operation()).await?;
                 let backup = client.backup(spec.name.as_str()).await?;
-                output::backup(out, &backup, None)?;
+                output::backup(out, &backup, None, None)?;
                 ensure_completed(
                     "backup",
                     spec.name.as_str(),
@@ -502,7 +502,12 @@ pub async fn run(cli: Cli) -> Result<()> {
                 } else {
                     None
                 };
-                output::backup(out, &backup, items.as_deref())
+                let live = if backup.status.phase.is_final() {
+                    None
+                } else {
+                    client.progress(&name.operation()).await?
+                };
+                output::backup(out, &backup, items.as_deref(), live.as_ref())
             }
             BackupVerb::Delete { name } => {
                 client.delete_backup(name.as_str()).await?;

@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 use cairn_proto::model::{
-    Backup, Cluster, IndexEntry, ItemResult, LocationInfo, LocationSpec, Provider, Restore, Schedule,
-    ScheduleTarget, Timestamp, Workspace,
+    Backup, Cluster, IndexEntry, ItemResult, LocationInfo, LocationSpec, Progress, Provider, Restore, Schedule,
+    ScheduleTarget, Timestamp, VolumeResult, Workspace,
 };
 
 use crate::operations::WorkspaceBackup;
@@ -151,6 +151,26 @@ fn list(values: &[String], empty: &str) -> String {
     }
 }
 
+/// A table of volume results (none: nothing printed).
+fn volumes(volumes: &[VolumeResult], title: &str) {
+    if volumes.is_empty() {
+        return;
+    }
+    outln!("{title}");
+    let mut t = table(&["CLAIM", "NODE", "SNAPSHOT", "FILES", "SIZE", "RESULT"]);
+    for v in volumes {
+        t.add_row(vec![
+            v.claim_ref(),
+            v.node.clone(),
+            v.snapshot.chars().take(12).collect(),
+            v.files.to_string(),
+            indicatif::HumanBytes(v.bytes).to_string(),
+            v.error.clone().unwrap_or_else(|| "ok".into()),
+        ]);
+    }
+    print_table(&t);
+}
+
 /// The first problems of `total`, and where to find the rest.
 fn problems(out: &mut String, problems: &[ItemResult], total: u64) {
     if problems.is_empty() {
@@ -169,15 +189,27 @@ fn problems(out: &mut String, problems: &[ItemResult], total: u64) {
 }
 
 /// `backup describe` (and the summary after `backup create --wait`).
-pub fn backup(format: Format, b: &Backup, items: Option<&[IndexEntry]>) -> Result<()> {
+pub fn backup(
+    format: Format,
+    b: &Backup,
+    items: Option<&[IndexEntry]>,
+    live: Option<&Progress>,
+) -> Result<()> {
     #[derive(Serialize)]
     struct Described<'a> {
         #[serde(flatten)]
         backup: &'a Backup,
         #[serde(skip_serializing_if = "Option::is_none")]
         items: Option<&'a [IndexEntry]>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        progress: Option<&'a Progress>,
     }
-    if structured(format, &Described { backup: b, items })? {
+    let described = Described {
+        backup: b,
+        items,
+        progress: live,
+    };
+    if structured(format, &described)? {
         return Ok(());
     }
     let (spec, s) = (&b.spec, &b.status);
@@ -224,6 +256,15 @@ pub fn backup(format: Format, b: &Backup, items: Option<&[IndexEntry]>) -> Resul
         time(s.finished),
         duration(s.started, s.finished)
     );
+    if let Some(p) = live {
+        let _ = writeln!(
+            out,
+            "Progress:           {} items, {}{}",
+            p.items_done,
+            super::progress::moved(p),
+            p.current
+        );
+    }
     let _ = writeln!(out, "Items:              {}", s.items);
     let _ = writeln!(out, "Size:               {}", indicatif::HumanBytes(s.bytes));
     let _ = writeln!(
@@ -241,6 +282,7 @@ pub fn backup(format: Format, b: &Backup, items: Option<&[IndexEntry]>) -> Resul
         }
         print_table(&t);
     }
+    volumes(&s.volumes, "Volume data backed up:");
     let mut out = String::new();
     problems(&mut out, &s.problems, s.problems.len() as u64);
     out!("{out}");
@@ -356,6 +398,7 @@ pub fn restore(format: Format, r: &Restore, items: Option<&[ItemResult]>) -> Res
     );
     problems(&mut out, &s.problems, c.failed + c.skipped_exists);
     out!("{out}");
+    volumes(&s.volumes, "Volume data restored:");
     if let Some(items) = items {
         outln!(
             "{}:",

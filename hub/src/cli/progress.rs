@@ -14,6 +14,20 @@ fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
+/// Files and bytes moved so far, as the bar and `describe` show them: `"12 files, 3.1 MiB "`.
+pub fn moved(p: &cairn_proto::model::Progress) -> String {
+    let files = if p.files_done > 0 {
+        format!("{} files, ", p.files_done)
+    } else {
+        String::new()
+    };
+    if p.bytes_done > 0 {
+        format!("{files}{} ", indicatif::HumanBytes(p.bytes_done))
+    } else {
+        files
+    }
+}
+
 /// Shows `operation`'s progress (`backup/<name>` or `restore/<name>`) until it ends.
 pub async fn follow(client: &mut Client, operation: &str) -> Result<()> {
     let bar = ProgressBar::new_spinner()
@@ -32,12 +46,7 @@ pub async fn follow(client: &mut Client, operation: &str) -> Result<()> {
                 bar.set_length(p.items_total);
             }
             bar.set_position(p.items_done);
-            let bytes = if p.bytes_done > 0 {
-                format!("{} ", indicatif::HumanBytes(p.bytes_done))
-            } else {
-                String::new()
-            };
-            bar.set_message(format!("{bytes}{}", p.current));
+            bar.set_message(format!("{}{}", moved(p), p.current));
         })
         .await?;
     bar.finish_and_clear();
