@@ -170,6 +170,32 @@ impl HubProcess {
     }
 }
 
+impl HubProcess {
+    /// Starts `cairn-agent node` for node `node` of `cp`'s cluster, the kubelet's files under
+    /// `kubelet_root`; returns once it has linked to the hub.
+    pub async fn node_agent(&self, cp: &ControlPlane, node: &str, kubelet_root: &Path) -> Result<AgentProcess> {
+        let sandbox = Sandbox::new(&format!("node-agent-{}-{node}", cp.name()))?;
+        let mut cmd = Command::new(workspace_bin("cairn-agent")?);
+        cmd.args(["node", "--hub", &self.url, "--cluster", cp.name(), "--node", node])
+            .arg("--kubelet-root")
+            .arg(kubelet_root)
+            .env("RUST_LOG", self.log_level());
+        sandbox.spawn("cairn-agent", cmd)?;
+        let what = format!("node agent of {node} to link to the hub");
+        let log = sandbox.dir().join("cairn-agent.log");
+        sandbox
+            .wait_ready("cairn-agent", &what, START_TIMEOUT, || {
+                let log = log.clone();
+                async move {
+                    let text = std::fs::read_to_string(&log).unwrap_or_default();
+                    Ok(text.contains("linked to the hub").then_some(()))
+                }
+            })
+            .await?;
+        Ok(AgentProcess { sandbox })
+    }
+}
+
 /// A running `cairn-agent`.
 pub struct AgentProcess {
     sandbox: Sandbox,

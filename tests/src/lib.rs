@@ -6,6 +6,7 @@
 //!   Blob (azurite), GCS (fake-gcs-server behind a small adapter), and local directories.
 //!
 //! - [`proc_stats`]: a process's peak memory and CPU time, for benchmarks.
+//! - [`tree`]: directory trees for volume tests, and pictures of them to compare.
 //!
 //! Every server runs in a [`Sandbox`]: a directory holding its data, logs and pid files. A sandbox
 //! stops its processes and removes itself on drop; sandboxes left by a killed test process are
@@ -21,6 +22,7 @@ pub mod proc_stats;
 mod sandbox;
 pub mod snapshot;
 pub mod storage;
+pub mod tree;
 mod wait;
 
 pub use control_plane::{ControlPlane, client_for};

@@ -1,0 +1,238 @@
+//! Claim data through the hub: `cairn backup create --volumes` has the node agent of the node
+//! where the claim's pod runs back up the pod's volume directory under a kubelet root laid out as
+//! the kubelet lays it out; the restore into a second control plane writes it into the new
+//! claim's volume once its pod is placed on that cluster's node — byte for byte, with modes,
+//! times, symlinks and hard links. A second backup reads only what changed; a claim on a node
+//! without a node agent is reported, naming the node.
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{Api, PostParams};
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+use testbed::cairn::HubProcess;
+use testbed::storage::LocalDir;
+use testbed::tree::{picture, random_bytes, write};
+use testbed::{ControlPlane, wait_until};
+
+const SETTLE: Duration = Duration::from_secs(90);
+
+/// A namespace with a CSI-provisioned volume, its claim, and a pod mounting it on `node`.
+fn app(volume: &str, handle: &str, node: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: shop}}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: {volume}}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  storageClassName: fast
+  persistentVolumeReclaimPolicy: Delete
+  csi: {{driver: disk.csi.example.com, volumeHandle: {handle}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: data, namespace: shop}}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: fast
+  resources: {{requests: {{storage: 1Gi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: db, namespace: shop}}
+spec:
+  nodeName: {node}
+  containers:
+  - {{name: db, image: postgres:13, volumeMounts: [{{name: data, mountPath: /var/lib/postgresql/data}}]}}
+  volumes:
+  - {{name: data, persistentVolumeClaim: {{claimName: data}}}}
+"#
+    )
+}
+
+/// A volume the target's "provisioner" (this test) offers for the restored claim.
+fn provisioned(volume: &str, handle: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: {volume}}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  storageClassName: fast
+  csi: {{driver: disk.csi.example.com, volumeHandle: {handle}}}
+"#
+    )
+}
+
+async fn bound(cp: &ControlPlane, namespace: &str, claim: &str) -> Result<String> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(cp.client(), namespace);
+    wait_until(&format!("claim {namespace}/{claim} bound"), SETTLE, || async {
+        let pvc = claims.get(claim).await?;
+        let bound = pvc.status.and_then(|s| s.phase).as_deref() == Some("Bound");
+        Ok(bound.then(|| pvc.spec.and_then(|s| s.volume_name)).flatten())
+    })
+    .await
+}
+
+/// Where the kubelet under `root` mounts CSI volume `volume` of pod `uid`.
+fn mount_dir(root: &Path, uid: &str, volume: &str) -> PathBuf {
+    root.join("pods")
+        .join(uid)
+        .join("volumes/kubernetes.io~csi")
+        .join(volume)
+        .join("mount")
+}
+
+async fn pod_uid(cp: &ControlPlane, namespace: &str, name: &str) -> Result<String> {
+    let pods: Api<Pod> = Api::namespaced(cp.client(), namespace);
+    wait_until(&format!("pod {namespace}/{name}"), SETTLE, || async {
+        Ok(pods.get_opt(name).await?.and_then(|p| p.metadata.uid))
+    })
+    .await
+}
+
+/// A database's files: text, random data, a sparse file, a symlink, a hard link, odd modes.
+fn fill(dir: &Path) -> Result<()> {
+    let t = |secs: u64| SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000 + secs, 250_000_000);
+    let log: Vec<u8> = (0..50_000)
+        .flat_map(|i| format!("txn {i} committed\n").into_bytes())
+        .collect();
+    write(&dir.join("pg_wal/000001"), &log, 0o600, t(1))?;
+    write(&dir.join("base/16384/2619"), &random_bytes(3 << 20), 0o600, t(2))?;
+    write(&dir.join("PG_VERSION"), b"13\n", 0o644, t(3))?;
+    write(&dir.join("postmaster.opts"), b"postgres -D data\n", 0o640, t(4))?;
+    std::os::unix::fs::symlink("pg_wal/000001", dir.join("current_wal"))?;
+    std::fs::hard_link(dir.join("PG_VERSION"), dir.join("base/PG_VERSION"))?;
+    let f = std::fs::File::create(dir.join("base/sparse"))?;
+    f.set_len(16 << 20)?;
+    std::os::unix::fs::FileExt::write_at(&f, b"page", 8 << 20)?;
+    drop(f);
+    std::fs::set_permissions(dir.join("base"), std::fs::Permissions::from_mode(0o700))?;
+    Ok(())
+}
+
+async fn json(hub: &HubProcess, line: &str) -> Result<Value> {
+    let out = hub.cli_line(line).await?.ok()?;
+    Ok(serde_json::from_str(&out.stdout)?)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
+    let (source, target) = tokio::try_join!(ControlPlane::start("vol-src"), ControlPlane::start("vol-dst"))?;
+    let roots = LocalDir::new()?;
+    let (root_a, root_b) = (roots.path().join("node-a"), roots.path().join("node-b"));
+    let hub = HubProcess::start().await?;
+    let (_a, _b) = tokio::try_join!(hub.agent(&source, None), hub.agent(&target, None))?;
+    let (_node_a, _node_b) = tokio::try_join!(
+        hub.node_agent(&source, "node-a", &root_a),
+        hub.node_agent(&target, "node-b", &root_b)
+    )?;
+
+    source.apply(&app("pv-src", "disk-1", "node-a")).await?;
+    assert_eq!(bound(&source, "shop", "data").await?, "pv-src");
+    let uid = pod_uid(&source, "shop", "db").await?;
+    let data = mount_dir(&root_a, &uid, "pv-src");
+    fill(&data)?;
+    let before = picture(&data)?;
+
+    let out = hub
+        .cli_line("backup create first --cluster vol-src --include-namespaces shop --volumes --wait")
+        .await?
+        .ok()?;
+    assert!(
+        out.stdout.contains("Volume data backed up:") && out.stdout.contains("shop/data"),
+        "{}",
+        out.stdout
+    );
+    let described = json(&hub, "backup describe first -o json").await?;
+    let volume = &described["status"]["volumes"][0];
+    assert_eq!(volume["node"], "node-a", "{described}");
+    assert_eq!(volume["files"], 6, "{described}");
+
+    // The target's "scheduler" and "kubelet" are this test: it places the restored pod on
+    // node-b and mounts the new volume there once the claim is bound to it.
+    target.apply(&provisioned("pv-dst", "disk-2")).await?;
+    hub.cli_line("restore create back --from-backup first --target-cluster vol-dst")
+        .await?
+        .ok()?;
+    let new_uid = pod_uid(&target, "shop", "db").await?;
+    let pods: Api<Pod> = Api::namespaced(target.client(), "shop");
+    let binding = serde_json::json!({
+        "apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": "db", "namespace": "shop"},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": "node-b"}
+    });
+    pods.create_subresource::<Value, Value>("binding", "db", &PostParams::default(), &binding)
+        .await
+        .context("binding the restored pod to node-b")?;
+    assert_eq!(
+        bound(&target, "shop", "data").await?,
+        "pv-dst",
+        "the restored claim binds to a new volume, not the source's"
+    );
+    let restored = mount_dir(&root_b, &new_uid, "pv-dst");
+    std::fs::create_dir_all(&restored)?;
+    let done = wait_until("restore back to end", SETTLE, || async {
+        let r = json(&hub, "restore describe back -o json").await?;
+        let phase = r["status"]["phase"].as_str().unwrap_or_default().to_owned();
+        Ok(["Completed", "PartiallyFailed", "Failed"]
+            .contains(&phase.as_str())
+            .then_some(r))
+    })
+    .await?;
+    assert_eq!(done["status"]["phase"], "Completed", "{done}");
+    assert_eq!(done["status"]["volumes"][0]["node"], "node-b", "{done}");
+    assert_eq!(picture(&restored)?, before, "restored volume differs from the source's");
+
+    // Incremental: one file changed; the next backup reads that file only.
+    let changed = random_bytes(256 << 10);
+    write(
+        &data.join("pg_wal/000002"),
+        &changed,
+        0o600,
+        SystemTime::now(),
+    )?;
+    hub.cli_line("backup create second --cluster vol-src --include-namespaces shop --volumes --wait")
+        .await?
+        .ok()?;
+    let second = json(&hub, "backup describe second -o json").await?;
+    let volume = &second["status"]["volumes"][0];
+    assert_eq!(volume["files"], 7, "{second}");
+    assert_eq!(volume["bytes_read"], changed.len(), "{second}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_on_a_node_without_a_node_agent_is_reported() -> Result<()> {
+    let source = ControlPlane::start("vol-lone").await?;
+    let hub = HubProcess::start().await?;
+    let _agent = hub.agent(&source, None).await?;
+    source.apply(&app("pv-lone", "disk-9", "node-z")).await?;
+    bound(&source, "shop", "data").await?;
+    let out = hub
+        .cli_line("backup create lone --cluster vol-lone --include-namespaces shop --volumes --wait")
+        .await?;
+    if out.code == Some(0) {
+        bail!("a backup missing a claim's data succeeded: {}", out.stdout);
+    }
+    let described = json(&hub, "backup describe lone -o json").await?;
+    assert_eq!(described["status"]["phase"], "PartiallyFailed", "{described}");
+    let error = described["status"]["volumes"][0]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        error.contains("no node agent is connected on node node-z of cluster vol-lone"),
+        "{described}"
+    );
+    Ok(())
+}
