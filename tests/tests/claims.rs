@@ -217,6 +217,14 @@ async fn a_claim_on_a_node_without_a_node_agent_is_reported() -> Result<()> {
     let source = ControlPlane::start("vol-lone").await?;
     let hub = HubProcess::start().await?;
     let _agent = hub.agent(&source, None).await?;
+    // The DaemonSet users deploy is one the cluster accepts.
+    source
+        .apply(include_str!("../../deploy/agent.yaml"))
+        .await?;
+    let applied = source
+        .apply(include_str!("../../deploy/node-agent.yaml"))
+        .await?;
+    assert_eq!(applied[0].types.as_ref().map(|t| t.kind.as_str()), Some("DaemonSet"));
     source.apply(&app("pv-lone", "disk-9", "node-z")).await?;
     bound(&source, "shop", "data").await?;
     let out = hub
