@@ -52,8 +52,18 @@ enum Verb {
     },
     /// List snapshots, oldest first, id first.
     Snapshots,
-    /// Blobs, packs and snapshots in the repository.
+    /// Blobs, packs and snapshots in the repository, and its size.
     Stats,
+    /// Forget all but the last N snapshots of each host and path, and collect unused packs
+    /// (deleted once planned for longer than the grace period). Safe while backups run.
+    Prune {
+        /// Snapshots kept per host and path.
+        #[arg(long)]
+        keep_last: Option<usize>,
+        /// How long unused packs stay before deletion: longer than your longest backup.
+        #[arg(long, default_value = "24h")]
+        grace: humantime::Duration,
+    },
     /// Check that every pack is there; with --read-data, read and open every pack and blob.
     Check {
         /// Read every pack and open every blob.
@@ -161,11 +171,23 @@ pub async fn run(args: RepoArgs) -> Result<()> {
         Verb::Stats => {
             let index = repo.load_index().await?;
             let snapshots = repo.snapshots().await?;
+            let stored: u64 = repo.stored_packs().await?.iter().map(|(_, size, _)| size).sum();
             println!(
-                "{} snapshots, {} blobs in {} packs",
+                "{} snapshots, {} blobs in {} packs, {stored} bytes stored",
                 snapshots.len(),
                 index.len(),
                 index.packs().count()
+            );
+        }
+        Verb::Prune { keep_last, grace } => {
+            let options = volume::prune::Options {
+                keep_last,
+                grace: grace.into(),
+            };
+            let r = volume::prune::run(&repo, &options).await?;
+            println!(
+                "forgot {} snapshots, kept {}; deleted {} packs ({} bytes); {} packs planned for deletion after {grace}",
+                r.forgotten, r.kept, r.deleted, r.deleted_bytes, r.planned
             );
         }
     }

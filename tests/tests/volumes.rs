@@ -318,3 +318,97 @@ fn a_corrupted_pack_is_named_by_check_and_restore_and_the_rest_restores() -> Res
     assert!(failed >= 1, "no file failed: {restore_err}");
     Ok(())
 }
+
+/// `cairn-agent repo backup PATH --host HOST` started in the background.
+fn spawn_backup(url: &str, key: &Path, src: &Path, host: &str) -> Result<std::process::Child> {
+    Ok(Command::new(workspace_bin("cairn-agent")?)
+        .args(["repo", "backup", "--host", host, "--location-url", url])
+        .arg("--key-file")
+        .arg(key)
+        .arg(src)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?)
+}
+
+/// Waits until process `pid` has a file under `dir` open.
+fn reading(pid: u32, dir: &Path) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        let open = std::fs::read_dir(format!("/proc/{pid}/fd"))?
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .any(|target| target.starts_with(dir));
+        if open {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("process {pid} never opened a file under {}", dir.display())
+}
+
+#[test]
+fn two_writers_share_a_repository_while_a_prune_runs() -> Result<()> {
+    let dir = LocalDir::new()?;
+    let (x, y) = (dir.path().join("x"), dir.path().join("y"));
+    let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    for i in 0..24 {
+        write(&x.join(format!("f{i:02}")), &random_bytes(4 << 20), 0o644, old)?;
+    }
+    write(&y.join("other"), &random_bytes(1 << 20), 0o644, old)?;
+    let url = format!("file://{}", dir.path().join("repo").display());
+    let key = dir.path().join("key");
+    ok(repo(&url, &key, &["init", "--new-key"], &[])?)?;
+    // Cluster east backed up X, then (the same path now holding Y) Y: X's chunks are used only
+    // by east's first snapshot, which `prune --keep-last 1` forgets.
+    let path = dir.path().join("east");
+    std::os::unix::fs::symlink(&x, &path)?;
+    ok(repo(&url, &key, &["backup", path.to_str().context("utf-8")?, "--host", "east"], &[])?)?;
+    std::fs::remove_file(&path)?;
+    std::os::unix::fs::symlink(&y, &path)?;
+    ok(repo(&url, &key, &["backup", path.to_str().context("utf-8")?, "--host", "east"], &[])?)?;
+
+    // Two more clusters back X up at once, deduplicating against X's chunks, and a prune that
+    // forgets east's first snapshot runs while they do.
+    let west = spawn_backup(&url, &key, &x, "west")?;
+    let north = spawn_backup(&url, &key, &x, "north")?;
+    // Both have read the index once they read X's files.
+    reading(west.id(), &x)?;
+    reading(north.id(), &x)?;
+    let pruned = ok(repo(&url, &key, &["prune", "--keep-last", "1"], &[])?)?;
+    let (mut west, mut north) = (west, north);
+    let overlapped = west.try_wait()?.is_none() && north.try_wait()?.is_none();
+    let (west, north) = (west.wait_with_output()?, north.wait_with_output()?);
+    let (west, north) = (ok(west)?, ok(north)?);
+    assert!(
+        overlapped,
+        "the prune ended after the backups: it must run during them ({pruned})"
+    );
+    assert!(pruned.starts_with("forgot 1 snapshots, kept 1"), "{pruned}");
+    assert!(!pruned.contains(" 0 packs planned"), "X's packs are planned: {pruned}");
+    // Dedup holds: neither stored X's data again.
+    for out in [&west, &north] {
+        assert!(number_before(out, "blobs")? <= 1, "only a new tree at most: {out}");
+    }
+
+    // The planned packs are in use again: even a prune with no grace keeps them.
+    let again = ok(repo(&url, &key, &["prune", "--keep-last", "1", "--grace", "0s"], &[])?)?;
+    assert!(again.contains("deleted 0 packs"), "{again}");
+    let checked = ok(repo(&url, &key, &["check", "--read-data"], &[])?)?;
+    assert!(checked.starts_with("no errors"), "{checked}");
+    let snapshot = west.split_whitespace().nth(1).context("snapshot id")?;
+    let target = dir.path().join("restored");
+    ok(repo(&url, &key, &["restore", snapshot, target.to_str().context("utf-8")?], &[])?)?;
+    assert_eq!(picture(&target)?, picture(&x)?, "west's snapshot restores whole");
+
+    // Once no snapshot uses X, a prune plans its packs and the next one past the grace period
+    // deletes them.
+    let before = ok(repo(&url, &key, &["stats"], &[])?)?;
+    ok(repo(&url, &key, &["prune", "--keep-last", "0"], &[])?)?;
+    let collected = ok(repo(&url, &key, &["prune", "--grace", "0s"], &[])?)?;
+    let deleted = number_before(&collected, "packs")?;
+    assert!(deleted >= 12, "X's packs (96 MiB) deleted: {collected}; before: {before}");
+    let after = ok(repo(&url, &key, &["stats"], &[])?)?;
+    assert!(after.starts_with("0 snapshots, 0 blobs in 0 packs, 0 bytes"), "{after}");
+    Ok(())
+}

@@ -91,7 +91,7 @@ pub async fn run(
     let path = std::path::absolute(source).map_err(|e| Error::io(source, e))?;
     let path_text = origin.path.unwrap_or_else(|| path.display().to_string());
     let host = origin.host;
-    let index = Arc::new(repo.load_index().await?);
+    let index = Arc::new(repo.backup_index().await?);
     let parent = repo
         .snapshots()
         .await?

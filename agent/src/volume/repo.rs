@@ -8,6 +8,7 @@ use cairn_proto::seal::{KEY_LEN, Key};
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, path::Path};
 use prost::Message;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::blob::{self, BlobId};
@@ -29,6 +30,10 @@ const ROOT: &str = "volumes";
 const KEY_CONTEXT: &str = "cairn repository key";
 const INDEX_CONTEXT: &str = "cairn index";
 const SNAPSHOT_CONTEXT: &str = "cairn snapshot";
+const PLAN_CONTEXT: &str = "cairn prune plan";
+/// Times a read of every object under a directory starts over when one vanished meanwhile (a
+/// prune replaced it).
+const READ_ATTEMPTS: usize = 3;
 
 fn key_of(parts: &[&str]) -> String {
     let mut k = ROOT.to_owned();
@@ -206,12 +211,84 @@ impl Repository {
 
     /// Every index file, merged.
     pub async fn load_index(&self) -> Result<Index> {
+        self.load_index_without(&HashSet::new()).await
+    }
+
+    /// The index a backup deduplicates against: without the packs a prune plans to delete (a
+    /// backup never relies on them, so the prune may delete them once its grace period is over).
+    pub async fn backup_index(&self) -> Result<Index> {
+        let planned = self
+            .prune_plans()
+            .await?
+            .into_iter()
+            .flat_map(|(_, plan)| plan.packs)
+            .collect();
+        self.load_index_without(&planned).await
+    }
+
+    async fn load_index_without(&self, skip: &HashSet<String>) -> Result<Index> {
         let mut index = Index::default();
-        for file in self.read_all(&["index"], INDEX_CONTEXT).await? {
-            let file = pb::IndexFile::decode(file.1.as_slice()).map_err(|e| Error::corrupt(&file.0, e))?;
-            index.add_file(&file)?;
+        for (_, file) in self.index_files().await? {
+            for p in file.packs.iter().filter(|p| !skip.contains(&p.pack)) {
+                index.add_pack(&p.pack, &p.blobs)?;
+            }
         }
         Ok(index)
+    }
+
+    /// Every index file with its key, in key order: where a blob is in several packs, every
+    /// reader takes the same one (the first).
+    pub async fn index_files(&self) -> Result<Vec<(String, pb::IndexFile)>> {
+        let mut files = Vec::new();
+        for (key, plain) in self.read_all(&["index"], INDEX_CONTEXT).await? {
+            let file = pb::IndexFile::decode(plain.as_slice()).map_err(|e| Error::corrupt(&key, e))?;
+            files.push((key, file));
+        }
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(files)
+    }
+
+    /// Every prune plan with its key.
+    pub async fn prune_plans(&self) -> Result<Vec<(String, pb::PrunePlan)>> {
+        let mut plans = Vec::new();
+        for (key, plain) in self.read_all(&["prune"], PLAN_CONTEXT).await? {
+            let plan = pb::PrunePlan::decode(plain.as_slice()).map_err(|e| Error::corrupt(&key, e))?;
+            plans.push((key, plan));
+        }
+        Ok(plans)
+    }
+
+    /// Writes a new prune plan.
+    pub async fn write_prune_plan(&self, plan: &pb::PrunePlan) -> Result<()> {
+        let sealed = self.master.seal(PLAN_CONTEXT, &plan.encode_to_vec())?;
+        self.put(&key_of(&["prune", &random_id()?]), sealed).await
+    }
+
+    /// Every pack stored (listed or not in an index): id, size, last written.
+    pub async fn stored_packs(&self) -> Result<Vec<(String, u64, chrono::DateTime<chrono::Utc>)>> {
+        let prefix = Path::from(key_of(&["data"]));
+        self.store
+            .list(Some(&prefix))
+            .map_ok(|m| {
+                let id = m.location.filename().unwrap_or_default().to_owned();
+                (id, m.size, m.last_modified)
+            })
+            .try_collect()
+            .await
+            .map_err(|e| Error::store("list", prefix.as_ref(), e))
+    }
+
+    /// Deletes `key` (gone already is fine).
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        match self.store.delete(&Path::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::store("delete", key, e)),
+        }
+    }
+
+    /// Deletes snapshot `id`.
+    pub async fn forget(&self, id: &str) -> Result<()> {
+        self.delete(&key_of(&["snapshots", id])).await
     }
 
     /// Writes a new index file for the packs in `file`.
@@ -288,6 +365,19 @@ impl Repository {
 
     /// Every object under `dir`, opened with `context`, as (key, plaintext).
     async fn read_all(&self, dir: &[&str], context: &'static str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut attempt = 1;
+        loop {
+            match self.read_all_once(dir, context).await {
+                Err(Error::Store {
+                    source: object_store::Error::NotFound { .. },
+                    ..
+                }) if attempt < READ_ATTEMPTS => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn read_all_once(&self, dir: &[&str], context: &'static str) -> Result<Vec<(String, Vec<u8>)>> {
         let prefix = Path::from(key_of(dir));
         let keys: Vec<_> = self
             .store
