@@ -116,7 +116,14 @@ pub async fn restore(
             snapshot: source.snapshot.clone(),
             ..VolumeResult::default()
         };
-        reporter.volumes(0, 0, &format!("waiting for {}/{} to be bound and mounted", namespace, source.claim));
+        reporter.volumes(
+            0,
+            0,
+            &format!(
+                "waiting for {}/{} to be bound and mounted",
+                namespace, source.claim
+            ),
+        );
         let (volume, mount) = match placed(client, &namespace, &source.claim, deadline).await {
             Ok(placed) => placed,
             Err(why) => {
@@ -161,7 +168,8 @@ async fn follow(asked: Vec<(VolumeResult, Asked)>, reporter: &mut Reporter) -> V
                 }
                 Err(tokio::sync::oneshot::error::TryRecvError::Empty) => still.push((result, asked)),
                 Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
-                    result.error = Some("the agent's link to the hub was lost while the node agent worked".into());
+                    result.error =
+                        Some("the agent's link to the hub was lost while the node agent worked".into());
                     results.push(result);
                 }
             }
@@ -213,11 +221,18 @@ fn mounting(pods: &[Pod], claim: &str) -> Option<Mount> {
                 })
         })
     };
-    let phase = |p: &Pod| p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+    let phase = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default()
+    };
     let live: Vec<&Pod> = pods
         .iter()
         .filter(mounts)
-        .filter(|p| p.metadata.deletion_timestamp.is_none() && !matches!(phase(p).as_str(), "Succeeded" | "Failed"))
+        .filter(|p| {
+            p.metadata.deletion_timestamp.is_none() && !matches!(phase(p).as_str(), "Succeeded" | "Failed")
+        })
         .collect();
     let pod = live
         .iter()

@@ -10,11 +10,13 @@
 //! - [`relay`]: volume tasks to node agents, through the hub, and their answers.
 //! - [`node`]: node mode, moving the data of the claims mounted on one node.
 //! - [`volume`]: the volume-data repository.
+//! - [`maintenance`]: pruning a location's repository when the hub asks.
 
 pub mod backup;
 pub mod claims;
 pub mod discover;
 pub mod link;
+pub mod maintenance;
 pub mod node;
 pub mod references;
 pub mod relay;
@@ -107,7 +109,12 @@ pub async fn run(hub: String, cluster: ClusterName, kubeconfig: Option<&Path>) -
 
 /// Starts the node agent of `node` in `cluster`, the kubelet's files under `kubelet_root`: keeps
 /// a link to `hub` for ever.
-pub async fn run_node(hub: String, cluster: ClusterName, node: String, kubelet_root: std::path::PathBuf) -> link::Error {
+pub async fn run_node(
+    hub: String,
+    cluster: ClusterName,
+    node: String,
+    kubelet_root: std::path::PathBuf,
+) -> link::Error {
     tracing::info!(%cluster, %node, kubelet_root = %kubelet_root.display(), "node agent starting");
     link::Link {
         hub,

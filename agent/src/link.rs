@@ -226,6 +226,18 @@ impl Link {
                 }
                 Err(e) => tracing::error!(error = %e, "malformed restore instruction"),
             },
+            (Some(Down::RunPrune(run)), Role::Cluster { .. }) => match run.location.map(Location::from_pb) {
+                Some(Ok(location)) => {
+                    tokio::spawn(crate::maintenance::prune(
+                        location,
+                        RepositoryKey(run.repository_key),
+                        std::time::Duration::from_secs(run.grace_seconds),
+                        self.cluster.clone(),
+                        events.clone(),
+                    ));
+                }
+                _ => tracing::error!("malformed prune instruction"),
+            },
             (Some(Down::VolumeDone(done)), Role::Cluster { .. }) => {
                 match VolumeResult::from_pb(done.result.unwrap_or_default()) {
                     Ok(result) => relay.done(&done.id, result),
@@ -293,6 +305,10 @@ fn to_pb(event: &Event) -> pb::AgentMessage {
             status: Some(status.to_pb()),
         }),
         Event::VolumeTask(task) => Up::VolumeTask(task.to_pb()),
+        Event::PruneDone(location, prune) => Up::PruneDone(pb::PruneDone {
+            location: location.to_string(),
+            prune: Some(prune.to_pb()),
+        }),
         Event::VolumeProgress(p) => Up::VolumeProgress(p.to_pb()),
         Event::VolumeDone(id, result) => Up::VolumeDone(pb::VolumeDone {
             id: id.clone(),

@@ -90,13 +90,17 @@ impl Node {
         result
     }
 
-    async fn move_data(&self, task: &VolumeTask, counters: &Arc<Counters>, result: &mut VolumeResult) -> Result<(), Error> {
+    async fn move_data(
+        &self,
+        task: &VolumeTask,
+        counters: &Arc<Counters>,
+        result: &mut VolumeResult,
+    ) -> Result<(), Error> {
         let store = cairn_proto::format::open_location(&task.location).map_err(volume::Error::from)?;
         let kek = Key::from_raw(&task.key.0, "the workspace's repository key")?;
         let label = format!("location {}", task.location.name);
-        let repo = Arc::new(
-            Repository::open_or_init(store, &label, &kek, "the workspace's repository key").await?,
-        );
+        let repo =
+            Arc::new(Repository::open_or_init(store, &label, &kek, "the workspace's repository key").await?);
         match &task.snapshot {
             None => {
                 let dir = self.volume_dir(&task.pod_uid, &task.volume)?;

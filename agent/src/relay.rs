@@ -46,8 +46,7 @@ impl Relay {
     pub async fn ask(&self, task: VolumeTask) -> Asked {
         let (done, done_rx) = oneshot::channel();
         let (progress, progress_rx) = watch::channel((0, 0));
-        self.pending()
-            .insert(task.id.clone(), Pending { done, progress });
+        self.pending().insert(task.id.clone(), Pending { done, progress });
         let _ = self.up.send(Event::VolumeTask(task)).await;
         Asked {
             progress: progress_rx,

@@ -1,7 +1,8 @@
 //! Progress and results of the agent's operations, on their way to the hub through [`crate::link`].
 
 use cairn_proto::model::{
-    BackupName, BackupStatus, Progress, RestoreName, RestoreStatus, VolumeProgress, VolumeResult, VolumeTask,
+    BackupName, BackupStatus, LocationName, Progress, Prune, RestoreName, RestoreStatus, VolumeProgress,
+    VolumeResult, VolumeTask,
 };
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -28,6 +29,8 @@ pub enum Event {
     VolumeProgress(VolumeProgress),
     /// Node agent: a task ended.
     VolumeDone(String, VolumeResult),
+    /// A prune of a location's volume repository ended.
+    PruneDone(LocationName, Prune),
 }
 
 impl Event {
@@ -36,7 +39,7 @@ impl Event {
     pub fn is_result(&self) -> bool {
         matches!(
             self,
-            Event::BackupDone(..) | Event::RestoreDone(..) | Event::VolumeDone(..)
+            Event::BackupDone(..) | Event::RestoreDone(..) | Event::VolumeDone(..) | Event::PruneDone(..)
         )
     }
 }

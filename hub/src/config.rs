@@ -25,6 +25,8 @@ const ENV_KEYS: &[&str] = &[
     "CAIRN_DEFAULT_LOCATION_DIR",
     "CAIRN_LOCATION_CHECK_INTERVAL",
     "CAIRN_CLOCK_OFFSET",
+    "CAIRN_VOLUME_PRUNE_INTERVAL",
+    "CAIRN_VOLUME_PRUNE_GRACE",
 ];
 
 /// Environment variable that supplies the hub's sealing key (32 bytes, base64) instead of
@@ -50,6 +52,12 @@ pub struct Config {
     /// How far ahead of the system clock the hub's clock runs (schedules, retention).
     #[serde(with = "humantime_serde")]
     pub clock_offset: Duration,
+    /// How often every location's volume repository is pruned.
+    #[serde(with = "humantime_serde")]
+    pub volume_prune_interval: Duration,
+    /// How long unused volume data stays before a prune deletes it: longer than any backup.
+    #[serde(with = "humantime_serde")]
+    pub volume_prune_grace: Duration,
 }
 
 impl Config {

@@ -6,8 +6,8 @@
 use cairn_proto::convert::{self, Wire};
 use cairn_proto::format::{location::VerifyError, provider};
 use cairn_proto::model::{
-    Credentials, DEFAULT_WORKSPACE, Health, Location, LocationName, LocationSpec, Provider, RepositoryKey,
-    StoredLocation, Timestamp, WorkspaceName,
+    Credentials, DEFAULT_WORKSPACE, Health, Location, LocationName, LocationSpec, Provider, Prune,
+    RepositoryKey, StoredLocation, Timestamp, WorkspaceName,
 };
 use cairn_proto::seal;
 use std::sync::Arc;
@@ -102,7 +102,8 @@ impl Locations {
     /// Records the built-in location: directory `path` (absolute), in workspace `default`.
     pub async fn ensure_builtin(&self, path: &str) -> Result<()> {
         let name = builtin_name();
-        let health = self.inventory.location(&name).await?.and_then(|l| l.health);
+        let known = self.inventory.location(&name).await?;
+        let (health, last_prune) = known.map_or((None, None), |l| (l.health, l.last_prune));
         let spec = LocationSpec {
             name,
             workspace: DEFAULT_WORKSPACE
@@ -124,6 +125,7 @@ impl Locations {
                 spec,
                 sealed_credentials: Vec::new(),
                 health,
+                last_prune,
             })
             .await?;
         Ok(())
@@ -159,6 +161,7 @@ impl Locations {
                 checked: Timestamp::now(),
                 error: None,
             }),
+            last_prune: None,
         };
         self.inventory.put_location(&stored).await?;
         tracing::info!("location verified and saved");
@@ -207,6 +210,14 @@ impl Locations {
             .derive(&format!("cairn workspace repository key/{workspace}"))
             .map_err(Error::RepositoryKey)?;
         Ok(RepositoryKey(bytes.to_vec()))
+    }
+
+    /// Records the last prune of location `name`.
+    pub async fn record_prune(&self, name: &LocationName, prune: Prune) -> Result<()> {
+        let mut stored = self.get(name).await?;
+        stored.last_prune = Some(prune);
+        self.inventory.put_location(&stored).await?;
+        Ok(())
     }
 
     /// The location called `name`, resolved.

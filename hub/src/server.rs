@@ -62,6 +62,10 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = ()> + Send) -> 
     .await?;
     tokio::spawn(hub.clone().run_schedules());
     tokio::spawn(hub.clone().run_retention());
+    tokio::spawn(
+        hub.clone()
+            .run_maintenance(config.volume_prune_interval, config.volume_prune_grace),
+    );
     let expiry = hub.clone();
     let timeout = config.agent_timeout;
     tokio::spawn(async move {

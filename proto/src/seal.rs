@@ -239,7 +239,11 @@ mod tests {
             Key::from_base64(&bytes, "b").expect("key"),
         );
         let one = a.derive("workspace/one").expect("derived");
-        assert_eq!(one, b.derive("workspace/one").expect("derived"), "same key, same purpose");
+        assert_eq!(
+            one,
+            b.derive("workspace/one").expect("derived"),
+            "same key, same purpose"
+        );
         assert_ne!(one, a.derive("workspace/two").expect("derived"));
         assert_ne!(one, [3u8; KEY_LEN], "not the key itself");
         let other = Key::from_base64(&BASE64.encode([4u8; KEY_LEN]), "c").expect("key");

@@ -173,7 +173,12 @@ impl HubProcess {
 impl HubProcess {
     /// Starts `cairn-agent node` for node `node` of `cp`'s cluster, the kubelet's files under
     /// `kubelet_root`; returns once it has linked to the hub.
-    pub async fn node_agent(&self, cp: &ControlPlane, node: &str, kubelet_root: &Path) -> Result<AgentProcess> {
+    pub async fn node_agent(
+        &self,
+        cp: &ControlPlane,
+        node: &str,
+        kubelet_root: &Path,
+    ) -> Result<AgentProcess> {
         let sandbox = Sandbox::new(&format!("node-agent-{}-{node}", cp.name()))?;
         let mut cmd = Command::new(workspace_bin("cairn-agent")?);
         cmd.args(["node", "--hub", &self.url, "--cluster", cp.name(), "--node", node])

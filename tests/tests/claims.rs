@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 use testbed::cairn::HubProcess;
-use testbed::storage::LocalDir;
+use testbed::storage::{LocalDir, files_under};
 use testbed::tree::{picture, random_bytes, write};
 use testbed::{ControlPlane, wait_until};
 
@@ -192,16 +192,15 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
     .await?;
     assert_eq!(done["status"]["phase"], "Completed", "{done}");
     assert_eq!(done["status"]["volumes"][0]["node"], "node-b", "{done}");
-    assert_eq!(picture(&restored)?, before, "restored volume differs from the source's");
+    assert_eq!(
+        picture(&restored)?,
+        before,
+        "restored volume differs from the source's"
+    );
 
     // Incremental: one file changed; the next backup reads that file only.
     let changed = random_bytes(256 << 10);
-    write(
-        &data.join("pg_wal/000002"),
-        &changed,
-        0o600,
-        SystemTime::now(),
-    )?;
+    write(&data.join("pg_wal/000002"), &changed, 0o600, SystemTime::now())?;
     hub.cli_line("backup create second --cluster vol-src --include-namespaces shop --volumes --wait")
         .await?
         .ok()?;
@@ -209,7 +208,40 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
     let volume = &second["status"]["volumes"][0];
     assert_eq!(volume["files"], 7, "{second}");
     assert_eq!(volume["bytes_read"], changed.len(), "{second}");
+
+    // Deleting the backups gives their volume data up: the hub has an agent prune the
+    // repository; the first prune plans the unused packs, one past the grace period deletes them.
+    let packs = hub.data_dir().join("backups/volumes/data");
+    assert!(!files_under(&packs)?.is_empty());
+    hub.cli_line("backup delete first").await?.ok()?;
+    hub.cli_line("backup delete second").await?.ok()?;
+    let planned = prune(&hub, "").await?;
+    assert!(planned.contains("0 snapshots; deleted 0 packs"), "{planned}");
+    let deleted = prune(&hub, &planned).await?;
+    assert!(deleted.contains("0 snapshots; deleted"), "{deleted}");
+    assert_eq!(files_under(&packs)?, Vec::<PathBuf>::new(), "{deleted}");
     Ok(())
+}
+
+/// Has the hub prune the default location with no grace period; returns the last-prune line of
+/// `location describe` once it differs from `before`.
+async fn prune(hub: &HubProcess, before: &str) -> Result<String> {
+    let out = hub.cli_line("location prune default --grace 0s").await?.ok()?;
+    assert!(
+        out.stdout.contains("started by the agent of cluster vol-"),
+        "{}",
+        out.stdout
+    );
+    wait_until("the prune to end", SETTLE, || async {
+        let described = hub.cli_line("location describe default").await?.ok()?;
+        let line = described
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("Last volume prune:"))
+            .map(str::to_owned);
+        Ok(line.filter(|l| l != before))
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -218,13 +250,12 @@ async fn a_claim_on_a_node_without_a_node_agent_is_reported() -> Result<()> {
     let hub = HubProcess::start().await?;
     let _agent = hub.agent(&source, None).await?;
     // The DaemonSet users deploy is one the cluster accepts.
-    source
-        .apply(include_str!("../../deploy/agent.yaml"))
-        .await?;
-    let applied = source
-        .apply(include_str!("../../deploy/node-agent.yaml"))
-        .await?;
-    assert_eq!(applied[0].types.as_ref().map(|t| t.kind.as_str()), Some("DaemonSet"));
+    source.apply(include_str!("../../deploy/agent.yaml")).await?;
+    let applied = source.apply(include_str!("../../deploy/node-agent.yaml")).await?;
+    assert_eq!(
+        applied[0].types.as_ref().map(|t| t.kind.as_str()),
+        Some("DaemonSet")
+    );
     source.apply(&app("pv-lone", "disk-9", "node-z")).await?;
     bound(&source, "shop", "data").await?;
     let out = hub

@@ -363,10 +363,20 @@ fn two_writers_share_a_repository_while_a_prune_runs() -> Result<()> {
     // by east's first snapshot, which `prune --keep-last 1` forgets.
     let path = dir.path().join("east");
     std::os::unix::fs::symlink(&x, &path)?;
-    ok(repo(&url, &key, &["backup", path.to_str().context("utf-8")?, "--host", "east"], &[])?)?;
+    ok(repo(
+        &url,
+        &key,
+        &["backup", path.to_str().context("utf-8")?, "--host", "east"],
+        &[],
+    )?)?;
     std::fs::remove_file(&path)?;
     std::os::unix::fs::symlink(&y, &path)?;
-    ok(repo(&url, &key, &["backup", path.to_str().context("utf-8")?, "--host", "east"], &[])?)?;
+    ok(repo(
+        &url,
+        &key,
+        &["backup", path.to_str().context("utf-8")?, "--host", "east"],
+        &[],
+    )?)?;
 
     // Two more clusters back X up at once, deduplicating against X's chunks, and a prune that
     // forgets east's first snapshot runs while they do.
@@ -385,20 +395,36 @@ fn two_writers_share_a_repository_while_a_prune_runs() -> Result<()> {
         "the prune ended after the backups: it must run during them ({pruned})"
     );
     assert!(pruned.starts_with("forgot 1 snapshots, kept 1"), "{pruned}");
-    assert!(!pruned.contains(" 0 packs planned"), "X's packs are planned: {pruned}");
+    assert!(
+        !pruned.contains(" 0 packs planned"),
+        "X's packs are planned: {pruned}"
+    );
     // Dedup holds: neither stored X's data again.
     for out in [&west, &north] {
-        assert!(number_before(out, "blobs")? <= 1, "only a new tree at most: {out}");
+        assert!(
+            number_before(out, "blobs")? <= 1,
+            "only a new tree at most: {out}"
+        );
     }
 
     // The planned packs are in use again: even a prune with no grace keeps them.
-    let again = ok(repo(&url, &key, &["prune", "--keep-last", "1", "--grace", "0s"], &[])?)?;
+    let again = ok(repo(
+        &url,
+        &key,
+        &["prune", "--keep-last", "1", "--grace", "0s"],
+        &[],
+    )?)?;
     assert!(again.contains("deleted 0 packs"), "{again}");
     let checked = ok(repo(&url, &key, &["check", "--read-data"], &[])?)?;
     assert!(checked.starts_with("no errors"), "{checked}");
     let snapshot = west.split_whitespace().nth(1).context("snapshot id")?;
     let target = dir.path().join("restored");
-    ok(repo(&url, &key, &["restore", snapshot, target.to_str().context("utf-8")?], &[])?)?;
+    ok(repo(
+        &url,
+        &key,
+        &["restore", snapshot, target.to_str().context("utf-8")?],
+        &[],
+    )?)?;
     assert_eq!(picture(&target)?, picture(&x)?, "west's snapshot restores whole");
 
     // Once no snapshot uses X, a prune plans its packs and the next one past the grace period
@@ -407,8 +433,14 @@ fn two_writers_share_a_repository_while_a_prune_runs() -> Result<()> {
     ok(repo(&url, &key, &["prune", "--keep-last", "0"], &[])?)?;
     let collected = ok(repo(&url, &key, &["prune", "--grace", "0s"], &[])?)?;
     let deleted = number_before(&collected, "packs")?;
-    assert!(deleted >= 12, "X's packs (96 MiB) deleted: {collected}; before: {before}");
+    assert!(
+        deleted >= 12,
+        "X's packs (96 MiB) deleted: {collected}; before: {before}"
+    );
     let after = ok(repo(&url, &key, &["stats"], &[])?)?;
-    assert!(after.starts_with("0 snapshots, 0 blobs in 0 packs, 0 bytes"), "{after}");
+    assert!(
+        after.starts_with("0 snapshots, 0 blobs in 0 packs, 0 bytes"),
+        "{after}"
+    );
     Ok(())
 }

@@ -91,24 +91,33 @@ pub async fn run(
 ) {
     let started = Timestamp::now();
     let name = spec.name.clone();
-    let (status, reporter) =
-        match execute(client, &spec, &location, reporter, &volumes, started, &kubernetes_version).await {
-            Ok(done) => done,
-            Err((e, reporter)) => {
-                let error = report(&e);
-                tracing::error!(error = %error, "backup failed");
-                let status = BackupStatus {
-                    phase: Phase::Failed,
-                    started: Some(started),
-                    finished: Some(Timestamp::now()),
-                    error: Some(error),
-                    agent_version: crate::VERSION.into(),
-                    kubernetes_version,
-                    ..BackupStatus::default()
-                };
-                (status, reporter)
-            }
-        };
+    let (status, reporter) = match execute(
+        client,
+        &spec,
+        &location,
+        reporter,
+        &volumes,
+        started,
+        &kubernetes_version,
+    )
+    .await
+    {
+        Ok(done) => done,
+        Err((e, reporter)) => {
+            let error = report(&e);
+            tracing::error!(error = %error, "backup failed");
+            let status = BackupStatus {
+                phase: Phase::Failed,
+                started: Some(started),
+                finished: Some(Timestamp::now()),
+                error: Some(error),
+                agent_version: crate::VERSION.into(),
+                kubernetes_version,
+                ..BackupStatus::default()
+            };
+            (status, reporter)
+        }
+    };
     tracing::info!(phase = %status.phase, items = status.items, bytes = status.bytes, "backup ended");
     reporter.finish(Event::BackupDone(name, status)).await;
 }

@@ -119,9 +119,9 @@ pub async fn run(
             // The objects are in: claims with data in the backup get it back once their new
             // volumes are bound and mounted.
             let outcome = match outcome {
-                Ok(backed_up) if !spec.dry_run && !backed_up.is_empty() => Ok(
-                    claims::restore(&client, &spec, &backed_up, &location, &volumes, &mut reporter).await,
-                ),
+                Ok(backed_up) if !spec.dry_run && !backed_up.is_empty() => {
+                    Ok(claims::restore(&client, &spec, &backed_up, &location, &volumes, &mut reporter).await)
+                }
                 Ok(_) => Ok(Vec::new()),
                 Err(e) => Err(e),
             };

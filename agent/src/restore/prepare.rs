@@ -126,9 +126,7 @@ impl Preparer {
                 );
             }
             ("", "PersistentVolumeClaim")
-                if self
-                    .claims_with_data
-                    .contains(&(namespace.clone(), name.clone())) =>
+                if self.claims_with_data.contains(&(namespace.clone(), name.clone())) =>
             {
                 clean(&mut object, group, kind, spec);
                 remove(&mut object, "/spec", &["volumeName"]);

@@ -26,7 +26,7 @@ pub const CHUNK_MAX: u32 = 8 << 20;
 /// Objects read at once (index files, snapshots).
 const READ_CONCURRENCY: usize = 16;
 
-const ROOT: &str = "volumes";
+const ROOT: &str = cairn_proto::format::VOLUMES_DIR;
 const KEY_CONTEXT: &str = "cairn repository key";
 const INDEX_CONTEXT: &str = "cairn index";
 const SNAPSHOT_CONTEXT: &str = "cairn snapshot";
@@ -288,7 +288,7 @@ impl Repository {
 
     /// Deletes snapshot `id`.
     pub async fn forget(&self, id: &str) -> Result<()> {
-        self.delete(&key_of(&["snapshots", id])).await
+        self.delete(&cairn_proto::format::volume_snapshot_key(id)).await
     }
 
     /// Writes a new index file for the packs in `file`.
@@ -326,7 +326,8 @@ impl Repository {
     pub async fn save_snapshot(&self, snapshot: &pb::Snapshot) -> Result<String> {
         let id = format!("{}{}", random_id()?, random_id()?);
         let sealed = self.master.seal(SNAPSHOT_CONTEXT, &snapshot.encode_to_vec())?;
-        self.put(&key_of(&["snapshots", &id]), sealed).await?;
+        self.put(&cairn_proto::format::volume_snapshot_key(&id), sealed)
+            .await?;
         Ok(id)
     }
 

@@ -2,8 +2,8 @@
 
 use cairn_proto::convert::Wire;
 use cairn_proto::model::{
-    BackupName, BackupStatus, Cluster, ClusterName, Progress, RestoreName, RestoreStatus, VolumeProgress,
-    VolumeResult, VolumeTask,
+    BackupName, BackupStatus, Cluster, ClusterName, LocationName, Progress, Prune, RestoreName,
+    RestoreStatus, VolumeProgress, VolumeResult, VolumeTask,
 };
 use cairn_proto::pb::{self, agent_message::Kind as Up, hub_message::Kind as Down};
 use std::pin::Pin;
@@ -140,6 +140,11 @@ fn to_pb(instruction: Instruction) -> pb::HubMessage {
             location: Some(location.to_pb()),
             repository_key: key.0,
         }),
+        Instruction::Prune { location, key, grace } => Down::RunPrune(pb::RunPrune {
+            location: Some(location.to_pb()),
+            repository_key: key.0,
+            grace_seconds: grace.as_secs(),
+        }),
         Instruction::Volume(task) => Down::VolumeTask(task.to_pb()),
         Instruction::VolumeDone(id, result) => Down::VolumeDone(pb::VolumeDone {
             id,
@@ -176,5 +181,9 @@ fn from_pb(message: pb::AgentMessage) -> Result<Option<Report>, Status> {
             VolumeResult::from_pb(done.result.unwrap_or_default()).map_err(conv)?,
         ),
         Some(Up::VolumeProgress(p)) => Report::VolumeProgress(VolumeProgress::from_pb(p).map_err(conv)?),
+        Some(Up::PruneDone(done)) => Report::PruneDone(
+            LocationName::new(done.location).map_err(|e| Status::invalid_argument(e.to_string()))?,
+            Prune::from_pb(done.prune.unwrap_or_default()).map_err(conv)?,
+        ),
     }))
 }

@@ -281,6 +281,15 @@ impl Client {
         Ok(LocationInfo::from_pb(r.into_inner())?)
     }
 
+    /// Has an agent prune location `name`'s volume repository; returns that agent's cluster.
+    pub async fn prune_location(&mut self, name: &str, grace: std::time::Duration) -> Result<String> {
+        let request = pb::PruneLocationRequest {
+            name: name.to_owned(),
+            grace_seconds: grace.as_secs(),
+        };
+        Ok(self.inner.prune_location(request).await?.into_inner().cluster)
+    }
+
     /// Removes a location.
     pub async fn remove_location(&mut self, name: &str, force: bool) -> Result<()> {
         let request = pb::RemoveLocationRequest {

@@ -51,7 +51,7 @@ impl From<operations::Error> for Status {
             | E::UnknownWorkspace(_)
             | E::UnknownSchedule(_)
             | E::Location(L::Unknown(_)) => Code::NotFound,
-            E::NotConnected { .. } => Code::Unavailable,
+            E::NotConnected { .. } | E::NoAgent { .. } => Code::Unavailable,
             E::Exists { .. } | E::Location(L::Exists(_)) => Code::AlreadyExists,
             E::Location(L::Invalid(_)) | E::Timetable(_) => Code::InvalidArgument,
             E::OutsideWorkspace { .. } => Code::PermissionDenied,

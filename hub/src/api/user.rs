@@ -279,6 +279,19 @@ impl pb::cairn_server::Cairn for UserApi {
         Ok(Response::new(self.hub.verify_location(&name).await?.to_pb()))
     }
 
+    async fn prune_location(
+        &self,
+        request: Request<pb::PruneLocationRequest>,
+    ) -> Result<Response<pb::PruneLocationResponse>, Status> {
+        let request = request.into_inner();
+        let name: LocationName = name(request.name)?;
+        let grace = std::time::Duration::from_secs(request.grace_seconds);
+        let cluster = self.hub.prune_location(&name, grace).await?;
+        Ok(Response::new(pb::PruneLocationResponse {
+            cluster: cluster.to_string(),
+        }))
+    }
+
     async fn remove_location(
         &self,
         request: Request<pb::RemoveLocationRequest>,

@@ -137,6 +137,15 @@ enum LocationVerb {
         /// The location.
         name: LocationName,
     },
+    /// Have an agent of the location's workspace prune its volume data now: chunks no snapshot
+    /// uses are planned, and those planned longer than the grace period deleted.
+    Prune {
+        /// The location.
+        name: LocationName,
+        /// How long unused chunks stay planned: longer than your longest backup.
+        #[arg(long, default_value = "24h")]
+        grace: humantime::Duration,
+    },
     /// Forget a location; its objects stay in the store.
     Remove {
         /// The location.
@@ -622,6 +631,13 @@ async fn location(client: &mut Client, out: Format, verb: LocationVerb) -> Resul
             output::outln!(
                 "location {} is healthy (write, read, list, delete)",
                 info.spec.name
+            );
+            Ok(())
+        }
+        LocationVerb::Prune { name, grace } => {
+            let cluster = client.prune_location(name.as_str(), grace.into()).await?;
+            output::outln!(
+                "prune of location {name} started by the agent of cluster {cluster}; see `cairn location describe {name}`"
             );
             Ok(())
         }

@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 use cairn_proto::model::{
-    Backup, Cluster, IndexEntry, ItemResult, LocationInfo, LocationSpec, Progress, Provider, Restore, Schedule,
-    ScheduleTarget, Timestamp, VolumeResult, Workspace,
+    Backup, Cluster, IndexEntry, ItemResult, LocationInfo, LocationSpec, Progress, Provider, Restore,
+    Schedule, ScheduleTarget, Timestamp, VolumeResult, Workspace,
 };
 
 use crate::operations::WorkspaceBackup;
@@ -569,6 +569,13 @@ pub fn location(format: Format, l: &LocationInfo) -> Result<()> {
     );
     outln!("Health:             {health}");
     outln!("Checked:            {checked}");
+    if let Some(p) = &l.last_prune {
+        let outcome = p
+            .error
+            .as_deref()
+            .map_or_else(|| p.summary.clone(), |e| format!("failed: {e}"));
+        outln!("Last volume prune:  {} by {} ({outcome})", p.finished, p.cluster);
+    }
     Ok(())
 }
 

@@ -34,6 +34,15 @@ pub enum Instruction {
         /// The workspace's volume-repository key.
         key: RepositoryKey,
     },
+    /// To a cluster agent: prune the volume repository of `location`.
+    Prune {
+        /// The location.
+        location: Location,
+        /// The workspace's volume-repository key.
+        key: RepositoryKey,
+        /// How long unused packs stay planned before they are deleted.
+        grace: std::time::Duration,
+    },
     /// To a node agent: move one claim's data.
     Volume(VolumeTask),
     /// To a cluster agent: a node agent ended its task.

@@ -14,6 +14,7 @@ fn info(stored: StoredLocation, default: Option<&LocationName>) -> LocationInfo 
         is_default: default == Some(&stored.spec.name),
         has_credentials: !stored.sealed_credentials.is_empty(),
         health: stored.health,
+        last_prune: stored.last_prune,
         spec: stored.spec,
         backups_read: 0,
     }

@@ -7,6 +7,7 @@ pub mod agents;
 mod catalog;
 mod groups;
 mod locations;
+mod maintenance;
 pub mod progress;
 mod retention;
 mod schedules;
@@ -89,6 +90,14 @@ pub enum Error {
         location: LocationName,
         /// The location's workspace.
         location_workspace: WorkspaceName,
+    },
+    /// No agent of the workspace is connected to do the location's maintenance.
+    #[error("no agent of workspace {workspace} is connected to prune location {location}")]
+    NoAgent {
+        /// The workspace.
+        workspace: WorkspaceName,
+        /// The location.
+        location: LocationName,
     },
     /// The request names no location and the workspace has no default.
     #[error(
@@ -187,6 +196,8 @@ pub enum Report {
     VolumeDone(String, cairn_proto::model::VolumeResult),
     /// How far a node agent has got.
     VolumeProgress(cairn_proto::model::VolumeProgress),
+    /// A prune of a location's volume repository ended.
+    PruneDone(LocationName, cairn_proto::model::Prune),
 }
 
 /// The hub's state and operations; cheap to clone.
@@ -286,6 +297,7 @@ impl Hub {
                 self.inner.board.close(&name.operation(), phase);
             }
             Report::VolumeTask(task) => self.route_volume(task).await,
+            Report::PruneDone(location, prune) => self.pruned(&location, prune).await?,
             Report::VolumeDone(..) | Report::VolumeProgress(_) => {
                 tracing::warn!(%cluster, "volume result from a cluster agent ignored: only node agents send them");
             }
@@ -562,6 +574,14 @@ impl Hub {
         match store.delete(&manifest).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(source) => return Err(Error::bucket(&location.name, "delete", &keys.manifest(), source)),
+        }
+        // Its volume snapshots: the next prune collects the data no other snapshot uses.
+        for volume in backup.status.volumes.iter().filter(|v| !v.snapshot.is_empty()) {
+            let key = format::volume_snapshot_key(&volume.snapshot);
+            match store.delete(&Path::from(key.as_str())).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => return Err(Error::bucket(&location.name, "delete", &key, source)),
+            }
         }
         let prefix = Path::from(keys.dir());
         let listed = store.list(Some(&prefix)).map_ok(|m| m.location).boxed();

@@ -16,8 +16,12 @@ impl Hub {
     pub async fn register_node(&self, node: &NodeAgent) -> (SessionId, mpsc::Receiver<Instruction>) {
         let (id, rx, orphaned) = self.inner.nodes.attach(node);
         for task in orphaned {
-            self.answer(node, &task, "the node agent reconnected; the task it was running was lost")
-                .await;
+            self.answer(
+                node,
+                &task,
+                "the node agent reconnected; the task it was running was lost",
+            )
+            .await;
         }
         tracing::info!("node agent registered");
         (id, rx)
@@ -50,8 +54,12 @@ impl Hub {
         };
         tracing::warn!(%node, why, running = running.len(), "node agent disconnected");
         for task in running {
-            self.answer(node, &task, &format!("the agent of node {} disconnected ({why})", node.node))
-                .await;
+            self.answer(
+                node,
+                &task,
+                &format!("the agent of node {} disconnected ({why})", node.node),
+            )
+            .await;
         }
     }
 

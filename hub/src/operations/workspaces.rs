@@ -76,7 +76,7 @@ impl Hub {
 
     /// The clusters of workspace `name`: those placed there, or for `default` every registered
     /// cluster placed nowhere else.
-    async fn clusters_in(&self, name: &WorkspaceName) -> Result<Vec<ClusterName>> {
+    pub(super) async fn clusters_in(&self, name: &WorkspaceName) -> Result<Vec<ClusterName>> {
         let members = self.inner.inventory.members().await?;
         if *name != default_workspace() {
             return Ok(members

@@ -139,7 +139,11 @@ impl Wire for BackupStatus {
             error: opt_string(m.error),
             agent_version: m.agent_version,
             kubernetes_version: m.kubernetes_version,
-            volumes: m.volumes.into_iter().map(VolumeResult::from_pb).collect::<Result<_>>()?,
+            volumes: m
+                .volumes
+                .into_iter()
+                .map(VolumeResult::from_pb)
+                .collect::<Result<_>>()?,
         })
     }
 }

@@ -5,7 +5,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{Error, Result, Wire, ms, name, opt_name, opt_string, required};
 use crate::model::{
-    Credentials, Health, LocationInfo, LocationSpec, Provider, StoredLocation, Timestamp, Workspace,
+    Credentials, Health, LocationInfo, LocationSpec, Provider, Prune, StoredLocation, Timestamp, Workspace,
 };
 use crate::pb;
 
@@ -153,6 +153,28 @@ fn health_from_pb(m: Option<pb::LocationHealth>) -> Option<Health> {
     })
 }
 
+impl Wire for Prune {
+    type Pb = pb::Prune;
+
+    fn to_pb(&self) -> pb::Prune {
+        pb::Prune {
+            finished_unix_ms: self.finished.unix_ms(),
+            cluster: self.cluster.clone(),
+            summary: self.summary.clone(),
+            error: self.error.clone().unwrap_or_default(),
+        }
+    }
+
+    fn from_pb(m: pb::Prune) -> Result<Self> {
+        Ok(Self {
+            finished: Timestamp::from_unix_ms(m.finished_unix_ms).unwrap_or_else(Timestamp::now),
+            cluster: m.cluster,
+            summary: m.summary,
+            error: opt_string(m.error),
+        })
+    }
+}
+
 impl Wire for LocationInfo {
     type Pb = pb::LocationInfo;
 
@@ -163,6 +185,7 @@ impl Wire for LocationInfo {
             is_default: self.is_default,
             health: health_to_pb(self.health.as_ref()),
             backups_read: self.backups_read,
+            last_prune: self.last_prune.as_ref().map(Wire::to_pb),
         }
     }
 
@@ -173,6 +196,7 @@ impl Wire for LocationInfo {
             is_default: m.is_default,
             health: health_from_pb(m.health),
             backups_read: m.backups_read,
+            last_prune: m.last_prune.map(Prune::from_pb).transpose()?,
         })
     }
 }
@@ -185,6 +209,7 @@ impl Wire for StoredLocation {
             spec: Some(self.spec.to_pb()),
             sealed_credentials: self.sealed_credentials.clone(),
             health: health_to_pb(self.health.as_ref()),
+            last_prune: self.last_prune.as_ref().map(Wire::to_pb),
         }
     }
 
@@ -193,6 +218,7 @@ impl Wire for StoredLocation {
             spec: LocationSpec::from_pb(required("StoredLocation.spec", m.spec)?)?,
             sealed_credentials: m.sealed_credentials,
             health: health_from_pb(m.health),
+            last_prune: m.last_prune.map(Prune::from_pb).transpose()?,
         })
     }
 }

@@ -111,7 +111,11 @@ impl Wire for RestoreStatus {
                 .collect::<Result<_>>()?,
             item_parts: m.item_parts,
             error: opt_string(m.error),
-            volumes: m.volumes.into_iter().map(VolumeResult::from_pb).collect::<Result<_>>()?,
+            volumes: m
+                .volumes
+                .into_iter()
+                .map(VolumeResult::from_pb)
+                .collect::<Result<_>>()?,
         })
     }
 }

@@ -22,6 +22,15 @@ pub const INDEX_PART_ENTRIES: usize = 10_000;
 
 /// Top folder of all backups in a location.
 pub const BACKUPS_DIR: &str = "backups";
+
+/// Where the workspace's volume-data repository lives in a location (see "Volume repository").
+pub const VOLUMES_DIR: &str = "volumes";
+
+/// The key of volume snapshot `id`: deleting it is how a deleted backup gives up its volume data
+/// (a later prune collects the packs only it used).
+pub fn volume_snapshot_key(id: &str) -> String {
+    format!("{VOLUMES_DIR}/snapshots/{id}")
+}
 const BACKUPS: &str = BACKUPS_DIR;
 /// Top folder of restore reports in a location.
 const RESTORES: &str = "restores";

@@ -135,6 +135,19 @@ pub struct Health {
     pub error: Option<String>,
 }
 
+/// The last prune of a location's volume repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prune {
+    /// When it ended.
+    pub finished: Timestamp,
+    /// Whose agent ran it.
+    pub cluster: String,
+    /// What it did.
+    pub summary: String,
+    /// Why it failed; `None`: it did not.
+    pub error: Option<String>,
+}
+
 /// A location as the user API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocationInfo {
@@ -149,6 +162,9 @@ pub struct LocationInfo {
     /// On `location add`: the backups found in it and recorded in the inventory.
     #[serde(skip_serializing_if = "is_zero", default)]
     pub backups_read: u64,
+    /// The last prune of its volume repository.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub last_prune: Option<Prune>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -164,4 +180,6 @@ pub struct StoredLocation {
     pub sealed_credentials: Vec<u8>,
     /// Its last check.
     pub health: Option<Health>,
+    /// The last prune of its volume repository.
+    pub last_prune: Option<Prune>,
 }

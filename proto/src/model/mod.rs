@@ -20,7 +20,9 @@ pub use backup::{
 pub use cluster::Cluster;
 pub use group::{BackupGroup, GroupMember};
 pub use item::{IndexEntry, ItemRef, ItemResult, Outcome, Progress, ResourceSummary};
-pub use location::{Credentials, Health, Location, LocationInfo, LocationSpec, Provider, StoredLocation};
+pub use location::{
+    Credentials, Health, Location, LocationInfo, LocationSpec, Provider, Prune, StoredLocation,
+};
 pub use name::{
     BackupName, ClusterName, InvalidName, LocationName, RestoreName, ScheduleName, WorkspaceName,
 };

@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::{
-    BackupName, ClusterName, ItemResult, NamespaceFilter, Outcome, Phase, RestoreName, Timestamp, VolumeResult,
+    BackupName, ClusterName, ItemResult, NamespaceFilter, Outcome, Phase, RestoreName, Timestamp,
+    VolumeResult,
 };
 
 /// What to do with an object that already exists in the target cluster.

@@ -1,0 +1,71 @@
+//! Keeping volume repositories no larger than their backups need. Deleting a backup deletes its
+//! volume snapshots; the chunks only they used are collected by a prune, which the hub has one
+//! connected agent of the location's workspace run (the hub never reads bulk data itself), every
+//! `volume_prune_interval` and on `cairn location prune`. The agent reports back; the outcome
+//! shows in `cairn location describe`.
+
+use cairn_proto::model::{ClusterName, LocationName, Prune};
+use std::time::Duration;
+
+use super::agents::Instruction;
+use super::{Error, Hub, Result};
+
+impl Hub {
+    /// Has a connected agent of `name`'s workspace prune its volume repository, deleting packs
+    /// planned for longer than `grace`; returns that agent's cluster.
+    #[tracing::instrument(name = "prune", skip_all, fields(location = %name))]
+    pub async fn prune_location(&self, name: &LocationName, grace: Duration) -> Result<ClusterName> {
+        let stored = self.inner.locations.get(name).await?;
+        let workspace = stored.spec.workspace.clone();
+        let location = self.inner.locations.resolve(&stored)?;
+        let key = self.inner.locations.repository_key(&workspace)?;
+        for cluster in self.clusters_in(&workspace).await? {
+            let Some(tx) = self.inner.agents.queue(&cluster) else {
+                continue;
+            };
+            let instruction = Instruction::Prune {
+                location: location.clone(),
+                key: key.clone(),
+                grace,
+            };
+            if tx.send(instruction).await.is_ok() {
+                tracing::info!(%cluster, "volume repository prune started");
+                return Ok(cluster);
+            }
+        }
+        Err(Error::NoAgent {
+            workspace,
+            location: name.clone(),
+        })
+    }
+
+    /// Records the end of a prune of `location`.
+    pub(super) async fn pruned(&self, location: &LocationName, prune: Prune) -> Result<()> {
+        match &prune.error {
+            None => {
+                tracing::info!(%location, cluster = %prune.cluster, summary = %prune.summary, "volume repository pruned")
+            }
+            Some(error) => {
+                tracing::warn!(%location, cluster = %prune.cluster, %error, "volume repository prune failed")
+            }
+        }
+        Ok(self.inner.locations.record_prune(location, prune).await?)
+    }
+
+    /// Prunes every location's volume repository every `every`, with `grace`.
+    pub async fn run_maintenance(self, every: Duration, grace: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await; // not at start-up: agents are still connecting
+        loop {
+            tick.tick().await;
+            let Ok(locations) = self.inner.locations.list().await else {
+                continue;
+            };
+            for stored in locations {
+                if let Err(e) = self.prune_location(&stored.spec.name, grace).await {
+                    tracing::info!(location = %stored.spec.name, error = %cairn_proto::error_chain(&e), "volume repository not pruned");
+                }
+            }
+        }
+    }
+}
