@@ -24,6 +24,21 @@ pub mod report;
 pub mod restore;
 pub mod volume;
 
+/// Has glibc's allocator hand large buffers (packs, chunks: a MiB and more) back to the system
+/// when they are freed. Left to itself, glibc raises its mmap threshold after the first such
+/// buffer is freed and then keeps every later one in the arena of the thread that freed it: with
+/// a worker thread per core and readers on the blocking pool, memory grew to twice what the
+/// buffers in flight need. Call once, at start-up.
+#[allow(unsafe_code)] // mallopt is a C call; see the SAFETY note
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tuning parameter of glibc's allocator, which takes its own
+    // lock; no memory is touched.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 /// This agent's version, as registered with the hub.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

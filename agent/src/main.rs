@@ -51,6 +51,7 @@ struct NodeArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    cairn_agent::tune_allocator();
     let args = Args::parse();
     cairn_proto::process::init();
     match args.command {

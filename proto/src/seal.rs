@@ -179,20 +179,26 @@ impl Key {
 
     /// Opens what [`Key::seal`] sealed with the same `context`.
     pub fn open(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>> {
+        let mut copy = sealed.to_vec();
+        let len = self.open_in_place(context, &mut copy)?.len();
+        copy.copy_within(NONCE_LEN..NONCE_LEN + len, 0);
+        copy.truncate(len);
+        Ok(copy)
+    }
+
+    /// Opens `sealed` where it lies (no copy); returns the plaintext, a part of `sealed`.
+    pub fn open_in_place<'a>(&self, context: &str, sealed: &'a mut [u8]) -> Result<&'a mut [u8]> {
         let fail = || Error::Open {
             context: context.to_owned(),
         };
         if sealed.len() < NONCE_LEN {
             return Err(fail());
         }
-        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let (nonce, body) = sealed.split_at_mut(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| fail())?;
-        let mut body = body.to_vec();
-        let plain = self
-            .aead
-            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut body)
-            .map_err(|_| fail())?;
-        Ok(plain.to_vec())
+        self.aead
+            .open_in_place(nonce, Aad::from(context.as_bytes()), body)
+            .map_err(|_| fail())
     }
 }
 

@@ -103,13 +103,26 @@ pub fn open(
     compressed: bool,
     raw_length: usize,
 ) -> Result<Vec<u8>> {
+    let mut copy = stored.to_vec();
+    Ok(open_in_place(key, id_key, id, &mut copy, compressed, raw_length)?.into_owned())
+}
+
+/// [`open`] where the stored blob lies (in a pack read whole): no copy unless it was compressed.
+pub fn open_in_place<'a>(
+    key: &Key,
+    id_key: &[u8; 32],
+    id: &BlobId,
+    stored: &'a mut [u8],
+    compressed: bool,
+    raw_length: usize,
+) -> Result<std::borrow::Cow<'a, [u8]>> {
     let opened = key
-        .open(CONTEXT, stored)
+        .open_in_place(CONTEXT, stored)
         .map_err(|e| Error::corrupt(format!("blob {id}"), e))?;
     let plain = if compressed {
-        zstd::bulk::decompress(&opened, raw_length).map_err(|e| Error::corrupt(format!("blob {id}"), e))?
+        std::borrow::Cow::Owned(decompress(opened, raw_length).map_err(|e| Error::corrupt(format!("blob {id}"), e))?)
     } else {
-        opened
+        std::borrow::Cow::Borrowed(&*opened)
     };
     if BlobId::of(id_key, &plain) != *id {
         return Err(Error::corrupt(
@@ -118,4 +131,20 @@ pub fn open(
         ));
     }
     Ok(plain)
+}
+
+/// zstd decompression with one context per thread (making a context costs as much as a small
+/// chunk's decompression).
+fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    thread_local! {
+        static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    CONTEXT.with_borrow_mut(|context| {
+        let decompressor = match context {
+            Some(d) => d,
+            None => context.insert(zstd::bulk::Decompressor::new()?),
+        };
+        decompressor.decompress(data, capacity)
+    })
 }

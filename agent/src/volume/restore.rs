@@ -1,28 +1,35 @@
-//! A snapshot back into a directory: directories first, files' content blob by blob (several
-//! files at once; an all-zero chunk becomes a hole, so sparse files stay sparse), then hard links,
-//! then each directory's mode, owner and times once its content is in place. Owners are set when
-//! running as root. Devices, FIFOs and sockets are counted and skipped.
+//! A snapshot back into a directory, read pack by pack. The trees are walked depth first;
+//! files are gathered into batches, and each batch's blobs are grouped by the pack that holds
+//! them: every pack is read once (one range request), its blobs opened where they lie and written
+//! at their offsets into every file that needs them (an all-zero block becomes a hole, so sparse
+//! files stay sparse). A file gets its mode, owner and times once its last blob is in; hard links
+//! follow, and each directory's attributes come last, deepest first. Owners are set when running
+//! as root. Devices, FIFOs and sockets are counted and skipped. Memory holds one batch's plan and
+//! the packs in flight, whatever the snapshot's size or file count.
 
 use cairn_proto::pb;
 use futures::StreamExt;
 use nix::sys::stat::{UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
+use object_store::ObjectStoreExt;
 use std::collections::HashMap;
-use std::io::{Seek, SeekFrom, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::Semaphore;
 
 use super::backup::Counters;
-use super::blob::BlobId;
+use super::blob::{self, BlobId};
 use super::index::Index;
 use super::{Error, Repository, Result};
 
-/// Files restored at once.
-const FILES_IN_FLIGHT: usize = 8;
-/// Blobs of one file fetched ahead of the one being written.
-const BLOBS_AHEAD: usize = 4;
+/// Files whose blobs are read together, pack by pack.
+const BATCH_FILES: usize = 32_768;
+/// Blob placements in one batch (about 100 bytes each).
+const BATCH_BLOBS: usize = 131_072;
+/// Packs read at once (their blobs are opened and written by one worker per core).
+const PACKS_IN_FLIGHT: usize = 8;
 
 /// What a restore did.
 #[derive(Debug, Clone, Default)]
@@ -39,14 +46,6 @@ pub struct Summary {
     pub skipped: u64,
 }
 
-struct Work {
-    dirs: Vec<(PathBuf, pb::Node)>,
-    files: Vec<(PathBuf, pb::Node)>,
-    links: Vec<(PathBuf, PathBuf)>,
-    symlinks: Vec<(PathBuf, pb::Node)>,
-    skipped: u64,
-}
-
 /// Restores snapshot `snapshot` (an id prefix) into `target`.
 pub async fn run(
     repo: Arc<Repository>,
@@ -56,16 +55,19 @@ pub async fn run(
 ) -> Result<Summary> {
     let index = Arc::new(repo.load_index().await?);
     let (_, snap) = repo.snapshot(snapshot).await?;
-    let mut work = Work {
-        dirs: Vec::new(),
-        files: Vec::new(),
-        links: Vec::new(),
-        symlinks: Vec::new(),
-        skipped: 0,
-    };
     std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
-    let mut pending = vec![(target.to_owned(), BlobId::from_slice(&snap.tree)?)];
+    let mut restore = Restore {
+        repo: repo.clone(),
+        index: index.clone(),
+        counters,
+        batch: Batch::default(),
+        failed: Vec::new(),
+        summary: Summary::default(),
+    };
+    let mut dirs = Vec::new();
+    let mut links = Vec::new();
     let mut first_link: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    let mut pending = vec![(target.to_owned(), BlobId::from_slice(&snap.tree)?)];
     while let Some((dir, tree)) = pending.pop() {
         for node in repo.tree(&index, &tree).await?.nodes {
             let path = dir.join(&node.name);
@@ -73,110 +75,289 @@ pub async fn run(
                 pb::NodeKind::Dir => {
                     std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
                     pending.push((path.clone(), BlobId::from_slice(&node.subtree)?));
-                    work.dirs.push((path, node));
+                    dirs.push((path, node));
                 }
                 pb::NodeKind::File if node.links > 1 => match first_link.get(&(node.device, node.inode)) {
-                    Some(first) => work.links.push((first.clone(), path)),
+                    Some(first) => links.push((first.clone(), path)),
                     None => {
                         first_link.insert((node.device, node.inode), path.clone());
-                        work.files.push((path, node));
+                        restore.file(path, node).await?;
                     }
                 },
-                pb::NodeKind::File => work.files.push((path, node)),
-                pb::NodeKind::Symlink => work.symlinks.push((path, node)),
-                pb::NodeKind::Other => work.skipped += 1,
+                pb::NodeKind::File => restore.file(path, node).await?,
+                pb::NodeKind::Symlink => {
+                    let _ = std::fs::remove_file(&path);
+                    std::os::unix::fs::symlink(&node.target, &path).map_err(|e| Error::io(&path, e))?;
+                    attributes(&path, &node, true)?;
+                }
+                pb::NodeKind::Other => restore.summary.skipped += 1,
             }
         }
     }
-
-    let mut summary = Summary {
-        dirs: work.dirs.len() as u64,
-        skipped: work.skipped,
-        ..Summary::default()
-    };
-    let total = work.files.len();
-    let results: Vec<Result<u64>> = futures::stream::iter(work.files)
-        .map(|(path, node)| {
-            let (repo, index, counters) = (repo.clone(), index.clone(), counters.clone());
-            async move { restore_file(&repo, &index, &path, &node, &counters).await }
-        })
-        .buffer_unordered(FILES_IN_FLIGHT)
-        .collect()
-        .await;
-    // A damaged blob costs its file, not the restore: the others are written, and the failures
-    // are reported together at the end.
-    let mut failed = Vec::new();
-    for r in results {
-        match r {
-            Ok(bytes) => {
-                summary.files += 1;
-                summary.bytes += bytes;
-            }
-            Err(e) => failed.push(cairn_proto::error_chain(&e)),
-        }
-    }
-    for (first, path) in &work.links {
+    restore.flush().await?;
+    let Restore {
+        mut summary,
+        mut failed,
+        ..
+    } = restore;
+    summary.dirs = dirs.len() as u64;
+    for (first, path) in &links {
         let _ = std::fs::remove_file(path);
         std::fs::hard_link(first, path).map_err(|e| Error::io(path, e))?;
         summary.links += 1;
     }
-    for (path, node) in &work.symlinks {
-        let _ = std::fs::remove_file(path);
-        std::os::unix::fs::symlink(&node.target, path).map_err(|e| Error::io(path, e))?;
-        attributes(path, node, true)?;
-    }
     // Deepest first, so setting a directory's time is not undone by writing into it.
-    work.dirs
-        .sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
-    for (path, node) in &work.dirs {
+    dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+    for (path, node) in &dirs {
         attributes(path, node, false)?;
     }
+    // A damaged blob costs its files, not the restore: the others are written, and the failures
+    // are reported together at the end.
     if !failed.is_empty() {
         failed.sort();
         return Err(Error::Partial {
             failed: failed.len(),
-            total,
+            total: (summary.files as usize) + failed.len(),
             files: failed.into_iter().take(20).collect(),
         });
     }
     Ok(summary)
 }
 
-/// Writes one file's content and attributes; returns its size.
-async fn restore_file(
-    repo: &Repository,
-    index: &Index,
-    path: &Path,
-    node: &pb::Node,
-    counters: &Counters,
-) -> Result<u64> {
-    let mut file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    // The next blobs are fetched and opened while one is written.
-    let mut blobs = futures::stream::iter(node.content.clone())
-        .map(|id| async move {
-            let id = BlobId::from_slice(&id)?;
-            repo.read_blob(index, &id).await.map_err(|e| in_file(e, path))
-        })
-        .buffered(BLOBS_AHEAD);
-    while let Some(data) = blobs.next().await {
-        let data = data?;
-        write_sparse(&mut file, &data).map_err(|e| Error::io(path, e))?;
-        counters
-            .bytes_read
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
+/// One file of a batch: where it goes, its attributes, and what went wrong with it.
+struct Pending {
+    path: PathBuf,
+    node: pb::Node,
+    failure: Mutex<Option<String>>,
+}
+
+/// Where one blob goes: into file `file` of the batch at offset `at`.
+struct Placement {
+    id: BlobId,
+    offset: u64,
+    length: u32,
+    raw_length: u32,
+    compressed: bool,
+    file: usize,
+    at: u64,
+}
+
+#[derive(Default)]
+struct Batch {
+    files: Vec<Pending>,
+    packs: HashMap<Arc<str>, Vec<Placement>>,
+    blobs: usize,
+}
+
+struct Restore {
+    repo: Arc<Repository>,
+    index: Arc<Index>,
+    counters: Arc<Counters>,
+    batch: Batch,
+    failed: Vec<String>,
+    summary: Summary,
+}
+
+impl Restore {
+    /// Creates `path` at its size and plans its blobs; writes the batch when it is full.
+    async fn file(&mut self, path: PathBuf, mut node: pb::Node) -> Result<()> {
+        let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        file.set_len(node.size).map_err(|e| Error::io(&path, e))?;
+        drop(file);
+        let content = std::mem::take(&mut node.content);
+        if content.is_empty() {
+            attributes(&path, &node, false)?;
+            self.done(node.size);
+            return Ok(());
+        }
+        let slot = self.batch.files.len();
+        let mut at = 0;
+        let mut placements = Vec::with_capacity(content.len());
+        for raw in &content {
+            let id = BlobId::from_slice(raw)?;
+            let Ok(entry) = self.index.get(&id) else {
+                self.failed
+                    .push(file_failure(&Error::MissingBlob(id.hex()), &path));
+                return Ok(());
+            };
+            placements.push((
+                entry.pack.clone(),
+                Placement {
+                    id,
+                    offset: entry.offset,
+                    length: entry.length,
+                    raw_length: entry.raw_length,
+                    compressed: entry.compressed,
+                    file: slot,
+                    at,
+                },
+            ));
+            at += u64::from(entry.raw_length);
+        }
+        self.batch.blobs += placements.len();
+        self.batch.files.push(Pending {
+            path,
+            node,
+            failure: Mutex::new(None),
+        });
+        for (pack, placement) in placements {
+            self.batch.packs.entry(pack).or_default().push(placement);
+        }
+        if self.batch.files.len() >= BATCH_FILES || self.batch.blobs >= BATCH_BLOBS {
+            self.flush().await?;
+        }
+        Ok(())
     }
-    file.set_len(node.size).map_err(|e| Error::io(path, e))?;
-    drop(file);
-    attributes(path, node, false)?;
-    counters.files.fetch_add(1, Ordering::Relaxed);
-    Ok(node.size)
+
+    fn done(&mut self, bytes: u64) {
+        self.summary.files += 1;
+        self.summary.bytes += bytes;
+        self.counters.files.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads the batch's packs, writes their blobs, finishes its files.
+    async fn flush(&mut self) -> Result<()> {
+        let batch = std::mem::take(&mut self.batch);
+        let files = Arc::new(batch.files);
+        let mut packs: Vec<_> = batch.packs.into_iter().collect();
+        packs.sort_by(|a, b| a.0.cmp(&b.0));
+        let workers = Arc::new(Semaphore::new(
+            std::thread::available_parallelism().map_or(2, usize::from),
+        ));
+        let mut work = futures::stream::iter(packs)
+            .map(|(pack, placements)| {
+                let (repo, files, counters) = (self.repo.clone(), files.clone(), self.counters.clone());
+                let workers = workers.clone();
+                async move { write_pack(repo, pack, placements, files, counters, workers).await }
+            })
+            .buffer_unordered(PACKS_IN_FLIGHT);
+        while let Some(r) = work.next().await {
+            r?;
+        }
+        drop(work);
+        let files = Arc::try_unwrap(files).map_err(|_| Error::Worker("restore"))?;
+        for f in files {
+            let failure = f.failure.into_inner().unwrap_or_else(PoisonError::into_inner);
+            match failure {
+                Some(why) => self.failed.push(why),
+                None => {
+                    attributes(&f.path, &f.node, false)?;
+                    self.done(f.node.size);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads pack `pack` (the span its placed blobs cover) and writes each blob into its files.
+async fn write_pack(
+    repo: Arc<Repository>,
+    pack: Arc<str>,
+    mut placements: Vec<Placement>,
+    files: Arc<Vec<Pending>>,
+    counters: Arc<Counters>,
+    workers: Arc<Semaphore>,
+) -> Result<()> {
+    placements.sort_by_key(|p| (p.offset, p.file));
+    let start = placements.first().map_or(0, |p| p.offset);
+    let end = placements
+        .iter()
+        .map(|p| p.offset + u64::from(p.length))
+        .max()
+        .unwrap_or(start);
+    let key = super::repo::pack_key(&pack);
+    let read = repo
+        .store()
+        .get_range(&object_store::path::Path::from(key.as_str()), start..end)
+        .await
+        .map_err(|e| Error::store("read", &key, e));
+    let mut bytes: Vec<u8> = match read {
+        Ok(bytes) => bytes.into(),
+        Err(e) => {
+            for p in &placements {
+                fail(&files[p.file], &e);
+            }
+            return Ok(());
+        }
+    };
+    let permit = workers.acquire_owned().await.map_err(|_| Error::Worker("restore"))?;
+    let worker = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut i = 0;
+        while i < placements.len() {
+            // One blob, maybe wanted by several files.
+            let first = &placements[i];
+            let same = placements[i..]
+                .iter()
+                .take_while(|p| p.offset == first.offset)
+                .count();
+            let from = usize::try_from(first.offset - start).unwrap_or(usize::MAX);
+            let to = from + first.length as usize;
+            let stored = bytes.get_mut(from..to).ok_or_else(|| {
+                Error::corrupt(format!("pack {pack}"), "shorter than its index says")
+            });
+            let plain = stored.and_then(|stored| {
+                blob::open_in_place(
+                    repo.master(),
+                    repo.id_key(),
+                    &first.id,
+                    stored,
+                    first.compressed,
+                    first.raw_length as usize,
+                )
+                .map_err(|e| in_pack(e, &pack))
+            });
+            for p in &placements[i..i + same] {
+                let file = &files[p.file];
+                let written = match &plain {
+                    Ok(plain) => write_sparse(&file.path, p.at, plain).map_err(|e| Error::io(&file.path, e)),
+                    Err(e) => {
+                        fail(file, e);
+                        continue;
+                    }
+                };
+                match written {
+                    Ok(()) => {
+                        counters
+                            .bytes_read
+                            .fetch_add(u64::from(p.raw_length), Ordering::Relaxed);
+                    }
+                    Err(e) => fail(file, &e),
+                }
+            }
+            i += same;
+        }
+    });
+    worker.await.map_err(|_| Error::Worker("restore"))
+}
+
+/// Records the first failure of `file`.
+fn fail(file: &Pending, e: &Error) {
+    let mut failure = file.failure.lock().unwrap_or_else(PoisonError::into_inner);
+    if failure.is_none() {
+        *failure = Some(file_failure(e, &file.path));
+    }
+}
+
+/// Names the pack a damaged blob lies in.
+fn in_pack(e: Error, pack: &str) -> Error {
+    match e {
+        Error::Corrupt { what, reason } => Error::Corrupt {
+            what: format!("{what} in pack {pack}"),
+            reason,
+        },
+        other => other,
+    }
 }
 
 /// Block size holes are made in: an all-zero block is skipped, not written.
 const HOLE_BLOCK: usize = 4096;
 
-/// Writes `data`, leaving holes where whole blocks are zero (the file's length is set after).
-fn write_sparse(file: &mut std::fs::File, data: &[u8]) -> std::io::Result<()> {
+/// Writes `data` at offset `at` of file `path` (made at its full length), leaving holes where
+/// whole blocks are zero.
+fn write_sparse(path: &Path, at: u64, data: &[u8]) -> std::io::Result<()> {
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
     let zero = |b: &[u8]| b.len() == HOLE_BLOCK && b.iter().all(|x| *x == 0);
     let mut start = 0;
     while start < data.len() {
@@ -186,28 +367,23 @@ fn write_sparse(file: &mut std::fs::File, data: &[u8]) -> std::io::Result<()> {
         while end < data.len() && zero(&data[end..(end + HOLE_BLOCK).min(data.len())]) == hole {
             end = (end + HOLE_BLOCK).min(data.len());
         }
-        if hole {
-            file.seek(SeekFrom::Current(i64::try_from(end - start).unwrap_or(i64::MAX)))?;
-        } else {
-            file.write_all(&data[start..end])?;
+        if !hole {
+            file.write_all_at(&data[start..end], at + start as u64)?;
         }
         start = end;
     }
     Ok(())
 }
 
-/// Names the file a damaged or missing blob belongs to.
-fn in_file(e: Error, path: &Path) -> Error {
+/// What a user reads about file `path` that `e` kept from being restored, naming the file.
+fn file_failure(e: &Error, path: &Path) -> String {
+    let path = path.display();
     match e {
-        Error::Corrupt { what, reason } => Error::Corrupt {
-            what: format!("{what} (of file {})", path.display()),
-            reason,
-        },
-        Error::MissingBlob(id) => Error::Corrupt {
-            what: format!("file {}", path.display()),
-            reason: format!("its blob {id} is missing from the repository"),
-        },
-        other => other,
+        Error::Corrupt { what, reason } => format!("{what} (of file {path}) is corrupt: {reason}"),
+        Error::MissingBlob(id) => {
+            format!("file {path} is corrupt: its blob {id} is missing from the repository")
+        }
+        other => format!("{path}: {}", cairn_proto::error_chain(other)),
     }
 }
 
