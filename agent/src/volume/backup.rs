@@ -232,7 +232,7 @@ struct Walker<'a> {
     handle: Handle,
     chunks: SyncSender<Chunk>,
     /// Blobs queued by this run.
-    seen: HashSet<BlobId>,
+    seen: HashSet<u128>,
     /// Hard-linked files already stored, by (device, inode): their content.
     links: HashMap<(u64, u64), Vec<Vec<u8>>>,
     counters: &'a Counters,
@@ -242,7 +242,7 @@ struct Walker<'a> {
 impl Walker<'_> {
     /// Queues blob `id` unless the repository or this run has it.
     fn store(&mut self, id: BlobId, kind: pb::BlobKind, data: Vec<u8>) -> Result<()> {
-        if !self.index.contains(&id) && self.seen.insert(id) {
+        if !self.index.contains(&id) && self.seen.insert(id.prefix()) {
             self.chunks
                 .send(Chunk { id, kind, data })
                 .map_err(|_| Error::Worker("packer"))?;

@@ -34,6 +34,13 @@ impl BlobId {
         Ok(Self(array))
     }
 
+    /// Its first 128 bits (see [`super::index::Index::compact`]).
+    pub fn prefix(&self) -> u128 {
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&self.0[..16]);
+        u128::from_le_bytes(first)
+    }
+
     /// Hex text.
     pub fn hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
@@ -120,7 +127,9 @@ pub fn open_in_place<'a>(
         .open_in_place(CONTEXT, stored)
         .map_err(|e| Error::corrupt(format!("blob {id}"), e))?;
     let plain = if compressed {
-        std::borrow::Cow::Owned(decompress(opened, raw_length).map_err(|e| Error::corrupt(format!("blob {id}"), e))?)
+        std::borrow::Cow::Owned(
+            decompress(opened, raw_length).map_err(|e| Error::corrupt(format!("blob {id}"), e))?,
+        )
     } else {
         std::borrow::Cow::Borrowed(&*opened)
     };

@@ -71,7 +71,7 @@ pub async fn run(repo: &Repository, options: &Options) -> Result<Report> {
     }
 
     let index = repo.load_index().await?;
-    let fresh = repo.backup_index().await?;
+    let fresh = repo.unplanned_index().await?;
     let used = used_blobs(repo, &index, roots).await?;
     // The pack kept for each used blob: the first holding it outside any plan, else the first.
     let mut keep: HashSet<Arc<str>> = HashSet::new();

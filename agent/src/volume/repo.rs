@@ -211,33 +211,79 @@ impl Repository {
 
     /// Every index file, merged.
     pub async fn load_index(&self) -> Result<Index> {
-        self.load_index_without(&HashSet::new()).await
+        self.load_index_into(Index::full, &HashSet::new()).await
     }
 
-    /// The index a backup deduplicates against: without the packs a prune plans to delete (a
-    /// backup never relies on them, so the prune may delete them once its grace period is over).
+    /// The index a backup deduplicates against ([`Index::compact`]): without the packs a prune
+    /// plans to delete (a backup never relies on them, so the prune may delete them once its
+    /// grace period is over).
     pub async fn backup_index(&self) -> Result<Index> {
-        let planned = self
+        self.load_index_into(Index::compact, &self.planned_packs().await?)
+            .await
+    }
+
+    /// The full index without the packs a prune plans to delete.
+    pub async fn unplanned_index(&self) -> Result<Index> {
+        self.load_index_into(Index::full, &self.planned_packs().await?)
+            .await
+    }
+
+    async fn planned_packs(&self) -> Result<HashSet<String>> {
+        Ok(self
             .prune_plans()
             .await?
             .into_iter()
             .flat_map(|(_, plan)| plan.packs)
-            .collect();
-        self.load_index_without(&planned).await
+            .collect())
     }
 
-    async fn load_index_without(&self, skip: &HashSet<String>) -> Result<Index> {
-        let mut index = Index::default();
-        for (_, file) in self.index_files().await? {
-            for p in file.packs.iter().filter(|p| !skip.contains(&p.pack)) {
+    /// Reads the index files in key order (where a blob is in several packs, every reader takes
+    /// the same one: the first), a few at a time, each added and dropped as it comes: memory
+    /// holds the index, not the files. Starts over if a prune replaced a file meanwhile.
+    async fn load_index_into(&self, new: fn() -> Index, skip: &HashSet<String>) -> Result<Index> {
+        let mut attempt = 1;
+        loop {
+            let mut index = new();
+            match self.add_index_files(&mut index, skip).await {
+                Err(Error::Store {
+                    source: object_store::Error::NotFound { .. },
+                    ..
+                }) if attempt < READ_ATTEMPTS => attempt += 1,
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(index),
+            }
+        }
+    }
+
+    async fn add_index_files(&self, index: &mut Index, skip: &HashSet<String>) -> Result<()> {
+        let prefix = Path::from(key_of(&["index"]));
+        let mut keys: Vec<String> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .map_err(|e| Error::store("list", prefix.as_ref(), e))?;
+        keys.sort();
+        let mut files = futures::stream::iter(keys)
+            .map(|key| async move {
+                let sealed = get(self.store.as_ref(), &key).await?;
+                let plain = self
+                    .master
+                    .open(INDEX_CONTEXT, &sealed)
+                    .map_err(|e| Error::corrupt(&key, e))?;
+                pb::IndexFile::decode(plain.as_slice()).map_err(|e| Error::corrupt(&key, e))
+            })
+            .buffered(READ_CONCURRENCY);
+        while let Some(file) = files.next().await {
+            for p in file?.packs.iter().filter(|p| !skip.contains(&p.pack)) {
                 index.add_pack(&p.pack, &p.blobs)?;
             }
         }
-        Ok(index)
+        Ok(())
     }
 
-    /// Every index file with its key, in key order: where a blob is in several packs, every
-    /// reader takes the same one (the first).
+    /// Every index file with its key, in key order.
     pub async fn index_files(&self) -> Result<Vec<(String, pb::IndexFile)>> {
         let mut files = Vec::new();
         for (key, plain) in self.read_all(&["index"], INDEX_CONTEXT).await? {

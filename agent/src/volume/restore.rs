@@ -281,7 +281,10 @@ async fn write_pack(
             return Ok(());
         }
     };
-    let permit = workers.acquire_owned().await.map_err(|_| Error::Worker("restore"))?;
+    let permit = workers
+        .acquire_owned()
+        .await
+        .map_err(|_| Error::Worker("restore"))?;
     let worker = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let mut i = 0;
@@ -294,9 +297,9 @@ async fn write_pack(
                 .count();
             let from = usize::try_from(first.offset - start).unwrap_or(usize::MAX);
             let to = from + first.length as usize;
-            let stored = bytes.get_mut(from..to).ok_or_else(|| {
-                Error::corrupt(format!("pack {pack}"), "shorter than its index says")
-            });
+            let stored = bytes
+                .get_mut(from..to)
+                .ok_or_else(|| Error::corrupt(format!("pack {pack}"), "shorter than its index says"));
             let plain = stored.and_then(|stored| {
                 blob::open_in_place(
                     repo.master(),
