@@ -24,18 +24,19 @@ pub mod report;
 pub mod restore;
 pub mod volume;
 
-/// Has glibc's allocator hand large buffers (packs, chunks: a MiB and more) back to the system
-/// when they are freed. Left to itself, glibc raises its mmap threshold after the first such
-/// buffer is freed and then keeps every later one in the arena of the thread that freed it: with
-/// a worker thread per core and readers on the blocking pool, memory grew to twice what the
-/// buffers in flight need. Call once, at start-up.
+/// Has glibc's allocator hand large buffers (packs: 4 MiB and more) back to the system when they
+/// are freed. Left to itself, glibc raises its mmap threshold after the first such buffer is
+/// freed and then keeps later ones in the arena of whichever thread allocated them: with a worker
+/// per core and readers on the blocking pool, a restore's memory grew to 280 MiB for 64 MiB of
+/// packs in flight (105 MiB with this). Chunks (1 MiB on average) stay in the arenas: mapping
+/// each afresh cost a backup 10% more system time. Call once, at start-up.
 #[allow(unsafe_code)] // mallopt is a C call; see the SAFETY note
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets a tuning parameter of glibc's allocator, which takes its own
     // lock; no memory is touched.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
     }
 }
 

@@ -67,9 +67,4 @@ impl Relay {
             pending.progress.send_replace((p.files, p.bytes));
         }
     }
-
-    /// Forgets task `id` (its asker gave up waiting).
-    pub fn forget(&self, id: &str) {
-        self.pending().remove(id);
-    }
 }

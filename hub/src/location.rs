@@ -220,11 +220,6 @@ impl Locations {
         Ok(())
     }
 
-    /// The location called `name`, resolved.
-    pub async fn open(&self, name: &LocationName) -> Result<Location> {
-        self.resolve(&self.get(name).await?)
-    }
-
     /// Checks location `name` end to end and records the outcome; fails if the check fails.
     #[tracing::instrument(name = "verify_location", skip_all, fields(location = %name))]
     pub async fn verify(&self, name: &LocationName) -> Result<StoredLocation> {

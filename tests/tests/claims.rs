@@ -118,6 +118,7 @@ fn fill(dir: &Path) -> Result<()> {
     std::os::unix::fs::FileExt::write_at(&f, b"page", 8 << 20)?;
     drop(f);
     std::fs::set_permissions(dir.join("base"), std::fs::Permissions::from_mode(0o700))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     Ok(())
 }
 
@@ -154,6 +155,19 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
         "{}",
         out.stdout
     );
+    // Nothing of the cluster is readable in the bucket: every object of the backup is sealed.
+    let folder = hub.data_dir().join("backups/backups/first");
+    let objects = files_under(&folder)?;
+    assert!(objects.len() >= 3, "{objects:?}");
+    for object in objects {
+        let bytes = std::fs::read(&object)?;
+        let clear = |word: &[u8]| bytes.windows(word.len()).any(|w| w == word);
+        assert!(
+            !clear(b"vol-src") && !clear(b"shop") && !bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
+            "{} is not sealed",
+            object.display()
+        );
+    }
     let described = json(&hub, "backup describe first -o json").await?;
     let volume = &described["status"]["volumes"][0];
     assert_eq!(volume["node"], "node-a", "{described}");
@@ -196,6 +210,12 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
         picture(&restored)?,
         before,
         "restored volume differs from the source's"
+    );
+    let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o7777);
+    assert_eq!(
+        mode(&restored)?,
+        0o700,
+        "the volume's own directory keeps its mode"
     );
 
     // Incremental: one file changed; the next backup reads that file only.

@@ -5,7 +5,7 @@
 pub mod select;
 mod writer;
 
-use cairn_proto::format::{self, BackupKeys};
+use cairn_proto::format::{self, BackupKeys, ObjectSeal};
 use cairn_proto::model::{
     Backup, BackupSpec, BackupStatus, ClusterResources, ItemRef, ItemResult, Location, Manifest, Outcome,
     Phase, ResourceSummary, Timestamp,
@@ -55,6 +55,9 @@ pub enum Error {
     /// A part could not be encoded.
     #[error("encoding an object part")]
     Encode(#[source] std::io::Error),
+    /// An object could not be sealed.
+    #[error("sealing with the workspace key")]
+    Seal(#[source] cairn_proto::seal::Error),
 }
 
 /// What a backup is working with.
@@ -135,7 +138,11 @@ async fn execute(
         Ok(store) => store,
         Err(e) => return Err((e.into(), reporter)),
     };
-    let writer = Writer::new(store, location.name.clone(), BackupKeys::new(&spec.name));
+    let seal = match ObjectSeal::new(&volumes.key) {
+        Ok(seal) => seal,
+        Err(e) => return Err((Error::Seal(e), reporter)),
+    };
+    let writer = Writer::new(store, location.name.clone(), BackupKeys::new(&spec.name), seal);
     let mut run = Run {
         client,
         spec,

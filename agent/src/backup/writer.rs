@@ -2,7 +2,7 @@
 //! parts as the backup proceeds, each with one PUT, the manifest last.
 
 use cairn_proto::convert::Wire;
-use cairn_proto::format::{BackupKeys, INDEX_PART_ENTRIES, PART_MAX_BYTES, PartWriter};
+use cairn_proto::format::{BackupKeys, INDEX_PART_ENTRIES, ObjectSeal, PART_MAX_BYTES, PartWriter};
 use cairn_proto::model::{IndexEntry, ItemRef, LocationName, Manifest};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
 use std::sync::Arc;
@@ -14,6 +14,7 @@ pub struct Writer {
     store: Arc<dyn ObjectStore>,
     location: LocationName,
     keys: BackupKeys,
+    seal: ObjectSeal,
     /// Compressed bytes written so far.
     pub bytes: u64,
     index: Vec<IndexEntry>,
@@ -21,12 +22,18 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// For the backup whose folder is `keys`.
-    pub fn new(store: Arc<dyn ObjectStore>, location: LocationName, keys: BackupKeys) -> Self {
+    /// For the backup whose folder is `keys`, its objects sealed with `seal`.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        location: LocationName,
+        keys: BackupKeys,
+        seal: ObjectSeal,
+    ) -> Self {
         Self {
             store,
             location,
             keys,
+            seal,
             bytes: 0,
             index: Vec::new(),
             index_parts: Vec::new(),
@@ -35,6 +42,7 @@ impl Writer {
 
     async fn put(&mut self, relative: &str, bytes: Vec<u8>) -> Result<(), Error> {
         let key = self.keys.absolute(relative);
+        let bytes = self.seal.seal(&key, &bytes).map_err(Error::Seal)?;
         let len = bytes.len() as u64;
         self.store
             .put(&Path::from(key.as_str()), PutPayload::from(bytes))

@@ -6,7 +6,7 @@ pub mod order;
 pub mod prepare;
 
 use cairn_proto::convert::{self, Wire};
-use cairn_proto::format::{self, BackupKeys, PartReader};
+use cairn_proto::format::{self, BackupKeys, ObjectSeal, PartReader};
 use cairn_proto::model::{
     ExistingPolicy, ItemRef, ItemResult, Location, LocationName, Manifest, Outcome, OutcomeCounts, Phase,
     ResourceSummary, RestoreSpec, RestoreStatus, Timestamp, VolumeResult,
@@ -69,6 +69,18 @@ pub enum Error {
         #[source]
         source: object_store::Error,
     },
+    /// An object does not open with the workspace key.
+    #[error("opening {key}: written for another workspace, or altered")]
+    Open {
+        /// The key.
+        key: String,
+        /// The cause.
+        #[source]
+        source: cairn_proto::seal::Error,
+    },
+    /// The workspace key is malformed.
+    #[error("sealing with the workspace key")]
+    Seal(#[source] cairn_proto::seal::Error),
     /// The manifest does not decode.
     #[error("manifest {key} is corrupt")]
     Manifest {
@@ -100,19 +112,21 @@ pub async fn run(
     volumes: Volumes,
 ) {
     let started = Timestamp::now();
-    let (outcome, results) = match format::open_location(&location) {
-        Err(e) => (Err(Error::from(e)), None),
-        Ok(store) => {
-            let mut results = Results::new(store.clone(), location.name.clone(), &spec);
-            let mut outcome = execute(
-                &client,
-                &spec,
-                &store,
-                &location.name,
-                &mut reporter,
-                &mut results,
-            )
-            .await;
+    let opened = format::open_location(&location)
+        .map_err(Error::from)
+        .and_then(|store| {
+            let seal = ObjectSeal::new(&volumes.key).map_err(Error::Seal)?;
+            Ok(Arc::new(Source {
+                store,
+                location: location.name.clone(),
+                seal,
+            }))
+        });
+    let (outcome, results) = match opened {
+        Err(e) => (Err(e), None),
+        Ok(source) => {
+            let mut results = Results::new(source.clone(), &spec);
+            let mut outcome = execute(&client, &spec, &source, &mut reporter, &mut results).await;
             if let Err(e) = results.flush().await {
                 outcome = outcome.and(Err(e));
             }
@@ -156,11 +170,55 @@ pub async fn run(
         .await;
 }
 
+/// The backup's location: its objects opened, and the restore's report sealed, with the
+/// workspace key.
+struct Source {
+    store: Arc<dyn ObjectStore>,
+    location: LocationName,
+    seal: ObjectSeal,
+}
+
+impl Source {
+    /// The object at `key`, opened.
+    async fn read(&self, key: &str) -> Result<Vec<u8>, Error> {
+        let err = |source| Error::Read {
+            key: key.to_owned(),
+            location: self.location.clone(),
+            source,
+        };
+        let sealed = self
+            .store
+            .get(&Path::from(key))
+            .await
+            .map_err(err)?
+            .bytes()
+            .await
+            .map_err(err)?;
+        self.seal.open(key, &sealed).map_err(|source| Error::Open {
+            key: key.to_owned(),
+            source,
+        })
+    }
+
+    /// Writes `plain`, sealed, at `key`.
+    async fn write(&self, key: &str, plain: &[u8]) -> Result<(), Error> {
+        let sealed = self.seal.seal(key, plain).map_err(Error::Seal)?;
+        self.store
+            .put(&Path::from(key), PutPayload::from(sealed))
+            .await
+            .map_err(|source| Error::Write {
+                key: key.to_owned(),
+                location: self.location.clone(),
+                source,
+            })?;
+        Ok(())
+    }
+}
+
 /// Every item's result, written to the location in parts as the restore goes; counts and
 /// problems kept for the status.
 struct Results {
-    store: Arc<dyn ObjectStore>,
-    location: LocationName,
+    source: Arc<Source>,
     restore: cairn_proto::model::RestoreName,
     buffer: Vec<ItemResult>,
     parts: Vec<String>,
@@ -169,10 +227,9 @@ struct Results {
 }
 
 impl Results {
-    fn new(store: Arc<dyn ObjectStore>, location: LocationName, spec: &RestoreSpec) -> Self {
+    fn new(source: Arc<Source>, spec: &RestoreSpec) -> Self {
         Self {
-            store,
-            location,
+            source,
             restore: spec.name.clone(),
             buffer: Vec::new(),
             parts: Vec::new(),
@@ -201,56 +258,29 @@ impl Results {
         let key =
             format::restore_items_part(&self.restore, u32::try_from(self.parts.len()).unwrap_or(u32::MAX));
         let bytes = std::mem::take(&mut self.buffer).encode();
-        self.store
-            .put(&Path::from(key.as_str()), PutPayload::from(bytes))
-            .await
-            .map_err(|source| Error::Write {
-                key: key.clone(),
-                location: self.location.clone(),
-                source,
-            })?;
+        self.source.write(&key, &bytes).await?;
         self.parts.push(key);
         Ok(())
     }
 }
 
-async fn read(
-    store: &Arc<dyn ObjectStore>,
-    location: &LocationName,
-    key: &str,
-) -> Result<bytes::Bytes, Error> {
-    let err = |source| Error::Read {
-        key: key.to_owned(),
-        location: location.clone(),
-        source,
-    };
-    store
-        .get(&Path::from(key))
-        .await
-        .map_err(err)?
-        .bytes()
-        .await
-        .map_err(err)
-}
-
 async fn execute(
     client: &kube::Client,
     spec: &RestoreSpec,
-    store: &Arc<dyn ObjectStore>,
-    location: &LocationName,
+    source: &Source,
     reporter: &mut Reporter,
     results: &mut Results,
 ) -> Result<Vec<VolumeResult>, Error> {
     let keys = BackupKeys::new(&spec.backup);
     let manifest_key = keys.manifest();
-    let bytes = match read(store, location, &manifest_key).await {
+    let bytes = match source.read(&manifest_key).await {
         Err(Error::Read {
             source: object_store::Error::NotFound { .. },
             ..
         }) => {
             return Err(Error::NoManifest {
                 backup: spec.backup.to_string(),
-                location: location.clone(),
+                location: source.location.clone(),
             });
         }
         other => other?,
@@ -267,7 +297,7 @@ async fn execute(
         let target = resolve(client, resource, !spec.dry_run).await;
         for part in &resource.parts {
             let key = keys.absolute(part);
-            let bytes = read(store, location, &key).await?;
+            let bytes = source.read(&key).await?;
             let part_error = |source| Error::Part {
                 key: key.clone(),
                 source,

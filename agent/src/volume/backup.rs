@@ -128,7 +128,8 @@ pub async fn run(
             };
             let parent_tree = parent_tree.map(|t| BlobId::from_slice(&t)).transpose()?;
             let root = walker.dir(&path, parent_tree)?;
-            Ok::<_, Error>((root, walker.summary))
+            let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+            Ok::<_, Error>((root, node("", &meta), walker.summary))
         })
     };
     let walked = walk.await.map_err(|_| Error::Worker("walk"));
@@ -140,7 +141,7 @@ pub async fn run(
     let uploaded = uploader.await.map_err(|_| Error::Worker("upload"))?;
     // An upload failure explains a walk that stopped: report it first.
     let packs = uploaded?;
-    let (root, mut summary) = walked??;
+    let (root, root_node, mut summary) = walked??;
     if !packs.is_empty() {
         repo.write_index(&pb::IndexFile { packs }).await?;
     }
@@ -157,6 +158,7 @@ pub async fn run(
         bytes_read: summary.bytes_read,
         bytes_added: summary.bytes_added,
         tag: origin.tag,
+        root: Some(root_node),
     };
     summary.snapshot = repo.save_snapshot(&snapshot).await?;
     summary.parent = parent.map(|(id, _)| id);

@@ -111,6 +111,11 @@ pub async fn run(
     for (path, node) in &dirs {
         attributes(path, node, false)?;
     }
+    // The directory restored into takes the backed-up one's attributes (a database's data
+    // directory must be 0700 and its owner's).
+    if let Some(root) = &snap.root {
+        attributes(target, root, false)?;
+    }
     // A damaged blob costs its files, not the restore: the others are written, and the failures
     // are reported together at the end.
     if !failed.is_empty() {

@@ -65,7 +65,8 @@ impl From<operations::Error> for Status {
             | E::Location(L::Seal { .. } | L::RepositoryKey(_) | L::Corrupt { .. } | L::Inventory(_))
             | E::Open(_)
             | E::Bucket { .. }
-            | E::Corrupt { .. } => Code::Internal,
+            | E::Corrupt { .. }
+            | E::Sealed { .. } => Code::Internal,
         };
         Status::new(code, cairn_proto::error_chain(&e))
     }

@@ -3,10 +3,9 @@
 //! data directory learns them when their location is added again; backups an agent finished
 //! while the hub was away are recorded as their manifests say.
 
-use cairn_proto::convert::Wire;
 use cairn_proto::format::{self, BackupKeys};
 use cairn_proto::model::{BackupName, Manifest, Phase, StoredLocation};
-use object_store::{ObjectStore, ObjectStoreExt, path::Path};
+use object_store::path::Path;
 
 use super::{Error, Hub, Result};
 
@@ -15,11 +14,11 @@ impl Hub {
     /// manifest says) into the inventory; returns how many it recorded.
     #[tracing::instrument(name = "sync_catalog", skip_all, fields(location = %stored.spec.name))]
     pub async fn sync_catalog(&self, stored: &StoredLocation) -> Result<u64> {
-        let location = self.inner.locations.resolve(stored)?;
-        let store = format::open_location(&location)?;
+        let bucket = self.bucket(stored)?;
         let name = &stored.spec.name;
         let root = Path::from(format::BACKUPS_DIR);
-        let listed = store
+        let listed = bucket
+            .store
             .list_with_delimiter(Some(&root))
             .await
             .map_err(|e| Error::bucket(name, "list", format::BACKUPS_DIR, e))?;
@@ -34,8 +33,17 @@ impl Hub {
             if known.as_ref().is_some_and(|b| b.status.phase != Phase::Failed) {
                 continue;
             }
-            let Some(manifest) = read_manifest(store.as_ref(), name, &backup).await? else {
-                continue;
+            let manifest = match bucket
+                .read::<Manifest>(&BackupKeys::new(&backup).manifest())
+                .await
+            {
+                Ok(Some(manifest)) => manifest,
+                Ok(None) => continue, // an interrupted backup
+                // One unreadable manifest (another hub's key, damage) does not hide the others.
+                Err(e) => {
+                    tracing::warn!(backup.id = %backup, error = %cairn_proto::error_chain(&e), "backup in the location not read");
+                    continue;
+                }
             };
             let mut record = manifest.backup;
             if record.status.phase == Phase::Failed {
@@ -63,28 +71,4 @@ impl Hub {
             }
         }
     }
-}
-
-/// The manifest of `backup`, or `None` if it has none (an interrupted backup).
-async fn read_manifest(
-    store: &dyn ObjectStore,
-    location: &cairn_proto::model::LocationName,
-    backup: &BackupName,
-) -> Result<Option<Manifest>> {
-    let key = BackupKeys::new(backup).manifest();
-    let bytes = match store.get(&Path::from(key.as_str())).await {
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        r => r
-            .map_err(|e| Error::bucket(location, "read", &key, e))?
-            .bytes()
-            .await
-            .map_err(|e| Error::bucket(location, "read", &key, e))?,
-    };
-    Manifest::decode(&bytes)
-        .map(Some)
-        .map_err(|source| Error::Corrupt {
-            location: location.clone(),
-            key,
-            source,
-        })
 }

@@ -4,6 +4,7 @@
 //! gRPC services in `api/` only translate to and from the wire and call it.
 
 pub mod agents;
+mod bucket;
 mod catalog;
 mod groups;
 mod locations;
@@ -17,12 +18,11 @@ mod workspaces;
 pub use groups::WorkspaceBackup;
 pub use workspaces::default_workspace;
 
-use cairn_proto::convert::{self, Wire};
+use cairn_proto::convert;
 use cairn_proto::format::{self, BackupKeys};
 use cairn_proto::model::{
-    Backup, BackupName, BackupSpec, BackupStatus, Cluster, ClusterName, IndexEntry, ItemResult, Location,
-    LocationName, Phase, Progress, Restore, RestoreName, RestoreSpec, RestoreStatus, Timestamp,
-    WorkspaceName,
+    Backup, BackupName, BackupSpec, BackupStatus, Cluster, ClusterName, IndexEntry, ItemResult, LocationName,
+    Manifest, Phase, Progress, Restore, RestoreName, RestoreSpec, RestoreStatus, Timestamp, WorkspaceName,
 };
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, path::Path};
@@ -146,6 +146,19 @@ pub enum Error {
         /// The cause.
         #[source]
         source: Box<object_store::Error>,
+    },
+    /// Something in the location does not open with the workspace key.
+    #[error(
+        "location {location}: {key} does not open with its workspace's key (written for another workspace, or altered)"
+    )]
+    Sealed {
+        /// The location.
+        location: LocationName,
+        /// The key.
+        key: String,
+        /// The cause.
+        #[source]
+        source: cairn_proto::seal::Error,
     },
     /// Something in the location does not decode.
     #[error("location {location}: {key} is corrupt")]
@@ -499,11 +512,6 @@ impl Hub {
         Ok(())
     }
 
-    /// Where `backup` was written, resolved.
-    async fn location_of(&self, backup: &Backup) -> Result<Location> {
-        Ok(self.inner.locations.open(&locations::location_of(backup)).await?)
-    }
-
     /// The backup called `name`.
     pub async fn backup(&self, name: &BackupName) -> Result<Backup> {
         self.inner
@@ -521,42 +529,22 @@ impl Hub {
     /// Every item of backup `name`, read from its index in the location.
     pub async fn backup_items(&self, name: &BackupName) -> Result<Vec<IndexEntry>> {
         let backup = self.backup(name).await?;
-        let location = self.location_of(&backup).await?;
-        let store = format::open_location(&location)?;
+        let bucket = self.backup_bucket(&backup).await?;
         let keys = BackupKeys::new(name);
-        let manifest_key = keys.manifest();
-        let bucket = |operation, key: &str| {
-            let (location, key) = (location.name.clone(), key.to_owned());
-            move |source| Error::bucket(&location, operation, &key, source)
+        let Some(manifest) = bucket.read::<Manifest>(&keys.manifest()).await? else {
+            return Ok(Vec::new()); // never finished
         };
-        let bytes = match store.get(&Path::from(manifest_key.as_str())).await {
-            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()), // never finished
-            r => r
-                .map_err(bucket("read", &manifest_key))?
-                .bytes()
-                .await
-                .map_err(bucket("read", &manifest_key))?,
-        };
-        let corrupt = |key: &str| {
-            let (location, key) = (location.name.clone(), key.to_owned());
-            move |source| Error::Corrupt {
-                location,
-                key,
-                source,
-            }
-        };
-        let manifest = cairn_proto::model::Manifest::decode(&bytes).map_err(corrupt(&manifest_key))?;
         let mut items = Vec::new();
         for part in &manifest.index {
-            let key = keys.absolute(part);
-            let bytes = store
-                .get(&Path::from(key.as_str()))
-                .await
-                .map_err(bucket("read", &key))?;
-            let bytes = bytes.bytes().await.map_err(bucket("read", &key))?;
-            items.extend(Vec::<IndexEntry>::decode(&bytes).map_err(corrupt(&key))?);
+            items.extend(bucket.must_read::<Vec<IndexEntry>>(&keys.absolute(part)).await?);
         }
         Ok(items)
+    }
+
+    /// The objects of the location `backup` was written to.
+    async fn backup_bucket(&self, backup: &Backup) -> Result<bucket::Bucket> {
+        let stored = self.inner.locations.get(&locations::location_of(backup)).await?;
+        self.bucket(&stored)
     }
 
     /// Deletes backup `name`: its objects in the location, then its record.
@@ -566,21 +554,21 @@ impl Hub {
         if !backup.status.phase.is_final() {
             return Err(Error::Running(name.clone()));
         }
-        let location = self.location_of(&backup).await?;
-        let store = format::open_location(&location)?;
+        let bucket = self.backup_bucket(&backup).await?;
+        let (store, location) = (&bucket.store, &bucket.location);
         let keys = BackupKeys::new(name);
         // The manifest first: from then on the folder is no longer a backup, whatever remains.
         let manifest = Path::from(keys.manifest().as_str());
         match store.delete(&manifest).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(source) => return Err(Error::bucket(&location.name, "delete", &keys.manifest(), source)),
+            Err(source) => return Err(Error::bucket(location, "delete", &keys.manifest(), source)),
         }
         // Its volume snapshots: the next prune collects the data no other snapshot uses.
         for volume in backup.status.volumes.iter().filter(|v| !v.snapshot.is_empty()) {
             let key = format::volume_snapshot_key(&volume.snapshot);
             match store.delete(&Path::from(key.as_str())).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(source) => return Err(Error::bucket(&location.name, "delete", &key, source)),
+                Err(source) => return Err(Error::bucket(location, "delete", &key, source)),
             }
         }
         let prefix = Path::from(keys.dir());
@@ -589,7 +577,7 @@ impl Hub {
             .delete_stream(listed)
             .try_collect::<Vec<_>>()
             .await
-            .map_err(|source| Error::bucket(&location.name, "delete", keys.dir(), source))?;
+            .map_err(|source| Error::bucket(location, "delete", keys.dir(), source))?;
         self.inner.inventory.delete_backup(&backup).await?;
         tracing::info!("backup deleted");
         Ok(())
@@ -608,24 +596,10 @@ impl Hub {
     pub async fn restore_items(&self, name: &RestoreName) -> Result<Vec<ItemResult>> {
         let restore = self.restore(name).await?;
         let backup = self.backup(&restore.spec.backup).await?;
-        let location = self.location_of(&backup).await?;
-        let store = format::open_location(&location)?;
+        let bucket = self.backup_bucket(&backup).await?;
         let mut items = Vec::new();
         for key in &restore.status.item_parts {
-            let read = |source| Error::bucket(&location.name, "read", key, source);
-            let bytes = store
-                .get(&Path::from(key.as_str()))
-                .await
-                .map_err(read)?
-                .bytes()
-                .await
-                .map_err(read)?;
-            let part = Vec::<ItemResult>::decode(&bytes).map_err(|source| Error::Corrupt {
-                location: location.name.clone(),
-                key: key.clone(),
-                source,
-            })?;
-            items.extend(part);
+            items.extend(bucket.must_read::<Vec<ItemResult>>(key).await?);
         }
         Ok(items)
     }

@@ -4,14 +4,16 @@
 pub mod location;
 mod parts;
 pub mod provider;
+mod sealed;
 
 pub use location::{open as open_location, verify as verify_location};
 pub use parts::{PartReader, PartWriter};
+pub use sealed::ObjectSeal;
 
 use crate::model::BackupName;
 
 /// Version written into every manifest; readers refuse newer ones.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Uncompressed bytes after which an object part is closed. Parts compress to far less, well
 /// under the 64 MiB bound on any object Cairn writes, and one part is one PUT.
