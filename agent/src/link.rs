@@ -179,6 +179,15 @@ impl Link {
         }
     }
 
+    /// What a backup or restore needs to have volume data moved.
+    fn volumes(&self, relay: &Relay, key: RepositoryKey) -> Volumes {
+        Volumes {
+            relay: relay.clone(),
+            key,
+            cluster: self.cluster.clone(),
+        }
+    }
+
     /// Starts the instruction in `m` in the background.
     fn dispatch(&self, m: pb::HubMessage, events: &mpsc::Sender<Event>, relay: &Relay) {
         let wrong_role = || tracing::warn!("instruction for another kind of agent ignored");
@@ -192,11 +201,7 @@ impl Link {
             ) => match backup_of(run) {
                 Ok((spec, location, key)) => {
                     let reporter = Reporter::new(&spec.name.operation(), events.clone());
-                    let volumes = Volumes {
-                        relay: relay.clone(),
-                        key,
-                        cluster: self.cluster.clone(),
-                    };
+                    let volumes = self.volumes(relay, key);
                     tokio::spawn(crate::backup::run(
                         client.clone(),
                         spec,
@@ -211,11 +216,7 @@ impl Link {
             (Some(Down::RunRestore(run)), Role::Cluster { client, .. }) => match restore_of(run) {
                 Ok((spec, location, key)) => {
                     let reporter = Reporter::new(&spec.name.operation(), events.clone());
-                    let volumes = Volumes {
-                        relay: relay.clone(),
-                        key,
-                        cluster: self.cluster.clone(),
-                    };
+                    let volumes = self.volumes(relay, key);
                     tokio::spawn(crate::restore::run(
                         client.clone(),
                         spec,

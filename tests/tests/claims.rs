@@ -27,15 +27,7 @@ apiVersion: v1
 kind: Namespace
 metadata: {{name: shop}}
 ---
-apiVersion: v1
-kind: PersistentVolume
-metadata: {{name: {volume}}}
-spec:
-  capacity: {{storage: 1Gi}}
-  accessModes: [ReadWriteOnce]
-  storageClassName: fast
-  persistentVolumeReclaimPolicy: Delete
-  csi: {{driver: disk.csi.example.com, volumeHandle: {handle}}}
+{}
 ---
 apiVersion: v1
 kind: PersistentVolumeClaim
@@ -54,11 +46,12 @@ spec:
   - {{name: db, image: postgres:13, volumeMounts: [{{name: data, mountPath: /var/lib/postgresql/data}}]}}
   volumes:
   - {{name: data, persistentVolumeClaim: {{claimName: data}}}}
-"#
+"#,
+        provisioned(volume, handle)
     )
 }
 
-/// A volume the target's "provisioner" (this test) offers for the restored claim.
+/// A CSI volume, as a provisioner makes one (in the target, the test plays the provisioner).
 fn provisioned(volume: &str, handle: &str) -> String {
     format!(
         r#"

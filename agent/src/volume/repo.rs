@@ -241,46 +241,24 @@ impl Repository {
     /// the same one: the first), a few at a time, each added and dropped as it comes: memory
     /// holds the index, not the files. Starts over if a prune replaced a file meanwhile.
     async fn load_index_into(&self, new: fn() -> Index, skip: &HashSet<String>) -> Result<Index> {
-        let mut attempt = 1;
-        loop {
+        retrying(|| async {
             let mut index = new();
-            match self.add_index_files(&mut index, skip).await {
-                Err(Error::Store {
-                    source: object_store::Error::NotFound { .. },
-                    ..
-                }) if attempt < READ_ATTEMPTS => attempt += 1,
-                Err(e) => return Err(e),
-                Ok(()) => return Ok(index),
+            let mut keys = self.keys_under(&["index"]).await?;
+            keys.sort();
+            let mut files = futures::stream::iter(keys)
+                .map(|key| async move {
+                    let plain = self.read_sealed(&key, INDEX_CONTEXT).await?;
+                    pb::IndexFile::decode(plain.as_slice()).map_err(|e| Error::corrupt(&key, e))
+                })
+                .buffered(READ_CONCURRENCY);
+            while let Some(file) = files.next().await {
+                for p in file?.packs.iter().filter(|p| !skip.contains(&p.pack)) {
+                    index.add_pack(&p.pack, &p.blobs)?;
+                }
             }
-        }
-    }
-
-    async fn add_index_files(&self, index: &mut Index, skip: &HashSet<String>) -> Result<()> {
-        let prefix = Path::from(key_of(&["index"]));
-        let mut keys: Vec<String> = self
-            .store
-            .list(Some(&prefix))
-            .map_ok(|m| m.location.to_string())
-            .try_collect()
-            .await
-            .map_err(|e| Error::store("list", prefix.as_ref(), e))?;
-        keys.sort();
-        let mut files = futures::stream::iter(keys)
-            .map(|key| async move {
-                let sealed = get(self.store.as_ref(), &key).await?;
-                let plain = self
-                    .master
-                    .open(INDEX_CONTEXT, &sealed)
-                    .map_err(|e| Error::corrupt(&key, e))?;
-                pb::IndexFile::decode(plain.as_slice()).map_err(|e| Error::corrupt(&key, e))
-            })
-            .buffered(READ_CONCURRENCY);
-        while let Some(file) = files.next().await {
-            for p in file?.packs.iter().filter(|p| !skip.contains(&p.pack)) {
-                index.add_pack(&p.pack, &p.blobs)?;
-            }
-        }
-        Ok(())
+            Ok(index)
+        })
+        .await
     }
 
     /// Every index file with its key, in key order.
@@ -412,39 +390,55 @@ impl Repository {
 
     /// Every object under `dir`, opened with `context`, as (key, plaintext).
     async fn read_all(&self, dir: &[&str], context: &'static str) -> Result<Vec<(String, Vec<u8>)>> {
-        let mut attempt = 1;
-        loop {
-            match self.read_all_once(dir, context).await {
-                Err(Error::Store {
-                    source: object_store::Error::NotFound { .. },
-                    ..
-                }) if attempt < READ_ATTEMPTS => attempt += 1,
-                other => return other,
-            }
-        }
+        retrying(|| async {
+            futures::stream::iter(self.keys_under(dir).await?)
+                .map(|key| async move {
+                    let plain = self.read_sealed(&key, context).await?;
+                    Ok((key, plain))
+                })
+                .buffer_unordered(READ_CONCURRENCY)
+                .try_collect()
+                .await
+        })
+        .await
     }
 
-    async fn read_all_once(&self, dir: &[&str], context: &'static str) -> Result<Vec<(String, Vec<u8>)>> {
+    /// The keys of every object under `dir`.
+    async fn keys_under(&self, dir: &[&str]) -> Result<Vec<String>> {
         let prefix = Path::from(key_of(dir));
-        let keys: Vec<_> = self
-            .store
+        self.store
             .list(Some(&prefix))
             .map_ok(|m| m.location.to_string())
             .try_collect()
             .await
-            .map_err(|e| Error::store("list", prefix.as_ref(), e))?;
-        futures::stream::iter(keys)
-            .map(|key| async move {
-                let sealed = get(self.store.as_ref(), &key).await?;
-                let plain = self
-                    .master
-                    .open(context, &sealed)
-                    .map_err(|e| Error::corrupt(&key, e))?;
-                Ok((key, plain))
-            })
-            .buffer_unordered(READ_CONCURRENCY)
-            .try_collect()
-            .await
+            .map_err(|e| Error::store("list", prefix.as_ref(), e))
+    }
+
+    /// The object at `key`, opened with `context`.
+    async fn read_sealed(&self, key: &str, context: &str) -> Result<Vec<u8>> {
+        let sealed = get(self.store.as_ref(), key).await?;
+        self.master
+            .open(context, &sealed)
+            .map_err(|e| Error::corrupt(key, e))
+    }
+}
+
+/// Runs `read` again (up to [`READ_ATTEMPTS`] times) when an object it listed was gone by the
+/// time it read it: a prune replaced it.
+async fn retrying<T, F, Fut>(mut read: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match read().await {
+            Err(Error::Store {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) if attempt < READ_ATTEMPTS => attempt += 1,
+            other => return other,
+        }
     }
 }
 

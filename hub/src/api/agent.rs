@@ -13,7 +13,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::invalid;
-use crate::operations::agents::{INSTRUCTION_QUEUE, Instruction, NodeAgent};
+use crate::operations::agents::{INSTRUCTION_QUEUE, Instruction, NodeAgent, SessionId};
 use crate::operations::{Hub, Report};
 
 /// The `AgentChannel` service.
@@ -64,68 +64,72 @@ impl pb::agent_channel_server::AgentChannel for AgentChannel {
             last_heartbeat: None,
             workspace: None,
         };
-        let (session, mut instructions) = self.hub.register(cluster).await?;
-
-        let (tx, rx) = mpsc::channel(INSTRUCTION_QUEUE);
-        let hub = self.hub.clone();
-        tokio::spawn(async move {
-            let why = loop {
-                tokio::select! {
-                    instruction = instructions.recv() => {
-                        let Some(instruction) = instruction else { break "replaced by a newer session".to_owned() };
-                        if tx.send(Ok(to_pb(instruction))).await.is_err() {
-                            break "stream closed".to_owned();
-                        }
-                    }
-                    message = up.next() => match message {
-                        Some(Ok(message)) => match from_pb(message) {
-                            Ok(Some(report)) => if let Err(e) = hub.report(&name, session, report).await {
-                                tracing::warn!(cluster = %name, error = %cairn_proto::error_chain(&e), "agent report refused");
-                            },
-                            Ok(None) => {}
-                            Err(status) => tracing::warn!(cluster = %name, error = %status.message(), "malformed agent message"),
-                        },
-                        Some(Err(status)) => break format!("stream error: {}", status.message()),
-                        None => break "agent closed the stream".to_owned(),
-                    }
-                }
-            };
-            hub.disconnect(&name, session, &why).await;
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let (session, instructions) = self.hub.register(cluster).await?;
+        Ok(Response::new(serve(
+            self.hub.clone(),
+            Agent::Cluster(name),
+            session,
+            instructions,
+            up,
+        )))
     }
 }
 
 impl AgentChannel {
     /// The session of a node agent: volume tasks down, their progress and results up.
-    async fn node_session(&self, node: NodeAgent, mut up: Streaming<pb::AgentMessage>) -> Down_ {
-        let (session, mut instructions) = self.hub.register_node(&node).await;
-        let (tx, rx) = mpsc::channel(INSTRUCTION_QUEUE);
-        let hub = self.hub.clone();
-        tokio::spawn(async move {
-            let why = loop {
-                tokio::select! {
-                    instruction = instructions.recv() => {
-                        let Some(instruction) = instruction else { break "replaced by a newer session".to_owned() };
-                        if tx.send(Ok(to_pb(instruction))).await.is_err() {
-                            break "stream closed".to_owned();
-                        }
-                    }
-                    message = up.next() => match message {
-                        Some(Ok(message)) => match from_pb(message) {
-                            Ok(Some(report)) => hub.node_report(&node, session, report).await,
-                            Ok(None) => {}
-                            Err(status) => tracing::warn!(%node, error = %status.message(), "malformed node agent message"),
-                        },
-                        Some(Err(status)) => break format!("stream error: {}", status.message()),
-                        None => break "agent closed the stream".to_owned(),
+    async fn node_session(&self, node: NodeAgent, up: Streaming<pb::AgentMessage>) -> Down_ {
+        let (session, instructions) = self.hub.register_node(&node).await;
+        serve(self.hub.clone(), Agent::Node(node), session, instructions, up)
+    }
+}
+
+/// Who holds a session.
+enum Agent {
+    Cluster(ClusterName),
+    Node(NodeAgent),
+}
+
+/// Streams `instructions` down to `agent` and hands what it sends up to the hub, until either
+/// side ends; then the hub learns that session `session` is gone.
+fn serve(
+    hub: Hub,
+    agent: Agent,
+    session: SessionId,
+    mut instructions: mpsc::Receiver<Instruction>,
+    mut up: Streaming<pb::AgentMessage>,
+) -> Down_ {
+    let (tx, rx) = mpsc::channel(INSTRUCTION_QUEUE);
+    tokio::spawn(async move {
+        let why = loop {
+            tokio::select! {
+                instruction = instructions.recv() => {
+                    let Some(instruction) = instruction else { break "replaced by a newer session".to_owned() };
+                    if tx.send(Ok(to_pb(instruction))).await.is_err() {
+                        break "stream closed".to_owned();
                     }
                 }
-            };
-            hub.disconnect_node(&node, session, &why).await;
-        });
-        Box::pin(ReceiverStream::new(rx))
-    }
+                message = up.next() => match message {
+                    Some(Ok(message)) => match (from_pb(message), &agent) {
+                        (Ok(Some(report)), Agent::Cluster(name)) => {
+                            if let Err(e) = hub.report(name, session, report).await {
+                                tracing::warn!(cluster = %name, error = %cairn_proto::error_chain(&e), "agent report refused");
+                            }
+                        }
+                        (Ok(Some(report)), Agent::Node(node)) => hub.node_report(node, session, report).await,
+                        (Ok(None), _) => {}
+                        (Err(status), _) => tracing::warn!(error = %status.message(), "malformed agent message"),
+                    },
+                    Some(Err(status)) => break format!("stream error: {}", status.message()),
+                    None => break "agent closed the stream".to_owned(),
+                }
+            }
+        };
+        match &agent {
+            Agent::Cluster(name) => hub.disconnect(name, session, &why).await,
+            Agent::Node(node) => hub.disconnect_node(node, session, &why).await,
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
 }
 
 fn to_pb(instruction: Instruction) -> pb::HubMessage {
