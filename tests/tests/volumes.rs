@@ -362,21 +362,12 @@ fn two_writers_share_a_repository_while_a_prune_runs() -> Result<()> {
     // Cluster east backed up X, then (the same path now holding Y) Y: X's chunks are used only
     // by east's first snapshot, which `prune --keep-last 1` forgets.
     let path = dir.path().join("east");
-    std::os::unix::fs::symlink(&x, &path)?;
-    ok(repo(
-        &url,
-        &key,
-        &["backup", path.to_str().context("utf-8")?, "--host", "east"],
-        &[],
-    )?)?;
-    std::fs::remove_file(&path)?;
-    std::os::unix::fs::symlink(&y, &path)?;
-    ok(repo(
-        &url,
-        &key,
-        &["backup", path.to_str().context("utf-8")?, "--host", "east"],
-        &[],
-    )?)?;
+    for data in [&x, &y] {
+        let _ = std::fs::remove_file(&path);
+        std::os::unix::fs::symlink(data, &path)?;
+        let east = ["backup", path.to_str().context("utf-8")?, "--host", "east"];
+        ok(repo(&url, &key, &east, &[])?)?;
+    }
 
     // Two more clusters back X up at once, deduplicating against X's chunks, and a prune that
     // forgets east's first snapshot runs while they do.
