@@ -165,31 +165,40 @@ pub async fn run(
     Ok(summary)
 }
 
-/// One packer: seals chunks into its own pack, hands full packs to the uploader. Returns the
-/// blobs and stored bytes it added.
+/// One packer: seals chunks into its own packs, hands full packs to the uploader. Trees go to
+/// packs of their own, as restic does: the next backup reads its parent's trees from a few
+/// packs instead of one small read per directory all over the repository. Returns the blobs
+/// and stored bytes it added.
 fn pack_chunks(
     repo: &Repository,
     chunks: &std::sync::Mutex<Receiver<Chunk>>,
     packs: &tokio::sync::mpsc::Sender<Pack>,
 ) -> Result<(u64, u64)> {
     let (mut blobs, mut bytes) = (0, 0);
-    let mut pack = PackBuilder::new()?;
+    let (mut data, mut trees) = (PackBuilder::new()?, PackBuilder::new()?);
     loop {
         let next = chunks.lock().map_err(|_| Error::Worker("packer"))?.recv();
         let Ok(chunk) = next else { break };
+        let pack = if chunk.kind == pb::BlobKind::Tree {
+            &mut trees
+        } else {
+            &mut data
+        };
         let before = pack.len();
         pack.add(repo.master(), chunk.id, chunk.kind, &chunk.data)?;
         blobs += 1;
         bytes += (pack.len() - before) as u64;
         if pack.len() >= TARGET_BYTES {
-            let full = std::mem::replace(&mut pack, PackBuilder::new()?).finish(repo.master())?;
+            let full = std::mem::replace(pack, PackBuilder::new()?).finish(repo.master())?;
             packs.blocking_send(full).map_err(|_| Error::Worker("upload"))?;
         }
     }
-    if !pack.is_empty() {
-        packs
-            .blocking_send(pack.finish(repo.master())?)
-            .map_err(|_| Error::Worker("upload"))?;
+    for pack in [data, trees] {
+        if !pack.is_empty() {
+            packs
+                .blocking_send(pack.finish(repo.master())?)
+                .map_err(|_| Error::Worker("upload"))?;
+        }
     }
     Ok((blobs, bytes))
 }
