@@ -123,6 +123,7 @@ pub async fn run(
                 chunks: chunk_tx,
                 seen: HashSet::new(),
                 links: HashMap::new(),
+                buffer: Vec::new(),
                 counters: &counters,
                 summary: Summary::default(),
             };
@@ -246,6 +247,8 @@ struct Walker<'a> {
     seen: HashSet<u128>,
     /// Hard-linked files already stored, by (device, inode): their content.
     links: HashMap<(u64, u64), Vec<Vec<u8>>>,
+    /// Read buffer of the chunker, kept from file to file.
+    buffer: Vec<u8>,
     counters: &'a Counters,
     summary: Summary,
 }
@@ -355,17 +358,69 @@ impl Walker<'_> {
                 content.push(self.chunk(data)?);
             }
         } else {
-            let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-            for chunk in fastcdc::v2020::StreamCDC::new(file, min, avg, max) {
-                let chunk = chunk.map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
-                content.push(self.chunk(chunk.data)?);
-            }
+            let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            let mut buffer = std::mem::take(&mut self.buffer);
+            let cut = cut_chunks(&mut file, path, &mut buffer, (min, avg, max), |data| {
+                content.push(self.chunk(data)?);
+                Ok(())
+            });
+            self.buffer = buffer;
+            cut?;
         }
         self.summary.files_read += 1;
         if let Some(l) = link {
             self.links.insert(l, content.clone());
         }
         Ok(content)
+    }
+}
+
+/// Cuts `file` (at `path`) into content-defined chunks (FastCDC 2020, bounds `min`, `avg`, `max`:
+/// the cut points of `fastcdc`'s `StreamCDC`) read through `buffer`, which is kept from file to
+/// file (`StreamCDC` allocates its own `max`-sized buffer per file); hands each chunk to `emit`.
+fn cut_chunks(
+    file: &mut std::fs::File,
+    path: &Path,
+    buffer: &mut Vec<u8>,
+    (min, avg, max): (u32, u32, u32),
+    mut emit: impl FnMut(Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    use std::io::Read;
+    let max_len = max as usize;
+    buffer.resize(2 * max_len, 0);
+    let (mut start, mut end, mut eof) = (0, 0, false);
+    loop {
+        // Keep at least one largest chunk's worth ahead, so every cut but the last is final.
+        if end - start < max_len && !eof {
+            buffer.copy_within(start..end, 0);
+            (end, start) = (end - start, 0);
+            while end < buffer.len() {
+                let n = file.read(&mut buffer[end..]).map_err(|e| Error::io(path, e))?;
+                if n == 0 {
+                    eof = true;
+                    break;
+                }
+                end += n;
+            }
+        }
+        if start == end {
+            return Ok(());
+        }
+        let data = &buffer[start..end];
+        let mut taken = 0;
+        for chunk in fastcdc::v2020::FastCDC::new(data, min, avg, max) {
+            let last = chunk.offset + chunk.length;
+            // A cut at the end of what was read is final only at the end of the file or at `max`.
+            if last == data.len() && !eof && chunk.length < max_len {
+                break;
+            }
+            emit(data[chunk.offset..last].to_vec())?;
+            taken = last;
+            if end - (start + taken) < max_len && !eof {
+                break; // read more before the next cut
+            }
+        }
+        start += taken;
     }
 }
 
