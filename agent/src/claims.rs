@@ -9,8 +9,8 @@ use kube::api::{Api, ListParams};
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::link::Volumes;
 use crate::relay::Asked;
+use crate::relay::Volumes;
 use crate::report::Reporter;
 
 /// How long a restore waits for a restored claim to be bound and its pod placed on a node.
@@ -46,7 +46,7 @@ pub async fn back_up(
     claims: Vec<Claim>,
     reporter: &mut Reporter,
 ) -> Vec<VolumeResult> {
-    let mut pods: HashMap<String, Vec<Pod>> = HashMap::new();
+    let mut pods: HashMap<String, Result<Vec<Pod>, String>> = HashMap::new();
     let mut asked = Vec::new();
     let mut results = Vec::new();
     for claim in claims {
@@ -62,15 +62,29 @@ pub async fn back_up(
             continue;
         };
         if !pods.contains_key(&claim.namespace) {
-            let listed = list_pods(client, &claim.namespace).await;
-            pods.insert(claim.namespace.clone(), listed.unwrap_or_default());
+            let listed = list_pods(client, &claim.namespace).await.map_err(|e| {
+                format!(
+                    "listing the pods of namespace {}: {}",
+                    claim.namespace,
+                    crate::kube_error(&e)
+                )
+            });
+            pods.insert(claim.namespace.clone(), listed);
         }
-        let Some(mount) = mounting(&pods[&claim.namespace], &claim.name) else {
-            result.error = Some(
-                "no pod placed on a node mounts it: its data is reachable only through a mounting pod".into(),
-            );
-            results.push(result);
-            continue;
+        let mount = match &pods[&claim.namespace] {
+            Ok(listed) => mounting(listed, &claim.name).ok_or_else(|| {
+                "no pod placed on a node mounts it: its data is reachable only through a mounting pod"
+                    .to_owned()
+            }),
+            Err(why) => Err(why.clone()),
+        };
+        let mount = match mount {
+            Ok(mount) => mount,
+            Err(why) => {
+                result.error = Some(why);
+                results.push(result);
+                continue;
+            }
         };
         let task = VolumeTask {
             id: format!("{}/{}/{}", spec.name.operation(), claim.namespace, claim.name),

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
-use crate::relay::Relay;
+use crate::relay::{Relay, Volumes};
 use crate::report::{EVENT_QUEUE, Event, Reporter};
 use cairn_proto::MAX_MESSAGE;
 
@@ -260,18 +260,6 @@ impl Link {
             _ => wrong_role(),
         }
     }
-}
-
-/// What a cluster agent's backup or restore needs to have volume data moved: the way to the
-/// node agents and the workspace's repository key.
-#[derive(Clone)]
-pub struct Volumes {
-    /// Tasks to node agents.
-    pub relay: Relay,
-    /// The workspace's volume-repository key.
-    pub key: RepositoryKey,
-    /// This agent's cluster.
-    pub cluster: ClusterName,
 }
 
 fn message(kind: Up) -> pb::AgentMessage {

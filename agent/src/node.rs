@@ -147,12 +147,14 @@ impl Node {
     async fn mounted(&self, pod_uid: &str, volume: &str) -> Result<PathBuf, Error> {
         let deadline = tokio::time::Instant::now() + MOUNT_WAIT;
         loop {
+            // A CSI volume's directory appears before its `mount/`: wait for the mount itself.
             match self.volume_dir(pod_uid, volume) {
                 Ok(dir) if dir.is_dir() => return Ok(dir),
-                Ok(_) | Err(_) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                Ok(dir) if tokio::time::Instant::now() >= deadline => {
+                    return Err(Error::NotMounted { pattern: dir });
                 }
-                other => return other,
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                _ => tokio::time::sleep(Duration::from_millis(500)).await,
             }
         }
     }

@@ -2,12 +2,24 @@
 //! the agent of the task's node; that agent's progress and result come back down here and are
 //! matched to the task by its id.
 
-use cairn_proto::model::{VolumeProgress, VolumeResult, VolumeTask};
+use cairn_proto::model::{ClusterName, RepositoryKey, VolumeProgress, VolumeResult, VolumeTask};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::report::Event;
+
+/// What a cluster agent's backup or restore needs to have volume data moved: the way to the
+/// node agents and the workspace's repository key.
+#[derive(Clone)]
+pub struct Volumes {
+    /// Tasks to node agents.
+    pub relay: Relay,
+    /// The workspace's volume-repository key.
+    pub key: RepositoryKey,
+    /// This agent's cluster.
+    pub cluster: ClusterName,
+}
 
 /// Tasks sent and not yet answered.
 #[derive(Clone)]

@@ -179,26 +179,21 @@ fn main() -> Result<()> {
     measure(tools.cairn(&c_repo, &["init", "--new-key"]))?;
     measure(Tools::restic(&r_repo, &["init", "--quiet"]))?;
 
+    let data_arg = data.to_str().context("utf-8")?;
+    // Both tools back `data` up, each from a cold page cache; then their repositories' sizes.
+    let back_up_both = || -> Result<(Run, Run, u64, u64)> {
+        drop_caches();
+        let cairn = measure(tools.cairn(&c_repo, &["backup", data_arg]))?;
+        drop_caches();
+        let restic = measure(Tools::restic(&r_repo, &["backup", "--quiet", data_arg]))?;
+        Ok((cairn, restic, du_bytes(&c_repo)?, du_bytes(&r_repo)?))
+    };
     eprintln!("== initial backup");
-    drop_caches();
-    let c_backup = measure(tools.cairn(&c_repo, &["backup", data.to_str().context("utf-8")?]))?;
-    drop_caches();
-    let r_backup = measure(Tools::restic(
-        &r_repo,
-        &["backup", "--quiet", data.to_str().context("utf-8")?],
-    ))?;
-    let (c_size1, r_size1) = (du_bytes(&c_repo)?, du_bytes(&r_repo)?);
+    let (c_backup, r_backup, c_size1, r_size1) = back_up_both()?;
 
     eprintln!("== incremental backup (after gen_volume.py mutate)");
-    generate(&["mutate", data.to_str().context("utf-8")?])?;
-    drop_caches();
-    let c_incr = measure(tools.cairn(&c_repo, &["backup", data.to_str().context("utf-8")?]))?;
-    drop_caches();
-    let r_incr = measure(Tools::restic(
-        &r_repo,
-        &["backup", "--quiet", data.to_str().context("utf-8")?],
-    ))?;
-    let (c_size2, r_size2) = (du_bytes(&c_repo)?, du_bytes(&r_repo)?);
+    generate(&["mutate", data_arg])?;
+    let (c_incr, r_incr, c_size2, r_size2) = back_up_both()?;
 
     eprintln!("== restore");
     let c_snapshot = snapshot_id(&c_incr.stdout)?;

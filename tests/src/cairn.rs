@@ -142,6 +142,12 @@ impl HubProcess {
         self.cli(&line.split_whitespace().collect::<Vec<_>>()).await
     }
 
+    /// `cairn LINE -o json`, parsed (the command must succeed).
+    pub async fn json(&self, line: &str) -> Result<serde_json::Value> {
+        let out = self.cli_line(&format!("{line} -o json")).await?.ok()?;
+        Ok(serde_json::from_str(&out.stdout)?)
+    }
+
     /// Starts an agent for `cp`, registered as cluster `cp.name()`, authenticated by `kubeconfig`
     /// (the admin one if `None`); returns once the hub shows it connected.
     pub async fn agent(&self, cp: &ControlPlane, kubeconfig: Option<&Path>) -> Result<AgentProcess> {

@@ -115,11 +115,6 @@ fn fill(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-async fn json(hub: &HubProcess, line: &str) -> Result<Value> {
-    let out = hub.cli_line(line).await?.ok()?;
-    Ok(serde_json::from_str(&out.stdout)?)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
     let (source, target) = tokio::try_join!(ControlPlane::start("vol-src"), ControlPlane::start("vol-dst"))?;
@@ -161,7 +156,7 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
             object.display()
         );
     }
-    let described = json(&hub, "backup describe first -o json").await?;
+    let described = hub.json("backup describe first").await?;
     let volume = &described["status"]["volumes"][0];
     assert_eq!(volume["node"], "node-a", "{described}");
     assert_eq!(volume["files"], 6, "{described}");
@@ -190,7 +185,7 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
     let restored = mount_dir(&root_b, &new_uid, "pv-dst");
     std::fs::create_dir_all(&restored)?;
     let done = wait_until("restore back to end", SETTLE, || async {
-        let r = json(&hub, "restore describe back -o json").await?;
+        let r = hub.json("restore describe back").await?;
         let phase = r["status"]["phase"].as_str().unwrap_or_default().to_owned();
         Ok(["Completed", "PartiallyFailed", "Failed"]
             .contains(&phase.as_str())
@@ -217,7 +212,7 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
     hub.cli_line("backup create second --cluster vol-src --include-namespaces shop --volumes --wait")
         .await?
         .ok()?;
-    let second = json(&hub, "backup describe second -o json").await?;
+    let second = hub.json("backup describe second").await?;
     let volume = &second["status"]["volumes"][0];
     assert_eq!(volume["files"], 7, "{second}");
     assert_eq!(volume["bytes_read"], changed.len(), "{second}");
@@ -277,7 +272,7 @@ async fn a_claim_on_a_node_without_a_node_agent_is_reported() -> Result<()> {
     if out.code == Some(0) {
         bail!("a backup missing a claim's data succeeded: {}", out.stdout);
     }
-    let described = json(&hub, "backup describe lone -o json").await?;
+    let described = hub.json("backup describe lone").await?;
     assert_eq!(described["status"]["phase"], "PartiallyFailed", "{described}");
     let error = described["status"]["volumes"][0]["error"]
         .as_str()

@@ -26,15 +26,9 @@ fn offset(ahead: Duration, period: Duration, position: Duration) -> String {
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 
-/// `cairn … -o json`, parsed.
-async fn json(hub: &HubProcess, line: &str) -> Result<Value> {
-    let out = hub.cli_line(&format!("{line} -o json")).await?.ok()?;
-    Ok(serde_json::from_str(&out.stdout)?)
-}
-
 /// Names of the backups `backup list ARGS` shows, newest first.
 async fn listed(hub: &HubProcess, args: &str) -> Result<Vec<String>> {
-    let list = json(hub, &format!("backup list {args}")).await?;
+    let list = hub.json(&format!("backup list {args}")).await?;
     Ok(list
         .as_array()
         .context("a list")?
@@ -53,7 +47,7 @@ async fn all_ended(hub: &HubProcess, args: &str, count: usize) -> Result<Vec<Val
         &format!("{count} finished backups ({args})"),
         Duration::from_secs(120),
         || async {
-            let list = json(hub, &format!("backup list {args}")).await?;
+            let list = hub.json(&format!("backup list {args}")).await?;
             let list = list.as_array().cloned().unwrap_or_default();
             let ended = list.len() == count
                 && list.iter().all(|b| {
@@ -71,7 +65,7 @@ async fn all_ended(hub: &HubProcess, args: &str, count: usize) -> Result<Vec<Val
 /// Waits until the hub shows every one of `clusters` connected.
 async fn connected(hub: &HubProcess, clusters: &[&str]) -> Result<()> {
     wait_until("agents connected", Duration::from_secs(60), || async {
-        let list = json(hub, "cluster list").await?;
+        let list = hub.json("cluster list").await?;
         let up = list.as_array().cloned().unwrap_or_default();
         Ok(clusters
             .iter()
@@ -170,7 +164,7 @@ async fn a_workspace_schedule_fires_on_time_for_every_cluster_and_pauses() -> Re
 
     // The first slot: one backup per cluster, started at the slot.
     let first = all_ended(&hub, "--schedule minutely", 3).await?;
-    let schedule = json(&hub, "schedule describe minutely").await?;
+    let schedule = hub.json("schedule describe minutely").await?;
     let slot = ms(field(&schedule, "/last_fire"));
     for b in &first {
         assert_eq!(field(b, "/status/phase"), "Completed", "{b}");
@@ -196,7 +190,7 @@ async fn a_workspace_schedule_fires_on_time_for_every_cluster_and_pauses() -> Re
         3,
         "a paused schedule ran"
     );
-    let paused = json(&hub, "schedule describe minutely").await?;
+    let paused = hub.json("schedule describe minutely").await?;
     assert_eq!(field(&paused, "/runs"), 1);
     assert_eq!(
         field(&paused, "/catch_ups"),
@@ -211,7 +205,7 @@ async fn a_workspace_schedule_fires_on_time_for_every_cluster_and_pauses() -> Re
         all.iter().all(|b| field(b, "/status/phase") == "Completed"),
         "{all:?}"
     );
-    let resumed = json(&hub, "schedule describe minutely").await?;
+    let resumed = hub.json("schedule describe minutely").await?;
     assert_eq!(field(&resumed, "/runs"), 2);
     Ok(())
 }
@@ -246,7 +240,7 @@ async fn keep_last_and_ttl_retire_backups_from_location_and_inventory() -> Resul
         kept,
         "the location holds other backups than the inventory"
     );
-    let described = json(&hub, "schedule describe keep").await?;
+    let described = hub.json("schedule describe keep").await?;
     assert_eq!(field(&described, "/runs"), 4);
 
     // A backup past its TTL is deleted once the hub's clock passes its expiry.
@@ -296,7 +290,7 @@ async fn a_hub_down_over_many_slots_makes_exactly_one_catch_up_run() -> Result<(
     hub.start_again(&[("CAIRN_CLOCK_OFFSET", &later)]).await?;
     let ran = all_ended(&hub, "--schedule hourly", 1).await?;
     assert_eq!(field(&ran[0], "/status/phase"), "Completed");
-    let s = json(&hub, "schedule describe hourly").await?;
+    let s = hub.json("schedule describe hourly").await?;
     assert_eq!(field(&s, "/runs"), 1, "{s}");
     assert_eq!(field(&s, "/catch_ups"), 1, "{s}");
     let described = hub.cli_line("schedule describe hourly").await?.ok()?.stdout;
@@ -308,7 +302,7 @@ async fn a_hub_down_over_many_slots_makes_exactly_one_catch_up_run() -> Result<(
     tokio::time::sleep(Duration::from_secs(12)).await; // past the scheduler's start-up grace
     assert_eq!(listed(&hub, "--schedule hourly").await?.len(), 1);
     assert_eq!(
-        field(&json(&hub, "schedule describe hourly").await?, "/catch_ups"),
+        field(&hub.json("schedule describe hourly").await?, "/catch_ups"),
         1
     );
     Ok(())
@@ -333,7 +327,7 @@ async fn a_workspace_backup_skips_a_down_cluster_and_says_so() -> Result<()> {
     .ok()?;
     drop(down_agent);
     wait_until("ws-down disconnected", Duration::from_secs(30), || async {
-        let list = json(&hub, "cluster list").await?;
+        let list = hub.json("cluster list").await?;
         let gone = list.as_array().is_some_and(|l| {
             l.iter()
                 .any(|c| field(c, "/name") == "ws-down" && field(c, "/connected") == false)
@@ -362,7 +356,7 @@ async fn a_workspace_backup_skips_a_down_cluster_and_says_so() -> Result<()> {
         "{}",
         out.stdout
     );
-    let described = json(&hub, "backup describe nightly").await?;
+    let described = hub.json("backup describe nightly").await?;
     assert_eq!(field(&described, "/phase"), "PartiallyFailed");
     assert_eq!(listed(&hub, "--workspace pair").await?, ["nightly-ws-up"]);
     Ok(())
@@ -390,7 +384,7 @@ async fn the_catalog_is_rebuilt_from_the_bucket_and_its_backups_restore_where_th
     hub.cli_line("backup create shop --cluster gone --include-namespaces shop --wait")
         .await?
         .ok()?;
-    let before = json(&hub, "backup list").await?;
+    let before = hub.json("backup list").await?;
     assert_eq!(before.as_array().map(Vec::len), Some(2));
 
     // The source cluster is destroyed, and the hub loses all its state but its key.
@@ -403,7 +397,7 @@ async fn the_catalog_is_rebuilt_from_the_bucket_and_its_backups_restore_where_th
     let out = hub.cli_line(&add).await?.ok()?;
     assert!(out.stdout.contains("2 backups found in it"), "{out:?}");
 
-    let after = json(&hub, "backup list").await?;
+    let after = hub.json("backup list").await?;
     let summary = |list: &Value| -> Vec<Value> {
         list.as_array()
             .into_iter()

@@ -19,8 +19,8 @@ use cairn_proto::error_chain as report;
 
 use crate::claims::{self, Claim};
 use crate::discover::{self, Resource};
-use crate::link::Volumes;
 use crate::references::{self, Reference};
+use crate::relay::Volumes;
 use crate::report::{Event, Reporter};
 use writer::{Parts, Writer};
 

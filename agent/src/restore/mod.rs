@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::claims;
-use crate::link::Volumes;
 use crate::references::CRD;
+use crate::relay::Volumes;
 use crate::report::{Event, Reporter};
 use cairn_proto::error_chain as report;
 use prepare::{Decision, Preparer};

@@ -98,9 +98,9 @@ impl<K: Clone + Eq + std::hash::Hash> Agents<K> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A new session for `cluster`, replacing any older one (whose operations are returned:
+    /// A new session for `agent`, replacing any older one (whose operations are returned:
     /// the old link is gone).
-    pub fn attach(&self, cluster: &K) -> (SessionId, mpsc::Receiver<Instruction>, Vec<String>) {
+    pub fn attach(&self, agent: &K) -> (SessionId, mpsc::Receiver<Instruction>, Vec<String>) {
         let (tx, rx) = mpsc::channel(INSTRUCTION_QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let session = Session {
@@ -109,7 +109,7 @@ impl<K: Clone + Eq + std::hash::Hash> Agents<K> {
             last_heartbeat: Timestamp::now(),
             running: HashSet::new(),
         };
-        let old = self.lock().insert(cluster.clone(), session);
+        let old = self.lock().insert(agent.clone(), session);
         (
             id,
             rx,
@@ -117,28 +117,28 @@ impl<K: Clone + Eq + std::hash::Hash> Agents<K> {
         )
     }
 
-    /// Removes session `id` of `cluster` (if still current); returns its running operations.
-    pub fn detach(&self, cluster: &K, id: SessionId) -> Option<Vec<String>> {
+    /// Removes session `id` of `agent` (if still current); returns its running operations.
+    pub fn detach(&self, agent: &K, id: SessionId) -> Option<Vec<String>> {
         let mut sessions = self.lock();
-        if sessions.get(cluster).is_some_and(|s| s.id == id) {
-            return sessions.remove(cluster).map(|s| s.running.into_iter().collect());
+        if sessions.get(agent).is_some_and(|s| s.id == id) {
+            return sessions.remove(agent).map(|s| s.running.into_iter().collect());
         }
         None
     }
 
     /// Notes a sign of life from session `id`.
-    pub fn beat(&self, cluster: &K, id: SessionId) {
-        if let Some(s) = self.lock().get_mut(cluster).filter(|s| s.id == id) {
+    pub fn beat(&self, agent: &K, id: SessionId) {
+        if let Some(s) = self.lock().get_mut(agent).filter(|s| s.id == id) {
             s.last_heartbeat = Timestamp::now();
         }
     }
 
-    /// When `cluster`'s agent was last heard from, if it is connected.
-    pub fn last_heartbeat(&self, cluster: &K) -> Option<Timestamp> {
-        self.lock().get(cluster).map(|s| s.last_heartbeat)
+    /// When `agent` was last heard from, if it is connected.
+    pub fn last_heartbeat(&self, agent: &K) -> Option<Timestamp> {
+        self.lock().get(agent).map(|s| s.last_heartbeat)
     }
 
-    /// Sessions silent since before `deadline`: (cluster, session).
+    /// Sessions silent since before `deadline`: (agent, session).
     pub fn silent_since(&self, deadline: Timestamp) -> Vec<(K, SessionId)> {
         self.lock()
             .iter()
@@ -147,11 +147,11 @@ impl<K: Clone + Eq + std::hash::Hash> Agents<K> {
             .collect()
     }
 
-    /// The instruction queue of `cluster`'s agent, with `operation` counted as running on it;
+    /// The instruction queue of `agent`, with `operation` counted as running on it;
     /// `None` if no agent is connected.
-    pub fn sender(&self, cluster: &K, operation: &str) -> Option<mpsc::Sender<Instruction>> {
+    pub fn sender(&self, agent: &K, operation: &str) -> Option<mpsc::Sender<Instruction>> {
         let mut sessions = self.lock();
-        let session = sessions.get_mut(cluster)?;
+        let session = sessions.get_mut(agent)?;
         session.running.insert(operation.to_owned());
         Some(session.tx.clone())
     }
@@ -161,9 +161,9 @@ impl<K: Clone + Eq + std::hash::Hash> Agents<K> {
         self.lock().get(agent).map(|s| s.tx.clone())
     }
 
-    /// Operation `operation` of `cluster` has ended.
-    pub fn finished(&self, cluster: &K, operation: &str) {
-        if let Some(s) = self.lock().get_mut(cluster) {
+    /// Operation `operation` of `agent` has ended.
+    pub fn finished(&self, agent: &K, operation: &str) {
+        if let Some(s) = self.lock().get_mut(agent) {
             s.running.remove(operation);
         }
     }
