@@ -29,14 +29,19 @@ pub mod volume;
 /// freed and then keeps later ones in the arena of whichever thread allocated them: with a worker
 /// per core and readers on the blocking pool, a restore's memory grew to 280 MiB for 64 MiB of
 /// packs in flight (105 MiB with this). Chunks (1 MiB on average) stay in the arenas: mapping
-/// each afresh cost a backup 10% more system time. Call once, at start-up.
+/// each afresh cost a backup 10% more system time. Arenas are one per core, not eight: each of
+/// a backup's reader threads would otherwise keep its own. Call once, at start-up.
 #[allow(unsafe_code)] // mallopt is a C call; see the SAFETY note
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tuning parameter of glibc's allocator, which takes its own
-    // lock; no memory is touched.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from).max(2);
+        // SAFETY: mallopt only sets tuning parameters of glibc's allocator, which takes its own
+        // lock; no memory is touched.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+            libc::mallopt(libc::M_ARENA_MAX, i32::try_from(cores).unwrap_or(2));
+        }
     }
 }
 

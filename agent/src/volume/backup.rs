@@ -1,6 +1,7 @@
-//! A directory into a snapshot. The walk (one thread) reads each changed file through FastCDC,
-//! hashes the chunks and skips those the repository or this run already holds; new chunks go over
-//! a bounded queue to one packer per core, which compresses, seals and packs them; finished packs
+//! A directory into a snapshot. The walk (one thread) lists directories and hands each changed
+//! file, ahead of itself, to the [`super::chunker`] readers, which cut it with FastCDC, hash the
+//! chunks and skip those the repository or this run already holds; new chunks go over a bounded
+//! queue to one packer per core, which compresses, seals and packs them; finished packs
 //! go, two at a time, to the uploader. Memory stays bounded by the queues whatever the volume's
 //! size or file count. A file whose size, mtime and inode match the parent snapshot is not read.
 //! Index files list packs only once they are uploaded; the snapshot is written last.
@@ -8,21 +9,24 @@
 use cairn_proto::pb;
 use futures::StreamExt;
 use prost::Message;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, VecDeque};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, sync_channel};
 use tokio::runtime::Handle;
 
 use super::blob::BlobId;
+use super::chunker::{Chunk, Pending, Readers, Sink};
 use super::index::Index;
 use super::pack::{Pack, PackBuilder, TARGET_BYTES};
 use super::{Error, Repository, Result};
 
 /// Chunks waiting for a packer (each up to the largest chunk, 1 MiB on average).
 const CHUNK_QUEUE: usize = 4;
+/// Files of a directory handed to the readers ahead of the walk.
+const READ_AHEAD: usize = 64;
 /// Finished packs waiting for upload.
 const PACK_QUEUE: usize = 1;
 /// Packs uploading at once.
@@ -61,12 +65,6 @@ pub struct Counters {
     pub bytes_read: AtomicU64,
     /// Files done so far.
     pub files: AtomicU64,
-}
-
-struct Chunk {
-    id: BlobId,
-    kind: pb::BlobKind,
-    data: Vec<u8>,
 }
 
 /// Whose data a snapshot holds: its parent is the last snapshot of the same host and path.
@@ -116,21 +114,23 @@ pub async fn run(
         let parent_tree = parent.as_ref().map(|(_, s)| s.tree.clone());
         let handle = Handle::current();
         tokio::task::spawn_blocking(move || {
-            let mut walker = Walker {
-                repo: &repo,
-                index: &index,
-                handle,
-                chunks: chunk_tx,
-                seen: HashSet::new(),
-                links: HashMap::new(),
-                buffer: Vec::new(),
-                counters: &counters,
-                summary: Summary::default(),
-            };
-            let parent_tree = parent_tree.map(|t| BlobId::from_slice(&t)).transpose()?;
-            let root = walker.dir(&path, parent_tree)?;
-            let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
-            Ok::<_, Error>((root, node("", &meta), walker.summary))
+            let sink = Sink::new(&repo, &index, chunk_tx, &counters);
+            std::thread::scope(|scope| {
+                let mut walker = Walker {
+                    repo: &repo,
+                    index: &index,
+                    handle,
+                    sink: &sink,
+                    readers: Readers::start(scope, &sink),
+                    links: HashMap::new(),
+                    counters: &counters,
+                    summary: Summary::default(),
+                };
+                let parent_tree = parent_tree.map(|t| BlobId::from_slice(&t)).transpose()?;
+                let root = walker.dir(&path, parent_tree).inspect_err(|_| sink.stop())?;
+                let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+                Ok::<_, Error>((root, node("", &meta), walker.summary))
+            })
         })
     };
     let walked = walk.await.map_err(|_| Error::Worker("walk"));
@@ -242,40 +242,24 @@ struct Walker<'a> {
     repo: &'a Repository,
     index: &'a Index,
     handle: Handle,
-    chunks: SyncSender<Chunk>,
-    /// Blobs queued by this run.
-    seen: HashSet<u128>,
-    /// Hard-linked files already stored, by (device, inode): their content.
-    links: HashMap<(u64, u64), Vec<Vec<u8>>>,
-    /// Read buffer of the chunker, kept from file to file.
-    buffer: Vec<u8>,
+    sink: &'a Sink<'a>,
+    readers: Readers,
+    /// Hard-linked files by (device, inode): their content once read (`None`: being read).
+    links: HashMap<(u64, u64), Option<Vec<Vec<u8>>>>,
     counters: &'a Counters,
     summary: Summary,
 }
 
+/// A directory entry.
+struct Entry {
+    path: PathBuf,
+    name: String,
+    meta: std::fs::Metadata,
+}
+
 impl Walker<'_> {
-    /// Queues blob `id` unless the repository or this run has it.
-    fn store(&mut self, id: BlobId, kind: pb::BlobKind, data: Vec<u8>) -> Result<()> {
-        if !self.index.contains(&id) && self.seen.insert(id.prefix()) {
-            self.chunks
-                .send(Chunk { id, kind, data })
-                .map_err(|_| Error::Worker("packer"))?;
-        }
-        Ok(())
-    }
-
-    /// Stores one chunk of file data read; returns its id as the tree records it.
-    fn chunk(&mut self, data: Vec<u8>) -> Result<Vec<u8>> {
-        let id = BlobId::of(self.repo.id_key(), &data);
-        self.summary.bytes_read += data.len() as u64;
-        self.counters
-            .bytes_read
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        self.store(id, pb::BlobKind::Data, data)?;
-        Ok(id.0.to_vec())
-    }
-
-    /// Backs up directory `dir` (its parent-snapshot tree: `parent`); returns its tree's id.
+    /// Backs up directory `dir` (its parent-snapshot tree: `parent`); returns its tree's id. The
+    /// files it has to read are handed to the readers [`READ_AHEAD`] ahead of the walk.
     fn dir(&mut self, dir: &Path, parent: Option<BlobId>) -> Result<BlobId> {
         let parent: HashMap<String, pb::Node> = match parent {
             Some(id) if self.index.contains(&id) => self
@@ -287,52 +271,52 @@ impl Walker<'_> {
                 .collect(),
             _ => HashMap::new(),
         };
-        let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(dir, e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| Error::io(dir, e))?;
-        entries.sort_by_key(std::fs::DirEntry::file_name);
+        let entries = entries(dir)?;
+        let (mut reads, mut ahead) = (VecDeque::new(), 0);
         let mut nodes = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let path = entry.path();
-            let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let before = parent.get(&name);
-            let mut node = node(&name, &meta);
-            let kind = meta.file_type();
+        for (i, entry) in entries.iter().enumerate() {
+            while ahead < entries.len() && reads.len() < READ_AHEAD {
+                let next = &entries[ahead];
+                if let Some(read) = self.start_read(next, parent.get(&next.name))? {
+                    reads.push_back((ahead, read));
+                }
+                ahead += 1;
+            }
+            let before = parent.get(&entry.name);
+            let mut node = node(&entry.name, &entry.meta);
+            let kind = entry.meta.file_type();
             if kind.is_dir() {
                 let sub = before
                     .filter(|b| b.kind == pb::NodeKind::Dir as i32)
                     .map(|b| BlobId::from_slice(&b.subtree))
                     .transpose()?;
-                node.subtree = self.dir(&path, sub)?.0.to_vec();
+                node.subtree = self.dir(&entry.path, sub)?.0.to_vec();
                 self.summary.dirs += 1;
             } else if kind.is_symlink() {
-                let target = std::fs::read_link(&path).map_err(|e| Error::io(&path, e))?;
+                let target = std::fs::read_link(&entry.path).map_err(|e| Error::io(&entry.path, e))?;
                 node.target = target.to_string_lossy().into_owned();
             } else if kind.is_file() {
-                node.content = self.file(&path, &meta, before)?;
+                let read = match reads.front() {
+                    Some((j, _)) if *j == i => reads.pop_front().map(|(_, read)| read),
+                    _ => None,
+                };
+                node.content = self.content(entry, before, read)?;
                 self.summary.files += 1;
-                self.summary.bytes += meta.len();
+                self.summary.bytes += entry.meta.len();
                 self.counters.files.fetch_add(1, Ordering::Relaxed);
             }
             nodes.push(node);
         }
         let tree = pb::Tree { nodes }.encode_to_vec();
         let id = BlobId::of(self.repo.id_key(), &tree);
-        self.store(id, pb::BlobKind::Tree, tree)?;
+        self.sink.store(id, pb::BlobKind::Tree, tree)?;
         Ok(id)
     }
 
-    /// The content (blob ids) of file `path`: the parent snapshot's if size, mtime and inode are
-    /// unchanged, a hard link's already read, or read and chunked now.
-    fn file(
-        &mut self,
-        path: &Path,
-        meta: &std::fs::Metadata,
-        before: Option<&pb::Node>,
-    ) -> Result<Vec<Vec<u8>>> {
-        let unchanged = before.is_some_and(|b| {
+    /// Whether file `meta` is the parent snapshot's `before`: same size, mtime and inode, and
+    /// its blobs still in the repository.
+    fn unchanged(&self, meta: &std::fs::Metadata, before: Option<&pb::Node>) -> bool {
+        before.is_some_and(|b| {
             b.kind == pb::NodeKind::File as i32
                 && b.size == meta.len()
                 && b.mtime_ns == mtime_ns(meta)
@@ -340,88 +324,71 @@ impl Walker<'_> {
                 && b.content
                     .iter()
                     .all(|c| BlobId::from_slice(c).is_ok_and(|id| self.index.contains(&id)))
-        });
-        if let (true, Some(b)) = (unchanged, before) {
-            return Ok(b.content.clone());
+        })
+    }
+
+    /// Starts reading `entry` unless it is no file, unchanged since `before`, or a hard link to
+    /// a file read already.
+    fn start_read(&mut self, entry: &Entry, before: Option<&pb::Node>) -> Result<Option<Pending>> {
+        if !entry.meta.is_file() || self.unchanged(&entry.meta, before) {
+            return Ok(None);
         }
-        let link = (meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
-        if let Some(content) = link.and_then(|l| self.links.get(&l)) {
-            return Ok(content.clone());
-        }
-        let (min, avg, max) = self.repo.chunking();
-        let mut content = Vec::new();
-        if meta.len() <= u64::from(min) {
-            // One chunk whatever the cut points: read it whole, without a chunker's 8 MiB buffer
-            // (a volume of a million small files would otherwise allocate one per file).
-            let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            if !data.is_empty() {
-                content.push(self.chunk(data)?);
+        if let Some(link) = link(&entry.meta) {
+            if self.links.contains_key(&link) {
+                return Ok(None);
             }
-        } else {
-            let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-            let mut buffer = std::mem::take(&mut self.buffer);
-            let cut = cut_chunks(&mut file, path, &mut buffer, (min, avg, max), |data| {
-                content.push(self.chunk(data)?);
-                Ok(())
-            });
-            self.buffer = buffer;
-            cut?;
+            self.links.insert(link, None);
         }
-        self.summary.files_read += 1;
-        if let Some(l) = link {
-            self.links.insert(l, content.clone());
+        self.readers.read(entry.path.clone(), entry.meta.len()).map(Some)
+    }
+
+    /// The content (blob ids) of file `entry`: `read` if it was read, else the parent
+    /// snapshot's (`before`) or, for a hard link, that of the link read before it.
+    fn content(
+        &mut self,
+        entry: &Entry,
+        before: Option<&pb::Node>,
+        read: Option<Pending>,
+    ) -> Result<Vec<Vec<u8>>> {
+        if let Some(read) = read {
+            let (content, bytes) = read.wait()?;
+            self.summary.files_read += 1;
+            self.summary.bytes_read += bytes;
+            if let Some(link) = link(&entry.meta) {
+                self.links.insert(link, Some(content.clone()));
+            }
+            return Ok(content);
         }
-        Ok(content)
+        match before {
+            Some(b) if self.unchanged(&entry.meta, before) => Ok(b.content.clone()),
+            _ => link(&entry.meta)
+                .and_then(|l| self.links.get(&l).cloned().flatten())
+                .ok_or(Error::Worker("walk")),
+        }
     }
 }
 
-/// Cuts `file` (at `path`) into content-defined chunks (FastCDC 2020, bounds `min`, `avg`, `max`:
-/// the cut points of `fastcdc`'s `StreamCDC`) read through `buffer`, which is kept from file to
-/// file (`StreamCDC` allocates its own `max`-sized buffer per file); hands each chunk to `emit`.
-fn cut_chunks(
-    file: &mut std::fs::File,
-    path: &Path,
-    buffer: &mut Vec<u8>,
-    (min, avg, max): (u32, u32, u32),
-    mut emit: impl FnMut(Vec<u8>) -> Result<()>,
-) -> Result<()> {
-    use std::io::Read;
-    let max_len = max as usize;
-    buffer.resize(2 * max_len, 0);
-    let (mut start, mut end, mut eof) = (0, 0, false);
-    loop {
-        // Keep at least one largest chunk's worth ahead, so every cut but the last is final.
-        if end - start < max_len && !eof {
-            buffer.copy_within(start..end, 0);
-            (end, start) = (end - start, 0);
-            while end < buffer.len() {
-                let n = file.read(&mut buffer[end..]).map_err(|e| Error::io(path, e))?;
-                if n == 0 {
-                    eof = true;
-                    break;
-                }
-                end += n;
-            }
-        }
-        if start == end {
-            return Ok(());
-        }
-        let data = &buffer[start..end];
-        let mut taken = 0;
-        for chunk in fastcdc::v2020::FastCDC::new(data, min, avg, max) {
-            let last = chunk.offset + chunk.length;
-            // A cut at the end of what was read is final only at the end of the file or at `max`.
-            if last == data.len() && !eof && chunk.length < max_len {
-                break;
-            }
-            emit(data[chunk.offset..last].to_vec())?;
-            taken = last;
-            if end - (start + taken) < max_len && !eof {
-                break; // read more before the next cut
-            }
-        }
-        start += taken;
-    }
+/// The entries of directory `dir`, by name, with their attributes.
+fn entries(dir: &Path) -> Result<Vec<Entry>> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::io(dir, e))?;
+    names.sort_by_key(std::fs::DirEntry::file_name);
+    names
+        .into_iter()
+        .map(|e| {
+            let path = e.path();
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            Ok(Entry { path, name, meta })
+        })
+        .collect()
+}
+
+/// The (device, inode) of a file with more than one link.
+fn link(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    (meta.nlink() > 1).then(|| (meta.dev(), meta.ino()))
 }
 
 fn mtime_ns(meta: &std::fs::Metadata) -> i64 {

@@ -6,6 +6,7 @@
 //! - [`pack`]: blobs grouped into pack files, each with its sealed header.
 //! - [`index`]: which pack holds which blob, merged from every writer's index files.
 //! - [`backup`]: a directory into a snapshot — chunk, hash, compress, seal, pack, upload.
+//! - [`chunker`]: files read, cut into chunks and hashed on a pool of reader threads.
 //! - [`prune`]: forgetting snapshots and collecting unused packs, lock-free, with a grace period.
 //! - [`check`]: packs present, and with `read_data` intact to the last blob, damage traced to files.
 //! - [`restore`]: a snapshot back into a directory, byte for byte with modes, owners, times,
@@ -17,6 +18,7 @@
 pub mod backup;
 pub mod blob;
 pub mod check;
+pub mod chunker;
 pub mod index;
 pub mod pack;
 pub mod prune;
