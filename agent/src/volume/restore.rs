@@ -15,8 +15,8 @@ use object_store::ObjectStoreExt;
 use std::collections::HashMap;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use tokio::sync::Semaphore;
 
 use super::backup::Counters;
@@ -129,11 +129,45 @@ pub async fn run(
     Ok(summary)
 }
 
-/// One file of a batch: where it goes, its attributes, and what went wrong with it.
+/// One file of a batch: where it goes, its attributes, and what went wrong with it. Whichever
+/// worker writes its first blob creates it; whichever writes its last sets its attributes.
 struct Pending {
     path: PathBuf,
     node: pb::Node,
+    /// Blobs still to write.
+    left: AtomicUsize,
+    /// Whether the file could be made (at its size).
+    made: OnceLock<std::io::Result<()>>,
     failure: Mutex<Option<String>>,
+}
+
+impl Pending {
+    /// Writes `data` at offset `at`, making the file first if no blob has yet.
+    fn write(&self, at: u64, data: &[u8]) -> Result<()> {
+        let io = |e: &std::io::Error| Error::io(&self.path, std::io::Error::new(e.kind(), e.to_string()));
+        if let Err(e) = self.made.get_or_init(|| make(&self.path, self.node.size)) {
+            return Err(io(e));
+        }
+        write_sparse(&self.path, at, data).map_err(|e| io(&e))
+    }
+
+    /// One blob of it done (or failed): after the last, its attributes, unless it failed.
+    fn blob_done(&self) {
+        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 && self.failure().is_none() {
+            if let Err(e) = attributes(&self.path, &self.node, false) {
+                fail(self, &e);
+            }
+        }
+    }
+
+    fn failure(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.failure.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Creates (or empties) file `path` at length `size`.
+fn make(path: &Path, size: u64) -> std::io::Result<()> {
+    std::fs::File::create(path)?.set_len(size)
 }
 
 /// Where one blob goes: into file `file` of the batch at offset `at`.
@@ -164,13 +198,12 @@ struct Restore {
 }
 
 impl Restore {
-    /// Creates `path` at its size and plans its blobs; writes the batch when it is full.
+    /// Plans the blobs of file `path`, which the first of them to be written creates at its
+    /// size; writes the batch when it is full.
     async fn file(&mut self, path: PathBuf, mut node: pb::Node) -> Result<()> {
-        let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-        file.set_len(node.size).map_err(|e| Error::io(&path, e))?;
-        drop(file);
         let content = std::mem::take(&mut node.content);
         if content.is_empty() {
+            make(&path, node.size).map_err(|e| Error::io(&path, e))?;
             attributes(&path, &node, false)?;
             self.done(node.size);
             return Ok(());
@@ -203,6 +236,8 @@ impl Restore {
         self.batch.files.push(Pending {
             path,
             node,
+            left: AtomicUsize::new(placements.len()),
+            made: OnceLock::new(),
             failure: Mutex::new(None),
         });
         for (pack, placement) in placements {
@@ -242,13 +277,9 @@ impl Restore {
         drop(work);
         let files = Arc::try_unwrap(files).map_err(|_| Error::Worker("restore"))?;
         for f in files {
-            let failure = f.failure.into_inner().unwrap_or_else(PoisonError::into_inner);
-            match failure {
+            match f.failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
                 Some(why) => self.failed.push(why),
-                None => {
-                    attributes(&f.path, &f.node, false)?;
-                    self.done(f.node.size);
-                }
+                None => self.done(f.node.size),
             }
         }
         Ok(())
@@ -282,6 +313,7 @@ async fn write_pack(
         Err(e) => {
             for p in &placements {
                 fail(&files[p.file], &e);
+                files[p.file].blob_done();
             }
             return Ok(());
         }
@@ -318,21 +350,18 @@ async fn write_pack(
             });
             for p in &placements[i..i + same] {
                 let file = &files[p.file];
-                let written = match &plain {
-                    Ok(plain) => write_sparse(&file.path, p.at, plain).map_err(|e| Error::io(&file.path, e)),
-                    Err(e) => {
-                        fail(file, e);
-                        continue;
-                    }
-                };
-                match written {
-                    Ok(()) => {
-                        counters
-                            .bytes_read
-                            .fetch_add(u64::from(p.raw_length), Ordering::Relaxed);
-                    }
-                    Err(e) => fail(file, &e),
+                match &plain {
+                    Ok(plain) => match file.write(p.at, plain) {
+                        Ok(()) => {
+                            counters
+                                .bytes_read
+                                .fetch_add(u64::from(p.raw_length), Ordering::Relaxed);
+                        }
+                        Err(e) => fail(file, &e),
+                    },
+                    Err(e) => fail(file, e),
                 }
+                file.blob_done();
             }
             i += same;
         }
@@ -342,7 +371,7 @@ async fn write_pack(
 
 /// Records the first failure of `file`.
 fn fail(file: &Pending, e: &Error) {
-    let mut failure = file.failure.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut failure = file.failure();
     if failure.is_none() {
         *failure = Some(file_failure(e, &file.path));
     }
