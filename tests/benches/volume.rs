@@ -77,7 +77,10 @@ fn du_bytes(dir: &Path) -> Result<u64> {
 }
 
 fn drop_caches() {
-    // Reading from the page cache for both tools alike; dropping it needs root and is best effort.
+    // Every tool reads from disk alike; dropping the cache needs root and is best effort. Dirty
+    // pages are not dropped: written-back first, or data just generated or mutated stays cached
+    // for whichever step comes next.
+    let _ = Command::new("sync").status();
     let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
 }
 

@@ -3,7 +3,8 @@
 //! the kubelet lays it out; the restore into a second control plane writes it into the new
 //! claim's volume once its pod is placed on that cluster's node — byte for byte, with modes,
 //! times, symlinks and hard links. A second backup reads only what changed; a claim on a node
-//! without a node agent is reported, naming the node.
+//! without a node agent is reported, naming the node; a backup under way shows its progress and
+//! ends, with the reason, when its node agent goes away; the hub prunes locations on its own.
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -240,6 +241,11 @@ async fn prune(hub: &HubProcess, before: &str) -> Result<String> {
         "{}",
         out.stdout
     );
+    prune_line(hub, |line| line != before).await
+}
+
+/// The last-prune line of `location describe default`, once there is one that is `done`.
+async fn prune_line(hub: &HubProcess, done: impl Fn(&str) -> bool) -> Result<String> {
     wait_until("the prune to end", SETTLE, || async {
         let described = hub.cli_line("location describe default").await?.ok()?;
         let line = described
@@ -247,7 +253,7 @@ async fn prune(hub: &HubProcess, before: &str) -> Result<String> {
             .lines()
             .find(|l| l.starts_with("Last volume prune:"))
             .map(str::to_owned);
-        Ok(line.filter(|l| l != before))
+        Ok(line.filter(|l| done(l)))
     })
     .await
 }
@@ -281,5 +287,61 @@ async fn a_claim_on_a_node_without_a_node_agent_is_reported() -> Result<()> {
         error.contains("no node agent is connected on node node-z of cluster vol-lone"),
         "{described}"
     );
+    Ok(())
+}
+
+/// A volume backup under way shows its progress, growing, in `backup describe`; when its node
+/// agent goes away mid-task the claim's data fails with that reason at once and the backup ends.
+/// Meanwhile the hub prunes the location on its own, every `volume_prune_interval`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_volume_backup_shows_progress_and_ends_when_its_node_agent_goes() -> Result<()> {
+    let source = ControlPlane::start("vol-long").await?;
+    let root = LocalDir::new()?;
+    let hub = HubProcess::start_with(&[("CAIRN_VOLUME_PRUNE_INTERVAL", "2s")]).await?;
+    let _agent = hub.agent(&source, None).await?;
+    let node = hub.node_agent(&source, "node-a", root.path()).await?;
+    source.apply(&app("pv-long", "disk-3", "node-a")).await?;
+    bound(&source, "shop", "data").await?;
+    let uid = pod_uid(&source, "shop", "db").await?;
+    let data = mount_dir(root.path(), &uid, "pv-long");
+    std::fs::create_dir_all(&data)?;
+    // A 1 TiB sparse disk image: read as zeros, it keeps the node agent busy far longer than
+    // this test waits, and takes no room.
+    std::fs::File::create(data.join("disk.img"))?.set_len(1 << 40)?;
+
+    hub.cli_line("backup create long --cluster vol-long --include-namespaces shop --volumes")
+        .await?
+        .ok()?;
+    let progress = || async {
+        let out = hub.cli_line("backup describe long").await?.ok()?;
+        Ok(out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("Progress:") && l.contains("iB"))
+            .map(str::to_owned))
+    };
+    let first = wait_until("volume bytes in the backup's progress", SETTLE, progress).await?;
+    let later = wait_until("the backup's progress to move on", SETTLE, || async {
+        Ok(progress().await?.filter(|l| *l != first))
+    })
+    .await?;
+    assert_ne!(first, later);
+
+    drop(node); // the node agent's process is killed mid-task
+    let done = wait_until("backup long to end", SETTLE, || async {
+        let b = hub.json("backup describe long").await?;
+        let phase = b["status"]["phase"].as_str().unwrap_or_default().to_owned();
+        Ok(["Completed", "PartiallyFailed", "Failed"]
+            .contains(&phase.as_str())
+            .then_some(b))
+    })
+    .await?;
+    assert_eq!(done["status"]["phase"], "PartiallyFailed", "{done}");
+    let error = done["status"]["volumes"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("the agent of node node-a disconnected"), "{done}");
+
+    // Nobody asked for a prune: the hub's own schedule ran one, by the remaining agent.
+    let pruned = prune_line(&hub, |line| line.contains("deleted")).await?;
+    assert!(pruned.contains("by vol-long ("), "{pruned}");
     Ok(())
 }

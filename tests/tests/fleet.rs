@@ -387,15 +387,28 @@ async fn the_catalog_is_rebuilt_from_the_bucket_and_its_backups_restore_where_th
     let before = hub.json("backup list").await?;
     assert_eq!(before.as_array().map(Vec::len), Some(2));
 
-    // The source cluster is destroyed, and the hub loses all its state but its key.
+    // The source cluster is destroyed, and the hub loses all its state. Started with another
+    // key, it reads none of the sealed backups and says so, naming them.
     drop(source_agent);
     drop(source);
-    hub.stop();
-    std::fs::remove_dir_all(hub.data_dir())?;
-    hub.start_again(&[]).await?;
-    assert_eq!(listed(&hub, "").await?.len(), 0, "a wiped hub knows no backup");
-    let out = hub.cli_line(&add).await?.ok()?;
-    assert!(out.stdout.contains("2 backups found in it"), "{out:?}");
+    let rebuild = async |hub: &mut HubProcess, key: &str| -> Result<String> {
+        hub.stop();
+        std::fs::remove_dir_all(hub.data_dir())?;
+        hub.start_again(&[("CAIRN_SECRET_KEY", key)]).await?;
+        assert_eq!(listed(hub, "").await?.len(), 0, "a wiped hub knows no backup");
+        Ok(hub.cli_line(&add).await?.ok()?.stdout)
+    };
+    let stranger = rebuild(&mut hub, "ISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0A=").await?;
+    assert!(
+        stranger.contains("2 backups found in it could not be read (sealed under another hub's key?")
+            && stranger.contains("all: ")
+            && stranger.contains("shop: "),
+        "{stranger}"
+    );
+    assert_eq!(listed(&hub, "").await?.len(), 0, "{stranger}");
+    // With its own key again, it reads them all.
+    let out = rebuild(&mut hub, key).await?;
+    assert!(out.contains("2 backups found in it and added"), "{out}");
 
     let after = hub.json("backup list").await?;
     let summary = |list: &Value| -> Vec<Value> {

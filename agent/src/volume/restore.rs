@@ -153,10 +153,10 @@ impl Pending {
 
     /// One blob of it done (or failed): after the last, its attributes, unless it failed.
     fn blob_done(&self) {
-        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 && self.failure().is_none() {
-            if let Err(e) = attributes(&self.path, &self.node, false) {
-                fail(self, &e);
-            }
+        let last = self.left.fetch_sub(1, Ordering::AcqRel) == 1;
+        let intact = last && self.failure().is_none();
+        if intact && let Err(e) = attributes(&self.path, &self.node, false) {
+            fail(self, &e);
         }
     }
 

@@ -617,6 +617,15 @@ async fn location(client: &mut Client, out: Format, verb: LocationVerb) -> Resul
                     info.backups_read
                 );
             }
+            if !info.backups_unreadable.is_empty() {
+                output::outln!(
+                    "{} backups found in it could not be read (sealed under another hub's key? start this hub with that hub's CAIRN_SECRET_KEY):",
+                    info.backups_unreadable.len()
+                );
+                for why in &info.backups_unreadable {
+                    output::outln!("  {why}");
+                }
+            }
             Ok(())
         }
         LocationVerb::List { workspace } => output::locations(

@@ -9,11 +9,20 @@ use object_store::path::Path;
 
 use super::{Error, Hub, Result};
 
+/// What reading a location's catalog found.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// Backups recorded in the inventory.
+    pub recorded: u64,
+    /// Backups whose manifest did not open, as `name: why`.
+    pub unreadable: Vec<String>,
+}
+
 impl Hub {
     /// Reads every backup in `stored` that the inventory lacks (or records otherwise than its
-    /// manifest says) into the inventory; returns how many it recorded.
+    /// manifest says) into the inventory.
     #[tracing::instrument(name = "sync_catalog", skip_all, fields(location = %stored.spec.name))]
-    pub async fn sync_catalog(&self, stored: &StoredLocation) -> Result<u64> {
+    pub async fn sync_catalog(&self, stored: &StoredLocation) -> Result<Catalog> {
         let bucket = self.bucket(stored)?;
         let name = &stored.spec.name;
         let root = Path::from(format::BACKUPS_DIR);
@@ -22,7 +31,7 @@ impl Hub {
             .list_with_delimiter(Some(&root))
             .await
             .map_err(|e| Error::bucket(name, "list", format::BACKUPS_DIR, e))?;
-        let mut recorded = 0;
+        let mut catalog = Catalog::default();
         for dir in listed.common_prefixes {
             let Some(Ok(backup)) = dir.filename().map(BackupName::new) else {
                 continue;
@@ -41,7 +50,9 @@ impl Hub {
                 Ok(None) => continue, // an interrupted backup
                 // One unreadable manifest (another hub's key, damage) does not hide the others.
                 Err(e) => {
-                    tracing::warn!(backup.id = %backup, error = %cairn_proto::error_chain(&e), "backup in the location not read");
+                    let why = cairn_proto::error_chain(&e);
+                    tracing::warn!(backup.id = %backup, error = %why, "backup in the location not read");
+                    catalog.unreadable.push(format!("{backup}: {why}"));
                     continue;
                 }
             };
@@ -52,12 +63,12 @@ impl Hub {
             record.spec.location = Some(name.clone());
             record.spec.origin.workspace = Some(stored.spec.workspace.clone());
             self.inner.inventory.put_backup(&record).await?;
-            recorded += 1;
+            catalog.recorded += 1;
         }
-        if recorded > 0 {
-            tracing::info!(recorded, "backups read back from the location");
+        if catalog.recorded > 0 {
+            tracing::info!(recorded = catalog.recorded, "backups read back from the location");
         }
-        Ok(recorded)
+        Ok(catalog)
     }
 
     /// [`Hub::sync_catalog`] for every location, logging failures.

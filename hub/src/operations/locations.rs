@@ -17,6 +17,7 @@ fn info(stored: StoredLocation, default: Option<&LocationName>) -> LocationInfo 
         last_prune: stored.last_prune,
         spec: stored.spec,
         backups_read: 0,
+        backups_unreadable: Vec::new(),
     }
 }
 
@@ -41,9 +42,10 @@ impl Hub {
             self.inner.inventory.put_workspace(&workspace).await?;
         }
         // The bucket is the source of truth: backups already in it join the inventory.
-        let backups_read = self.sync_catalog(&stored).await?;
+        let catalog = self.sync_catalog(&stored).await?;
         Ok(LocationInfo {
-            backups_read,
+            backups_read: catalog.recorded,
+            backups_unreadable: catalog.unreadable,
             ..info(stored, workspace.default_location.as_ref())
         })
     }

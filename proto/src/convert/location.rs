@@ -186,6 +186,7 @@ impl Wire for LocationInfo {
             health: health_to_pb(self.health.as_ref()),
             backups_read: self.backups_read,
             last_prune: self.last_prune.as_ref().map(Wire::to_pb),
+            backups_unreadable: self.backups_unreadable.clone(),
         }
     }
 
@@ -197,6 +198,7 @@ impl Wire for LocationInfo {
             health: health_from_pb(m.health),
             backups_read: m.backups_read,
             last_prune: m.last_prune.map(Prune::from_pb).transpose()?,
+            backups_unreadable: m.backups_unreadable,
         })
     }
 }

@@ -162,6 +162,10 @@ pub struct LocationInfo {
     /// On `location add`: the backups found in it and recorded in the inventory.
     #[serde(skip_serializing_if = "is_zero", default)]
     pub backups_read: u64,
+    /// On `location add`: backups found in it whose manifest does not open (sealed under another
+    /// hub's key, or damaged), each as `name: why`.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub backups_unreadable: Vec<String>,
     /// The last prune of its volume repository.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub last_prune: Option<Prune>,
