@@ -13,9 +13,7 @@ use crate::relay::Asked;
 use crate::relay::Volumes;
 use crate::report::Reporter;
 
-/// How long a restore waits for a restored claim to be bound and its pod placed on a node.
-pub const PLACEMENT_WAIT: Duration = Duration::from_secs(600);
-/// How often it looks.
+/// How often a restore looks whether its claims are bound and mounted.
 const POLL: Duration = Duration::from_secs(1);
 
 /// A claim a backup selected.
@@ -118,7 +116,8 @@ pub async fn restore(
 ) -> Vec<VolumeResult> {
     let mut asked = Vec::new();
     let mut results = Vec::new();
-    let deadline = tokio::time::Instant::now() + PLACEMENT_WAIT;
+    let wait = spec.volume_wait();
+    let deadline = tokio::time::Instant::now() + wait;
     for source in backed_up
         .iter()
         .filter(|v| !v.snapshot.is_empty() && spec.namespaces.covers(&v.namespace))
@@ -141,7 +140,10 @@ pub async fn restore(
         let (volume, mount) = match placed(client, &namespace, &source.claim, deadline).await {
             Ok(placed) => placed,
             Err(why) => {
-                result.error = Some(why);
+                result.error = Some(format!(
+                    "gave up after {} (--volume-wait) waiting for the restored claim to be bound and mounted by a pod on a node: {why}",
+                    humantime::format_duration(wait)
+                ));
                 results.push(result);
                 continue;
             }
@@ -260,7 +262,7 @@ fn mounting(pods: &[Pod], claim: &str) -> Option<Mount> {
 }
 
 /// Waits (until `deadline`) for claim `namespace/name` to be bound and a pod mounting it
-/// to be placed: returns its volume and that pod.
+/// to be placed: returns its volume and that pod, or what it last saw.
 async fn placed(
     client: &kube::Client,
     namespace: &str,
@@ -289,8 +291,5 @@ async fn placed(
         }
         tokio::time::sleep(POLL).await;
     }
-    Err(format!(
-        "gave up after {}s waiting for the restored claim: {last}",
-        PLACEMENT_WAIT.as_secs()
-    ))
+    Err(last)
 }

@@ -355,6 +355,7 @@ async fn measure(n: usize) -> Result<Row> {
         existing_policy: Default::default(),
         preserve_node_ports: false,
         dry_run: false,
+        volume_wait: None,
     };
     let start = Instant::now();
     client.create_restore(&restore_spec).await?;

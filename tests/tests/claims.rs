@@ -207,6 +207,21 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
         "the volume's own directory keeps its mode"
     );
 
+    // Restored again, into a namespace where nothing binds the claim: its data is given up
+    // after the wait the restore was given, saying what it waited for.
+    let late = hub
+        .cli_line("restore create late --from-backup first --target-cluster vol-dst --namespace-mapping shop:shop-late --volume-wait 3s --wait")
+        .await?;
+    assert_ne!(late.code, Some(0), "{late:?}");
+    let late = hub.json("restore describe late").await?;
+    assert_eq!(late["status"]["phase"], "PartiallyFailed", "{late}");
+    let error = late["status"]["volumes"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("gave up after 3s (--volume-wait) waiting for the restored claim")
+            && error.ends_with("the claim is not bound to a volume"),
+        "{late}"
+    );
+
     // Incremental: one file changed; the next backup reads that file only.
     let changed = random_bytes(256 << 10);
     write(&data.join("pg_wal/000002"), &changed, 0o600, SystemTime::now())?;

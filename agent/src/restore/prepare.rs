@@ -337,6 +337,7 @@ mod tests {
             existing_policy: ExistingPolicy::Skip,
             preserve_node_ports,
             dry_run: false,
+            volume_wait: None,
         }
     }
 

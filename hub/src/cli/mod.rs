@@ -420,6 +420,10 @@ struct RestoreCreate {
     /// Print the ordered plan; change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// How long claims whose data is restored may take to be bound and mounted by a pod on a
+    /// node before their data is given up (default 10m).
+    #[arg(long)]
+    volume_wait: Option<humantime::Duration>,
     /// Wait until it ends, showing progress; exit non-zero unless it completed.
     #[arg(long)]
     wait: bool,
@@ -744,6 +748,7 @@ fn restore_spec(a: RestoreCreate) -> RestoreSpec {
             ExistingPolicyArg::Update => ExistingPolicy::Update,
         },
         preserve_node_ports: a.preserve_node_ports,
+        volume_wait: a.volume_wait.map(Into::into),
         dry_run: a.dry_run,
     }
 }

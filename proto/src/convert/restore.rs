@@ -30,6 +30,7 @@ impl Wire for RestoreSpec {
             existing_policy: existing_policy as i32,
             preserve_node_ports: self.preserve_node_ports,
             dry_run: self.dry_run,
+            volume_wait_seconds: self.volume_wait.map_or(0, |d| d.as_secs().max(1)),
         }
     }
 
@@ -52,6 +53,7 @@ impl Wire for RestoreSpec {
             existing_policy,
             preserve_node_ports: m.preserve_node_ports,
             dry_run: m.dry_run,
+            volume_wait: super::backup::ttl_from_pb(m.volume_wait_seconds),
         })
     }
 }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::{
     BackupName, ClusterName, ItemResult, NamespaceFilter, Outcome, Phase, RestoreName, Timestamp,
@@ -37,9 +38,21 @@ pub struct RestoreSpec {
     pub preserve_node_ports: bool,
     /// Plan only: report what would happen, change nothing.
     pub dry_run: bool,
+    /// How long claims whose data is restored may take to be bound and mounted by a pod placed
+    /// on a node; `None`: [`RestoreSpec::DEFAULT_VOLUME_WAIT`].
+    #[serde(with = "super::time::duration_text::opt", default)]
+    pub volume_wait: Option<Duration>,
 }
 
 impl RestoreSpec {
+    /// How long restored claims wait to be bound and mounted, unless the restore says.
+    pub const DEFAULT_VOLUME_WAIT: Duration = Duration::from_secs(600);
+
+    /// How long restored claims may take to be bound and mounted.
+    pub fn volume_wait(&self) -> Duration {
+        self.volume_wait.unwrap_or(Self::DEFAULT_VOLUME_WAIT)
+    }
+
     /// The namespace an object of backup namespace `ns` lands in.
     pub fn map_namespace<'a>(&'a self, ns: &'a str) -> &'a str {
         self.namespace_mapping.get(ns).map_or(ns, String::as_str)
