@@ -60,7 +60,20 @@ async fn apply_one(client: &kube::Client, object: DynamicObject) -> Result<Dynam
         field_manager: Some(FIELD_MANAGER.into()),
         ..PostParams::default()
     };
-    match api.create(&params, &object).await {
+    let deadline = tokio::time::Instant::now() + KIND_TIMEOUT;
+    let created = loop {
+        match api.create(&params, &object).await {
+            // The server asks to come back: a pod in a namespace whose service-account token
+            // the token controller has not made yet.
+            Err(kube::Error::Api(status))
+                if status.reason == "ServerTimeout" && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            created => break created,
+        }
+    };
+    match created {
         Err(kube::Error::Api(status)) if status.code == 409 => {
             let params = PatchParams {
                 field_manager: Some(FIELD_MANAGER.into()),

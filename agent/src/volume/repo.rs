@@ -256,7 +256,7 @@ impl Repository {
                     index.add_pack(&p.pack, &p.blobs)?;
                 }
             }
-            Ok(index)
+            Ok(index.finish())
         })
         .await
     }
