@@ -45,6 +45,21 @@ pub fn tune_allocator() {
     }
 }
 
+/// Hands memory freed inside glibc's arenas back to the system. A restore reads packs in spans
+/// of every size (a batch of files needs part of a pack), most below the mmap threshold: freed
+/// between the plan's long-lived entries, they stay in the arenas as holes, and a restore of a
+/// million files held 160-190 MiB for 115 MiB of heap (144 MiB trimming after every pack, no
+/// slower). Cheap next to reading a pack.
+#[allow(unsafe_code)] // malloc_trim is a C call; see the SAFETY note
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of glibc's arenas to the system, under the
+    // arenas' own locks; no allocation in use is touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// This agent's version, as registered with the hub.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -365,6 +365,8 @@ async fn write_pack(
             }
             i += same;
         }
+        drop(bytes);
+        crate::release_free_memory();
     });
     worker.await.map_err(|_| Error::Worker("restore"))
 }
