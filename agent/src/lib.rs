@@ -28,7 +28,7 @@ pub mod volume;
 /// are freed. Left to itself, glibc raises its mmap threshold after the first such buffer is
 /// freed and then keeps later ones in the arena of whichever thread allocated them: with a worker
 /// per core and readers on the blocking pool, a restore's memory grew to 280 MiB for 64 MiB of
-/// packs in flight (105 MiB with this). Chunks (1 MiB on average) stay in the arenas: mapping
+/// packs in flight (105 MiB with this). Chunks (512 KiB on average) stay in the arenas: mapping
 /// each afresh cost a backup 10% more system time. Arenas are one per core, not eight: each of
 /// a backup's reader threads would otherwise keep its own. Call once, at start-up.
 #[allow(unsafe_code)] // mallopt is a C call; see the SAFETY note

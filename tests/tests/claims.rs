@@ -87,6 +87,17 @@ fn mount_dir(root: &Path, uid: &str, volume: &str) -> PathBuf {
         .join("mount")
 }
 
+/// `describe` (as JSON) of `kind` (backup, restore) `name` once it has ended.
+async fn ended(hub: &HubProcess, kind: &str, name: &str) -> Result<Value> {
+    wait_until(&format!("{kind} {name} to end"), SETTLE, || async {
+        let described = hub.json(&format!("{kind} describe {name}")).await?;
+        let phase = described["status"]["phase"].as_str().unwrap_or_default();
+        let over = ["Completed", "PartiallyFailed", "Failed"].contains(&phase);
+        Ok(over.then_some(described))
+    })
+    .await
+}
+
 async fn pod_uid(cp: &ControlPlane, namespace: &str, name: &str) -> Result<String> {
     let pods: Api<Pod> = Api::namespaced(cp.client(), namespace);
     wait_until(&format!("pod {namespace}/{name}"), SETTLE, || async {
@@ -185,14 +196,7 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
     );
     let restored = mount_dir(&root_b, &new_uid, "pv-dst");
     std::fs::create_dir_all(&restored)?;
-    let done = wait_until("restore back to end", SETTLE, || async {
-        let r = hub.json("restore describe back").await?;
-        let phase = r["status"]["phase"].as_str().unwrap_or_default().to_owned();
-        Ok(["Completed", "PartiallyFailed", "Failed"]
-            .contains(&phase.as_str())
-            .then_some(r))
-    })
-    .await?;
+    let done = ended(&hub, "restore", "back").await?;
     assert_eq!(done["status"]["phase"], "Completed", "{done}");
     assert_eq!(done["status"]["volumes"][0]["node"], "node-b", "{done}");
     assert_eq!(
@@ -343,14 +347,7 @@ async fn a_running_volume_backup_shows_progress_and_ends_when_its_node_agent_goe
     assert_ne!(first, later);
 
     drop(node); // the node agent's process is killed mid-task
-    let done = wait_until("backup long to end", SETTLE, || async {
-        let b = hub.json("backup describe long").await?;
-        let phase = b["status"]["phase"].as_str().unwrap_or_default().to_owned();
-        Ok(["Completed", "PartiallyFailed", "Failed"]
-            .contains(&phase.as_str())
-            .then_some(b))
-    })
-    .await?;
+    let done = ended(&hub, "backup", "long").await?;
     assert_eq!(done["status"]["phase"], "PartiallyFailed", "{done}");
     let error = done["status"]["volumes"][0]["error"].as_str().unwrap_or_default();
     assert!(error.contains("the agent of node node-a disconnected"), "{done}");

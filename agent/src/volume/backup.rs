@@ -23,7 +23,7 @@ use super::index::Index;
 use super::pack::{Pack, PackBuilder, TARGET_BYTES};
 use super::{Error, Repository, Result};
 
-/// Chunks waiting for a packer (each up to the largest chunk, 1 MiB on average).
+/// Chunks waiting for a packer (each up to the largest chunk, 512 KiB on average).
 const CHUNK_QUEUE: usize = 4;
 /// Files of a directory handed to the readers ahead of the walk.
 const READ_AHEAD: usize = 64;

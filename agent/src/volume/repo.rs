@@ -17,12 +17,16 @@ use super::{Error, Result};
 
 /// Version of the repository format this code writes and reads.
 pub const VERSION: u32 = 1;
-/// Chunk bounds (FastCDC): restic's, which suit volumes of large and small files alike.
-pub const CHUNK_MIN: u32 = 512 << 10;
+/// Chunk bounds (FastCDC) of new repositories (each keeps those it was made with): half
+/// restic's. FastCDC cuts more evenly than restic's Rabin chunker, so a change costs a whole
+/// chunk around it more often; at restic's 1 MiB average the bench volume's repository ended
+/// 1 % larger than restic's after its incremental, at 512 KiB 3.5 % smaller (same speed, less
+/// memory: every chunk buffer halves).
+pub const CHUNK_MIN: u32 = 256 << 10;
 /// Average chunk.
-pub const CHUNK_AVG: u32 = 1 << 20;
+pub const CHUNK_AVG: u32 = 512 << 10;
 /// Largest chunk.
-pub const CHUNK_MAX: u32 = 8 << 20;
+pub const CHUNK_MAX: u32 = 4 << 20;
 /// Objects read at once (index files, snapshots).
 const READ_CONCURRENCY: usize = 16;
 
