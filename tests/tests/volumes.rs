@@ -255,6 +255,10 @@ fn a_corrupted_pack_is_named_by_check_and_restore_and_the_rest_restores() -> Res
             0o644,
             when,
         )?;
+        std::fs::hard_link(
+            src.join(format!("file-{i}.bin")),
+            src.join(format!("link-{i}.bin")),
+        )?;
     }
     let (url, key, snapshot) = backed_up(dir.path(), &src)?;
     let clean = ok(repo(&url, &key, &["check", "--read-data"], &[])?)?;
@@ -301,11 +305,17 @@ fn a_corrupted_pack_is_named_by_check_and_restore_and_the_rest_restores() -> Res
     let mut failed = 0;
     for i in 0..6 {
         let name = format!("file-{i}.bin");
+        let link = target.join(format!("link-{i}.bin"));
         if restore_err.contains(&format!("(of file {}", target.join(&name).display())) {
             failed += 1;
             assert!(
                 named.contains(&name.as_str()),
                 "restore failed {name}, check did not name it: {check_err}"
+            );
+            // Its hard link fails with it, named, instead of failing the whole restore.
+            assert!(
+                restore_err.contains(&format!("{}: a hard link to", link.display())),
+                "{restore_err}"
             );
         } else {
             assert_eq!(
@@ -313,6 +323,8 @@ fn a_corrupted_pack_is_named_by_check_and_restore_and_the_rest_restores() -> Res
                 std::fs::read(target.join(&name))?,
                 "{name} differs"
             );
+            let inode = |p: &Path| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+            assert_eq!(inode(&link)?, inode(&target.join(&name))?, "{name}'s link");
         }
     }
     assert!(failed >= 1, "no file failed: {restore_err}");

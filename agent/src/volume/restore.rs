@@ -12,7 +12,7 @@ use futures::StreamExt;
 use nix::sys::stat::{UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
 use object_store::ObjectStoreExt;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -61,7 +61,7 @@ pub async fn run(
         index: index.clone(),
         counters,
         batch: Batch::default(),
-        failed: Vec::new(),
+        failed: BTreeMap::new(),
         summary: Summary::default(),
     };
     let mut dirs = Vec::new();
@@ -103,6 +103,16 @@ pub async fn run(
     summary.dirs = dirs.len() as u64;
     for (first, path) in &links {
         let _ = std::fs::remove_file(path);
+        // A link to a file that could not be restored fails with it, named.
+        if failed.contains_key(first) {
+            let why = format!(
+                "{}: a hard link to {}, which could not be restored",
+                path.display(),
+                first.display()
+            );
+            failed.insert(path.clone(), why);
+            continue;
+        }
         std::fs::hard_link(first, path).map_err(|e| Error::io(path, e))?;
         summary.links += 1;
     }
@@ -119,11 +129,10 @@ pub async fn run(
     // A damaged blob costs its files, not the restore: the others are written, and the failures
     // are reported together at the end.
     if !failed.is_empty() {
-        failed.sort();
         return Err(Error::Partial {
             failed: failed.len(),
             total: (summary.files as usize) + failed.len(),
-            files: failed.into_iter().take(20).collect(),
+            files: failed.into_values().take(20).collect(),
         });
     }
     Ok(summary)
@@ -193,7 +202,8 @@ struct Restore {
     index: Arc<Index>,
     counters: Arc<Counters>,
     batch: Batch,
-    failed: Vec<String>,
+    /// Files not restored, and why.
+    failed: BTreeMap<PathBuf, String>,
     summary: Summary,
 }
 
@@ -214,8 +224,8 @@ impl Restore {
         for raw in &content {
             let id = BlobId::from_slice(raw)?;
             let Ok(entry) = self.index.get(&id) else {
-                self.failed
-                    .push(file_failure(&Error::MissingBlob(id.hex()), &path));
+                let why = file_failure(&Error::MissingBlob(id.hex()), &path);
+                self.failed.insert(path, why);
                 return Ok(());
             };
             placements.push((
@@ -278,7 +288,9 @@ impl Restore {
         let files = Arc::try_unwrap(files).map_err(|_| Error::Worker("restore"))?;
         for f in files {
             match f.failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
-                Some(why) => self.failed.push(why),
+                Some(why) => {
+                    self.failed.insert(f.path, why);
+                }
                 None => self.done(f.node.size),
             }
         }
