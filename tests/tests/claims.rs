@@ -336,7 +336,7 @@ async fn a_running_volume_backup_shows_progress_and_ends_when_its_node_agent_goe
         Ok(out
             .stdout
             .lines()
-            .find(|l| l.starts_with("Progress:") && l.contains("iB"))
+            .find(|l| l.starts_with("Progress:") && l.contains("iB · volumes: 0 of 1 claims done"))
             .map(str::to_owned))
     };
     let first = wait_until("volume bytes in the backup's progress", SETTLE, progress).await?;

@@ -257,12 +257,12 @@ pub fn backup(
         duration(s.started, s.finished)
     );
     if let Some(p) = live {
+        let activity = super::progress::activity(p);
         let _ = writeln!(
             out,
-            "Progress:           {} items, {}{}",
+            "Progress:           {} items{}{activity}",
             p.items_done,
-            super::progress::moved(p),
-            p.current
+            if activity.is_empty() { "" } else { ", " }
         );
     }
     let _ = writeln!(out, "Items:              {}", s.items);

@@ -14,18 +14,21 @@ fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
-/// Files and bytes moved so far, as the bar and `describe` show them: `"12 files, 3.1 MiB "`.
-pub fn moved(p: &cairn_proto::model::Progress) -> String {
-    let files = if p.files_done > 0 {
-        format!("{} files, ", p.files_done)
-    } else {
-        String::new()
-    };
-    if p.bytes_done > 0 {
-        format!("{files}{} ", indicatif::HumanBytes(p.bytes_done))
-    } else {
-        files
+/// What an operation is at beyond its items, as the bar and `describe` show it: files and bytes
+/// moved so far, then what it is doing — `"12 files, 3.10 MiB · volumes: 0 of 1 claims done"`.
+pub fn activity(p: &cairn_proto::model::Progress) -> String {
+    let mut moved = Vec::new();
+    if p.files_done > 0 {
+        moved.push(format!("{} files", p.files_done));
     }
+    if p.bytes_done > 0 {
+        moved.push(indicatif::HumanBytes(p.bytes_done).to_string());
+    }
+    [moved.join(", "), p.current.clone()]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" · ")
 }
 
 /// Shows `operation`'s progress (`backup/<name>` or `restore/<name>`) until it ends.
@@ -46,7 +49,7 @@ pub async fn follow(client: &mut Client, operation: &str) -> Result<()> {
                 bar.set_length(p.items_total);
             }
             bar.set_position(p.items_done);
-            bar.set_message(format!("{}{}", moved(p), p.current));
+            bar.set_message(activity(p));
         })
         .await?;
     bar.finish_and_clear();
