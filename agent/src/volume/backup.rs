@@ -19,7 +19,6 @@ use tokio::runtime::Handle;
 
 use super::blob::BlobId;
 use super::chunker::{Chunk, Pending, Readers, Sink};
-use super::index::Index;
 use super::pack::{Pack, PackBuilder, TARGET_BYTES};
 use super::{Error, Repository, Result};
 
@@ -117,13 +116,10 @@ pub async fn run(
             let sink = Sink::new(&repo, &index, chunk_tx, &counters);
             std::thread::scope(|scope| {
                 let mut walker = Walker {
-                    repo: &repo,
-                    index: &index,
                     handle,
                     sink: &sink,
                     readers: Readers::start(scope, &sink),
                     links: HashMap::new(),
-                    counters: &counters,
                     summary: Summary::default(),
                 };
                 let parent_tree = parent_tree.map(|t| BlobId::from_slice(&t)).transpose()?;
@@ -238,15 +234,13 @@ async fn upload(
     Ok(pending)
 }
 
+/// The walk of one backup: the files it must read go to `readers`, its trees to `sink`.
 struct Walker<'a> {
-    repo: &'a Repository,
-    index: &'a Index,
     handle: Handle,
     sink: &'a Sink<'a>,
     readers: Readers,
     /// Hard-linked files by (device, inode): their content once read (`None`: being read).
     links: HashMap<(u64, u64), Option<Vec<Vec<u8>>>>,
-    counters: &'a Counters,
     summary: Summary,
 }
 
@@ -262,9 +256,9 @@ impl Walker<'_> {
     /// files it has to read are handed to the readers [`READ_AHEAD`] ahead of the walk.
     fn dir(&mut self, dir: &Path, parent: Option<BlobId>) -> Result<BlobId> {
         let parent: HashMap<String, pb::Node> = match parent {
-            Some(id) if self.index.contains(&id) => self
+            Some(id) if self.sink.index.contains(&id) => self
                 .handle
-                .block_on(self.repo.tree(self.index, &id))?
+                .block_on(self.sink.repo.tree(self.sink.index, &id))?
                 .nodes
                 .into_iter()
                 .map(|n| (n.name.clone(), n))
@@ -303,12 +297,12 @@ impl Walker<'_> {
                 node.content = self.content(entry, before, read)?;
                 self.summary.files += 1;
                 self.summary.bytes += entry.meta.len();
-                self.counters.files.fetch_add(1, Ordering::Relaxed);
+                self.sink.counters.files.fetch_add(1, Ordering::Relaxed);
             }
             nodes.push(node);
         }
         let tree = pb::Tree { nodes }.encode_to_vec();
-        let id = BlobId::of(self.repo.id_key(), &tree);
+        let id = BlobId::of(self.sink.repo.id_key(), &tree);
         self.sink.store(id, pb::BlobKind::Tree, tree)?;
         Ok(id)
     }
@@ -323,7 +317,7 @@ impl Walker<'_> {
                 && b.inode == meta.ino()
                 && b.content
                     .iter()
-                    .all(|c| BlobId::from_slice(c).is_ok_and(|id| self.index.contains(&id)))
+                    .all(|c| BlobId::from_slice(c).is_ok_and(|id| self.sink.index.contains(&id)))
         })
     }
 

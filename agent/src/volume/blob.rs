@@ -34,7 +34,7 @@ impl BlobId {
         Ok(Self(array))
     }
 
-    /// Its first 128 bits (see [`super::index::Index::compact`]).
+    /// Its first 128 bits: what the index looks blobs up by (see [`super::index`]).
     pub fn prefix(&self) -> u128 {
         let mut first = [0u8; 16];
         first.copy_from_slice(&self.0[..16]);

@@ -34,12 +34,15 @@ pub struct Chunk {
 
 /// Where chunks go: the packers, unless the repository or this run has them already.
 pub struct Sink<'a> {
-    repo: &'a Repository,
-    index: &'a Index,
+    /// The repository written to.
+    pub(super) repo: &'a Repository,
+    /// What it holds already.
+    pub(super) index: &'a Index,
     /// Blobs queued by this run.
     seen: Mutex<HashSet<u128>>,
     chunks: SyncSender<Chunk>,
-    counters: &'a Counters,
+    /// Progress, for the bar.
+    pub(super) counters: &'a Counters,
     /// Set when the walk gave up: queued reads are skipped.
     stopped: AtomicBool,
 }

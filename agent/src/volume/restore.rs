@@ -2,10 +2,12 @@
 //! files are gathered into batches, and each batch's blobs are grouped by the pack that holds
 //! them: every pack is read once (one range request), its blobs opened where they lie and written
 //! at their offsets into every file that needs them (an all-zero block becomes a hole, so sparse
-//! files stay sparse). A file gets its mode, owner and times once its last blob is in; hard links
-//! follow, and each directory's attributes come last, deepest first. Owners are set when running
-//! as root. Devices, FIFOs and sockets are counted and skipped. Memory holds one batch's plan and
-//! the packs in flight, whatever the snapshot's size or file count.
+//! files stay sparse). A file is made by the worker writing its first blob and gets its mode,
+//! owner and times from the one writing its last; hard links follow (a link to a file that could
+//! not be restored fails with it), and each directory's attributes come last, deepest first.
+//! Owners are set when running as root. Devices, FIFOs and sockets are counted and skipped.
+//! Memory holds the index, one batch's plan and the packs in flight, whatever the snapshot's size
+//! or file count.
 
 use cairn_proto::pb;
 use futures::StreamExt;
@@ -165,7 +167,15 @@ impl Pending {
         let last = self.left.fetch_sub(1, Ordering::AcqRel) == 1;
         let intact = last && self.failure().is_none();
         if intact && let Err(e) = attributes(&self.path, &self.node, false) {
-            fail(self, &e);
+            self.fail(&e);
+        }
+    }
+
+    /// Records `e` as the file's failure, unless it has one already.
+    fn fail(&self, e: &Error) {
+        let mut failure = self.failure();
+        if failure.is_none() {
+            *failure = Some(file_failure(e, &self.path));
         }
     }
 
@@ -324,7 +334,7 @@ async fn write_pack(
         Ok(bytes) => bytes.into(),
         Err(e) => {
             for p in &placements {
-                fail(&files[p.file], &e);
+                files[p.file].fail(&e);
                 files[p.file].blob_done();
             }
             return Ok(());
@@ -369,9 +379,9 @@ async fn write_pack(
                                 .bytes_read
                                 .fetch_add(u64::from(p.raw_length), Ordering::Relaxed);
                         }
-                        Err(e) => fail(file, &e),
+                        Err(e) => file.fail(&e),
                     },
-                    Err(e) => fail(file, e),
+                    Err(e) => file.fail(e),
                 }
                 file.blob_done();
             }
@@ -381,14 +391,6 @@ async fn write_pack(
         crate::release_free_memory();
     });
     worker.await.map_err(|_| Error::Worker("restore"))
-}
-
-/// Records the first failure of `file`.
-fn fail(file: &Pending, e: &Error) {
-    let mut failure = file.failure();
-    if failure.is_none() {
-        *failure = Some(file_failure(e, &file.path));
-    }
 }
 
 /// Names the pack a damaged blob lies in.
