@@ -36,7 +36,8 @@ pub(super) fn selector_from_pb(field: &'static str, text: String) -> Result<Opti
         .map_err(|e| Error::field(field, e))
 }
 
-pub(super) fn ttl_from_pb(seconds: u64) -> Option<Duration> {
+/// A duration in whole seconds on the wire (a TTL, a wait), 0 meaning none.
+pub(super) fn seconds_from_pb(seconds: u64) -> Option<Duration> {
     (seconds > 0).then(|| Duration::from_secs(seconds))
 }
 
@@ -88,7 +89,7 @@ impl Wire for BackupSpec {
                 "BackupSpec.cluster_resources",
                 m.cluster_resources,
             )?,
-            ttl: ttl_from_pb(m.ttl_seconds),
+            ttl: seconds_from_pb(m.ttl_seconds),
             volumes: m.volumes,
             origin: BackupOrigin {
                 created: Timestamp::from_unix_ms(m.created_unix_ms),

@@ -53,7 +53,7 @@ impl Wire for RestoreSpec {
             existing_policy,
             preserve_node_ports: m.preserve_node_ports,
             dry_run: m.dry_run,
-            volume_wait: super::backup::ttl_from_pb(m.volume_wait_seconds),
+            volume_wait: super::backup::seconds_from_pb(m.volume_wait_seconds),
         })
     }
 }

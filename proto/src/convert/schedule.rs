@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::backup::{cluster_resources_from_pb, cluster_resources_to_pb, selector_from_pb, ttl_from_pb};
+use super::backup::{cluster_resources_from_pb, cluster_resources_to_pb, seconds_from_pb, selector_from_pb};
 use super::{Error, Result, Wire, ms, name, opt_name, opt_string, required};
 use crate::model::{
     BackupGroup, BackupTemplate, GroupMember, NamespaceFilter, Schedule, ScheduleTarget, Timestamp,
@@ -48,7 +48,7 @@ impl Wire for BackupTemplate {
                 "BackupTemplate.cluster_resources",
                 m.cluster_resources,
             )?,
-            ttl: ttl_from_pb(m.ttl_seconds),
+            ttl: seconds_from_pb(m.ttl_seconds),
             volumes: m.volumes,
         })
     }
