@@ -3,7 +3,7 @@
 //! it and that pod's node, asks that node's agent (through [`crate::relay`]) to back the volume
 //! up or to restore a snapshot into it, and follows their progress.
 
-use cairn_proto::model::{BackupSpec, Location, RestoreSpec, VolumeResult, VolumeTask};
+use cairn_proto::model::{BackupSpec, Location, RestoreSpec, VolumeResult, VolumeTask, VolumeTaskId};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, ListParams};
 use std::collections::HashMap;
@@ -85,7 +85,7 @@ pub async fn back_up(
             }
         };
         let task = VolumeTask {
-            id: format!("{}/{}/{}", spec.name.operation(), claim.namespace, claim.name),
+            id: VolumeTaskId::new(spec.name.clone(), &claim.namespace, &claim.name),
             cluster: volumes.cluster.clone(),
             node: mount.node.clone(),
             location: location.clone(),
@@ -149,7 +149,7 @@ pub async fn restore(
             }
         };
         let task = VolumeTask {
-            id: format!("{}/{}/{}", spec.name.operation(), namespace, source.claim),
+            id: VolumeTaskId::new(spec.name.clone(), &namespace, &source.claim),
             cluster: volumes.cluster.clone(),
             node: mount.node.clone(),
             location: location.clone(),

@@ -75,6 +75,7 @@ pub fn kube_error(e: &kube::Error) -> String {
 }
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::path::Path;
+use tokio_util::sync::CancellationToken;
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -99,64 +100,62 @@ pub enum StartError {
     Link(#[source] link::Error),
 }
 
-/// Starts the agent for `cluster`: connects to the cluster (through `kubeconfig`, or in-cluster
-/// configuration / `$KUBECONFIG`), then keeps a link to `hub` for ever.
-pub async fn run(hub: String, cluster: ClusterName, kubeconfig: Option<&Path>) -> StartError {
+/// Runs the agent for `cluster`: connects to the cluster (through `kubeconfig`, or in-cluster
+/// configuration / `$KUBECONFIG`), then keeps a link to `hub` until `stop` is cancelled.
+pub async fn run(
+    hub: String,
+    cluster: ClusterName,
+    kubeconfig: Option<&Path>,
+    stop: CancellationToken,
+) -> Result<(), StartError> {
     let config = match kubeconfig {
         Some(path) => {
-            let loaded = Kubeconfig::read_from(path).map_err(|source| StartError::Kubeconfig {
+            let kubeconfig_error = |source| StartError::Kubeconfig {
                 path: path.display().to_string(),
                 source,
-            });
-            match loaded {
-                Ok(k) => kube::Config::from_custom_kubeconfig(k, &KubeConfigOptions::default())
-                    .await
-                    .map_err(|source| StartError::Kubeconfig {
-                        path: path.display().to_string(),
-                        source,
-                    }),
-                Err(e) => Err(e),
-            }
+            };
+            let loaded = Kubeconfig::read_from(path).map_err(kubeconfig_error)?;
+            kube::Config::from_custom_kubeconfig(loaded, &KubeConfigOptions::default())
+                .await
+                .map_err(kubeconfig_error)?
         }
-        None => kube::Config::infer().await.map_err(StartError::Infer),
+        None => kube::Config::infer().await.map_err(StartError::Infer)?,
     };
-    let client = match config.and_then(|c| kube::Client::try_from(c).map_err(StartError::Cluster)) {
-        Ok(c) => c,
-        Err(e) => return e,
-    };
-    let version = match client.apiserver_version().await {
-        Ok(v) => v.git_version,
-        Err(e) => return StartError::Cluster(e),
-    };
+    let client = kube::Client::try_from(config).map_err(StartError::Cluster)?;
+    let version = client
+        .apiserver_version()
+        .await
+        .map_err(StartError::Cluster)?
+        .git_version;
     tracing::info!(%cluster, kubernetes.version = %version, "agent starting");
-    StartError::Link(
-        link::Link {
-            hub,
-            cluster,
-            role: link::Role::Cluster {
-                client,
-                kubernetes_version: version,
-            },
-        }
-        .run()
-        .await,
-    )
+    link::Link {
+        hub,
+        cluster,
+        role: link::Role::Cluster {
+            client,
+            kubernetes_version: version,
+        },
+    }
+    .run(stop)
+    .await
+    .map_err(StartError::Link)
 }
 
-/// Starts the node agent of `node` in `cluster`, the kubelet's files under `kubelet_root`: keeps
-/// a link to `hub` for ever.
+/// Runs the node agent of `node` in `cluster`, the kubelet's files under `kubelet_root`: keeps
+/// a link to `hub` until `stop` is cancelled.
 pub async fn run_node(
     hub: String,
     cluster: ClusterName,
     node: String,
     kubelet_root: std::path::PathBuf,
-) -> link::Error {
+    stop: CancellationToken,
+) -> Result<(), link::Error> {
     tracing::info!(%cluster, %node, kubelet_root = %kubelet_root.display(), "node agent starting");
     link::Link {
         hub,
         cluster,
         role: link::Role::Node(node::Node::new(node, kubelet_root)),
     }
-    .run()
+    .run(stop)
     .await
 }

@@ -5,18 +5,19 @@
 //! The only code of the agent that touches wire types.
 
 use cairn_proto::convert::Wire;
-use cairn_proto::model::{
-    BackupSpec, ClusterName, Location, RepositoryKey, RestoreSpec, VolumeProgress, VolumeResult, VolumeTask,
-};
-use cairn_proto::pb::{self, agent_message::Kind as Up, hub_message::Kind as Down};
+use cairn_proto::model::{ClusterName, Instruction, Registration, Report, RepositoryKey};
+use cairn_proto::pb;
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::transport::Endpoint;
 
 use crate::relay::{Relay, Volumes};
-use crate::report::{EVENT_QUEUE, Event, Reporter};
+use crate::report::{EVENT_QUEUE, Reporter};
 use cairn_proto::MAX_MESSAGE;
 
 /// How often the agent tells the hub it is alive.
@@ -25,6 +26,11 @@ pub const HEARTBEAT: Duration = Duration::from_secs(5);
 const UP_QUEUE: usize = 32;
 /// Results of finished operations repeated on every new link (see [`Link::run`]).
 const RECENT_RESULTS: usize = 32;
+/// How long a stopping agent lets running operations finish and report (Kubernetes gives a
+/// pod 30 s between SIGTERM and SIGKILL by default).
+pub const STOP_GRACE: Duration = Duration::from_secs(20);
+/// How long a stopping agent waits for the hub to close the link after closing its side.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// First and longest wait before dialling again.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
 
@@ -49,6 +55,9 @@ pub enum Error {
     /// The stream closed.
     #[error("the hub closed the link")]
     Closed,
+    /// The agent was asked to stop.
+    #[error("the agent is stopping")]
+    Stopped,
 }
 
 /// The agent's identity and the cluster it serves.
@@ -74,108 +83,177 @@ pub enum Role {
     Node(crate::node::Node),
 }
 
+/// What outlives one link: reports on their way up, volume tasks in flight, the recent results,
+/// the running operations.
+struct Local {
+    events: mpsc::Sender<Report>,
+    rx: mpsc::Receiver<Report>,
+    relay: Relay,
+    recent: VecDeque<Report>,
+    operations: TaskTracker,
+    stop: CancellationToken,
+    /// Once stopping: when to stop waiting for the running operations.
+    deadline: Option<Instant>,
+}
+
+impl Local {
+    /// Keeps `report` to repeat on the next links if it is a result.
+    fn remember(&mut self, report: &Report) {
+        if report.is_result() {
+            if self.recent.len() == RECENT_RESULTS {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(report.clone());
+        }
+    }
+}
+
 impl Link {
-    /// Keeps a link to the hub up, for ever.
-    pub async fn run(self) -> Error {
-        let (events, mut rx) = mpsc::channel(EVENT_QUEUE);
-        let relay = Relay::new(events.clone());
-        let mut recent = VecDeque::new();
+    /// Keeps a link to the hub up until `stop` is cancelled; then takes no new instructions,
+    /// lets running operations finish and report (for up to [`STOP_GRACE`]) and closes the link.
+    pub async fn run(self, stop: CancellationToken) -> Result<(), Error> {
+        let (events, rx) = mpsc::channel(EVENT_QUEUE);
+        let mut local = Local {
+            relay: Relay::new(events.clone()),
+            events,
+            rx,
+            recent: VecDeque::new(),
+            operations: TaskTracker::new(),
+            stop,
+            deadline: None,
+        };
         let mut delay = BACKOFF.0;
         loop {
             let started = tokio::time::Instant::now();
-            let e = self.session(&events, &relay, &mut rx, &mut recent).await;
-            if matches!(e, Error::Url(_)) {
-                return e;
+            let e = self.session(&mut local).await;
+            match e {
+                Error::Url(_) => return Err(e),
+                Error::Stopped => {
+                    tracing::info!(hub = %self.hub, "agent stopped; link closed");
+                    return Ok(());
+                }
+                _ => {}
             }
             if started.elapsed() > BACKOFF.1 {
                 delay = BACKOFF.0; // the last link was up for a while: start backing off afresh
             }
             tracing::warn!(hub = %self.hub, error = %cairn_proto::error_chain(&e), retry_in = ?delay, "link to the hub down");
-            tokio::time::sleep(delay).await;
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                // No link to report on: running operations are given up; the hub fails them.
+                () = local.stop.cancelled() => return Ok(()),
+            }
             delay = (delay * 2).min(BACKOFF.1);
         }
     }
 
-    async fn session(
-        &self,
-        events: &mpsc::Sender<Event>,
-        relay: &Relay,
-        rx: &mut mpsc::Receiver<Event>,
-        recent: &mut VecDeque<Event>,
-    ) -> Error {
+    async fn session(&self, local: &mut Local) -> Error {
         let endpoint = match Endpoint::from_shared(self.hub.clone()) {
             Ok(e) => e
                 .connect_timeout(Duration::from_secs(10))
                 .http2_keep_alive_interval(HEARTBEAT),
             Err(_) => return Error::Url(self.hub.clone()),
         };
-        let channel = match endpoint.connect().await {
-            Ok(c) => c,
-            Err(source) => {
-                return Error::Connect {
-                    url: self.hub.clone(),
-                    source,
-                };
-            }
+        // Until the link is up there is nothing to drain: a stop ends the attempt.
+        let channel = tokio::select! {
+            connected = endpoint.connect() => match connected {
+                Ok(c) => c,
+                Err(source) => {
+                    return Error::Connect {
+                        url: self.hub.clone(),
+                        source,
+                    };
+                }
+            },
+            () = local.stop.cancelled() => return Error::Stopped,
         };
         let mut client = pb::agent_channel_client::AgentChannelClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
         let (up, up_rx) = mpsc::channel(UP_QUEUE);
-        let register = match &self.role {
-            Role::Cluster {
-                kubernetes_version, ..
-            } => pb::Register {
-                cluster: self.cluster.to_string(),
-                agent_version: crate::VERSION.into(),
-                kubernetes_version: kubernetes_version.clone(),
-                node: String::new(),
+        let _ = up.send(Report::Register(self.registration()).to_pb()).await;
+        let mut down = tokio::select! {
+            linked = client.session(ReceiverStream::new(up_rx)) => match linked {
+                Ok(r) => r.into_inner(),
+                Err(status) => return status.into(),
             },
-            Role::Node(node) => pb::Register {
-                cluster: self.cluster.to_string(),
-                agent_version: crate::VERSION.into(),
-                kubernetes_version: String::new(),
-                node: node.name.clone(),
-            },
-        };
-        let _ = up.send(message(Up::Register(register))).await;
-        let mut down = match client.session(ReceiverStream::new(up_rx)).await {
-            Ok(r) => r.into_inner(),
-            Err(status) => return status.into(),
+            () = local.stop.cancelled() => return Error::Stopped,
         };
         tracing::info!(hub = %self.hub, cluster = %self.cluster, "linked to the hub");
         // Results sent on a link that broke may never have arrived, and nothing acknowledges
         // them: every new link repeats the recent ones. The hub records a result idempotently.
-        for event in recent.iter() {
-            if up.send(to_pb(event)).await.is_err() {
+        for report in &local.recent {
+            if up.send(report.to_pb()).await.is_err() {
                 return Error::Closed;
             }
         }
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         loop {
+            let deadline = local.deadline.unwrap_or_else(|| Instant::now() + STOP_GRACE);
             tokio::select! {
                 _ = heartbeat.tick() => {
-                    if up.send(message(Up::Heartbeat(pb::Heartbeat {}))).await.is_err() {
+                    if up.send(Report::Heartbeat.to_pb()).await.is_err() {
                         return Error::Closed;
                     }
                 }
-                Some(event) = rx.recv() => {
-                    if event.is_result() {
-                        if recent.len() == RECENT_RESULTS {
-                            recent.pop_front();
-                        }
-                        recent.push_back(event.clone());
-                    }
-                    if up.send(to_pb(&event)).await.is_err() {
+                Some(report) = local.rx.recv() => {
+                    local.remember(&report);
+                    if up.send(report.to_pb()).await.is_err() {
                         return Error::Closed;
                     }
                 }
                 message = down.message() => match message {
-                    Ok(Some(m)) => self.dispatch(m, events, relay),
+                    Ok(Some(m)) => match Instruction::from_pb(m) {
+                        Ok(_) if local.deadline.is_some() => {
+                            tracing::warn!("instruction refused: the agent is stopping");
+                        }
+                        Ok(instruction) => self.dispatch(instruction, local),
+                        Err(e) => tracing::error!(error = %cairn_proto::error_chain(&e), "malformed instruction ignored"),
+                    },
                     Ok(None) => return Error::Closed,
                     Err(status) => return status.into(),
                 },
+                () = local.stop.cancelled(), if local.deadline.is_none() => {
+                    local.operations.close();
+                    local.deadline = Some(Instant::now() + STOP_GRACE);
+                    tracing::info!(running = local.operations.len(), "stopping: no new instructions; running operations finish first");
+                }
+                () = local.operations.wait(), if local.deadline.is_some() => {
+                    // Every operation has ended and queued its result: send them, then close.
+                    while let Ok(report) = local.rx.try_recv() {
+                        local.remember(&report);
+                        if up.send(report.to_pb()).await.is_err() {
+                            return Error::Closed;
+                        }
+                    }
+                    break;
+                }
+                () = tokio::time::sleep_until(deadline), if local.deadline.is_some() => {
+                    tracing::warn!(running = local.operations.len(), grace = ?STOP_GRACE, "stopping with operations still running: the hub fails them");
+                    break;
+                }
             }
+        }
+        // Close our side, then let the hub close its own: it sees the link end, not break.
+        drop(up);
+        let closed = async { while let Ok(Some(_)) = down.message().await {} };
+        let _ = tokio::time::timeout(CLOSE_WAIT, closed).await;
+        Error::Stopped
+    }
+
+    /// Who this agent is, for the hub.
+    fn registration(&self) -> Registration {
+        let (kubernetes_version, node) = match &self.role {
+            Role::Cluster {
+                kubernetes_version, ..
+            } => (kubernetes_version.clone(), None),
+            Role::Node(node) => (String::new(), Some(node.name.clone())),
+        };
+        Registration {
+            cluster: self.cluster.clone(),
+            agent_version: crate::VERSION.into(),
+            kubernetes_version,
+            node,
         }
     }
 
@@ -188,120 +266,57 @@ impl Link {
         }
     }
 
-    /// Starts the instruction in `m` in the background.
-    fn dispatch(&self, m: pb::HubMessage, events: &mpsc::Sender<Event>, relay: &Relay) {
-        let wrong_role = || tracing::warn!("instruction for another kind of agent ignored");
-        match (m.kind, &self.role) {
+    /// Starts `instruction` in the background.
+    fn dispatch(&self, instruction: Instruction, local: &Local) {
+        let (events, relay, operations) = (&local.events, &local.relay, &local.operations);
+        match (instruction, &self.role) {
             (
-                Some(Down::RunBackup(run)),
+                Instruction::Backup { spec, location, key },
                 Role::Cluster {
                     client,
                     kubernetes_version,
                 },
-            ) => match backup_of(run) {
-                Ok((spec, location, key)) => {
-                    let reporter = Reporter::new(&spec.name.operation(), events.clone());
-                    let volumes = self.volumes(relay, key);
-                    tokio::spawn(crate::backup::run(
-                        client.clone(),
-                        spec,
-                        location,
-                        reporter,
-                        volumes,
-                        kubernetes_version.clone(),
-                    ));
-                }
-                Err(e) => tracing::error!(error = %e, "malformed backup instruction"),
-            },
-            (Some(Down::RunRestore(run)), Role::Cluster { client, .. }) => match restore_of(run) {
-                Ok((spec, location, key)) => {
-                    let reporter = Reporter::new(&spec.name.operation(), events.clone());
-                    let volumes = self.volumes(relay, key);
-                    tokio::spawn(crate::restore::run(
-                        client.clone(),
-                        spec,
-                        location,
-                        reporter,
-                        volumes,
-                    ));
-                }
-                Err(e) => tracing::error!(error = %e, "malformed restore instruction"),
-            },
-            (Some(Down::RunPrune(run)), Role::Cluster { .. }) => match run.location.map(Location::from_pb) {
-                Some(Ok(location)) => {
-                    tokio::spawn(crate::maintenance::prune(
-                        location,
-                        RepositoryKey(run.repository_key),
-                        std::time::Duration::from_secs(run.grace_seconds),
-                        self.cluster.clone(),
-                        events.clone(),
-                    ));
-                }
-                _ => tracing::error!("malformed prune instruction"),
-            },
-            (Some(Down::VolumeDone(done)), Role::Cluster { .. }) => {
-                match VolumeResult::from_pb(done.result.unwrap_or_default()) {
-                    Ok(result) => relay.done(&done.id, result),
-                    Err(e) => tracing::error!(error = %e, "malformed volume result"),
-                }
+            ) => {
+                let reporter = Reporter::new(spec.name.clone(), events.clone());
+                let volumes = self.volumes(relay, key);
+                operations.spawn(crate::backup::run(
+                    client.clone(),
+                    spec,
+                    location,
+                    reporter,
+                    volumes,
+                    kubernetes_version.clone(),
+                ));
             }
-            (Some(Down::VolumeProgress(p)), Role::Cluster { .. }) => match VolumeProgress::from_pb(p) {
-                Ok(p) => relay.progress(&p),
-                Err(e) => tracing::error!(error = %e, "malformed volume progress"),
-            },
-            (Some(Down::VolumeTask(task)), Role::Node(node)) => match VolumeTask::from_pb(task) {
-                Ok(task) => node.start(task, events.clone()),
-                Err(e) => tracing::error!(error = %e, "malformed volume task"),
-            },
-            (Some(Down::Cancel(cancel)), _) => {
-                tracing::warn!(operation = %cancel.operation, "cancel is not supported yet")
+            (Instruction::Restore { spec, location, key }, Role::Cluster { client, .. }) => {
+                let reporter = Reporter::new(spec.name.clone(), events.clone());
+                let volumes = self.volumes(relay, key);
+                operations.spawn(crate::restore::run(
+                    client.clone(),
+                    spec,
+                    location,
+                    reporter,
+                    volumes,
+                ));
             }
-            (None, _) => {}
-            _ => wrong_role(),
+            (Instruction::Prune { location, key, grace }, Role::Cluster { .. }) => {
+                operations.spawn(crate::maintenance::prune(
+                    location,
+                    key,
+                    grace,
+                    self.cluster.clone(),
+                    events.clone(),
+                ));
+            }
+            (Instruction::VolumeDone(id, result), Role::Cluster { .. }) => relay.done(&id, result),
+            (Instruction::VolumeProgress(p), Role::Cluster { .. }) => relay.progress(&p),
+            (Instruction::Volume(task), Role::Node(node)) => {
+                operations.spawn(node.clone().run(task, events.clone()));
+            }
+            (Instruction::Cancel(operation), _) => {
+                tracing::warn!(%operation, "cancel is not supported yet");
+            }
+            _ => tracing::warn!("instruction for another kind of agent ignored"),
         }
     }
-}
-
-fn message(kind: Up) -> pb::AgentMessage {
-    pb::AgentMessage { kind: Some(kind) }
-}
-
-type Instruction<S> = Result<(S, Location, RepositoryKey), cairn_proto::convert::Error>;
-
-fn backup_of(run: pb::RunBackup) -> Instruction<BackupSpec> {
-    let missing = |field| cairn_proto::convert::Error::Missing { field };
-    let spec = BackupSpec::from_pb(run.spec.ok_or_else(|| missing("RunBackup.spec"))?)?;
-    let location = Location::from_pb(run.location.ok_or_else(|| missing("RunBackup.location"))?)?;
-    Ok((spec, location, RepositoryKey(run.repository_key)))
-}
-
-fn restore_of(run: pb::RunRestore) -> Instruction<RestoreSpec> {
-    let missing = |field| cairn_proto::convert::Error::Missing { field };
-    let spec = RestoreSpec::from_pb(run.spec.ok_or_else(|| missing("RunRestore.spec"))?)?;
-    let location = Location::from_pb(run.location.ok_or_else(|| missing("RunRestore.location"))?)?;
-    Ok((spec, location, RepositoryKey(run.repository_key)))
-}
-
-fn to_pb(event: &Event) -> pb::AgentMessage {
-    message(match event {
-        Event::Progress(p) => Up::Progress(p.to_pb()),
-        Event::BackupDone(name, status) => Up::BackupDone(pb::BackupDone {
-            backup: name.to_string(),
-            status: Some(status.to_pb()),
-        }),
-        Event::RestoreDone(name, status) => Up::RestoreDone(pb::RestoreDone {
-            restore: name.to_string(),
-            status: Some(status.to_pb()),
-        }),
-        Event::VolumeTask(task) => Up::VolumeTask(task.to_pb()),
-        Event::PruneDone(location, prune) => Up::PruneDone(pb::PruneDone {
-            location: location.to_string(),
-            prune: Some(prune.to_pb()),
-        }),
-        Event::VolumeProgress(p) => Up::VolumeProgress(p.to_pb()),
-        Event::VolumeDone(id, result) => Up::VolumeDone(pb::VolumeDone {
-            id: id.clone(),
-            result: Some(result.to_pb()),
-        }),
-    })
 }

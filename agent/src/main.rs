@@ -7,6 +7,7 @@ mod repo_command;
 use cairn_proto::model::ClusterName;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
 
 /// Cairn's agent for one cluster.
 #[derive(Parser)]
@@ -54,19 +55,24 @@ async fn main() -> anyhow::Result<()> {
     cairn_agent::tune_allocator();
     let args = Args::parse();
     cairn_proto::process::init();
-    match args.command {
+    let node = match args.command {
         Some(Command::Repo(repo)) => return repo_command::run(repo).await,
-        Some(Command::Node(n)) => {
-            return Err(cairn_agent::run_node(n.hub, n.cluster, n.node, n.kubelet_root)
-                .await
-                .into());
-        }
-        None => {}
+        Some(Command::Node(n)) => Some(n),
+        None => None,
+    };
+    // SIGTERM or SIGINT: stop taking instructions, let running operations finish and report
+    // (bounded), close the link, exit 0.
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        cairn_proto::process::terminated().await;
+        on_signal.cancel();
+    });
+    if let Some(n) = node {
+        return Ok(cairn_agent::run_node(n.hub, n.cluster, n.node, n.kubelet_root, stop).await?);
     }
     let (Some(hub), Some(cluster)) = (args.hub, args.cluster) else {
         anyhow::bail!("--hub and --cluster are required (or a subcommand: see --help)");
     };
-    Err(cairn_agent::run(hub, cluster, args.kubeconfig.as_deref())
-        .await
-        .into())
+    Ok(cairn_agent::run(hub, cluster, args.kubeconfig.as_deref(), stop).await?)
 }

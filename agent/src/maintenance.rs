@@ -1,13 +1,12 @@
 //! Maintenance the hub asks of a cluster agent: pruning the volume repository of a location of
-//! its workspace (see [`crate::volume::prune`]), reported back as one event.
+//! its workspace (see [`crate::volume::prune`]), reported back as one report.
 
-use cairn_proto::model::{ClusterName, Location, Prune, RepositoryKey, Timestamp};
+use cairn_proto::model::{ClusterName, Location, Prune, Report, RepositoryKey, Timestamp};
 use cairn_proto::seal::Key;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-use crate::report::Event;
 use crate::volume::{self, Repository};
 
 /// Prunes the repository in `location` (none there: nothing to do) and reports the outcome.
@@ -17,7 +16,7 @@ pub async fn prune(
     key: RepositoryKey,
     grace: Duration,
     cluster: ClusterName,
-    events: mpsc::Sender<Event>,
+    events: mpsc::Sender<Report>,
 ) {
     let outcome = run(&location, &key, grace).await;
     let (summary, error) = match outcome {
@@ -31,7 +30,7 @@ pub async fn prune(
         summary,
         error,
     };
-    let _ = events.send(Event::PruneDone(location.name, prune)).await;
+    let _ = events.send(Report::PruneDone(location.name, prune)).await;
 }
 
 async fn run(location: &Location, key: &RepositoryKey, grace: Duration) -> Result<String, volume::Error> {

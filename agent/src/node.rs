@@ -5,7 +5,7 @@
 //! workspace's repository or restores a snapshot into it. One task runs at a time: memory stays
 //! that of one backup however many claims the node holds.
 
-use cairn_proto::model::{VolumeProgress, VolumeResult, VolumeTask};
+use cairn_proto::model::{Report, VolumeProgress, VolumeResult, VolumeTask, VolumeTaskId};
 use cairn_proto::seal::Key;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +13,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::report::Event;
 use crate::volume::{self, Repository, backup::Counters};
 
 /// How long a restore waits for the kubelet to mount the new volume.
@@ -57,20 +56,16 @@ impl Node {
         }
     }
 
-    /// Runs `task` in the background (after those before it); its progress and result go into
-    /// `events`.
-    pub fn start(&self, task: VolumeTask, events: mpsc::Sender<Event>) {
-        let node = self.clone();
-        tokio::spawn(async move {
-            let _slot = node.slots.clone().acquire_owned().await;
-            let id = task.id.clone();
-            let result = node.execute(&task, &events).await;
-            let _ = events.send(Event::VolumeDone(id, result)).await;
-        });
+    /// Runs `task` (after those before it); its progress and result go into `events`.
+    pub async fn run(self, task: VolumeTask, events: mpsc::Sender<Report>) {
+        let _slot = self.slots.clone().acquire_owned().await;
+        let id = task.id.clone();
+        let result = self.execute(&task, &events).await;
+        let _ = events.send(Report::VolumeDone(id, result)).await;
     }
 
     #[tracing::instrument(name = "volume", skip_all, fields(task = %task.id, pod = %task.pod_uid, volume = %task.volume))]
-    async fn execute(&self, task: &VolumeTask, events: &mpsc::Sender<Event>) -> VolumeResult {
+    async fn execute(&self, task: &VolumeTask, events: &mpsc::Sender<Report>) -> VolumeResult {
         let mut result = VolumeResult {
             node: self.name.clone(),
             volume: task.volume.clone(),
@@ -160,7 +155,7 @@ impl Node {
     }
 }
 
-async fn report_progress(id: String, counters: Arc<Counters>, events: mpsc::Sender<Event>) {
+async fn report_progress(id: VolumeTaskId, counters: Arc<Counters>, events: mpsc::Sender<Report>) {
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
     loop {
         tick.tick().await;
@@ -169,6 +164,6 @@ async fn report_progress(id: String, counters: Arc<Counters>, events: mpsc::Send
             files: counters.files.load(Ordering::Relaxed),
             bytes: counters.bytes_read.load(Ordering::Relaxed),
         };
-        let _ = events.try_send(Event::VolumeProgress(progress));
+        let _ = events.try_send(Report::VolumeProgress(progress));
     }
 }

@@ -2,12 +2,12 @@
 //! the agent of the task's node; that agent's progress and result come back down here and are
 //! matched to the task by its id.
 
-use cairn_proto::model::{ClusterName, RepositoryKey, VolumeProgress, VolumeResult, VolumeTask};
+use cairn_proto::model::{
+    ClusterName, Report, RepositoryKey, VolumeProgress, VolumeResult, VolumeTask, VolumeTaskId,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{mpsc, oneshot, watch};
-
-use crate::report::Event;
 
 /// What a cluster agent's backup or restore needs to have volume data moved: the way to the
 /// node agents and the workspace's repository key.
@@ -24,8 +24,8 @@ pub struct Volumes {
 /// Tasks sent and not yet answered.
 #[derive(Clone)]
 pub struct Relay {
-    up: mpsc::Sender<Event>,
-    pending: Arc<Mutex<HashMap<String, Pending>>>,
+    up: mpsc::Sender<Report>,
+    pending: Arc<Mutex<HashMap<VolumeTaskId, Pending>>>,
 }
 
 struct Pending {
@@ -43,14 +43,14 @@ pub struct Asked {
 
 impl Relay {
     /// Sending tasks into `up`, the link's queue.
-    pub fn new(up: mpsc::Sender<Event>) -> Self {
+    pub fn new(up: mpsc::Sender<Report>) -> Self {
         Self {
             up,
             pending: Arc::default(),
         }
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<VolumeTaskId, Pending>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -59,7 +59,7 @@ impl Relay {
         let (done, done_rx) = oneshot::channel();
         let (progress, progress_rx) = watch::channel((0, 0));
         self.pending().insert(task.id.clone(), Pending { done, progress });
-        let _ = self.up.send(Event::VolumeTask(task)).await;
+        let _ = self.up.send(Report::VolumeTask(task)).await;
         Asked {
             progress: progress_rx,
             done: done_rx,
@@ -67,7 +67,7 @@ impl Relay {
     }
 
     /// A node agent's result for task `id`.
-    pub fn done(&self, id: &str, result: VolumeResult) {
+    pub fn done(&self, id: &VolumeTaskId, result: VolumeResult) {
         if let Some(p) = self.pending().remove(id) {
             let _ = p.done.send(result);
         }

@@ -18,9 +18,6 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     cairn_proto::process::init();
     let config = Config::load(args.config.as_deref())?;
-    cairn_hub::server::run(&config, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    cairn_hub::server::run(&config, cairn_proto::process::terminated()).await?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! `cairn-hub` runs it; so do benchmarks that need a hub of their own.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::operations::Hub;
@@ -46,7 +47,15 @@ pub enum Error {
     Serve(#[from] tonic::transport::Error),
 }
 
-/// Runs a hub configured by `config` until `shutdown` resolves.
+/// How long a stopping hub waits for agent sessions, watches and requests in flight to end.
+const SERVE_GRACE: Duration = Duration::from_secs(3);
+/// How long a stopping hub waits for its background tasks to finish what they have begun.
+const TASK_GRACE: Duration = Duration::from_secs(4);
+
+/// Runs a hub configured by `config` until `shutdown` resolves, then stops it gracefully: no new
+/// requests, agent sessions ended (agents keep their operations and report them to the next
+/// hub), background work in progress finished, the inventory written to disk and closed; all
+/// within [`SERVE_GRACE`] + [`TASK_GRACE`].
 pub async fn run(config: &Config, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
         path: config.data_dir.display().to_string(),
@@ -60,29 +69,18 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = ()> + Send) -> 
         config.clock(),
     )
     .await?;
-    tokio::spawn(hub.clone().run_schedules());
-    tokio::spawn(hub.clone().run_retention());
-    tokio::spawn(
+    hub.spawn(hub.clone().run_schedules());
+    hub.spawn(hub.clone().run_retention());
+    hub.spawn(
         hub.clone()
             .run_maintenance(config.volume_prune_interval, config.volume_prune_grace),
     );
-    let expiry = hub.clone();
     let timeout = config.agent_timeout;
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(timeout / 2);
-        loop {
-            tick.tick().await;
-            expiry.expire_silent(timeout).await;
-        }
+    every(&hub, timeout / 2, move |hub| async move {
+        hub.expire_silent(timeout).await
     });
-    let checks = hub.clone();
-    let every = config.location_check_interval;
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
-            checks.verify_locations().await;
-        }
+    every(&hub, config.location_check_interval, |hub| async move {
+        hub.verify_locations().await;
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -92,6 +90,41 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = ()> + Send) -> 
             source,
         })?;
     tracing::info!(listen = %format!("http://{}", config.listen), data_dir = %config.data_dir.display(), "hub ready");
-    api::serve(hub, listener, shutdown).await?;
+    let serving = api::serve(hub.clone(), listener, hub.stopping());
+    tokio::pin!(serving);
+    let served = tokio::select! {
+        served = &mut serving => served,
+        () = shutdown => {
+            tracing::info!("hub stopping: no new requests, agent sessions ending");
+            hub.stop();
+            tokio::time::timeout(SERVE_GRACE, &mut serving).await.unwrap_or_else(|_| {
+                tracing::warn!(grace = ?SERVE_GRACE, "connections still open at shutdown: closed");
+                Ok(())
+            })
+        }
+    };
+    hub.shutdown(TASK_GRACE).await?;
+    drop(hub);
+    tracing::info!("hub stopped: inventory written and closed");
+    served?;
     Ok(())
+}
+
+/// Runs `work` every `period` (the first at once) until the hub stops; a run in progress is
+/// finished.
+fn every<F, W>(hub: &Hub, period: Duration, work: W)
+where
+    W: Fn(Hub) -> F + Send + 'static,
+    F: Future<Output = ()> + Send,
+{
+    let h = hub.clone();
+    hub.spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => work(h.clone()).await,
+                () = h.stopping() => return,
+            }
+        }
+    });
 }

@@ -9,3 +9,21 @@ pub fn init() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
 }
+
+/// Resolves when the process is asked to stop: SIGTERM (Kubernetes, systemd) or SIGINT (Ctrl-C).
+/// Binaries stop gracefully then, within a bounded time.
+pub async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch for SIGTERM; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -13,11 +13,12 @@ use anyhow::{Context, Result, bail};
 use cairn_hub::api::client::Client;
 use cairn_hub::inventory::{BackupQuery, Inventory, rocks::RocksStore};
 use cairn_hub::operations::Hub;
+use cairn_proto::convert::Wire;
 use cairn_proto::model::{
-    Backup, BackupName, BackupOrigin, BackupSpec, BackupStatus, ClusterName, ClusterResources,
-    NamespaceFilter, Phase, Schedule, ScheduleTarget, Timestamp,
+    Backup, BackupName, BackupOrigin, BackupSpec, BackupStatus, ClusterName, ClusterResources, Instruction,
+    NamespaceFilter, Phase, Registration, Report, Schedule, ScheduleTarget, Timestamp,
 };
-use cairn_proto::pb::{self, agent_channel_client::AgentChannelClient};
+use cairn_proto::pb::agent_channel_client::AgentChannelClient;
 use futures::StreamExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -119,15 +120,13 @@ async fn agent(
     let permit = connecting.acquire_owned().await?;
     let mut client = AgentChannelClient::connect(url).await?;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
-    tx.send(pb::AgentMessage {
-        kind: Some(pb::agent_message::Kind::Register(pb::Register {
-            cluster: cluster.clone(),
-            agent_version: "bench".into(),
-            kubernetes_version: "v1.20.2".into(),
-            node: String::new(),
-        })),
-    })
-    .await?;
+    let register = Report::Register(Registration {
+        cluster: cluster.parse()?,
+        agent_version: "bench".into(),
+        kubernetes_version: "v1.20.2".into(),
+        node: None,
+    });
+    tx.send(register.to_pb()).await?;
     let mut down = client.session(ReceiverStream::new(rx)).await?.into_inner();
     drop(permit);
     let beat = tx.clone();
@@ -135,32 +134,22 @@ async fn agent(
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;
-            let msg = pb::AgentMessage {
-                kind: Some(pb::agent_message::Kind::Heartbeat(pb::Heartbeat {})),
-            };
-            if beat.send(msg).await.is_err() {
+            if beat.send(Report::Heartbeat.to_pb()).await.is_err() {
                 break;
             }
         }
     });
     while let Some(msg) = down.message().await? {
-        if let Some(pb::hub_message::Kind::RunBackup(run)) = msg.kind {
+        if let Instruction::Backup { spec, .. } = Instruction::from_pb(msg)? {
             received
                 .lock()
                 .map_err(|_| anyhow::anyhow!("poisoned"))?
                 .push(SystemTime::now());
-            let name = run.spec.map(|s| s.name).unwrap_or_default();
-            let status = pb::BackupStatus {
-                phase: pb::Phase::Completed as i32,
-                ..Default::default()
+            let status = BackupStatus {
+                phase: Phase::Completed,
+                ..BackupStatus::default()
             };
-            tx.send(pb::AgentMessage {
-                kind: Some(pb::agent_message::Kind::BackupDone(pb::BackupDone {
-                    backup: name,
-                    status: Some(status),
-                })),
-            })
-            .await?;
+            tx.send(Report::BackupDone(spec.name, status).to_pb()).await?;
         }
     }
     Ok(())

@@ -15,7 +15,8 @@ use cairn_hub::api::client::Client;
 use cairn_hub::inventory::{Inventory, rocks::RocksStore};
 use cairn_hub::operations::Hub;
 use cairn_proto::model::{
-    BackupName, BackupSpec, ClusterName, ClusterResources, NamespaceFilter, Phase, RestoreName, RestoreSpec,
+    BackupName, BackupSpec, ClusterName, ClusterResources, NamespaceFilter, OperationId, Phase, RestoreName,
+    RestoreSpec,
 };
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
@@ -43,12 +44,13 @@ fn main() -> Result<()> {
         );
         cairn_proto::process::init();
         let cluster = ClusterName::new(cluster)?;
-        let e = runtime.block_on(cairn_agent::run(
+        runtime.block_on(cairn_agent::run(
             hub.to_owned(),
             cluster,
             Some(std::path::Path::new(kubeconfig)),
-        ));
-        bail!("agent stopped: {e}");
+            tokio_util::sync::CancellationToken::new(),
+        ))?;
+        bail!("agent stopped");
     }
     let sizes: Vec<usize> = std::env::var("CAIRN_BENCH_SIZES")
         .unwrap_or_else(|_| "20000".into())
@@ -266,8 +268,12 @@ async fn agent(hub: &str, cp: &ControlPlane, client: &Client) -> Result<Agent> {
 /// Follows operation `name` through the hub's progress events until it ends; its final phase.
 async fn until_done(client: &Client, name: &str, backup: bool) -> Result<Phase> {
     let mut client = client.clone();
-    let kind = if backup { "backup" } else { "restore" };
-    client.watch(&format!("{kind}/{name}"), |_| {}).await?;
+    let operation = if backup {
+        OperationId::Backup(name.parse()?)
+    } else {
+        OperationId::Restore(name.parse()?)
+    };
+    client.watch(&operation, |_| {}).await?;
     let phase = if backup {
         client.backup(name).await?.status.phase
     } else {

@@ -97,6 +97,12 @@ impl HubProcess {
         self.sandbox.stop("cairn-hub", Duration::from_secs(10));
     }
 
+    /// SIGTERM to the hub: its exit status and how long it took, or an error if it was still
+    /// running after `grace` (then killed). It can be started again.
+    pub fn terminate(&self, grace: Duration) -> Result<(std::process::ExitStatus, Duration)> {
+        self.sandbox.terminate("cairn-hub", grace)
+    }
+
     /// Starts the stopped hub again on the same port and data, with `env` set on top of what it
     /// had (a later `CAIRN_CLOCK_OFFSET`, say).
     pub async fn start_again(&mut self, env: &[(&str, &str)]) -> Result<()> {
@@ -226,6 +232,12 @@ impl AgentProcess {
     /// Everything it has logged.
     pub fn full_log(&self) -> String {
         self.sandbox.log("cairn-agent")
+    }
+
+    /// SIGTERM to the agent: its exit status and how long it took, or an error if it was still
+    /// running after `grace` (then killed).
+    pub fn terminate(&self, grace: Duration) -> Result<(std::process::ExitStatus, Duration)> {
+        self.sandbox.terminate("cairn-agent", grace)
     }
 }
 

@@ -148,22 +148,30 @@ impl Sandbox {
     /// exited within `grace` (servers that wait for idle keep-alive connections take minutes).
     /// It can be started again.
     pub fn stop(&self, name: &str, grace: Duration) {
+        let _ = self.terminate(name, grace);
+    }
+
+    /// SIGTERM to server `name`'s group; its exit status and how long it took to exit, or an
+    /// error (after SIGKILL) if it was still running after `grace`. It can be started again.
+    pub fn terminate(&self, name: &str, grace: Duration) -> Result<(std::process::ExitStatus, Duration)> {
         let mut servers = self.lock();
-        if let Some(i) = servers.iter().position(|s| s.name == name) {
-            let mut server = servers.remove(i);
-            if let Ok(pid) = i32::try_from(server.child.id()) {
-                let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
-            }
-            let deadline = std::time::Instant::now() + grace;
-            while std::time::Instant::now() < deadline {
-                if !matches!(server.child.try_wait(), Ok(None)) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            kill_group(server.child.id());
-            let _ = server.child.wait();
+        let Some(i) = servers.iter().position(|s| s.name == name) else {
+            bail!("no server {name} in sandbox {}", self.dir.display());
+        };
+        let mut server = servers.remove(i);
+        if let Ok(pid) = i32::try_from(server.child.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
         }
+        let start = std::time::Instant::now();
+        while start.elapsed() < grace {
+            if let Some(status) = server.child.try_wait()? {
+                return Ok((status, start.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        kill_group(server.child.id());
+        let _ = server.child.wait();
+        bail!("{name} still running {grace:?} after SIGTERM: killed")
     }
 
     /// Fails if server `name` has exited.

@@ -426,6 +426,30 @@ async fn storage_stopped_mid_backup_fails_it_and_leaves_nothing_that_passes_for_
     .ok()?;
     let store = azure.store("vault")?;
 
+    // A name Azure cannot accept is refused before any request, with Azure's rule; what the
+    // server answers for a container that does not exist reaches the user in one line, in
+    // Azure's terms, not as its XML document.
+    let add = |name: &str, container: &str| {
+        format!(
+            "location add {name} --provider azure --account {AZURE_ACCOUNT} --bucket {container} \
+             --endpoint {} --credentials-file {env}",
+            azure.endpoint()
+        )
+    };
+    let out = hub.cli_line(&add("tiny", "c")).await?;
+    refused(
+        &out,
+        "--bucket (the container) \"c\" cannot be used: Azure container names are 3 to 63 characters",
+    )?;
+    let out = hub.cli_line(&add("absent", "absent-container")).await?;
+    refused(&out, "the bucket or container does not exist")?;
+    assert!(
+        out.stderr.contains("ContainerNotFound")
+            && !out.stderr.contains("<?xml")
+            && out.stderr.trim().lines().count() == 1,
+        "one line in Azure's terms: {out:?}"
+    );
+
     // Stop the server as soon as the backup's first object lands; the backup (48 MiB of
     // incompressible data in 8 MiB parts) is then still writing.
     let mut client = hub.client().await?;

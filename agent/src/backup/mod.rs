@@ -8,7 +8,7 @@ mod writer;
 use cairn_proto::format::{self, BackupKeys, ObjectSeal};
 use cairn_proto::model::{
     Backup, BackupSpec, BackupStatus, ClusterResources, ItemRef, ItemResult, Location, Manifest, Outcome,
-    Phase, ResourceSummary, Timestamp,
+    Phase, Report, ResourceSummary, Timestamp,
 };
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -21,7 +21,7 @@ use crate::claims::{self, Claim};
 use crate::discover::{self, Resource};
 use crate::references::{self, Reference};
 use crate::relay::Volumes;
-use crate::report::{Event, Reporter};
+use crate::report::Reporter;
 use writer::{Parts, Writer};
 
 /// Objects per list page: bounds the agent's memory whatever the cluster's size.
@@ -122,7 +122,7 @@ pub async fn run(
         }
     };
     tracing::info!(phase = %status.phase, items = status.items, bytes = status.bytes, "backup ended");
-    reporter.finish(Event::BackupDone(name, status)).await;
+    reporter.finish(Report::BackupDone(name, status)).await;
 }
 
 async fn execute(

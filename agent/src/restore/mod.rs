@@ -9,7 +9,7 @@ use cairn_proto::convert::{self, Wire};
 use cairn_proto::format::{self, BackupKeys, ObjectSeal, PartReader};
 use cairn_proto::model::{
     ExistingPolicy, ItemRef, ItemResult, Location, LocationName, Manifest, Outcome, OutcomeCounts, Phase,
-    ResourceSummary, RestoreSpec, RestoreStatus, Timestamp, VolumeResult,
+    Report, ResourceSummary, RestoreSpec, RestoreStatus, Timestamp, VolumeResult,
 };
 use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::claims;
 use crate::references::CRD;
 use crate::relay::Volumes;
-use crate::report::{Event, Reporter};
+use crate::report::Reporter;
 use cairn_proto::error_chain as report;
 use prepare::{Decision, Preparer};
 
@@ -166,7 +166,7 @@ pub async fn run(
     status.finished = Some(Timestamp::now());
     tracing::info!(phase = %status.phase, items = status.counts.total(), failed = status.counts.failed, "restore ended");
     reporter
-        .finish(Event::RestoreDone(spec.name.clone(), status))
+        .finish(Report::RestoreDone(spec.name.clone(), status))
         .await;
 }
 

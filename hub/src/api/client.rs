@@ -3,7 +3,8 @@
 use cairn_proto::convert::{self, Wire};
 use cairn_proto::model::{
     Backup, BackupGroup, BackupSpec, BackupTemplate, Cluster, Credentials, IndexEntry, ItemResult,
-    LocationInfo, LocationSpec, Phase, Progress, Restore, RestoreSpec, Schedule, Timestamp, Workspace,
+    LocationInfo, LocationSpec, OperationId, Phase, Progress, Restore, RestoreSpec, Schedule, Timestamp,
+    Workspace,
 };
 use cairn_proto::pb::{self, cairn_client::CairnClient};
 use tokio_stream::StreamExt;
@@ -174,26 +175,27 @@ impl Client {
             .collect::<Result<_, _>>()?)
     }
 
-    /// Updates of running operation `name` (`backup/<name>` or `restore/<name>`), until it ends;
-    /// `on_update` sees each one.
+    /// Updates of running `operation` until it ends; `on_update` sees each one.
     /// Returns when the stream ends (immediately if the operation is not running).
-    pub async fn watch(&mut self, name: &str, mut on_update: impl FnMut(Update)) -> Result<()> {
-        let mut events = self.inner.watch(get(name)).await?.into_inner();
+    pub async fn watch(&mut self, operation: &OperationId, mut on_update: impl FnMut(Update)) -> Result<()> {
+        let mut events = self.inner.watch(get(&operation.to_string())).await?.into_inner();
         while let Some(event) = events.next().await {
             let event = event?;
-            let progress = Progress::from_pb(event.progress.unwrap_or_default())?;
+            let progress = Progress::from_pb(convert::required("WatchEvent.progress", event.progress)?)?;
             let phase = convert::phase_from_pb("WatchEvent.phase", event.phase)?;
             on_update(Update { progress, phase });
         }
         Ok(())
     }
 
-    /// The live progress of running operation `name` (`backup/<name>`…); `None` if it is not
-    /// running.
-    pub async fn progress(&mut self, name: &str) -> Result<Option<Progress>> {
-        let mut events = self.inner.watch(get(name)).await?.into_inner();
+    /// The live progress of running `operation`; `None` if it is not running.
+    pub async fn progress(&mut self, operation: &OperationId) -> Result<Option<Progress>> {
+        let mut events = self.inner.watch(get(&operation.to_string())).await?.into_inner();
         match events.next().await {
-            Some(event) => Ok(Some(Progress::from_pb(event?.progress.unwrap_or_default())?)),
+            Some(event) => Ok(Some(Progress::from_pb(convert::required(
+                "WatchEvent.progress",
+                event?.progress,
+            )?)?)),
             None => Ok(None),
         }
     }

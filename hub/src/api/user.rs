@@ -3,7 +3,7 @@
 use cairn_proto::convert::Wire;
 use cairn_proto::model::{
     BackupName, BackupSpec, BackupTemplate, ClusterName, Credentials, LocationName, LocationSpec,
-    RestoreName, RestoreSpec, Schedule, ScheduleName, Timestamp, WorkspaceName,
+    OperationId, RestoreName, RestoreSpec, Schedule, ScheduleName, Timestamp, WorkspaceName,
 };
 use cairn_proto::pb;
 use std::pin::Pin;
@@ -163,24 +163,30 @@ impl pb::cairn_server::Cairn for UserApi {
     type WatchStream = Events;
 
     async fn watch(&self, request: Request<pb::GetRequest>) -> Result<Response<Events>, Status> {
-        let operation = request.into_inner().name;
+        let operation: OperationId = name(request.into_inner().name)?;
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         let Some(mut live) = self.hub.watch(&operation) else {
             // Not running (ended, or unknown): the caller reads the record instead.
             return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
         };
-        tokio::spawn(async move {
+        let stopping = self.hub.stopping();
+        self.hub.spawn(async move {
+            tokio::pin!(stopping);
             loop {
                 let state = live.borrow_and_update().clone();
                 let event = pb::WatchEvent {
                     progress: Some(state.progress.to_pb()),
                     phase: cairn_proto::convert::phase_to_pb(state.phase),
                 };
-                if tx.send(Ok(event)).await.is_err()
-                    || state.phase.is_final()
-                    || live.changed().await.is_err()
-                {
+                if tx.send(Ok(event)).await.is_err() || state.phase.is_final() {
                     break;
+                }
+                tokio::select! {
+                    changed = live.changed() => if changed.is_err() { break },
+                    () = &mut stopping => {
+                        let _ = tx.send(Err(Status::unavailable("the hub is stopping"))).await;
+                        break;
+                    }
                 }
             }
         });

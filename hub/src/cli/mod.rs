@@ -23,8 +23,8 @@ use anyhow::Context;
 use anyhow::{Result, bail};
 use cairn_proto::model::{
     BackupName, BackupOrigin, BackupTemplate, ClusterName, ClusterResources, Credentials, DEFAULT_WORKSPACE,
-    ExistingPolicy, LabelSelector, LocationName, LocationSpec, NamespaceFilter, Phase, Provider, RestoreName,
-    RestoreSpec, ScheduleName, WorkspaceName,
+    ExistingPolicy, LabelSelector, LocationName, LocationSpec, NamespaceFilter, OperationId, Phase, Provider,
+    RestoreName, RestoreSpec, ScheduleName, WorkspaceName,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
@@ -469,7 +469,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     );
                     return Ok(());
                 }
-                progress::follow(&mut client, &spec.name.operation()).await?;
+                progress::follow(&mut client, &OperationId::Backup(spec.name.clone())).await?;
                 let backup = client.backup(spec.name.as_str()).await?;
                 output::backup(out, &backup, None, None)?;
                 ensure_completed(
@@ -518,7 +518,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 let live = if backup.status.phase.is_final() {
                     None
                 } else {
-                    client.progress(&name.operation()).await?
+                    client.progress(&OperationId::Backup(name.clone())).await?
                 };
                 output::backup(out, &backup, items.as_deref(), live.as_ref())
             }
@@ -541,7 +541,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     );
                     return Ok(());
                 }
-                progress::follow(&mut client, &spec.name.operation()).await?;
+                progress::follow(&mut client, &OperationId::Restore(spec.name.clone())).await?;
                 let restore = client.restore(spec.name.as_str()).await?;
                 // A dry run's point is its plan: print every item in order.
                 let items = if spec.dry_run {
@@ -726,7 +726,7 @@ async fn workspace_backup(
         return Ok(());
     }
     for member in group.members.iter().filter_map(|m| m.backup.as_ref()) {
-        progress::follow(client, &member.operation()).await?;
+        progress::follow(client, &OperationId::Backup(member.clone())).await?;
     }
     let made = client.workspace_backup(name.as_str()).await?;
     output::workspace_backup(out, &made)?;

@@ -3,6 +3,7 @@
 //! running count; a restore knows its total and shows a bar.
 
 use anyhow::Result;
+use cairn_proto::model::OperationId;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::api::client::Client;
@@ -31,11 +32,11 @@ pub fn activity(p: &cairn_proto::model::Progress) -> String {
         .join(" · ")
 }
 
-/// Shows `operation`'s progress (`backup/<name>` or `restore/<name>`) until it ends.
-pub async fn follow(client: &mut Client, operation: &str) -> Result<()> {
+/// Shows `operation`'s progress until it ends.
+pub async fn follow(client: &mut Client, operation: &OperationId) -> Result<()> {
     let bar = ProgressBar::new_spinner()
         .with_style(style(COUNTING))
-        .with_prefix(operation.to_owned());
+        .with_prefix(operation.to_string());
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let mut counting = true;
     client

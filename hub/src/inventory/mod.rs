@@ -67,6 +67,8 @@ pub trait Store: Send + Sync + 'static {
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>>;
     /// Keys in `[from, to)`, in key order.
     fn keys(&self, from: &str, to: &str) -> Result<Vec<String>>;
+    /// Writes everything accepted so far to durable storage (shutdown: the next open replays nothing).
+    fn flush(&self) -> Result<()>;
 }
 
 /// Typed access to the hub's records.
@@ -90,6 +92,12 @@ impl Inventory {
                 .transpose()
         })
         .await?
+    }
+
+    /// Writes everything recorded so far to durable storage: the hub calls it as it stops.
+    pub async fn flush(&self) -> Result<()> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.flush()).await?
     }
 
     async fn put<T: Wire>(&self, key: String, value: &T) -> Result<()> {

@@ -53,6 +53,10 @@ impl Store for RocksStore {
         self.db.write(b).map_err(|e| store_err("write", first, e))
     }
 
+    fn flush(&self) -> Result<()> {
+        self.db.flush().map_err(|e| store_err("flush", "", e))
+    }
+
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
         self.db
             .multi_get(keys)

@@ -1,10 +1,7 @@
 //! The agents connected now: one session per cluster (and one per node agent), each with a
 //! bounded queue of instructions that the agent channel streams down to it.
 
-use cairn_proto::model::{
-    BackupSpec, ClusterName, Location, RepositoryKey, RestoreSpec, Timestamp, VolumeProgress, VolumeResult,
-    VolumeTask,
-};
+use cairn_proto::model::{ClusterName, Instruction, OperationId, Timestamp};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,44 +9,6 @@ use tokio::sync::mpsc;
 
 /// Instructions waiting for one agent; a full queue makes the sender wait (backpressure).
 pub const INSTRUCTION_QUEUE: usize = 16;
-
-/// What the hub asks an agent to do.
-#[derive(Debug, Clone)]
-pub enum Instruction {
-    /// Run a backup into `location`.
-    Backup {
-        /// The backup.
-        spec: BackupSpec,
-        /// Where to write it.
-        location: Location,
-        /// The workspace's volume-repository key.
-        key: RepositoryKey,
-    },
-    /// Run a restore from `location`.
-    Restore {
-        /// The restore.
-        spec: RestoreSpec,
-        /// Where the backup is.
-        location: Location,
-        /// The workspace's volume-repository key.
-        key: RepositoryKey,
-    },
-    /// To a cluster agent: prune the volume repository of `location`.
-    Prune {
-        /// The location.
-        location: Location,
-        /// The workspace's volume-repository key.
-        key: RepositoryKey,
-        /// How long unused packs stay planned before they are deleted.
-        grace: std::time::Duration,
-    },
-    /// To a node agent: move one claim's data.
-    Volume(VolumeTask),
-    /// To a cluster agent: a node agent ended its task.
-    VolumeDone(String, VolumeResult),
-    /// To a cluster agent: how far a node agent has got.
-    VolumeProgress(VolumeProgress),
-}
 
 /// A node agent: the node it moves volume data on, in its cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -73,7 +32,7 @@ struct Session {
     id: SessionId,
     tx: mpsc::Sender<Instruction>,
     last_heartbeat: Timestamp,
-    running: HashSet<String>,
+    running: HashSet<OperationId>,
 }
 
 /// The connected agents, by cluster (`K` = [`ClusterName`]) or by node ([`NodeAgent`]).
@@ -100,7 +59,7 @@ impl<K: Clone + Eq + std::hash::Hash> Agents<K> {
 
     /// A new session for `agent`, replacing any older one (whose operations are returned:
     /// the old link is gone).
-    pub fn attach(&self, agent: &K) -> (SessionId, mpsc::Receiver<Instruction>, Vec<String>) {
+    pub fn attach(&self, agent: &K) -> (SessionId, mpsc::Receiver<Instruction>, Vec<OperationId>) {
         let (tx, rx) = mpsc::channel(INSTRUCTION_QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let session = Session {
@@ -118,7 +77,7 @@ impl<K: Clone + Eq + std::hash::Hash> Agents<K> {
     }
 
     /// Removes session `id` of `agent` (if still current); returns its running operations.
-    pub fn detach(&self, agent: &K, id: SessionId) -> Option<Vec<String>> {
+    pub fn detach(&self, agent: &K, id: SessionId) -> Option<Vec<OperationId>> {
         let mut sessions = self.lock();
         if sessions.get(agent).is_some_and(|s| s.id == id) {
             return sessions.remove(agent).map(|s| s.running.into_iter().collect());
@@ -149,10 +108,10 @@ impl<K: Clone + Eq + std::hash::Hash> Agents<K> {
 
     /// The instruction queue of `agent`, with `operation` counted as running on it;
     /// `None` if no agent is connected.
-    pub fn sender(&self, agent: &K, operation: &str) -> Option<mpsc::Sender<Instruction>> {
+    pub fn sender(&self, agent: &K, operation: &OperationId) -> Option<mpsc::Sender<Instruction>> {
         let mut sessions = self.lock();
         let session = sessions.get_mut(agent)?;
-        session.running.insert(operation.to_owned());
+        session.running.insert(operation.clone());
         Some(session.tx.clone())
     }
 
@@ -162,7 +121,7 @@ impl<K: Clone + Eq + std::hash::Hash> Agents<K> {
     }
 
     /// Operation `operation` of `agent` has ended.
-    pub fn finished(&self, agent: &K, operation: &str) {
+    pub fn finished(&self, agent: &K, operation: &OperationId) {
         if let Some(s) = self.lock().get_mut(agent) {
             s.running.remove(operation);
         }

@@ -116,8 +116,11 @@ impl Hub {
             let (hub, template, schedule) = (self.clone(), template.clone(), schedule.cloned());
             let at = Timestamp::from(std::time::SystemTime::from(slot) + offset);
             let group_name = group.name.clone();
-            tokio::spawn(async move {
-                hub.inner.clock.sleep_until(at).await;
+            self.spawn(async move {
+                tokio::select! {
+                    () = hub.inner.clock.sleep_until(at) => {}
+                    () = hub.stopping() => return,
+                }
                 let mut member = member;
                 if let Err(why) = hub
                     .start_member(&group_name, &mut member, &template, schedule.as_ref())

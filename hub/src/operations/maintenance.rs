@@ -4,10 +4,9 @@
 //! `volume_prune_interval` and on `cairn location prune`. The agent reports back; the outcome
 //! shows in `cairn location describe`.
 
-use cairn_proto::model::{ClusterName, LocationName, Prune};
+use cairn_proto::model::{ClusterName, Instruction, LocationName, Prune};
 use std::time::Duration;
 
-use super::agents::Instruction;
 use super::{Error, Hub, Result};
 
 impl Hub {
@@ -57,7 +56,10 @@ impl Hub {
         let mut tick = tokio::time::interval(every);
         tick.tick().await; // not at start-up: agents are still connecting
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = self.stopping() => return,
+            }
             let Ok(locations) = self.inner.locations.list().await else {
                 continue;
             };

@@ -21,19 +21,22 @@ pub use workspaces::default_workspace;
 use cairn_proto::convert;
 use cairn_proto::format::{self, BackupKeys};
 use cairn_proto::model::{
-    Backup, BackupName, BackupSpec, BackupStatus, Cluster, ClusterName, IndexEntry, ItemResult, LocationName,
-    Manifest, Phase, Progress, Restore, RestoreName, RestoreSpec, RestoreStatus, Timestamp, WorkspaceName,
+    Backup, BackupName, BackupSpec, BackupStatus, Cluster, ClusterName, IndexEntry, Instruction, ItemResult,
+    LocationName, Manifest, OperationId, Phase, Report, Restore, RestoreName, RestoreSpec, RestoreStatus,
+    Timestamp, WorkspaceName,
 };
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, path::Path};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
 use crate::inventory::{self, BackupQuery, Inventory};
 use crate::location::{self, Locations};
-use agents::{Agents, Instruction, SessionId};
+use agents::{Agents, SessionId};
 use progress::{Board, Live};
 
 /// A request the hub refuses or cannot carry out.
@@ -192,27 +195,6 @@ impl Error {
 /// Result of a hub call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What an agent reports on its channel.
-#[derive(Debug)]
-pub enum Report {
-    /// Still there.
-    Heartbeat,
-    /// How far an operation has got.
-    Progress(Progress),
-    /// A backup ended.
-    BackupDone(BackupName, BackupStatus),
-    /// A restore ended.
-    RestoreDone(RestoreName, RestoreStatus),
-    /// A cluster agent asks a node agent to move a claim's data.
-    VolumeTask(cairn_proto::model::VolumeTask),
-    /// A node agent ended a task.
-    VolumeDone(String, cairn_proto::model::VolumeResult),
-    /// How far a node agent has got.
-    VolumeProgress(cairn_proto::model::VolumeProgress),
-    /// A prune of a location's volume repository ended.
-    PruneDone(LocationName, cairn_proto::model::Prune),
-}
-
 /// The hub's state and operations; cheap to clone.
 #[derive(Clone)]
 pub struct Hub {
@@ -227,6 +209,10 @@ struct Inner {
     agents: Agents<ClusterName>,
     nodes: Agents<agents::NodeAgent>,
     board: Board,
+    /// Cancelled when the hub begins to stop.
+    stop: CancellationToken,
+    /// Every background task: the loops, agent sessions, watches, delayed starts.
+    tasks: TaskTracker,
 }
 
 impl Hub {
@@ -249,10 +235,55 @@ impl Hub {
                 agents: Agents::default(),
                 nodes: Agents::default(),
                 board: Board::default(),
+                stop: CancellationToken::new(),
+                tasks: TaskTracker::new(),
             }),
         };
         hub.ensure_default_workspace().await?;
         Ok(hub)
+    }
+
+    /// Runs `task` in the background, tracked: [`Hub::shutdown`] waits for it. A task that
+    /// waits (a loop's sleep, a stream) also waits for [`Hub::stopping`] and ends when it fires;
+    /// work it has begun (an inventory write, an instruction) it finishes.
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.inner.tasks.spawn(task);
+    }
+
+    /// Resolves once the hub has begun to stop.
+    pub fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.inner.stop.clone().cancelled_owned()
+    }
+
+    /// Whether the hub has begun to stop.
+    pub fn is_stopping(&self) -> bool {
+        self.inner.stop.is_cancelled()
+    }
+
+    /// Begins to stop: background tasks end at their next wait, agent sessions and watches end
+    /// (the agents keep their operations running and report them to the next hub).
+    pub fn stop(&self) {
+        self.inner.stop.cancel();
+    }
+
+    /// Stops ([`Hub::stop`]), waits up to `grace` for the background tasks to finish what they
+    /// have begun, and writes the inventory to disk. The caller drops the hub afterwards, which
+    /// closes the inventory.
+    pub async fn shutdown(&self, grace: Duration) -> Result<()> {
+        self.stop();
+        self.inner.tasks.close();
+        if tokio::time::timeout(grace, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                running = self.inner.tasks.len(),
+                ?grace,
+                "background tasks still running at shutdown: left unfinished"
+            );
+        }
+        self.inner.inventory.flush().await?;
+        Ok(())
     }
 
     /// Checks every location once, recording each one's health, and reads back into the
@@ -282,7 +313,7 @@ impl Hub {
     pub async fn report(&self, cluster: &ClusterName, session: SessionId, report: Report) -> Result<()> {
         self.inner.agents.beat(cluster, session);
         match report {
-            Report::Heartbeat => {}
+            Report::Heartbeat | Report::Register(_) => {}
             Report::Progress(p) => self.inner.board.progress(p),
             Report::BackupDone(name, status) => {
                 let Some(mut backup) = self.inner.inventory.backup(&name).await? else {
@@ -292,8 +323,9 @@ impl Hub {
                 let phase = status.phase;
                 backup.status = status;
                 self.inner.inventory.put_backup(&backup).await?;
-                self.inner.agents.finished(cluster, &name.operation());
-                self.inner.board.close(&name.operation(), phase);
+                let operation = OperationId::Backup(name);
+                self.inner.agents.finished(cluster, &operation);
+                self.inner.board.close(&operation, phase);
                 if phase.is_final() {
                     self.keep_last(&backup).await;
                 }
@@ -306,8 +338,9 @@ impl Hub {
                 let phase = status.phase;
                 restore.status = status;
                 self.inner.inventory.put_restore(&restore).await?;
-                self.inner.agents.finished(cluster, &name.operation());
-                self.inner.board.close(&name.operation(), phase);
+                let operation = OperationId::Restore(name);
+                self.inner.agents.finished(cluster, &operation);
+                self.inner.board.close(&operation, phase);
             }
             Report::VolumeTask(task) => self.route_volume(task).await,
             Report::PruneDone(location, prune) => self.pruned(&location, prune).await?,
@@ -347,7 +380,7 @@ impl Hub {
     }
 
     /// Marks the named running operations `Failed` with `why`.
-    async fn fail_all(&self, operations: &[String], why: &str) {
+    async fn fail_all(&self, operations: &[OperationId], why: &str) {
         for op in operations {
             if let Err(e) = self.fail(op, why).await {
                 tracing::error!(operation = %op, error = %e, "recording a failed operation");
@@ -355,29 +388,31 @@ impl Hub {
         }
     }
 
-    /// Marks running operation `operation` (`backup/<name>` or `restore/<name>`) `Failed`.
-    async fn fail(&self, operation: &str, why: &str) -> Result<()> {
+    /// Marks running backup or restore `operation` `Failed`.
+    async fn fail(&self, operation: &OperationId, why: &str) -> Result<()> {
         let finished = Some(Timestamp::now());
-        let (kind, name) = operation.split_once('/').unwrap_or(("", operation));
-        if kind == "backup"
-            && let Ok(name) = BackupName::new(name)
-            && let Some(mut b) = self.inner.inventory.backup(&name).await?
-            && !b.status.phase.is_final()
-        {
-            b.status.phase = Phase::Failed;
-            b.status.error = Some(why.to_owned());
-            b.status.finished = finished;
-            self.inner.inventory.put_backup(&b).await?;
-        }
-        if kind == "restore"
-            && let Ok(name) = RestoreName::new(name)
-            && let Some(mut r) = self.inner.inventory.restore(&name).await?
-            && !r.status.phase.is_final()
-        {
-            r.status.phase = Phase::Failed;
-            r.status.error = Some(why.to_owned());
-            r.status.finished = finished;
-            self.inner.inventory.put_restore(&r).await?;
+        match operation {
+            OperationId::Backup(name) => {
+                if let Some(mut b) = self.inner.inventory.backup(name).await?
+                    && !b.status.phase.is_final()
+                {
+                    b.status.phase = Phase::Failed;
+                    b.status.error = Some(why.to_owned());
+                    b.status.finished = finished;
+                    self.inner.inventory.put_backup(&b).await?;
+                }
+            }
+            OperationId::Restore(name) => {
+                if let Some(mut r) = self.inner.inventory.restore(name).await?
+                    && !r.status.phase.is_final()
+                {
+                    r.status.phase = Phase::Failed;
+                    r.status.error = Some(why.to_owned());
+                    r.status.finished = finished;
+                    self.inner.inventory.put_restore(&r).await?;
+                }
+            }
+            OperationId::Prune(_) | OperationId::Volume(_) => {}
         }
         self.inner.board.close(operation, Phase::Failed);
         Ok(())
@@ -398,7 +433,11 @@ impl Hub {
     }
 
     /// The instruction queue of `cluster`'s agent, or why there is none.
-    async fn connected(&self, cluster: &ClusterName, operation: &str) -> Result<mpsc::Sender<Instruction>> {
+    async fn connected(
+        &self,
+        cluster: &ClusterName,
+        operation: &OperationId,
+    ) -> Result<mpsc::Sender<Instruction>> {
         if let Some(tx) = self.inner.agents.sender(cluster, operation) {
             return Ok(tx);
         }
@@ -431,14 +470,15 @@ impl Hub {
         spec.location = Some(stored.spec.name);
         spec.origin.workspace = Some(stored.spec.workspace);
         spec.origin.created = Some(self.inner.clock.now());
-        let tx = self.connected(&spec.cluster, &spec.name.operation()).await?;
+        let operation = OperationId::Backup(spec.name.clone());
+        let tx = self.connected(&spec.cluster, &operation).await?;
         let backup = Backup {
             spec: spec.clone(),
             status: BackupStatus::default(),
         };
         self.inner.inventory.put_backup(&backup).await?;
         self.dispatch(
-            &spec.name.operation(),
+            &operation,
             &tx,
             Instruction::Backup {
                 spec: spec.clone(),
@@ -478,14 +518,15 @@ impl Hub {
             .await?;
         let location = self.inner.locations.resolve(&stored)?;
         let key = self.inner.locations.repository_key(&stored.spec.workspace)?;
-        let tx = self.connected(&target, &spec.name.operation()).await?;
+        let operation = OperationId::Restore(spec.name.clone());
+        let tx = self.connected(&target, &operation).await?;
         let restore = Restore {
             spec: spec.clone(),
             status: RestoreStatus::default(),
         };
         self.inner.inventory.put_restore(&restore).await?;
         self.dispatch(
-            &spec.name.operation(),
+            &operation,
             &tx,
             Instruction::Restore {
                 spec: spec.clone(),
@@ -500,7 +541,7 @@ impl Hub {
     /// Sends `instruction` for `operation` (recorded already) to its agent.
     async fn dispatch(
         &self,
-        operation: &str,
+        operation: &OperationId,
         tx: &mpsc::Sender<Instruction>,
         instruction: Instruction,
     ) -> Result<()> {
@@ -609,8 +650,8 @@ impl Hub {
         Ok(self.inner.inventory.restores().await?)
     }
 
-    /// Live state of running operation `name`; `None` once it has ended (or never ran here).
-    pub fn watch(&self, name: &str) -> Option<watch::Receiver<Live>> {
-        self.inner.board.subscribe(name)
+    /// Live state of running operation `operation`; `None` once it has ended (or never ran here).
+    pub fn watch(&self, operation: &OperationId) -> Option<watch::Receiver<Live>> {
+        self.inner.board.subscribe(operation)
     }
 }

@@ -1,12 +1,12 @@
 //! Live state of running backups and restores, for `Watch` subscribers (the CLI's `--wait`).
 
-use cairn_proto::model::{Phase, Progress};
+use cairn_proto::model::{OperationId, Phase, Progress};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::sync::watch;
 
 /// What a watcher sees: the latest progress and the phase.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Live {
     /// Latest progress.
     pub progress: Progress,
@@ -14,29 +14,26 @@ pub struct Live {
     pub phase: Phase,
 }
 
-/// One `watch` channel per running operation, by name.
+/// One `watch` channel per running operation.
 #[derive(Default)]
 pub struct Board {
-    channels: Mutex<HashMap<String, watch::Sender<Live>>>,
+    channels: Mutex<HashMap<OperationId, watch::Sender<Live>>>,
 }
 
 impl Board {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<Live>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<OperationId, watch::Sender<Live>>> {
         self.channels
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A new operation `name`, pending.
-    pub fn open(&self, name: &str) {
+    /// A new operation, pending.
+    pub fn open(&self, operation: &OperationId) {
         let (tx, _) = watch::channel(Live {
-            progress: Progress {
-                operation: name.to_owned(),
-                ..Progress::default()
-            },
+            progress: Progress::new(operation.clone()),
             phase: Phase::Pending,
         });
-        self.lock().insert(name.to_owned(), tx);
+        self.lock().insert(operation.clone(), tx);
     }
 
     /// Records progress; the operation is in progress from now on.
@@ -49,15 +46,15 @@ impl Board {
         }
     }
 
-    /// Ends operation `name` with `phase`; watchers see it, then the channel closes.
-    pub fn close(&self, name: &str, phase: Phase) {
-        if let Some(tx) = self.lock().remove(name) {
+    /// Ends `operation` with `phase`; watchers see it, then the channel closes.
+    pub fn close(&self, operation: &OperationId, phase: Phase) {
+        if let Some(tx) = self.lock().remove(operation) {
             tx.send_modify(|live| live.phase = phase);
         }
     }
 
-    /// A subscription to operation `name`, if it is running.
-    pub fn subscribe(&self, name: &str) -> Option<watch::Receiver<Live>> {
-        self.lock().get(name).map(watch::Sender::subscribe)
+    /// A subscription to `operation`, if it is running.
+    pub fn subscribe(&self, operation: &OperationId) -> Option<watch::Receiver<Live>> {
+        self.lock().get(operation).map(watch::Sender::subscribe)
     }
 }

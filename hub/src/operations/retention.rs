@@ -58,7 +58,10 @@ impl Hub {
         loop {
             self.expire().await;
             let next = std::time::SystemTime::from(self.inner.clock.now()) + EXPIRY_INTERVAL;
-            self.inner.clock.sleep_until(next.into()).await;
+            tokio::select! {
+                () = self.inner.clock.sleep_until(next.into()) => {}
+                () = self.stopping() => return,
+            }
         }
     }
 

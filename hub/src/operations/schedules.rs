@@ -141,7 +141,10 @@ impl Hub {
     /// The first pass, [`RECONNECT_GRACE`] after start-up, makes the catch-up runs.
     pub async fn run_schedules(self) {
         let start = std::time::SystemTime::from(self.inner.clock.now()) + RECONNECT_GRACE;
-        self.inner.clock.sleep_until(start.into()).await;
+        tokio::select! {
+            () = self.inner.clock.sleep_until(start.into()) => {}
+            () = self.stopping() => return,
+        }
         let mut firing = Firing::CatchUp;
         loop {
             let now = self.inner.clock.now();
@@ -181,6 +184,7 @@ impl Hub {
             tokio::select! {
                 () = self.inner.clock.sleep_until(wake) => {}
                 () = self.inner.schedules_changed.notified() => {}
+                () = self.stopping() => return,
             }
         }
     }

@@ -4,11 +4,11 @@
 //! beyond which tasks each node agent is running, so a node agent that goes away fails its tasks
 //! at once instead of leaving the cluster agent waiting.
 
-use cairn_proto::model::{VolumeResult, VolumeTask};
+use cairn_proto::model::{Instruction, OperationId, Report, VolumeResult, VolumeTask, VolumeTaskId};
 use tokio::sync::mpsc;
 
-use super::agents::{Instruction, NodeAgent, SessionId};
-use super::{Hub, Report};
+use super::Hub;
+use super::agents::{NodeAgent, SessionId};
 
 impl Hub {
     /// Registers the agent of `node`; returns its session and the queue of tasks for it.
@@ -16,6 +16,7 @@ impl Hub {
     pub async fn register_node(&self, node: &NodeAgent) -> (SessionId, mpsc::Receiver<Instruction>) {
         let (id, rx, orphaned) = self.inner.nodes.attach(node);
         for task in orphaned {
+            let OperationId::Volume(task) = task else { continue };
             self.answer(
                 node,
                 &task,
@@ -32,11 +33,11 @@ impl Hub {
         self.inner.nodes.beat(node, session);
         let instruction = match report {
             Report::VolumeDone(id, result) => {
-                self.inner.nodes.finished(node, &id);
+                self.inner.nodes.finished(node, &OperationId::Volume(id.clone()));
                 Instruction::VolumeDone(id, result)
             }
             Report::VolumeProgress(p) => Instruction::VolumeProgress(p),
-            Report::Heartbeat => return,
+            Report::Heartbeat | Report::Register(_) => return,
             _ => {
                 tracing::warn!(%node, "report ignored: node agents send only volume progress and results");
                 return;
@@ -54,6 +55,7 @@ impl Hub {
         };
         tracing::warn!(%node, why, running = running.len(), "node agent disconnected");
         for task in running {
+            let OperationId::Volume(task) = task else { continue };
             self.answer(
                 node,
                 &task,
@@ -70,10 +72,11 @@ impl Hub {
             node: task.node.clone(),
         };
         let id = task.id.clone();
-        match self.inner.nodes.sender(&node, &id) {
+        let operation = OperationId::Volume(id.clone());
+        match self.inner.nodes.sender(&node, &operation) {
             Some(tx) if tx.send(Instruction::Volume(task)).await.is_ok() => {}
             _ => {
-                self.inner.nodes.finished(&node, &id);
+                self.inner.nodes.finished(&node, &operation);
                 let why = format!(
                     "no node agent is connected on node {} of cluster {} (run `cairn-agent node` there: deploy/node-agent.yaml)",
                     node.node, node.cluster
@@ -84,14 +87,14 @@ impl Hub {
     }
 
     /// Tells the cluster agent that task `id` on `node` failed with `why`.
-    async fn answer(&self, node: &NodeAgent, id: &str, why: &str) {
+    async fn answer(&self, node: &NodeAgent, id: &VolumeTaskId, why: &str) {
         let result = VolumeResult {
             node: node.node.clone(),
             error: Some(why.to_owned()),
             ..VolumeResult::default()
         };
         if let Some(tx) = self.inner.agents.queue(&node.cluster) {
-            let _ = tx.send(Instruction::VolumeDone(id.to_owned(), result)).await;
+            let _ = tx.send(Instruction::VolumeDone(id.clone(), result)).await;
         }
     }
 }

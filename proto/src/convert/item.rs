@@ -178,7 +178,7 @@ impl Wire for Progress {
 
     fn to_pb(&self) -> pb::Progress {
         pb::Progress {
-            operation: self.operation.clone(),
+            operation: self.operation.to_string(),
             items_done: self.items_done,
             items_total: self.items_total,
             bytes_done: self.bytes_done,
@@ -189,7 +189,7 @@ impl Wire for Progress {
 
     fn from_pb(m: pb::Progress) -> Result<Self> {
         Ok(Self {
-            operation: m.operation,
+            operation: super::name("Progress.operation", m.operation)?,
             items_done: m.items_done,
             items_total: m.items_total,
             bytes_done: m.bytes_done,

@@ -5,6 +5,7 @@
 //! protobuf byte encoding used on the bucket and in the hub's database.
 
 mod backup;
+mod channel;
 mod item;
 mod location;
 mod restore;
@@ -113,7 +114,8 @@ fn ms(t: Option<Timestamp>) -> i64 {
     t.map_or(0, Timestamp::unix_ms)
 }
 
-fn required<T>(field: &'static str, value: Option<T>) -> Result<T> {
+/// A field prost leaves optional that the domain requires.
+pub fn required<T>(field: &'static str, value: Option<T>) -> Result<T> {
     value.ok_or(Error::Missing { field })
 }
 

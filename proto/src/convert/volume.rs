@@ -45,7 +45,7 @@ impl Wire for VolumeTask {
 
     fn to_pb(&self) -> pb::VolumeTask {
         pb::VolumeTask {
-            id: self.id.clone(),
+            id: self.id.to_string(),
             cluster: self.cluster.to_string(),
             node: self.node.clone(),
             location: Some(self.location.to_pb()),
@@ -60,7 +60,7 @@ impl Wire for VolumeTask {
 
     fn from_pb(m: pb::VolumeTask) -> Result<Self> {
         Ok(Self {
-            id: m.id,
+            id: name("VolumeTask.id", m.id)?,
             cluster: name("VolumeTask.cluster", m.cluster)?,
             node: m.node,
             location: Location::from_pb(required("VolumeTask.location", m.location)?)?,
@@ -79,7 +79,7 @@ impl Wire for VolumeProgress {
 
     fn to_pb(&self) -> pb::VolumeProgress {
         pb::VolumeProgress {
-            id: self.id.clone(),
+            id: self.id.to_string(),
             files: self.files,
             bytes: self.bytes,
         }
@@ -87,7 +87,7 @@ impl Wire for VolumeProgress {
 
     fn from_pb(m: pb::VolumeProgress) -> Result<Self> {
         Ok(Self {
-            id: m.id,
+            id: name("VolumeProgress.id", m.id)?,
             files: m.files,
             bytes: m.bytes,
         })

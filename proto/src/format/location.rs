@@ -15,6 +15,7 @@ use object_store::{Certificate, ClientConfigKey, ClientOptions, ObjectStore, Obj
 use std::fmt;
 use std::sync::Arc;
 
+use super::server_error::ServerError;
 use crate::model::Location;
 
 /// Option holding a PEM CA certificate the location's endpoint is trusted through.
@@ -245,7 +246,7 @@ pub enum VerifyError {
     #[error(transparent)]
     Open(#[from] Error),
     /// A step of the probe failed.
-    #[error("{step} failed: {failure}")]
+    #[error("{step} failed: {failure}: {server}")]
     Step {
         /// Location name.
         location: String,
@@ -253,9 +254,8 @@ pub enum VerifyError {
         step: &'static str,
         /// What it means.
         failure: Failure,
-        /// The cause.
-        #[source]
-        source: Box<object_store::Error>,
+        /// What the server said, in one line.
+        server: ServerError,
     },
     /// The probe read back other bytes than were written.
     #[error("the probe object read back differs from what was written")]
@@ -331,7 +331,7 @@ pub async fn verify(location: &Location) -> Result<(), VerifyError> {
             location: name,
             step,
             failure: classify(&source),
-            source: Box::new(source),
+            server: ServerError(source),
         }
     };
     store
@@ -352,7 +352,7 @@ pub async fn verify(location: &Location) -> Result<(), VerifyError> {
             location: name,
             step: "listing the probe object",
             failure: Failure::Other,
-            source: Box::new(object_store::Error::NotFound {
+            server: ServerError(object_store::Error::NotFound {
                 path: key.to_string(),
                 source: "not listed".into(),
             }),

@@ -5,6 +5,7 @@ pub mod location;
 mod parts;
 pub mod provider;
 mod sealed;
+pub mod server_error;
 
 pub use location::{open as open_location, verify as verify_location};
 pub use parts::{PartReader, PartWriter};

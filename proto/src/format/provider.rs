@@ -66,9 +66,13 @@ pub fn resolve(spec: &LocationSpec, credentials: &Credentials) -> Result<Locatio
             credentials_kind(credentials)
         ))
     };
+    let named = |flag: &str, value: String, rule: fn(&str) -> Option<&'static str>| match rule(&value) {
+        None => Ok(value),
+        Some(rule) => Err(invalid(format!("{flag} {value:?} cannot be used: {rule}"))),
+    };
     let url = match spec.provider {
         Provider::S3 | Provider::Minio => {
-            let bucket = need(&spec.bucket, "--bucket")?;
+            let bucket = named("--bucket", need(&spec.bucket, "--bucket")?, s3_bucket)?;
             let compatible = spec.provider == Provider::Minio;
             if compatible && spec.endpoint.is_none() {
                 return Err(invalid("--endpoint is required".into()));
@@ -102,7 +106,7 @@ pub fn resolve(spec: &LocationSpec, credentials: &Credentials) -> Result<Locatio
             format!("s3://{bucket}{prefix}")
         }
         Provider::Gcs => {
-            let bucket = need(&spec.bucket, "--bucket")?;
+            let bucket = named("--bucket", need(&spec.bucket, "--bucket")?, gcs_bucket)?;
             let key = match credentials {
                 Credentials::Ambient => None,
                 Credentials::GcsServiceAccount(key) => Some(key.expose_secret().to_owned()),
@@ -115,7 +119,9 @@ pub fn resolve(spec: &LocationSpec, credentials: &Credentials) -> Result<Locatio
         }
         Provider::Azure => {
             let container = need(&spec.bucket, "--bucket (the container)")?;
-            set("azure_storage_account_name", &need(&spec.account, "--account")?);
+            let container = named("--bucket (the container)", container, azure_container)?;
+            let account = named("--account", need(&spec.account, "--account")?, azure_account)?;
+            set("azure_storage_account_name", &account);
             if let Some(endpoint) = &spec.endpoint {
                 set("azure_storage_endpoint", endpoint);
             }
@@ -177,6 +183,72 @@ fn gcs_key(key: Option<String>, endpoint: Option<&str>) -> Result<Option<String>
     Ok(Some(json.to_string()))
 }
 
+/// The rule an S3 (or S3-compatible) bucket name breaks, if any.
+fn s3_bucket(name: &str) -> Option<&'static str> {
+    let ok = (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && alnum_ends(name)
+        && !name.contains("..")
+        && name.parse::<std::net::Ipv4Addr>().is_err();
+    (!ok).then_some(
+        "S3 bucket names are 3 to 63 characters of lowercase letters, digits, '.' and '-', start and \
+         end with a letter or digit, have no '..' and are not IP addresses",
+    )
+}
+
+/// The rule a GCS bucket name breaks, if any.
+fn gcs_bucket(name: &str) -> Option<&'static str> {
+    let long_enough = if name.contains('.') {
+        name.len() <= 222 && name.split('.').all(|part| (1..=63).contains(&part.len()))
+    } else {
+        name.len() <= 63
+    };
+    let ok = name.len() >= 3
+        && long_enough
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'))
+        && alnum_ends(name)
+        && name.parse::<std::net::Ipv4Addr>().is_err()
+        && !name.starts_with("goog")
+        && !name.contains("google");
+    (!ok).then_some(
+        "GCS bucket names are 3 to 63 characters (222 with dots, 63 between them) of lowercase \
+         letters, digits, '-', '_' and '.', start and end with a letter or digit, are not IP \
+         addresses, and neither start with \"goog\" nor contain \"google\"",
+    )
+}
+
+/// The rule an Azure container name breaks, if any (`$root`, `$logs` and `$web` are Azure's own).
+fn azure_container(name: &str) -> Option<&'static str> {
+    let ok = matches!(name, "$root" | "$logs" | "$web")
+        || ((3..=63).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && alnum_ends(name)
+            && !name.contains("--"));
+    (!ok).then_some(
+        "Azure container names are 3 to 63 characters of lowercase letters, digits and '-', start \
+         and end with a letter or digit, and have no '--'",
+    )
+}
+
+/// The rule an Azure storage account name breaks, if any.
+fn azure_account(name: &str) -> Option<&'static str> {
+    let ok =
+        (3..=24).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    (!ok).then_some("Azure storage account names are 3 to 24 lowercase letters and digits")
+}
+
+/// Whether `name` starts and ends with a lowercase letter or digit.
+fn alnum_ends(name: &str) -> bool {
+    let alnum = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    alnum(name.as_bytes().first()) && alnum(name.as_bytes().last())
+}
+
 fn credentials_kind(c: &Credentials) -> &'static str {
     match c {
         Credentials::Ambient => "none",
@@ -198,7 +270,7 @@ mod tests {
             name: "loc".parse().expect("name"),
             workspace: "default".parse().expect("name"),
             provider,
-            bucket: Some("b".into()),
+            bucket: Some("bkt".into()),
             prefix: Some("team/a/".into()),
             region: None,
             endpoint: None,
@@ -219,7 +291,7 @@ mod tests {
             session_token: None,
         };
         let loc = resolve(&minio, &keys).expect("valid");
-        assert_eq!(loc.url, "s3://b/team/a");
+        assert_eq!(loc.url, "s3://bkt/team/a");
         assert_eq!(loc.options["allow_http"], "true");
         assert_eq!(loc.options["aws_region"], "us-east-1");
         assert_eq!(loc.options["aws_virtual_hosted_style_request"], "false");
@@ -261,5 +333,65 @@ mod tests {
         );
         fs.path = Some("backups".into());
         assert!(resolve(&fs, &Credentials::Ambient).is_err());
+    }
+
+    /// Names a provider would refuse are refused before any request, with the provider's rule.
+    #[test]
+    fn names_a_provider_cannot_accept_are_refused_with_its_rule() {
+        let refused = |provider: Provider, bucket: &str, account: Option<&str>| {
+            let mut s = spec(provider);
+            s.bucket = Some(bucket.into());
+            s.account = account.map(Into::into);
+            s.region = Some("eu-west-1".into());
+            resolve(&s, &Credentials::Ambient).err().map(|e| e.to_string())
+        };
+        let e = refused(Provider::Azure, "c", Some("devstoreaccount1")).expect("too short");
+        assert_eq!(
+            e,
+            "location loc (azure): --bucket (the container) \"c\" cannot be used: Azure container \
+             names are 3 to 63 characters of lowercase letters, digits and '-', start and end with a \
+             letter or digit, and have no '--'"
+        );
+        for bad in ["a--b", "Vault", "-vault", "vault-", &"v".repeat(64)] {
+            assert!(
+                refused(Provider::Azure, bad, Some("devstoreaccount1")).is_some(),
+                "{bad}"
+            );
+        }
+        assert!(refused(Provider::Azure, "vault-1", Some("devstoreaccount1")).is_none());
+        assert!(refused(Provider::Azure, "$web", Some("devstoreaccount1")).is_none());
+        let e = refused(Provider::Azure, "vault", Some("Dev-Account")).expect("bad account");
+        assert!(
+            e.contains("--account \"Dev-Account\" cannot be used: Azure storage account names"),
+            "{e}"
+        );
+
+        for bad in [
+            "ab",
+            "Backups",
+            "my_bucket",
+            "a..b",
+            "192.168.1.1",
+            "-ab",
+            "ab-",
+            &"b".repeat(64),
+        ] {
+            let e = refused(Provider::S3, bad, None).expect(bad);
+            assert!(e.contains("S3 bucket names are 3 to 63 characters"), "{bad}: {e}");
+        }
+        assert!(refused(Provider::S3, "acme-backups.eu", None).is_none());
+
+        for bad in ["ab", "goog-data", "my-google-bucket", "Data", "a.b..c"] {
+            assert!(refused(Provider::Gcs, bad, None).is_some(), "{bad}");
+        }
+        assert!(refused(Provider::Gcs, "team_backups-1", None).is_none());
+        assert!(
+            refused(
+                Provider::Gcs,
+                &format!("{}.{}", "a".repeat(63), "b".repeat(63)),
+                None
+            )
+            .is_none()
+        );
     }
 }

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+use super::OperationId;
+
 /// One Kubernetes object.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ItemRef {
@@ -117,10 +119,10 @@ pub struct IndexEntry {
 }
 
 /// How far an operation has got.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
-    /// The operation: `backup/<name>` or `restore/<name>`.
-    pub operation: String,
+    /// The operation.
+    pub operation: OperationId,
     /// Items done.
     pub items_done: u64,
     /// Items in all, `0` while unknown.
@@ -131,4 +133,18 @@ pub struct Progress {
     pub current: String,
     /// Volume data: files moved so far.
     pub files_done: u64,
+}
+
+impl Progress {
+    /// Nothing done yet of `operation`.
+    pub fn new(operation: OperationId) -> Self {
+        Self {
+            operation,
+            items_done: 0,
+            items_total: 0,
+            bytes_done: 0,
+            current: String::new(),
+            files_done: 0,
+        }
+    }
 }

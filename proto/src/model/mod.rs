@@ -2,11 +2,13 @@
 //! are converted in [`crate::convert`]; nothing here knows about protobuf.
 
 mod backup;
+mod channel;
 mod cluster;
 mod group;
 mod item;
 mod location;
 mod name;
+mod operation;
 mod restore;
 mod schedule;
 mod selector;
@@ -17,6 +19,7 @@ mod workspace;
 pub use backup::{
     Backup, BackupOrigin, BackupSpec, BackupStatus, ClusterResources, Manifest, NamespaceFilter,
 };
+pub use channel::{Instruction, Registration, Report};
 pub use cluster::Cluster;
 pub use group::{BackupGroup, GroupMember};
 pub use item::{IndexEntry, ItemRef, ItemResult, Outcome, Progress, ResourceSummary};
@@ -26,6 +29,7 @@ pub use location::{
 pub use name::{
     BackupName, ClusterName, InvalidName, LocationName, RestoreName, ScheduleName, WorkspaceName,
 };
+pub use operation::{InvalidOperation, OperationId, VolumeTaskId};
 pub use restore::{ExistingPolicy, OutcomeCounts, Restore, RestoreSpec, RestoreStatus};
 pub use schedule::{BackupTemplate, Schedule, ScheduleTarget};
 pub use selector::{InvalidSelector, LabelSelector};

@@ -94,24 +94,12 @@ name_type!(
     "backup"
 );
 
-impl BackupName {
-    /// The running operation's id, `backup/<name>`: backups and restores may share names.
-    pub fn operation(&self) -> String {
-        format!("backup/{self}")
-    }
-}
 name_type!(
     /// A restore's name.
     RestoreName,
     "restore"
 );
 
-impl RestoreName {
-    /// The running operation's id, `restore/<name>`.
-    pub fn operation(&self) -> String {
-        format!("restore/{self}")
-    }
-}
 name_type!(
     /// A backup location's name.
     LocationName,

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClusterName, Location};
+use super::{ClusterName, Location, VolumeTaskId};
 
 /// One PersistentVolumeClaim's data in a backup (the snapshot it went to) or a restore (the
 /// snapshot written into the claim's new volume).
@@ -54,7 +54,7 @@ impl std::fmt::Debug for RepositoryKey {
 #[derive(Debug, Clone)]
 pub struct VolumeTask {
     /// Unique while running: `<operation>/<namespace>/<claim>`.
-    pub id: String,
+    pub id: VolumeTaskId,
     /// The cluster.
     pub cluster: ClusterName,
     /// The node whose agent moves it.
@@ -76,10 +76,10 @@ pub struct VolumeTask {
 }
 
 /// How far a node agent has got with a task.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeProgress {
     /// The task.
-    pub id: String,
+    pub id: VolumeTaskId,
     /// Files done.
     pub files: u64,
     /// Bytes done.

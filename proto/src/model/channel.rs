@@ -1,0 +1,99 @@
+//! The agent channel (`proto/cairn/v1/agent.proto`) in domain terms: what the hub asks an agent
+//! to do ([`Instruction`]) and what an agent tells the hub ([`Report`]). Hub and agent both speak
+//! these; the one conversion to the wire is in [`crate::convert`].
+
+use std::time::Duration;
+
+use super::{
+    BackupName, BackupSpec, BackupStatus, ClusterName, Location, LocationName, OperationId, Progress, Prune,
+    RepositoryKey, RestoreName, RestoreSpec, RestoreStatus, VolumeProgress, VolumeResult, VolumeTask,
+    VolumeTaskId,
+};
+
+/// What the hub asks an agent to do.
+#[derive(Debug, Clone)]
+pub enum Instruction {
+    /// To a cluster agent: run a backup into `location`.
+    Backup {
+        /// The backup.
+        spec: BackupSpec,
+        /// Where to write it.
+        location: Location,
+        /// The workspace's volume-repository key.
+        key: RepositoryKey,
+    },
+    /// To a cluster agent: run a restore from `location`.
+    Restore {
+        /// The restore.
+        spec: RestoreSpec,
+        /// Where the backup is.
+        location: Location,
+        /// The workspace's volume-repository key.
+        key: RepositoryKey,
+    },
+    /// To a cluster agent: prune the volume repository of `location`.
+    Prune {
+        /// The location.
+        location: Location,
+        /// The workspace's volume-repository key.
+        key: RepositoryKey,
+        /// How long unused packs stay planned before they are deleted.
+        grace: Duration,
+    },
+    /// To a node agent: move one claim's data.
+    Volume(VolumeTask),
+    /// To a cluster agent: a node agent ended its task.
+    VolumeDone(VolumeTaskId, VolumeResult),
+    /// To a cluster agent: how far a node agent has got.
+    VolumeProgress(VolumeProgress),
+    /// Stop an operation (agents do not support it yet and say so).
+    Cancel(OperationId),
+}
+
+/// Who an agent is: the first report on every link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The cluster it serves.
+    pub cluster: ClusterName,
+    /// The agent's version.
+    pub agent_version: String,
+    /// The cluster's Kubernetes version (cluster agents).
+    pub kubernetes_version: String,
+    /// The node a node agent moves volume data on; `None`: a cluster agent.
+    pub node: Option<String>,
+}
+
+/// What an agent tells the hub.
+#[derive(Debug, Clone)]
+pub enum Report {
+    /// Who it is; first on every link.
+    Register(Registration),
+    /// Still there.
+    Heartbeat,
+    /// How far an operation has got.
+    Progress(Progress),
+    /// A backup ended.
+    BackupDone(BackupName, BackupStatus),
+    /// A restore ended.
+    RestoreDone(RestoreName, RestoreStatus),
+    /// Cluster agent: a claim's data to move, for the agent of the node named in it.
+    VolumeTask(VolumeTask),
+    /// Node agent: how far a task has got.
+    VolumeProgress(VolumeProgress),
+    /// Node agent: a task ended.
+    VolumeDone(VolumeTaskId, VolumeResult),
+    /// A prune of a location's volume repository ended.
+    PruneDone(LocationName, Prune),
+}
+
+impl Report {
+    /// Whether the hub must get it even across a broken link: an agent repeats its recent
+    /// results on every new link (the hub records them idempotently); progress and requests are
+    /// not repeated.
+    pub fn is_result(&self) -> bool {
+        matches!(
+            self,
+            Self::BackupDone(..) | Self::RestoreDone(..) | Self::VolumeDone(..) | Self::PruneDone(..)
+        )
+    }
+}
