@@ -11,10 +11,10 @@
 
 use anyhow::{Context, Result, bail};
 use cairn_hub::api::client::Client;
-use cairn_hub::inventory::{BackupQuery, Inventory, rocks::RocksStore};
+use cairn_hub::inventory::{Inventory, rocks::RocksStore};
 use cairn_hub::operations::Hub;
 use cairn_proto::model::{
-    Backup, BackupName, BackupOrigin, BackupSpec, BackupStatus, ClusterName, ClusterResources,
+    Backup, BackupName, BackupOrigin, BackupQuery, BackupSpec, BackupStatus, ClusterName, ClusterResources,
     NamespaceFilter, Phase, Schedule, ScheduleTarget, Timestamp,
 };
 use cairn_proto::pb::{self, agent_channel_client::AgentChannelClient};

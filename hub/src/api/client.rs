@@ -2,16 +2,14 @@
 
 use cairn_proto::convert::{self, Wire};
 use cairn_proto::model::{
-    Backup, BackupGroup, BackupSpec, BackupTemplate, Cluster, Credentials, IndexEntry, ItemResult,
-    LocationInfo, LocationSpec, Phase, Progress, Restore, RestoreSpec, Schedule, Timestamp, Workspace,
+    Backup, BackupQuery, BackupSpec, BackupTemplate, Cluster, Credentials, IndexEntry, ItemResult,
+    LocationInfo, LocationSpec, Phase, Progress, Restore, RestoreSpec, Schedule, Workspace, WorkspaceBackup,
 };
 use cairn_proto::pb::{self, cairn_client::CairnClient};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 use super::MAX_MESSAGE;
-use crate::inventory::BackupQuery;
-use crate::operations::WorkspaceBackup;
 
 /// A call that failed.
 #[derive(Debug, thiserror::Error)]
@@ -110,16 +108,7 @@ impl Client {
 
     /// Backups matching `query`, newest first.
     pub async fn backups(&mut self, query: &BackupQuery) -> Result<Vec<Backup>> {
-        let text = |n: Option<String>| n.unwrap_or_default();
-        let request = pb::ListBackupsRequest {
-            cluster: text(query.cluster.as_ref().map(ToString::to_string)),
-            workspace: text(query.workspace.as_ref().map(ToString::to_string)),
-            namespace: text(query.namespace.clone()),
-            phase: query.phase.map_or(0, convert::phase_to_pb),
-            since_unix_ms: query.since.map_or(0, Timestamp::unix_ms),
-            schedule: text(query.schedule.as_ref().map(ToString::to_string)),
-        };
-        let r = self.inner.list_backups(request).await?.into_inner();
+        let r = self.inner.list_backups(query.to_pb()).await?.into_inner();
         Ok(r.backups
             .into_iter()
             .map(Backup::from_pb)
@@ -313,13 +302,13 @@ impl Client {
             template: Some(template.to_pb()),
         };
         let r = self.inner.create_workspace_backup(request).await?;
-        workspace_backup(r.into_inner())
+        Ok(WorkspaceBackup::from_pb(r.into_inner())?)
     }
 
     /// One workspace backup with its members' backups.
     pub async fn workspace_backup(&mut self, name: &str) -> Result<WorkspaceBackup> {
         let r = self.inner.get_workspace_backup(get(name)).await?;
-        workspace_backup(r.into_inner())
+        Ok(WorkspaceBackup::from_pb(r.into_inner())?)
     }
 
     /// Creates a schedule.
@@ -368,16 +357,6 @@ impl Client {
         let r = self.inner.run_schedule(get(name)).await?;
         Ok(Schedule::from_pb(r.into_inner())?)
     }
-}
-
-fn workspace_backup(w: pb::WorkspaceBackup) -> Result<WorkspaceBackup> {
-    let group = BackupGroup::from_pb(w.group.unwrap_or_default())?;
-    let backups = w
-        .backups
-        .into_iter()
-        .map(Backup::from_pb)
-        .collect::<Result<_, _>>()?;
-    Ok(WorkspaceBackup { group, backups })
 }
 
 fn get(name: &str) -> pb::GetRequest {

@@ -22,7 +22,7 @@ mod schedule;
 use anyhow::Context;
 use anyhow::{Result, bail};
 use cairn_proto::model::{
-    BackupName, BackupOrigin, BackupTemplate, ClusterName, ClusterResources, Credentials, DEFAULT_WORKSPACE,
+    BackupName, BackupOrigin, BackupQuery, BackupTemplate, ClusterName, ClusterResources, Credentials, DEFAULT_WORKSPACE,
     ExistingPolicy, LabelSelector, LocationName, LocationSpec, NamespaceFilter, Phase, Provider, RestoreName,
     RestoreSpec, ScheduleName, WorkspaceName,
 };
@@ -31,7 +31,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::api::client::Client;
-use crate::inventory::BackupQuery;
 pub use output::Format;
 
 /// Backup and restore for fleets of Kubernetes clusters.

@@ -3,10 +3,9 @@
 use anyhow::Result;
 use cairn_proto::model::{
     Backup, Cluster, IndexEntry, ItemResult, LocationInfo, LocationSpec, Progress, Provider, Restore,
-    Schedule, ScheduleTarget, Timestamp, VolumeResult, Workspace,
+    Schedule, ScheduleTarget, Timestamp, VolumeResult, Workspace, WorkspaceBackup,
 };
 
-use crate::operations::WorkspaceBackup;
 use clap::ValueEnum;
 use comfy_table::{Table, presets::NOTHING};
 use serde::Serialize;

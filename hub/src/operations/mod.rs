@@ -15,13 +15,12 @@ mod schedules;
 mod volumes;
 mod workspaces;
 
-pub use groups::WorkspaceBackup;
 pub use workspaces::default_workspace;
 
 use cairn_proto::convert;
 use cairn_proto::format::{self, BackupKeys};
 use cairn_proto::model::{
-    Backup, BackupName, BackupSpec, BackupStatus, Cluster, ClusterName, IndexEntry, ItemResult, LocationName,
+    Backup, BackupName, BackupQuery, BackupSpec, BackupStatus, Cluster, ClusterName, IndexEntry, ItemResult, LocationName,
     Manifest, Phase, Progress, Restore, RestoreName, RestoreSpec, RestoreStatus, Timestamp, WorkspaceName,
 };
 use futures::{StreamExt, TryStreamExt};
@@ -31,7 +30,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::clock::Clock;
-use crate::inventory::{self, BackupQuery, Inventory};
+use crate::inventory::{self, Inventory};
 use crate::location::{self, Locations};
 use agents::{Agents, Instruction, SessionId};
 use progress::{Board, Live};

@@ -15,10 +15,10 @@ mod volume;
 mod workspace;
 
 pub use backup::{
-    Backup, BackupOrigin, BackupSpec, BackupStatus, ClusterResources, Manifest, NamespaceFilter,
+    Backup, BackupOrigin, BackupQuery, BackupSpec, BackupStatus, ClusterResources, Manifest, NamespaceFilter,
 };
 pub use cluster::Cluster;
-pub use group::{BackupGroup, GroupMember};
+pub use group::{BackupGroup, GroupMember, WorkspaceBackup};
 pub use item::{IndexEntry, ItemRef, ItemResult, Outcome, Progress, ResourceSummary};
 pub use location::{
     Credentials, Health, Location, LocationInfo, LocationSpec, Provider, Prune, StoredLocation,
