@@ -10,7 +10,7 @@
 //! backups (`CAIRN_BENCH_BACKUPS`): p99 of filtered queries. The last line is the 2,000 row.
 
 use anyhow::{Context, Result, bail};
-use cairn_hub::api::client::Client;
+use cairn_cli::client::Client;
 use cairn_hub::inventory::{Inventory, rocks::RocksStore};
 use cairn_hub::operations::Hub;
 use cairn_proto::model::{

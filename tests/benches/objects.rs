@@ -11,7 +11,7 @@
 //! its own and it is built with the bench profile.
 
 use anyhow::{Context, Result, bail};
-use cairn_hub::api::client::Client;
+use cairn_cli::client::Client;
 use cairn_hub::inventory::{Inventory, rocks::RocksStore};
 use cairn_hub::operations::Hub;
 use cairn_proto::model::{

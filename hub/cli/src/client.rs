@@ -9,7 +9,7 @@ use cairn_proto::pb::{self, cairn_client::CairnClient};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-use super::MAX_MESSAGE;
+use cairn_proto::MAX_MESSAGE;
 
 /// A call that failed.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 
 use super::output::{self, Format, outln};
 use super::{Target, TemplateArgs};
-use crate::api::client::Client;
+use crate::client::Client;
 
 #[derive(Subcommand)]
 pub(super) enum ScheduleVerb {

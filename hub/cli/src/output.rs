@@ -35,10 +35,10 @@ pub fn emit(args: std::fmt::Arguments<'_>) {
 }
 
 macro_rules! out {
-    ($($arg:tt)*) => { $crate::cli::output::emit(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::output::emit(format_args!($($arg)*)) };
 }
 macro_rules! outln {
-    ($($arg:tt)*) => { $crate::cli::output::emit(format_args!("{}\n", format_args!($($arg)*))) };
+    ($($arg:tt)*) => { $crate::output::emit(format_args!("{}\n", format_args!($($arg)*))) };
 }
 pub(crate) use outln;
 

@@ -1,4 +1,6 @@
-//! The `cairn` command: kubectl-like verbs over the hub's user API.
+//! `cairn-cli`: the `cairn` command, kubectl-like verbs over the hub's user API, and
+//! [`client`], the typed client of that API (model types in and out) the CLI and the tests use.
+//! It depends on `cairn-proto` alone: the hub, and with it RocksDB, is never linked.
 //!
 //! ```text
 //! cairn cluster list
@@ -14,6 +16,7 @@
 //! cairn restore list | describe NAME [--details]
 //! ```
 
+pub mod client;
 mod credentials;
 mod output;
 mod progress;
@@ -30,7 +33,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::api::client::Client;
+use crate::client::Client;
 pub use output::Format;
 
 /// Backup and restore for fleets of Kubernetes clusters.
@@ -499,13 +502,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             BackupVerb::Describe { name, details } => {
                 let backup = match client.backup(name.as_str()).await {
-                    Err(crate::api::client::Error::Status(s)) if s.code() == tonic::Code::NotFound => {
+                    Err(crate::client::Error::Status(s)) if s.code() == tonic::Code::NotFound => {
                         // Perhaps a workspace backup.
                         if let Ok(w) = client.workspace_backup(name.as_str()).await {
                             output::workspace_backup(out, &w)?;
                             return Ok(());
                         }
-                        return Err(crate::api::client::Error::Status(s).into());
+                        return Err(crate::client::Error::Status(s).into());
                     }
                     r => r?,
                 };
