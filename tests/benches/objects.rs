@@ -269,9 +269,9 @@ async fn until_done(client: &Client, name: &str, backup: bool) -> Result<Phase> 
     let kind = if backup { "backup" } else { "restore" };
     client.watch(&format!("{kind}/{name}"), |_| {}).await?;
     let phase = if backup {
-        client.backup(name).await?.status.phase
+        client.backup(&name.parse()?).await?.status.phase
     } else {
-        client.restore(name).await?.status.phase
+        client.restore(&name.parse()?).await?.status.phase
     };
     Ok(phase)
 }
@@ -362,7 +362,7 @@ async fn measure(n: usize) -> Result<Row> {
     let phase = until_done(&client, restore_spec.name.as_str(), false).await?;
     let restore = start.elapsed().as_secs_f64();
     if phase != Phase::Completed {
-        let r = client.restore(restore_spec.name.as_str()).await?;
+        let r = client.restore(&restore_spec.name).await?;
         let failed: Vec<_> = r.status.problems.iter().take(3).collect();
         bail!("restore ended {phase}: {:?} {failed:?}", r.status.error);
     }

@@ -472,7 +472,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     return Ok(());
                 }
                 progress::follow(&mut client, &spec.name.operation()).await?;
-                let backup = client.backup(spec.name.as_str()).await?;
+                let backup = client.backup(&spec.name).await?;
                 output::backup(out, &backup, None, None)?;
                 ensure_completed(
                     "backup",
@@ -501,19 +501,19 @@ pub async fn run(cli: Cli) -> Result<()> {
                 output::backups(out, &client.backups(&query).await?)
             }
             BackupVerb::Describe { name, details } => {
-                let backup = match client.backup(name.as_str()).await {
-                    Err(crate::client::Error::Status(s)) if s.code() == tonic::Code::NotFound => {
+                let backup = match client.backup(&name).await {
+                    Err(e) if e.is_not_found() => {
                         // Perhaps a workspace backup.
-                        if let Ok(w) = client.workspace_backup(name.as_str()).await {
+                        if let Ok(w) = client.workspace_backup(&name).await {
                             output::workspace_backup(out, &w)?;
                             return Ok(());
                         }
-                        return Err(crate::client::Error::Status(s).into());
+                        return Err(e.into());
                     }
                     r => r?,
                 };
                 let items = if details {
-                    Some(client.backup_items(name.as_str()).await?)
+                    Some(client.backup_items(&name).await?)
                 } else {
                     None
                 };
@@ -525,7 +525,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 output::backup(out, &backup, items.as_deref(), live.as_ref())
             }
             BackupVerb::Delete { name } => {
-                client.delete_backup(name.as_str()).await?;
+                client.delete_backup(&name).await?;
                 output::outln!("backup {name} deleted");
                 Ok(())
             }
@@ -544,10 +544,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                     return Ok(());
                 }
                 progress::follow(&mut client, &spec.name.operation()).await?;
-                let restore = client.restore(spec.name.as_str()).await?;
+                let restore = client.restore(&spec.name).await?;
                 // A dry run's point is its plan: print every item in order.
                 let items = if spec.dry_run {
-                    Some(client.restore_items(spec.name.as_str()).await?)
+                    Some(client.restore_items(&spec.name).await?)
                 } else {
                     None
                 };
@@ -561,9 +561,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             RestoreVerb::List => output::restores(out, &client.restores().await?),
             RestoreVerb::Describe { name, details } => {
-                let restore = client.restore(name.as_str()).await?;
+                let restore = client.restore(&name).await?;
                 let items = if details {
-                    Some(client.restore_items(name.as_str()).await?)
+                    Some(client.restore_items(&name).await?)
                 } else {
                     None
                 };
@@ -576,27 +576,23 @@ pub async fn run(cli: Cli) -> Result<()> {
 async fn workspace(client: &mut Client, out: Format, verb: WorkspaceVerb) -> Result<()> {
     match verb {
         WorkspaceVerb::Create { name } => {
-            client.create_workspace(name.as_str()).await?;
+            client.create_workspace(&name).await?;
             output::outln!("workspace {name} created");
             Ok(())
         }
         WorkspaceVerb::List => output::workspaces(out, &client.workspaces().await?),
         WorkspaceVerb::Describe { name } => {
-            let workspace = client.workspace(name.as_str()).await?;
-            let locations = client.locations(Some(name.as_str())).await?;
+            let workspace = client.workspace(&name).await?;
+            let locations = client.locations(Some(&name)).await?;
             output::workspace(out, &workspace, &locations)
         }
         WorkspaceVerb::AddCluster { workspace, cluster } => {
-            client
-                .membership(workspace.as_str(), cluster.as_str(), true)
-                .await?;
+            client.membership(&workspace, &cluster, true).await?;
             output::outln!("cluster {cluster} is in workspace {workspace}");
             Ok(())
         }
         WorkspaceVerb::RemoveCluster { workspace, cluster } => {
-            client
-                .membership(workspace.as_str(), cluster.as_str(), false)
-                .await?;
+            client.membership(&workspace, &cluster, false).await?;
             output::outln!(
                 "cluster {cluster} left workspace {workspace} (it is in workspace {DEFAULT_WORKSPACE})"
             );
@@ -634,15 +630,10 @@ async fn location(client: &mut Client, out: Format, verb: LocationVerb) -> Resul
             }
             Ok(())
         }
-        LocationVerb::List { workspace } => output::locations(
-            out,
-            &client
-                .locations(workspace.as_ref().map(WorkspaceName::as_str))
-                .await?,
-        ),
-        LocationVerb::Describe { name } => output::location(out, &client.location(name.as_str()).await?),
+        LocationVerb::List { workspace } => output::locations(out, &client.locations(workspace.as_ref()).await?),
+        LocationVerb::Describe { name } => output::location(out, &client.location(&name).await?),
         LocationVerb::Verify { name } => {
-            let info = client.verify_location(name.as_str()).await?;
+            let info = client.verify_location(&name).await?;
             output::outln!(
                 "location {} is healthy (write, read, list, delete)",
                 info.spec.name
@@ -650,14 +641,14 @@ async fn location(client: &mut Client, out: Format, verb: LocationVerb) -> Resul
             Ok(())
         }
         LocationVerb::Prune { name, grace } => {
-            let cluster = client.prune_location(name.as_str(), grace.into()).await?;
+            let cluster = client.prune_location(&name, grace.into()).await?;
             output::outln!(
                 "prune of location {name} started by the agent of cluster {cluster}; see `cairn location describe {name}`"
             );
             Ok(())
         }
         LocationVerb::Remove { name, force } => {
-            client.remove_location(name.as_str(), force).await?;
+            client.remove_location(&name, force).await?;
             output::outln!("location {name} removed");
             Ok(())
         }
@@ -715,7 +706,7 @@ async fn workspace_backup(
     wait: bool,
 ) -> Result<()> {
     let group = client
-        .create_workspace_backup(name.as_str(), workspace.as_str(), template)
+        .create_workspace_backup(name, workspace, template)
         .await?
         .group;
     if !wait {
@@ -730,7 +721,7 @@ async fn workspace_backup(
     for member in group.members.iter().filter_map(|m| m.backup.as_ref()) {
         progress::follow(client, &member.operation()).await?;
     }
-    let made = client.workspace_backup(name.as_str()).await?;
+    let made = client.workspace_backup(name).await?;
     output::workspace_backup(out, &made)?;
     ensure_completed("workspace backup", name.as_str(), made.phase(), None)
 }
