@@ -29,7 +29,8 @@ use cairn_proto::model::{
     ExistingPolicy, LabelSelector, LocationName, LocationSpec, NamespaceFilter, Phase, Provider, RestoreName,
     RestoreSpec, ScheduleName, WorkspaceName,
 };
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -158,20 +159,6 @@ enum LocationVerb {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum ProviderArg {
-    /// AWS S3.
-    S3,
-    /// MinIO or any S3-compatible store (needs --endpoint).
-    Minio,
-    /// Google Cloud Storage.
-    Gcs,
-    /// Azure Blob Storage (needs --account).
-    Azure,
-    /// A local directory (needs --path).
-    Fs,
-}
-
 #[derive(Args)]
 struct LocationAdd {
     /// The location's name.
@@ -179,9 +166,11 @@ struct LocationAdd {
     /// The workspace whose clusters may use it.
     #[arg(long, default_value = DEFAULT_WORKSPACE)]
     workspace: WorkspaceName,
-    /// The kind of store.
-    #[arg(long, value_enum)]
-    provider: ProviderArg,
+    /// The kind of store: s3 (AWS S3), minio (MinIO or any S3-compatible store; needs
+    /// --endpoint), gcs (Google Cloud Storage), azure (Azure Blob Storage; needs --account), fs (a
+    /// local directory; needs --path).
+    #[arg(long, value_parser = keyword::<Provider>(Provider::KEYWORDS))]
+    provider: Provider,
     /// Bucket (Azure: container).
     #[arg(long)]
     bucket: Option<String>,
@@ -240,8 +229,8 @@ enum BackupVerb {
         #[arg(long)]
         namespace: Option<String>,
         /// Only those in this phase.
-        #[arg(long, value_enum)]
-        status: Option<PhaseArg>,
+        #[arg(long, value_parser = keyword::<Phase>(Phase::KEYWORDS))]
+        status: Option<Phase>,
         /// Only those made within this long (`24h`).
         #[arg(long)]
         since: Option<humantime::Duration>,
@@ -278,19 +267,6 @@ enum RestoreVerb {
         #[arg(long)]
         details: bool,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ClusterResourcesArg {
-    Auto,
-    Always,
-    Never,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ExistingPolicyArg {
-    Skip,
-    Update,
 }
 
 #[derive(Args)]
@@ -340,8 +316,8 @@ struct TemplateArgs {
     #[arg(long, short = 'l')]
     selector: Option<LabelSelector>,
     /// Cluster-scoped objects: those the namespaced ones need (auto), all, or none.
-    #[arg(long, value_enum, default_value = "auto")]
-    cluster_resources: ClusterResourcesArg,
+    #[arg(long, default_value = "auto", value_parser = keyword::<ClusterResources>(ClusterResources::KEYWORDS))]
+    cluster_resources: ClusterResources,
     /// Keep each backup this long (`720h`); default: forever.
     #[arg(long)]
     ttl: Option<humantime::Duration>,
@@ -362,34 +338,9 @@ impl TemplateArgs {
             include_resources: self.include_resources,
             exclude_resources: self.exclude_resources,
             selector: self.selector,
-            cluster_resources: match self.cluster_resources {
-                ClusterResourcesArg::Auto => ClusterResources::Auto,
-                ClusterResourcesArg::Always => ClusterResources::Always,
-                ClusterResourcesArg::Never => ClusterResources::Never,
-            },
+            cluster_resources: self.cluster_resources,
             ttl: self.ttl.map(Into::into),
             volumes: self.volumes,
-        }
-    }
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum PhaseArg {
-    Pending,
-    InProgress,
-    Completed,
-    PartiallyFailed,
-    Failed,
-}
-
-impl From<PhaseArg> for Phase {
-    fn from(p: PhaseArg) -> Self {
-        match p {
-            PhaseArg::Pending => Self::Pending,
-            PhaseArg::InProgress => Self::InProgress,
-            PhaseArg::Completed => Self::Completed,
-            PhaseArg::PartiallyFailed => Self::PartiallyFailed,
-            PhaseArg::Failed => Self::Failed,
         }
     }
 }
@@ -414,8 +365,8 @@ struct RestoreCreate {
     #[arg(long, value_delimiter = ',', value_parser = parse_mapping)]
     namespace_mapping: Vec<(String, String)>,
     /// Objects that exist already: leave them (skip) or overwrite them (update).
-    #[arg(long, value_enum, default_value = "skip")]
-    existing_policy: ExistingPolicyArg,
+    #[arg(long, default_value = "skip", value_parser = keyword::<ExistingPolicy>(ExistingPolicy::KEYWORDS))]
+    existing_policy: ExistingPolicy,
     /// Keep Services' node ports.
     #[arg(long)]
     preserve_node_ports: bool,
@@ -429,6 +380,16 @@ struct RestoreCreate {
     /// Wait until it ends, showing progress; exit non-zero unless it completed.
     #[arg(long)]
     wait: bool,
+}
+
+/// Parses a model enum by its keywords (`Provider::KEYWORDS`…): accepts exactly those, which
+/// `--help` lists.
+fn keyword<T>(words: &'static [&'static str]) -> impl TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    PossibleValuesParser::new(words.iter().copied()).try_map(|word| word.parse::<T>())
 }
 
 fn parse_mapping(text: &str) -> Result<(String, String), String> {
@@ -493,7 +454,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     cluster,
                     workspace,
                     namespace,
-                    phase: status.map(Into::into),
+                    phase: status,
                     since: since.map(|d| (std::time::SystemTime::now() - d.into()).into()),
                     schedule,
                     location: None,
@@ -656,13 +617,7 @@ async fn location(client: &mut Client, out: Format, verb: LocationVerb) -> Resul
 }
 
 fn location_spec(a: LocationAdd) -> Result<(LocationSpec, Credentials)> {
-    let provider = match a.provider {
-        ProviderArg::S3 => Provider::S3,
-        ProviderArg::Minio => Provider::Minio,
-        ProviderArg::Gcs => Provider::Gcs,
-        ProviderArg::Azure => Provider::Azure,
-        ProviderArg::Fs => Provider::Fs,
-    };
+    let provider = a.provider;
     let ca_cert_pem = a
         .ca_cert
         .map(|f| std::fs::read_to_string(&f).with_context(|| format!("reading --ca-cert {}", f.display())))
@@ -736,10 +691,7 @@ fn restore_spec(a: RestoreCreate) -> RestoreSpec {
             exclude: a.exclude_namespaces,
         },
         namespace_mapping: a.namespace_mapping.into_iter().collect::<BTreeMap<_, _>>(),
-        existing_policy: match a.existing_policy {
-            ExistingPolicyArg::Skip => ExistingPolicy::Skip,
-            ExistingPolicyArg::Update => ExistingPolicy::Update,
-        },
+        existing_policy: a.existing_policy,
         preserve_node_ports: a.preserve_node_ports,
         volume_wait: a.volume_wait.map(Into::into),
         dry_run: a.dry_run,

@@ -5,6 +5,7 @@ mod backup;
 mod cluster;
 mod group;
 mod item;
+mod keyword;
 mod location;
 mod name;
 mod restore;
@@ -20,6 +21,7 @@ pub use backup::{
 pub use cluster::Cluster;
 pub use group::{BackupGroup, GroupMember, WorkspaceBackup};
 pub use item::{IndexEntry, ItemRef, ItemResult, Outcome, Progress, ResourceSummary};
+pub use keyword::UnknownKeyword;
 pub use location::{
     Credentials, Health, Location, LocationInfo, LocationSpec, Provider, Prune, StoredLocation,
 };
@@ -36,6 +38,8 @@ pub use workspace::{DEFAULT_WORKSPACE, Workspace};
 use serde::{Deserialize, Serialize};
 
 /// Where a backup or restore stands. Only `Completed` means everything it listed was done.
+/// Printed as its variant's name (`InProgress`); named on the command line by its
+/// [keyword](Phase::KEYWORDS) (`in-progress`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Phase {
     /// Accepted by the hub, not yet started by the agent.
