@@ -6,7 +6,7 @@ use cairn_proto::MAX_MESSAGE;
 use cairn_proto::convert::{self, Wire};
 use cairn_proto::model::{
     Backup, BackupName, BackupQuery, BackupSpec, BackupTemplate, Cluster, ClusterName, Credentials,
-    IndexEntry, ItemResult, LocationInfo, LocationName, LocationSpec, Phase, Progress, Restore, RestoreName,
+    IndexEntry, ItemResult, Live, LocationInfo, LocationName, LocationSpec, Progress, Restore, RestoreName,
     RestoreSpec, Schedule, ScheduleName, Workspace, WorkspaceBackup, WorkspaceName,
 };
 use cairn_proto::pb::{self, cairn_client::CairnClient};
@@ -119,15 +119,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Client {
     inner: CairnClient<Channel>,
     url: String,
-}
-
-/// One update of a running operation.
-#[derive(Debug, Clone)]
-pub struct Update {
-    /// How far it has got.
-    pub progress: Progress,
-    /// Its phase.
-    pub phase: Phase,
 }
 
 impl Client {
@@ -265,7 +256,7 @@ impl Client {
     /// [`BackupName::operation`] and [`RestoreName::operation`] make it), until it ends;
     /// `on_update` sees each one. Returns when the stream ends (immediately if the operation is
     /// not running).
-    pub async fn watch(&mut self, operation: &str, mut on_update: impl FnMut(Update)) -> Result<()> {
+    pub async fn watch(&mut self, operation: &str, mut on_update: impl FnMut(Live)) -> Result<()> {
         let mut events = self
             .inner
             .watch(get(operation))
@@ -273,10 +264,7 @@ impl Client {
             .map_err(self.error())?
             .into_inner();
         while let Some(event) = events.next().await {
-            let event = event.map_err(self.error())?;
-            let progress = Progress::from_pb(event.progress.unwrap_or_default())?;
-            let phase = convert::phase_from_pb("WatchEvent.phase", event.phase)?;
-            on_update(Update { progress, phase });
+            on_update(Live::from_pb(event.map_err(self.error())?)?);
         }
         Ok(())
     }
@@ -291,10 +279,7 @@ impl Client {
             .map_err(self.error())?
             .into_inner();
         match events.next().await {
-            Some(event) => {
-                let event = event.map_err(self.error())?;
-                Ok(Some(Progress::from_pb(event.progress.unwrap_or_default())?))
-            }
+            Some(event) => Ok(Some(Live::from_pb(event.map_err(self.error())?)?.progress)),
             None => Ok(None),
         }
     }

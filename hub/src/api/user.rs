@@ -155,11 +155,7 @@ impl pb::cairn_server::Cairn for UserApi {
         tokio::spawn(async move {
             loop {
                 let state = live.borrow_and_update().clone();
-                let event = pb::WatchEvent {
-                    progress: Some(state.progress.to_pb()),
-                    phase: cairn_proto::convert::phase_to_pb(state.phase),
-                };
-                if tx.send(Ok(event)).await.is_err()
+                if tx.send(Ok(state.to_pb())).await.is_err()
                     || state.phase.is_final()
                     || live.changed().await.is_err()
                 {

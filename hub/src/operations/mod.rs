@@ -21,7 +21,7 @@ use cairn_proto::convert;
 use cairn_proto::format::{self, BackupKeys};
 use cairn_proto::model::{
     Backup, BackupName, BackupQuery, BackupSpec, BackupStatus, Cluster, ClusterName, IndexEntry, ItemResult, LocationName,
-    Manifest, Phase, Progress, Restore, RestoreName, RestoreSpec, RestoreStatus, Timestamp, WorkspaceName,
+    Live, Manifest, Phase, Progress, Restore, RestoreName, RestoreSpec, RestoreStatus, Timestamp, WorkspaceName,
 };
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, path::Path};
@@ -33,7 +33,7 @@ use crate::clock::Clock;
 use crate::inventory::{self, Inventory};
 use crate::location::{self, Locations};
 use agents::{Agents, Instruction, SessionId};
-use progress::{Board, Live};
+use progress::Board;
 
 /// A request the hub refuses or cannot carry out.
 #[derive(Debug, thiserror::Error)]

@@ -132,3 +132,13 @@ pub struct Progress {
     /// Volume data: files moved so far.
     pub files_done: u64,
 }
+
+/// What a watcher of a running operation sees: its latest progress and its phase (a final phase
+/// ends the watch).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Live {
+    /// Latest progress.
+    pub progress: Progress,
+    /// Current phase.
+    pub phase: super::Phase,
+}

@@ -20,7 +20,7 @@ pub use backup::{
 };
 pub use cluster::Cluster;
 pub use group::{BackupGroup, GroupMember, WorkspaceBackup};
-pub use item::{IndexEntry, ItemRef, ItemResult, Outcome, Progress, ResourceSummary};
+pub use item::{IndexEntry, ItemRef, ItemResult, Live, Outcome, Progress, ResourceSummary};
 pub use keyword::UnknownKeyword;
 pub use location::{
     Credentials, Health, Location, LocationInfo, LocationSpec, Provider, Prune, StoredLocation,
