@@ -7,6 +7,11 @@ bash tests/bed/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${CAIRN_CACHE:-$HOME/.cache/cairn}/target}"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The `cairn` CLI links cairn-proto alone: never the hub, so never RocksDB.
+if cargo tree -p cairn-cli -e normal --locked | grep -q rocksdb; then
+  echo "cairn-cli depends on rocksdb (see: cargo tree -p cairn-cli -e normal -i librocksdb-sys); the CLI must depend on cairn-proto alone" >&2
+  exit 1
+fi
 # The e2e tests start the workspace's own binaries (hub, agent, CLI).
 cargo build --workspace --bins --locked
 # README's first command must stay true: run the quickstart end to end (quietly unless it fails).
