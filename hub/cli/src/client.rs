@@ -141,11 +141,6 @@ impl Client {
         })
     }
 
-    /// The hub's URL.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// Turns a status of the hub into an [`Error`].
     fn error(&self) -> impl Fn(tonic::Status) -> Error + '_ {
         |status| Error::status(&self.url, &status)
