@@ -84,7 +84,10 @@ impl Error {
     /// What a gRPC status from the hub at `url` means to the user.
     fn status(url: &str, status: &tonic::Status) -> Self {
         let message = status.message().to_owned();
-        let refused = |refusal| Self::Refused { refusal, message: message.clone() };
+        let refused = |refusal| Self::Refused {
+            refusal,
+            message: message.clone(),
+        };
         match status.code() {
             Code::InvalidArgument => refused(Refusal::Invalid),
             Code::NotFound => refused(Refusal::NotFound),
@@ -201,10 +204,7 @@ impl Client {
 
     /// Deletes a backup.
     pub async fn delete_backup(&mut self, name: &BackupName) -> Result<()> {
-        self.inner
-            .delete_backup(get(name))
-            .await
-            .map_err(self.error())?;
+        self.inner.delete_backup(get(name)).await.map_err(self.error())?;
         Ok(())
     }
 
@@ -285,21 +285,13 @@ impl Client {
             name: name.to_string(),
             ..Default::default()
         };
-        let r = self
-            .inner
-            .create_workspace(request)
-            .await
-            .map_err(self.error())?;
+        let r = self.inner.create_workspace(request).await.map_err(self.error())?;
         Ok(Workspace::from_pb(r.into_inner())?)
     }
 
     /// One workspace with its clusters.
     pub async fn workspace(&mut self, name: &WorkspaceName) -> Result<Workspace> {
-        let r = self
-            .inner
-            .get_workspace(get(name))
-            .await
-            .map_err(self.error())?;
+        let r = self.inner.get_workspace(get(name)).await.map_err(self.error())?;
         Ok(Workspace::from_pb(r.into_inner())?)
     }
 
@@ -355,11 +347,7 @@ impl Client {
 
     /// One location.
     pub async fn location(&mut self, name: &LocationName) -> Result<LocationInfo> {
-        let r = self
-            .inner
-            .get_location(get(name))
-            .await
-            .map_err(self.error())?;
+        let r = self.inner.get_location(get(name)).await.map_err(self.error())?;
         Ok(LocationInfo::from_pb(r.into_inner())?)
     }
 
@@ -418,10 +406,7 @@ impl Client {
             name: name.to_string(),
             force,
         };
-        self.inner
-            .remove_location(request)
-            .await
-            .map_err(self.error())?;
+        self.inner.remove_location(request).await.map_err(self.error())?;
         Ok(())
     }
 
@@ -467,11 +452,7 @@ impl Client {
 
     /// One schedule.
     pub async fn schedule(&mut self, name: &ScheduleName) -> Result<Schedule> {
-        let r = self
-            .inner
-            .get_schedule(get(name))
-            .await
-            .map_err(self.error())?;
+        let r = self.inner.get_schedule(get(name)).await.map_err(self.error())?;
         Ok(Schedule::from_pb(r.into_inner())?)
     }
 
@@ -511,11 +492,7 @@ impl Client {
 
     /// Runs a schedule once now.
     pub async fn run_schedule(&mut self, name: &ScheduleName) -> Result<Schedule> {
-        let r = self
-            .inner
-            .run_schedule(get(name))
-            .await
-            .map_err(self.error())?;
+        let r = self.inner.run_schedule(get(name)).await.map_err(self.error())?;
         Ok(Schedule::from_pb(r.into_inner())?)
     }
 }

@@ -25,9 +25,9 @@ mod schedule;
 use anyhow::Context;
 use anyhow::{Result, bail};
 use cairn_proto::model::{
-    BackupName, BackupOrigin, BackupQuery, BackupTemplate, ClusterName, ClusterResources, Credentials, DEFAULT_WORKSPACE,
-    ExistingPolicy, LabelSelector, LocationName, LocationSpec, NamespaceFilter, Phase, Provider, RestoreName,
-    RestoreSpec, ScheduleName, WorkspaceName,
+    BackupName, BackupOrigin, BackupQuery, BackupTemplate, ClusterName, ClusterResources, Credentials,
+    DEFAULT_WORKSPACE, ExistingPolicy, LabelSelector, LocationName, LocationSpec, NamespaceFilter, Phase,
+    Provider, RestoreName, RestoreSpec, ScheduleName, WorkspaceName,
 };
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
@@ -591,7 +591,9 @@ async fn location(client: &mut Client, out: Format, verb: LocationVerb) -> Resul
             }
             Ok(())
         }
-        LocationVerb::List { workspace } => output::locations(out, &client.locations(workspace.as_ref()).await?),
+        LocationVerb::List { workspace } => {
+            output::locations(out, &client.locations(workspace.as_ref()).await?)
+        }
         LocationVerb::Describe { name } => output::location(out, &client.location(&name).await?),
         LocationVerb::Verify { name } => {
             let info = client.verify_location(&name).await?;

@@ -3,8 +3,8 @@
 use anyhow::Result;
 use cairn_proto::format::provider;
 use cairn_proto::model::{
-    Backup, Cluster, IndexEntry, ItemResult, LocationInfo, Progress, Restore,
-    Schedule, ScheduleTarget, Timestamp, VolumeResult, Workspace, WorkspaceBackup,
+    Backup, Cluster, IndexEntry, ItemResult, LocationInfo, Progress, Restore, Schedule, ScheduleTarget,
+    Timestamp, VolumeResult, Workspace, WorkspaceBackup,
 };
 
 use clap::ValueEnum;

@@ -10,9 +10,7 @@
 //! - `ix/expires/<expiry>/<backup>`
 
 use cairn_proto::convert::Wire;
-use cairn_proto::model::{
-    Backup, BackupName, BackupQuery, BackupSpec, Timestamp,
-};
+use cairn_proto::model::{Backup, BackupName, BackupQuery, BackupSpec, Timestamp};
 
 use super::{Error, Inventory, Result};
 

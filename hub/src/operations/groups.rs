@@ -3,8 +3,8 @@
 //! backup then ends `PartiallyFailed`.
 
 use cairn_proto::model::{
-    Backup, BackupGroup, BackupName, BackupOrigin, BackupTemplate, GroupMember, Schedule, Timestamp,
-    WorkspaceBackup, WorkspaceName,
+    BackupGroup, BackupName, BackupOrigin, BackupTemplate, GroupMember, Schedule, Timestamp, WorkspaceBackup,
+    WorkspaceName,
 };
 
 use super::schedules::derived_name;

@@ -2,7 +2,8 @@
 //! belongs to one workspace, and only that workspace's clusters back up to or restore from it.
 
 use cairn_proto::model::{
-    Backup, BackupQuery, ClusterName, Credentials, LocationInfo, LocationName, LocationSpec, StoredLocation, WorkspaceName,
+    Backup, BackupQuery, ClusterName, Credentials, LocationInfo, LocationName, LocationSpec, StoredLocation,
+    WorkspaceName,
 };
 
 use super::{Error, Hub, Result};

@@ -20,8 +20,9 @@ pub use workspaces::default_workspace;
 use cairn_proto::convert;
 use cairn_proto::format::{self, BackupKeys};
 use cairn_proto::model::{
-    Backup, BackupName, BackupQuery, BackupSpec, BackupStatus, Cluster, ClusterName, IndexEntry, ItemResult, LocationName,
-    Live, Manifest, Phase, Progress, Restore, RestoreName, RestoreSpec, RestoreStatus, Timestamp, WorkspaceName,
+    Backup, BackupName, BackupQuery, BackupSpec, BackupStatus, Cluster, ClusterName, IndexEntry, ItemResult,
+    Live, LocationName, Manifest, Phase, Progress, Restore, RestoreName, RestoreSpec, RestoreStatus,
+    Timestamp, WorkspaceName,
 };
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, path::Path};

@@ -6,8 +6,8 @@ use super::item::{phase_from_pb, phase_to_pb};
 use super::{Error, Result, Wire, ms, name, opt_name, opt_string, required};
 use crate::format::FORMAT_VERSION;
 use crate::model::{
-    Backup, BackupOrigin, BackupQuery, BackupSpec, BackupStatus, ClusterResources, ItemResult, LabelSelector, Manifest,
-    NamespaceFilter, ResourceSummary, Timestamp, VolumeResult,
+    Backup, BackupOrigin, BackupQuery, BackupSpec, BackupStatus, ClusterResources, ItemResult, LabelSelector,
+    Manifest, NamespaceFilter, ResourceSummary, Timestamp, VolumeResult,
 };
 use crate::pb;
 
@@ -264,7 +264,10 @@ mod tests {
         };
         assert!(matches!(
             BackupQuery::from_pb(bad_name),
-            Err(Error::Field { field: "ListBackupsRequest.cluster", .. })
+            Err(Error::Field {
+                field: "ListBackupsRequest.cluster",
+                ..
+            })
         ));
         let bad_phase = pb::ListBackupsRequest {
             phase: 99,
@@ -272,7 +275,10 @@ mod tests {
         };
         assert!(matches!(
             BackupQuery::from_pb(bad_phase),
-            Err(Error::Field { field: "ListBackupsRequest.phase", .. })
+            Err(Error::Field {
+                field: "ListBackupsRequest.phase",
+                ..
+            })
         ));
     }
 }

@@ -192,29 +192,35 @@ mod tests {
     use super::*;
     use crate::model::{BackupOrigin, BackupStatus, Phase};
 
+    fn n<T: std::str::FromStr>(text: &str) -> T
+    where
+        T::Err: std::fmt::Debug,
+    {
+        text.parse().expect("name")
+    }
+
     fn workspace_backup() -> WorkspaceBackup {
-        let name = |s: &str| s.parse().expect("name");
         let spec = BackupTemplate::default().spec(
-            name("nightly-east"),
-            name("east"),
+            n("nightly-east"),
+            n("east"),
             BackupOrigin {
-                group: Some(name("nightly")),
+                group: Some(n("nightly")),
                 ..BackupOrigin::default()
             },
         );
         WorkspaceBackup {
             group: BackupGroup {
-                name: name("nightly"),
-                workspace: name("fleet"),
+                name: n("nightly"),
+                workspace: n("fleet"),
                 created: Timestamp::from_unix_ms(1_700_000_000_000),
                 members: vec![
                     GroupMember {
-                        cluster: name("east"),
-                        backup: Some(name("nightly-east")),
+                        cluster: n("east"),
+                        backup: Some(n("nightly-east")),
                         skipped: None,
                     },
                     GroupMember {
-                        cluster: name("west"),
+                        cluster: n("west"),
                         backup: None,
                         skipped: Some("agent not connected".into()),
                     },
@@ -244,7 +250,9 @@ mod tests {
         m.group = None;
         assert!(matches!(
             WorkspaceBackup::from_pb(m),
-            Err(Error::Missing { field: "WorkspaceBackup.group" })
+            Err(Error::Missing {
+                field: "WorkspaceBackup.group"
+            })
         ));
     }
 }
