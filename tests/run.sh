@@ -7,6 +7,14 @@ bash tests/bed/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${CAIRN_CACHE:-$HOME/.cache/cairn}/target}"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The `cairn` CLI links cairn-proto alone: never the hub, so never RocksDB. (The tree is read whole
+# first: a failing `cargo tree` stops the script instead of passing the check.)
+cli_tree="$(cargo tree -p cairn-cli -e normal --locked)"
+if grep -q rocksdb <<<"$cli_tree"; then
+  echo "cairn-cli depends on RocksDB: the cairn CLI must depend on cairn-proto alone, never on cairn-hub" >&2
+  echo "(see which crate brings it in: cargo tree -p cairn-cli -e normal -i librocksdb-sys)" >&2
+  exit 1
+fi
 # The e2e tests start the workspace's own binaries (hub, agent, CLI).
 cargo build --workspace --bins --locked
 # README's first command must stay true: run the quickstart end to end (quietly unless it fails).

@@ -1,4 +1,5 @@
-//! `cairn-hub`: Cairn's central server, and the `cairn` command-line client.
+//! `cairn-hub`: Cairn's central server. The `cairn` command-line client and the typed client of
+//! the user API are the `cairn-cli` crate (`hub/cli/`), which does not link the hub.
 //!
 //! - [`config`]: embedded defaults, file, environment.
 //! - [`inventory`]: clusters, backups, restores in RocksDB behind a small store trait.
@@ -8,10 +9,8 @@
 //! - [`schedule`]: cron timetables and fleet jitter; [`clock`]: the system's, or shifted ahead.
 //! - [`api`]: the gRPC services (agent channel, user API): the only wire-facing code.
 //! - [`server`]: the hub as a running server (what `cairn-hub` runs).
-//! - [`cli`]: the `cairn` command.
 
 pub mod api;
-pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod inventory;

@@ -10,13 +10,13 @@
 //! backups (`CAIRN_BENCH_BACKUPS`): p99 of filtered queries. The last line is the 2,000 row.
 
 use anyhow::{Context, Result, bail};
-use cairn_hub::api::client::Client;
-use cairn_hub::inventory::{BackupQuery, Inventory, rocks::RocksStore};
+use cairn_cli::client::Client;
+use cairn_hub::inventory::{Inventory, rocks::RocksStore};
 use cairn_hub::operations::Hub;
 use cairn_proto::convert::Wire;
 use cairn_proto::model::{
-    Backup, BackupName, BackupOrigin, BackupSpec, BackupStatus, ClusterName, ClusterResources, Instruction,
-    NamespaceFilter, Phase, Registration, Report, Schedule, ScheduleTarget, Timestamp,
+    Backup, BackupName, BackupOrigin, BackupQuery, BackupSpec, BackupStatus, ClusterName, ClusterResources,
+    Instruction, NamespaceFilter, Phase, Registration, Report, Schedule, ScheduleTarget, Timestamp,
 };
 use cairn_proto::pb::agent_channel_client::AgentChannelClient;
 use futures::StreamExt;

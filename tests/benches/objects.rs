@@ -11,7 +11,7 @@
 //! its own and it is built with the bench profile.
 
 use anyhow::{Context, Result, bail};
-use cairn_hub::api::client::Client;
+use cairn_cli::client::Client;
 use cairn_hub::inventory::{Inventory, rocks::RocksStore};
 use cairn_hub::operations::Hub;
 use cairn_proto::model::{
@@ -275,9 +275,9 @@ async fn until_done(client: &Client, name: &str, backup: bool) -> Result<Phase> 
     };
     client.watch(&operation, |_| {}).await?;
     let phase = if backup {
-        client.backup(name).await?.status.phase
+        client.backup(&name.parse()?).await?.status.phase
     } else {
-        client.restore(name).await?.status.phase
+        client.restore(&name.parse()?).await?.status.phase
     };
     Ok(phase)
 }
@@ -368,7 +368,7 @@ async fn measure(n: usize) -> Result<Row> {
     let phase = until_done(&client, restore_spec.name.as_str(), false).await?;
     let restore = start.elapsed().as_secs_f64();
     if phase != Phase::Completed {
-        let r = client.restore(restore_spec.name.as_str()).await?;
+        let r = client.restore(&restore_spec.name).await?;
         let failed: Vec<_> = r.status.problems.iter().take(3).collect();
         bail!("restore ended {phase}: {:?} {failed:?}", r.status.error);
     }

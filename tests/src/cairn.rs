@@ -3,7 +3,7 @@
 //! runs it. The binaries are the workspace's, built next to the test executables.
 
 use anyhow::{Context, Result, bail};
-use cairn_hub::api::client::Client;
+use cairn_cli::client::Client;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;

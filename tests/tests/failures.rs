@@ -180,7 +180,7 @@ async fn a_killed_agent_fails_its_backup_and_the_next_one_works() -> Result<()> 
     let backup = wait_until("the backup to end", Duration::from_secs(30), || {
         let mut client = client.clone();
         async move {
-            let b = client.backup("doomed").await?;
+            let b = client.backup(&"doomed".parse()?).await?;
             Ok(b.status.phase.is_final().then_some(b))
         }
     })
@@ -218,7 +218,7 @@ async fn a_killed_agent_fails_its_backup_and_the_next_one_works() -> Result<()> 
         "{}",
         out.stdout
     );
-    let again = client.backup("again").await?;
+    let again = client.backup(&"again".parse()?).await?;
     let config_maps = again
         .status
         .resources
@@ -268,7 +268,7 @@ async fn types_the_agent_may_not_list_make_a_partial_backup() -> Result<()> {
     );
     assert!(out.stdout.contains("(Forbidden)"), "{}", out.stdout);
     let mut client = hub.client().await?;
-    let backup = client.backup("partial").await?;
+    let backup = client.backup(&"partial".parse()?).await?;
     let secrets = backup
         .status
         .problems
@@ -279,7 +279,7 @@ async fn types_the_agent_may_not_list_make_a_partial_backup() -> Result<()> {
         message.starts_with("listing secrets: secrets is forbidden"),
         "{message:?}"
     );
-    let items = client.backup_items("partial").await?;
+    let items = client.backup_items(&"partial".parse()?).await?;
     assert!(
         items
             .iter()
@@ -332,7 +332,7 @@ async fn a_backup_survives_a_hub_crash() -> Result<()> {
         || {
             let mut client = client.clone();
             async move {
-                let b = client.backup("through-crash").await?;
+                let b = client.backup(&"through-crash".parse()?).await?;
                 Ok(b.status.phase.is_final().then_some(b))
             }
         },

@@ -53,7 +53,7 @@ async fn filters_take_exactly_what_they_name() -> Result<()> {
         let mut argv = vec!["backup", "create", name, "--cluster", "source", "--wait"];
         argv.extend_from_slice(args);
         hub.cli(&argv).await?.ok()?;
-        Ok(client.backup_items(name).await?)
+        Ok(client.backup_items(&name.parse()?).await?)
     };
 
     // Namespaces.

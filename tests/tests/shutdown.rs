@@ -72,7 +72,7 @@ async fn the_hub_stops_gracefully_during_a_backup() -> Result<()> {
         || {
             let mut client = client.clone();
             async move {
-                let b = client.backup("through-stop").await?;
+                let b = client.backup(&"through-stop".parse()?).await?;
                 Ok(b.status.phase.is_final().then_some(b))
             }
         },
@@ -120,7 +120,7 @@ async fn an_agent_stops_gracefully() -> Result<()> {
                 .progress(&cairn_proto::model::OperationId::Backup("before-stop".parse()?))
                 .await?
                 .is_some_and(|p| p.items_total > 0 || p.items_done > 0);
-            let ended = client.backup("before-stop").await?.status.phase.is_final();
+            let ended = client.backup(&"before-stop".parse()?).await?.status.phase.is_final();
             Ok((running || ended).then_some(()))
         }
     })
@@ -138,7 +138,7 @@ async fn an_agent_stops_gracefully() -> Result<()> {
         agent.log()
     );
 
-    let backup = client.clone().backup("before-stop").await?;
+    let backup = client.clone().backup(&"before-stop".parse()?).await?;
     assert_eq!(
         backup.status.phase,
         Phase::Completed,

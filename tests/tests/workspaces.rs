@@ -481,7 +481,7 @@ async fn storage_stopped_mid_backup_fails_it_and_leaves_nothing_that_passes_for_
         "the interrupted backup to end",
         Duration::from_secs(180),
         || async {
-            let b = client.clone().backup(&name).await?;
+            let b = client.clone().backup(&name.parse()?).await?;
             Ok(b.status.phase.is_final().then_some(b))
         },
     )
@@ -530,7 +530,7 @@ async fn storage_stopped_mid_backup_fails_it_and_leaves_nothing_that_passes_for_
             .await?,
         &format!("backup {name} is Failed: only Completed or PartiallyFailed backups can be restored"),
     )?;
-    let items = client.backup_items(&name).await?;
+    let items = client.backup_items(&name.parse()?).await?;
     assert!(
         items.is_empty(),
         "an unfinished backup lists items: {}",

@@ -2,7 +2,6 @@
 //! one port. The only place in the hub that touches wire types.
 
 pub mod agent;
-pub mod client;
 pub mod user;
 
 use cairn_proto::pb;

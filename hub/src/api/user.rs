@@ -2,8 +2,8 @@
 
 use cairn_proto::convert::Wire;
 use cairn_proto::model::{
-    BackupName, BackupSpec, BackupTemplate, ClusterName, Credentials, LocationName, LocationSpec,
-    OperationId, RestoreName, RestoreSpec, Schedule, ScheduleName, Timestamp, WorkspaceName,
+    BackupName, BackupQuery, BackupSpec, BackupTemplate, ClusterName, Credentials, LocationName,
+    LocationSpec, OperationId, RestoreName, RestoreSpec, Schedule, ScheduleName, WorkspaceName,
 };
 use cairn_proto::pb;
 use std::pin::Pin;
@@ -13,8 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::invalid;
-use crate::inventory::BackupQuery;
-use crate::operations::{Hub, WorkspaceBackup};
+use crate::operations::Hub;
 
 /// Watch events buffered per subscriber; the watcher's pace throttles nothing but its own view.
 const WATCH_BUFFER: usize = 8;
@@ -85,23 +84,7 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::ListBackupsRequest>,
     ) -> Result<Response<pb::ListBackupsResponse>, Status> {
-        let r = request.into_inner();
-        let query = BackupQuery {
-            cluster: optional_name(r.cluster)?,
-            workspace: optional_name(r.workspace)?,
-            namespace: (!r.namespace.is_empty()).then_some(r.namespace),
-            phase: if r.phase == 0 {
-                None
-            } else {
-                Some(
-                    cairn_proto::convert::phase_from_pb("ListBackupsRequest.phase", r.phase)
-                        .map_err(|e| invalid(&e))?,
-                )
-            },
-            since: Timestamp::from_unix_ms(r.since_unix_ms),
-            schedule: optional_name(r.schedule)?,
-            location: None,
-        };
+        let query = BackupQuery::from_pb(request.into_inner()).map_err(|e| invalid(&e))?;
         let backups = self.hub.backups(&query).await?;
         Ok(Response::new(pb::ListBackupsResponse {
             backups: backups.iter().map(Wire::to_pb).collect(),
@@ -174,11 +157,7 @@ impl pb::cairn_server::Cairn for UserApi {
             tokio::pin!(stopping);
             loop {
                 let state = live.borrow_and_update().clone();
-                let event = pb::WatchEvent {
-                    progress: Some(state.progress.to_pb()),
-                    phase: cairn_proto::convert::phase_to_pb(state.phase),
-                };
-                if tx.send(Ok(event)).await.is_err() || state.phase.is_final() {
+                if tx.send(Ok(state.to_pb())).await.is_err() || state.phase.is_final() {
                     break;
                 }
                 tokio::select! {
@@ -325,7 +304,7 @@ impl pb::cairn_server::Cairn for UserApi {
             .hub
             .create_workspace_backup(group, &workspace, &template)
             .await?;
-        Ok(Response::new(workspace_backup(&made)))
+        Ok(Response::new(made.to_pb()))
     }
 
     async fn get_workspace_backup(
@@ -333,9 +312,7 @@ impl pb::cairn_server::Cairn for UserApi {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::WorkspaceBackup>, Status> {
         let name: BackupName = name(request.into_inner().name)?;
-        Ok(Response::new(workspace_backup(
-            &self.hub.workspace_backup(&name).await?,
-        )))
+        Ok(Response::new(self.hub.workspace_backup(&name).await?.to_pb()))
     }
 
     async fn create_schedule(
@@ -389,13 +366,6 @@ impl pb::cairn_server::Cairn for UserApi {
     async fn run_schedule(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Schedule>, Status> {
         let name: ScheduleName = name(request.into_inner().name)?;
         Ok(Response::new(self.hub.run_schedule(&name).await?.to_pb()))
-    }
-}
-
-fn workspace_backup(w: &WorkspaceBackup) -> pb::WorkspaceBackup {
-    pb::WorkspaceBackup {
-        group: Some(w.group.to_pb()),
-        backups: w.backups.iter().map(Wire::to_pb).collect(),
     }
 }
 

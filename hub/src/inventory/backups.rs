@@ -10,30 +10,9 @@
 //! - `ix/expires/<expiry>/<backup>`
 
 use cairn_proto::convert::Wire;
-use cairn_proto::model::{
-    Backup, BackupName, BackupSpec, ClusterName, LocationName, Phase, ScheduleName, Timestamp, WorkspaceName,
-};
+use cairn_proto::model::{Backup, BackupName, BackupQuery, BackupSpec, Timestamp};
 
 use super::{Error, Inventory, Result};
-
-/// Which backups to list; every field narrows it.
-#[derive(Debug, Clone, Default)]
-pub struct BackupQuery {
-    /// Of this cluster.
-    pub cluster: Option<ClusterName>,
-    /// In this workspace.
-    pub workspace: Option<WorkspaceName>,
-    /// Whose namespace filter covers this namespace.
-    pub namespace: Option<String>,
-    /// In this phase.
-    pub phase: Option<Phase>,
-    /// Created at or after.
-    pub since: Option<Timestamp>,
-    /// Made by this schedule.
-    pub schedule: Option<ScheduleName>,
-    /// Written to this location.
-    pub location: Option<LocationName>,
-}
 
 /// Sorts after every character of a name: the end of an index range.
 const END: &str = "~";

@@ -10,8 +10,6 @@
 mod backups;
 pub mod rocks;
 
-pub use backups::BackupQuery;
-
 use cairn_proto::convert::{self, Wire};
 use cairn_proto::model::{
     BackupGroup, BackupName, Cluster, ClusterName, LocationName, Restore, RestoreName, Schedule,

@@ -3,50 +3,13 @@
 //! backup then ends `PartiallyFailed`.
 
 use cairn_proto::model::{
-    Backup, BackupGroup, BackupName, BackupOrigin, BackupTemplate, GroupMember, Phase, Schedule, Timestamp,
+    BackupGroup, BackupName, BackupOrigin, BackupTemplate, GroupMember, Schedule, Timestamp, WorkspaceBackup,
     WorkspaceName,
 };
 
 use super::schedules::derived_name;
 use super::{Error, Hub, Result};
 use crate::schedule::jitter;
-
-/// A workspace backup with its members' backups as they stand.
-#[derive(Debug, Clone)]
-pub struct WorkspaceBackup {
-    /// The record.
-    pub group: BackupGroup,
-    /// Its members' backups.
-    pub backups: Vec<Backup>,
-}
-
-impl WorkspaceBackup {
-    /// Where it stands: `Completed` only if every cluster's backup completed; `PartiallyFailed`
-    /// if any cluster was skipped or failed while others got through; `Failed` if none did.
-    pub fn phase(&self) -> Phase {
-        let pending = self.group.members.iter().any(|m| {
-            m.backup
-                .as_ref()
-                .is_some_and(|n| !self.backups.iter().any(|b| b.spec.name == *n))
-        });
-        if pending || self.backups.iter().any(|b| !b.status.phase.is_final()) {
-            return Phase::InProgress;
-        }
-        let good = self
-            .backups
-            .iter()
-            .filter(|b| matches!(b.status.phase, Phase::Completed | Phase::PartiallyFailed))
-            .count();
-        let all_completed = self.backups.iter().all(|b| b.status.phase == Phase::Completed);
-        if good == 0 {
-            Phase::Failed
-        } else if all_completed && self.backups.len() == self.group.members.len() {
-            Phase::Completed
-        } else {
-            Phase::PartiallyFailed
-        }
-    }
-}
 
 impl Hub {
     /// Backs up every cluster of `workspace` now.

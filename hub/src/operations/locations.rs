@@ -2,11 +2,11 @@
 //! belongs to one workspace, and only that workspace's clusters back up to or restore from it.
 
 use cairn_proto::model::{
-    Backup, ClusterName, Credentials, LocationInfo, LocationName, LocationSpec, StoredLocation, WorkspaceName,
+    Backup, BackupQuery, ClusterName, Credentials, LocationInfo, LocationName, LocationSpec, StoredLocation,
+    WorkspaceName,
 };
 
 use super::{Error, Hub, Result};
-use crate::inventory::BackupQuery;
 use crate::location::builtin_name;
 
 fn info(stored: StoredLocation, default: Option<&LocationName>) -> LocationInfo {

@@ -15,15 +15,14 @@ mod schedules;
 mod volumes;
 mod workspaces;
 
-pub use groups::WorkspaceBackup;
 pub use workspaces::default_workspace;
 
 use cairn_proto::convert;
 use cairn_proto::format::{self, BackupKeys};
 use cairn_proto::model::{
-    Backup, BackupName, BackupSpec, BackupStatus, Cluster, ClusterName, IndexEntry, Instruction, ItemResult,
-    LocationName, Manifest, OperationId, Phase, Report, Restore, RestoreName, RestoreSpec, RestoreStatus,
-    Timestamp, WorkspaceName,
+    Backup, BackupName, BackupQuery, BackupSpec, BackupStatus, Cluster, ClusterName, IndexEntry, Instruction,
+    ItemResult, Live, LocationName, Manifest, OperationId, Phase, Report, Restore, RestoreName, RestoreSpec,
+    RestoreStatus, Timestamp, WorkspaceName,
 };
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, path::Path};
@@ -34,10 +33,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
-use crate::inventory::{self, BackupQuery, Inventory};
+use crate::inventory::{self, Inventory};
 use crate::location::{self, Locations};
 use agents::{Agents, SessionId};
-use progress::{Board, Live};
+use progress::Board;
 
 /// A request the hub refuses or cannot carry out.
 #[derive(Debug, thiserror::Error)]

@@ -1,18 +1,9 @@
 //! Live state of running backups and restores, for `Watch` subscribers (the CLI's `--wait`).
 
-use cairn_proto::model::{OperationId, Phase, Progress};
+use cairn_proto::model::{Live, OperationId, Phase, Progress};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::sync::watch;
-
-/// What a watcher sees: the latest progress and the phase.
-#[derive(Debug, Clone)]
-pub struct Live {
-    /// Latest progress.
-    pub progress: Progress,
-    /// Current phase; final phases end the watch.
-    pub phase: Phase,
-}
 
 /// One `watch` channel per running operation.
 #[derive(Default)]

@@ -2,11 +2,10 @@
 //! deleted from their location and the inventory (objects first, manifest first among them, so a
 //! half-deleted folder is never taken for a backup).
 
-use cairn_proto::model::Backup;
+use cairn_proto::model::{Backup, BackupQuery};
 use std::time::Duration;
 
 use super::Hub;
-use crate::inventory::BackupQuery;
 
 /// How often expired backups are looked for.
 pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(60);

@@ -6,8 +6,8 @@ use super::item::{phase_from_pb, phase_to_pb};
 use super::{Error, Result, Wire, ms, name, opt_name, opt_string, required};
 use crate::format::FORMAT_VERSION;
 use crate::model::{
-    Backup, BackupOrigin, BackupSpec, BackupStatus, ClusterResources, ItemResult, LabelSelector, Manifest,
-    NamespaceFilter, ResourceSummary, Timestamp, VolumeResult,
+    Backup, BackupOrigin, BackupQuery, BackupSpec, BackupStatus, ClusterResources, ItemResult, LabelSelector,
+    Manifest, NamespaceFilter, ResourceSummary, Timestamp, VolumeResult,
 };
 use crate::pb;
 
@@ -197,5 +197,88 @@ impl Wire for Manifest {
             backup,
             index: m.index,
         })
+    }
+}
+
+impl Wire for BackupQuery {
+    type Pb = pb::ListBackupsRequest;
+
+    fn to_pb(&self) -> pb::ListBackupsRequest {
+        let text = |n: Option<String>| n.unwrap_or_default();
+        pb::ListBackupsRequest {
+            cluster: text(self.cluster.as_ref().map(ToString::to_string)),
+            workspace: text(self.workspace.as_ref().map(ToString::to_string)),
+            namespace: text(self.namespace.clone()),
+            phase: self.phase.map_or(0, phase_to_pb),
+            since_unix_ms: ms(self.since),
+            schedule: text(self.schedule.as_ref().map(ToString::to_string)),
+            location: text(self.location.as_ref().map(ToString::to_string)),
+        }
+    }
+
+    fn from_pb(m: pb::ListBackupsRequest) -> Result<Self> {
+        // Every field narrows the query: unset (empty, 0, unspecified) means "any".
+        let phase = match m.phase {
+            0 => None,
+            v => Some(phase_from_pb("ListBackupsRequest.phase", v)?),
+        };
+        Ok(Self {
+            cluster: opt_name("ListBackupsRequest.cluster", m.cluster)?,
+            workspace: opt_name("ListBackupsRequest.workspace", m.workspace)?,
+            namespace: opt_string(m.namespace),
+            phase,
+            since: Timestamp::from_unix_ms(m.since_unix_ms),
+            schedule: opt_name("ListBackupsRequest.schedule", m.schedule)?,
+            location: opt_name("ListBackupsRequest.location", m.location)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Phase;
+
+    #[test]
+    fn backup_query_round_trips_and_unset_means_any() {
+        let query = BackupQuery {
+            cluster: Some("east".parse().expect("name")),
+            workspace: Some("fleet".parse().expect("name")),
+            namespace: Some("shop".into()),
+            phase: Some(Phase::PartiallyFailed),
+            since: Timestamp::from_unix_ms(1_700_000_000_000),
+            schedule: Some("nightly".parse().expect("name")),
+            location: Some("s3-main".parse().expect("name")),
+        };
+        assert_eq!(BackupQuery::decode(&query.encode()).expect("decodes"), query);
+        let any = BackupQuery::default();
+        assert_eq!(any.to_pb(), pb::ListBackupsRequest::default());
+        assert_eq!(BackupQuery::from_pb(any.to_pb()).expect("converts"), any);
+    }
+
+    #[test]
+    fn backup_query_refuses_what_is_not_a_name_or_a_phase() {
+        let bad_name = pb::ListBackupsRequest {
+            cluster: "Not A Name".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            BackupQuery::from_pb(bad_name),
+            Err(Error::Field {
+                field: "ListBackupsRequest.cluster",
+                ..
+            })
+        ));
+        let bad_phase = pb::ListBackupsRequest {
+            phase: 99,
+            ..Default::default()
+        };
+        assert!(matches!(
+            BackupQuery::from_pb(bad_phase),
+            Err(Error::Field {
+                field: "ListBackupsRequest.phase",
+                ..
+            })
+        ));
     }
 }

@@ -1,7 +1,7 @@
 //! Items, outcomes, resource summaries, progress, phases.
 
 use super::{Error, Result, Wire};
-use crate::model::{IndexEntry, ItemRef, ItemResult, Outcome, Phase, Progress, ResourceSummary};
+use crate::model::{IndexEntry, ItemRef, ItemResult, Live, Outcome, Phase, Progress, ResourceSummary};
 use crate::pb;
 
 impl Wire for ItemRef {
@@ -195,6 +195,24 @@ impl Wire for Progress {
             bytes_done: m.bytes_done,
             current: m.current,
             files_done: m.files_done,
+        })
+    }
+}
+
+impl Wire for Live {
+    type Pb = pb::WatchEvent;
+
+    fn to_pb(&self) -> pb::WatchEvent {
+        pb::WatchEvent {
+            progress: Some(self.progress.to_pb()),
+            phase: phase_to_pb(self.phase),
+        }
+    }
+
+    fn from_pb(m: pb::WatchEvent) -> Result<Self> {
+        Ok(Self {
+            progress: Progress::from_pb(super::required("WatchEvent.progress", m.progress)?)?,
+            phase: phase_from_pb("WatchEvent.phase", m.phase)?,
         })
     }
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 use super::backup::{cluster_resources_from_pb, cluster_resources_to_pb, seconds_from_pb, selector_from_pb};
 use super::{Error, Result, Wire, ms, name, opt_name, opt_string, required};
 use crate::model::{
-    BackupGroup, BackupTemplate, GroupMember, NamespaceFilter, Schedule, ScheduleTarget, Timestamp,
+    Backup, BackupGroup, BackupTemplate, GroupMember, NamespaceFilter, Schedule, ScheduleTarget, Timestamp,
+    WorkspaceBackup,
 };
 use crate::pb;
 
@@ -161,5 +162,97 @@ impl Wire for BackupGroup {
                 .collect::<Result<_>>()?,
             schedule: opt_name("BackupGroup.schedule", m.schedule)?,
         })
+    }
+}
+
+impl Wire for WorkspaceBackup {
+    type Pb = pb::WorkspaceBackup;
+
+    fn to_pb(&self) -> pb::WorkspaceBackup {
+        pb::WorkspaceBackup {
+            group: Some(self.group.to_pb()),
+            backups: self.backups.iter().map(Wire::to_pb).collect(),
+        }
+    }
+
+    fn from_pb(m: pb::WorkspaceBackup) -> Result<Self> {
+        Ok(Self {
+            group: BackupGroup::from_pb(required("WorkspaceBackup.group", m.group)?)?,
+            backups: m
+                .backups
+                .into_iter()
+                .map(Backup::from_pb)
+                .collect::<Result<_>>()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BackupOrigin, BackupStatus, Phase};
+
+    fn n<T: std::str::FromStr>(text: &str) -> T
+    where
+        T::Err: std::fmt::Debug,
+    {
+        text.parse().expect("name")
+    }
+
+    fn workspace_backup() -> WorkspaceBackup {
+        let spec = BackupTemplate::default().spec(
+            n("nightly-east"),
+            n("east"),
+            BackupOrigin {
+                group: Some(n("nightly")),
+                ..BackupOrigin::default()
+            },
+        );
+        WorkspaceBackup {
+            group: BackupGroup {
+                name: n("nightly"),
+                workspace: n("fleet"),
+                created: Timestamp::from_unix_ms(1_700_000_000_000),
+                members: vec![
+                    GroupMember {
+                        cluster: n("east"),
+                        backup: Some(n("nightly-east")),
+                        skipped: None,
+                    },
+                    GroupMember {
+                        cluster: n("west"),
+                        backup: None,
+                        skipped: Some("agent not connected".into()),
+                    },
+                ],
+                schedule: None,
+            },
+            backups: vec![Backup {
+                spec,
+                status: BackupStatus {
+                    phase: Phase::Completed,
+                    ..BackupStatus::default()
+                },
+            }],
+        }
+    }
+
+    #[test]
+    fn workspace_backup_round_trips() {
+        let w = workspace_backup();
+        assert_eq!(WorkspaceBackup::decode(&w.encode()).expect("decodes"), w);
+        assert_eq!(w.phase(), Phase::PartiallyFailed);
+    }
+
+    #[test]
+    fn workspace_backup_without_its_group_is_refused() {
+        let mut m = workspace_backup().to_pb();
+        m.group = None;
+        assert!(matches!(
+            WorkspaceBackup::from_pb(m),
+            Err(Error::Missing {
+                field: "WorkspaceBackup.group"
+            })
+        ));
     }
 }

@@ -1,6 +1,7 @@
 //! How each provider's configuration becomes an `object_store` URL and options: the one place that
-//! knows which flag is which option key. The hub resolves a location this way to check it and to
-//! hand it to an agent with an instruction; the agent only opens what it is given.
+//! knows which flag is which option key and how each provider's URL is spelled. The hub resolves a
+//! location this way to check it and to hand it to an agent with an instruction; the agent only
+//! opens what it is given; the CLI shows where a location writes with [`place`].
 
 use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
@@ -18,6 +19,39 @@ pub struct Invalid {
     location: String,
     provider: Provider,
     reason: String,
+}
+
+/// The URL scheme of `provider`'s buckets (`fs` has none: a directory is shown as its path).
+fn scheme(provider: Provider) -> &'static str {
+    match provider {
+        Provider::S3 | Provider::Minio => "s3://",
+        Provider::Gcs => "gs://",
+        Provider::Azure => "az://",
+        Provider::Fs => "",
+    }
+}
+
+/// `prefix` as a URL path suffix: `/a/b` for `a/b/`.
+fn prefix_path(prefix: &str) -> String {
+    format!("/{}", prefix.trim_matches('/'))
+}
+
+/// Where `spec`'s objects go, for people: `s3://bucket/prefix`, `gs://bucket/prefix`,
+/// `az://account/container/prefix` (the account too, as `object_store`'s URL leaves it to an
+/// option), or the directory `/dir/prefix`. Unlike [`resolve`] it checks nothing: it shows what
+/// was stored.
+pub fn place(spec: &LocationSpec) -> String {
+    let prefix = spec.prefix.as_deref().map(prefix_path).unwrap_or_default();
+    let bucket = spec.bucket.as_deref().unwrap_or("");
+    let scheme = scheme(spec.provider);
+    match spec.provider {
+        Provider::S3 | Provider::Minio | Provider::Gcs => format!("{scheme}{bucket}{prefix}"),
+        Provider::Azure => format!(
+            "{scheme}{}/{bucket}{prefix}",
+            spec.account.as_deref().unwrap_or("")
+        ),
+        Provider::Fs => format!("{}{prefix}", spec.path.as_deref().unwrap_or("")),
+    }
 }
 
 /// The `object_store` URL and options that reach `spec`'s store with `credentials`.
@@ -56,7 +90,7 @@ pub fn resolve(spec: &LocationSpec, credentials: &Credentials) -> Result<Locatio
         Some(p) if p.split('/').any(|s| s.is_empty() || s == "." || s == "..") => {
             return Err(invalid(format!("--prefix {p:?} is not a plain folder path")));
         }
-        Some(p) => format!("/{p}"),
+        Some(p) => prefix_path(p),
         None => String::new(),
     };
     let wrong_credentials = || {
@@ -103,7 +137,7 @@ pub fn resolve(spec: &LocationSpec, credentials: &Credentials) -> Result<Locatio
                 }
                 _ => return Err(wrong_credentials()),
             }
-            format!("s3://{bucket}{prefix}")
+            format!("{}{bucket}{prefix}", scheme(spec.provider))
         }
         Provider::Gcs => {
             let bucket = named("--bucket", need(&spec.bucket, "--bucket")?, gcs_bucket)?;
@@ -115,7 +149,7 @@ pub fn resolve(spec: &LocationSpec, credentials: &Credentials) -> Result<Locatio
             if let Some(key) = gcs_key(key, spec.endpoint.as_deref()).map_err(invalid)? {
                 set("google_service_account_key", &key);
             }
-            format!("gs://{bucket}{prefix}")
+            format!("{}{bucket}{prefix}", scheme(spec.provider))
         }
         Provider::Azure => {
             let container = need(&spec.bucket, "--bucket (the container)")?;
@@ -140,7 +174,7 @@ pub fn resolve(spec: &LocationSpec, credentials: &Credentials) -> Result<Locatio
                 }
                 _ => return Err(wrong_credentials()),
             }
-            format!("az://{container}{prefix}")
+            format!("{}{container}{prefix}", scheme(spec.provider))
         }
         Provider::Fs => {
             let path = need(&spec.path, "--path")?;
@@ -279,6 +313,18 @@ mod tests {
             account: None,
             path: None,
         }
+    }
+
+    #[test]
+    fn place_shows_each_provider_as_it_is_spelled() {
+        assert_eq!(place(&spec(Provider::S3)), "s3://b/team/a");
+        assert_eq!(place(&spec(Provider::Gcs)), "gs://b/team/a");
+        let mut azure = spec(Provider::Azure);
+        azure.account = Some("acct".into());
+        assert_eq!(place(&azure), "az://acct/b/team/a");
+        let mut fs = spec(Provider::Fs);
+        (fs.path, fs.prefix) = (Some("/srv/backups".into()), None);
+        assert_eq!(place(&fs), "/srv/backups");
     }
 
     #[test]

@@ -136,6 +136,25 @@ pub struct Manifest {
     pub index: Vec<String>,
 }
 
+/// Which backups to list; every field narrows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackupQuery {
+    /// Of this cluster.
+    pub cluster: Option<ClusterName>,
+    /// In this workspace.
+    pub workspace: Option<WorkspaceName>,
+    /// Whose namespace filter covers this namespace.
+    pub namespace: Option<String>,
+    /// In this phase.
+    pub phase: Option<Phase>,
+    /// Created at or after.
+    pub since: Option<Timestamp>,
+    /// Made by this schedule.
+    pub schedule: Option<ScheduleName>,
+    /// Written to this location.
+    pub location: Option<LocationName>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -148,3 +148,13 @@ impl Progress {
         }
     }
 }
+
+/// What a watcher of a running operation sees: its latest progress and its phase (a final phase
+/// ends the watch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Live {
+    /// Latest progress.
+    pub progress: Progress,
+    /// Current phase.
+    pub phase: super::Phase,
+}

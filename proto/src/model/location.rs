@@ -49,13 +49,7 @@ pub enum Provider {
 
 impl fmt::Display for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::S3 => "s3",
-            Self::Minio => "minio",
-            Self::Gcs => "gcs",
-            Self::Azure => "azure",
-            Self::Fs => "fs",
-        })
+        f.write_str(self.keyword())
     }
 }
 

@@ -6,6 +6,7 @@ mod channel;
 mod cluster;
 mod group;
 mod item;
+mod keyword;
 mod location;
 mod name;
 mod operation;
@@ -17,12 +18,13 @@ mod volume;
 mod workspace;
 
 pub use backup::{
-    Backup, BackupOrigin, BackupSpec, BackupStatus, ClusterResources, Manifest, NamespaceFilter,
+    Backup, BackupOrigin, BackupQuery, BackupSpec, BackupStatus, ClusterResources, Manifest, NamespaceFilter,
 };
 pub use channel::{Instruction, Registration, Report};
 pub use cluster::Cluster;
-pub use group::{BackupGroup, GroupMember};
-pub use item::{IndexEntry, ItemRef, ItemResult, Outcome, Progress, ResourceSummary};
+pub use group::{BackupGroup, GroupMember, WorkspaceBackup};
+pub use item::{IndexEntry, ItemRef, ItemResult, Live, Outcome, Progress, ResourceSummary};
+pub use keyword::UnknownKeyword;
 pub use location::{
     Credentials, Health, Location, LocationInfo, LocationSpec, Provider, Prune, StoredLocation,
 };
@@ -40,6 +42,8 @@ pub use workspace::{DEFAULT_WORKSPACE, Workspace};
 use serde::{Deserialize, Serialize};
 
 /// Where a backup or restore stands. Only `Completed` means everything it listed was done.
+/// Printed as its variant's name (`InProgress`); named on the command line by its
+/// [keyword](Phase::KEYWORDS) (`in-progress`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Phase {
     /// Accepted by the hub, not yet started by the agent.

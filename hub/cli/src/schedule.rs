@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 
 use super::output::{self, Format, outln};
 use super::{Target, TemplateArgs};
-use crate::api::client::Client;
+use crate::client::Client;
 
 #[derive(Subcommand)]
 pub(super) enum ScheduleVerb {
@@ -85,25 +85,25 @@ pub(super) async fn run(client: &mut Client, out: Format, verb: ScheduleVerb) ->
             Ok(())
         }
         ScheduleVerb::List => output::schedules(out, &client.schedules().await?),
-        ScheduleVerb::Describe { name } => output::schedule(out, &client.schedule(name.as_str()).await?),
+        ScheduleVerb::Describe { name } => output::schedule(out, &client.schedule(&name).await?),
         ScheduleVerb::Pause { name } => {
-            client.set_paused(name.as_str(), true).await?;
+            client.set_paused(&name, true).await?;
             outln!("schedule {name} paused");
             Ok(())
         }
         ScheduleVerb::Resume { name } => {
-            let s = client.set_paused(name.as_str(), false).await?;
+            let s = client.set_paused(&name, false).await?;
             let next = s.next_fire.map_or_else(|| "-".into(), |t| t.to_string());
             outln!("schedule {name} resumed; next run {next}");
             Ok(())
         }
         ScheduleVerb::Delete { name } => {
-            client.delete_schedule(name.as_str()).await?;
+            client.delete_schedule(&name).await?;
             outln!("schedule {name} deleted");
             Ok(())
         }
         ScheduleVerb::RunNow { name } => {
-            let s = client.run_schedule(name.as_str()).await?;
+            let s = client.run_schedule(&name).await?;
             match s.last_error {
                 Some(e) => bail!("schedule {name} could not start its backup: {e}"),
                 None => {

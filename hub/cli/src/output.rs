@@ -1,12 +1,12 @@
 //! How the CLI prints: kubectl-like tables, or the model as JSON or YAML (`-o`).
 
 use anyhow::Result;
+use cairn_proto::format::provider;
 use cairn_proto::model::{
-    Backup, Cluster, IndexEntry, ItemResult, LocationInfo, LocationSpec, Progress, Provider, Restore,
-    Schedule, ScheduleTarget, Timestamp, VolumeResult, Workspace,
+    Backup, Cluster, IndexEntry, ItemResult, LocationInfo, Progress, Restore, Schedule, ScheduleTarget,
+    Timestamp, VolumeResult, Workspace, WorkspaceBackup,
 };
 
-use crate::operations::WorkspaceBackup;
 use clap::ValueEnum;
 use comfy_table::{Table, presets::NOTHING};
 use serde::Serialize;
@@ -36,10 +36,10 @@ pub fn emit(args: std::fmt::Arguments<'_>) {
 }
 
 macro_rules! out {
-    ($($arg:tt)*) => { $crate::cli::output::emit(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::output::emit(format_args!($($arg)*)) };
 }
 macro_rules! outln {
-    ($($arg:tt)*) => { $crate::cli::output::emit(format_args!("{}\n", format_args!($($arg)*))) };
+    ($($arg:tt)*) => { $crate::output::emit(format_args!("{}\n", format_args!($($arg)*))) };
 }
 pub(crate) use outln;
 
@@ -475,22 +475,6 @@ pub fn workspace(format: Format, w: &Workspace, locations: &[LocationInfo]) -> R
     Ok(())
 }
 
-/// Where a location writes, as its provider spells it.
-fn place(s: &LocationSpec) -> String {
-    let prefix = s
-        .prefix
-        .as_deref()
-        .map(|p| format!("/{}", p.trim_matches('/')))
-        .unwrap_or_default();
-    let bucket = s.bucket.as_deref().unwrap_or("");
-    match s.provider {
-        Provider::S3 | Provider::Minio => format!("s3://{bucket}{prefix}"),
-        Provider::Gcs => format!("gs://{bucket}{prefix}"),
-        Provider::Azure => format!("az://{}/{bucket}{prefix}", s.account.as_deref().unwrap_or("")),
-        Provider::Fs => format!("{}{prefix}", s.path.as_deref().unwrap_or("")),
-    }
-}
-
 fn health(l: &LocationInfo) -> (String, String) {
     match &l.health {
         None => ("unchecked".into(), "-".into()),
@@ -523,7 +507,7 @@ pub fn locations(format: Format, locations: &[LocationInfo]) -> Result<()> {
             l.spec.name.to_string(),
             l.spec.workspace.to_string(),
             l.spec.provider.to_string(),
-            place(&l.spec),
+            provider::place(&l.spec),
             if l.is_default { "yes" } else { "no" }.into(),
             health,
             checked,
@@ -548,7 +532,7 @@ pub fn location(format: Format, l: &LocationInfo) -> Result<()> {
         if l.is_default { " (default location)" } else { "" }
     );
     outln!("Provider:           {}", s.provider);
-    outln!("Where:              {}", place(s));
+    outln!("Where:              {}", provider::place(s));
     outln!("Region:             {}", or_dash(&s.region));
     outln!("Endpoint:           {}", or_dash(&s.endpoint));
     outln!(

@@ -6,7 +6,7 @@ use anyhow::Result;
 use cairn_proto::model::OperationId;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::api::client::Client;
+use crate::client::Client;
 
 const COUNTING: &str = "{spinner} {prefix} [{elapsed_precise}] {pos} items, {msg}";
 const BAR: &str = "{spinner} {prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} items, {msg}";

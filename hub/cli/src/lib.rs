@@ -1,4 +1,6 @@
-//! The `cairn` command: kubectl-like verbs over the hub's user API.
+//! `cairn-cli`: the `cairn` command, kubectl-like verbs over the hub's user API, and
+//! [`client`], the typed client of that API (model types in and out) the CLI and the tests use.
+//! It depends on `cairn-proto` alone: the hub, and with it RocksDB, is never linked.
 //!
 //! ```text
 //! cairn cluster list
@@ -14,6 +16,7 @@
 //! cairn restore list | describe NAME [--details]
 //! ```
 
+pub mod client;
 mod credentials;
 mod output;
 mod progress;
@@ -22,16 +25,16 @@ mod schedule;
 use anyhow::Context;
 use anyhow::{Result, bail};
 use cairn_proto::model::{
-    BackupName, BackupOrigin, BackupTemplate, ClusterName, ClusterResources, Credentials, DEFAULT_WORKSPACE,
-    ExistingPolicy, LabelSelector, LocationName, LocationSpec, NamespaceFilter, OperationId, Phase, Provider,
-    RestoreName, RestoreSpec, ScheduleName, WorkspaceName,
+    BackupName, BackupOrigin, BackupQuery, BackupTemplate, ClusterName, ClusterResources, Credentials,
+    DEFAULT_WORKSPACE, ExistingPolicy, LabelSelector, LocationName, LocationSpec, NamespaceFilter,
+    OperationId, Phase, Provider, RestoreName, RestoreSpec, ScheduleName, WorkspaceName,
 };
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::api::client::Client;
-use crate::inventory::BackupQuery;
+use crate::client::Client;
 pub use output::Format;
 
 /// Backup and restore for fleets of Kubernetes clusters.
@@ -156,20 +159,6 @@ enum LocationVerb {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum ProviderArg {
-    /// AWS S3.
-    S3,
-    /// MinIO or any S3-compatible store (needs --endpoint).
-    Minio,
-    /// Google Cloud Storage.
-    Gcs,
-    /// Azure Blob Storage (needs --account).
-    Azure,
-    /// A local directory (needs --path).
-    Fs,
-}
-
 #[derive(Args)]
 struct LocationAdd {
     /// The location's name.
@@ -177,9 +166,11 @@ struct LocationAdd {
     /// The workspace whose clusters may use it.
     #[arg(long, default_value = DEFAULT_WORKSPACE)]
     workspace: WorkspaceName,
-    /// The kind of store.
-    #[arg(long, value_enum)]
-    provider: ProviderArg,
+    /// The kind of store: s3 (AWS S3), minio (MinIO or any S3-compatible store; needs
+    /// --endpoint), gcs (Google Cloud Storage), azure (Azure Blob Storage; needs --account), fs (a
+    /// local directory; needs --path).
+    #[arg(long, value_parser = keyword::<Provider>(Provider::KEYWORDS))]
+    provider: Provider,
     /// Bucket (Azure: container).
     #[arg(long)]
     bucket: Option<String>,
@@ -238,8 +229,8 @@ enum BackupVerb {
         #[arg(long)]
         namespace: Option<String>,
         /// Only those in this phase.
-        #[arg(long, value_enum)]
-        status: Option<PhaseArg>,
+        #[arg(long, value_parser = keyword::<Phase>(Phase::KEYWORDS))]
+        status: Option<Phase>,
         /// Only those made within this long (`24h`).
         #[arg(long)]
         since: Option<humantime::Duration>,
@@ -276,19 +267,6 @@ enum RestoreVerb {
         #[arg(long)]
         details: bool,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ClusterResourcesArg {
-    Auto,
-    Always,
-    Never,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ExistingPolicyArg {
-    Skip,
-    Update,
 }
 
 #[derive(Args)]
@@ -338,8 +316,8 @@ struct TemplateArgs {
     #[arg(long, short = 'l')]
     selector: Option<LabelSelector>,
     /// Cluster-scoped objects: those the namespaced ones need (auto), all, or none.
-    #[arg(long, value_enum, default_value = "auto")]
-    cluster_resources: ClusterResourcesArg,
+    #[arg(long, default_value = "auto", value_parser = keyword::<ClusterResources>(ClusterResources::KEYWORDS))]
+    cluster_resources: ClusterResources,
     /// Keep each backup this long (`720h`); default: forever.
     #[arg(long)]
     ttl: Option<humantime::Duration>,
@@ -360,34 +338,9 @@ impl TemplateArgs {
             include_resources: self.include_resources,
             exclude_resources: self.exclude_resources,
             selector: self.selector,
-            cluster_resources: match self.cluster_resources {
-                ClusterResourcesArg::Auto => ClusterResources::Auto,
-                ClusterResourcesArg::Always => ClusterResources::Always,
-                ClusterResourcesArg::Never => ClusterResources::Never,
-            },
+            cluster_resources: self.cluster_resources,
             ttl: self.ttl.map(Into::into),
             volumes: self.volumes,
-        }
-    }
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum PhaseArg {
-    Pending,
-    InProgress,
-    Completed,
-    PartiallyFailed,
-    Failed,
-}
-
-impl From<PhaseArg> for Phase {
-    fn from(p: PhaseArg) -> Self {
-        match p {
-            PhaseArg::Pending => Self::Pending,
-            PhaseArg::InProgress => Self::InProgress,
-            PhaseArg::Completed => Self::Completed,
-            PhaseArg::PartiallyFailed => Self::PartiallyFailed,
-            PhaseArg::Failed => Self::Failed,
         }
     }
 }
@@ -412,8 +365,8 @@ struct RestoreCreate {
     #[arg(long, value_delimiter = ',', value_parser = parse_mapping)]
     namespace_mapping: Vec<(String, String)>,
     /// Objects that exist already: leave them (skip) or overwrite them (update).
-    #[arg(long, value_enum, default_value = "skip")]
-    existing_policy: ExistingPolicyArg,
+    #[arg(long, default_value = "skip", value_parser = keyword::<ExistingPolicy>(ExistingPolicy::KEYWORDS))]
+    existing_policy: ExistingPolicy,
     /// Keep Services' node ports.
     #[arg(long)]
     preserve_node_ports: bool,
@@ -427,6 +380,16 @@ struct RestoreCreate {
     /// Wait until it ends, showing progress; exit non-zero unless it completed.
     #[arg(long)]
     wait: bool,
+}
+
+/// Parses a model enum by its keywords (`Provider::KEYWORDS`…): accepts exactly those, which
+/// `--help` lists.
+fn keyword<T>(words: &'static [&'static str]) -> impl TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    PossibleValuesParser::new(words.iter().copied()).try_map(|word| word.parse::<T>())
 }
 
 fn parse_mapping(text: &str) -> Result<(String, String), String> {
@@ -470,7 +433,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     return Ok(());
                 }
                 progress::follow(&mut client, &OperationId::Backup(spec.name.clone())).await?;
-                let backup = client.backup(spec.name.as_str()).await?;
+                let backup = client.backup(&spec.name).await?;
                 output::backup(out, &backup, None, None)?;
                 ensure_completed(
                     "backup",
@@ -491,7 +454,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     cluster,
                     workspace,
                     namespace,
-                    phase: status.map(Into::into),
+                    phase: status,
                     since: since.map(|d| (std::time::SystemTime::now() - d.into()).into()),
                     schedule,
                     location: None,
@@ -499,19 +462,19 @@ pub async fn run(cli: Cli) -> Result<()> {
                 output::backups(out, &client.backups(&query).await?)
             }
             BackupVerb::Describe { name, details } => {
-                let backup = match client.backup(name.as_str()).await {
-                    Err(crate::api::client::Error::Status(s)) if s.code() == tonic::Code::NotFound => {
+                let backup = match client.backup(&name).await {
+                    Err(e) if e.is_not_found() => {
                         // Perhaps a workspace backup.
-                        if let Ok(w) = client.workspace_backup(name.as_str()).await {
+                        if let Ok(w) = client.workspace_backup(&name).await {
                             output::workspace_backup(out, &w)?;
                             return Ok(());
                         }
-                        return Err(crate::api::client::Error::Status(s).into());
+                        return Err(e.into());
                     }
                     r => r?,
                 };
                 let items = if details {
-                    Some(client.backup_items(name.as_str()).await?)
+                    Some(client.backup_items(&name).await?)
                 } else {
                     None
                 };
@@ -523,7 +486,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 output::backup(out, &backup, items.as_deref(), live.as_ref())
             }
             BackupVerb::Delete { name } => {
-                client.delete_backup(name.as_str()).await?;
+                client.delete_backup(&name).await?;
                 output::outln!("backup {name} deleted");
                 Ok(())
             }
@@ -542,10 +505,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                     return Ok(());
                 }
                 progress::follow(&mut client, &OperationId::Restore(spec.name.clone())).await?;
-                let restore = client.restore(spec.name.as_str()).await?;
+                let restore = client.restore(&spec.name).await?;
                 // A dry run's point is its plan: print every item in order.
                 let items = if spec.dry_run {
-                    Some(client.restore_items(spec.name.as_str()).await?)
+                    Some(client.restore_items(&spec.name).await?)
                 } else {
                     None
                 };
@@ -559,9 +522,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             RestoreVerb::List => output::restores(out, &client.restores().await?),
             RestoreVerb::Describe { name, details } => {
-                let restore = client.restore(name.as_str()).await?;
+                let restore = client.restore(&name).await?;
                 let items = if details {
-                    Some(client.restore_items(name.as_str()).await?)
+                    Some(client.restore_items(&name).await?)
                 } else {
                     None
                 };
@@ -574,27 +537,23 @@ pub async fn run(cli: Cli) -> Result<()> {
 async fn workspace(client: &mut Client, out: Format, verb: WorkspaceVerb) -> Result<()> {
     match verb {
         WorkspaceVerb::Create { name } => {
-            client.create_workspace(name.as_str()).await?;
+            client.create_workspace(&name).await?;
             output::outln!("workspace {name} created");
             Ok(())
         }
         WorkspaceVerb::List => output::workspaces(out, &client.workspaces().await?),
         WorkspaceVerb::Describe { name } => {
-            let workspace = client.workspace(name.as_str()).await?;
-            let locations = client.locations(Some(name.as_str())).await?;
+            let workspace = client.workspace(&name).await?;
+            let locations = client.locations(Some(&name)).await?;
             output::workspace(out, &workspace, &locations)
         }
         WorkspaceVerb::AddCluster { workspace, cluster } => {
-            client
-                .membership(workspace.as_str(), cluster.as_str(), true)
-                .await?;
+            client.membership(&workspace, &cluster, true).await?;
             output::outln!("cluster {cluster} is in workspace {workspace}");
             Ok(())
         }
         WorkspaceVerb::RemoveCluster { workspace, cluster } => {
-            client
-                .membership(workspace.as_str(), cluster.as_str(), false)
-                .await?;
+            client.membership(&workspace, &cluster, false).await?;
             output::outln!(
                 "cluster {cluster} left workspace {workspace} (it is in workspace {DEFAULT_WORKSPACE})"
             );
@@ -632,15 +591,12 @@ async fn location(client: &mut Client, out: Format, verb: LocationVerb) -> Resul
             }
             Ok(())
         }
-        LocationVerb::List { workspace } => output::locations(
-            out,
-            &client
-                .locations(workspace.as_ref().map(WorkspaceName::as_str))
-                .await?,
-        ),
-        LocationVerb::Describe { name } => output::location(out, &client.location(name.as_str()).await?),
+        LocationVerb::List { workspace } => {
+            output::locations(out, &client.locations(workspace.as_ref()).await?)
+        }
+        LocationVerb::Describe { name } => output::location(out, &client.location(&name).await?),
         LocationVerb::Verify { name } => {
-            let info = client.verify_location(name.as_str()).await?;
+            let info = client.verify_location(&name).await?;
             output::outln!(
                 "location {} is healthy (write, read, list, delete)",
                 info.spec.name
@@ -648,14 +604,14 @@ async fn location(client: &mut Client, out: Format, verb: LocationVerb) -> Resul
             Ok(())
         }
         LocationVerb::Prune { name, grace } => {
-            let cluster = client.prune_location(name.as_str(), grace.into()).await?;
+            let cluster = client.prune_location(&name, grace.into()).await?;
             output::outln!(
                 "prune of location {name} started by the agent of cluster {cluster}; see `cairn location describe {name}`"
             );
             Ok(())
         }
         LocationVerb::Remove { name, force } => {
-            client.remove_location(name.as_str(), force).await?;
+            client.remove_location(&name, force).await?;
             output::outln!("location {name} removed");
             Ok(())
         }
@@ -663,13 +619,7 @@ async fn location(client: &mut Client, out: Format, verb: LocationVerb) -> Resul
 }
 
 fn location_spec(a: LocationAdd) -> Result<(LocationSpec, Credentials)> {
-    let provider = match a.provider {
-        ProviderArg::S3 => Provider::S3,
-        ProviderArg::Minio => Provider::Minio,
-        ProviderArg::Gcs => Provider::Gcs,
-        ProviderArg::Azure => Provider::Azure,
-        ProviderArg::Fs => Provider::Fs,
-    };
+    let provider = a.provider;
     let ca_cert_pem = a
         .ca_cert
         .map(|f| std::fs::read_to_string(&f).with_context(|| format!("reading --ca-cert {}", f.display())))
@@ -713,7 +663,7 @@ async fn workspace_backup(
     wait: bool,
 ) -> Result<()> {
     let group = client
-        .create_workspace_backup(name.as_str(), workspace.as_str(), template)
+        .create_workspace_backup(name, workspace, template)
         .await?
         .group;
     if !wait {
@@ -728,7 +678,7 @@ async fn workspace_backup(
     for member in group.members.iter().filter_map(|m| m.backup.as_ref()) {
         progress::follow(client, &OperationId::Backup(member.clone())).await?;
     }
-    let made = client.workspace_backup(name.as_str()).await?;
+    let made = client.workspace_backup(name).await?;
     output::workspace_backup(out, &made)?;
     ensure_completed("workspace backup", name.as_str(), made.phase(), None)
 }
@@ -743,10 +693,7 @@ fn restore_spec(a: RestoreCreate) -> RestoreSpec {
             exclude: a.exclude_namespaces,
         },
         namespace_mapping: a.namespace_mapping.into_iter().collect::<BTreeMap<_, _>>(),
-        existing_policy: match a.existing_policy {
-            ExistingPolicyArg::Skip => ExistingPolicy::Skip,
-            ExistingPolicyArg::Update => ExistingPolicy::Update,
-        },
+        existing_policy: a.existing_policy,
         preserve_node_ports: a.preserve_node_ports,
         volume_wait: a.volume_wait.map(Into::into),
         dry_run: a.dry_run,
