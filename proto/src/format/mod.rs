@@ -26,11 +26,6 @@ pub use volume::{VOLUMES_DIR, VolumeDir, VolumeKeys};
 
 use crate::model::BackupName;
 
-/// The key of volume snapshot `id` (see [`VolumeKeys::snapshot`]).
-pub fn volume_snapshot_key(id: &str) -> String {
-    VolumeKeys::snapshot(id)
-}
-
 /// Version written into every manifest; readers refuse newer ones.
 pub const FORMAT_VERSION: u32 = 2;
 
