@@ -32,7 +32,7 @@ pub enum Error {
         key: String,
         /// The cause.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// An object that must exist is not there.
     #[error("location {location}: {key} is missing")]
@@ -100,7 +100,7 @@ pub enum Error {
         key: String,
         /// The cause.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// The storage server failed a list.
     #[error("listing {prefix} in location {location}")]
@@ -111,7 +111,7 @@ pub enum Error {
         prefix: String,
         /// The cause.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// The storage server failed a delete.
     #[error("deleting {key} in location {location}")]
@@ -122,21 +122,18 @@ pub enum Error {
         key: String,
         /// The cause.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
 }
 
 impl Error {
     /// Whether the object is not there (a read that found nothing, or a missing object).
     pub fn is_not_found(&self) -> bool {
-        matches!(
-            self,
-            Self::Missing { .. }
-                | Self::Read {
-                    source: object_store::Error::NotFound { .. },
-                    ..
-                }
-        )
+        match self {
+            Self::Missing { .. } => true,
+            Self::Read { source, .. } => matches!(**source, object_store::Error::NotFound { .. }),
+            _ => false,
+        }
     }
 }
 
@@ -251,7 +248,7 @@ impl SealedStore {
             .map_err(|source| Error::Write {
                 location: self.location.clone(),
                 key: key.to_owned(),
-                source,
+                source: Box::new(source),
             })?;
         Ok(size)
     }
@@ -265,7 +262,7 @@ impl SealedStore {
             .map_err(|source| Error::List {
                 location: self.location.clone(),
                 prefix: prefix.to_owned(),
-                source,
+                source: Box::new(source),
             })?;
         Ok(listed
             .common_prefixes
@@ -281,7 +278,7 @@ impl SealedStore {
             Err(source) => Err(Error::Delete {
                 location: self.location.clone(),
                 key: key.to_owned(),
-                source,
+                source: Box::new(source),
             }),
         }
     }
@@ -300,7 +297,7 @@ impl SealedStore {
             .map_err(|source| Error::Delete {
                 location: self.location.clone(),
                 key: prefix.to_owned(),
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -325,7 +322,7 @@ pub async fn read_bounded(
     let read = |source| Error::Read {
         location: location.to_owned(),
         key: key.to_owned(),
-        source,
+        source: Box::new(source),
     };
     let too_large = |size| Error::TooLarge {
         location: location.to_owned(),
