@@ -123,6 +123,15 @@ impl HubProcess {
         self.sandbox.log("cairn-hub")
     }
 
+    /// The running hub's process id (0 if it is not running), for its memory in `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.sandbox
+            .pids()
+            .into_iter()
+            .find_map(|(name, pid)| (name == "cairn-hub").then_some(pid))
+            .unwrap_or(0)
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> &str {
         &self.url

@@ -120,7 +120,12 @@ async fn an_agent_stops_gracefully() -> Result<()> {
                 .progress(&cairn_proto::model::OperationId::Backup("before-stop".parse()?))
                 .await?
                 .is_some_and(|p| p.items_total > 0 || p.items_done > 0);
-            let ended = client.backup(&"before-stop".parse()?).await?.status.phase.is_final();
+            let ended = client
+                .backup(&"before-stop".parse()?)
+                .await?
+                .status
+                .phase
+                .is_final();
             Ok((running || ended).then_some(()))
         }
     })

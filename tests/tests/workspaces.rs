@@ -280,6 +280,62 @@ async fn location_add_tells_each_misconfiguration_apart_and_saves_nothing() -> R
     Ok(())
 }
 
+/// Size of the manifest planted in a location: larger than any the hub may read.
+const PLANTED_MANIFEST: u64 = 200 << 20;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_manifest_is_refused_unread_and_named_at_location_add() -> Result<()> {
+    let hub = HubProcess::start().await?;
+    let files = LocalDir::new()?;
+    let root = files.path().join("vault");
+    // A backup folder as FORMAT.md lays it out, its manifest 200 MiB of zeros (a sparse file): what
+    // anyone who can write into the bucket could leave there.
+    let folder = root.join("backups").join("planted");
+    std::fs::create_dir_all(&folder)?;
+    std::fs::File::create(folder.join("manifest.pb"))?.set_len(PLANTED_MANIFEST)?;
+    let before = testbed::proc_stats::peak_rss_mib(hub.pid());
+
+    let path = root.to_str().context("UTF-8 path")?;
+    let out = hub
+        .cli_line(&format!("location add vault --provider fs --path {path}"))
+        .await?
+        .ok()?;
+    assert!(
+        out.stdout.contains("1 backups found in it could not be read")
+            && out.stdout.contains(&format!(
+                "planted: location vault: backups/planted/manifest.pb is {PLANTED_MANIFEST} bytes, \
+                 more than the 67108864 bytes a manifest may be"
+            )),
+        "{out:?}"
+    );
+    let peak = testbed::proc_stats::peak_rss_mib(hub.pid());
+    println!("hub peak RSS: {before} MiB before location add, {peak} MiB after");
+    assert!(
+        peak > 0 && peak < 128,
+        "the hub's peak memory is {peak} MiB: it read the 200 MiB manifest"
+    );
+    assert!(
+        listed_backups(&hub).await?.is_empty(),
+        "the planted backup was recorded"
+    );
+    Ok(())
+}
+
+/// Names of the backups the hub records.
+async fn listed_backups(hub: &HubProcess) -> Result<Vec<String>> {
+    let list = hub.json("backup list").await?;
+    Ok(list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| {
+            b.pointer("/spec/name")
+                .and_then(|n| n.as_str())
+                .map(str::to_owned)
+        })
+        .collect())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn only_the_workspaces_clusters_use_its_locations() -> Result<()> {
     let cp = ControlPlane::start("edge-1").await?;

@@ -5,7 +5,7 @@
 pub mod select;
 mod writer;
 
-use cairn_proto::format::{self, BackupKeys, ObjectSeal};
+use cairn_proto::format::{self, BackupKeys, ObjectSeal, SealedStore};
 use cairn_proto::model::{
     Backup, BackupSpec, BackupStatus, ClusterResources, ItemRef, ItemResult, Location, Manifest, Outcome,
     Phase, Report, ResourceSummary, Timestamp,
@@ -42,20 +42,12 @@ pub enum Error {
     #[error(transparent)]
     Location(#[from] format::location::Error),
     /// An object could not be written.
-    #[error("writing {key} to location {location}")]
-    Put {
-        /// The key.
-        key: String,
-        /// The location.
-        location: cairn_proto::model::LocationName,
-        /// The cause.
-        #[source]
-        source: object_store::Error,
-    },
+    #[error(transparent)]
+    Store(#[from] format::sealed_store::Error),
     /// A part could not be encoded.
     #[error("encoding an object part")]
     Encode(#[source] std::io::Error),
-    /// An object could not be sealed.
+    /// The workspace key is malformed.
     #[error("sealing with the workspace key")]
     Seal(#[source] cairn_proto::seal::Error),
 }
@@ -142,7 +134,10 @@ async fn execute(
         Ok(seal) => seal,
         Err(e) => return Err((Error::Seal(e), reporter)),
     };
-    let writer = Writer::new(store, location.name.clone(), BackupKeys::new(&spec.name), seal);
+    let writer = Writer::new(
+        SealedStore::new(store, &location.name, seal),
+        BackupKeys::new(&spec.name),
+    );
     let mut run = Run {
         client,
         spec,

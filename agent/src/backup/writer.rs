@@ -1,20 +1,17 @@
 //! Writes a backup into its location as `proto/FORMAT.md` lays it out: object parts and index
 //! parts as the backup proceeds, each with one PUT, the manifest last.
 
-use cairn_proto::convert::Wire;
-use cairn_proto::format::{BackupKeys, INDEX_PART_ENTRIES, ObjectSeal, PART_MAX_BYTES, PartWriter};
-use cairn_proto::model::{IndexEntry, ItemRef, LocationName, Manifest};
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
-use std::sync::Arc;
+use cairn_proto::format::{
+    BackupKeys, INDEX_PART_ENTRIES, ObjectKind, PART_MAX_BYTES, PartWriter, SealedStore,
+};
+use cairn_proto::model::{IndexEntry, ItemRef, Manifest};
 
 use super::Error;
 
 /// A backup's writer.
 pub struct Writer {
-    store: Arc<dyn ObjectStore>,
-    location: LocationName,
+    store: SealedStore,
     keys: BackupKeys,
-    seal: ObjectSeal,
     /// Compressed bytes written so far.
     pub bytes: u64,
     index: Vec<IndexEntry>,
@@ -22,37 +19,24 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// For the backup whose folder is `keys`, its objects sealed with `seal`.
-    pub fn new(
-        store: Arc<dyn ObjectStore>,
-        location: LocationName,
-        keys: BackupKeys,
-        seal: ObjectSeal,
-    ) -> Self {
+    /// For the backup whose folder is `keys` in `store`.
+    pub fn new(store: SealedStore, keys: BackupKeys) -> Self {
         Self {
             store,
-            location,
             keys,
-            seal,
             bytes: 0,
             index: Vec::new(),
             index_parts: Vec::new(),
         }
     }
 
-    async fn put(&mut self, relative: &str, bytes: Vec<u8>) -> Result<(), Error> {
+    /// Writes object part `relative` (a key relative to the backup's folder).
+    async fn put_part(&mut self, relative: &str, bytes: &[u8]) -> Result<(), Error> {
         let key = self.keys.absolute(relative);
-        let bytes = self.seal.seal(&key, &bytes).map_err(Error::Seal)?;
-        let len = bytes.len() as u64;
-        self.store
-            .put(&Path::from(key.as_str()), PutPayload::from(bytes))
-            .await
-            .map_err(|source| Error::Put {
-                key,
-                location: self.location.clone(),
-                source,
-            })?;
-        self.bytes += len;
+        self.bytes += self
+            .store
+            .write_bytes(ObjectKind::ObjectPart, &key, bytes)
+            .await?;
         Ok(())
     }
 
@@ -74,8 +58,8 @@ impl Writer {
         }
         let seq = u32::try_from(self.index_parts.len()).unwrap_or(u32::MAX);
         let relative = BackupKeys::index_part(seq);
-        let bytes = std::mem::take(&mut self.index).encode();
-        self.put(&relative, bytes).await?;
+        let entries = std::mem::take(&mut self.index);
+        self.bytes += self.store.write(&self.keys.absolute(&relative), &entries).await?;
         self.index_parts.push(relative);
         Ok(())
     }
@@ -88,7 +72,7 @@ impl Writer {
         // Every object but the manifest itself: the status the hub records is the manifest's own,
         // so a catalog read back from the bucket says the same.
         manifest.backup.status.bytes = self.bytes;
-        self.put(BackupKeys::MANIFEST, manifest.encode()).await?;
+        self.store.write(&self.keys.manifest(), &manifest).await?;
         Ok(manifest)
     }
 }
@@ -141,7 +125,7 @@ impl Parts {
         let bytes = tokio::task::spawn_blocking(move || full.finish())
             .await
             .map_err(|e| Error::Encode(e.into()))?;
-        writer.put(&key, bytes.map_err(Error::Encode)?).await?;
+        writer.put_part(&key, &bytes.map_err(Error::Encode)?).await?;
         self.written.push(key);
         self.seq += 1;
         Ok(())

@@ -5,18 +5,16 @@
 pub mod order;
 pub mod prepare;
 
-use cairn_proto::convert::{self, Wire};
-use cairn_proto::format::{self, BackupKeys, ObjectSeal, PartReader};
+use cairn_proto::format::{self, BackupKeys, ObjectKind, ObjectSeal, PartReader, SealedStore};
 use cairn_proto::model::{
-    ExistingPolicy, ItemRef, ItemResult, Location, LocationName, Manifest, Outcome, OutcomeCounts, Phase,
-    Report, ResourceSummary, RestoreSpec, RestoreStatus, Timestamp, VolumeResult,
+    ExistingPolicy, ItemRef, ItemResult, Location, Manifest, Outcome, OutcomeCounts, Phase, Report,
+    ResourceSummary, RestoreSpec, RestoreStatus, Timestamp, VolumeResult,
 };
 use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{self, ApiResource, Scope};
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,51 +43,14 @@ pub enum Error {
         /// The backup.
         backup: String,
         /// The location.
-        location: LocationName,
+        location: String,
     },
-    /// Reading from the location failed.
-    #[error("reading {key} from location {location}")]
-    Read {
-        /// The key.
-        key: String,
-        /// The location.
-        location: LocationName,
-        /// The cause.
-        #[source]
-        source: object_store::Error,
-    },
-    /// Writing the item results failed.
-    #[error("writing {key} to location {location}")]
-    Write {
-        /// The key.
-        key: String,
-        /// The location.
-        location: LocationName,
-        /// The cause.
-        #[source]
-        source: object_store::Error,
-    },
-    /// An object does not open with the workspace key.
-    #[error("opening {key}: written for another workspace, or altered")]
-    Open {
-        /// The key.
-        key: String,
-        /// The cause.
-        #[source]
-        source: cairn_proto::seal::Error,
-    },
+    /// Reading or writing in the location failed, or what was read does not open or decode.
+    #[error(transparent)]
+    Store(#[from] format::sealed_store::Error),
     /// The workspace key is malformed.
     #[error("sealing with the workspace key")]
     Seal(#[source] cairn_proto::seal::Error),
-    /// The manifest does not decode.
-    #[error("manifest {key} is corrupt")]
-    Manifest {
-        /// The key.
-        key: String,
-        /// The cause.
-        #[source]
-        source: convert::Error,
-    },
     /// An object part does not decode.
     #[error("object part {key} is corrupt")]
     Part {
@@ -116,11 +77,7 @@ pub async fn run(
         .map_err(Error::from)
         .and_then(|store| {
             let seal = ObjectSeal::new(&volumes.key).map_err(Error::Seal)?;
-            Ok(Arc::new(Source {
-                store,
-                location: location.name.clone(),
-                seal,
-            }))
+            Ok(Arc::new(SealedStore::new(store, &location.name, seal)))
         });
     let (outcome, results) = match opened {
         Err(e) => (Err(e), None),
@@ -170,55 +127,10 @@ pub async fn run(
         .await;
 }
 
-/// The backup's location: its objects opened, and the restore's report sealed, with the
-/// workspace key.
-struct Source {
-    store: Arc<dyn ObjectStore>,
-    location: LocationName,
-    seal: ObjectSeal,
-}
-
-impl Source {
-    /// The object at `key`, opened.
-    async fn read(&self, key: &str) -> Result<Vec<u8>, Error> {
-        let err = |source| Error::Read {
-            key: key.to_owned(),
-            location: self.location.clone(),
-            source,
-        };
-        let sealed = self
-            .store
-            .get(&Path::from(key))
-            .await
-            .map_err(err)?
-            .bytes()
-            .await
-            .map_err(err)?;
-        self.seal.open(key, &sealed).map_err(|source| Error::Open {
-            key: key.to_owned(),
-            source,
-        })
-    }
-
-    /// Writes `plain`, sealed, at `key`.
-    async fn write(&self, key: &str, plain: &[u8]) -> Result<(), Error> {
-        let sealed = self.seal.seal(key, plain).map_err(Error::Seal)?;
-        self.store
-            .put(&Path::from(key), PutPayload::from(sealed))
-            .await
-            .map_err(|source| Error::Write {
-                key: key.to_owned(),
-                location: self.location.clone(),
-                source,
-            })?;
-        Ok(())
-    }
-}
-
 /// Every item's result, written to the location in parts as the restore goes; counts and
 /// problems kept for the status.
 struct Results {
-    source: Arc<Source>,
+    source: Arc<SealedStore>,
     restore: cairn_proto::model::RestoreName,
     buffer: Vec<ItemResult>,
     parts: Vec<String>,
@@ -227,7 +139,7 @@ struct Results {
 }
 
 impl Results {
-    fn new(source: Arc<Source>, spec: &RestoreSpec) -> Self {
+    fn new(source: Arc<SealedStore>, spec: &RestoreSpec) -> Self {
         Self {
             source,
             restore: spec.name.clone(),
@@ -257,8 +169,8 @@ impl Results {
         }
         let key =
             format::restore_items_part(&self.restore, u32::try_from(self.parts.len()).unwrap_or(u32::MAX));
-        let bytes = std::mem::take(&mut self.buffer).encode();
-        self.source.write(&key, &bytes).await?;
+        let results = std::mem::take(&mut self.buffer);
+        self.source.write(&key, &results).await?;
         self.parts.push(key);
         Ok(())
     }
@@ -267,28 +179,17 @@ impl Results {
 async fn execute(
     client: &kube::Client,
     spec: &RestoreSpec,
-    source: &Source,
+    source: &SealedStore,
     reporter: &mut Reporter,
     results: &mut Results,
 ) -> Result<Vec<VolumeResult>, Error> {
     let keys = BackupKeys::new(&spec.backup);
-    let manifest_key = keys.manifest();
-    let bytes = match source.read(&manifest_key).await {
-        Err(Error::Read {
-            source: object_store::Error::NotFound { .. },
-            ..
-        }) => {
-            return Err(Error::NoManifest {
-                backup: spec.backup.to_string(),
-                location: source.location.clone(),
-            });
-        }
-        other => other?,
+    let Some(manifest) = source.read::<Manifest>(&keys.manifest()).await? else {
+        return Err(Error::NoManifest {
+            backup: spec.backup.to_string(),
+            location: source.location().to_owned(),
+        });
     };
-    let manifest = Manifest::decode(&bytes).map_err(|source| Error::Manifest {
-        key: manifest_key,
-        source,
-    })?;
     let resources = order::restore_order(&manifest.backup.status.resources);
     let total: u64 = resources.iter().map(|r| r.count).sum();
     let backed_up = manifest.backup.status.volumes;
@@ -297,7 +198,7 @@ async fn execute(
         let target = resolve(client, resource, !spec.dry_run).await;
         for part in &resource.parts {
             let key = keys.absolute(part);
-            let bytes = source.read(&key).await?;
+            let bytes = source.must_read_bytes(ObjectKind::ObjectPart, &key).await?;
             let part_error = |source| Error::Part {
                 key: key.clone(),
                 source,

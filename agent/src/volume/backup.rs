@@ -210,7 +210,8 @@ async fn upload(
         .map(|pack| {
             let repo = repo.clone();
             async move {
-                repo.put(&super::repo::pack_key(&pack.id), pack.bytes).await?;
+                repo.put(&cairn_proto::format::VolumeKeys::pack(&pack.id), pack.bytes)
+                    .await?;
                 Ok::<_, Error>(pb::IndexPack {
                     pack: pack.id,
                     blobs: pack.blobs,

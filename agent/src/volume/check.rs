@@ -2,6 +2,7 @@
 //! read, its bytes must hash to its name and every blob must open to its id. Damage is reported
 //! with the files (of any snapshot) whose content it touches. Reads only: never blocks a backup.
 
+use cairn_proto::format::ObjectKind;
 use cairn_proto::pb;
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, path::Path};
@@ -58,7 +59,7 @@ pub async fn run(repo: &Repository, read_data: bool) -> Result<Report> {
 
 /// Checks one pack; returns the blobs it opened.
 async fn check_pack(repo: &Repository, id: &str, read_data: bool) -> Result<u64> {
-    let key = super::repo::pack_key(id);
+    let key = cairn_proto::format::VolumeKeys::pack(id);
     let path = Path::from(key.as_str());
     if !read_data {
         repo.store()
@@ -67,14 +68,7 @@ async fn check_pack(repo: &Repository, id: &str, read_data: bool) -> Result<u64>
             .map_err(|e| Error::store("read", &key, e))?;
         return Ok(0);
     }
-    let bytes = repo
-        .store()
-        .get(&path)
-        .await
-        .map_err(|e| Error::store("read", &key, e))?
-        .bytes()
-        .await
-        .map_err(|e| Error::store("read", &key, e))?;
+    let bytes = super::repo::get(repo.store().as_ref(), ObjectKind::VolumePack, &key).await?;
     let entries = pack::read_header(repo.master(), id, &bytes)?;
     for e in &entries {
         let id = BlobId::from_slice(&e.id)?;

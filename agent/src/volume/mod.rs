@@ -64,6 +64,18 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// An object larger than its kind may be: refused, its body unread.
+    #[error("{key} is {size} bytes, more than the {max} bytes {kind} may be")]
+    TooLarge {
+        /// The key.
+        key: String,
+        /// Its size.
+        size: u64,
+        /// The limit of its kind.
+        max: u64,
+        /// Its kind.
+        kind: cairn_proto::format::ObjectKind,
+    },
     /// A blob the snapshot needs is in no index.
     #[error("blob {0} is missing from the repository")]
     MissingBlob(String),

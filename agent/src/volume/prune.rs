@@ -133,7 +133,7 @@ pub async fn run(repo: &Repository, options: &Options) -> Result<Report> {
     for (id, size, written) in repo.stored_packs().await? {
         let orphan = !indexed.contains(&id) && now - written >= grace;
         if due.contains(&id) || orphan {
-            repo.delete(&super::repo::pack_key(&id)).await?;
+            repo.delete(&cairn_proto::format::VolumeKeys::pack(&id)).await?;
             report.deleted += 1;
             report.deleted_bytes += size;
         }

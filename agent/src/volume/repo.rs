@@ -3,6 +3,7 @@
 //! `snapshots/`. Every object is written once and never changed, so writers need no lock.
 
 use bytes::Bytes;
+use cairn_proto::format::{ObjectKind, VolumeDir, VolumeKeys, sealed_store};
 use cairn_proto::pb;
 use cairn_proto::seal::{KEY_LEN, Key};
 use futures::{StreamExt, TryStreamExt};
@@ -30,7 +31,6 @@ pub const CHUNK_MAX: u32 = 4 << 20;
 /// Objects read at once (index files, snapshots).
 const READ_CONCURRENCY: usize = 16;
 
-const ROOT: &str = cairn_proto::format::VOLUMES_DIR;
 const KEY_CONTEXT: &str = "cairn repository key";
 const INDEX_CONTEXT: &str = "cairn index";
 const SNAPSHOT_CONTEXT: &str = "cairn snapshot";
@@ -38,20 +38,6 @@ const PLAN_CONTEXT: &str = "cairn prune plan";
 /// Times a read of every object under a directory starts over when one vanished meanwhile (a
 /// prune replaced it).
 const READ_ATTEMPTS: usize = 3;
-
-fn key_of(parts: &[&str]) -> String {
-    let mut k = ROOT.to_owned();
-    for p in parts {
-        k.push('/');
-        k.push_str(p);
-    }
-    k
-}
-
-/// The object key of pack `id`.
-pub fn pack_key(id: &str) -> String {
-    key_of(&["data", &id[..2.min(id.len())], id])
-}
 
 fn random_id() -> Result<String> {
     let (_, bytes) = Key::random()?;
@@ -75,8 +61,11 @@ impl Repository {
     /// could not have opened the winner's repository anyway (keys are sealed to the repository
     /// id).
     pub async fn init(store: Arc<dyn ObjectStore>, label: &str, kek: &Key) -> Result<Self> {
-        let config_key = key_of(&["config"]);
-        if get_opt(store.as_ref(), &config_key).await?.is_some() {
+        let config_key = VolumeKeys::config();
+        if get_opt(store.as_ref(), ObjectKind::VolumeConfig, &config_key)
+            .await?
+            .is_some()
+        {
             return Err(Error::Exists(label.to_owned()));
         }
         let (master, raw) = Key::random()?;
@@ -94,7 +83,7 @@ impl Repository {
             id_key: derive_id_key(&raw),
             config,
         };
-        let key_file = key_of(&["keys", &random_id()?]);
+        let key_file = VolumeKeys::object(VolumeDir::Keys, &random_id()?);
         repo.put(&key_file, kek.seal(&repo.key_context(), &raw)?).await?;
         let created = store
             .put_opts(
@@ -143,8 +132,8 @@ impl Repository {
     /// Opens the repository in `store` with key-encryption key `kek` (`kek_origin` names it in
     /// errors). Reads only.
     pub async fn open(store: Arc<dyn ObjectStore>, label: &str, kek: &Key, kek_origin: &str) -> Result<Self> {
-        let config_key = key_of(&["config"]);
-        let config = get_opt(store.as_ref(), &config_key)
+        let config_key = VolumeKeys::config();
+        let config = get_opt(store.as_ref(), ObjectKind::VolumeConfig, &config_key)
             .await?
             .ok_or_else(|| Error::NotInitialised(label.to_owned()))?;
         let config = pb::RepoConfig::decode(config.as_ref()).map_err(|e| Error::corrupt(&config_key, e))?;
@@ -158,14 +147,14 @@ impl Repository {
             ));
         }
         let context = key_context(&config);
-        let prefix = Path::from(key_of(&["keys"]));
+        let prefix = Path::from(VolumeKeys::dir(VolumeDir::Keys));
         let keys: Vec<_> = store
             .list(Some(&prefix))
             .try_collect()
             .await
             .map_err(|e| Error::store("list", prefix.as_ref(), e))?;
         for meta in keys {
-            let sealed = get(store.as_ref(), meta.location.as_ref()).await?;
+            let sealed = get(store.as_ref(), ObjectKind::VolumeKey, meta.location.as_ref()).await?;
             if let Ok(raw) = kek.open(&context, &sealed) {
                 let master = Key::from_raw(&raw, meta.location.as_ref())?;
                 let id_key = derive_id_key(&raw[..KEY_LEN]);
@@ -247,11 +236,11 @@ impl Repository {
     async fn load_index_into(&self, new: fn() -> Index, skip: &HashSet<String>) -> Result<Index> {
         retrying(|| async {
             let mut index = new();
-            let mut keys = self.keys_under(&["index"]).await?;
+            let mut keys = self.keys_under(VolumeDir::Index).await?;
             keys.sort();
             let mut files = futures::stream::iter(keys)
                 .map(|key| async move {
-                    let plain = self.read_sealed(&key, INDEX_CONTEXT).await?;
+                    let plain = self.read_sealed(VolumeDir::Index, &key).await?;
                     pb::IndexFile::decode(plain.as_slice()).map_err(|e| Error::corrupt(&key, e))
                 })
                 .buffered(READ_CONCURRENCY);
@@ -268,7 +257,7 @@ impl Repository {
     /// Every index file with its key, in key order.
     pub async fn index_files(&self) -> Result<Vec<(String, pb::IndexFile)>> {
         let mut files = Vec::new();
-        for (key, plain) in self.read_all(&["index"], INDEX_CONTEXT).await? {
+        for (key, plain) in self.read_all(VolumeDir::Index).await? {
             let file = pb::IndexFile::decode(plain.as_slice()).map_err(|e| Error::corrupt(&key, e))?;
             files.push((key, file));
         }
@@ -279,7 +268,7 @@ impl Repository {
     /// Every prune plan with its key.
     pub async fn prune_plans(&self) -> Result<Vec<(String, pb::PrunePlan)>> {
         let mut plans = Vec::new();
-        for (key, plain) in self.read_all(&["prune"], PLAN_CONTEXT).await? {
+        for (key, plain) in self.read_all(VolumeDir::Prune).await? {
             let plan = pb::PrunePlan::decode(plain.as_slice()).map_err(|e| Error::corrupt(&key, e))?;
             plans.push((key, plan));
         }
@@ -289,12 +278,13 @@ impl Repository {
     /// Writes a new prune plan.
     pub async fn write_prune_plan(&self, plan: &pb::PrunePlan) -> Result<()> {
         let sealed = self.master.seal(PLAN_CONTEXT, &plan.encode_to_vec())?;
-        self.put(&key_of(&["prune", &random_id()?]), sealed).await
+        self.put(&VolumeKeys::object(VolumeDir::Prune, &random_id()?), sealed)
+            .await
     }
 
     /// Every pack stored (listed or not in an index): id, size, last written.
     pub async fn stored_packs(&self) -> Result<Vec<(String, u64, chrono::DateTime<chrono::Utc>)>> {
-        let prefix = Path::from(key_of(&["data"]));
+        let prefix = Path::from(VolumeKeys::dir(VolumeDir::Data));
         self.store
             .list(Some(&prefix))
             .map_ok(|m| {
@@ -316,19 +306,20 @@ impl Repository {
 
     /// Deletes snapshot `id`.
     pub async fn forget(&self, id: &str) -> Result<()> {
-        self.delete(&cairn_proto::format::volume_snapshot_key(id)).await
+        self.delete(&VolumeKeys::snapshot(id)).await
     }
 
     /// Writes a new index file for the packs in `file`.
     pub async fn write_index(&self, file: &pb::IndexFile) -> Result<()> {
         let sealed = self.master.seal(INDEX_CONTEXT, &file.encode_to_vec())?;
-        self.put(&key_of(&["index", &random_id()?]), sealed).await
+        self.put(&VolumeKeys::object(VolumeDir::Index, &random_id()?), sealed)
+            .await
     }
 
     /// Every snapshot with its id, oldest first.
     pub async fn snapshots(&self) -> Result<Vec<(String, pb::Snapshot)>> {
         let mut all = Vec::new();
-        for (key, plain) in self.read_all(&["snapshots"], SNAPSHOT_CONTEXT).await? {
+        for (key, plain) in self.read_all(VolumeDir::Snapshots).await? {
             let snapshot = pb::Snapshot::decode(plain.as_slice()).map_err(|e| Error::corrupt(&key, e))?;
             let id = key.rsplit('/').next().unwrap_or_default().to_owned();
             all.push((id, snapshot));
@@ -354,15 +345,14 @@ impl Repository {
     pub async fn save_snapshot(&self, snapshot: &pb::Snapshot) -> Result<String> {
         let id = format!("{}{}", random_id()?, random_id()?);
         let sealed = self.master.seal(SNAPSHOT_CONTEXT, &snapshot.encode_to_vec())?;
-        self.put(&cairn_proto::format::volume_snapshot_key(&id), sealed)
-            .await?;
+        self.put(&VolumeKeys::snapshot(&id), sealed).await?;
         Ok(id)
     }
 
     /// The plaintext of blob `id`.
     pub async fn read_blob(&self, index: &Index, id: &BlobId) -> Result<Vec<u8>> {
         let entry = index.get(id)?;
-        let key = pack_key(&entry.pack);
+        let key = VolumeKeys::pack(&entry.pack);
         let range = entry.offset..entry.offset + u64::from(entry.length);
         let stored = self
             .store
@@ -392,12 +382,12 @@ impl Repository {
         pb::Tree::decode(bytes.as_slice()).map_err(|e| Error::corrupt(format!("tree {id}"), e))
     }
 
-    /// Every object under `dir`, opened with `context`, as (key, plaintext).
-    async fn read_all(&self, dir: &[&str], context: &'static str) -> Result<Vec<(String, Vec<u8>)>> {
+    /// Every object under `dir`, opened, as (key, plaintext).
+    async fn read_all(&self, dir: VolumeDir) -> Result<Vec<(String, Vec<u8>)>> {
         retrying(|| async {
             futures::stream::iter(self.keys_under(dir).await?)
                 .map(|key| async move {
-                    let plain = self.read_sealed(&key, context).await?;
+                    let plain = self.read_sealed(dir, &key).await?;
                     Ok((key, plain))
                 })
                 .buffer_unordered(READ_CONCURRENCY)
@@ -408,8 +398,8 @@ impl Repository {
     }
 
     /// The keys of every object under `dir`.
-    async fn keys_under(&self, dir: &[&str]) -> Result<Vec<String>> {
-        let prefix = Path::from(key_of(dir));
+    async fn keys_under(&self, dir: VolumeDir) -> Result<Vec<String>> {
+        let prefix = Path::from(VolumeKeys::dir(dir));
         self.store
             .list(Some(&prefix))
             .map_ok(|m| m.location.to_string())
@@ -418,9 +408,15 @@ impl Repository {
             .map_err(|e| Error::store("list", prefix.as_ref(), e))
     }
 
-    /// The object at `key`, opened with `context`.
-    async fn read_sealed(&self, key: &str, context: &str) -> Result<Vec<u8>> {
-        let sealed = get(self.store.as_ref(), key).await?;
+    /// The object at `key` in `dir` (index files, snapshots, prune plans), opened.
+    async fn read_sealed(&self, dir: VolumeDir, key: &str) -> Result<Vec<u8>> {
+        let (kind, context) = match dir {
+            VolumeDir::Snapshots => (ObjectKind::VolumeSnapshot, SNAPSHOT_CONTEXT),
+            VolumeDir::Prune => (ObjectKind::VolumePrunePlan, PLAN_CONTEXT),
+            // Keys and packs are read otherwise (`open`, `read_blob`).
+            VolumeDir::Index | VolumeDir::Keys | VolumeDir::Data => (ObjectKind::VolumeIndex, INDEX_CONTEXT),
+        };
+        let sealed = get(self.store.as_ref(), kind, key).await?;
         self.master
             .open(context, &sealed)
             .map_err(|e| Error::corrupt(key, e))
@@ -455,8 +451,10 @@ fn derive_id_key(master: &[u8]) -> [u8; 32] {
     blake3::derive_key("cairn volume repository 2026-11 blob ids", master)
 }
 
-async fn get(store: &dyn ObjectStore, key: &str) -> Result<Bytes> {
-    get_opt(store, key).await?.ok_or_else(|| {
+/// The object of kind `kind` at `key`, which must exist; read only if its size is within its
+/// kind's limit (`cairn_proto::format::limits`).
+pub(super) async fn get(store: &dyn ObjectStore, kind: ObjectKind, key: &str) -> Result<Bytes> {
+    get_opt(store, kind, key).await?.ok_or_else(|| {
         Error::store(
             "read",
             key,
@@ -468,10 +466,15 @@ async fn get(store: &dyn ObjectStore, key: &str) -> Result<Bytes> {
     })
 }
 
-async fn get_opt(store: &dyn ObjectStore, key: &str) -> Result<Option<Bytes>> {
-    match store.get(&Path::from(key)).await {
-        Ok(r) => Ok(Some(r.bytes().await.map_err(|e| Error::store("read", key, e))?)),
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(Error::store("read", key, e)),
-    }
+async fn get_opt(store: &dyn ObjectStore, kind: ObjectKind, key: &str) -> Result<Option<Bytes>> {
+    // The repository's errors name no location (its callers' label does).
+    sealed_store::read_bounded(store, "", kind, key)
+        .await
+        .map_err(|e| match e {
+            sealed_store::Error::Read { key, source, .. } => Error::store("read", &key, *source),
+            sealed_store::Error::TooLarge {
+                key, size, max, kind, ..
+            } => Error::TooLarge { key, size, max, kind },
+            other => Error::corrupt(key, cairn_proto::error_chain(&other)),
+        })
 }

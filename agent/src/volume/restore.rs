@@ -324,7 +324,7 @@ async fn write_pack(
         .map(|p| p.offset + u64::from(p.length))
         .max()
         .unwrap_or(start);
-    let key = super::repo::pack_key(&pack);
+    let key = cairn_proto::format::VolumeKeys::pack(&pack);
     let read = repo
         .store()
         .get_range(&object_store::path::Path::from(key.as_str()), start..end)

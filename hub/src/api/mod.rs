@@ -63,9 +63,7 @@ impl From<operations::Error> for Status {
             E::Inventory(_)
             | E::Location(L::Seal { .. } | L::RepositoryKey(_) | L::Corrupt { .. } | L::Inventory(_))
             | E::Open(_)
-            | E::Bucket { .. }
-            | E::Corrupt { .. }
-            | E::Sealed { .. } => Code::Internal,
+            | E::Store(_) => Code::Internal,
         };
         Status::new(code, cairn_proto::error_chain(&e))
     }

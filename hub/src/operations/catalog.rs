@@ -5,9 +5,8 @@
 
 use cairn_proto::format::{self, BackupKeys};
 use cairn_proto::model::{BackupName, Manifest, Phase, StoredLocation};
-use object_store::path::Path;
 
-use super::{Error, Hub, Result};
+use super::{Hub, Result};
 
 /// What reading a location's catalog found.
 #[derive(Debug, Default)]
@@ -25,15 +24,9 @@ impl Hub {
     pub async fn sync_catalog(&self, stored: &StoredLocation) -> Result<Catalog> {
         let bucket = self.bucket(stored)?;
         let name = &stored.spec.name;
-        let root = Path::from(format::BACKUPS_DIR);
-        let listed = bucket
-            .store
-            .list_with_delimiter(Some(&root))
-            .await
-            .map_err(|e| Error::bucket(name, "list", format::BACKUPS_DIR, e))?;
         let mut catalog = Catalog::default();
-        for dir in listed.common_prefixes {
-            let Some(Ok(backup)) = dir.filename().map(BackupName::new) else {
+        for folder in bucket.folders(format::BACKUPS_DIR).await? {
+            let Ok(backup) = BackupName::new(folder) else {
                 continue;
             };
             // Known and not Failed: running, or finished as recorded. A Failed record may be a

@@ -17,15 +17,12 @@ mod workspaces;
 
 pub use workspaces::default_workspace;
 
-use cairn_proto::convert;
-use cairn_proto::format::{self, BackupKeys};
+use cairn_proto::format::{self, BackupKeys, SealedStore, VolumeKeys};
 use cairn_proto::model::{
     Backup, BackupName, BackupQuery, BackupSpec, BackupStatus, Cluster, ClusterName, IndexEntry, Instruction,
     ItemResult, Live, LocationName, Manifest, OperationId, Phase, Report, Restore, RestoreName, RestoreSpec,
     RestoreStatus, Timestamp, WorkspaceName,
 };
-use futures::{StreamExt, TryStreamExt};
-use object_store::{ObjectStoreExt, path::Path};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -136,59 +133,10 @@ pub enum Error {
     /// The location could not be opened.
     #[error(transparent)]
     Open(#[from] format::location::Error),
-    /// Reading or deleting in the location failed.
-    #[error("location {location}: {operation} {key}")]
-    Bucket {
-        /// The location.
-        location: LocationName,
-        /// read, list or delete.
-        operation: &'static str,
-        /// The key or prefix.
-        key: String,
-        /// The cause.
-        #[source]
-        source: Box<object_store::Error>,
-    },
-    /// Something in the location does not open with the workspace key.
-    #[error(
-        "location {location}: {key} does not open with its workspace's key (written for another workspace, or altered)"
-    )]
-    Sealed {
-        /// The location.
-        location: LocationName,
-        /// The key.
-        key: String,
-        /// The cause.
-        #[source]
-        source: cairn_proto::seal::Error,
-    },
-    /// Something in the location does not decode.
-    #[error("location {location}: {key} is corrupt")]
-    Corrupt {
-        /// The location.
-        location: LocationName,
-        /// The key.
-        key: String,
-        /// The cause.
-        #[source]
-        source: convert::Error,
-    },
-}
-
-impl Error {
-    fn bucket(
-        location: &LocationName,
-        operation: &'static str,
-        key: &str,
-        source: object_store::Error,
-    ) -> Self {
-        Self::Bucket {
-            location: location.clone(),
-            operation,
-            key: key.to_owned(),
-            source: Box::new(source),
-        }
-    }
+    /// Reading, listing or deleting in the location failed, or what was read does not open or
+    /// decode.
+    #[error(transparent)]
+    Store(#[from] format::sealed_store::Error),
 }
 
 /// Result of a hub call.
@@ -582,7 +530,7 @@ impl Hub {
     }
 
     /// The objects of the location `backup` was written to.
-    async fn backup_bucket(&self, backup: &Backup) -> Result<bucket::Bucket> {
+    async fn backup_bucket(&self, backup: &Backup) -> Result<SealedStore> {
         let stored = self.inner.locations.get(&locations::location_of(backup)).await?;
         self.bucket(&stored)
     }
@@ -595,29 +543,14 @@ impl Hub {
             return Err(Error::Running(name.clone()));
         }
         let bucket = self.backup_bucket(&backup).await?;
-        let (store, location) = (&bucket.store, &bucket.location);
         let keys = BackupKeys::new(name);
         // The manifest first: from then on the folder is no longer a backup, whatever remains.
-        let manifest = Path::from(keys.manifest().as_str());
-        match store.delete(&manifest).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(source) => return Err(Error::bucket(location, "delete", &keys.manifest(), source)),
-        }
+        bucket.delete(&keys.manifest()).await?;
         // Its volume snapshots: the next prune collects the data no other snapshot uses.
         for volume in backup.status.volumes.iter().filter(|v| !v.snapshot.is_empty()) {
-            let key = format::volume_snapshot_key(&volume.snapshot);
-            match store.delete(&Path::from(key.as_str())).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(source) => return Err(Error::bucket(location, "delete", &key, source)),
-            }
+            bucket.delete(&VolumeKeys::snapshot(&volume.snapshot)).await?;
         }
-        let prefix = Path::from(keys.dir());
-        let listed = store.list(Some(&prefix)).map_ok(|m| m.location).boxed();
-        store
-            .delete_stream(listed)
-            .try_collect::<Vec<_>>()
-            .await
-            .map_err(|source| Error::bucket(location, "delete", keys.dir(), source))?;
+        bucket.delete_under(keys.dir()).await?;
         self.inner.inventory.delete_backup(&backup).await?;
         tracing::info!("backup deleted");
         Ok(())

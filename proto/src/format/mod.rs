@@ -1,15 +1,29 @@
 //! The bucket format: the one place that builds keys and encodes what Cairn writes into a
 //! location. `proto/FORMAT.md` is the contract; a change here changes it in the same commit.
+//!
+//! - [`BackupKeys`], [`restore_items_part`], [`VolumeKeys`]: every key.
+//! - [`limits`]: the largest object of each kind a reader accepts.
+//! - [`SealedStore`]: the one way backup objects and restore reports are read (bounded, opened,
+//!   decoded) and written (encoded, sealed); [`sealed_store::read_bounded`] for the volume
+//!   repository, which seals with its own keys.
+//! - [`PartWriter`], [`PartReader`]: object parts; [`ObjectSeal`]: the seal.
+//! - [`location`], [`provider`]: reaching a bucket.
 
+pub mod limits;
 pub mod location;
 mod parts;
 pub mod provider;
 mod sealed;
+pub mod sealed_store;
 pub mod server_error;
+mod volume;
 
+pub use limits::ObjectKind;
 pub use location::{open as open_location, verify as verify_location};
 pub use parts::{PartReader, PartWriter};
 pub use sealed::ObjectSeal;
+pub use sealed_store::SealedStore;
+pub use volume::{VOLUMES_DIR, VolumeDir, VolumeKeys};
 
 use crate::model::BackupName;
 
@@ -26,14 +40,6 @@ pub const INDEX_PART_ENTRIES: usize = 10_000;
 /// Top folder of all backups in a location.
 pub const BACKUPS_DIR: &str = "backups";
 
-/// Where the workspace's volume-data repository lives in a location (see "Volume repository").
-pub const VOLUMES_DIR: &str = "volumes";
-
-/// The key of volume snapshot `id`: deleting it is how a deleted backup gives up its volume data
-/// (a later prune collects the packs only it used).
-pub fn volume_snapshot_key(id: &str) -> String {
-    format!("{VOLUMES_DIR}/snapshots/{id}")
-}
 const BACKUPS: &str = BACKUPS_DIR;
 /// Top folder of restore reports in a location.
 const RESTORES: &str = "restores";

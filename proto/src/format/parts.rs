@@ -1,10 +1,20 @@
 //! Object parts: Kubernetes objects as JSON lines (the API server's own JSON, one object a
 //! line), zstd-compressed. Readable with `zstdcat part | jq`.
+//!
+//! Reading is bounded: a part decompressing to more than [`OBJECT_PART_PLAIN_MAX`] bytes, or
+//! asking for a larger zstd window than [`ZSTD_WINDOW_LOG_MAX`], fails as it is read instead of
+//! expanding without end.
 
 use std::io::{BufRead, BufReader, Read, Write};
 
+use super::limits::OBJECT_PART_PLAIN_MAX;
+
 /// zstd level: fast to write on a busy node, still about 8× on Kubernetes JSON.
 const ZSTD_LEVEL: i32 = 3;
+
+/// Largest zstd window a part may ask its reader for, as a power of two: 8 MiB. Level 3 writes
+/// 2 MiB windows (log 21); zstd's own default maximum is 128 MiB.
+const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 
 /// Builds one part in memory; [`PartWriter::finish`] returns the bytes to PUT.
 pub struct PartWriter {
@@ -52,15 +62,56 @@ impl PartWriter {
 /// Reads the objects of a part one at a time, decompressing as it goes: memory holds the
 /// compressed part and one object, never the part's objects all at once.
 pub struct PartReader<R: Read> {
-    lines: std::io::Lines<BufReader<zstd::Decoder<'static, BufReader<R>>>>,
+    lines: std::io::Lines<BufReader<Capped<zstd::Decoder<'static, BufReader<R>>>>>,
 }
 
 impl<R: Read> PartReader<R> {
     /// Over a compressed part (`std::io::Cursor` of its bytes, say).
     pub fn new(compressed: R) -> std::io::Result<Self> {
+        Self::with_limit(compressed, OBJECT_PART_PLAIN_MAX)
+    }
+
+    fn with_limit(compressed: R, limit: u64) -> std::io::Result<Self> {
+        let mut decoder = zstd::Decoder::new(compressed)?;
+        decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
         Ok(Self {
-            lines: BufReader::new(zstd::Decoder::new(compressed)?).lines(),
+            lines: BufReader::new(Capped {
+                inner: decoder,
+                left: limit,
+                limit,
+            })
+            .lines(),
         })
+    }
+}
+
+/// A reader that fails once more than `limit` bytes come out of `inner`.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            // At the limit: fine if the stream ends here, an error if there is more.
+            let mut probe = [0_u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "decompresses to more than {} bytes, the most an object part may hold",
+                        self.limit
+                    ),
+                )),
+            };
+        }
+        let room = usize::try_from(self.left).unwrap_or(usize::MAX).min(buf.len());
+        let n = self.inner.read(&mut buf[..room])?;
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 
@@ -97,5 +148,42 @@ mod tests {
             .collect::<Result<_, _>>()
             .expect("read");
         assert_eq!(back, objects);
+    }
+
+    #[test]
+    fn a_part_expanding_past_the_limit_fails_as_it_is_read() {
+        let mut w = PartWriter::new().expect("writer");
+        let object = serde_json::json!({"data": "x".repeat(1000)});
+        for _ in 0..100 {
+            w.push(&object).expect("push");
+        }
+        let raw = w.raw_bytes() as u64;
+        let bytes = w.finish().expect("finish");
+        assert!((bytes.len() as u64) < raw / 10, "compresses well");
+        let exact = PartReader::with_limit(bytes.as_slice(), raw).expect("reader");
+        assert_eq!(exact.count(), 100, "a part of exactly the limit reads");
+        let mut capped = PartReader::with_limit(bytes.as_slice(), raw - 1).expect("reader");
+        let err = capped.find_map(Result::err).expect("an error before the end");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("decompresses to more than {} bytes", raw - 1)),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_full_part_reads_back_under_the_window_bound() {
+        // Over PART_MAX_BYTES, as the writer closes parts: its window fits the reader's bound.
+        let mut w = PartWriter::new().expect("writer");
+        let mut n = 0_u64;
+        while w.raw_bytes() < crate::format::PART_MAX_BYTES + (1 << 20) {
+            n += 1;
+            w.push(&serde_json::json!({"n": n, "pad": format!("{:x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15)).repeat(20)}))
+                .expect("push");
+        }
+        let bytes = w.finish().expect("finish");
+        let back = PartReader::new(bytes.as_slice()).expect("reader");
+        let objects: Vec<_> = back.collect::<Result<_, _>>().expect("objects");
+        assert_eq!(objects.len() as u64, n);
     }
 }
