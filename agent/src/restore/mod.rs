@@ -8,8 +8,8 @@ pub mod prepare;
 use cairn_proto::convert::{self, Wire};
 use cairn_proto::format::{self, BackupKeys, ObjectSeal, PartReader};
 use cairn_proto::model::{
-    ExistingPolicy, ItemRef, ItemResult, Location, LocationName, Manifest, Outcome, OutcomeCounts, Phase,
-    ResourceSummary, RestoreSpec, RestoreStatus, Timestamp, VolumeResult,
+    ExistingPolicy, GroupKind, ItemRef, ItemResult, Location, LocationName, Manifest, Outcome, OutcomeCounts,
+    Phase, ResourceSummary, RestoreSpec, RestoreStatus, Timestamp, VolumeResult,
 };
 use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::claims;
-use crate::references::CRD;
 use crate::relay::Volumes;
 use crate::report::{Event, Reporter};
 use cairn_proto::error_chain as report;
@@ -347,7 +346,7 @@ fn covers(spec: &RestoreSpec, resource: &ResourceSummary, object: &Value) -> boo
     let field = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or_default();
     if resource.namespaced {
         spec.namespaces.covers(field("/metadata/namespace"))
-    } else if resource.group.is_empty() && resource.kind == "Namespace" {
+    } else if resource.group_kind() == GroupKind::NAMESPACE {
         spec.namespaces.covers(field("/metadata/name"))
     } else {
         true
@@ -364,7 +363,7 @@ fn item_ref(resource: &ResourceSummary, object: &Value, spec: &RestoreSpec) -> I
             .to_owned()
     };
     let mut name = field("/metadata/name");
-    if resource.group.is_empty() && resource.kind == "Namespace" {
+    if resource.group_kind() == GroupKind::NAMESPACE {
         name = spec.map_namespace(&name).to_owned();
     }
     ItemRef {
@@ -408,7 +407,7 @@ async fn resolve(
 
 /// Whether a type is a custom resource (its objects reference their CRD).
 fn is_custom(resource: &ResourceSummary) -> bool {
-    resource.depends_on.iter().any(|d| d == CRD)
+    resource.depends_on.contains(&GroupKind::CRD)
 }
 
 fn result(item: ItemRef, outcome: Outcome, message: impl Into<String>) -> ItemResult {
@@ -463,7 +462,7 @@ async fn apply(
     } else {
         create(&api, &item, object, spec.existing_policy).await
     };
-    if !spec.dry_run && resource.group_kind() == CRD && outcome.outcome != Outcome::Failed {
+    if !spec.dry_run && resource.group_kind() == GroupKind::CRD && outcome.outcome != Outcome::Failed {
         return established(client, outcome).await;
     }
     outcome

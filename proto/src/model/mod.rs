@@ -4,6 +4,7 @@
 mod backup;
 mod cluster;
 mod group;
+mod group_kind;
 mod item;
 mod location;
 mod name;
@@ -19,6 +20,7 @@ pub use backup::{
 };
 pub use cluster::Cluster;
 pub use group::{BackupGroup, GroupMember};
+pub use group_kind::{GroupKind, InvalidGroupKind};
 pub use item::{IndexEntry, ItemRef, ItemResult, Outcome, Progress, ResourceSummary};
 pub use location::{
     Credentials, Health, Location, LocationInfo, LocationSpec, Provider, Prune, StoredLocation,
