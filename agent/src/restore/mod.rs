@@ -4,6 +4,7 @@
 
 pub mod order;
 pub mod prepare;
+pub mod rules;
 
 use cairn_proto::convert::{self, Wire};
 use cairn_proto::format::{self, BackupKeys, ObjectSeal, PartReader};
@@ -293,6 +294,7 @@ async fn execute(
     let backed_up = manifest.backup.status.volumes;
     let mut preparer = Preparer::new(&backed_up);
     for resource in &resources {
+        let kind = resource.group_kind();
         let target = resolve(client, resource, !spec.dry_run).await;
         for part in &resource.parts {
             let key = keys.absolute(part);
@@ -316,10 +318,7 @@ async fn execute(
                     };
                     if covers(spec, resource, &object) {
                         let item = item_ref(resource, &object, spec);
-                        return Some((
-                            item,
-                            preparer.prepare(object, &resource.group, &resource.kind, spec),
-                        ));
+                        return Some((item, preparer.prepare(object, &kind, spec)));
                     }
                 }
             });
@@ -522,7 +521,7 @@ async fn update(
     let (Ok(live), Ok(mut wanted)) = (serde_json::to_value(&current), serde_json::to_value(&object)) else {
         return result(item.clone(), Outcome::Failed, "cannot encode the object");
     };
-    prepare::carry_over(&live, &mut wanted, &item.group, &item.kind);
+    prepare::carry_over(&live, &mut wanted, &item.group_kind());
     let mut object: DynamicObject = match serde_json::from_value(wanted) {
         Ok(o) => o,
         Err(e) => {
