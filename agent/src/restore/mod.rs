@@ -17,6 +17,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{self, ApiResource, Scope};
+use kube::runtime::wait::{await_condition, conditions};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
 use serde_json::Value;
 use std::sync::Arc;
@@ -539,25 +540,28 @@ async fn update(
     }
 }
 
-/// Waits until a restored CRD is Established, so its custom resources can follow.
+/// Waits until a restored CRD is Established, so its custom resources can follow. A watch that
+/// fails (the API server busy, say) is started again until [`CRD_READY`] has passed.
 async fn established(client: &kube::Client, created: ItemResult) -> ItemResult {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let deadline = Instant::now() + CRD_READY;
-    while Instant::now() < deadline {
-        if let Ok(crd) = crds.get(&created.item.name).await {
-            let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
-            if conditions
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-            {
-                return created;
+    let name = created.item.name.clone();
+    let wait = async {
+        loop {
+            match await_condition(crds.clone(), &name, conditions::is_crd_established()).await {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::debug!(crd = %name, error = %report(&e), "watching for Established");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
             }
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    match tokio::time::timeout(CRD_READY, wait).await {
+        Ok(()) => created,
+        Err(_) => result(
+            created.item,
+            Outcome::Failed,
+            format!("not Established within {CRD_READY:?}"),
+        ),
     }
-    result(
-        created.item,
-        Outcome::Failed,
-        format!("not Established within {CRD_READY:?}"),
-    )
 }
