@@ -7,8 +7,8 @@ mod writer;
 
 use cairn_proto::format::{self, BackupKeys, ObjectSeal, SealedStore};
 use cairn_proto::model::{
-    Backup, BackupSpec, BackupStatus, ClusterResources, ItemRef, ItemResult, Location, Manifest, Outcome,
-    Phase, Report, ResourceSummary, Timestamp,
+    Backup, BackupSpec, BackupStatus, ClusterResources, GroupKind, ItemRef, ItemResult, Location, Manifest,
+    Outcome, Phase, Report, ResourceSummary, Timestamp,
 };
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -237,7 +237,7 @@ impl Run<'_> {
     /// Lists and writes every selected object of one type.
     async fn resource_type(&mut self, resource: &Resource) -> Result<(), Error> {
         let api = &resource.api;
-        let group_kind = format!("{}/{}", api.group, api.kind);
+        let group_kind = GroupKind::new(api.group.clone(), api.kind.clone());
         let crd = Some(resource.qualified()).filter(|q| self.crds.contains(q));
         let mut parts = Parts::new(&api.group, &api.version, &api.plural)?;
         let mut depends_on = BTreeSet::new();
@@ -287,7 +287,7 @@ impl Run<'_> {
                         kind: api.kind.clone(),
                     });
                     let value = serde_json::to_value(&object).map_err(|e| Error::Encode(e.into()))?;
-                    for r in references::of(&value, &api.group, &api.kind, crd.as_deref()) {
+                    for r in references::of(&value, &group_kind, crd.as_deref()) {
                         if r.group_kind != group_kind {
                             depends_on.insert(r.group_kind.clone());
                         }
@@ -298,7 +298,7 @@ impl Run<'_> {
                     if resource.namespaced {
                         self.used_namespaces.insert(namespace.clone());
                     }
-                    if group_kind == references::PVC {
+                    if group_kind == GroupKind::PERSISTENT_VOLUME_CLAIM {
                         self.claims.push(Claim {
                             namespace: namespace.clone(),
                             name: name.clone(),
@@ -348,11 +348,11 @@ impl Run<'_> {
     }
 
     /// For a cluster-scoped type in `auto` mode, the names to take; `None` means all.
-    fn cluster_scoped_filter(&self, resource: &Resource, group_kind: &str) -> Option<BTreeSet<String>> {
+    fn cluster_scoped_filter(&self, resource: &Resource, group_kind: &GroupKind) -> Option<BTreeSet<String>> {
         if resource.namespaced {
             return None;
         }
-        if group_kind == references::NAMESPACE {
+        if *group_kind == GroupKind::NAMESPACE {
             // Namespaces in scope; with a selector, only those holding a selected object.
             let chosen = if self.spec.selector.is_some() {
                 &self.used_namespaces
@@ -367,7 +367,7 @@ impl Run<'_> {
             ClusterResources::Auto => Some(
                 self.needed
                     .iter()
-                    .filter(|r| r.group_kind == group_kind)
+                    .filter(|r| r.group_kind == *group_kind)
                     .map(|r| r.name.clone())
                     .collect(),
             ),

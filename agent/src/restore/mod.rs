@@ -4,23 +4,24 @@
 
 pub mod order;
 pub mod prepare;
+pub mod rules;
 
 use cairn_proto::format::{self, BackupKeys, ObjectKind, ObjectSeal, PartReader, SealedStore};
 use cairn_proto::model::{
-    ExistingPolicy, ItemRef, ItemResult, Location, Manifest, Outcome, OutcomeCounts, Phase, Report,
-    ResourceSummary, RestoreSpec, RestoreStatus, Timestamp, VolumeResult,
+    ExistingPolicy, GroupKind, ItemRef, ItemResult, Location, Manifest, Outcome, OutcomeCounts, Phase,
+    Report, ResourceSummary, RestoreSpec, RestoreStatus, Timestamp, VolumeResult,
 };
 use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{self, ApiResource, Scope};
+use kube::runtime::wait::{await_condition, conditions};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::claims;
-use crate::references::CRD;
 use crate::relay::Volumes;
 use crate::report::Reporter;
 use cairn_proto::error_chain as report;
@@ -195,6 +196,7 @@ async fn execute(
     let backed_up = manifest.backup.status.volumes;
     let mut preparer = Preparer::new(&backed_up);
     for resource in &resources {
+        let kind = resource.group_kind();
         let target = resolve(client, resource, !spec.dry_run).await;
         for part in &resource.parts {
             let key = keys.absolute(part);
@@ -218,10 +220,7 @@ async fn execute(
                     };
                     if covers(spec, resource, &object) {
                         let item = item_ref(resource, &object, spec);
-                        return Some((
-                            item,
-                            preparer.prepare(object, &resource.group, &resource.kind, spec),
-                        ));
+                        return Some((item, preparer.prepare(object, &kind, spec)));
                     }
                 }
             });
@@ -248,7 +247,7 @@ fn covers(spec: &RestoreSpec, resource: &ResourceSummary, object: &Value) -> boo
     let field = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or_default();
     if resource.namespaced {
         spec.namespaces.covers(field("/metadata/namespace"))
-    } else if resource.group.is_empty() && resource.kind == "Namespace" {
+    } else if resource.group_kind() == GroupKind::NAMESPACE {
         spec.namespaces.covers(field("/metadata/name"))
     } else {
         true
@@ -265,7 +264,7 @@ fn item_ref(resource: &ResourceSummary, object: &Value, spec: &RestoreSpec) -> I
             .to_owned()
     };
     let mut name = field("/metadata/name");
-    if resource.group.is_empty() && resource.kind == "Namespace" {
+    if resource.group_kind() == GroupKind::NAMESPACE {
         name = spec.map_namespace(&name).to_owned();
     }
     ItemRef {
@@ -309,7 +308,7 @@ async fn resolve(
 
 /// Whether a type is a custom resource (its objects reference their CRD).
 fn is_custom(resource: &ResourceSummary) -> bool {
-    resource.depends_on.iter().any(|d| d == CRD)
+    resource.depends_on.contains(&GroupKind::CRD)
 }
 
 fn result(item: ItemRef, outcome: Outcome, message: impl Into<String>) -> ItemResult {
@@ -364,7 +363,7 @@ async fn apply(
     } else {
         create(&api, &item, object, spec.existing_policy).await
     };
-    if !spec.dry_run && resource.group_kind() == CRD && outcome.outcome != Outcome::Failed {
+    if !spec.dry_run && resource.group_kind() == GroupKind::CRD && outcome.outcome != Outcome::Failed {
         return established(client, outcome).await;
     }
     outcome
@@ -424,7 +423,7 @@ async fn update(
     let (Ok(live), Ok(mut wanted)) = (serde_json::to_value(&current), serde_json::to_value(&object)) else {
         return result(item.clone(), Outcome::Failed, "cannot encode the object");
     };
-    prepare::carry_over(&live, &mut wanted, &item.group, &item.kind);
+    prepare::carry_over(&live, &mut wanted, &item.group_kind());
     let mut object: DynamicObject = match serde_json::from_value(wanted) {
         Ok(o) => o,
         Err(e) => {
@@ -442,25 +441,28 @@ async fn update(
     }
 }
 
-/// Waits until a restored CRD is Established, so its custom resources can follow.
+/// Waits until a restored CRD is Established, so its custom resources can follow. A watch that
+/// fails (the API server busy, say) is started again until [`CRD_READY`] has passed.
 async fn established(client: &kube::Client, created: ItemResult) -> ItemResult {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let deadline = Instant::now() + CRD_READY;
-    while Instant::now() < deadline {
-        if let Ok(crd) = crds.get(&created.item.name).await {
-            let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
-            if conditions
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-            {
-                return created;
+    let name = created.item.name.clone();
+    let wait = async {
+        loop {
+            match await_condition(crds.clone(), &name, conditions::is_crd_established()).await {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::debug!(crd = %name, error = %report(&e), "watching for Established");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
             }
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    match tokio::time::timeout(CRD_READY, wait).await {
+        Ok(()) => created,
+        Err(_) => result(
+            created.item,
+            Outcome::Failed,
+            format!("not Established within {CRD_READY:?}"),
+        ),
     }
-    result(
-        created.item,
-        Outcome::Failed,
-        format!("not Established within {CRD_READY:?}"),
-    )
 }

@@ -10,16 +10,14 @@
 //! Endpoints and Services refer to each other only one way) is broken at the type that would
 //! come first by that same rule.
 
-use cairn_proto::model::ResourceSummary;
+use cairn_proto::model::{GroupKind, ResourceSummary};
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::references::CRD;
-
 /// Tie-break rank: lower first.
-fn rank(r: &ResourceSummary) -> (u8, String) {
-    let tier = if r.group_kind() == CRD {
+fn rank(r: &ResourceSummary) -> (u8, GroupKind) {
+    let tier = if r.group_kind() == GroupKind::CRD {
         0
-    } else if r.group_kind() == crate::references::NAMESPACE {
+    } else if r.group_kind() == GroupKind::NAMESPACE {
         1
     } else if !r.namespaced {
         2
@@ -31,10 +29,10 @@ fn rank(r: &ResourceSummary) -> (u8, String) {
 
 /// The backup's resource types in restore order.
 pub fn restore_order(resources: &[ResourceSummary]) -> Vec<ResourceSummary> {
-    let present: BTreeSet<String> = resources.iter().map(ResourceSummary::group_kind).collect();
+    let present: BTreeSet<GroupKind> = resources.iter().map(ResourceSummary::group_kind).collect();
     // Edges among present types only: a dependency on a kind not in the backup is the target's
     // business (it exists there, or the object is reported when it fails).
-    let mut waiting_on: BTreeMap<String, BTreeSet<String>> = resources
+    let mut waiting_on: BTreeMap<GroupKind, BTreeSet<GroupKind>> = resources
         .iter()
         .map(|r| {
             let deps = r
@@ -77,7 +75,7 @@ mod tests {
             namespaced,
             count: 1,
             parts: vec![],
-            depends_on: deps.iter().map(|d| (*d).to_owned()).collect(),
+            depends_on: deps.iter().map(|d| d.parse().expect("group/Kind")).collect(),
         }
     }
 
@@ -88,7 +86,12 @@ mod tests {
     #[test]
     fn referenced_kinds_come_first() {
         let backup = vec![
-            res("example.com", "Widget", true, &["/Namespace", CRD]),
+            res(
+                "example.com",
+                "Widget",
+                true,
+                &["/Namespace", "apiextensions.k8s.io/CustomResourceDefinition"],
+            ),
             res(
                 "apps",
                 "Deployment",

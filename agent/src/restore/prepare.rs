@@ -1,9 +1,11 @@
-//! Turning a backed-up object into one the target accepts: which objects to leave to the target's
-//! controllers, which server-owned fields to drop, and how namespace mapping rewrites names.
+//! Turning a backed-up object into one the target accepts: the steps every object goes through
+//! (controller-owned objects left to their controllers, server-owned fields dropped, namespaces
+//! mapped), around the rules of its kind ([`super::rules`]).
 
-use cairn_proto::model::{RestoreSpec, VolumeResult};
-use serde_json::{Map, Value};
-use std::collections::HashSet;
+use cairn_proto::model::{GroupKind, RestoreSpec, VolumeResult};
+use serde_json::Value;
+
+use super::rules::{self, Known, remove};
 
 /// What to do with one object.
 #[derive(Debug, PartialEq)]
@@ -29,140 +31,38 @@ const SERVER_METADATA: &[&str] = &[
     "ownerReferences",
 ];
 
-/// Annotations the PV controller sets on bound claims; dropping them lets it bind afresh.
-const BIND_ANNOTATIONS: &[&str] = &[
-    "pv.kubernetes.io/bind-completed",
-    "pv.kubernetes.io/bound-by-controller",
-];
-
-/// Labels the Job controller puts on its pod template (and selector) from the source Job's uid.
-const JOB_LABELS: &[&str] = &["controller-uid", "job-name"];
-
-/// Annotations naming the provisioner or node of a claim's old volume: a claim whose data Cairn
-/// restores is provisioned afresh.
-const PROVISIONING_ANNOTATIONS: &[&str] = &[
-    "volume.beta.kubernetes.io/storage-provisioner",
-    "volume.kubernetes.io/storage-provisioner",
-    "volume.kubernetes.io/selected-node",
-];
-
 /// Decides and cleans, object by object, in restore order.
 #[derive(Default)]
 pub struct Preparer {
-    /// Services with a selector, as (namespace, name) in the backup: their Endpoints are derived.
-    selector_services: HashSet<(String, String)>,
-    /// Claims whose data the backup holds, as (namespace, name) in the backup.
-    claims_with_data: HashSet<(String, String)>,
-    /// The volumes those claims were bound to.
-    volumes_with_data: HashSet<String>,
+    /// What the rules know: the backup's volume data, and what earlier objects told them.
+    known: Known,
 }
 
 impl Preparer {
     /// For a backup whose volume data is `volumes`: claims with data get new volumes (the old
     /// PersistentVolumes are not restored; the data is written into the new ones).
     pub fn new(volumes: &[VolumeResult]) -> Self {
-        let taken = volumes.iter().filter(|v| !v.snapshot.is_empty());
         Self {
-            claims_with_data: taken
-                .clone()
-                .map(|v| (v.namespace.clone(), v.claim.clone()))
-                .collect(),
-            volumes_with_data: taken.map(|v| v.volume.clone()).collect(),
-            ..Self::default()
+            known: Known::new(volumes),
         }
     }
 
-    /// What to do with `object` (of `group`, `kind`) under `spec`.
-    pub fn prepare(&mut self, mut object: Value, group: &str, kind: &str, spec: &RestoreSpec) -> Decision {
-        let meta = |o: &Value, f: &str| {
-            o.pointer(&format!("/metadata/{f}"))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let (namespace, name) = (meta(&object, "namespace"), meta(&object, "name"));
+    /// What to do with `object` (of `kind`) under `spec`.
+    pub fn prepare(&mut self, mut object: Value, kind: &GroupKind, spec: &RestoreSpec) -> Decision {
         if let Some(owner) = controller_owner(&object) {
             return Decision::LeftToController(format!("owned by {owner}, whose controller recreates it"));
         }
-        match (group, kind) {
-            ("", "Secret")
-                if object.get("type").and_then(Value::as_str)
-                    == Some("kubernetes.io/service-account-token") =>
-            {
-                return Decision::LeftToController(
-                    "service-account token: the target's token controller issues a new one".into(),
-                );
+        for rule in rules::of(kind) {
+            if let Some(why) = rule.decide(kind, &object, &mut self.known) {
+                return Decision::LeftToController(why);
             }
-            ("", "ServiceAccount") if name == "default" && !customised_default_account(&object) => {
-                return Decision::LeftToController(
-                    "created in every namespace by the target's service-account controller".into(),
-                );
-            }
-            ("", "ConfigMap") if name == "kube-root-ca.crt" => {
-                return Decision::LeftToController(
-                    "published in every namespace by the target's root-CA controller".into(),
-                );
-            }
-            ("", "Service")
-                if object
-                    .pointer("/spec/selector")
-                    .and_then(Value::as_object)
-                    .is_some_and(|s| !s.is_empty()) =>
-            {
-                self.selector_services.insert((namespace.clone(), name.clone()));
-            }
-            ("", "Endpoints")
-                if self
-                    .selector_services
-                    .contains(&(namespace.clone(), name.clone())) =>
-            {
-                return Decision::LeftToController(
-                    "endpoints of a Service with a selector: the endpoints controller derives them".into(),
-                );
-            }
-            ("", "PersistentVolume") if self.volumes_with_data.contains(&name) => {
-                return Decision::LeftToController(
-                    "its claim's data is in the backup: the claim gets a new volume from its provisioner, and Cairn writes the data into it".into(),
-                );
-            }
-            ("", "PersistentVolumeClaim")
-                if self.claims_with_data.contains(&(namespace.clone(), name.clone())) =>
-            {
-                clean(&mut object, group, kind, spec);
-                remove(&mut object, "/spec", &["volumeName"]);
-                remove(&mut object, "/metadata/annotations", PROVISIONING_ANNOTATIONS);
-                return Decision::Restore(object);
-            }
-            ("discovery.k8s.io", "EndpointSlice") => {
-                let service = object
-                    .pointer("/metadata/labels/kubernetes.io~1service-name")
-                    .and_then(Value::as_str);
-                if service.is_some_and(|s| {
-                    self.selector_services
-                        .contains(&(namespace.clone(), s.to_owned()))
-                }) {
-                    return Decision::LeftToController("endpoint slice of a Service with a selector: the endpoint-slice controller derives it".into());
-                }
-            }
-            _ => {}
         }
-        clean(&mut object, group, kind, spec);
+        for rule in rules::of(kind) {
+            rule.clean(kind, &mut object, &self.known, spec);
+        }
+        clean(&mut object, spec);
         Decision::Restore(object)
     }
-}
-
-/// Whether a `default` ServiceAccount carries more than the controller gives it (pull secrets,
-/// labels, annotations, a token-mount setting): then it is restored like any other object.
-fn customised_default_account(object: &Value) -> bool {
-    let has = |p: &str| {
-        object
-            .pointer(p)
-            .is_some_and(|v| !v.is_null() && v != &Value::Array(vec![]) && v != &Value::Object(Map::new()))
-    };
-    has("/imagePullSecrets")
-        || has("/automountServiceAccountToken")
-        || has("/metadata/labels")
-        || has("/metadata/annotations")
 }
 
 /// `Kind name` of the object's controlling owner, if it has one.
@@ -175,149 +75,22 @@ fn controller_owner(object: &Value) -> Option<String> {
     Some(format!("{} {}", field("kind"), field("name")))
 }
 
-fn remove(value: &mut Value, pointer: &str, keys: &[&str]) {
-    if let Some(Value::Object(map)) = value.pointer_mut(pointer) {
-        for key in keys {
-            map.remove(*key);
-        }
-    }
-}
-
-fn object_mut<'a>(value: &'a mut Value, pointer: &str) -> Option<&'a mut Map<String, Value>> {
-    value.pointer_mut(pointer).and_then(Value::as_object_mut)
-}
-
-/// Drops server-owned state and applies namespace mapping.
-pub fn clean(object: &mut Value, group: &str, kind: &str, spec: &RestoreSpec) {
+/// Drops server-owned state and maps the object's namespace.
+fn clean(object: &mut Value, spec: &RestoreSpec) {
     remove(object, "/metadata", SERVER_METADATA);
     remove(object, "", &["status"]);
-    if let Some(meta) = object_mut(object, "/metadata") {
-        if let Some(Value::String(ns)) = meta.get_mut("namespace") {
-            *ns = spec.map_namespace(ns).to_owned();
-        }
-        if kind == "Namespace"
-            && group.is_empty()
-            && let Some(Value::String(name)) = meta.get_mut("name")
-        {
-            *name = spec.map_namespace(name).to_owned();
-        }
-    }
-    match (group, kind) {
-        ("", "Service") => {
-            let headless = object.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
-            if !headless {
-                remove(object, "/spec", &["clusterIP", "clusterIPs"]);
-            }
-            remove(object, "/spec", &["healthCheckNodePort"]);
-            if !spec.preserve_node_ports
-                && let Some(Value::Array(ports)) = object.pointer_mut("/spec/ports")
-            {
-                for port in ports {
-                    remove(port, "", &["nodePort"]);
-                }
-            }
-        }
-        ("", "PersistentVolume") => {
-            remove(object, "/spec/claimRef", &["uid", "resourceVersion"]);
-            if let Some(Value::String(ns)) = object.pointer_mut("/spec/claimRef/namespace") {
-                *ns = spec.map_namespace(ns).to_owned();
-            }
-        }
-        ("", "PersistentVolumeClaim") => remove(object, "/metadata/annotations", BIND_ANNOTATIONS),
-        ("", "Pod") => remove(object, "/spec", &["nodeName"]),
-        ("", "ServiceAccount") => {
-            // References to the source's token Secrets: the target's token controller adds its own.
-            let prefix = format!(
-                "{}-token-",
-                object
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-            );
-            if let Some(Value::Array(secrets)) = object.pointer_mut("/secrets") {
-                secrets.retain(|s| {
-                    !s.get("name")
-                        .and_then(Value::as_str)
-                        .is_some_and(|n| n.starts_with(&prefix))
-                });
-            }
-        }
-        ("batch", "Job") if object.pointer("/spec/manualSelector").and_then(Value::as_bool) != Some(true) => {
-            remove(object, "/spec", &["selector"]);
-            remove(object, "/spec/template/metadata/labels", JOB_LABELS);
-        }
-        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
-            if let Some(Value::Array(subjects)) = object.pointer_mut("/subjects") {
-                for subject in subjects {
-                    if let Some(Value::String(ns)) = subject.get_mut("namespace") {
-                        *ns = spec.map_namespace(ns).to_owned();
-                    }
-                }
-            }
-        }
-        _ => {}
+    if let Some(Value::String(ns)) = object.pointer_mut("/metadata/namespace") {
+        *ns = spec.map_namespace(ns).to_owned();
     }
 }
 
 /// Before overwriting `current` with `object` (`--existing-policy update`): keep what the target
-/// assigned and will not let change — a Service's cluster IPs and node ports (unless the backup
-/// sets them), a claim's volume, a Job's generated selector, the token references of an account.
-pub fn carry_over(current: &Value, object: &mut Value, group: &str, kind: &str) {
-    let mut keep = |pointer: &str| {
-        if object.pointer(pointer).is_none()
-            && let Some(value) = current.pointer(pointer).cloned()
-        {
-            set(object, pointer, value);
-        }
-    };
-    match (group, kind) {
-        ("", "Service") => {
-            keep("/spec/clusterIP");
-            keep("/spec/clusterIPs");
-            keep("/spec/healthCheckNodePort");
-            let live_ports = current
-                .pointer("/spec/ports")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            if let Some(Value::Array(ports)) = object.pointer_mut("/spec/ports") {
-                for port in ports.iter_mut().filter(|p| p.get("nodePort").is_none()) {
-                    let same = live_ports.iter().find(|l| {
-                        l.get("port") == port.get("port") && l.get("protocol") == port.get("protocol")
-                    });
-                    if let (Some(node_port), Some(map)) =
-                        (same.and_then(|l| l.get("nodePort")), port.as_object_mut())
-                    {
-                        map.insert("nodePort".into(), node_port.clone());
-                    }
-                }
-            }
-        }
-        ("", "PersistentVolumeClaim") => keep("/spec/volumeName"),
-        ("", "ServiceAccount") => keep("/secrets"),
-        ("batch", "Job") => {
-            keep("/spec/selector");
-            for label in JOB_LABELS {
-                keep(&format!("/spec/template/metadata/labels/{label}"));
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Sets `pointer` in `value`, creating objects on the way.
-fn set(value: &mut Value, pointer: &str, new: Value) {
-    let mut at = value;
-    let mut parts = pointer.trim_start_matches('/').split('/').peekable();
-    while let Some(part) = parts.next() {
-        let Some(map) = at.as_object_mut() else { return };
-        if parts.peek().is_none() {
-            map.insert(part.to_owned(), new);
-            return;
-        }
-        at = map
-            .entry(part.to_owned())
-            .or_insert_with(|| Value::Object(Map::new()));
+/// assigned and will not let change, as the rules of `kind` say (a Service's cluster IPs and node
+/// ports unless the backup sets them, a claim's volume, a Job's generated selector, the token
+/// references of an account).
+pub fn carry_over(current: &Value, object: &mut Value, kind: &GroupKind) {
+    for rule in rules::of(kind) {
+        rule.carry_over(kind, current, object);
     }
 }
 
@@ -348,7 +121,8 @@ mod tests {
                      "ports": [{"port": 80, "nodePort": 30080}], "selector": {"app": "web"}},
             "status": {"loadBalancer": {}}});
         let mut p = Preparer::default();
-        let Decision::Restore(out) = p.prepare(svc.clone(), "", "Service", &spec(&[("app", "copy")], false))
+        let Decision::Restore(out) =
+            p.prepare(svc.clone(), &GroupKind::SERVICE, &spec(&[("app", "copy")], false))
         else {
             panic!("restored")
         };
@@ -357,14 +131,14 @@ mod tests {
             json!({"metadata": {"name": "web", "namespace": "copy"},
             "spec": {"type": "NodePort", "ports": [{"port": 80}], "selector": {"app": "web"}}})
         );
-        let Decision::Restore(kept) = p.prepare(svc, "", "Service", &spec(&[], true)) else {
+        let Decision::Restore(kept) = p.prepare(svc, &GroupKind::SERVICE, &spec(&[], true)) else {
             panic!("restored")
         };
         assert_eq!(kept.pointer("/spec/ports/0/nodePort"), Some(&json!(30080)));
         // Its Endpoints come later in restore order and are left to the controller.
         let ep = json!({"metadata": {"name": "web", "namespace": "app"}});
         assert!(matches!(
-            p.prepare(ep, "", "Endpoints", &spec(&[], false)),
+            p.prepare(ep, &GroupKind::ENDPOINTS, &spec(&[], false)),
             Decision::LeftToController(_)
         ));
     }
@@ -372,14 +146,15 @@ mod tests {
     #[test]
     fn headless_services_keep_none_and_owned_objects_are_left_to_controllers() {
         let headless = json!({"metadata": {"name": "db"}, "spec": {"clusterIP": "None"}});
-        let Decision::Restore(out) = Preparer::default().prepare(headless, "", "Service", &spec(&[], false))
+        let Decision::Restore(out) =
+            Preparer::default().prepare(headless, &GroupKind::SERVICE, &spec(&[], false))
         else {
             panic!()
         };
         assert_eq!(out.pointer("/spec/clusterIP"), Some(&json!("None")));
         let rs = json!({"metadata": {"name": "web-1", "ownerReferences": [{"kind": "Deployment", "name": "web", "controller": true}]}});
         assert_eq!(
-            Preparer::default().prepare(rs, "apps", "ReplicaSet", &spec(&[], false)),
+            Preparer::default().prepare(rs, &GroupKind::new("apps", "ReplicaSet"), &spec(&[], false)),
             Decision::LeftToController("owned by Deployment web, whose controller recreates it".into())
         );
     }
@@ -389,25 +164,22 @@ mod tests {
         let live = json!({"spec": {"clusterIP": "10.0.0.9", "clusterIPs": ["10.0.0.9"],
                                    "ports": [{"port": 80, "protocol": "TCP", "nodePort": 31000}]}});
         let mut restored = json!({"spec": {"ports": [{"port": 80, "protocol": "TCP"}]}});
-        carry_over(&live, &mut restored, "", "Service");
+        carry_over(&live, &mut restored, &GroupKind::SERVICE);
         assert_eq!(restored, live);
     }
 
     #[test]
     fn mapping_rewrites_namespaces_names_and_subjects() {
         let rb = json!({"metadata": {"name": "b", "namespace": "app"}, "subjects": [{"kind": "ServiceAccount", "name": "robot", "namespace": "app"}]});
-        let Decision::Restore(out) = Preparer::default().prepare(
-            rb,
-            "rbac.authorization.k8s.io",
-            "RoleBinding",
-            &spec(&[("app", "copy")], false),
-        ) else {
+        let Decision::Restore(out) =
+            Preparer::default().prepare(rb, &GroupKind::ROLE_BINDING, &spec(&[("app", "copy")], false))
+        else {
             panic!()
         };
         assert_eq!(out.pointer("/subjects/0/namespace"), Some(&json!("copy")));
         let ns = json!({"metadata": {"name": "app"}, "spec": {"finalizers": ["kubernetes"]}});
         let Decision::Restore(out) =
-            Preparer::default().prepare(ns, "", "Namespace", &spec(&[("app", "copy")], false))
+            Preparer::default().prepare(ns, &GroupKind::NAMESPACE, &spec(&[("app", "copy")], false))
         else {
             panic!()
         };

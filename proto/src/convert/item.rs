@@ -117,7 +117,7 @@ impl Wire for ResourceSummary {
             namespaced: self.namespaced,
             count: self.count,
             parts: self.parts.clone(),
-            depends_on: self.depends_on.clone(),
+            depends_on: self.depends_on.iter().map(ToString::to_string).collect(),
         }
     }
 
@@ -127,6 +127,15 @@ impl Wire for ResourceSummary {
                 field: "ResourceSummary.resource/version",
             });
         }
+        // Stored as `group/Kind` text (`/Kind` for core), as manifests have always held them.
+        let depends_on = m
+            .depends_on
+            .iter()
+            .map(|d| {
+                d.parse()
+                    .map_err(|e| Error::field("ResourceSummary.depends_on", e))
+            })
+            .collect::<Result<_>>()?;
         Ok(Self {
             group: m.group,
             version: m.version,
@@ -135,7 +144,7 @@ impl Wire for ResourceSummary {
             namespaced: m.namespaced,
             count: m.count,
             parts: m.parts,
-            depends_on: m.depends_on,
+            depends_on,
         })
     }
 }
@@ -214,5 +223,48 @@ impl Wire for Live {
             progress: Progress::from_pb(super::required("WatchEvent.progress", m.progress)?)?,
             phase: phase_from_pb("WatchEvent.phase", m.phase)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::GroupKind;
+
+    fn summary(depends_on: Vec<GroupKind>) -> ResourceSummary {
+        ResourceSummary {
+            group: "apps".into(),
+            version: "v1".into(),
+            kind: "Deployment".into(),
+            resource: "deployments".into(),
+            namespaced: true,
+            count: 1,
+            parts: vec!["resources/apps/v1/deployments/0000".into()],
+            depends_on,
+        }
+    }
+
+    #[test]
+    fn depends_on_travels_as_group_kind_text() {
+        let s = summary(vec![
+            GroupKind::NAMESPACE,
+            GroupKind::new("example.com", "Widget"),
+        ]);
+        let wire = s.to_pb();
+        assert_eq!(wire.depends_on, ["/Namespace", "example.com/Widget"]);
+        assert_eq!(ResourceSummary::from_pb(wire).expect("valid"), s);
+    }
+
+    #[test]
+    fn a_malformed_dependency_is_refused() {
+        let mut wire = summary(vec![]).to_pb();
+        wire.depends_on = vec!["Namespace".into()];
+        assert!(matches!(
+            ResourceSummary::from_pb(wire),
+            Err(Error::Field {
+                field: "ResourceSummary.depends_on",
+                ..
+            })
+        ));
     }
 }

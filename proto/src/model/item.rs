@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-use super::OperationId;
+use super::{GroupKind, OperationId};
 
 /// One Kubernetes object.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -34,6 +34,13 @@ impl fmt::Display for ItemRef {
         } else {
             write!(f, " {}/{}", self.namespace, self.name)
         }
+    }
+}
+
+impl ItemRef {
+    /// The object's group and kind.
+    pub fn group_kind(&self) -> GroupKind {
+        GroupKind::new(self.group.clone(), self.kind.clone())
     }
 }
 
@@ -98,14 +105,14 @@ pub struct ResourceSummary {
     pub count: u64,
     /// Keys of the object parts, relative to the backup folder.
     pub parts: Vec<String>,
-    /// Kinds (`group/Kind`, `/Kind` for core) that its objects reference: restore creates those first.
-    pub depends_on: Vec<String>,
+    /// Kinds that its objects reference: restore creates those first.
+    pub depends_on: Vec<GroupKind>,
 }
 
 impl ResourceSummary {
-    /// `group/Kind`, the form [`ResourceSummary::depends_on`] uses.
-    pub fn group_kind(&self) -> String {
-        format!("{}/{}", self.group, self.kind)
+    /// The type's group and kind.
+    pub fn group_kind(&self) -> GroupKind {
+        GroupKind::new(self.group.clone(), self.kind.clone())
     }
 }
 
