@@ -471,7 +471,7 @@ async fn get_opt(store: &dyn ObjectStore, kind: ObjectKind, key: &str) -> Result
     sealed_store::read_bounded(store, "", kind, key)
         .await
         .map_err(|e| match e {
-            sealed_store::Error::Read { key, source, .. } => Error::store("read", &key, *source),
+            sealed_store::Error::Read { key, source, .. } => Error::store("read", &key, source.0),
             sealed_store::Error::TooLarge {
                 key, size, max, kind, ..
             } => Error::TooLarge { key, size, max, kind },

@@ -317,11 +317,11 @@ mod tests {
 
     #[test]
     fn place_shows_each_provider_as_it_is_spelled() {
-        assert_eq!(place(&spec(Provider::S3)), "s3://b/team/a");
-        assert_eq!(place(&spec(Provider::Gcs)), "gs://b/team/a");
+        assert_eq!(place(&spec(Provider::S3)), "s3://bkt/team/a");
+        assert_eq!(place(&spec(Provider::Gcs)), "gs://bkt/team/a");
         let mut azure = spec(Provider::Azure);
         azure.account = Some("acct".into());
-        assert_eq!(place(&azure), "az://acct/b/team/a");
+        assert_eq!(place(&azure), "az://acct/bkt/team/a");
         let mut fs = spec(Provider::Fs);
         (fs.path, fs.prefix) = (Some("/srv/backups".into()), None);
         assert_eq!(place(&fs), "/srv/backups");

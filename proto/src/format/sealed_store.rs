@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use super::limits::ObjectKind;
 use super::sealed::ObjectSeal;
+use super::server_error::ServerError;
 use crate::convert::{self, Wire};
 use crate::model::{IndexEntry, ItemResult, Manifest};
 
@@ -32,7 +33,7 @@ pub enum Error {
         key: String,
         /// The cause.
         #[source]
-        source: Box<object_store::Error>,
+        source: Box<ServerError>,
     },
     /// An object that must exist is not there.
     #[error("location {location}: {key} is missing")]
@@ -100,7 +101,7 @@ pub enum Error {
         key: String,
         /// The cause.
         #[source]
-        source: Box<object_store::Error>,
+        source: Box<ServerError>,
     },
     /// The storage server failed a list.
     #[error("listing {prefix} in location {location}")]
@@ -111,7 +112,7 @@ pub enum Error {
         prefix: String,
         /// The cause.
         #[source]
-        source: Box<object_store::Error>,
+        source: Box<ServerError>,
     },
     /// The storage server failed a delete.
     #[error("deleting {key} in location {location}")]
@@ -122,7 +123,7 @@ pub enum Error {
         key: String,
         /// The cause.
         #[source]
-        source: Box<object_store::Error>,
+        source: Box<ServerError>,
     },
 }
 
@@ -131,7 +132,7 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         match self {
             Self::Missing { .. } => true,
-            Self::Read { source, .. } => matches!(**source, object_store::Error::NotFound { .. }),
+            Self::Read { source, .. } => matches!(source.0, object_store::Error::NotFound { .. }),
             _ => false,
         }
     }
@@ -248,7 +249,7 @@ impl SealedStore {
             .map_err(|source| Error::Write {
                 location: self.location.clone(),
                 key: key.to_owned(),
-                source: Box::new(source),
+                source: Box::new(ServerError(source)),
             })?;
         Ok(size)
     }
@@ -262,7 +263,7 @@ impl SealedStore {
             .map_err(|source| Error::List {
                 location: self.location.clone(),
                 prefix: prefix.to_owned(),
-                source: Box::new(source),
+                source: Box::new(ServerError(source)),
             })?;
         Ok(listed
             .common_prefixes
@@ -278,7 +279,7 @@ impl SealedStore {
             Err(source) => Err(Error::Delete {
                 location: self.location.clone(),
                 key: key.to_owned(),
-                source: Box::new(source),
+                source: Box::new(ServerError(source)),
             }),
         }
     }
@@ -297,7 +298,7 @@ impl SealedStore {
             .map_err(|source| Error::Delete {
                 location: self.location.clone(),
                 key: prefix.to_owned(),
-                source: Box::new(source),
+                source: Box::new(ServerError(source)),
             })
     }
 
@@ -322,7 +323,7 @@ pub async fn read_bounded(
     let read = |source| Error::Read {
         location: location.to_owned(),
         key: key.to_owned(),
-        source: Box::new(source),
+        source: Box::new(ServerError(source)),
     };
     let too_large = |size| Error::TooLarge {
         location: location.to_owned(),
