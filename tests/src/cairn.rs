@@ -163,6 +163,33 @@ impl HubProcess {
         Ok(serde_json::from_str(&out.stdout)?)
     }
 
+    /// Backup `name` once it has ended (waiting up to `within`), and how many objects of
+    /// `resource` (`configmaps`…) it holds.
+    pub async fn ended_backup(
+        &self,
+        name: &str,
+        within: Duration,
+        resource: &str,
+    ) -> Result<(cairn_proto::model::Backup, Option<u64>)> {
+        let client = self.client().await?;
+        let name: cairn_proto::model::BackupName = name.parse()?;
+        let backup = crate::wait_until(&format!("backup {name} to end"), within, || {
+            let (mut client, name) = (client.clone(), name.clone());
+            async move {
+                let b = client.backup(&name).await?;
+                Ok(b.status.phase.is_final().then_some(b))
+            }
+        })
+        .await?;
+        let count = backup
+            .status
+            .resources
+            .iter()
+            .find(|r| r.resource == resource)
+            .map(|r| r.count);
+        Ok((backup, count))
+    }
+
     /// Starts an agent for `cp`, registered as cluster `cp.name()`, authenticated by `kubeconfig`
     /// (the admin one if `None`); returns once the hub shows it connected.
     pub async fn agent(&self, cp: &ControlPlane, kubeconfig: Option<&Path>) -> Result<AgentProcess> {

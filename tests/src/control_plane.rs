@@ -263,6 +263,30 @@ impl ControlPlane {
         self.kubeconfig_for(&format!("{namespace}-{name}"), &token)
     }
 
+    /// A new namespace `namespace` holding `count` ConfigMaps (`cm-0000`…) of 4 KiB each.
+    pub async fn fill_config_maps(&self, namespace: &str, count: usize) -> Result<()> {
+        use futures::{StreamExt, TryStreamExt};
+        self.apply(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n"
+        ))
+        .await?;
+        let config_maps: Api<ConfigMap> = Api::namespaced(self.client(), namespace);
+        futures::stream::iter(0..count)
+            .map(|i| {
+                let api = config_maps.clone();
+                async move {
+                    let mut cm = ConfigMap::default();
+                    cm.metadata.name = Some(format!("cm-{i:04}"));
+                    cm.data = Some([("filler".to_owned(), "x".repeat(4096))].into());
+                    api.create(&kube::api::PostParams::default(), &cm).await
+                }
+            })
+            .buffer_unordered(32)
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(())
+    }
+
     /// Applies a multi-document YAML manifest with the admin client; see [`manifest::apply`].
     pub async fn apply(&self, yaml: &str) -> Result<Vec<DynamicObject>> {
         manifest::apply(&self.client, yaml).await

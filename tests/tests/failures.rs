@@ -296,22 +296,7 @@ async fn a_backup_survives_a_hub_crash() -> Result<()> {
     let cp = ControlPlane::start("source").await?;
     let hub = HubProcess::start().await?;
     let _agent = hub.agent(&cp, None).await?;
-    cp.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: bulk}\n")
-        .await?;
-    let config_maps: Api<ConfigMap> = Api::namespaced(cp.client(), "bulk");
-    futures::stream::iter(0..500)
-        .map(|i| {
-            let api = config_maps.clone();
-            async move {
-                let mut cm = ConfigMap::default();
-                cm.metadata.name = Some(format!("cm-{i:04}"));
-                cm.data = Some([("filler".to_owned(), "x".repeat(4096))].into());
-                api.create(&PostParams::default(), &cm).await
-            }
-        })
-        .buffer_unordered(32)
-        .try_collect::<Vec<_>>()
-        .await?;
+    cp.fill_config_maps("bulk", 500).await?;
 
     hub.cli(&[
         "backup",
@@ -325,31 +310,15 @@ async fn a_backup_survives_a_hub_crash() -> Result<()> {
     .await?
     .ok()?;
     hub.crash_and_restart().await?;
-    let client = hub.client().await?;
-    let backup = wait_until(
-        "the backup's result after the restart",
-        Duration::from_secs(60),
-        || {
-            let mut client = client.clone();
-            async move {
-                let b = client.backup(&"through-crash".parse()?).await?;
-                Ok(b.status.phase.is_final().then_some(b))
-            }
-        },
-    )
-    .await?;
+    let (backup, config_maps) = hub
+        .ended_backup("through-crash", Duration::from_secs(60), "configmaps")
+        .await?;
     assert_eq!(
         backup.status.phase,
         cairn_proto::model::Phase::Completed,
         "{:?}",
         backup.status.error
     );
-    let config_maps = backup
-        .status
-        .resources
-        .iter()
-        .find(|r| r.resource == "configmaps")
-        .map(|r| r.count);
     assert_eq!(config_maps, Some(501), "500 ConfigMaps and kube-root-ca.crt");
     let manifest = hub.data_dir().join("backups/backups/through-crash/manifest.pb");
     assert!(manifest.exists(), "the agent finished writing the backup");

@@ -3,38 +3,12 @@
 
 use anyhow::Result;
 use cairn_proto::model::Phase;
-use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, PostParams};
 use std::time::Duration;
 use testbed::cairn::HubProcess;
 use testbed::{ControlPlane, wait_until};
 
 /// What the issue allows a stop to take.
 const STOP_WITHIN: Duration = Duration::from_secs(10);
-
-/// `count` ConfigMaps of 4 KiB in a new namespace `namespace`.
-async fn fill(cp: &ControlPlane, namespace: &str, count: usize) -> Result<()> {
-    cp.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n"
-    ))
-    .await?;
-    let config_maps: Api<ConfigMap> = Api::namespaced(cp.client(), namespace);
-    futures::stream::iter(0..count)
-        .map(|i| {
-            let api = config_maps.clone();
-            async move {
-                let mut cm = ConfigMap::default();
-                cm.metadata.name = Some(format!("cm-{i:04}"));
-                cm.data = Some([("filler".to_owned(), "x".repeat(4096))].into());
-                api.create(&PostParams::default(), &cm).await
-            }
-        })
-        .buffer_unordered(32)
-        .try_collect::<Vec<_>>()
-        .await?;
-    Ok(())
-}
 
 /// SIGTERM to the hub while a backup runs: the hub exits 0 within 10 s with its inventory written
 /// (no write-ahead log left to replay), opens it again on restart, and records the backup as the
@@ -44,7 +18,7 @@ async fn the_hub_stops_gracefully_during_a_backup() -> Result<()> {
     let cp = ControlPlane::start("source").await?;
     let mut hub = HubProcess::start().await?;
     let _agent = hub.agent(&cp, None).await?;
-    fill(&cp, "bulk", 500).await?;
+    cp.fill_config_maps("bulk", 500).await?;
 
     hub.cli_line("backup create through-stop --cluster source --include-namespaces bulk")
         .await?
@@ -65,26 +39,10 @@ async fn the_hub_stops_gracefully_during_a_backup() -> Result<()> {
     }
 
     hub.start_again(&[]).await?;
-    let client = hub.client().await?;
-    let backup = wait_until(
-        "the backup's result after the restart",
-        Duration::from_secs(60),
-        || {
-            let mut client = client.clone();
-            async move {
-                let b = client.backup(&"through-stop".parse()?).await?;
-                Ok(b.status.phase.is_final().then_some(b))
-            }
-        },
-    )
-    .await?;
+    let (backup, config_maps) = hub
+        .ended_backup("through-stop", Duration::from_secs(60), "configmaps")
+        .await?;
     assert_eq!(backup.status.phase, Phase::Completed, "{:?}", backup.status.error);
-    let config_maps = backup
-        .status
-        .resources
-        .iter()
-        .find(|r| r.resource == "configmaps")
-        .map(|r| r.count);
     assert_eq!(config_maps, Some(501), "500 ConfigMaps and kube-root-ca.crt");
     assert!(
         hub.data_dir()
@@ -106,7 +64,7 @@ async fn an_agent_stops_gracefully() -> Result<()> {
     let cp = ControlPlane::start("edge").await?;
     let hub = HubProcess::start().await?;
     let agent = hub.agent(&cp, None).await?;
-    fill(&cp, "bulk", 300).await?;
+    cp.fill_config_maps("bulk", 300).await?;
 
     hub.cli_line("backup create before-stop --cluster edge --include-namespaces bulk")
         .await?
