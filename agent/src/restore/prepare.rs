@@ -97,22 +97,8 @@ pub fn carry_over(current: &Value, object: &mut Value, kind: &GroupKind) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_proto::model::{BackupName, ExistingPolicy, NamespaceFilter, RestoreName};
+    use crate::restore::rules::tests::spec;
     use serde_json::json;
-
-    fn spec(mapping: &[(&str, &str)], preserve_node_ports: bool) -> RestoreSpec {
-        RestoreSpec {
-            name: RestoreName::new("r").expect("name"),
-            backup: BackupName::new("b").expect("name"),
-            target_cluster: None,
-            namespaces: NamespaceFilter::default(),
-            namespace_mapping: mapping.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect(),
-            existing_policy: ExistingPolicy::Skip,
-            preserve_node_ports,
-            dry_run: false,
-            volume_wait: None,
-        }
-    }
 
     #[test]
     fn services_lose_cluster_ips_and_node_ports_unless_asked() {
