@@ -127,3 +127,93 @@ impl<K: Clone + Eq + std::hash::Hash> Agents<K> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_proto::model::{BackupName, LocationName, RestoreName};
+
+    fn cluster(name: &str) -> ClusterName {
+        name.parse().expect("valid name")
+    }
+
+    fn backup(name: &str) -> OperationId {
+        OperationId::Backup(name.parse::<BackupName>().expect("valid name"))
+    }
+
+    fn cancel(operation: &OperationId) -> Instruction {
+        Instruction::Cancel(operation.clone())
+    }
+
+    #[test]
+    fn instructions_reach_only_the_agent_they_are_for_and_the_queue_is_bounded() {
+        let agents = Agents::default();
+        let (_, mut east, _) = agents.attach(&cluster("east"));
+        let (_, mut west, _) = agents.attach(&cluster("west"));
+        let op = backup("nightly");
+        let tx = agents.sender(&cluster("east"), &op).expect("east is connected");
+        tx.try_send(cancel(&op)).expect("room");
+        assert!(matches!(east.try_recv(), Ok(Instruction::Cancel(o)) if o == op));
+        assert!(west.try_recv().is_err(), "west got nothing");
+        assert!(
+            agents.sender(&cluster("north"), &op).is_none(),
+            "no agent, no queue"
+        );
+        assert!(agents.queue(&cluster("north")).is_none());
+
+        // A slow agent's queue fills up: the sender waits instead of the hub buffering without end.
+        for _ in 0..INSTRUCTION_QUEUE {
+            tx.try_send(cancel(&op)).expect("room up to the bound");
+        }
+        assert!(tx.try_send(cancel(&op)).is_err(), "full at {INSTRUCTION_QUEUE}");
+    }
+
+    #[test]
+    fn a_session_hands_back_its_running_operations_when_it_goes_or_is_replaced() {
+        let agents = Agents::default();
+        let east = cluster("east");
+        let (first, _rx, orphaned) = agents.attach(&east);
+        assert!(orphaned.is_empty());
+        let (b, r) = (
+            backup("nightly"),
+            OperationId::Restore("move".parse::<RestoreName>().expect("name")),
+        );
+        agents.sender(&east, &b);
+        agents.sender(&east, &r);
+        agents.finished(&east, &b);
+
+        // The agent dials again: the old session's operations are handed back, once.
+        let (second, _rx2, mut orphaned) = agents.attach(&east);
+        orphaned.sort_by_key(ToString::to_string);
+        assert_eq!(orphaned, vec![r.clone()]);
+        assert!(
+            agents.detach(&east, first).is_none(),
+            "the old session is already gone"
+        );
+
+        let prune = OperationId::Prune("vault".parse::<LocationName>().expect("name"));
+        agents.sender(&east, &prune);
+        assert_eq!(agents.detach(&east, second), Some(vec![prune]));
+        assert!(agents.last_heartbeat(&east).is_none(), "disconnected");
+    }
+
+    #[test]
+    fn silent_sessions_are_found_by_their_last_heartbeat() {
+        let agents = Agents::default();
+        let (east, west) = (cluster("east"), cluster("west"));
+        let (east_session, _e, _) = agents.attach(&east);
+        let (west_session, _w, _) = agents.attach(&west);
+        let later = Timestamp::from(std::time::SystemTime::now() + std::time::Duration::from_secs(60));
+        let mut silent = agents.silent_since(later);
+        silent.sort_by_key(|(c, _)| c.to_string());
+        assert_eq!(
+            silent,
+            vec![(east.clone(), east_session), (west.clone(), west_session)]
+        );
+        let earlier = Timestamp::from(std::time::SystemTime::now() - std::time::Duration::from_secs(60));
+        assert!(agents.silent_since(earlier).is_empty());
+        // A beat from a stale session id counts for nothing.
+        agents.beat(&east, east_session + 100);
+        assert!(agents.last_heartbeat(&east).is_some());
+    }
+}

@@ -66,3 +66,103 @@ impl WorkspaceBackup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BackupOrigin, BackupStatus, BackupTemplate};
+
+    fn name<T: std::str::FromStr>(text: &str) -> T
+    where
+        T::Err: std::fmt::Debug,
+    {
+        text.parse().expect("valid name")
+    }
+
+    /// A workspace backup of clusters `a`, `b`, `c`: `backups` says how far each member got
+    /// (`None`: its backup is not recorded yet); `skipped` clusters got none.
+    fn group(backups: &[(&str, Option<Phase>)], skipped: &[&str]) -> WorkspaceBackup {
+        let mut members: Vec<GroupMember> = backups
+            .iter()
+            .map(|(cluster, _)| GroupMember {
+                cluster: name(cluster),
+                backup: Some(name(&format!("nightly-{cluster}"))),
+                skipped: None,
+            })
+            .collect();
+        members.extend(skipped.iter().map(|cluster| GroupMember {
+            cluster: name(cluster),
+            backup: None,
+            skipped: Some("not connected".into()),
+        }));
+        let recorded = backups
+            .iter()
+            .filter_map(|(cluster, phase)| {
+                let spec = BackupTemplate::default().spec(
+                    name(&format!("nightly-{cluster}")),
+                    name(cluster),
+                    BackupOrigin::default(),
+                );
+                phase.map(|phase| Backup {
+                    spec,
+                    status: BackupStatus {
+                        phase,
+                        ..BackupStatus::default()
+                    },
+                })
+            })
+            .collect();
+        WorkspaceBackup {
+            group: BackupGroup {
+                name: name("nightly"),
+                workspace: name("eu"),
+                created: None,
+                members,
+                schedule: None,
+            },
+            backups: recorded,
+        }
+    }
+
+    /// Members' backups as far as they got, skipped clusters, the phase the whole must show.
+    type Case<'a> = (&'a [(&'a str, Option<Phase>)], &'a [&'a str], Phase);
+
+    #[test]
+    fn completed_only_when_every_cluster_completed() {
+        use Phase::{Completed, Failed, InProgress, PartiallyFailed, Pending};
+        let cases: [Case; 8] = [
+            (&[("a", Some(Completed)), ("b", Some(Completed))], &[], Completed),
+            (
+                &[("a", Some(Completed)), ("b", Some(InProgress))],
+                &[],
+                InProgress,
+            ),
+            (&[("a", Some(Completed)), ("b", Some(Pending))], &[], InProgress),
+            (&[("a", Some(Completed)), ("b", None)], &[], InProgress),
+            (
+                &[("a", Some(Completed)), ("b", Some(Failed))],
+                &[],
+                PartiallyFailed,
+            ),
+            (
+                &[("a", Some(PartiallyFailed)), ("b", Some(Completed))],
+                &[],
+                PartiallyFailed,
+            ),
+            (
+                &[("a", Some(Completed)), ("b", Some(Completed))],
+                &["c"],
+                PartiallyFailed,
+            ),
+            (&[("a", Some(Failed)), ("b", Some(Failed))], &["c"], Failed),
+        ];
+        for (backups, skipped, want) in cases {
+            assert_eq!(
+                group(backups, skipped).phase(),
+                want,
+                "{backups:?} skipped {skipped:?}"
+            );
+        }
+        assert_eq!(group(&[], &["a", "b"]).phase(), Failed, "every cluster skipped");
+    }
+}
