@@ -17,6 +17,11 @@ async fn bad_requests_are_refused_with_the_reason() -> Result<()> {
     let out = hub.cli(&["backup", "create", "b", "--cluster", "nosuch"]).await?;
     assert_eq!(out.code, Some(1));
     assert!(out.stderr.contains("unknown cluster nosuch"), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("refused: "),
+        "a refusal says so: {}",
+        out.stderr
+    );
 
     let out = hub
         .cli(&["restore", "create", "r", "--from-backup", "nosuch"])
@@ -48,6 +53,11 @@ async fn bad_requests_are_refused_with_the_reason() -> Result<()> {
     assert!(
         out.stderr.contains("cannot reach the hub at http://127.0.0.1:9"),
         "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.starts_with("failed: "),
+        "a failure says so: {}",
         out.stderr
     );
 

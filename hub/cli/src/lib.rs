@@ -399,6 +399,21 @@ fn parse_mapping(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// How an error reads on the command line, on one line with its causes: `refused: …` when the
+/// hub refused the request (the user asked for something invalid, unknown, existing, not allowed
+/// or not possible now), `failed: …` when the hub could not be reached or failed it, `error: …`
+/// when the command failed before asking the hub.
+pub fn headline(e: &anyhow::Error) -> String {
+    let text = e.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ");
+    let hub = e.chain().find_map(|c| c.downcast_ref::<client::Error>());
+    let kind = match hub {
+        Some(client::Error::Refused { .. }) => "refused",
+        Some(_) => "failed",
+        None => "error",
+    };
+    format!("{kind}: {text}")
+}
+
 /// Runs the command line `cli`.
 pub async fn run(cli: Cli) -> Result<()> {
     let mut client = Client::connect(&cli.hub).await?;
@@ -697,5 +712,34 @@ fn restore_spec(a: RestoreCreate) -> RestoreSpec {
         preserve_node_ports: a.preserve_node_ports,
         volume_wait: a.volume_wait.map(Into::into),
         dry_run: a.dry_run,
+    }
+}
+
+#[cfg(test)]
+mod headline_tests {
+    use super::*;
+
+    #[test]
+    fn refusals_failures_and_local_errors_read_apart() {
+        let refused = anyhow::Error::new(client::Error::Refused {
+            refusal: client::Refusal::NotFound,
+            message: "unknown backup nightly".into(),
+        })
+        .context("describing backup nightly");
+        assert_eq!(
+            headline(&refused),
+            "refused: describing backup nightly: unknown backup nightly"
+        );
+        let failed = anyhow::Error::new(client::Error::Failed {
+            message: "inventory store: put backups/nightly".into(),
+        });
+        assert_eq!(headline(&failed), "failed: inventory store: put backups/nightly");
+        let away = anyhow::Error::new(client::Error::Unavailable {
+            url: "http://127.0.0.1:7443".into(),
+            message: "cluster east is not connected".into(),
+        });
+        assert_eq!(headline(&away), "failed: cluster east is not connected");
+        let local = anyhow::anyhow!("reading credentials file /nope");
+        assert_eq!(headline(&local), "error: reading credentials file /nope");
     }
 }

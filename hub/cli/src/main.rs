@@ -6,10 +6,7 @@ use clap::Parser;
 async fn main() {
     let cli = cairn_cli::Cli::parse();
     if let Err(e) = cairn_cli::run(cli).await {
-        eprintln!(
-            "error: {}",
-            e.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
-        );
+        eprintln!("{}", cairn_cli::headline(&e));
         std::process::exit(1);
     }
 }
