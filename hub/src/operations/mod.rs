@@ -202,11 +202,6 @@ impl Hub {
         self.inner.stop.clone().cancelled_owned()
     }
 
-    /// Whether the hub has begun to stop.
-    pub fn is_stopping(&self) -> bool {
-        self.inner.stop.is_cancelled()
-    }
-
     /// Begins to stop: background tasks end at their next wait, agent sessions and watches end
     /// (the agents keep their operations running and report them to the next hub).
     pub fn stop(&self) {

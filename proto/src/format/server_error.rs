@@ -32,7 +32,7 @@ impl From<object_store::Error> for ServerError {
 
 /// `e` in one line: `403 Forbidden: SignatureDoesNotMatch: The request signature …` when the
 /// server answered with an error document, the error and its causes otherwise.
-pub fn summary(e: &object_store::Error) -> String {
+fn summary(e: &object_store::Error) -> String {
     summarise(&crate::error_chain(e))
 }
 
