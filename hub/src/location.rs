@@ -76,6 +76,21 @@ pub enum Error {
     Inventory(#[from] inventory::Error),
 }
 
+impl Error {
+    /// Why the user API refuses it; `None`: not a refusal but a failure of the hub's (its key,
+    /// its records).
+    pub fn refusal(&self) -> Option<cairn_proto::model::Refusal> {
+        use cairn_proto::model::Refusal;
+        match self {
+            Self::Unknown(_) => Some(Refusal::NotFound),
+            Self::Exists(_) => Some(Refusal::Exists),
+            Self::Invalid(_) => Some(Refusal::Invalid),
+            Self::Unverified { .. } | Self::Verify { .. } | Self::Builtin => Some(Refusal::Precondition),
+            Self::RepositoryKey(_) | Self::Seal { .. } | Self::Corrupt { .. } | Self::Inventory(_) => None,
+        }
+    }
+}
+
 /// Result of a location call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -5,13 +5,12 @@
 use cairn_proto::MAX_MESSAGE;
 use cairn_proto::convert::{self, Wire};
 use cairn_proto::model::{
-    Backup, BackupName, BackupQuery, BackupSpec, BackupTemplate, Cluster, ClusterName, Credentials,
-    IndexEntry, ItemResult, Live, LocationInfo, LocationName, LocationSpec, OperationId, Progress, Restore,
-    RestoreName, RestoreSpec, Schedule, ScheduleName, Workspace, WorkspaceBackup, WorkspaceName,
+    Backup, BackupName, BackupQuery, BackupSpec, BackupTemplate, Cluster, ClusterName, Credentials, Denial,
+    IndexEntry, ItemResult, Live, LocationInfo, LocationName, LocationSpec, OperationId, Progress, Refusal,
+    Restore, RestoreName, RestoreSpec, Schedule, ScheduleName, Workspace, WorkspaceBackup, WorkspaceName,
 };
 use cairn_proto::pb::{self, cairn_client::CairnClient};
 use tokio_stream::StreamExt;
-use tonic::Code;
 use tonic::transport::Channel;
 
 /// A call that failed. Every message is the hub's own (already complete, so no status or code is
@@ -65,40 +64,17 @@ pub enum Error {
     Convert(#[from] convert::Error),
 }
 
-/// Why the hub refused a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// An argument the hub does not accept (a name, a spec, a timetable).
-    Invalid,
-    /// The named object does not exist.
-    NotFound,
-    /// An object of that name exists already.
-    Exists,
-    /// Not allowed (a location outside the cluster's workspace).
-    Denied,
-    /// Not possible in the present state (a location in use, a backup not restorable yet).
-    Precondition,
-}
-
 impl Error {
     /// What a gRPC status from the hub at `url` means to the user.
     fn status(url: &str, status: &tonic::Status) -> Self {
         let message = status.message().to_owned();
-        let refused = |refusal| Self::Refused {
-            refusal,
-            message: message.clone(),
-        };
-        match status.code() {
-            Code::InvalidArgument => refused(Refusal::Invalid),
-            Code::NotFound => refused(Refusal::NotFound),
-            Code::AlreadyExists => refused(Refusal::Exists),
-            Code::PermissionDenied => refused(Refusal::Denied),
-            Code::FailedPrecondition => refused(Refusal::Precondition),
-            Code::Unavailable => Self::Unavailable {
+        match Denial::of(status.code()) {
+            Some(Denial::Refused(refusal)) => Self::Refused { refusal, message },
+            Some(Denial::Unavailable) => Self::Unavailable {
                 url: url.to_owned(),
                 message,
             },
-            _ => Self::Failed { message },
+            Some(Denial::Failed) | None => Self::Failed { message },
         }
     }
 

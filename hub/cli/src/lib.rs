@@ -722,7 +722,7 @@ mod headline_tests {
     #[test]
     fn refusals_failures_and_local_errors_read_apart() {
         let refused = anyhow::Error::new(client::Error::Refused {
-            refusal: client::Refusal::NotFound,
+            refusal: cairn_proto::model::Refusal::NotFound,
             message: "unknown backup nightly".into(),
         })
         .context("describing backup nightly");

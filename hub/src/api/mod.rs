@@ -4,8 +4,9 @@
 pub mod agent;
 pub mod user;
 
+use cairn_proto::model::{Denial, Refusal};
 use cairn_proto::pb;
-use tonic::{Code, Status};
+use tonic::Status;
 
 use crate::operations::{self, Hub};
 
@@ -41,35 +42,11 @@ pub async fn serve(
 
 impl From<operations::Error> for Status {
     fn from(e: operations::Error) -> Self {
-        use crate::location::Error as L;
-        use operations::Error as E;
-        let code = match &e {
-            E::UnknownCluster(_)
-            | E::UnknownBackup(_)
-            | E::UnknownRestore(_)
-            | E::UnknownWorkspace(_)
-            | E::UnknownSchedule(_)
-            | E::Location(L::Unknown(_)) => Code::NotFound,
-            E::NotConnected { .. } | E::NoAgent { .. } => Code::Unavailable,
-            E::Exists { .. } | E::Location(L::Exists(_)) => Code::AlreadyExists,
-            E::Location(L::Invalid(_)) | E::Timetable(_) => Code::InvalidArgument,
-            E::OutsideWorkspace { .. } => Code::PermissionDenied,
-            E::NotRestorable { .. }
-            | E::Running(_)
-            | E::Membership(_)
-            | E::NoDefaultLocation(_)
-            | E::LocationInUse { .. }
-            | E::Location(L::Unverified { .. } | L::Verify { .. } | L::Builtin) => Code::FailedPrecondition,
-            E::Inventory(_)
-            | E::Location(L::Seal { .. } | L::RepositoryKey(_) | L::Corrupt { .. } | L::Inventory(_))
-            | E::Open(_)
-            | E::Store(_) => Code::Internal,
-        };
-        Status::new(code, cairn_proto::error_chain(&e))
+        e.denial().status(cairn_proto::error_chain(&e))
     }
 }
 
 /// A request field that does not convert to a domain value.
 pub fn invalid(e: &cairn_proto::convert::Error) -> Status {
-    Status::invalid_argument(cairn_proto::error_chain(e))
+    Denial::Refused(Refusal::Invalid).status(cairn_proto::error_chain(e))
 }

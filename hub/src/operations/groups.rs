@@ -8,7 +8,7 @@ use cairn_proto::model::{
 };
 
 use super::schedules::derived_name;
-use super::{Error, Hub, Result};
+use super::{Hub, Refused, Result};
 use crate::schedule::jitter;
 
 impl Hub {
@@ -35,16 +35,18 @@ impl Hub {
         slot: Timestamp,
     ) -> Result<BackupGroup> {
         if self.inner.inventory.group(&name).await?.is_some() {
-            return Err(Error::Exists {
+            return Err(Refused::Exists {
                 kind: "workspace backup",
                 name: name.to_string(),
-            });
+            }
+            .into());
         }
         let clusters = self.workspace(workspace).await?.clusters;
         if clusters.is_empty() {
-            return Err(Error::Membership(format!(
+            return Err(Refused::Membership(format!(
                 "workspace {workspace} has no clusters (see `cairn workspace add-cluster`)"
-            )));
+            ))
+            .into());
         }
         let mut group = BackupGroup {
             name: name.clone(),
@@ -141,7 +143,7 @@ impl Hub {
             .inventory
             .group(name)
             .await?
-            .ok_or_else(|| Error::UnknownBackup(name.clone()))?;
+            .ok_or_else(|| Refused::UnknownBackup(name.clone()))?;
         let mut backups = Vec::new();
         for m in &group.members {
             if let Some(b) = &m.backup

@@ -6,7 +6,7 @@ use cairn_proto::model::{
     WorkspaceName,
 };
 
-use super::{Error, Hub, Result};
+use super::{Hub, Refused, Result};
 use crate::location::builtin_name;
 
 fn info(stored: StoredLocation, default: Option<&LocationName>) -> LocationInfo {
@@ -98,13 +98,14 @@ impl Hub {
         };
         let backups = self.inner.inventory.backups(&query).await?;
         if let Some(running) = backups.iter().find(|b| !b.status.phase.is_final()) {
-            return Err(Error::Running(running.spec.name.clone()));
+            return Err(Refused::Running(running.spec.name.clone()).into());
         }
         if !backups.is_empty() && !force {
-            return Err(Error::LocationInUse {
+            return Err(Refused::LocationInUse {
                 location: name.clone(),
                 backups: backups.len(),
-            });
+            }
+            .into());
         }
         self.inner.locations.remove(name).await?;
         for b in &backups {
@@ -132,16 +133,17 @@ impl Hub {
                 .workspace_record(&workspace)
                 .await?
                 .default_location
-                .ok_or_else(|| Error::NoDefaultLocation(workspace.clone()))?,
+                .ok_or_else(|| Refused::NoDefaultLocation(workspace.clone()))?,
         };
         let stored = self.inner.locations.get(&name).await?;
         if stored.spec.workspace != workspace {
-            return Err(Error::OutsideWorkspace {
+            return Err(Refused::OutsideWorkspace {
                 cluster: cluster.clone(),
                 workspace,
                 location: name,
                 location_workspace: stored.spec.workspace,
-            });
+            }
+            .into());
         }
         Ok(stored)
     }

@@ -7,7 +7,7 @@
 use cairn_proto::model::{ClusterName, Instruction, LocationName, Prune};
 use std::time::Duration;
 
-use super::{Error, Hub, Result};
+use super::{Failure, Hub, Result};
 
 impl Hub {
     /// Has a connected agent of `name`'s workspace prune its volume repository, deleting packs
@@ -32,10 +32,11 @@ impl Hub {
                 return Ok(cluster);
             }
         }
-        Err(Error::NoAgent {
+        Err(Failure::NoAgent {
             workspace,
             location: name.clone(),
-        })
+        }
+        .into())
     }
 
     /// Records the end of a prune of `location`.

@@ -6,6 +6,7 @@
 pub mod agents;
 mod bucket;
 mod catalog;
+mod error;
 mod groups;
 mod locations;
 mod maintenance;
@@ -15,13 +16,14 @@ mod schedules;
 mod volumes;
 mod workspaces;
 
+pub use error::{Error, Failure, Refused};
 pub use workspaces::default_workspace;
 
-use cairn_proto::format::{self, BackupKeys, SealedStore, VolumeKeys};
+use cairn_proto::format::{BackupKeys, SealedStore, VolumeKeys};
 use cairn_proto::model::{
     Backup, BackupName, BackupQuery, BackupSpec, BackupStatus, Cluster, ClusterName, IndexEntry, Instruction,
-    ItemResult, Live, LocationName, Manifest, OperationId, Phase, Report, Restore, RestoreName, RestoreSpec,
-    RestoreStatus, Timestamp, WorkspaceName,
+    ItemResult, Live, Location, LocationName, Manifest, OperationId, Phase, Report, RepositoryKey, Restore,
+    RestoreName, RestoreSpec, RestoreStatus, StoredLocation, Timestamp,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,116 +33,22 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
 use crate::inventory::{self, Inventory};
-use crate::location::{self, Locations};
+use crate::location::Locations;
 use agents::{Agents, SessionId};
 use progress::Board;
 
-/// A request the hub refuses or cannot carry out.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// No agent has ever registered this cluster.
-    #[error("unknown cluster {0}: no agent has registered it (see `cairn cluster list`)")]
-    UnknownCluster(ClusterName),
-    /// The cluster's agent is not connected.
-    #[error("cluster {cluster} is not connected{}", last_seen.map(|t| format!(" (last heartbeat {t})")).unwrap_or_default())]
-    NotConnected {
-        /// The cluster.
-        cluster: ClusterName,
-        /// When it was last heard from.
-        last_seen: Option<Timestamp>,
-    },
-    /// A backup or restore of that name exists.
-    #[error("{kind} {name} already exists")]
-    Exists {
-        /// backup or restore.
-        kind: &'static str,
-        /// Its name.
-        name: String,
-    },
-    /// No such backup.
-    #[error("unknown backup {0}")]
-    UnknownBackup(BackupName),
-    /// No such restore.
-    #[error("unknown restore {0}")]
-    UnknownRestore(RestoreName),
-    /// No such schedule.
-    #[error("unknown schedule {0} (see `cairn schedule list`)")]
-    UnknownSchedule(cairn_proto::model::ScheduleName),
-    /// A cron expression or time zone that cannot be used.
-    #[error(transparent)]
-    Timetable(#[from] crate::schedule::Invalid),
-    /// No such workspace.
-    #[error("unknown workspace {0} (see `cairn workspace list`)")]
-    UnknownWorkspace(WorkspaceName),
-    /// A cluster cannot move that way.
-    #[error("{0}")]
-    Membership(String),
-    /// The request names a location of another workspace.
-    #[error(
-        "cluster {cluster} is in workspace {workspace}; location {location} belongs to workspace \
-         {location_workspace}: only that workspace's clusters may use it"
-    )]
-    OutsideWorkspace {
-        /// The cluster.
-        cluster: ClusterName,
-        /// Its workspace.
-        workspace: WorkspaceName,
-        /// The location.
-        location: LocationName,
-        /// The location's workspace.
-        location_workspace: WorkspaceName,
-    },
-    /// No agent of the workspace is connected to do the location's maintenance.
-    #[error("no agent of workspace {workspace} is connected to prune location {location}")]
-    NoAgent {
-        /// The workspace.
-        workspace: WorkspaceName,
-        /// The location.
-        location: LocationName,
-    },
-    /// The request names no location and the workspace has no default.
-    #[error(
-        "workspace {0} has no default location: add one (`cairn location add … --default`) or pass --location"
-    )]
-    NoDefaultLocation(WorkspaceName),
-    /// Backups recorded in the inventory live in the location.
-    #[error(
-        "location {location} holds {backups} backup(s) recorded here: delete them, or pass --force to forget them (the store keeps them)"
-    )]
-    LocationInUse {
-        /// The location.
-        location: LocationName,
-        /// How many.
-        backups: usize,
-    },
-    /// The backup is still being written.
-    #[error("backup {0} is still running; delete it once it has ended")]
-    Running(BackupName),
-    /// The backup cannot be restored (still running, or failed).
-    #[error("backup {backup} is {phase}: only Completed or PartiallyFailed backups can be restored")]
-    NotRestorable {
-        /// The backup.
-        backup: BackupName,
-        /// Its phase.
-        phase: Phase,
-    },
-    /// The hub's own records failed.
-    #[error(transparent)]
-    Inventory(#[from] inventory::Error),
-    /// A location request failed.
-    #[error(transparent)]
-    Location(#[from] location::Error),
-    /// The location could not be opened.
-    #[error(transparent)]
-    Open(#[from] format::location::Error),
-    /// Reading, listing or deleting in the location failed, or what was read does not open or
-    /// decode.
-    #[error(transparent)]
-    Store(#[from] format::sealed_store::Error),
-}
-
 /// Result of a hub call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A location an operation may use, resolved for its agent.
+struct Target {
+    /// As the hub stores it.
+    stored: StoredLocation,
+    /// As the agent opens it.
+    location: Location,
+    /// Its workspace's volume-repository key.
+    key: RepositoryKey,
+}
 
 /// The hub's state and operations; cheap to clone.
 #[derive(Clone)]
@@ -259,7 +167,7 @@ impl Hub {
             Report::Progress(p) => self.inner.board.progress(p),
             Report::BackupDone(name, status) => {
                 let Some(mut backup) = self.inner.inventory.backup(&name).await? else {
-                    return Err(Error::UnknownBackup(name));
+                    return Err(Refused::UnknownBackup(name).into());
                 };
                 tracing::info!(backup.id = %name, phase = %status.phase, items = status.items, "backup ended");
                 let phase = status.phase;
@@ -274,7 +182,7 @@ impl Hub {
             }
             Report::RestoreDone(name, status) => {
                 let Some(mut restore) = self.inner.inventory.restore(&name).await? else {
-                    return Err(Error::UnknownRestore(name));
+                    return Err(Refused::UnknownRestore(name).into());
                 };
                 tracing::info!(restore.id = %name, phase = %status.phase, items = status.counts.total(), "restore ended");
                 let phase = status.phase;
@@ -384,11 +292,12 @@ impl Hub {
             return Ok(tx);
         }
         match self.inner.inventory.cluster(cluster).await? {
-            None => Err(Error::UnknownCluster(cluster.clone())),
-            Some(c) => Err(Error::NotConnected {
+            None => Err(Refused::UnknownCluster(cluster.clone()).into()),
+            Some(c) => Err(Failure::NotConnected {
                 cluster: cluster.clone(),
                 last_seen: c.last_heartbeat,
-            }),
+            }
+            .into()),
         }
     }
 
@@ -396,39 +305,29 @@ impl Hub {
     #[tracing::instrument(name = "backup", skip_all, fields(backup.id = %spec.name, cluster = %spec.cluster))]
     pub async fn create_backup(&self, mut spec: BackupSpec) -> Result<Backup> {
         if self.inner.inventory.backup(&spec.name).await?.is_some() {
-            return Err(Error::Exists {
+            return Err(Refused::Exists {
                 kind: "backup",
                 name: spec.name.to_string(),
-            });
+            }
+            .into());
         }
-        if self.inner.inventory.cluster(&spec.cluster).await?.is_none() {
-            return Err(Error::UnknownCluster(spec.cluster));
-        }
-        let stored = self
-            .usable_location(&spec.cluster, spec.location.as_ref())
-            .await?;
-        let location = self.inner.locations.resolve(&stored)?;
-        let key = self.inner.locations.repository_key(&stored.spec.workspace)?;
-        spec.location = Some(stored.spec.name);
-        spec.origin.workspace = Some(stored.spec.workspace);
+        let target = self.target(&spec.cluster, spec.location.as_ref()).await?;
+        spec.location = Some(target.stored.spec.name);
+        spec.origin.workspace = Some(target.stored.spec.workspace);
         spec.origin.created = Some(self.inner.clock.now());
-        let operation = OperationId::Backup(spec.name.clone());
-        let tx = self.connected(&spec.cluster, &operation).await?;
         let backup = Backup {
             spec: spec.clone(),
             status: BackupStatus::default(),
         };
-        self.inner.inventory.put_backup(&backup).await?;
-        self.dispatch(
-            &operation,
-            &tx,
-            Instruction::Backup {
-                spec: spec.clone(),
-                location,
-                key,
-            },
-        )
-        .await?;
+        let operation = OperationId::Backup(spec.name.clone());
+        let cluster = spec.cluster.clone();
+        let instruction = Instruction::Backup {
+            spec,
+            location: target.location,
+            key: target.key,
+        };
+        let record = self.inner.inventory.put_backup(&backup);
+        self.launch(&operation, &cluster, record, instruction).await?;
         Ok(backup)
     }
 
@@ -436,57 +335,67 @@ impl Hub {
     #[tracing::instrument(name = "restore", skip_all, fields(restore.id = %spec.name, backup.id = %spec.backup))]
     pub async fn create_restore(&self, mut spec: RestoreSpec) -> Result<Restore> {
         if self.inner.inventory.restore(&spec.name).await?.is_some() {
-            return Err(Error::Exists {
+            return Err(Refused::Exists {
                 kind: "restore",
                 name: spec.name.to_string(),
-            });
+            }
+            .into());
         }
         let backup = self.backup(&spec.backup).await?;
         if !matches!(backup.status.phase, Phase::Completed | Phase::PartiallyFailed) {
-            return Err(Error::NotRestorable {
+            return Err(Refused::NotRestorable {
                 backup: spec.backup,
                 phase: backup.status.phase,
-            });
+            }
+            .into());
         }
-        let target = spec
+        let cluster = spec
             .target_cluster
             .get_or_insert_with(|| backup.spec.cluster.clone())
             .clone();
-        if self.inner.inventory.cluster(&target).await?.is_none() {
-            return Err(Error::UnknownCluster(target));
-        }
-        let stored = self
-            .usable_location(&target, Some(&locations::location_of(&backup)))
+        let target = self
+            .target(&cluster, Some(&locations::location_of(&backup)))
             .await?;
-        let location = self.inner.locations.resolve(&stored)?;
-        let key = self.inner.locations.repository_key(&stored.spec.workspace)?;
-        let operation = OperationId::Restore(spec.name.clone());
-        let tx = self.connected(&target, &operation).await?;
         let restore = Restore {
             spec: spec.clone(),
             status: RestoreStatus::default(),
         };
-        self.inner.inventory.put_restore(&restore).await?;
-        self.dispatch(
-            &operation,
-            &tx,
-            Instruction::Restore {
-                spec: spec.clone(),
-                location,
-                key,
-            },
-        )
-        .await?;
+        let operation = OperationId::Restore(spec.name.clone());
+        let instruction = Instruction::Restore {
+            spec,
+            location: target.location,
+            key: target.key,
+        };
+        let record = self.inner.inventory.put_restore(&restore);
+        self.launch(&operation, &cluster, record, instruction).await?;
         Ok(restore)
     }
 
-    /// Sends `instruction` for `operation` (recorded already) to its agent.
-    async fn dispatch(
+    /// Where an operation on `cluster` writes or reads: location `requested` (or its workspace's
+    /// default) if `cluster` is known and may use it, resolved with the workspace's key.
+    async fn target(&self, cluster: &ClusterName, requested: Option<&LocationName>) -> Result<Target> {
+        if self.inner.inventory.cluster(cluster).await?.is_none() {
+            return Err(Refused::UnknownCluster(cluster.clone()).into());
+        }
+        let stored = self.usable_location(cluster, requested).await?;
+        Ok(Target {
+            location: self.inner.locations.resolve(&stored)?,
+            key: self.inner.locations.repository_key(&stored.spec.workspace)?,
+            stored,
+        })
+    }
+
+    /// Starts `operation` on `cluster`'s agent: once the agent is known to be connected, writes
+    /// the operation's `record`, then sends `instruction`.
+    async fn launch(
         &self,
         operation: &OperationId,
-        tx: &mpsc::Sender<Instruction>,
+        cluster: &ClusterName,
+        record: impl Future<Output = inventory::Result<()>>,
         instruction: Instruction,
     ) -> Result<()> {
+        let tx = self.connected(cluster, operation).await?;
+        record.await?;
         self.inner.board.open(operation);
         if tx.send(instruction).await.is_err() {
             self.fail(operation, "the agent disconnected before the operation started")
@@ -501,7 +410,7 @@ impl Hub {
             .inventory
             .backup(name)
             .await?
-            .ok_or_else(|| Error::UnknownBackup(name.clone()))
+            .ok_or_else(|| Refused::UnknownBackup(name.clone()).into())
     }
 
     /// Backups matching `query`, newest first.
@@ -535,7 +444,7 @@ impl Hub {
     pub async fn delete_backup(&self, name: &BackupName) -> Result<()> {
         let backup = self.backup(name).await?;
         if !backup.status.phase.is_final() {
-            return Err(Error::Running(name.clone()));
+            return Err(Refused::Running(name.clone()).into());
         }
         let bucket = self.backup_bucket(&backup).await?;
         let keys = BackupKeys::new(name);
@@ -557,7 +466,7 @@ impl Hub {
             .inventory
             .restore(name)
             .await?
-            .ok_or_else(|| Error::UnknownRestore(name.clone()))
+            .ok_or_else(|| Refused::UnknownRestore(name.clone()).into())
     }
 
     /// Every item of restore `name` with its outcome, in restore order, read from the location.

@@ -6,7 +6,7 @@ use cairn_proto::model::{BackupName, BackupOrigin, Schedule, ScheduleName, Sched
 use futures::StreamExt;
 use std::time::Duration;
 
-use super::{Error, Hub, Result};
+use super::{Hub, Refused, Result};
 use crate::schedule::Timetable;
 
 /// Schedules fired at once when many are due in the same second.
@@ -46,10 +46,11 @@ impl Hub {
     pub async fn create_schedule(&self, mut schedule: Schedule) -> Result<Schedule> {
         Timetable::parse(&schedule.cron, schedule.timezone.as_deref())?;
         if self.inner.inventory.schedule(&schedule.name).await?.is_some() {
-            return Err(Error::Exists {
+            return Err(Refused::Exists {
                 kind: "schedule",
                 name: schedule.name.to_string(),
-            });
+            }
+            .into());
         }
         match &schedule.target {
             ScheduleTarget::Workspace(w) => {
@@ -57,7 +58,7 @@ impl Hub {
             }
             ScheduleTarget::Cluster(c) => {
                 if self.inner.inventory.cluster(c).await?.is_none() {
-                    return Err(Error::UnknownCluster(c.clone()));
+                    return Err(Refused::UnknownCluster(c.clone()).into());
                 }
             }
         }
@@ -97,7 +98,7 @@ impl Hub {
             .inventory
             .schedule(name)
             .await?
-            .ok_or_else(|| Error::UnknownSchedule(name.clone()))
+            .ok_or_else(|| Refused::UnknownSchedule(name.clone()).into())
     }
 
     /// Every schedule.

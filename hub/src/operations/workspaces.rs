@@ -3,7 +3,7 @@
 
 use cairn_proto::model::{ClusterName, DEFAULT_WORKSPACE, Timestamp, Workspace, WorkspaceName};
 
-use super::{Error, Hub, Result};
+use super::{Hub, Refused, Result};
 
 /// The `default` workspace's name.
 pub fn default_workspace() -> WorkspaceName {
@@ -34,10 +34,11 @@ impl Hub {
     #[tracing::instrument(name = "create_workspace", skip_all, fields(workspace = %name))]
     pub async fn create_workspace(&self, name: WorkspaceName) -> Result<Workspace> {
         if self.inner.inventory.workspace(&name).await?.is_some() {
-            return Err(Error::Exists {
+            return Err(Refused::Exists {
                 kind: "workspace",
                 name: name.to_string(),
-            });
+            }
+            .into());
         }
         let workspace = Workspace {
             name,
@@ -62,7 +63,7 @@ impl Hub {
             .inventory
             .workspace(name)
             .await?
-            .ok_or_else(|| Error::UnknownWorkspace(name.clone()))
+            .ok_or_else(|| Refused::UnknownWorkspace(name.clone()).into())
     }
 
     /// Every workspace with its clusters.
@@ -115,15 +116,17 @@ impl Hub {
         let current = self.workspace_of(cluster).await?;
         if current != *workspace {
             if *workspace == default_workspace() {
-                return Err(Error::Membership(format!(
+                return Err(Refused::Membership(format!(
                     "every cluster placed nowhere else is in workspace {workspace}: \
                      remove cluster {cluster} from workspace {current} instead"
-                )));
+                ))
+                .into());
             }
             if current != default_workspace() {
-                return Err(Error::Membership(format!(
+                return Err(Refused::Membership(format!(
                     "cluster {cluster} is in workspace {current}: remove it there first"
-                )));
+                ))
+                .into());
             }
             self.inner.inventory.set_member(cluster, Some(workspace)).await?;
             tracing::info!("cluster added to workspace");
@@ -140,9 +143,10 @@ impl Hub {
     ) -> Result<Workspace> {
         self.workspace_record(workspace).await?;
         if self.workspace_of(cluster).await? != *workspace || *workspace == default_workspace() {
-            return Err(Error::Membership(format!(
+            return Err(Refused::Membership(format!(
                 "cluster {cluster} is not placed in workspace {workspace}"
-            )));
+            ))
+            .into());
         }
         self.inner.inventory.set_member(cluster, None).await?;
         tracing::info!("cluster moved back to workspace default");

@@ -6,6 +6,7 @@
 
 mod backup;
 mod channel;
+mod denial;
 mod item;
 mod location;
 mod restore;

@@ -4,6 +4,7 @@
 mod backup;
 mod channel;
 mod cluster;
+mod denial;
 mod group;
 mod group_kind;
 mod item;
@@ -23,6 +24,7 @@ pub use backup::{
 };
 pub use channel::{Instruction, Registration, Report};
 pub use cluster::Cluster;
+pub use denial::{Denial, Refusal};
 pub use group::{BackupGroup, GroupMember, WorkspaceBackup};
 pub use group_kind::{GroupKind, InvalidGroupKind};
 pub use item::{IndexEntry, ItemRef, ItemResult, Live, Outcome, Progress, ResourceSummary};
