@@ -6,8 +6,8 @@
 use cairn_proto::convert::{self, Wire};
 use cairn_proto::format::{location::VerifyError, provider};
 use cairn_proto::model::{
-    Credentials, DEFAULT_WORKSPACE, Health, Location, LocationName, LocationSpec, Provider, Prune,
-    RepositoryKey, StoredLocation, Timestamp, WorkspaceName,
+    Credentials, DEFAULT_WORKSPACE, Health, Location, LocationName, LocationSpec, Prune, RepositoryKey,
+    Store, StoredLocation, Timestamp, WorkspaceName,
 };
 use cairn_proto::seal;
 use std::sync::Arc;
@@ -124,15 +124,10 @@ impl Locations {
             workspace: DEFAULT_WORKSPACE
                 .parse()
                 .unwrap_or_else(|_| unreachable!("a valid name")),
-            provider: Provider::Fs,
-            bucket: None,
+            store: Store::Fs {
+                path: path.to_owned(),
+            },
             prefix: None,
-            region: None,
-            endpoint: None,
-            force_path_style: false,
-            ca_cert_pem: None,
-            account: None,
-            path: Some(path.to_owned()),
         };
         provider::resolve(&spec, &Credentials::Ambient)?;
         self.inventory
@@ -147,7 +142,7 @@ impl Locations {
     }
 
     /// Checks the location end to end with `credentials`, then saves it, sealed.
-    #[tracing::instrument(name = "add_location", skip_all, fields(location = %spec.name, provider = %spec.provider))]
+    #[tracing::instrument(name = "add_location", skip_all, fields(location = %spec.name, provider = %spec.store.provider()))]
     pub async fn add(&self, spec: LocationSpec, credentials: &Credentials) -> Result<StoredLocation> {
         if self.inventory.location(&spec.name).await?.is_some() {
             return Err(Error::Exists(spec.name));

@@ -3,10 +3,12 @@
 //! its clusters' starts over a jitter window so a fleet does not hit the bucket in one second.
 //! The scheduler loop itself is in [`crate::operations`].
 
-use cairn_proto::model::{ClusterName, ScheduleName, Timestamp};
+use cairn_proto::model::{ClusterName, ScheduleName, ScheduleSpec, Timestamp};
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A cron expression or time zone that cannot be used.
@@ -32,6 +34,8 @@ pub enum Invalid {
 pub struct Timetable {
     cron: croner::Cron,
     zone: Tz,
+    /// What it was parsed from: the expression and the zone's name.
+    source: (String, Option<String>),
 }
 
 /// `t` to the whole second: slots are whole minutes, and croner keeps the fraction it is given.
@@ -56,11 +60,17 @@ impl Timetable {
             .seconds(Seconds::Disallowed)
             .year(Year::Disallowed)
             .build();
+        let source = (cron.to_owned(), timezone.map(str::to_owned));
         let cron = parser.parse(cron).map_err(|e| Invalid::Cron {
             cron: cron.to_owned(),
             reason: e.to_string(),
         })?;
-        Ok(Self { cron, zone })
+        Ok(Self { cron, zone, source })
+    }
+
+    /// Whether it was parsed from `spec`'s expression and zone.
+    fn is_of(&self, spec: &ScheduleSpec) -> bool {
+        self.source.0 == spec.cron && self.source.1 == spec.timezone
     }
 
     /// The first slot strictly after `t`.
@@ -75,6 +85,32 @@ impl Timetable {
         let local = utc(upto).with_timezone(&self.zone);
         let latest = stamp(&self.cron.find_previous_occurrence(&local, true).ok()?)?;
         (latest > after).then_some(latest)
+    }
+}
+
+/// Every schedule's timetable, parsed once: when the schedule is created, or the first time the
+/// hub reads it after start-up.
+#[derive(Debug, Default)]
+pub struct Timetables(Mutex<HashMap<ScheduleName, Arc<Timetable>>>);
+
+impl Timetables {
+    /// `spec`'s timetable.
+    pub fn of(&self, spec: &ScheduleSpec) -> Result<Arc<Timetable>, Invalid> {
+        let mut known = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(t) = known.get(&spec.name).filter(|t| t.is_of(spec)) {
+            return Ok(t.clone());
+        }
+        let parsed = Arc::new(Timetable::parse(&spec.cron, spec.timezone.as_deref())?);
+        known.insert(spec.name.clone(), parsed.clone());
+        Ok(parsed)
+    }
+
+    /// Forgets schedule `name`'s timetable (it was deleted).
+    pub fn forget(&self, name: &ScheduleName) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(name);
     }
 }
 
@@ -174,5 +210,28 @@ mod tests {
             jitter(&s, &"c1".parse().expect("name"), Duration::ZERO),
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn a_timetable_is_parsed_once_and_again_only_when_its_text_changes() {
+        let timetables = Timetables::default();
+        let mut spec = ScheduleSpec::new(
+            "nightly".parse().expect("name"),
+            cairn_proto::model::ScheduleTarget::Cluster("east".parse().expect("name")),
+            "0 2 * * *".into(),
+        );
+        let first = timetables.of(&spec).expect("valid");
+        assert!(Arc::ptr_eq(&first, &timetables.of(&spec).expect("valid")));
+        spec.timezone = Some("Europe/Berlin".into());
+        let zoned = timetables.of(&spec).expect("valid");
+        assert!(!Arc::ptr_eq(&first, &zoned));
+        assert_eq!(
+            zoned.next_after(at("2026-11-25T12:00:00Z")),
+            Some(at("2026-11-26T01:00:00Z"))
+        );
+        timetables.forget(&spec.name);
+        assert!(!Arc::ptr_eq(&zoned, &timetables.of(&spec).expect("valid")));
+        spec.cron = "0 2 * *".into();
+        assert!(timetables.of(&spec).is_err());
     }
 }

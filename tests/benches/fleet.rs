@@ -16,7 +16,7 @@ use cairn_hub::operations::Hub;
 use cairn_proto::convert::Wire;
 use cairn_proto::model::{
     Backup, BackupName, BackupOrigin, BackupQuery, BackupSpec, BackupStatus, ClusterName, ClusterResources,
-    Instruction, NamespaceFilter, Phase, Registration, Report, Schedule, ScheduleTarget, Timestamp,
+    Instruction, NamespaceFilter, Phase, Registration, Report, ScheduleSpec, ScheduleTarget, Timestamp,
 };
 use cairn_proto::pb::agent_channel_client::AgentChannelClient;
 use futures::StreamExt;
@@ -226,7 +226,7 @@ async fn measure(n: usize) -> Result<Row> {
         .map(|i| {
             let (mut client, cron) = (client.clone(), cron.clone());
             async move {
-                let schedule = Schedule::new(
+                let schedule = ScheduleSpec::new(
                     format!("s-{i:05}").parse()?,
                     ScheduleTarget::Cluster(format!("sim-{i:05}").parse()?),
                     cron,

@@ -165,7 +165,7 @@ async fn a_workspace_schedule_fires_on_time_for_every_cluster_and_pauses() -> Re
     // The first slot: one backup per cluster, started at the slot.
     let first = all_ended(&hub, "--schedule minutely", 3).await?;
     let schedule = hub.json("schedule describe minutely").await?;
-    let slot = ms(field(&schedule, "/last_fire"));
+    let slot = ms(field(&schedule, "/status/last_fire"));
     for b in &first {
         assert_eq!(field(b, "/status/phase"), "Completed", "{b}");
         let late = ms(field(b, "/spec/created")) - slot;
@@ -191,9 +191,9 @@ async fn a_workspace_schedule_fires_on_time_for_every_cluster_and_pauses() -> Re
         "a paused schedule ran"
     );
     let paused = hub.json("schedule describe minutely").await?;
-    assert_eq!(field(&paused, "/runs"), 1);
+    assert_eq!(field(&paused, "/status/runs"), 1);
     assert_eq!(
-        field(&paused, "/catch_ups"),
+        field(&paused, "/status/catch_ups"),
         0,
         "slots passed while paused are not caught up"
     );
@@ -206,7 +206,7 @@ async fn a_workspace_schedule_fires_on_time_for_every_cluster_and_pauses() -> Re
         "{all:?}"
     );
     let resumed = hub.json("schedule describe minutely").await?;
-    assert_eq!(field(&resumed, "/runs"), 2);
+    assert_eq!(field(&resumed, "/status/runs"), 2);
     Ok(())
 }
 
@@ -241,7 +241,7 @@ async fn keep_last_and_ttl_retire_backups_from_location_and_inventory() -> Resul
         "the location holds other backups than the inventory"
     );
     let described = hub.json("schedule describe keep").await?;
-    assert_eq!(field(&described, "/runs"), 4);
+    assert_eq!(field(&described, "/status/runs"), 4);
 
     // A backup past its TTL is deleted once the hub's clock passes its expiry.
     hub.cli_line("schedule delete keep").await?.ok()?;
@@ -291,8 +291,8 @@ async fn a_hub_down_over_many_slots_makes_exactly_one_catch_up_run() -> Result<(
     let ran = all_ended(&hub, "--schedule hourly", 1).await?;
     assert_eq!(field(&ran[0], "/status/phase"), "Completed");
     let s = hub.json("schedule describe hourly").await?;
-    assert_eq!(field(&s, "/runs"), 1, "{s}");
-    assert_eq!(field(&s, "/catch_ups"), 1, "{s}");
+    assert_eq!(field(&s, "/status/runs"), 1, "{s}");
+    assert_eq!(field(&s, "/status/catch_ups"), 1, "{s}");
     let described = hub.cli_line("schedule describe hourly").await?.ok()?.stdout;
     assert!(described.contains("Catch-up runs:      1 (last "), "{described}");
 
@@ -302,7 +302,7 @@ async fn a_hub_down_over_many_slots_makes_exactly_one_catch_up_run() -> Result<(
     tokio::time::sleep(Duration::from_secs(12)).await; // past the scheduler's start-up grace
     assert_eq!(listed(&hub, "--schedule hourly").await?.len(), 1);
     assert_eq!(
-        field(&hub.json("schedule describe hourly").await?, "/catch_ups"),
+        field(&hub.json("schedule describe hourly").await?, "/status/catch_ups"),
         1
     );
     Ok(())

@@ -7,7 +7,8 @@ use cairn_proto::convert::{self, Wire};
 use cairn_proto::model::{
     Backup, BackupName, BackupQuery, BackupSpec, BackupTemplate, Cluster, ClusterName, Credentials, Denial,
     IndexEntry, ItemResult, Live, LocationInfo, LocationName, LocationSpec, OperationId, Progress, Refusal,
-    Restore, RestoreName, RestoreSpec, Schedule, ScheduleName, Workspace, WorkspaceBackup, WorkspaceName,
+    Restore, RestoreName, RestoreSpec, Schedule, ScheduleName, ScheduleSpec, Workspace, WorkspaceBackup,
+    WorkspaceName,
 };
 use cairn_proto::pb::{self, cairn_client::CairnClient};
 use tokio_stream::StreamExt;
@@ -414,10 +415,10 @@ impl Client {
     }
 
     /// Creates a schedule.
-    pub async fn create_schedule(&mut self, schedule: &Schedule) -> Result<Schedule> {
+    pub async fn create_schedule(&mut self, spec: &ScheduleSpec) -> Result<Schedule> {
         let r = self
             .inner
-            .create_schedule(schedule.to_pb())
+            .create_schedule(spec.to_pb())
             .await
             .map_err(self.error())?;
         Ok(Schedule::from_pb(r.into_inner())?)

@@ -24,10 +24,11 @@ mod schedule;
 
 use anyhow::Context;
 use anyhow::{Result, bail};
+use cairn_proto::format::provider::{self, Field};
 use cairn_proto::model::{
     BackupName, BackupOrigin, BackupQuery, BackupTemplate, ClusterName, ClusterResources, Credentials,
-    DEFAULT_WORKSPACE, ExistingPolicy, LabelSelector, LocationName, LocationSpec, NamespaceFilter,
-    OperationId, Phase, Provider, RestoreName, RestoreSpec, ScheduleName, WorkspaceName,
+    DEFAULT_WORKSPACE, Endpoint, ExistingPolicy, LabelSelector, LocationName, LocationSpec, NamespaceFilter,
+    OperationId, Phase, Provider, RestoreName, RestoreSpec, ScheduleName, Store, WorkspaceName,
 };
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
@@ -633,6 +634,8 @@ async fn location(client: &mut Client, out: Format, verb: LocationVerb) -> Resul
     }
 }
 
+/// The location `location add` asks for, checked as the hub will check it (so a mistake is named
+/// by its flag) before anything is sent.
 fn location_spec(a: LocationAdd) -> Result<(LocationSpec, Credentials)> {
     let provider = a.provider;
     let ca_cert_pem = a
@@ -643,20 +646,76 @@ fn location_spec(a: LocationAdd) -> Result<(LocationSpec, Credentials)> {
         Some(file) => credentials::read(provider, file, &a.profile)?,
         None => Credentials::Ambient,
     };
+    let required = |flag: &str, value: Option<String>| {
+        value.with_context(|| format!("--{flag} is required for provider {provider}"))
+    };
+    let unused = |flag: &str, given: bool| {
+        if given {
+            bail!("--{flag} is not used by provider {provider}");
+        }
+        Ok(())
+    };
+    unused("account", a.account.is_some() && provider != Provider::Azure)?;
+    unused("path", a.path.is_some() && provider != Provider::Fs)?;
+    unused("force-path-style", a.force_path_style && provider != Provider::S3)?;
+    let regional = matches!(provider, Provider::S3 | Provider::Minio);
+    unused("region", a.region.is_some() && !regional)?;
+    if ca_cert_pem.is_some() && a.endpoint.is_none() {
+        bail!("--ca-cert is for the certificate of --endpoint: give both");
+    }
+    let endpoint = a.endpoint.map(|url| Endpoint { url, ca_cert_pem });
+    let store = match provider {
+        Provider::S3 => Store::S3 {
+            bucket: required("bucket", a.bucket)?,
+            region: a.region,
+            endpoint,
+            force_path_style: a.force_path_style,
+        },
+        Provider::Minio => Store::Minio {
+            bucket: required("bucket", a.bucket)?,
+            endpoint: endpoint.context("--endpoint is required for provider minio")?,
+            region: a.region,
+        },
+        Provider::Gcs => Store::Gcs {
+            bucket: required("bucket", a.bucket)?,
+            endpoint,
+        },
+        Provider::Azure => Store::Azure {
+            account: required("account", a.account)?,
+            container: required("bucket", a.bucket)?,
+            endpoint,
+        },
+        Provider::Fs => {
+            unused("bucket", a.bucket.is_some())?;
+            unused("endpoint", endpoint.is_some())?;
+            Store::Fs {
+                path: required("path", a.path)?,
+            }
+        }
+    };
     let spec = LocationSpec {
         name: a.name,
         workspace: a.workspace,
-        provider,
-        bucket: a.bucket,
+        store,
         prefix: a.prefix,
-        region: a.region,
-        endpoint: a.endpoint,
-        force_path_style: a.force_path_style,
-        ca_cert_pem,
-        account: a.account,
-        path: a.path,
     };
+    if let Err(invalid) = provider::resolve(&spec, &credentials) {
+        bail!(invalid.naming(|field| flag(field).to_owned()));
+    }
     Ok((spec, credentials))
+}
+
+/// The `location add` flag that sets `field`.
+fn flag(field: Field) -> &'static str {
+    match field {
+        Field::Bucket => "--bucket",
+        Field::Container => "--bucket (the container)",
+        Field::Account => "--account",
+        Field::Region => "--region",
+        Field::Endpoint => "--endpoint",
+        Field::Prefix => "--prefix",
+        Field::Path => "--path",
+    }
 }
 
 fn ensure_completed(kind: &str, name: &str, phase: Phase, error: Option<&str>) -> Result<()> {

@@ -3,8 +3,8 @@
 use anyhow::Result;
 use cairn_proto::format::provider;
 use cairn_proto::model::{
-    Backup, Cluster, IndexEntry, ItemResult, LocationInfo, Progress, Restore, Schedule, ScheduleTarget,
-    Timestamp, VolumeResult, Workspace, WorkspaceBackup,
+    Backup, Cluster, IndexEntry, ItemResult, LocationInfo, Progress, Restore, Schedule, ScheduleSpec,
+    ScheduleTarget, Store, Timestamp, VolumeResult, Workspace, WorkspaceBackup,
 };
 
 use clap::ValueEnum;
@@ -506,7 +506,7 @@ pub fn locations(format: Format, locations: &[LocationInfo]) -> Result<()> {
         t.add_row(vec![
             l.spec.name.to_string(),
             l.spec.workspace.to_string(),
-            l.spec.provider.to_string(),
+            l.spec.store.provider().to_string(),
             provider::place(&l.spec),
             if l.is_default { "yes" } else { "no" }.into(),
             health,
@@ -524,24 +524,37 @@ pub fn location(format: Format, l: &LocationInfo) -> Result<()> {
     }
     let s = &l.spec;
     let (health, checked) = health(l);
-    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let (region, path_style) = match &s.store {
+        Store::S3 {
+            region,
+            force_path_style,
+            ..
+        } => (region.as_deref(), if *force_path_style { "yes" } else { "no" }),
+        Store::Minio { region, .. } => (
+            Some(region.as_deref().unwrap_or(provider::DEFAULT_COMPATIBLE_REGION)),
+            "yes",
+        ),
+        _ => (None, "-"),
+    };
+    let endpoint = s.store.endpoint();
     outln!("Name:               {}", s.name);
     outln!(
         "Workspace:          {}{}",
         s.workspace,
         if l.is_default { " (default location)" } else { "" }
     );
-    outln!("Provider:           {}", s.provider);
+    outln!("Provider:           {}", s.store.provider());
     outln!("Where:              {}", provider::place(s));
-    outln!("Region:             {}", or_dash(&s.region));
-    outln!("Endpoint:           {}", or_dash(&s.endpoint));
-    outln!(
-        "Path style:         {}",
-        if s.force_path_style { "yes" } else { "no" }
-    );
+    outln!("Region:             {}", region.unwrap_or("-"));
+    outln!("Endpoint:           {}", endpoint.map_or("-", |e| e.url.as_str()));
+    outln!("Path style:         {path_style}");
     outln!(
         "Custom CA:          {}",
-        if s.ca_cert_pem.is_some() { "yes" } else { "no" }
+        if endpoint.is_some_and(|e| e.ca_cert_pem.is_some()) {
+            "yes"
+        } else {
+            "no"
+        }
     );
     outln!(
         "Credentials:        {}",
@@ -619,7 +632,7 @@ pub fn workspace_backup(format: Format, w: &WorkspaceBackup) -> Result<()> {
     Ok(())
 }
 
-fn target(s: &Schedule) -> String {
+fn target(s: &ScheduleSpec) -> String {
     match &s.target {
         ScheduleTarget::Cluster(c) => format!("cluster {c}"),
         ScheduleTarget::Workspace(w) => format!("workspace {w}"),
@@ -634,16 +647,16 @@ pub fn schedules(format: Format, schedules: &[Schedule]) -> Result<()> {
     let mut t = table(&[
         "NAME", "TARGET", "CRON", "TIMEZONE", "PAUSED", "LAST RUN", "NEXT RUN", "RUNS",
     ]);
-    for s in schedules {
+    for Schedule { spec: s, status } in schedules {
         t.add_row(vec![
             s.name.to_string(),
             target(s),
             s.cron.clone(),
             s.timezone.clone().unwrap_or_else(|| "UTC".into()),
             if s.paused { "yes" } else { "no" }.into(),
-            time(s.last_fire),
-            time(s.next_fire),
-            s.runs.to_string(),
+            time(status.last_fire),
+            time(status.next_fire),
+            status.runs.to_string(),
         ]);
     }
     print_table(&t);
@@ -651,10 +664,11 @@ pub fn schedules(format: Format, schedules: &[Schedule]) -> Result<()> {
 }
 
 /// `schedule describe`.
-pub fn schedule(format: Format, s: &Schedule) -> Result<()> {
-    if structured(format, s)? {
+pub fn schedule(format: Format, schedule: &Schedule) -> Result<()> {
+    if structured(format, schedule)? {
         return Ok(());
     }
+    let Schedule { spec: s, status } = schedule;
     let tpl = &s.template;
     outln!("Name:               {}", s.name);
     outln!("Target:             {}", target(s));
@@ -681,18 +695,19 @@ pub fn schedule(format: Format, s: &Schedule) -> Result<()> {
         s.keep_last.map_or("all".into(), |n| n.to_string())
     );
     outln!("Jitter window:      {}", humantime::format_duration(s.jitter));
-    outln!("Created:            {}", time(s.created));
-    outln!("Last run (slot):    {}", time(s.last_fire));
-    outln!("Next run:           {}", time(s.next_fire));
-    outln!("Runs:               {}", s.runs);
+    outln!("Created:            {}", time(status.created));
+    outln!("Last run (slot):    {}", time(status.last_fire));
+    outln!("Next run:           {}", time(status.next_fire));
+    outln!("Runs:               {}", status.runs);
     outln!(
         "Catch-up runs:      {}{}",
-        s.catch_ups,
-        s.last_catch_up
+        status.catch_ups,
+        status
+            .last_catch_up
             .map(|t| format!(" (last {t})"))
             .unwrap_or_default()
     );
-    if let Some(e) = &s.last_error {
+    if let Some(e) = &status.last_error {
         outln!("Last error:         {e}");
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! `cairn schedule …`: backups on a cron timetable, of a cluster or of a whole workspace.
 
 use anyhow::{Result, bail};
-use cairn_proto::model::{Schedule, ScheduleName, ScheduleTarget};
+use cairn_proto::model::{ScheduleName, ScheduleSpec, ScheduleTarget};
 use clap::{Args, Subcommand};
 
 use super::output::{self, Format, outln};
@@ -72,16 +72,16 @@ pub(super) async fn run(client: &mut Client, out: Format, verb: ScheduleVerb) ->
                 (None, Some(w)) => ScheduleTarget::Workspace(w),
                 (None, None) => bail!("--cluster or --workspace is required"),
             };
-            let schedule = Schedule {
+            let spec = ScheduleSpec {
                 timezone: args.timezone,
                 template: args.template.template(),
                 keep_last: args.keep_last,
                 jitter: args.jitter.into(),
-                ..Schedule::new(args.name, target, args.cron)
+                ..ScheduleSpec::new(args.name, target, args.cron)
             };
-            let s = client.create_schedule(&schedule).await?;
-            let next = s.next_fire.map_or_else(|| "-".into(), |t| t.to_string());
-            outln!("schedule {} created; next run {next}", s.name);
+            let s = client.create_schedule(&spec).await?;
+            let next = s.status.next_fire.map_or_else(|| "-".into(), |t| t.to_string());
+            outln!("schedule {} created; next run {next}", s.spec.name);
             Ok(())
         }
         ScheduleVerb::List => output::schedules(out, &client.schedules().await?),
@@ -93,7 +93,7 @@ pub(super) async fn run(client: &mut Client, out: Format, verb: ScheduleVerb) ->
         }
         ScheduleVerb::Resume { name } => {
             let s = client.set_paused(&name, false).await?;
-            let next = s.next_fire.map_or_else(|| "-".into(), |t| t.to_string());
+            let next = s.status.next_fire.map_or_else(|| "-".into(), |t| t.to_string());
             outln!("schedule {name} resumed; next run {next}");
             Ok(())
         }
@@ -104,7 +104,7 @@ pub(super) async fn run(client: &mut Client, out: Format, verb: ScheduleVerb) ->
         }
         ScheduleVerb::RunNow { name } => {
             let s = client.run_schedule(&name).await?;
-            match s.last_error {
+            match s.status.last_error {
                 Some(e) => bail!("schedule {name} could not start its backup: {e}"),
                 None => {
                     outln!("schedule {name} started a run");

@@ -3,7 +3,7 @@
 use cairn_proto::convert::Wire;
 use cairn_proto::model::{
     BackupName, BackupQuery, BackupSpec, BackupTemplate, ClusterName, Credentials, LocationName,
-    LocationSpec, OperationId, RestoreName, RestoreSpec, Schedule, ScheduleName, WorkspaceName,
+    LocationSpec, OperationId, RestoreName, RestoreSpec, ScheduleName, ScheduleSpec, WorkspaceName,
 };
 use cairn_proto::pb;
 use std::pin::Pin;
@@ -319,8 +319,8 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::Schedule>,
     ) -> Result<Response<pb::Schedule>, Status> {
-        let schedule = Schedule::from_pb(request.into_inner()).map_err(|e| invalid(&e))?;
-        Ok(Response::new(self.hub.create_schedule(schedule).await?.to_pb()))
+        let spec = ScheduleSpec::from_pb(request.into_inner()).map_err(|e| invalid(&e))?;
+        Ok(Response::new(self.hub.create_schedule(spec).await?.to_pb()))
     }
 
     async fn get_schedule(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Schedule>, Status> {

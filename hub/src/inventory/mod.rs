@@ -243,7 +243,8 @@ impl Inventory {
 
     /// Records `schedule`.
     pub async fn put_schedule(&self, schedule: &Schedule) -> Result<()> {
-        self.put(format!("schedule/{}", schedule.name), schedule).await
+        self.put(format!("schedule/{}", schedule.spec.name), schedule)
+            .await
     }
 
     /// The schedule named `name`.

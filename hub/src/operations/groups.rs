@@ -3,8 +3,8 @@
 //! backup then ends `PartiallyFailed`.
 
 use cairn_proto::model::{
-    BackupGroup, BackupName, BackupOrigin, BackupTemplate, GroupMember, Schedule, Timestamp, WorkspaceBackup,
-    WorkspaceName,
+    BackupGroup, BackupName, BackupOrigin, BackupTemplate, GroupMember, ScheduleSpec, Timestamp,
+    WorkspaceBackup, WorkspaceName,
 };
 
 use super::schedules::derived_name;
@@ -31,7 +31,7 @@ impl Hub {
         name: BackupName,
         workspace: &WorkspaceName,
         template: &BackupTemplate,
-        schedule: Option<&Schedule>,
+        schedule: Option<&ScheduleSpec>,
         slot: Timestamp,
     ) -> Result<BackupGroup> {
         if self.inner.inventory.group(&name).await?.is_some() {
@@ -105,7 +105,7 @@ impl Hub {
         group: &BackupName,
         member: &mut GroupMember,
         template: &BackupTemplate,
-        schedule: Option<&Schedule>,
+        schedule: Option<&ScheduleSpec>,
     ) -> std::result::Result<(), String> {
         let Some(name) = member.backup.clone() else {
             return Ok(());

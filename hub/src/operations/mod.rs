@@ -59,6 +59,7 @@ pub struct Hub {
 struct Inner {
     clock: Clock,
     schedules_changed: tokio::sync::Notify,
+    timetables: crate::schedule::Timetables,
     inventory: Inventory,
     locations: Locations,
     agents: Agents<ClusterName>,
@@ -85,6 +86,7 @@ impl Hub {
             inner: Arc::new(Inner {
                 clock,
                 schedules_changed: tokio::sync::Notify::new(),
+                timetables: crate::schedule::Timetables::default(),
                 inventory,
                 locations,
                 agents: Agents::default(),

@@ -20,7 +20,7 @@ impl Hub {
         let Ok(Some(s)) = self.inner.inventory.schedule(schedule).await else {
             return;
         };
-        let Some(keep) = s.keep_last else { return };
+        let Some(keep) = s.spec.keep_last else { return };
         let query = BackupQuery {
             cluster: Some(done.spec.cluster.clone()),
             schedule: Some(schedule.clone()),

@@ -2,7 +2,9 @@
 //! the latest slot it owes (so a hub that was down runs one catch-up, not one per missed slot),
 //! and the verbs users drive them with.
 
-use cairn_proto::model::{BackupName, BackupOrigin, Schedule, ScheduleName, ScheduleTarget, Timestamp};
+use cairn_proto::model::{
+    BackupName, BackupOrigin, Schedule, ScheduleName, ScheduleSpec, ScheduleStatus, ScheduleTarget, Timestamp,
+};
 use futures::StreamExt;
 use std::time::Duration;
 
@@ -42,17 +44,17 @@ fn slot_suffix(slot: Timestamp) -> String {
 
 impl Hub {
     /// Checks and records a new schedule.
-    #[tracing::instrument(name = "create_schedule", skip_all, fields(schedule = %schedule.name))]
-    pub async fn create_schedule(&self, mut schedule: Schedule) -> Result<Schedule> {
-        Timetable::parse(&schedule.cron, schedule.timezone.as_deref())?;
-        if self.inner.inventory.schedule(&schedule.name).await?.is_some() {
+    #[tracing::instrument(name = "create_schedule", skip_all, fields(schedule = %spec.name))]
+    pub async fn create_schedule(&self, spec: ScheduleSpec) -> Result<Schedule> {
+        Timetable::parse(&spec.cron, spec.timezone.as_deref())?;
+        if self.inner.inventory.schedule(&spec.name).await?.is_some() {
             return Err(Refused::Exists {
                 kind: "schedule",
-                name: schedule.name.to_string(),
+                name: spec.name.to_string(),
             }
             .into());
         }
-        match &schedule.target {
+        match &spec.target {
             ScheduleTarget::Workspace(w) => {
                 self.workspace_record(w).await?;
             }
@@ -62,24 +64,23 @@ impl Hub {
                 }
             }
         }
-        let now = self.inner.clock.now();
-        schedule.created = Some(now);
-        schedule.last_fire = None;
-        schedule.runs = 0;
-        schedule.catch_ups = 0;
-        schedule.last_catch_up = None;
-        schedule.last_error = None;
-        schedule.resumed = None;
+        let schedule = Schedule {
+            spec,
+            status: ScheduleStatus {
+                created: Some(self.inner.clock.now()),
+                ..ScheduleStatus::default()
+            },
+        };
         self.inner.inventory.put_schedule(&schedule).await?;
         self.inner.schedules_changed.notify_one();
-        tracing::info!(cron = %schedule.cron, "schedule created");
+        tracing::info!(cron = %schedule.spec.cron, "schedule created");
         self.with_next(schedule)
     }
 
     /// `schedule` with its next slot filled in.
     fn with_next(&self, mut schedule: Schedule) -> Result<Schedule> {
-        let timetable = Timetable::parse(&schedule.cron, schedule.timezone.as_deref())?;
-        schedule.next_fire = if schedule.paused {
+        let timetable = self.inner.timetables.of(&schedule.spec)?;
+        schedule.status.next_fire = if schedule.spec.paused {
             None
         } else {
             timetable.next_after(self.inner.clock.now())
@@ -111,10 +112,10 @@ impl Hub {
     #[tracing::instrument(name = "pause_schedule", skip_all, fields(schedule = %name, paused))]
     pub async fn set_paused(&self, name: &ScheduleName, paused: bool) -> Result<Schedule> {
         let mut s = self.schedule_record(name).await?;
-        if s.paused != paused {
-            s.paused = paused;
+        if s.spec.paused != paused {
+            s.spec.paused = paused;
             if !paused {
-                s.resumed = Some(self.inner.clock.now());
+                s.status.resumed = Some(self.inner.clock.now());
             }
             self.inner.inventory.put_schedule(&s).await?;
             self.inner.schedules_changed.notify_one();
@@ -127,6 +128,7 @@ impl Hub {
     pub async fn delete_schedule(&self, name: &ScheduleName) -> Result<()> {
         self.schedule_record(name).await?;
         self.inner.inventory.delete_schedule(name).await?;
+        self.inner.timetables.forget(name);
         self.inner.schedules_changed.notify_one();
         Ok(())
     }
@@ -158,8 +160,8 @@ impl Hub {
                 }
             };
             let mut due = Vec::new();
-            for s in schedules.into_iter().filter(|s| !s.paused) {
-                let Ok(timetable) = Timetable::parse(&s.cron, s.timezone.as_deref()) else {
+            for s in schedules.into_iter().filter(|s| !s.spec.paused) {
+                let Ok(timetable) = self.inner.timetables.of(&s.spec) else {
                     continue;
                 };
                 let after = s.owed_after().unwrap_or(now);
@@ -174,7 +176,7 @@ impl Hub {
                 .for_each_concurrent(FIRE_CONCURRENCY, |(s, slot)| {
                     let hub = self.clone();
                     async move {
-                        let name = s.name.clone();
+                        let name = s.spec.name.clone();
                         if let Err(e) = hub.fire(s, slot, firing).await {
                             tracing::error!(schedule = %name, error = %cairn_proto::error_chain(&e), "schedule run");
                         }
@@ -192,35 +194,36 @@ impl Hub {
 
     /// One run of `s` for `slot`: recorded first (a crash never runs a slot twice), then the
     /// backups started.
-    #[tracing::instrument(name = "schedule_run", skip_all, fields(schedule = %s.name, slot = %slot, ?firing))]
+    #[tracing::instrument(name = "schedule_run", skip_all, fields(schedule = %s.spec.name, slot = %slot, ?firing))]
     async fn fire(&self, mut s: Schedule, slot: Timestamp, firing: Firing) -> Result<Schedule> {
         if firing != Firing::Now {
-            s.last_fire = Some(slot);
+            s.status.last_fire = Some(slot);
         }
-        s.runs += 1;
+        s.status.runs += 1;
         if firing == Firing::CatchUp {
-            s.catch_ups += 1;
-            s.last_catch_up = Some(self.inner.clock.now());
+            s.status.catch_ups += 1;
+            s.status.last_catch_up = Some(self.inner.clock.now());
         }
-        s.last_error = None;
+        s.status.last_error = None;
         self.inner.inventory.put_schedule(&s).await?;
+        let spec = &s.spec;
         let origin = BackupOrigin {
-            schedule: Some(s.name.clone()),
+            schedule: Some(spec.name.clone()),
             ..BackupOrigin::default()
         };
-        let name = derived_name(s.name.as_str(), &slot_suffix(slot));
-        let started = match &s.target {
+        let name = derived_name(spec.name.as_str(), &slot_suffix(slot));
+        let started = match &spec.target {
             ScheduleTarget::Cluster(cluster) => self
-                .create_backup(s.template.spec(name, cluster.clone(), origin))
+                .create_backup(spec.template.spec(name, cluster.clone(), origin))
                 .await
                 .map(|_| ()),
             ScheduleTarget::Workspace(workspace) => self
-                .create_group(name, workspace, &s.template, Some(&s), slot)
+                .create_group(name, workspace, &spec.template, Some(spec), slot)
                 .await
                 .map(|_| ()),
         };
         if let Err(e) = started {
-            s.last_error = Some(cairn_proto::error_chain(&e));
+            s.status.last_error = Some(cairn_proto::error_chain(&e));
             self.inner.inventory.put_schedule(&s).await?;
             tracing::warn!(error = %cairn_proto::error_chain(&e), "scheduled backup did not start");
         } else {

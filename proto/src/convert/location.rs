@@ -5,7 +5,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{Error, Result, Wire, ms, name, opt_name, opt_string, required};
 use crate::model::{
-    Credentials, Health, LocationInfo, LocationSpec, Provider, Prune, StoredLocation, Timestamp, Workspace,
+    Credentials, Endpoint, Health, LocationInfo, LocationSpec, Provider, Prune, Store, StoredLocation,
+    Timestamp, Workspace,
 };
 use crate::pb;
 
@@ -37,35 +38,114 @@ impl Wire for LocationSpec {
     type Pb = pb::LocationSpec;
 
     fn to_pb(&self) -> pb::LocationSpec {
-        let text = |v: &Option<String>| v.clone().unwrap_or_default();
-        pb::LocationSpec {
+        let mut m = pb::LocationSpec {
             name: self.name.to_string(),
             workspace: self.workspace.to_string(),
-            provider: provider_to_pb(self.provider),
-            bucket: text(&self.bucket),
-            prefix: text(&self.prefix),
-            region: text(&self.region),
-            endpoint: text(&self.endpoint),
-            force_path_style: self.force_path_style,
-            ca_cert_pem: text(&self.ca_cert_pem),
-            account: text(&self.account),
-            path: text(&self.path),
+            provider: provider_to_pb(self.store.provider()),
+            prefix: self.prefix.clone().unwrap_or_default(),
+            ..Default::default()
+        };
+        if let Some(endpoint) = self.store.endpoint() {
+            m.endpoint.clone_from(&endpoint.url);
+            m.ca_cert_pem = endpoint.ca_cert_pem.clone().unwrap_or_default();
         }
+        match &self.store {
+            Store::S3 {
+                bucket,
+                region,
+                force_path_style,
+                ..
+            } => {
+                m.bucket.clone_from(bucket);
+                m.region = region.clone().unwrap_or_default();
+                m.force_path_style = *force_path_style;
+            }
+            Store::Minio { bucket, region, .. } => {
+                m.bucket.clone_from(bucket);
+                m.region = region.clone().unwrap_or_default();
+            }
+            Store::Gcs { bucket, .. } => m.bucket.clone_from(bucket),
+            Store::Azure {
+                account, container, ..
+            } => {
+                m.account.clone_from(account);
+                m.bucket.clone_from(container);
+            }
+            Store::Fs { path } => m.path.clone_from(path),
+        }
+        m
     }
 
     fn from_pb(m: pb::LocationSpec) -> Result<Self> {
+        let provider = provider_from_pb(m.provider)?;
+        let endpoint = match (opt_string(m.endpoint), opt_string(m.ca_cert_pem)) {
+            (Some(url), ca_cert_pem) => Some(Endpoint { url, ca_cert_pem }),
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(Error::field(
+                    "LocationSpec.ca_cert_pem",
+                    "set without an endpoint",
+                ));
+            }
+        };
+        // What the provider does not use must not be set: a location means one thing.
+        let unused = |field: &'static str, set: bool| {
+            if set {
+                Err(Error::field(field, format!("not used by {provider}")))
+            } else {
+                Ok(())
+            }
+        };
+        let bucket = || required("LocationSpec.bucket", opt_string(m.bucket.clone()));
+        let region = opt_string(m.region.clone());
+        unused(
+            "LocationSpec.account",
+            !m.account.is_empty() && provider != Provider::Azure,
+        )?;
+        unused(
+            "LocationSpec.path",
+            !m.path.is_empty() && provider != Provider::Fs,
+        )?;
+        unused(
+            "LocationSpec.force_path_style",
+            m.force_path_style && provider != Provider::S3,
+        )?;
+        let regional = matches!(provider, Provider::S3 | Provider::Minio);
+        unused("LocationSpec.region", region.is_some() && !regional)?;
+        let store = match provider {
+            Provider::S3 => Store::S3 {
+                bucket: bucket()?,
+                region,
+                endpoint,
+                force_path_style: m.force_path_style,
+            },
+            Provider::Minio => Store::Minio {
+                bucket: bucket()?,
+                endpoint: required("LocationSpec.endpoint", endpoint)?,
+                region,
+            },
+            Provider::Gcs => Store::Gcs {
+                bucket: bucket()?,
+                endpoint,
+            },
+            Provider::Azure => Store::Azure {
+                account: required("LocationSpec.account", opt_string(m.account))?,
+                container: bucket()?,
+                endpoint,
+            },
+            Provider::Fs => {
+                unused("LocationSpec.bucket", !m.bucket.is_empty())?;
+                unused("LocationSpec.endpoint", endpoint.is_some())?;
+                Store::Fs {
+                    path: required("LocationSpec.path", opt_string(m.path))?,
+                }
+            }
+        };
         Ok(Self {
             name: name("LocationSpec.name", m.name)?,
             workspace: name("LocationSpec.workspace", m.workspace)?,
-            provider: provider_from_pb(m.provider)?,
-            bucket: opt_string(m.bucket),
+            store,
             prefix: opt_string(m.prefix),
-            region: opt_string(m.region),
-            endpoint: opt_string(m.endpoint),
-            force_path_style: m.force_path_style,
-            ca_cert_pem: opt_string(m.ca_cert_pem),
-            account: opt_string(m.account),
-            path: opt_string(m.path),
         })
     }
 }
@@ -280,5 +360,105 @@ mod tests {
                 .expect("decodes")
                 .is_ambient()
         );
+    }
+
+    fn spec(store: Store) -> LocationSpec {
+        LocationSpec {
+            name: "loc".parse().expect("name"),
+            workspace: "default".parse().expect("name"),
+            store,
+            prefix: Some("team".into()),
+        }
+    }
+
+    #[test]
+    fn every_store_round_trips() {
+        let tls = Endpoint {
+            url: "https://minio.local:9000".into(),
+            ca_cert_pem: Some("-----BEGIN CERTIFICATE-----".into()),
+        };
+        for store in [
+            Store::S3 {
+                bucket: "bkt".into(),
+                region: Some("eu-west-1".into()),
+                endpoint: None,
+                force_path_style: true,
+            },
+            Store::Minio {
+                bucket: "bkt".into(),
+                endpoint: tls.clone(),
+                region: None,
+            },
+            Store::Gcs {
+                bucket: "bkt".into(),
+                endpoint: Some(Endpoint::new("http://127.0.0.1:4443")),
+            },
+            Store::Azure {
+                account: "acct".into(),
+                container: "vault".into(),
+                endpoint: Some(tls),
+            },
+            Store::Fs {
+                path: "/srv/backups".into(),
+            },
+        ] {
+            let spec = spec(store);
+            assert_eq!(LocationSpec::from_pb(spec.to_pb()).expect("converts"), spec);
+        }
+    }
+
+    /// A location means one thing: what its provider needs must be there, and what it does not
+    /// use must not be.
+    #[test]
+    fn a_setting_missing_or_foreign_to_the_provider_is_refused() {
+        let fs = spec(Store::Fs {
+            path: "/srv/backups".into(),
+        })
+        .to_pb();
+        let refused = |m: pb::LocationSpec| LocationSpec::from_pb(m).expect_err("refused").to_string();
+        let with_bucket = pb::LocationSpec {
+            bucket: "bkt".into(),
+            ..fs.clone()
+        };
+        assert_eq!(
+            refused(with_bucket),
+            "invalid LocationSpec.bucket: not used by fs"
+        );
+        let with_region = pb::LocationSpec {
+            region: "eu-west-1".into(),
+            ..fs.clone()
+        };
+        assert_eq!(
+            refused(with_region),
+            "invalid LocationSpec.region: not used by fs"
+        );
+        let s3_without_bucket = pb::LocationSpec {
+            provider: pb::Provider::S3 as i32,
+            path: String::new(),
+            ..fs.clone()
+        };
+        assert_eq!(refused(s3_without_bucket), "LocationSpec.bucket is missing");
+        let minio = pb::LocationSpec {
+            provider: pb::Provider::Minio as i32,
+            bucket: "bkt".into(),
+            path: String::new(),
+            ..fs.clone()
+        };
+        assert_eq!(refused(minio.clone()), "LocationSpec.endpoint is missing");
+        let ca_alone = pb::LocationSpec {
+            ca_cert_pem: "pem".into(),
+            ..minio
+        };
+        assert_eq!(
+            refused(ca_alone),
+            "invalid LocationSpec.ca_cert_pem: set without an endpoint"
+        );
+        let azure_without_account = pb::LocationSpec {
+            provider: pb::Provider::Azure as i32,
+            bucket: "vault".into(),
+            path: String::new(),
+            ..fs
+        };
+        assert_eq!(refused(azure_without_account), "LocationSpec.account is missing");
     }
 }

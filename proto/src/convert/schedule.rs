@@ -5,8 +5,8 @@ use std::time::Duration;
 use super::backup::{cluster_resources_from_pb, cluster_resources_to_pb, seconds_from_pb, selector_from_pb};
 use super::{Error, Result, Wire, ms, name, opt_name, opt_string, required};
 use crate::model::{
-    Backup, BackupGroup, BackupTemplate, GroupMember, NamespaceFilter, Schedule, ScheduleTarget, Timestamp,
-    WorkspaceBackup,
+    Backup, BackupGroup, BackupTemplate, GroupMember, NamespaceFilter, Schedule, ScheduleSpec,
+    ScheduleStatus, ScheduleTarget, Timestamp, WorkspaceBackup,
 };
 use crate::pb;
 
@@ -55,7 +55,8 @@ impl Wire for BackupTemplate {
     }
 }
 
-impl Wire for Schedule {
+/// A schedule's spec travels alone (to create one) as a [`pb::Schedule`] without status.
+impl Wire for ScheduleSpec {
     type Pb = pb::Schedule;
 
     fn to_pb(&self) -> pb::Schedule {
@@ -72,14 +73,7 @@ impl Wire for Schedule {
             keep_last: self.keep_last.unwrap_or(0),
             jitter_seconds: self.jitter.as_secs(),
             paused: self.paused,
-            created_unix_ms: ms(self.created),
-            last_fire_unix_ms: ms(self.last_fire),
-            runs: self.runs,
-            catch_ups: self.catch_ups,
-            last_catch_up_unix_ms: ms(self.last_catch_up),
-            next_fire_unix_ms: ms(self.next_fire),
-            last_error: self.last_error.clone().unwrap_or_default(),
-            resumed_unix_ms: ms(self.resumed),
+            ..pb::Schedule::default()
         }
     }
 
@@ -107,14 +101,42 @@ impl Wire for Schedule {
             keep_last: (m.keep_last > 0).then_some(m.keep_last),
             jitter: Duration::from_secs(m.jitter_seconds),
             paused: m.paused,
+        })
+    }
+}
+
+impl Wire for Schedule {
+    type Pb = pb::Schedule;
+
+    fn to_pb(&self) -> pb::Schedule {
+        let s = &self.status;
+        pb::Schedule {
+            created_unix_ms: ms(s.created),
+            last_fire_unix_ms: ms(s.last_fire),
+            runs: s.runs,
+            catch_ups: s.catch_ups,
+            last_catch_up_unix_ms: ms(s.last_catch_up),
+            next_fire_unix_ms: ms(s.next_fire),
+            last_error: s.last_error.clone().unwrap_or_default(),
+            resumed_unix_ms: ms(s.resumed),
+            ..self.spec.to_pb()
+        }
+    }
+
+    fn from_pb(m: pb::Schedule) -> Result<Self> {
+        let status = ScheduleStatus {
             created: Timestamp::from_unix_ms(m.created_unix_ms),
             last_fire: Timestamp::from_unix_ms(m.last_fire_unix_ms),
             runs: m.runs,
             catch_ups: m.catch_ups,
             last_catch_up: Timestamp::from_unix_ms(m.last_catch_up_unix_ms),
             next_fire: Timestamp::from_unix_ms(m.next_fire_unix_ms),
-            last_error: opt_string(m.last_error),
+            last_error: opt_string(m.last_error.clone()),
             resumed: Timestamp::from_unix_ms(m.resumed_unix_ms),
+        };
+        Ok(Self {
+            spec: ScheduleSpec::from_pb(m)?,
+            status,
         })
     }
 }
@@ -254,5 +276,41 @@ mod tests {
                 field: "WorkspaceBackup.group"
             })
         ));
+    }
+
+    #[test]
+    fn a_schedule_round_trips_and_its_spec_travels_without_status() {
+        let schedule = Schedule {
+            spec: ScheduleSpec {
+                timezone: Some("Europe/Berlin".into()),
+                keep_last: Some(7),
+                jitter: Duration::from_secs(600),
+                ..ScheduleSpec::new(
+                    n("nightly"),
+                    ScheduleTarget::Workspace(n("fleet")),
+                    "0 2 * * *".into(),
+                )
+            },
+            status: ScheduleStatus {
+                created: Timestamp::from_unix_ms(1_700_000_000_000),
+                runs: 3,
+                last_error: Some("cluster east is not connected".into()),
+                ..ScheduleStatus::default()
+            },
+        };
+        assert_eq!(Schedule::decode(&schedule.encode()).expect("decodes"), schedule);
+        let sent = schedule.spec.to_pb();
+        assert_eq!((sent.runs, sent.created_unix_ms), (0, 0), "no status on create");
+        assert_eq!(ScheduleSpec::from_pb(sent).expect("converts"), schedule.spec);
+        let without_cron = pb::Schedule {
+            cron: String::new(),
+            ..schedule.spec.to_pb()
+        };
+        assert_eq!(
+            ScheduleSpec::from_pb(without_cron)
+                .expect_err("refused")
+                .to_string(),
+            "Schedule.cron is missing"
+        );
     }
 }

@@ -1,24 +1,103 @@
 //! How each provider's configuration becomes an `object_store` URL and options: the one place that
-//! knows which flag is which option key and how each provider's URL is spelled. The hub resolves a
-//! location this way to check it and to hand it to an agent with an instruction; the agent only
-//! opens what it is given; the CLI shows where a location writes with [`place`].
+//! knows which setting is which option key, how each provider's URL is spelled and what names it
+//! accepts. The hub resolves a location this way to check it and to hand it to an agent with an
+//! instruction; the agent only opens what it is given; the CLI checks what it is about to send
+//! with [`resolve`] (naming its own flags through [`Invalid::naming`]) and shows where a location
+//! writes with [`place`].
 
 use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
+use std::fmt;
 
 use super::location::CA_PEM;
-use crate::model::{Credentials, Location, LocationSpec, Provider};
+use crate::model::{Credentials, Endpoint, Location, LocationSpec, Provider, Store};
 
 /// Region S3-compatible stores are addressed with unless told otherwise.
 pub const DEFAULT_COMPATIBLE_REGION: &str = "us-east-1";
 
+/// A setting of a location, as a problem names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// The bucket (S3, S3-compatible, GCS).
+    Bucket,
+    /// The container (Azure).
+    Container,
+    /// The storage account (Azure).
+    Account,
+    /// The region (S3).
+    Region,
+    /// The endpoint URL.
+    Endpoint,
+    /// The folder inside the store.
+    Prefix,
+    /// The directory (fs).
+    Path,
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Bucket => "bucket",
+            Self::Container => "container",
+            Self::Account => "account",
+            Self::Region => "region",
+            Self::Endpoint => "endpoint",
+            Self::Prefix => "prefix",
+            Self::Path => "path",
+        })
+    }
+}
+
+/// What is wrong with a location's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// A setting the provider needs here is not given.
+    Missing(Field),
+    /// A value the provider cannot use, and why (`cannot be used: <its rule>`, …).
+    Value {
+        /// The setting.
+        field: Field,
+        /// Its value.
+        value: String,
+        /// Why, completing "<field> <value> …".
+        why: String,
+    },
+    /// Credentials of another kind than the provider takes.
+    Credentials(&'static str),
+    /// A GCS service-account key that cannot be used, and why.
+    Key(String),
+}
+
 /// A configuration the provider cannot use.
 #[derive(Debug, thiserror::Error)]
-#[error("location {location} ({provider}): {reason}")]
+#[error("{}", self.naming(|field| field.to_string()))]
 pub struct Invalid {
     location: String,
     provider: Provider,
-    reason: String,
+    problem: Problem,
+}
+
+impl Invalid {
+    /// What is wrong.
+    pub fn problem(&self) -> &Problem {
+        &self.problem
+    }
+
+    /// The message, each setting called what `name` calls it (the CLI: its flag).
+    pub fn naming(&self, name: impl Fn(Field) -> String) -> String {
+        let Self {
+            location,
+            provider,
+            problem,
+        } = self;
+        let what = match problem {
+            Problem::Missing(field) => format!("{} is required", name(*field)),
+            Problem::Value { field, value, why } => format!("{} {value:?} {why}", name(*field)),
+            Problem::Credentials(given) => format!("these credentials are not for {provider}: {given}"),
+            Problem::Key(why) => why.clone(),
+        };
+        format!("location {location} ({provider}): {what}")
+    }
 }
 
 /// The URL scheme of `provider`'s buckets (`fs` has none: a directory is shown as its path).
@@ -42,160 +121,229 @@ fn prefix_path(prefix: &str) -> String {
 /// was stored.
 pub fn place(spec: &LocationSpec) -> String {
     let prefix = spec.prefix.as_deref().map(prefix_path).unwrap_or_default();
-    let bucket = spec.bucket.as_deref().unwrap_or("");
-    let scheme = scheme(spec.provider);
-    match spec.provider {
-        Provider::S3 | Provider::Minio | Provider::Gcs => format!("{scheme}{bucket}{prefix}"),
-        Provider::Azure => format!(
-            "{scheme}{}/{bucket}{prefix}",
-            spec.account.as_deref().unwrap_or("")
-        ),
-        Provider::Fs => format!("{}{prefix}", spec.path.as_deref().unwrap_or("")),
+    let scheme = scheme(spec.store.provider());
+    match &spec.store {
+        Store::S3 { bucket, .. } | Store::Minio { bucket, .. } | Store::Gcs { bucket, .. } => {
+            format!("{scheme}{bucket}{prefix}")
+        }
+        Store::Azure {
+            account, container, ..
+        } => format!("{scheme}{account}/{container}{prefix}"),
+        Store::Fs { path } => format!("{path}{prefix}"),
     }
 }
 
 /// The `object_store` URL and options that reach `spec`'s store with `credentials`.
 pub fn resolve(spec: &LocationSpec, credentials: &Credentials) -> Result<Location, Invalid> {
-    let invalid = |reason: String| Invalid {
+    let provider = spec.store.provider();
+    let mut options = Options::default();
+    let mut settings = || -> Result<String, Problem> {
+        if let Some(endpoint) = spec.store.endpoint() {
+            options.endpoint(endpoint)?;
+        }
+        let prefix = match spec.prefix.as_deref().map(|p| p.trim_matches('/')) {
+            Some(p) if p.split('/').any(|s| s.is_empty() || s == "." || s == "..") => {
+                return Err(unusable(Field::Prefix, p, "is not a plain folder path"));
+            }
+            Some(p) => prefix_path(p),
+            None => String::new(),
+        };
+        let root = match &spec.store {
+            Store::S3 {
+                bucket,
+                region,
+                endpoint,
+                force_path_style,
+            } => options.aws(
+                bucket,
+                region.as_deref(),
+                endpoint.as_ref(),
+                *force_path_style,
+                credentials,
+            )?,
+            Store::Minio {
+                bucket,
+                region,
+                endpoint,
+            } => options.aws(bucket, region.as_deref(), Some(endpoint), true, credentials)?,
+            Store::Gcs { bucket, endpoint } => options.gcs(bucket, endpoint.as_ref(), credentials)?,
+            Store::Azure {
+                account,
+                container,
+                endpoint,
+            } => options.azure(account, container, endpoint.as_ref(), credentials)?,
+            Store::Fs { path } => return fs_url(path, &prefix, credentials),
+        };
+        Ok(format!("{}{root}{prefix}", scheme(provider)))
+    };
+    let url = settings().map_err(|problem| Invalid {
         location: spec.name.to_string(),
-        provider: spec.provider,
-        reason,
-    };
-    let need = |field: &Option<String>, flag: &str| {
-        field
-            .clone()
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| invalid(format!("{flag} is required")))
-    };
-    let mut options = BTreeMap::new();
-    let mut set = |k: &str, v: &str| {
-        options.insert(k.to_owned(), v.to_owned());
-    };
-    if let Some(endpoint) = &spec.endpoint {
-        // http:// only when the user wrote it so; TLS is never turned off.
-        match url::Url::parse(endpoint).map(|u| u.scheme().to_owned()) {
-            Ok(s) if s == "https" => {}
-            Ok(s) if s == "http" => set("allow_http", "true"),
-            _ => {
-                return Err(invalid(format!(
-                    "--endpoint {endpoint:?} is not an http:// or https:// URL"
-                )));
-            }
-        }
-    }
-    if let Some(ca) = &spec.ca_cert_pem {
-        set(CA_PEM, ca);
-    }
-    let prefix = match spec.prefix.as_deref().map(|p| p.trim_matches('/')) {
-        Some(p) if p.split('/').any(|s| s.is_empty() || s == "." || s == "..") => {
-            return Err(invalid(format!("--prefix {p:?} is not a plain folder path")));
-        }
-        Some(p) => prefix_path(p),
-        None => String::new(),
-    };
-    let wrong_credentials = || {
-        invalid(format!(
-            "these credentials are not for {}: {}",
-            spec.provider,
-            credentials_kind(credentials)
-        ))
-    };
-    let named = |flag: &str, value: String, rule: fn(&str) -> Option<&'static str>| match rule(&value) {
-        None => Ok(value),
-        Some(rule) => Err(invalid(format!("{flag} {value:?} cannot be used: {rule}"))),
-    };
-    let url = match spec.provider {
-        Provider::S3 | Provider::Minio => {
-            let bucket = named("--bucket", need(&spec.bucket, "--bucket")?, s3_bucket)?;
-            let compatible = spec.provider == Provider::Minio;
-            if compatible && spec.endpoint.is_none() {
-                return Err(invalid("--endpoint is required".into()));
-            }
-            let region = match (&spec.region, compatible || spec.endpoint.is_some()) {
-                (Some(r), _) => r.clone(),
-                (None, true) => DEFAULT_COMPATIBLE_REGION.to_owned(),
-                (None, false) => return Err(invalid("--region is required".into())),
-            };
-            set("aws_region", &region);
-            if let Some(endpoint) = &spec.endpoint {
-                set("aws_endpoint", endpoint);
-            }
-            let virtual_hosted = !(compatible || spec.force_path_style);
-            set("aws_virtual_hosted_style_request", &virtual_hosted.to_string());
-            match credentials {
-                Credentials::Ambient => {}
-                Credentials::Aws {
-                    access_key_id,
-                    secret_access_key,
-                    session_token,
-                } => {
-                    set("aws_access_key_id", access_key_id);
-                    set("aws_secret_access_key", secret_access_key.expose_secret());
-                    if let Some(token) = session_token {
-                        set("aws_session_token", token.expose_secret());
-                    }
-                }
-                _ => return Err(wrong_credentials()),
-            }
-            format!("{}{bucket}{prefix}", scheme(spec.provider))
-        }
-        Provider::Gcs => {
-            let bucket = named("--bucket", need(&spec.bucket, "--bucket")?, gcs_bucket)?;
-            let key = match credentials {
-                Credentials::Ambient => None,
-                Credentials::GcsServiceAccount(key) => Some(key.expose_secret().to_owned()),
-                _ => return Err(wrong_credentials()),
-            };
-            if let Some(key) = gcs_key(key, spec.endpoint.as_deref()).map_err(invalid)? {
-                set("google_service_account_key", &key);
-            }
-            format!("{}{bucket}{prefix}", scheme(spec.provider))
-        }
-        Provider::Azure => {
-            let container = need(&spec.bucket, "--bucket (the container)")?;
-            let container = named("--bucket (the container)", container, azure_container)?;
-            let account = named("--account", need(&spec.account, "--account")?, azure_account)?;
-            set("azure_storage_account_name", &account);
-            if let Some(endpoint) = &spec.endpoint {
-                set("azure_storage_endpoint", endpoint);
-            }
-            match credentials {
-                Credentials::Ambient => {}
-                Credentials::AzureAccountKey(key) => set("azure_storage_account_key", key.expose_secret()),
-                Credentials::AzureSasToken(token) => set("azure_storage_sas_key", token.expose_secret()),
-                Credentials::AzureServicePrincipal {
-                    tenant_id,
-                    client_id,
-                    client_secret,
-                } => {
-                    set("azure_storage_tenant_id", tenant_id);
-                    set("azure_storage_client_id", client_id);
-                    set("azure_storage_client_secret", client_secret.expose_secret());
-                }
-                _ => return Err(wrong_credentials()),
-            }
-            format!("{}{container}{prefix}", scheme(spec.provider))
-        }
-        Provider::Fs => {
-            let path = need(&spec.path, "--path")?;
-            if !path.starts_with('/') {
-                return Err(invalid(format!(
-                    "--path {path:?} must be absolute: hub and agents read it alike"
-                )));
-            }
-            if !credentials.is_ambient() {
-                return Err(wrong_credentials());
-            }
-            let dir = url::Url::from_directory_path(&path)
-                .map_err(|()| invalid(format!("--path {path:?} is not a directory path")))?;
-            format!("{}{prefix}", dir.as_str().trim_end_matches('/'))
-        }
-    };
+        provider,
+        problem,
+    })?;
     Ok(Location {
         name: spec.name.clone(),
         url,
-        options,
+        options: options.0,
     })
+}
+
+/// `field`'s `value` the provider cannot use, `why`.
+fn unusable(field: Field, value: &str, why: impl Into<String>) -> Problem {
+    Problem::Value {
+        field,
+        value: value.to_owned(),
+        why: why.into(),
+    }
+}
+
+/// `value` of `field` if it keeps the provider's naming `rule`.
+fn named(field: Field, value: &str, rule: fn(&str) -> Option<&'static str>) -> Result<String, Problem> {
+    match rule(value) {
+        None => Ok(value.to_owned()),
+        Some(rule) => Err(unusable(field, value, format!("cannot be used: {rule}"))),
+    }
+}
+
+/// Credentials the provider does not take.
+fn wrong(credentials: &Credentials) -> Problem {
+    Problem::Credentials(credentials_kind(credentials))
+}
+
+/// `object_store` options, filled per provider.
+#[derive(Default)]
+struct Options(BTreeMap<String, String>);
+
+impl Options {
+    fn set(&mut self, key: &str, value: &str) {
+        self.0.insert(key.to_owned(), value.to_owned());
+    }
+
+    /// An endpoint's scheme and CA: http:// only when the user wrote it so; TLS is never turned
+    /// off.
+    fn endpoint(&mut self, Endpoint { url, ca_cert_pem }: &Endpoint) -> Result<(), Problem> {
+        match url::Url::parse(url).map(|u| u.scheme().to_owned()) {
+            Ok(s) if s == "https" => {}
+            Ok(s) if s == "http" => self.set("allow_http", "true"),
+            _ => {
+                return Err(unusable(
+                    Field::Endpoint,
+                    url,
+                    "is not an http:// or https:// URL",
+                ));
+            }
+        }
+        if let Some(ca) = ca_cert_pem {
+            self.set(CA_PEM, ca);
+        }
+        Ok(())
+    }
+
+    /// S3 and S3-compatible stores; returns the bucket.
+    fn aws(
+        &mut self,
+        bucket: &str,
+        region: Option<&str>,
+        endpoint: Option<&Endpoint>,
+        path_style: bool,
+        credentials: &Credentials,
+    ) -> Result<String, Problem> {
+        let bucket = named(Field::Bucket, bucket, s3_bucket)?;
+        let region = match (region, endpoint) {
+            (Some(r), _) => r,
+            (None, Some(_)) => DEFAULT_COMPATIBLE_REGION,
+            (None, None) => return Err(Problem::Missing(Field::Region)),
+        };
+        self.set("aws_region", region);
+        if let Some(endpoint) = endpoint {
+            self.set("aws_endpoint", &endpoint.url);
+        }
+        self.set("aws_virtual_hosted_style_request", &(!path_style).to_string());
+        match credentials {
+            Credentials::Ambient => {}
+            Credentials::Aws {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            } => {
+                self.set("aws_access_key_id", access_key_id);
+                self.set("aws_secret_access_key", secret_access_key.expose_secret());
+                if let Some(token) = session_token {
+                    self.set("aws_session_token", token.expose_secret());
+                }
+            }
+            _ => return Err(wrong(credentials)),
+        }
+        Ok(bucket)
+    }
+
+    /// Google Cloud Storage; returns the bucket.
+    fn gcs(
+        &mut self,
+        bucket: &str,
+        endpoint: Option<&Endpoint>,
+        credentials: &Credentials,
+    ) -> Result<String, Problem> {
+        let bucket = named(Field::Bucket, bucket, gcs_bucket)?;
+        let key = match credentials {
+            Credentials::Ambient => None,
+            Credentials::GcsServiceAccount(key) => Some(key.expose_secret().to_owned()),
+            _ => return Err(wrong(credentials)),
+        };
+        if let Some(key) = gcs_key(key, endpoint.map(|e| e.url.as_str())).map_err(Problem::Key)? {
+            self.set("google_service_account_key", &key);
+        }
+        Ok(bucket)
+    }
+
+    /// Azure Blob Storage; returns the container.
+    fn azure(
+        &mut self,
+        account: &str,
+        container: &str,
+        endpoint: Option<&Endpoint>,
+        credentials: &Credentials,
+    ) -> Result<String, Problem> {
+        let container = named(Field::Container, container, azure_container)?;
+        let account = named(Field::Account, account, azure_account)?;
+        self.set("azure_storage_account_name", &account);
+        if let Some(endpoint) = endpoint {
+            self.set("azure_storage_endpoint", &endpoint.url);
+        }
+        match credentials {
+            Credentials::Ambient => {}
+            Credentials::AzureAccountKey(key) => self.set("azure_storage_account_key", key.expose_secret()),
+            Credentials::AzureSasToken(token) => self.set("azure_storage_sas_key", token.expose_secret()),
+            Credentials::AzureServicePrincipal {
+                tenant_id,
+                client_id,
+                client_secret,
+            } => {
+                self.set("azure_storage_tenant_id", tenant_id);
+                self.set("azure_storage_client_id", client_id);
+                self.set("azure_storage_client_secret", client_secret.expose_secret());
+            }
+            _ => return Err(wrong(credentials)),
+        }
+        Ok(container)
+    }
+}
+
+/// A directory's `file://` URL, `prefix` under it.
+fn fs_url(path: &str, prefix: &str, credentials: &Credentials) -> Result<String, Problem> {
+    if !path.starts_with('/') {
+        return Err(unusable(
+            Field::Path,
+            path,
+            "must be absolute: hub and agents read it alike",
+        ));
+    }
+    if !credentials.is_ambient() {
+        return Err(wrong(credentials));
+    }
+    let dir = url::Url::from_directory_path(path)
+        .map_err(|()| unusable(Field::Path, path, "is not a directory path"))?;
+    Ok(format!("{}{prefix}", dir.as_str().trim_end_matches('/')))
 }
 
 /// The service-account key `object_store` needs: the user's, with `endpoint` as its base URL; for
@@ -299,61 +447,89 @@ mod tests {
     use super::*;
     use secrecy::SecretString;
 
-    fn spec(provider: Provider) -> LocationSpec {
+    fn spec(store: Store) -> LocationSpec {
         LocationSpec {
             name: "loc".parse().expect("name"),
             workspace: "default".parse().expect("name"),
-            provider,
-            bucket: Some("bkt".into()),
+            store,
             prefix: Some("team/a/".into()),
-            region: None,
+        }
+    }
+
+    fn s3(bucket: &str, region: Option<&str>) -> Store {
+        Store::S3 {
+            bucket: bucket.into(),
+            region: region.map(Into::into),
             endpoint: None,
             force_path_style: false,
-            ca_cert_pem: None,
-            account: None,
-            path: None,
+        }
+    }
+
+    fn gcs(bucket: &str) -> Store {
+        Store::Gcs {
+            bucket: bucket.into(),
+            endpoint: None,
+        }
+    }
+
+    fn azure(account: &str, container: &str) -> Store {
+        Store::Azure {
+            account: account.into(),
+            container: container.into(),
+            endpoint: None,
+        }
+    }
+
+    fn minio(endpoint: &str) -> Store {
+        Store::Minio {
+            bucket: "bkt".into(),
+            endpoint: Endpoint::new(endpoint),
+            region: None,
         }
     }
 
     #[test]
     fn place_shows_each_provider_as_it_is_spelled() {
-        assert_eq!(place(&spec(Provider::S3)), "s3://bkt/team/a");
-        assert_eq!(place(&spec(Provider::Gcs)), "gs://bkt/team/a");
-        let mut azure = spec(Provider::Azure);
-        azure.account = Some("acct".into());
-        assert_eq!(place(&azure), "az://acct/bkt/team/a");
-        let mut fs = spec(Provider::Fs);
-        (fs.path, fs.prefix) = (Some("/srv/backups".into()), None);
+        assert_eq!(place(&spec(s3("bkt", None))), "s3://bkt/team/a");
+        assert_eq!(place(&spec(gcs("bkt"))), "gs://bkt/team/a");
+        assert_eq!(place(&spec(azure("acct", "bkt"))), "az://acct/bkt/team/a");
+        let mut fs = spec(Store::Fs {
+            path: "/srv/backups".into(),
+        });
+        fs.prefix = None;
         assert_eq!(place(&fs), "/srv/backups");
     }
 
     #[test]
     fn s3_compatible_stores_get_path_style_and_http_only_when_written() {
-        let mut minio = spec(Provider::Minio);
-        minio.endpoint = Some("http://10.0.0.5:9000".into());
         let keys = Credentials::Aws {
             access_key_id: "id".into(),
             secret_access_key: SecretString::from("s3cr3t"),
             session_token: None,
         };
-        let loc = resolve(&minio, &keys).expect("valid");
+        let loc = resolve(&spec(minio("http://10.0.0.5:9000")), &keys).expect("valid");
         assert_eq!(loc.url, "s3://bkt/team/a");
         assert_eq!(loc.options["allow_http"], "true");
         assert_eq!(loc.options["aws_region"], "us-east-1");
         assert_eq!(loc.options["aws_virtual_hosted_style_request"], "false");
         assert_eq!(loc.options["aws_secret_access_key"], "s3cr3t");
 
-        minio.endpoint = Some("https://minio.example".into());
-        assert!(
-            !resolve(&minio, &keys)
-                .expect("valid")
-                .options
-                .contains_key("allow_http")
+        let tls = resolve(&spec(minio("https://minio.example")), &keys).expect("valid");
+        assert!(!tls.options.contains_key("allow_http"));
+        let err = resolve(&spec(minio("minio.example:9000")), &keys).expect_err("not a URL");
+        assert_eq!(
+            err.to_string(),
+            "location loc (minio): endpoint \"minio.example:9000\" is not an http:// or https:// URL"
         );
 
-        let err = resolve(&spec(Provider::S3), &keys).expect_err("AWS needs a region");
-        assert_eq!(err.to_string(), "location loc (s3): --region is required");
-        let err = resolve(&spec(Provider::Gcs), &keys).expect_err("wrong kind");
+        let err = resolve(&spec(s3("bkt", None)), &keys).expect_err("AWS needs a region");
+        assert_eq!(err.problem(), &Problem::Missing(Field::Region));
+        assert_eq!(err.to_string(), "location loc (s3): region is required");
+        assert_eq!(
+            err.naming(|f| format!("--{f}")),
+            "location loc (s3): --region is required"
+        );
+        let err = resolve(&spec(gcs("bkt")), &keys).expect_err("wrong kind");
         assert_eq!(
             err.to_string(),
             "location loc (gcs): these credentials are not for gcs: an AWS access key"
@@ -362,53 +538,60 @@ mod tests {
 
     #[test]
     fn gcs_endpoint_goes_into_the_key_and_fs_paths_must_be_absolute() {
-        let mut gcs = spec(Provider::Gcs);
-        gcs.endpoint = Some("http://127.0.0.1:4443/".into());
-        let loc = resolve(&gcs, &Credentials::Ambient).expect("valid");
+        let emulated = spec(Store::Gcs {
+            bucket: "bkt".into(),
+            endpoint: Some(Endpoint::new("http://127.0.0.1:4443/")),
+        });
+        let loc = resolve(&emulated, &Credentials::Ambient).expect("valid");
         let key: serde_json::Value =
             serde_json::from_str(&loc.options["google_service_account_key"]).expect("json");
         assert_eq!(key["gcs_base_url"], "http://127.0.0.1:4443");
         assert_eq!(key["disable_oauth"], true);
 
-        let mut fs = spec(Provider::Fs);
-        fs.path = Some("/var/backups".into());
-        fs.prefix = None;
+        let fs = |path: &str| LocationSpec {
+            prefix: None,
+            ..spec(Store::Fs { path: path.into() })
+        };
         assert_eq!(
-            resolve(&fs, &Credentials::Ambient).expect("valid").url,
+            resolve(&fs("/var/backups"), &Credentials::Ambient)
+                .expect("valid")
+                .url,
             "file:///var/backups"
         );
-        fs.path = Some("backups".into());
-        assert!(resolve(&fs, &Credentials::Ambient).is_err());
+        let err = resolve(&fs("backups"), &Credentials::Ambient).expect_err("relative");
+        assert_eq!(
+            err.to_string(),
+            "location loc (fs): path \"backups\" must be absolute: hub and agents read it alike"
+        );
     }
 
     /// Names a provider would refuse are refused before any request, with the provider's rule.
     #[test]
     fn names_a_provider_cannot_accept_are_refused_with_its_rule() {
-        let refused = |provider: Provider, bucket: &str, account: Option<&str>| {
-            let mut s = spec(provider);
-            s.bucket = Some(bucket.into());
-            s.account = account.map(Into::into);
-            s.region = Some("eu-west-1".into());
-            resolve(&s, &Credentials::Ambient).err().map(|e| e.to_string())
-        };
-        let e = refused(Provider::Azure, "c", Some("devstoreaccount1")).expect("too short");
+        let refused = |store: Store| resolve(&spec(store), &Credentials::Ambient).err();
+        let e = refused(azure("devstoreaccount1", "c")).expect("too short");
         assert_eq!(
-            e,
-            "location loc (azure): --bucket (the container) \"c\" cannot be used: Azure container \
-             names are 3 to 63 characters of lowercase letters, digits and '-', start and end with a \
-             letter or digit, and have no '--'"
+            e.to_string(),
+            "location loc (azure): container \"c\" cannot be used: Azure container names are 3 to \
+             63 characters of lowercase letters, digits and '-', start and end with a letter or \
+             digit, and have no '--'"
         );
+        assert!(matches!(
+            e.problem(),
+            Problem::Value {
+                field: Field::Container,
+                ..
+            }
+        ));
         for bad in ["a--b", "Vault", "-vault", "vault-", &"v".repeat(64)] {
-            assert!(
-                refused(Provider::Azure, bad, Some("devstoreaccount1")).is_some(),
-                "{bad}"
-            );
+            assert!(refused(azure("devstoreaccount1", bad)).is_some(), "{bad}");
         }
-        assert!(refused(Provider::Azure, "vault-1", Some("devstoreaccount1")).is_none());
-        assert!(refused(Provider::Azure, "$web", Some("devstoreaccount1")).is_none());
-        let e = refused(Provider::Azure, "vault", Some("Dev-Account")).expect("bad account");
+        assert!(refused(azure("devstoreaccount1", "vault-1")).is_none());
+        assert!(refused(azure("devstoreaccount1", "$web")).is_none());
+        let e = refused(azure("Dev-Account", "vault")).expect("bad account");
         assert!(
-            e.contains("--account \"Dev-Account\" cannot be used: Azure storage account names"),
+            e.to_string()
+                .contains("account \"Dev-Account\" cannot be used: Azure storage account names"),
             "{e}"
         );
 
@@ -422,22 +605,15 @@ mod tests {
             "ab-",
             &"b".repeat(64),
         ] {
-            let e = refused(Provider::S3, bad, None).expect(bad);
+            let e = refused(s3(bad, Some("eu-west-1"))).expect(bad).to_string();
             assert!(e.contains("S3 bucket names are 3 to 63 characters"), "{bad}: {e}");
         }
-        assert!(refused(Provider::S3, "acme-backups.eu", None).is_none());
+        assert!(refused(s3("acme-backups.eu", Some("eu-west-1"))).is_none());
 
         for bad in ["ab", "goog-data", "my-google-bucket", "Data", "a.b..c"] {
-            assert!(refused(Provider::Gcs, bad, None).is_some(), "{bad}");
+            assert!(refused(gcs(bad)).is_some(), "{bad}");
         }
-        assert!(refused(Provider::Gcs, "team_backups-1", None).is_none());
-        assert!(
-            refused(
-                Provider::Gcs,
-                &format!("{}.{}", "a".repeat(63), "b".repeat(63)),
-                None
-            )
-            .is_none()
-        );
+        assert!(refused(gcs("team_backups-1")).is_none());
+        assert!(refused(gcs(&format!("{}.{}", "a".repeat(63), "b".repeat(63)))).is_none());
     }
 }

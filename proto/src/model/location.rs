@@ -53,32 +53,110 @@ impl fmt::Display for Provider {
     }
 }
 
-/// A location's configuration, without its credentials. Which fields a provider needs is
-/// checked where it becomes a [`Location`].
+/// A location's configuration, without its credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocationSpec {
     /// Unique in the hub.
     pub name: LocationName,
     /// The workspace whose clusters may use it.
     pub workspace: WorkspaceName,
-    /// The kind of store.
-    pub provider: Provider,
-    /// Bucket (or Azure container).
-    pub bucket: Option<String>,
-    /// Folder inside the bucket everything is written under.
+    /// The store and where in it.
+    #[serde(flatten)]
+    pub store: Store,
+    /// Folder inside the store everything is written under.
     pub prefix: Option<String>,
-    /// Region (S3).
-    pub region: Option<String>,
-    /// Endpoint URL: S3-compatible stores, emulators, private endpoints.
-    pub endpoint: Option<String>,
-    /// Path-style addressing (`endpoint/bucket/key`) instead of virtual-hosted (S3).
-    pub force_path_style: bool,
+}
+
+/// The store a location writes to: one variant per provider, each with what that provider needs.
+/// What names and values the provider accepts is checked where it becomes a [`Location`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "provider", rename_all = "lowercase")]
+pub enum Store {
+    /// AWS S3, or a store that speaks its API at `endpoint`.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// Its region; required without an endpoint.
+        region: Option<String>,
+        /// A private or compatible endpoint instead of AWS's own.
+        endpoint: Option<Endpoint>,
+        /// Path-style addressing (`endpoint/bucket/key`) instead of virtual-hosted.
+        force_path_style: bool,
+    },
+    /// MinIO and every other S3-compatible store: always an endpoint, path-style addressing.
+    Minio {
+        /// The bucket.
+        bucket: String,
+        /// Where the store answers.
+        endpoint: Endpoint,
+        /// Region it is addressed with; default `us-east-1`.
+        region: Option<String>,
+    },
+    /// Google Cloud Storage.
+    Gcs {
+        /// The bucket.
+        bucket: String,
+        /// An emulator or private endpoint instead of Google's own.
+        endpoint: Option<Endpoint>,
+    },
+    /// Azure Blob Storage.
+    Azure {
+        /// The storage account.
+        account: String,
+        /// The container.
+        container: String,
+        /// An emulator or private endpoint instead of the account's own.
+        endpoint: Option<Endpoint>,
+    },
+    /// A directory (the embedded default; single-machine use and tests).
+    Fs {
+        /// Absolute, the same for hub and agents.
+        path: String,
+    },
+}
+
+impl Store {
+    /// The kind of store.
+    pub fn provider(&self) -> Provider {
+        match self {
+            Self::S3 { .. } => Provider::S3,
+            Self::Minio { .. } => Provider::Minio,
+            Self::Gcs { .. } => Provider::Gcs,
+            Self::Azure { .. } => Provider::Azure,
+            Self::Fs { .. } => Provider::Fs,
+        }
+    }
+
+    /// Its endpoint, if it has one.
+    pub fn endpoint(&self) -> Option<&Endpoint> {
+        match self {
+            Self::S3 { endpoint, .. } | Self::Gcs { endpoint, .. } | Self::Azure { endpoint, .. } => {
+                endpoint.as_ref()
+            }
+            Self::Minio { endpoint, .. } => Some(endpoint),
+            Self::Fs { .. } => None,
+        }
+    }
+}
+
+/// Where a store answers, when not at its provider's own address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// `http://` or `https://` URL; `http://` only when the user wrote it so.
+    pub url: String,
     /// PEM CA certificate the endpoint's certificate is checked against.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub ca_cert_pem: Option<String>,
-    /// Storage account (Azure).
-    pub account: Option<String>,
-    /// Directory (fs), absolute.
-    pub path: Option<String>,
+}
+
+impl Endpoint {
+    /// `url`, its certificate checked against the system's roots.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ca_cert_pem: None,
+        }
+    }
 }
 
 /// A location's secrets. `Debug` never shows them.

@@ -30,14 +30,15 @@ pub use group_kind::{GroupKind, InvalidGroupKind};
 pub use item::{IndexEntry, ItemRef, ItemResult, Live, Outcome, Progress, ResourceSummary};
 pub use keyword::UnknownKeyword;
 pub use location::{
-    Credentials, Health, Location, LocationInfo, LocationSpec, Provider, Prune, StoredLocation,
+    Credentials, Endpoint, Health, Location, LocationInfo, LocationSpec, Provider, Prune, Store,
+    StoredLocation,
 };
 pub use name::{
     BackupName, ClusterName, InvalidName, LocationName, RestoreName, ScheduleName, WorkspaceName,
 };
 pub use operation::{InvalidOperation, OperationId, VolumeTaskId};
 pub use restore::{ExistingPolicy, OutcomeCounts, Restore, RestoreSpec, RestoreStatus};
-pub use schedule::{BackupTemplate, Schedule, ScheduleTarget};
+pub use schedule::{BackupTemplate, Schedule, ScheduleSpec, ScheduleStatus, ScheduleTarget};
 pub use selector::{InvalidSelector, LabelSelector};
 pub use time::Timestamp;
 pub use volume::{RepositoryKey, VolumeProgress, VolumeResult, VolumeTask};

@@ -61,9 +61,9 @@ pub enum ScheduleTarget {
     Workspace(WorkspaceName),
 }
 
-/// A backup timetable.
+/// A schedule as the user asked for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Schedule {
+pub struct ScheduleSpec {
     /// Its name.
     pub name: ScheduleName,
     /// What it backs up.
@@ -81,6 +81,27 @@ pub struct Schedule {
     pub jitter: Duration,
     /// Whether it is paused.
     pub paused: bool,
+}
+
+impl ScheduleSpec {
+    /// A schedule of `target` at `cron` (UTC), taking everything, keeping every backup.
+    pub fn new(name: ScheduleName, target: ScheduleTarget, cron: String) -> Self {
+        Self {
+            name,
+            target,
+            cron,
+            timezone: None,
+            template: BackupTemplate::default(),
+            keep_last: None,
+            jitter: Duration::ZERO,
+            paused: false,
+        }
+    }
+}
+
+/// What the hub records of a schedule's runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleStatus {
     /// When it was created.
     pub created: Option<Timestamp>,
     /// The slot of its last run.
@@ -99,34 +120,19 @@ pub struct Schedule {
     pub resumed: Option<Timestamp>,
 }
 
-impl Schedule {
-    /// A new schedule of `target` at `cron` (UTC), taking everything, keeping every backup.
-    pub fn new(name: ScheduleName, target: ScheduleTarget, cron: String) -> Self {
-        Self {
-            name,
-            target,
-            cron,
-            timezone: None,
-            template: BackupTemplate::default(),
-            keep_last: None,
-            jitter: Duration::ZERO,
-            paused: false,
-            created: None,
-            last_fire: None,
-            runs: 0,
-            catch_ups: 0,
-            last_catch_up: None,
-            next_fire: None,
-            last_error: None,
-            resumed: None,
-        }
-    }
+/// A backup timetable: what the user asked, and what the hub records of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// As asked.
+    pub spec: ScheduleSpec,
+    /// As run.
+    pub status: ScheduleStatus,
+}
 
+impl Schedule {
     /// The time after which slots are owed: its last run, creation or resumption.
     pub fn owed_after(&self) -> Option<Timestamp> {
-        [self.last_fire, self.created, self.resumed]
-            .into_iter()
-            .flatten()
-            .max()
+        let s = &self.status;
+        [s.last_fire, s.created, s.resumed].into_iter().flatten().max()
     }
 }
