@@ -103,7 +103,7 @@ pub enum StartError {
 /// Runs the agent for `cluster`: connects to the cluster (through `kubeconfig`, or in-cluster
 /// configuration / `$KUBECONFIG`), then keeps a link to `hub` until `stop` is cancelled.
 pub async fn run(
-    hub: String,
+    hub: cairn_proto::dial::Hub,
     cluster: ClusterName,
     kubeconfig: Option<&Path>,
     stop: CancellationToken,
@@ -144,7 +144,7 @@ pub async fn run(
 /// Runs the node agent of `node` in `cluster`, the kubelet's files under `kubelet_root`: keeps
 /// a link to `hub` until `stop` is cancelled.
 pub async fn run_node(
-    hub: String,
+    hub: cairn_proto::dial::Hub,
     cluster: ClusterName,
     node: String,
     kubelet_root: std::path::PathBuf,

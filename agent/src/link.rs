@@ -5,6 +5,7 @@
 //! The only code of the agent that touches wire types.
 
 use cairn_proto::convert::Wire;
+use cairn_proto::dial::Hub;
 use cairn_proto::model::{ClusterName, Instruction, Registration, Report, RepositoryKey};
 use cairn_proto::pb;
 use std::collections::VecDeque;
@@ -14,7 +15,6 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::transport::Endpoint;
 
 use crate::relay::{Relay, Volumes};
 use crate::report::{EVENT_QUEUE, Reporter};
@@ -37,9 +37,6 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::fro
 /// Why a link ended.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The hub URL is not a URL.
-    #[error("invalid hub URL {0:?}")]
-    Url(String),
     /// Dialling failed.
     #[error("cannot reach the hub at {url}")]
     Connect {
@@ -62,8 +59,8 @@ pub enum Error {
 
 /// The agent's identity and the cluster it serves.
 pub struct Link {
-    /// Hub URL.
-    pub hub: String,
+    /// The hub, and how its certificate is checked.
+    pub hub: Hub,
     /// The cluster's name.
     pub cluster: ClusterName,
     /// What this agent does there.
@@ -126,13 +123,9 @@ impl Link {
         loop {
             let started = tokio::time::Instant::now();
             let e = self.session(&mut local).await;
-            match e {
-                Error::Url(_) => return Err(e),
-                Error::Stopped => {
-                    tracing::info!(hub = %self.hub, "agent stopped; link closed");
-                    return Ok(());
-                }
-                _ => {}
+            if let Error::Stopped = e {
+                tracing::info!(hub = %self.hub, "agent stopped; link closed");
+                return Ok(());
             }
             if started.elapsed() > BACKOFF.1 {
                 delay = BACKOFF.0; // the last link was up for a while: start backing off afresh
@@ -148,19 +141,18 @@ impl Link {
     }
 
     async fn session(&self, local: &mut Local) -> Error {
-        let endpoint = match Endpoint::from_shared(self.hub.clone()) {
-            Ok(e) => e
-                .connect_timeout(Duration::from_secs(10))
-                .http2_keep_alive_interval(HEARTBEAT),
-            Err(_) => return Error::Url(self.hub.clone()),
-        };
+        let endpoint = self
+            .hub
+            .endpoint()
+            .connect_timeout(Duration::from_secs(10))
+            .http2_keep_alive_interval(HEARTBEAT);
         // Until the link is up there is nothing to drain: a stop ends the attempt.
         let channel = tokio::select! {
             connected = endpoint.connect() => match connected {
                 Ok(c) => c,
                 Err(source) => {
                     return Error::Connect {
-                        url: self.hub.clone(),
+                        url: self.hub.url().to_owned(),
                         source,
                     };
                 }

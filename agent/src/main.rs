@@ -4,6 +4,7 @@
 
 mod repo_command;
 
+use cairn_proto::dial::Hub;
 use cairn_proto::model::ClusterName;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -13,9 +14,12 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser)]
 #[command(version, args_conflicts_with_subcommands = true)]
 struct Args {
-    /// The hub's URL.
+    /// The hub's URL (https://).
     #[arg(long, env = "CAIRN_HUB")]
     hub: Option<String>,
+    /// PEM file of the hub's CA; default: the system's roots.
+    #[arg(long, env = "CAIRN_HUB_CA")]
+    hub_ca: Option<PathBuf>,
     /// This cluster's name in the hub.
     #[arg(long, env = "CAIRN_CLUSTER")]
     cluster: Option<ClusterName>,
@@ -36,9 +40,12 @@ enum Command {
 
 #[derive(clap::Args)]
 struct NodeArgs {
-    /// The hub's URL.
+    /// The hub's URL (https://).
     #[arg(long, env = "CAIRN_HUB")]
     hub: String,
+    /// PEM file of the hub's CA; default: the system's roots.
+    #[arg(long, env = "CAIRN_HUB_CA")]
+    hub_ca: Option<PathBuf>,
     /// This cluster's name in the hub.
     #[arg(long, env = "CAIRN_CLUSTER")]
     cluster: ClusterName,
@@ -69,10 +76,12 @@ async fn main() -> anyhow::Result<()> {
         on_signal.cancel();
     });
     if let Some(n) = node {
-        return Ok(cairn_agent::run_node(n.hub, n.cluster, n.node, n.kubelet_root, stop).await?);
+        let hub = Hub::with_ca_file(&n.hub, n.hub_ca.as_deref())?;
+        return Ok(cairn_agent::run_node(hub, n.cluster, n.node, n.kubelet_root, stop).await?);
     }
     let (Some(hub), Some(cluster)) = (args.hub, args.cluster) else {
         anyhow::bail!("--hub and --cluster are required (or a subcommand: see --help)");
     };
+    let hub = Hub::with_ca_file(&hub, args.hub_ca.as_deref())?;
     Ok(cairn_agent::run(hub, cluster, args.kubeconfig.as_deref(), stop).await?)
 }

@@ -41,13 +41,15 @@ wait_for 120 "the control plane" grep -q '^export KUBECONFIG=' "$work/control-pl
 eval "$(grep '^export KUBECONFIG=' "$work/control-plane.out")"
 kubectl version 2>/dev/null | grep -i server || true
 
-step "Starting cairn-hub on embedded defaults (data in $work/cairn-data)"
+step "Starting cairn-hub on embedded defaults (data in $work/cairn-data, TLS with its own CA)"
 (cd "$work" && exec "$bin/cairn-hub") >"$work/hub.log" 2>&1 &
 pids+=($!)
+# The hub serves TLS only; on first start it makes its CA, which its clients trust.
+export CAIRN_CA="$work/cairn-data/pki/ca.crt"
 wait_for 30 "the hub" "$bin/cairn" cluster list
 
 step "Starting cairn-agent for cluster 'local'"
-"$bin/cairn-agent" --hub http://127.0.0.1:7443 --cluster local --kubeconfig "$KUBECONFIG" >"$work/agent.log" 2>&1 &
+"$bin/cairn-agent" --hub https://127.0.0.1:7443 --hub-ca "$CAIRN_CA" --cluster local --kubeconfig "$KUBECONFIG" >"$work/agent.log" 2>&1 &
 pids+=($!)
 wait_for 30 "the agent" sh -c "'$bin/cairn' cluster list | grep -Eq '^local .* yes '"
 "$bin/cairn" cluster list

@@ -27,6 +27,10 @@ const ENV_KEYS: &[&str] = &[
     "CAIRN_CLOCK_OFFSET",
     "CAIRN_VOLUME_PRUNE_INTERVAL",
     "CAIRN_VOLUME_PRUNE_GRACE",
+    "CAIRN_TLS_NAMES",
+    "CAIRN_TLS_CERT",
+    "CAIRN_TLS_KEY",
+    "CAIRN_TLS_CA",
 ];
 
 /// Environment variable that supplies the hub's sealing key (32 bytes, base64) instead of
@@ -41,6 +45,14 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// gRPC address for agents and users.
     pub listen: SocketAddr,
+    /// Names (DNS or IP) the hub's own serving certificate is made for.
+    pub tls_names: Vec<String>,
+    /// A serving certificate given to the hub (PEM); empty: the hub's own CA makes one.
+    pub tls_cert: PathBuf,
+    /// Its key (PEM).
+    pub tls_key: PathBuf,
+    /// The CA that signed it (PEM).
+    pub tls_ca: PathBuf,
     /// Silence after which an agent counts as disconnected.
     #[serde(with = "humantime_serde")]
     pub agent_timeout: Duration,
@@ -76,7 +88,13 @@ impl Config {
             .filter(|(k, _)| ENV_KEYS.contains(&k.as_str()))
             .collect();
         let config: Self = builder
-            .add_source(config::Environment::with_prefix("CAIRN").source(Some(env)))
+            .add_source(
+                config::Environment::with_prefix("CAIRN")
+                    .source(Some(env))
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("tls_names"),
+            )
             .build()
             .and_then(config::Config::try_deserialize)
             .map_err(Error::Load)?;
@@ -102,6 +120,25 @@ impl Config {
         dir.to_str()
             .map(str::to_owned)
             .ok_or_else(|| Error::Invalid(format!("{} is not UTF-8", dir.display())))
+    }
+
+    /// Where the hub's TLS identity comes from.
+    pub fn tls(&self) -> Result<crate::pki::Source, Error> {
+        let given = [&self.tls_cert, &self.tls_key, &self.tls_ca].map(|p| !p.as_os_str().is_empty());
+        match given {
+            [false, false, false] => Ok(crate::pki::Source::Own {
+                dir: self.data_dir.join("pki"),
+                names: self.tls_names.clone(),
+            }),
+            [true, true, true] => Ok(crate::pki::Source::Given {
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+                ca: self.tls_ca.clone(),
+            }),
+            _ => Err(Error::Invalid(
+                "tls_cert, tls_key and tls_ca are given together or not at all".into(),
+            )),
+        }
     }
 
     /// The hub's clock.
@@ -143,6 +180,25 @@ mod humantime_serde {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_is_the_hubs_own_ca_unless_a_whole_identity_is_given() {
+        let mut config = Config::load(None).expect("defaults load");
+        assert_eq!(config.tls_names, ["localhost", "127.0.0.1"]);
+        let own = config.tls().expect("own CA");
+        assert!(
+            matches!(&own, crate::pki::Source::Own { dir, .. } if dir.ends_with("cairn-data/pki")),
+            "{own:?}"
+        );
+        config.tls_cert = "tls.crt".into();
+        let err = config.tls().expect_err("a certificate without its key and CA");
+        assert_eq!(
+            err.to_string(),
+            "hub configuration: tls_cert, tls_key and tls_ca are given together or not at all"
+        );
+        (config.tls_key, config.tls_ca) = ("tls.key".into(), "ca.crt".into());
+        assert!(matches!(config.tls(), Ok(crate::pki::Source::Given { .. })));
+    }
 
     #[test]
     fn runs_with_no_file_on_embedded_defaults() {

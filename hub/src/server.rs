@@ -27,6 +27,9 @@ pub enum Error {
     /// The inventory cannot be opened.
     #[error(transparent)]
     Inventory(#[from] inventory::Error),
+    /// The TLS identity cannot be loaded or made.
+    #[error(transparent)]
+    Tls(#[from] crate::pki::Error),
     /// The sealing key cannot be read or made.
     #[error(transparent)]
     Key(#[from] cairn_proto::seal::Error),
@@ -61,10 +64,12 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = ()> + Send) -> 
         path: config.data_dir.display().to_string(),
         source,
     })?;
+    let key = config.sealing_key()?;
+    let tls = crate::pki::Tls::load(&config.tls()?, &key)?;
     let store = inventory::rocks::RocksStore::open(&config.data_dir.join("db"))?;
     let hub = Hub::start(
         inventory::Inventory::new(Arc::new(store)),
-        config.sealing_key()?,
+        key,
         &config.default_location_dir()?,
         config.clock(),
     )
@@ -89,8 +94,8 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = ()> + Send) -> 
             addr: config.listen,
             source,
         })?;
-    tracing::info!(listen = %format!("http://{}", config.listen), data_dir = %config.data_dir.display(), "hub ready");
-    let serving = api::serve(hub.clone(), listener, hub.stopping());
+    tracing::info!(listen = %format!("https://{}", config.listen), data_dir = %config.data_dir.display(), "hub ready");
+    let serving = api::serve(hub.clone(), listener, tls, hub.stopping());
     tokio::pin!(serving);
     let served = tokio::select! {
         served = &mut serving => served,

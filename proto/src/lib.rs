@@ -8,6 +8,7 @@
 //! - [`format`]: the bucket layout and encodings (`proto/FORMAT.md`): the only place that builds keys.
 
 pub mod convert;
+pub mod dial;
 pub mod format;
 pub mod model;
 pub mod process;

@@ -112,13 +112,13 @@ type Received = Arc<Mutex<Vec<SystemTime>>>;
 
 /// One simulated agent: registers as `cluster`, beats, answers every backup at once.
 async fn agent(
-    url: String,
+    hub: cairn_proto::dial::Hub,
     cluster: String,
     received: Received,
     connecting: Arc<tokio::sync::Semaphore>,
 ) -> Result<()> {
     let permit = connecting.acquire_owned().await?;
-    let mut client = AgentChannelClient::connect(url).await?;
+    let mut client = AgentChannelClient::new(hub.endpoint().connect().await?);
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let register = Report::Register(Registration {
         cluster: cluster.parse()?,
@@ -172,7 +172,8 @@ async fn measure(n: usize) -> Result<Row> {
     eprintln!("== {n} agents");
     let data = tempfile::tempdir()?;
     let port = free_port()?;
-    let url = format!("http://127.0.0.1:{port}");
+    let url = format!("https://127.0.0.1:{port}");
+    let ca = data.path().join("pki").join("ca.crt");
     let hub = HubChild(
         Command::new(std::env::current_exe()?)
             .env(HUB_MODE, "1")
@@ -184,8 +185,13 @@ async fn measure(n: usize) -> Result<Row> {
             .spawn()?,
     );
     let pid = hub.0.id();
+    // Its CA is written on first start: until then there is nothing to trust.
+    let dial = testbed::wait_until("the hub's CA", Duration::from_secs(30), || async {
+        Ok(cairn_proto::dial::Hub::with_ca_file(&url, Some(&ca)).ok())
+    })
+    .await?;
     let client = testbed::wait_until("the hub", Duration::from_secs(30), || async {
-        Ok(Client::connect(&url).await.ok())
+        Ok(Client::connect(&dial).await.ok())
     })
     .await?;
 
@@ -195,7 +201,7 @@ async fn measure(n: usize) -> Result<Row> {
     let agents: Vec<_> = (0..n)
         .map(|i| {
             let name = format!("sim-{i:05}");
-            tokio::spawn(agent(url.clone(), name, received.clone(), connecting.clone()))
+            tokio::spawn(agent(dial.clone(), name, received.clone(), connecting.clone()))
         })
         .collect();
     testbed::wait_until("every agent registered", Duration::from_secs(300), || {
@@ -333,6 +339,7 @@ async fn list_latency(count: usize) -> Result<[f64; 3]> {
     eprintln!("   inventory written in {:.1} s", started.elapsed().as_secs_f64());
 
     let key = cairn_proto::seal::Key::create_file(&data.path().join("secret.key"))?;
+    let (listener, url, tls) = testbed::cairn::hub_listener(data.path(), &key).await?;
     let backups_dir = data.path().join("backups");
     let hub = Hub::start(
         inventory,
@@ -341,10 +348,9 @@ async fn list_latency(count: usize) -> Result<[f64; 3]> {
         Default::default(),
     )
     .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(cairn_hub::api::serve(hub, listener, std::future::pending()));
-    let mut client = Client::connect(&url).await?;
+    let ca = data.path().join("pki").join("ca.crt");
+    tokio::spawn(cairn_hub::api::serve(hub, listener, tls, std::future::pending()));
+    let mut client = Client::connect(&cairn_proto::dial::Hub::with_ca_file(&url, Some(&ca))?).await?;
 
     let day_ago = Timestamp::from(SystemTime::now() - Duration::from_secs(24 * 3600));
     let queries: [Box<dyn Fn(usize) -> Result<BackupQuery>>; 3] = [

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use testbed::{ControlPlane, wait_until};
 
-/// Set (to `HUB CLUSTER KUBECONFIG`) when this binary runs as an agent.
+/// Set (to `HUB CLUSTER KUBECONFIG HUB_CA`) when this binary runs as an agent.
 const AGENT_MODE: &str = "CAIRN_BENCH_AGENT";
 const NAMESPACES: usize = 20;
 /// The plain client's connections, as in the measurement.
@@ -37,15 +37,17 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     if let Ok(args) = std::env::var(AGENT_MODE) {
         let mut it = args.split(' ');
-        let (hub, cluster, kubeconfig) = (
+        let (hub, cluster, kubeconfig, ca) = (
             it.next().context("hub")?,
             it.next().context("cluster")?,
             it.next().context("kubeconfig")?,
+            it.next().context("hub CA")?,
         );
         cairn_proto::process::init();
         let cluster = ClusterName::new(cluster)?;
+        let hub = cairn_proto::dial::Hub::with_ca_file(hub, Some(std::path::Path::new(ca)))?;
         runtime.block_on(cairn_agent::run(
-            hub.to_owned(),
+            hub,
             cluster,
             Some(std::path::Path::new(kubeconfig)),
             tokio_util::sync::CancellationToken::new(),
@@ -237,11 +239,16 @@ impl Drop for Agent {
     }
 }
 
-async fn agent(hub: &str, cp: &ControlPlane, client: &Client) -> Result<Agent> {
+async fn agent(hub: &str, ca: &std::path::Path, cp: &ControlPlane, client: &Client) -> Result<Agent> {
     let child = Command::new(std::env::current_exe()?)
         .env(
             AGENT_MODE,
-            format!("{hub} {} {}", cp.name(), cp.kubeconfig().display()),
+            format!(
+                "{hub} {} {} {}",
+                cp.name(),
+                cp.kubeconfig().display(),
+                ca.display()
+            ),
         )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -293,6 +300,7 @@ async fn measure(n: usize) -> Result<Row> {
     let data = tempfile::tempdir()?;
     let store = RocksStore::open(&data.path().join("db"))?;
     let key = cairn_proto::seal::Key::create_file(&data.path().join("secret.key"))?;
+    let (listener, url, tls) = testbed::cairn::hub_listener(data.path(), &key).await?;
     let backups = data.path().join("backups");
     let hub = Hub::start(
         Inventory::new(Arc::new(store)),
@@ -301,12 +309,11 @@ async fn measure(n: usize) -> Result<Row> {
         cairn_hub::clock::Clock::System,
     )
     .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(cairn_hub::api::serve(hub, listener, std::future::pending()));
-    let mut client = Client::connect(&url).await?;
-    let source_agent = agent(&url, &source, &client).await?;
-    let target_agent = agent(&url, &into_cairn, &client).await?;
+    let ca = data.path().join("pki").join("ca.crt");
+    tokio::spawn(cairn_hub::api::serve(hub, listener, tls, std::future::pending()));
+    let mut client = Client::connect(&cairn_proto::dial::Hub::with_ca_file(&url, Some(&ca))?).await?;
+    let source_agent = agent(&url, &ca, &source, &client).await?;
+    let target_agent = agent(&url, &ca, &into_cairn, &client).await?;
 
     let objects = objects(n);
     eprintln!("== creating {n} objects in the source");
@@ -361,6 +368,7 @@ async fn measure(n: usize) -> Result<Row> {
         existing_policy: Default::default(),
         preserve_node_ports: false,
         dry_run: false,
+        include_sensitive: false,
         volume_wait: None,
     };
     let start = Instant::now();

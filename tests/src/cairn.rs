@@ -32,6 +32,23 @@ pub fn workspace_bin(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// For a hub served in-process (benchmarks): a loopback listener on a free port, its
+/// `https://` URL, and a TLS identity from the CA of master key `key` (`data_dir/pki/ca.crt` to
+/// trust).
+pub async fn hub_listener(
+    data_dir: &Path,
+    key: &cairn_proto::seal::Key,
+) -> Result<(tokio::net::TcpListener, String, cairn_hub::pki::Tls)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("https://{}", listener.local_addr()?);
+    let source = cairn_hub::pki::Source::Own {
+        dir: data_dir.join("pki"),
+        names: vec!["127.0.0.1".into()],
+    };
+    let tls = cairn_hub::pki::Tls::load(&source, key)?;
+    Ok((listener, url, tls))
+}
+
 /// A running `cairn-hub` on a free port, its data directory in its sandbox.
 pub struct HubProcess {
     url: String,
@@ -50,7 +67,7 @@ impl HubProcess {
     pub async fn start_with(env: &[(&str, &str)]) -> Result<Self> {
         crate::init();
         let sandbox = Sandbox::new("hub")?;
-        let url = format!("http://127.0.0.1:{}", free_port()?);
+        let url = format!("https://127.0.0.1:{}", free_port()?);
         let hub = Self {
             url,
             env: env
@@ -73,15 +90,16 @@ impl HubProcess {
 
     async fn launch(&self) -> Result<()> {
         let mut cmd = Command::new(workspace_bin("cairn-hub")?);
-        cmd.env("CAIRN_LISTEN", self.url.trim_start_matches("http://"))
+        cmd.env("CAIRN_LISTEN", self.url.trim_start_matches("https://"))
             .env("CAIRN_DATA_DIR", self.data_dir())
             .env("RUST_LOG", self.log_level())
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         self.sandbox.spawn("cairn-hub", cmd)?;
-        let url = &self.url;
         self.sandbox
             .wait_ready("cairn-hub", "the hub's API", START_TIMEOUT, || async {
-                Ok(Client::connect(url).await.ok().map(|_| ()))
+                // Its CA is written on first start: until then there is nothing to trust.
+                let Ok(hub) = self.dial() else { return Ok(None) };
+                Ok(Client::connect(&hub).await.ok().map(|_| ()))
             })
             .await
     }
@@ -132,9 +150,22 @@ impl HubProcess {
             .unwrap_or(0)
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `https://127.0.0.1:PORT`.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The hub's own CA certificate (`<data_dir>/pki/ca.crt`): what its clients trust.
+    pub fn ca_file(&self) -> PathBuf {
+        self.data_dir().join("pki").join("ca.crt")
+    }
+
+    /// The hub as a client dials it: its URL, checked against its CA.
+    pub fn dial(&self) -> Result<cairn_proto::dial::Hub> {
+        Ok(cairn_proto::dial::Hub::with_ca_file(
+            &self.url,
+            Some(&self.ca_file()),
+        )?)
     }
 
     /// The hub's data directory (RocksDB, the default location under `backups/`).
@@ -144,12 +175,12 @@ impl HubProcess {
 
     /// A user-API client.
     pub async fn client(&self) -> Result<Client> {
-        Ok(Client::connect(&self.url).await?)
+        Ok(Client::connect(&self.dial()?).await?)
     }
 
     /// Runs `cairn ARGS…` against this hub and returns what it printed.
     pub async fn cli(&self, args: &[&str]) -> Result<CliOutput> {
-        run_cli(&self.url, args).await
+        run_cli(&self.url, Some(&self.ca_file()), args).await
     }
 
     /// Runs `cairn` with `line` split at whitespace, as a shell would split it without quotes.
@@ -196,6 +227,8 @@ impl HubProcess {
         let sandbox = Sandbox::new(&format!("agent-{}", cp.name()))?;
         let mut cmd = Command::new(workspace_bin("cairn-agent")?);
         cmd.args(["--hub", &self.url, "--cluster", cp.name()])
+            .arg("--hub-ca")
+            .arg(self.ca_file())
             .arg("--kubeconfig")
             .arg(kubeconfig.unwrap_or(cp.kubeconfig()))
             .env("RUST_LOG", self.log_level());
@@ -230,6 +263,8 @@ impl HubProcess {
         let sandbox = Sandbox::new(&format!("node-agent-{}-{node}", cp.name()))?;
         let mut cmd = Command::new(workspace_bin("cairn-agent")?);
         cmd.args(["node", "--hub", &self.url, "--cluster", cp.name(), "--node", node])
+            .arg("--hub-ca")
+            .arg(self.ca_file())
             .arg("--kubelet-root")
             .arg(kubelet_root)
             .env("RUST_LOG", self.log_level());
@@ -303,10 +338,13 @@ impl CliOutput {
     }
 }
 
-/// Runs `cairn ARGS…` with `CAIRN_HUB=hub`.
-pub async fn run_cli(hub: &str, args: &[&str]) -> Result<CliOutput> {
+/// Runs `cairn ARGS…` with `CAIRN_HUB=hub` and `CAIRN_CA=ca` (if given).
+pub async fn run_cli(hub: &str, ca: Option<&Path>, args: &[&str]) -> Result<CliOutput> {
     let mut cmd = Command::new(workspace_bin("cairn")?);
-    cmd.args(args).env("CAIRN_HUB", hub);
+    cmd.args(args).env("CAIRN_HUB", hub).env_remove("CAIRN_CA");
+    if let Some(ca) = ca {
+        cmd.env("CAIRN_CA", ca);
+    }
     let out: Output = tokio::task::spawn_blocking(move || cmd.output()).await??;
     Ok(CliOutput {
         code: out.status.code(),

@@ -48,10 +48,10 @@ async fn bad_requests_are_refused_with_the_reason() -> Result<()> {
         out.stderr
     );
 
-    let out = run_cli("http://127.0.0.1:9", &["cluster", "list"]).await?;
+    let out = run_cli("https://127.0.0.1:9", Some(&hub.ca_file()), &["cluster", "list"]).await?;
     assert_eq!(out.code, Some(1));
     assert!(
-        out.stderr.contains("cannot reach the hub at http://127.0.0.1:9"),
+        out.stderr.contains("cannot reach the hub at https://127.0.0.1:9"),
         "{}",
         out.stderr
     );

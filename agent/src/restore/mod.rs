@@ -2,6 +2,7 @@
 //! order ([`order`]), prepare each object for the target ([`prepare`]), create it (or skip or
 //! update one that exists), and report every item.
 
+pub mod guard;
 pub mod order;
 pub mod prepare;
 pub mod rules;
@@ -153,7 +154,10 @@ impl Results {
 
     async fn push(&mut self, result: ItemResult) -> Result<(), Error> {
         self.counts.add(result.outcome);
-        let problem = matches!(result.outcome, Outcome::Failed | Outcome::SkippedExists);
+        let problem = matches!(
+            result.outcome,
+            Outcome::Failed | Outcome::SkippedExists | Outcome::SkippedSensitive
+        );
         if problem && self.problems.len() < RestoreStatus::MAX_PROBLEMS {
             self.problems.push(result.clone());
         }
@@ -194,7 +198,12 @@ async fn execute(
     let resources = order::restore_order(&manifest.backup.status.resources);
     let total: u64 = resources.iter().map(|r| r.count).sum();
     let backed_up = manifest.backup.status.volumes;
-    let mut preparer = Preparer::new(&backed_up);
+    let guard = if spec.include_sensitive {
+        None
+    } else {
+        Some(guard::Guard::of_target(client).await)
+    };
+    let mut preparer = Preparer::new(&backed_up, guard);
     for resource in &resources {
         let kind = resource.group_kind();
         let target = resolve(client, resource, !spec.dry_run).await;
@@ -329,6 +338,13 @@ async fn apply(
 ) -> ItemResult {
     let object = match decision {
         Decision::LeftToController(why) => return result(item, Outcome::LeftToController, why),
+        Decision::Sensitive(why) => {
+            return result(
+                item,
+                Outcome::SkippedSensitive,
+                format!("{why}: restore it with --include-sensitive"),
+            );
+        }
         Decision::Restore(object) => object,
     };
     let (api_resource, namespaced) = match target {

@@ -5,6 +5,7 @@
 use cairn_proto::model::{GroupKind, RestoreSpec, VolumeResult};
 use serde_json::Value;
 
+use super::guard::Guard;
 use super::rules::{self, Known, remove};
 
 /// What to do with one object.
@@ -14,6 +15,8 @@ pub enum Decision {
     Restore(Value),
     /// Do not restore: a controller of the target recreates it; the reason says which.
     LeftToController(String),
+    /// Do not restore unless asked: it would grant power over the target; the reason says how.
+    Sensitive(String),
 }
 
 /// Metadata the API server owns: set afresh by the target.
@@ -36,14 +39,19 @@ const SERVER_METADATA: &[&str] = &[
 pub struct Preparer {
     /// What the rules know: the backup's volume data, and what earlier objects told them.
     known: Known,
+    /// What holds back sensitive objects; `None`: the restore includes them.
+    guard: Option<Guard>,
 }
 
 impl Preparer {
     /// For a backup whose volume data is `volumes`: claims with data get new volumes (the old
     /// PersistentVolumes are not restored; the data is written into the new ones).
-    pub fn new(volumes: &[VolumeResult]) -> Self {
+    /// `guard`: what holds back objects that would grant power over the target (`None`: the
+    /// restore includes them).
+    pub fn new(volumes: &[VolumeResult], guard: Option<Guard>) -> Self {
         Self {
             known: Known::new(volumes),
+            guard,
         }
     }
 
@@ -51,6 +59,9 @@ impl Preparer {
     pub fn prepare(&mut self, mut object: Value, kind: &GroupKind, spec: &RestoreSpec) -> Decision {
         if let Some(owner) = controller_owner(&object) {
             return Decision::LeftToController(format!("owned by {owner}, whose controller recreates it"));
+        }
+        if let Some(why) = self.guard.as_mut().and_then(|g| g.check(kind, &object)) {
+            return Decision::Sensitive(why);
         }
         for rule in rules::of(kind) {
             if let Some(why) = rule.decide(kind, &object, &mut self.known) {

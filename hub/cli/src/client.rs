@@ -4,6 +4,7 @@
 
 use cairn_proto::MAX_MESSAGE;
 use cairn_proto::convert::{self, Wire};
+use cairn_proto::dial::Hub;
 use cairn_proto::model::{
     Backup, BackupName, BackupQuery, BackupSpec, BackupTemplate, Cluster, ClusterName, Credentials, Denial,
     IndexEntry, ItemResult, Live, LocationInfo, LocationName, LocationSpec, OperationId, Progress, Refusal,
@@ -14,19 +15,16 @@ use cairn_proto::pb::{self, cairn_client::CairnClient};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
+/// How long connecting to the hub may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A call that failed. Every message is the hub's own (already complete, so no status or code is
 /// added to it): the user reads what the hub said.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The hub URL does not parse.
-    #[error("invalid hub URL {url:?}")]
-    Url {
-        /// The URL as given.
-        url: String,
-        /// Why.
-        #[source]
-        source: tonic::codegen::http::uri::InvalidUri,
-    },
+    /// The hub address cannot be dialled (not https://, a CA that does not read).
+    #[error(transparent)]
+    Dial(#[from] cairn_proto::dial::Error),
     /// The hub cannot be reached.
     #[error("cannot reach the hub at {url}")]
     Connect {
@@ -102,22 +100,21 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to the hub at `url` (`http://host:port`).
-    pub async fn connect(url: &str) -> Result<Self> {
-        let channel = Channel::from_shared(url.to_owned())
-            .map_err(|source| Error::Url {
-                url: url.to_owned(),
-                source,
-            })?
+    /// Connects to `hub`.
+    pub async fn connect(hub: &Hub) -> Result<Self> {
+        let url = hub.url().to_owned();
+        let channel = hub
+            .endpoint()
+            .connect_timeout(CONNECT_TIMEOUT)
             .connect()
             .await
             .map_err(|source| Error::Connect {
-                url: url.to_owned(),
+                url: url.clone(),
                 source,
             })?;
         Ok(Self {
             inner: CairnClient::new(channel).max_decoding_message_size(MAX_MESSAGE),
-            url: url.to_owned(),
+            url,
         })
     }
 

@@ -42,14 +42,18 @@ pub use output::Format;
 #[derive(Parser)]
 #[command(name = "cairn", version)]
 pub struct Cli {
-    /// The hub's URL.
+    /// The hub's URL (the hub serves TLS only).
     #[arg(
         long,
         env = "CAIRN_HUB",
-        default_value = "http://127.0.0.1:7443",
+        default_value = "https://127.0.0.1:7443",
         global = true
     )]
     hub: String,
+    /// PEM file of the hub's CA (the hub's own: `<data_dir>/pki/ca.crt`); default: the system's
+    /// roots.
+    #[arg(long, env = "CAIRN_CA", global = true)]
+    ca: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table, global = true)]
     output: Format,
@@ -374,6 +378,11 @@ struct RestoreCreate {
     /// Print the ordered plan; change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Also restore objects that grant power over the target cluster (RBAC granting everything,
+    /// escalate, bind or impersonate, and bindings to it; admission webhooks; APIServices; the
+    /// cluster's own system: objects). Without it they are skipped and named.
+    #[arg(long)]
+    include_sensitive: bool,
     /// How long claims whose data is restored may take to be bound and mounted by a pod on a
     /// node before their data is given up (default 10m).
     #[arg(long)]
@@ -409,15 +418,17 @@ pub fn headline(e: &anyhow::Error) -> String {
     let hub = e.chain().find_map(|c| c.downcast_ref::<client::Error>());
     let kind = match hub {
         Some(client::Error::Refused { .. }) => "refused",
+        Some(client::Error::Dial(_)) | None => "error",
         Some(_) => "failed",
-        None => "error",
     };
     format!("{kind}: {text}")
 }
 
 /// Runs the command line `cli`.
 pub async fn run(cli: Cli) -> Result<()> {
-    let mut client = Client::connect(&cli.hub).await?;
+    let hub =
+        cairn_proto::dial::Hub::with_ca_file(&cli.hub, cli.ca.as_deref()).map_err(client::Error::from)?;
+    let mut client = Client::connect(&hub).await?;
     let out = cli.output;
     match cli.command {
         Noun::Cluster {
@@ -769,6 +780,7 @@ fn restore_spec(a: RestoreCreate) -> RestoreSpec {
         namespace_mapping: a.namespace_mapping.into_iter().collect::<BTreeMap<_, _>>(),
         existing_policy: a.existing_policy,
         preserve_node_ports: a.preserve_node_ports,
+        include_sensitive: a.include_sensitive,
         volume_wait: a.volume_wait.map(Into::into),
         dry_run: a.dry_run,
     }
@@ -794,11 +806,20 @@ mod headline_tests {
         });
         assert_eq!(headline(&failed), "failed: inventory store: put backups/nightly");
         let away = anyhow::Error::new(client::Error::Unavailable {
-            url: "http://127.0.0.1:7443".into(),
+            url: "https://127.0.0.1:7443".into(),
             message: "cluster east is not connected".into(),
         });
         assert_eq!(headline(&away), "failed: cluster east is not connected");
         let local = anyhow::anyhow!("reading credentials file /nope");
         assert_eq!(headline(&local), "error: reading credentials file /nope");
+        let plaintext = cairn_proto::dial::Hub::new("http://127.0.0.1:7443", None)
+            .map_err(client::Error::from)
+            .map(|_| ())
+            .map_err(anyhow::Error::new)
+            .expect_err("refused before dialling");
+        assert_eq!(
+            headline(&plaintext),
+            "error: hub URL \"http://127.0.0.1:7443\" is not https://…: the hub serves TLS only"
+        );
     }
 }

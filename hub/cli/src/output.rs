@@ -385,7 +385,7 @@ pub fn restore(format: Format, r: &Restore, items: Option<&[ItemResult]>) -> Res
     let created = if spec.dry_run { c.would_create } else { c.created };
     let _ = writeln!(
         out,
-        "Items:              {created} {}, {} updated, {} skipped (exist), {} left to controllers, {} failed",
+        "Items:              {created} {}, {} updated, {} skipped (exist), {} skipped (sensitive), {} left to controllers, {} failed",
         if spec.dry_run {
             "would be created"
         } else {
@@ -393,10 +393,15 @@ pub fn restore(format: Format, r: &Restore, items: Option<&[ItemResult]>) -> Res
         },
         c.updated,
         c.skipped_exists,
+        c.skipped_sensitive,
         c.left_to_controller,
         c.failed
     );
-    problems(&mut out, &s.problems, c.failed + c.skipped_exists);
+    problems(
+        &mut out,
+        &s.problems,
+        c.failed + c.skipped_exists + c.skipped_sensitive,
+    );
     out!("{out}");
     volumes(&s.volumes, "Volume data restored:");
     if let Some(items) = items {

@@ -12,10 +12,11 @@ use crate::operations::{self, Hub};
 
 pub use cairn_proto::MAX_MESSAGE;
 
-/// Serves both services on `listener` until `shutdown` resolves.
+/// Serves both services on `listener`, over TLS with `tls`, until `shutdown` resolves.
 pub async fn serve(
     hub: Hub,
     listener: tokio::net::TcpListener,
+    tls: crate::pki::Tls,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     use tokio_stream::StreamExt;
@@ -27,7 +28,9 @@ pub async fn serve(
             Ok(c)
         })
     });
+    let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
     tonic::transport::Server::builder()
+        .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?
         .add_service(
             pb::agent_channel_server::AgentChannelServer::new(agent::AgentChannel::new(hub.clone()))
                 .max_decoding_message_size(MAX_MESSAGE),

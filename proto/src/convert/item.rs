@@ -72,6 +72,7 @@ impl Wire for ItemResult {
             Outcome::LeftToController => pb::Outcome::LeftToController,
             Outcome::Failed => pb::Outcome::Failed,
             Outcome::WouldCreate => pb::Outcome::WouldCreate,
+            Outcome::SkippedSensitive => pb::Outcome::SkippedSensitive,
         };
         pb::ItemResult {
             item: Some(self.item.to_pb()),
@@ -95,6 +96,7 @@ impl Wire for ItemResult {
                 pb::Outcome::LeftToController => Outcome::LeftToController,
                 pb::Outcome::Failed => Outcome::Failed,
                 pb::Outcome::WouldCreate => Outcome::WouldCreate,
+                pb::Outcome::SkippedSensitive => Outcome::SkippedSensitive,
             };
         let item = ItemRef::from_pb(super::required("ItemResult.item", m.item)?)?;
         Ok(Self {

@@ -29,6 +29,7 @@ impl Wire for RestoreSpec {
             namespace_mapping: self.namespace_mapping.clone().into_iter().collect(),
             existing_policy: existing_policy as i32,
             preserve_node_ports: self.preserve_node_ports,
+            include_sensitive: self.include_sensitive,
             dry_run: self.dry_run,
             volume_wait_seconds: self.volume_wait.map_or(0, |d| d.as_secs().max(1)),
         }
@@ -52,6 +53,7 @@ impl Wire for RestoreSpec {
             namespace_mapping: m.namespace_mapping.into_iter().collect(),
             existing_policy,
             preserve_node_ports: m.preserve_node_ports,
+            include_sensitive: m.include_sensitive,
             dry_run: m.dry_run,
             volume_wait: super::backup::seconds_from_pb(m.volume_wait_seconds),
         })
@@ -69,6 +71,7 @@ impl Wire for OutcomeCounts {
             left_to_controller: self.left_to_controller,
             failed: self.failed,
             would_create: self.would_create,
+            skipped_sensitive: self.skipped_sensitive,
         }
     }
 
@@ -80,6 +83,7 @@ impl Wire for OutcomeCounts {
             left_to_controller: m.left_to_controller,
             failed: m.failed,
             would_create: m.would_create,
+            skipped_sensitive: m.skipped_sensitive,
         })
     }
 }

@@ -61,6 +61,9 @@ pub enum Outcome {
     Failed,
     /// Dry run: would be created.
     WouldCreate,
+    /// Not restored: it would grant power over the target; restored only when the restore asks
+    /// for sensitive objects.
+    SkippedSensitive,
 }
 
 impl fmt::Display for Outcome {
@@ -73,6 +76,7 @@ impl fmt::Display for Outcome {
             Self::LeftToController => "left to controller",
             Self::Failed => "failed",
             Self::WouldCreate => "would create",
+            Self::SkippedSensitive => "skipped (sensitive)",
         })
     }
 }

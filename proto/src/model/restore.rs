@@ -38,6 +38,11 @@ pub struct RestoreSpec {
     pub preserve_node_ports: bool,
     /// Plan only: report what would happen, change nothing.
     pub dry_run: bool,
+    /// Also restore objects that grant power over the target (RBAC granting everything,
+    /// escalation, binding or impersonation; admission webhooks; APIServices); by default they
+    /// are skipped and named.
+    #[serde(default)]
+    pub include_sensitive: bool,
     /// How long claims whose data is restored may take to be bound and mounted by a pod placed
     /// on a node; `None`: [`RestoreSpec::DEFAULT_VOLUME_WAIT`].
     #[serde(with = "super::time::duration_text::opt", default)]
@@ -74,6 +79,9 @@ pub struct OutcomeCounts {
     pub failed: u64,
     /// Dry run: would be created.
     pub would_create: u64,
+    /// Not restored: they would grant power over the target.
+    #[serde(default)]
+    pub skipped_sensitive: u64,
 }
 
 impl OutcomeCounts {
@@ -86,6 +94,7 @@ impl OutcomeCounts {
             Outcome::LeftToController => &mut self.left_to_controller,
             Outcome::Failed => &mut self.failed,
             Outcome::WouldCreate => &mut self.would_create,
+            Outcome::SkippedSensitive => &mut self.skipped_sensitive,
             Outcome::BackedUp => return,
         };
         *n += 1;
@@ -99,6 +108,7 @@ impl OutcomeCounts {
             + self.left_to_controller
             + self.failed
             + self.would_create
+            + self.skipped_sensitive
     }
 }
 

@@ -163,6 +163,7 @@ pub(crate) mod tests {
             existing_policy: ExistingPolicy::Skip,
             preserve_node_ports,
             dry_run: false,
+            include_sensitive: false,
             volume_wait: None,
         }
     }

@@ -1,0 +1,245 @@
+//! The hub's TLS identity. By default the hub is its own certificate authority (rcgen): the CA's
+//! key (Ed25519) is derived from the hub's master key and never written, and its certificate is
+//! made the same way every time, so a hub rebuilt from the same master key on an empty data
+//! directory is the same CA to its agents and users. The certificate is written to
+//! `<data_dir>/pki/ca.crt` for clients to trust. At every start the hub makes itself a serving
+//! certificate for its configured names (`tls_names`), valid a year. A certificate, key and CA
+//! given in the configuration (`tls_cert`, `tls_key`, `tls_ca`, as cert-manager writes them)
+//! replace all of that. There is no plaintext mode.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SerialNumber,
+};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What the CA's key is derived from the master key for.
+const CA_KEY_PURPOSE: &str = "cairn hub CA key v1";
+/// How long a serving certificate the hub makes for itself is valid (it makes one at every
+/// start).
+const SERVING_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A TLS identity that cannot be loaded or made.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file cannot be read or written.
+    #[error("{what} {path}")]
+    File {
+        /// What the file is.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The master key cannot give the CA's key.
+    #[error("deriving the hub's CA key from its master key")]
+    Derive(#[source] cairn_proto::seal::Error),
+    /// A certificate or key does not parse or cannot be made.
+    #[error("{what}")]
+    Certificate {
+        /// Which.
+        what: String,
+        /// The cause.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// The configuration gives part of an identity.
+    #[error("hub configuration: {0}")]
+    Incomplete(&'static str),
+}
+
+/// What the hub serves TLS with.
+pub struct Tls {
+    /// Its serving certificate (with any intermediates), PEM.
+    pub cert_pem: String,
+    /// The certificate's private key, PEM. `Debug` does not show it.
+    pub key_pem: String,
+    /// The CA clients check the hub against, PEM.
+    pub ca_pem: String,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").finish_non_exhaustive()
+    }
+}
+
+/// Where the identity comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The hub's own CA in `dir`, a serving certificate for `names`.
+    Own {
+        /// `<data_dir>/pki`.
+        dir: PathBuf,
+        /// DNS names and IP addresses the hub is reached at.
+        names: Vec<String>,
+    },
+    /// Files given in the configuration.
+    Given {
+        /// Serving certificate, PEM.
+        cert: PathBuf,
+        /// Its key, PEM.
+        key: PathBuf,
+        /// The CA that signed it, PEM.
+        ca: PathBuf,
+    },
+}
+
+impl Tls {
+    /// Loads or makes the hub's identity from `source`; its own CA's key comes from `master`.
+    pub fn load(source: &Source, master: &cairn_proto::seal::Key) -> Result<Self, Error> {
+        match source {
+            Source::Given { cert, key, ca } => Ok(Self {
+                cert_pem: read("TLS certificate", cert)?,
+                key_pem: read("TLS key", key)?,
+                ca_pem: read("TLS CA certificate", ca)?,
+            }),
+            Source::Own { dir, names } => {
+                let ca = Authority::of(master, dir)?;
+                ca.serving(names)
+            }
+        }
+    }
+}
+
+/// The hub's own certificate authority.
+pub struct Authority {
+    issuer: Issuer<'static, KeyPair>,
+    cert_pem: String,
+}
+
+impl Authority {
+    /// The hub's CA, its key derived from `master`; its certificate written to `dir/ca.crt`.
+    pub fn of(master: &cairn_proto::seal::Key, dir: &Path) -> Result<Self, Error> {
+        let made = |source| Error::Certificate {
+            what: "making the hub's CA".into(),
+            source,
+        };
+        let seed = master.derive(CA_KEY_PURPOSE).map_err(Error::Derive)?;
+        let not_a_key = |_| Error::Incomplete("the master key does not make an Ed25519 key");
+        let pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::from_seed_unchecked(&seed)
+            .map_err(|_| Error::Incomplete("the master key does not make an Ed25519 key"))?
+            .to_pkcs8()
+            .map_err(not_a_key)?;
+        let key = KeyPair::try_from(pkcs8.as_ref()).map_err(made)?;
+        // Everything fixed (Ed25519 signs deterministically): the same master key always makes
+        // the same certificate.
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(made)?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.distinguished_name.push(DnType::CommonName, "Cairn hub CA");
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2125, 1, 1);
+        params.serial_number = Some(SerialNumber::from_slice(&seed[..16]));
+        let cert = params.self_signed(&key).map_err(made)?;
+        std::fs::create_dir_all(dir).map_err(|source| Error::File {
+            what: "making the hub's PKI directory",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let cert_path = dir.join("ca.crt");
+        if std::fs::read_to_string(&cert_path).ok().as_deref() != Some(&cert.pem()) {
+            write("writing the hub's CA certificate", &cert_path, &cert.pem())?;
+            tracing::info!(ca = %cert_path.display(), "wrote the hub's CA certificate: clients trust this file");
+        }
+        Ok(Self {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// The CA certificate, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// A fresh serving certificate for `names`, signed by this CA.
+    pub fn serving(&self, names: &[String]) -> Result<Tls, Error> {
+        let made = |source| Error::Certificate {
+            what: format!("making the hub's serving certificate for {}", names.join(", ")),
+            source,
+        };
+        if names.is_empty() {
+            return Err(Error::Incomplete(
+                "tls_names is empty: the hub must be reachable by some name",
+            ));
+        }
+        let mut params = CertificateParams::new(names.to_vec()).map_err(made)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, names[0].clone());
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::hours(1);
+        params.not_after = now + SERVING_LIFETIME;
+        let key = KeyPair::generate().map_err(made)?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(made)?;
+        Ok(Tls {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            ca_pem: self.cert_pem.clone(),
+        })
+    }
+}
+
+fn read(what: &'static str, path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|source| Error::File {
+        what,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Writes `text` to `path` whole or not at all: a client reading it while the hub starts never
+/// sees half a certificate.
+fn write(what: &'static str, path: &Path, text: &str) -> Result<(), Error> {
+    let failed = |source| Error::File {
+        what,
+        path: path.to_owned(),
+        source,
+    };
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, text).map_err(failed)?;
+    std::fs::rename(&partial, path).map_err(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_master_key_is_the_same_ca_even_on_an_empty_data_directory() {
+        let master = cairn_proto::seal::Key::from_raw(&[7; 32], "test").expect("key");
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let (first, second) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let own = |dir: &Path| Source::Own {
+            dir: dir.join("pki"),
+            names: names.clone(),
+        };
+        let a = Tls::load(&own(first.path()), &master).expect("made");
+        let b = Tls::load(&own(second.path()), &master).expect("made again");
+        assert_eq!(a.ca_pem, b.ca_pem, "the same CA from the same master key");
+        assert_ne!(a.cert_pem, b.cert_pem, "a fresh serving certificate");
+        let written = std::fs::read_to_string(first.path().join("pki/ca.crt")).expect("ca.crt");
+        assert_eq!(written, a.ca_pem);
+        assert!(
+            !first.path().join("pki/ca.key").exists(),
+            "the CA key is never written"
+        );
+        let other = cairn_proto::seal::Key::from_raw(&[8; 32], "test").expect("key");
+        let c = Tls::load(&own(first.path()), &other).expect("another CA");
+        assert_ne!(a.ca_pem, c.ca_pem);
+        assert!(
+            Authority::of(&master, first.path())
+                .and_then(|ca| ca.serving(&[]))
+                .is_err()
+        );
+    }
+}
