@@ -46,9 +46,9 @@ pub enum Error {
         #[source]
         source: rcgen::Error,
     },
-    /// The configuration gives part of an identity.
-    #[error("hub configuration: {0}")]
-    Incomplete(&'static str),
+    /// The configuration or the master key cannot make an identity.
+    #[error("hub TLS: {0}")]
+    Unusable(&'static str),
 }
 
 /// What the hub serves TLS with.
@@ -119,11 +119,11 @@ impl Authority {
             source,
         };
         let seed = master.derive(CA_KEY_PURPOSE).map_err(Error::Derive)?;
-        let not_a_key = |_| Error::Incomplete("the master key does not make an Ed25519 key");
+        let not_a_key = || Error::Unusable("the master key does not make an Ed25519 key");
         let pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::from_seed_unchecked(&seed)
-            .map_err(|_| Error::Incomplete("the master key does not make an Ed25519 key"))?
+            .map_err(|_| not_a_key())?
             .to_pkcs8()
-            .map_err(not_a_key)?;
+            .map_err(|_| not_a_key())?;
         let key = KeyPair::try_from(pkcs8.as_ref()).map_err(made)?;
         // Everything fixed (Ed25519 signs deterministically): the same master key always makes
         // the same certificate.
@@ -163,7 +163,7 @@ impl Authority {
             source,
         };
         if names.is_empty() {
-            return Err(Error::Incomplete(
+            return Err(Error::Unusable(
                 "tls_names is empty: the hub must be reachable by some name",
             ));
         }
