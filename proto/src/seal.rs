@@ -33,6 +33,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A key file others than its owner can read or write.
+    #[error(
+        "key file {path} can be read or written by others (mode {mode:o}): make it its owner's only (chmod 600)"
+    )]
+    Exposed {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The system's random source failed.
     #[error("no randomness from the system")]
     Random,
@@ -128,12 +138,21 @@ impl Key {
         Self::from_bytes(&bytes).ok_or_else(malformed)
     }
 
-    /// Reads the key file at `path`.
+    /// Reads the key file at `path`; refuses it if others than its owner can read or write it.
     pub fn read_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::File {
+        use std::os::unix::fs::PermissionsExt;
+        let file_error = |source| Error::File {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        let mode = std::fs::metadata(path).map_err(file_error)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(Error::Exposed {
+                path: path.display().to_string(),
+                mode,
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(file_error)?;
         Self::from_base64(&text, &format!("key file {}", path.display()))
     }
 
@@ -205,6 +224,28 @@ impl Key {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secret.key");
+        let made = Key::create_file(&path).expect("made");
+        let read = Key::read_file(&path).expect("its owner's only");
+        assert_eq!(
+            read.derive("x").expect("derive"),
+            made.derive("x").expect("derive")
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = Key::read_file(&path).expect_err("readable by others");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "key file {} can be read or written by others (mode 644): make it its owner's only (chmod 600)",
+                path.display()
+            )
+        );
+    }
 
     #[test]
     fn sealed_values_open_only_with_their_key_and_context() {
