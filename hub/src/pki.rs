@@ -151,11 +151,6 @@ impl Authority {
         })
     }
 
-    /// The CA certificate, PEM.
-    pub fn cert_pem(&self) -> &str {
-        &self.cert_pem
-    }
-
     /// A fresh serving certificate for `names`, signed by this CA.
     pub fn serving(&self, names: &[String]) -> Result<Tls, Error> {
         let made = |source| Error::Certificate {
