@@ -1,7 +1,9 @@
 //! `cairn-agent`: runs inside a cluster, dials out to the hub, and moves the cluster's resources
 //! to and from backup locations.
 //!
+//! - [`enrol`]: the agent's client certificate: got with a join token or vouched for, kept, renewed.
 //! - [`link`]: the connection to the hub (the only wire-facing code), reconnecting as needed.
+//! - [`vouch`]: whether a node agent asking to enrol is one of this cluster's.
 //! - [`discover`]: which resources the cluster serves, and which Cairn never takes.
 //! - [`backup`]: listing, filtering and writing objects to the location.
 //! - [`restore`]: reading them back, in dependency order, cleaned for the target.
@@ -15,6 +17,7 @@
 pub mod backup;
 pub mod claims;
 pub mod discover;
+pub mod enrol;
 pub mod link;
 pub mod maintenance;
 pub mod node;
@@ -23,6 +26,7 @@ pub mod relay;
 pub mod report;
 pub mod restore;
 pub mod volume;
+pub mod vouch;
 
 /// Has glibc's allocator hand large buffers (packs: 4 MiB and more) back to the system when they
 /// are freed. Left to itself, glibc raises its mmap threshold after the first such buffer is
@@ -98,13 +102,33 @@ pub enum StartError {
     /// The link cannot be kept up.
     #[error("linking to the hub")]
     Link(#[source] link::Error),
+    /// The agent has no certificate.
+    #[error("enrolling with the hub")]
+    Enrol(#[from] enrol::Error),
 }
 
-/// Runs the agent for `cluster`: connects to the cluster (through `kubeconfig`, or in-cluster
-/// configuration / `$KUBECONFIG`), then keeps a link to `hub` until `stop` is cancelled.
+/// How a cluster agent knows who it is.
+pub struct Identity {
+    /// Where its identity is kept; `None`: a Secret named `secret` in the namespace of the kube
+    /// client's default namespace.
+    pub state_dir: Option<std::path::PathBuf>,
+    /// The Secret's name (when not in a state directory).
+    pub secret: String,
+    /// A join token, for the first start.
+    pub token: Option<String>,
+    /// A hub address replacing the kept one.
+    pub hub: Option<String>,
+    /// The cluster it must be, if given.
+    pub cluster: Option<ClusterName>,
+    /// The service account node agents run as.
+    pub node_agents: vouch::NodeAgents,
+}
+
+/// Runs the agent of a cluster: connects to the cluster (through `kubeconfig`, or in-cluster
+/// configuration / `$KUBECONFIG`), enrols with the hub unless `identity` is already kept, then
+/// keeps a link to the hub until `stop` is cancelled.
 pub async fn run(
-    hub: cairn_proto::dial::Hub,
-    cluster: ClusterName,
+    identity: Identity,
     kubeconfig: Option<&Path>,
     stop: CancellationToken,
 ) -> Result<(), StartError> {
@@ -127,13 +151,27 @@ pub async fn run(
         .await
         .map_err(StartError::Cluster)?
         .git_version;
-    tracing::info!(%cluster, kubernetes.version = %version, "agent starting");
+    let keep = match identity.state_dir {
+        Some(dir) => enrol::Keep::Dir(dir),
+        None => enrol::Keep::Secret {
+            api: kube::Api::default_namespaced(client.clone()),
+            name: identity.secret,
+        },
+    };
+    let enrolled = enrol::Enrolled::cluster_agent(
+        keep,
+        identity.token.as_deref(),
+        identity.hub.as_deref(),
+        identity.cluster.as_ref(),
+    )
+    .await?;
+    tracing::info!(cluster = %enrolled.cluster, kubernetes.version = %version, "agent starting");
     link::Link {
-        hub,
-        cluster,
+        enrolled: std::sync::Arc::new(enrolled),
         role: link::Role::Cluster {
             client,
             kubernetes_version: version,
+            node_agents: identity.node_agents,
         },
     }
     .run(stop)
@@ -141,21 +179,24 @@ pub async fn run(
     .map_err(StartError::Link)
 }
 
-/// Runs the node agent of `node` in `cluster`, the kubelet's files under `kubelet_root`: keeps
-/// a link to `hub` until `stop` is cancelled.
+/// Runs the node agent of `node` in `cluster`, the kubelet's files under `kubelet_root`: enrols
+/// with `hub` with its pod's service-account `token`, then keeps a link until `stop` is
+/// cancelled.
 pub async fn run_node(
     hub: cairn_proto::dial::Hub,
     cluster: ClusterName,
     node: String,
+    token: secrecy::SecretString,
     kubelet_root: std::path::PathBuf,
     stop: CancellationToken,
-) -> Result<(), link::Error> {
+) -> Result<(), StartError> {
     tracing::info!(%cluster, %node, kubelet_root = %kubelet_root.display(), "node agent starting");
+    let enrolled = enrol::Enrolled::node_agent(hub, cluster, &node, token).await?;
     link::Link {
-        hub,
-        cluster,
+        enrolled: std::sync::Arc::new(enrolled),
         role: link::Role::Node(node::Node::new(node, kubelet_root)),
     }
     .run(stop)
     .await
+    .map_err(StartError::Link)
 }

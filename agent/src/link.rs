@@ -5,10 +5,10 @@
 //! The only code of the agent that touches wire types.
 
 use cairn_proto::convert::Wire;
-use cairn_proto::dial::Hub;
-use cairn_proto::model::{ClusterName, Instruction, Registration, Report, RepositoryKey};
+use cairn_proto::model::{Instruction, Registration, Report, RepositoryKey};
 use cairn_proto::pb;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -37,6 +37,9 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::fro
 /// Why a link ended.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The certificate cannot be presented.
+    #[error("presenting the agent's certificate")]
+    Identity(#[from] cairn_proto::dial::Error),
     /// Dialling failed.
     #[error("cannot reach the hub at {url}")]
     Connect {
@@ -57,12 +60,10 @@ pub enum Error {
     Stopped,
 }
 
-/// The agent's identity and the cluster it serves.
+/// The agent's identity and what it does.
 pub struct Link {
-    /// The hub, and how its certificate is checked.
-    pub hub: Hub,
-    /// The cluster's name.
-    pub cluster: ClusterName,
+    /// The hub, the agent's cluster and certificate.
+    pub enrolled: Arc<crate::enrol::Enrolled>,
     /// What this agent does there.
     pub role: Role,
 }
@@ -75,6 +76,8 @@ pub enum Role {
         client: kube::Client,
         /// The cluster's Kubernetes version.
         kubernetes_version: String,
+        /// The service account node agents run as (to vouch for them).
+        node_agents: crate::vouch::NodeAgents,
     },
     /// Moves volume data on one node.
     Node(crate::node::Node),
@@ -119,18 +122,28 @@ impl Link {
             stop,
             deadline: None,
         };
+        let renewing = self.enrolled.clone();
+        let stop_renewing = local.stop.clone();
+        let renewal = tokio::spawn(async move { renewing.renew_until(stop_renewing).await });
+        let ended = self.keep_up(&mut local).await;
+        renewal.abort();
+        ended
+    }
+
+    /// Dials and redials until stopped.
+    async fn keep_up(&self, local: &mut Local) -> Result<(), Error> {
         let mut delay = BACKOFF.0;
         loop {
             let started = tokio::time::Instant::now();
-            let e = self.session(&mut local).await;
+            let e = self.session(local).await;
             if let Error::Stopped = e {
-                tracing::info!(hub = %self.hub, "agent stopped; link closed");
+                tracing::info!(hub = %self.enrolled.hub, "agent stopped; link closed");
                 return Ok(());
             }
             if started.elapsed() > BACKOFF.1 {
                 delay = BACKOFF.0; // the last link was up for a while: start backing off afresh
             }
-            tracing::warn!(hub = %self.hub, error = %cairn_proto::error_chain(&e), retry_in = ?delay, "link to the hub down");
+            tracing::warn!(hub = %self.enrolled.hub, error = %cairn_proto::error_chain(&e), retry_in = ?delay, "link to the hub down");
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 // No link to report on: running operations are given up; the hub fails them.
@@ -141,9 +154,11 @@ impl Link {
     }
 
     async fn session(&self, local: &mut Local) -> Error {
-        let endpoint = self
-            .hub
-            .endpoint()
+        let endpoint = match self.enrolled.endpoint() {
+            Ok(e) => e,
+            Err(e) => return e.into(),
+        };
+        let endpoint = endpoint
             .connect_timeout(Duration::from_secs(10))
             .http2_keep_alive_interval(HEARTBEAT);
         // Until the link is up there is nothing to drain: a stop ends the attempt.
@@ -152,7 +167,7 @@ impl Link {
                 Ok(c) => c,
                 Err(source) => {
                     return Error::Connect {
-                        url: self.hub.url().to_owned(),
+                        url: self.enrolled.hub.url().to_owned(),
                         source,
                     };
                 }
@@ -171,7 +186,7 @@ impl Link {
             },
             () = local.stop.cancelled() => return Error::Stopped,
         };
-        tracing::info!(hub = %self.hub, cluster = %self.cluster, "linked to the hub");
+        tracing::info!(hub = %self.enrolled.hub, cluster = %self.enrolled.cluster, "linked to the hub");
         // Results sent on a link that broke may never have arrived, and nothing acknowledges
         // them: every new link repeats the recent ones. The hub records a result idempotently.
         for report in &local.recent {
@@ -242,7 +257,7 @@ impl Link {
             Role::Node(node) => (String::new(), Some(node.name.clone())),
         };
         Registration {
-            cluster: self.cluster.clone(),
+            cluster: self.enrolled.cluster.clone(),
             agent_version: crate::VERSION.into(),
             kubernetes_version,
             node,
@@ -254,7 +269,7 @@ impl Link {
         Volumes {
             relay: relay.clone(),
             key,
-            cluster: self.cluster.clone(),
+            cluster: self.enrolled.cluster.clone(),
         }
     }
 
@@ -267,6 +282,7 @@ impl Link {
                 Role::Cluster {
                     client,
                     kubernetes_version,
+                    ..
                 },
             ) => {
                 let reporter = Reporter::new(spec.name.clone(), events.clone());
@@ -296,9 +312,25 @@ impl Link {
                     location,
                     key,
                     grace,
-                    self.cluster.clone(),
+                    self.enrolled.cluster.clone(),
                     events.clone(),
                 ));
+            }
+            (
+                Instruction::Vouch(vouch),
+                Role::Cluster {
+                    client, node_agents, ..
+                },
+            ) => {
+                let (client, node_agents, events) = (client.clone(), node_agents.clone(), events.clone());
+                // Not an operation: a stopping agent need not wait for it.
+                tokio::spawn(async move {
+                    let verdict = crate::vouch::check(&client, &node_agents, &vouch).await;
+                    if let Err(why) = &verdict {
+                        tracing::warn!(node = %vouch.node, %why, "node agent not vouched for");
+                    }
+                    let _ = events.send(Report::Vouched(vouch.id, verdict)).await;
+                });
             }
             (Instruction::VolumeDone(id, result), Role::Cluster { .. }) => relay.done(&id, result),
             (Instruction::VolumeProgress(p), Role::Cluster { .. }) => relay.progress(&p),

@@ -4,25 +4,41 @@
 
 mod repo_command;
 
+use anyhow::Context;
 use cairn_proto::dial::Hub;
 use cairn_proto::model::ClusterName;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
-/// Cairn's agent for one cluster.
+/// Cairn's agent for one cluster. On its first start it enrols with a join token (`cairn cluster
+/// add NAME` prints one) and keeps its certificate, the hub's address and CA; later starts need
+/// nothing but where it is kept.
 #[derive(Parser)]
 #[command(version, args_conflicts_with_subcommands = true)]
 struct Args {
-    /// The hub's URL (https://).
+    /// Join token, for the first start (ignored once enrolled).
+    #[arg(long, env = "CAIRN_JOIN_TOKEN", hide_env_values = true)]
+    join: Option<String>,
+    /// Keep the agent's identity in this directory (outside a cluster).
+    #[arg(long, env = "CAIRN_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Keep the agent's identity in this Secret of the agent's namespace (in a cluster).
+    #[arg(long, env = "CAIRN_IDENTITY_SECRET", default_value = "cairn-agent-identity")]
+    identity_secret: String,
+    /// The hub's URL, replacing the one the join token gave (the hub moved).
     #[arg(long, env = "CAIRN_HUB")]
     hub: Option<String>,
-    /// PEM file of the hub's CA; default: the system's roots.
-    #[arg(long, env = "CAIRN_HUB_CA")]
-    hub_ca: Option<PathBuf>,
-    /// This cluster's name in the hub.
+    /// This cluster's name: checked against the agent's certificate.
     #[arg(long, env = "CAIRN_CLUSTER")]
     cluster: Option<ClusterName>,
+    /// The service account node agents run as (NAMESPACE/NAME): the agent vouches only for them.
+    #[arg(
+        long,
+        env = "CAIRN_NODE_AGENTS",
+        default_value = "cairn-system/cairn-node-agent"
+    )]
+    node_agents: cairn_agent::vouch::NodeAgents,
     /// Kubeconfig to use; default: in-cluster configuration, or $KUBECONFIG.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
@@ -52,6 +68,14 @@ struct NodeArgs {
     /// This node's name, as in pods' `spec.nodeName`.
     #[arg(long, env = "NODE_NAME")]
     node: String,
+    /// The pod's service-account token for audience `cairn` (a projected volume): the proof,
+    /// checked by the cluster's agent, that this is a node agent on this node.
+    #[arg(
+        long,
+        env = "CAIRN_TOKEN_FILE",
+        default_value = "/var/run/secrets/cairn/token"
+    )]
+    token_file: PathBuf,
     /// The kubelet's root directory: volumes are under `<root>/pods/<uid>/volumes`.
     #[arg(long, env = "CAIRN_KUBELET_ROOT", default_value = "/var/lib/kubelet")]
     kubelet_root: PathBuf,
@@ -77,11 +101,18 @@ async fn main() -> anyhow::Result<()> {
     });
     if let Some(n) = node {
         let hub = Hub::with_ca_file(&n.hub, n.hub_ca.as_deref())?;
-        return Ok(cairn_agent::run_node(hub, n.cluster, n.node, n.kubelet_root, stop).await?);
+        let token = std::fs::read_to_string(&n.token_file)
+            .with_context(|| format!("reading the node agent's token {}", n.token_file.display()))?;
+        let token = secrecy::SecretString::from(token.trim().to_owned());
+        return Ok(cairn_agent::run_node(hub, n.cluster, n.node, token, n.kubelet_root, stop).await?);
     }
-    let (Some(hub), Some(cluster)) = (args.hub, args.cluster) else {
-        anyhow::bail!("--hub and --cluster are required (or a subcommand: see --help)");
+    let identity = cairn_agent::Identity {
+        state_dir: args.state_dir,
+        secret: args.identity_secret,
+        token: args.join,
+        hub: args.hub,
+        cluster: args.cluster,
+        node_agents: args.node_agents,
     };
-    let hub = Hub::with_ca_file(&hub, args.hub_ca.as_deref())?;
-    Ok(cairn_agent::run(hub, cluster, args.kubeconfig.as_deref(), stop).await?)
+    Ok(cairn_agent::run(identity, args.kubeconfig.as_deref(), stop).await?)
 }

@@ -56,6 +56,9 @@ pub struct Config {
     /// Silence after which an agent counts as disconnected.
     #[serde(with = "humantime_serde")]
     pub agent_timeout: Duration,
+    /// How long an agent's client certificate is valid; agents renew theirs at two thirds.
+    #[serde(with = "humantime_serde")]
+    pub agent_cert_lifetime: Duration,
     /// Directory of the built-in location; empty: `<data_dir>/backups`.
     pub default_location_dir: PathBuf,
     /// How often every location is checked end to end.

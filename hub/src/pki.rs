@@ -7,6 +7,7 @@
 //! given in the configuration (`tls_cert`, `tls_key`, `tls_ca`, as cert-manager writes them)
 //! replace all of that. There is no plaintext mode.
 
+use cairn_proto::model::AgentId;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SerialNumber,
@@ -16,6 +17,8 @@ use std::time::Duration;
 
 /// What the CA's key is derived from the master key for.
 const CA_KEY_PURPOSE: &str = "cairn hub CA key v1";
+/// What the key of the CA of agents' client certificates is derived from the master key for.
+const AGENT_CA_KEY_PURPOSE: &str = "cairn agent CA key v1";
 /// How long a serving certificate the hub makes for itself is valid (it makes one at every
 /// start).
 const SERVING_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -105,7 +108,7 @@ impl Tls {
     }
 }
 
-/// The hub's own certificate authority.
+/// One of the hub's own certificate authorities.
 pub struct Authority {
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
@@ -114,41 +117,58 @@ pub struct Authority {
 impl Authority {
     /// The hub's CA, its key derived from `master`; its certificate written to `dir/ca.crt`.
     pub fn of(master: &cairn_proto::seal::Key, dir: &Path) -> Result<Self, Error> {
-        let made = |source| Error::Certificate {
-            what: "making the hub's CA".into(),
-            source,
-        };
-        let seed = master.derive(CA_KEY_PURPOSE).map_err(Error::Derive)?;
-        let not_a_key = || Error::Unusable("the master key does not make an Ed25519 key");
-        let pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::from_seed_unchecked(&seed)
-            .map_err(|_| not_a_key())?
-            .to_pkcs8()
-            .map_err(|_| not_a_key())?;
-        let key = KeyPair::try_from(pkcs8.as_ref()).map_err(made)?;
-        // Everything fixed (Ed25519 signs deterministically): the same master key always makes
-        // the same certificate.
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(made)?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.distinguished_name.push(DnType::CommonName, "Cairn hub CA");
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.not_before = rcgen::date_time_ymd(2025, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2125, 1, 1);
-        params.serial_number = Some(SerialNumber::from_slice(&seed[..16]));
-        let cert = params.self_signed(&key).map_err(made)?;
+        let ca = Self::derived(master, CA_KEY_PURPOSE, "Cairn hub CA")?;
         std::fs::create_dir_all(dir).map_err(|source| Error::File {
             what: "making the hub's PKI directory",
             path: dir.to_owned(),
             source,
         })?;
         let cert_path = dir.join("ca.crt");
-        if std::fs::read_to_string(&cert_path).ok().as_deref() != Some(&cert.pem()) {
-            write("writing the hub's CA certificate", &cert_path, &cert.pem())?;
+        if std::fs::read_to_string(&cert_path).ok().as_deref() != Some(&ca.cert_pem) {
+            write("writing the hub's CA certificate", &cert_path, &ca.cert_pem)?;
             tracing::info!(ca = %cert_path.display(), "wrote the hub's CA certificate: clients trust this file");
         }
+        Ok(ca)
+    }
+
+    /// The CA of agents' client certificates, its key derived from `master`. Only the hub needs
+    /// its certificate: it is never written.
+    pub fn agents(master: &cairn_proto::seal::Key) -> Result<Self, Error> {
+        Self::derived(master, AGENT_CA_KEY_PURPOSE, "Cairn agent CA")
+    }
+
+    /// A CA named `name`, its Ed25519 key derived from `master` for `purpose`. Everything is
+    /// fixed (Ed25519 signs deterministically): the same master key always makes the same
+    /// certificate.
+    fn derived(master: &cairn_proto::seal::Key, purpose: &str, name: &str) -> Result<Self, Error> {
+        let made = |source| Error::Certificate {
+            what: format!("making {name}"),
+            source,
+        };
+        let seed = master.derive(purpose).map_err(Error::Derive)?;
+        let not_a_key = || Error::Unusable("the master key does not make an Ed25519 key");
+        let pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::from_seed_unchecked(&seed)
+            .map_err(|_| not_a_key())?
+            .to_pkcs8()
+            .map_err(|_| not_a_key())?;
+        let key = KeyPair::try_from(pkcs8.as_ref()).map_err(made)?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(made)?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2125, 1, 1);
+        params.serial_number = Some(SerialNumber::from_slice(&seed[..16]));
+        let cert = params.self_signed(&key).map_err(made)?;
         Ok(Self {
             cert_pem: cert.pem(),
             issuer: Issuer::new(params, key),
         })
+    }
+
+    /// Its certificate, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
     }
 
     /// A fresh serving certificate for `names`, signed by this CA.
@@ -179,6 +199,74 @@ impl Authority {
             ca_pem: self.cert_pem.clone(),
         })
     }
+
+    /// A client certificate for agent `id`, valid `lifetime` from now, for the public key of
+    /// certificate request `csr_pem`. Only the key is taken from the request: who the agent is,
+    /// what the certificate may do and for how long, the hub decides.
+    pub fn issue(&self, csr_pem: &str, id: &AgentId, lifetime: Duration) -> Result<Issued, Error> {
+        let made = |source| Error::Certificate {
+            what: format!("making a certificate for {id}"),
+            source,
+        };
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(|source| {
+            Error::Certificate {
+                what: "reading the agent's certificate request".into(),
+                source,
+            }
+        })?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, id.cluster().as_str());
+        params.subject_alt_names = vec![rcgen::SanType::URI(
+            rcgen::string::Ia5String::try_from(id.uri()).map_err(made)?,
+        )];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let now = time::OffsetDateTime::now_utc();
+        // A minute's slack for clocks a little behind the hub's.
+        params.not_before = now - time::Duration::minutes(1);
+        let not_after = now + lifetime;
+        params.not_after = not_after;
+        params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
+        csr.params = params;
+        let cert = csr.signed_by(&self.issuer).map_err(made)?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            not_after: std::time::SystemTime::UNIX_EPOCH
+                + Duration::from_secs(u64::try_from(not_after.unix_timestamp()).unwrap_or(0)),
+        })
+    }
+}
+
+/// A certificate the hub issued an agent.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// When it expires.
+    pub not_after: std::time::SystemTime,
+}
+
+/// Sixteen random bytes, the first bit clear (a positive serial).
+fn random_serial() -> [u8; 16] {
+    let mut serial = [0u8; 16];
+    let _ = aws_lc_rs::rand::fill(&mut serial);
+    serial[0] &= 0x7f;
+    serial
+}
+
+/// Who the client certificate `der` (one the agents' CA issued, already verified by the TLS
+/// handshake) names.
+pub fn peer(der: &[u8]) -> Option<AgentId> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let names = cert.subject_alternative_name().ok()??;
+    names.value.general_names.iter().find_map(|name| match name {
+        GeneralName::URI(uri) => AgentId::from_uri(uri).ok(),
+        _ => None,
+    })
 }
 
 fn read(what: &'static str, path: &Path) -> Result<String, Error> {

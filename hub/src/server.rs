@@ -66,12 +66,18 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = ()> + Send) -> 
     })?;
     let key = config.sealing_key()?;
     let tls = crate::pki::Tls::load(&config.tls()?, &key)?;
+    let enrolment = crate::operations::Enrolment::new(
+        crate::pki::Authority::agents(&key)?,
+        &tls.ca_pem,
+        config.agent_cert_lifetime,
+    )?;
     let store = inventory::rocks::RocksStore::open(&config.data_dir.join("db"))?;
     let hub = Hub::start(
         inventory::Inventory::new(Arc::new(store)),
         key,
         &config.default_location_dir()?,
         config.clock(),
+        enrolment,
     )
     .await?;
     hub.spawn(hub.clone().run_schedules());

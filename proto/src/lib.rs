@@ -10,6 +10,7 @@
 pub mod convert;
 pub mod dial;
 pub mod format;
+pub mod join;
 pub mod model;
 pub mod process;
 pub mod seal;

@@ -12,7 +12,6 @@
 use anyhow::{Context, Result, bail};
 use cairn_cli::client::Client;
 use cairn_hub::inventory::{Inventory, rocks::RocksStore};
-use cairn_hub::operations::Hub;
 use cairn_proto::convert::Wire;
 use cairn_proto::model::{
     Backup, BackupName, BackupOrigin, BackupQuery, BackupSpec, BackupStatus, ClusterName, ClusterResources,
@@ -110,15 +109,21 @@ fn free_port() -> Result<u16> {
 /// When each simulated agent received its instruction.
 type Received = Arc<Mutex<Vec<SystemTime>>>;
 
-/// One simulated agent: registers as `cluster`, beats, answers every backup at once.
+/// One simulated agent: enrols as `cluster` with a join token from `users` (its certificate kept
+/// under `state`), registers, beats, answers every backup at once.
 async fn agent(
-    hub: cairn_proto::dial::Hub,
+    users: Client,
+    url: String,
+    state: std::path::PathBuf,
     cluster: String,
     received: Received,
     connecting: Arc<tokio::sync::Semaphore>,
 ) -> Result<()> {
     let permit = connecting.acquire_owned().await?;
-    let mut client = AgentChannelClient::new(hub.endpoint().connect().await?);
+    let token = testbed::cairn::join_token(&mut users.clone(), &url, &cluster).await?;
+    let keep = cairn_agent::enrol::Keep::Dir(state.join(&cluster));
+    let enrolled = cairn_agent::enrol::Enrolled::cluster_agent(keep, Some(&token), None, None).await?;
+    let mut client = AgentChannelClient::new(enrolled.endpoint()?.connect().await?);
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let register = Report::Register(Registration {
         cluster: cluster.parse()?,
@@ -201,7 +206,14 @@ async fn measure(n: usize) -> Result<Row> {
     let agents: Vec<_> = (0..n)
         .map(|i| {
             let name = format!("sim-{i:05}");
-            tokio::spawn(agent(dial.clone(), name, received.clone(), connecting.clone()))
+            tokio::spawn(agent(
+                client.clone(),
+                url.clone(),
+                data.path().join("agents"),
+                name,
+                received.clone(),
+                connecting.clone(),
+            ))
         })
         .collect();
     testbed::wait_until("every agent registered", Duration::from_secs(300), || {
@@ -338,18 +350,7 @@ async fn list_latency(count: usize) -> Result<[f64; 3]> {
     inventory.put_backups(&batch).await?;
     eprintln!("   inventory written in {:.1} s", started.elapsed().as_secs_f64());
 
-    let key = cairn_proto::seal::Key::create_file(&data.path().join("secret.key"))?;
-    let (listener, url, tls) = testbed::cairn::hub_listener(data.path(), &key).await?;
-    let backups_dir = data.path().join("backups");
-    let hub = Hub::start(
-        inventory,
-        key,
-        backups_dir.to_str().context("UTF-8")?,
-        Default::default(),
-    )
-    .await?;
-    let ca = data.path().join("pki").join("ca.crt");
-    tokio::spawn(cairn_hub::api::serve(hub, listener, tls, std::future::pending()));
+    let (_hub, url, ca) = testbed::cairn::in_process_hub(data.path(), inventory).await?;
     let mut client = Client::connect(&cairn_proto::dial::Hub::with_ca_file(&url, Some(&ca))?).await?;
 
     let day_ago = Timestamp::from(SystemTime::now() - Duration::from_secs(24 * 3600));

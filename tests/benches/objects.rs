@@ -13,7 +13,6 @@
 use anyhow::{Context, Result, bail};
 use cairn_cli::client::Client;
 use cairn_hub::inventory::{Inventory, rocks::RocksStore};
-use cairn_hub::operations::Hub;
 use cairn_proto::model::{
     BackupName, BackupSpec, ClusterName, ClusterResources, NamespaceFilter, OperationId, Phase, RestoreName,
     RestoreSpec,
@@ -27,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use testbed::{ControlPlane, wait_until};
 
-/// Set (to `HUB CLUSTER KUBECONFIG HUB_CA`) when this binary runs as an agent.
+/// Set (to `JOIN_TOKEN STATE_DIR KUBECONFIG`) when this binary runs as an agent.
 const AGENT_MODE: &str = "CAIRN_BENCH_AGENT";
 const NAMESPACES: usize = 20;
 /// The plain client's connections, as in the measurement.
@@ -37,18 +36,24 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     if let Ok(args) = std::env::var(AGENT_MODE) {
         let mut it = args.split(' ');
-        let (hub, cluster, kubeconfig, ca) = (
-            it.next().context("hub")?,
-            it.next().context("cluster")?,
+        let (token, state_dir, kubeconfig) = (
+            it.next().context("join token")?,
+            it.next().context("state directory")?,
             it.next().context("kubeconfig")?,
-            it.next().context("hub CA")?,
         );
         cairn_proto::process::init();
-        let cluster = ClusterName::new(cluster)?;
-        let hub = cairn_proto::dial::Hub::with_ca_file(hub, Some(std::path::Path::new(ca)))?;
+        let identity = cairn_agent::Identity {
+            state_dir: Some(state_dir.into()),
+            secret: String::new(),
+            token: Some(token.to_owned()),
+            hub: None,
+            cluster: None,
+            node_agents: "cairn-system/cairn-node-agent"
+                .parse()
+                .map_err(anyhow::Error::msg)?,
+        };
         runtime.block_on(cairn_agent::run(
-            hub,
-            cluster,
+            identity,
             Some(std::path::Path::new(kubeconfig)),
             tokio_util::sync::CancellationToken::new(),
         ))?;
@@ -239,15 +244,15 @@ impl Drop for Agent {
     }
 }
 
-async fn agent(hub: &str, ca: &std::path::Path, cp: &ControlPlane, client: &Client) -> Result<Agent> {
+async fn agent(hub: &str, state: &std::path::Path, cp: &ControlPlane, client: &Client) -> Result<Agent> {
+    let token = testbed::cairn::join_token(&mut client.clone(), hub, cp.name()).await?;
     let child = Command::new(std::env::current_exe()?)
         .env(
             AGENT_MODE,
             format!(
-                "{hub} {} {} {}",
-                cp.name(),
+                "{token} {} {}",
+                state.join(cp.name()).display(),
                 cp.kubeconfig().display(),
-                ca.display()
             ),
         )
         .env("RUST_LOG", "warn")
@@ -299,21 +304,12 @@ async fn measure(n: usize) -> Result<Row> {
     )?;
     let data = tempfile::tempdir()?;
     let store = RocksStore::open(&data.path().join("db"))?;
-    let key = cairn_proto::seal::Key::create_file(&data.path().join("secret.key"))?;
-    let (listener, url, tls) = testbed::cairn::hub_listener(data.path(), &key).await?;
-    let backups = data.path().join("backups");
-    let hub = Hub::start(
-        Inventory::new(Arc::new(store)),
-        key,
-        backups.to_str().context("UTF-8 path")?,
-        cairn_hub::clock::Clock::System,
-    )
-    .await?;
-    let ca = data.path().join("pki").join("ca.crt");
-    tokio::spawn(cairn_hub::api::serve(hub, listener, tls, std::future::pending()));
+    let (_hub, url, ca) =
+        testbed::cairn::in_process_hub(data.path(), Inventory::new(Arc::new(store))).await?;
     let mut client = Client::connect(&cairn_proto::dial::Hub::with_ca_file(&url, Some(&ca))?).await?;
-    let source_agent = agent(&url, &ca, &source, &client).await?;
-    let target_agent = agent(&url, &ca, &into_cairn, &client).await?;
+    let state = data.path().join("agents");
+    let source_agent = agent(&url, &state, &source, &client).await?;
+    let target_agent = agent(&url, &state, &into_cairn, &client).await?;
 
     let objects = objects(n);
     eprintln!("== creating {n} objects in the source");

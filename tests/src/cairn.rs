@@ -32,21 +32,56 @@ pub fn workspace_bin(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// For a hub served in-process (benchmarks): a loopback listener on a free port, its
-/// `https://` URL, and a TLS identity from the CA of master key `key` (`data_dir/pki/ca.crt` to
-/// trust).
-pub async fn hub_listener(
+/// A hub served in-process (benchmarks) over `inventory`, its data (master key, CA, built-in
+/// location) under `data_dir`, on a free loopback port: the hub, its `https://` URL and its CA
+/// certificate file to trust.
+pub async fn in_process_hub(
     data_dir: &Path,
-    key: &cairn_proto::seal::Key,
-) -> Result<(tokio::net::TcpListener, String, cairn_hub::pki::Tls)> {
+    inventory: cairn_hub::inventory::Inventory,
+) -> Result<(cairn_hub::operations::Hub, String, PathBuf)> {
+    let key = cairn_proto::seal::Key::create_file(&data_dir.join("secret.key"))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("https://{}", listener.local_addr()?);
     let source = cairn_hub::pki::Source::Own {
         dir: data_dir.join("pki"),
         names: vec!["127.0.0.1".into()],
     };
-    let tls = cairn_hub::pki::Tls::load(&source, key)?;
-    Ok((listener, url, tls))
+    let tls = cairn_hub::pki::Tls::load(&source, &key)?;
+    let enrolment = cairn_hub::operations::Enrolment::new(
+        cairn_hub::pki::Authority::agents(&key)?,
+        &tls.ca_pem,
+        Duration::from_secs(24 * 3600),
+    )?;
+    let backups = data_dir.join("backups");
+    let hub = cairn_hub::operations::Hub::start(
+        inventory,
+        key,
+        backups.to_str().context("UTF-8 path")?,
+        cairn_hub::clock::Clock::System,
+        enrolment,
+    )
+    .await?;
+    tokio::spawn(cairn_hub::api::serve(
+        hub.clone(),
+        listener,
+        tls,
+        std::future::pending(),
+    ));
+    Ok((hub, url, data_dir.join("pki").join("ca.crt")))
+}
+
+/// A join token for `cluster` from the hub at `url` that `client` talks to.
+pub async fn join_token(client: &mut Client, url: &str, cluster: &str) -> Result<String> {
+    let grant = client
+        .create_join_token(&cluster.parse()?, None, Duration::from_secs(3600))
+        .await?;
+    Ok(cairn_proto::join::JoinToken {
+        hub: url.to_owned(),
+        ca_sha256: grant.ca_sha256,
+        secret: grant.secret,
+        expires: grant.expires,
+    }
+    .encode())
 }
 
 /// A running `cairn-hub` on a free port, its data directory in its sandbox.
@@ -221,14 +256,36 @@ impl HubProcess {
         Ok((backup, count))
     }
 
-    /// Starts an agent for `cp`, registered as cluster `cp.name()`, authenticated by `kubeconfig`
-    /// (the admin one if `None`); returns once the hub shows it connected.
+    /// A join token for cluster `cluster` (`cairn cluster add`, extra `args` appended).
+    pub async fn join_token(&self, cluster: &str, args: &[&str]) -> Result<String> {
+        let mut line = vec!["cluster", "add", cluster];
+        line.extend_from_slice(args);
+        let out = self.cli(&line).await?.ok()?;
+        Ok(out.stdout.trim().to_owned())
+    }
+
+    /// Starts an agent for `cp`, enrolled as cluster `cp.name()` with a fresh join token (its
+    /// identity kept in its sandbox), authenticated to the cluster by `kubeconfig` (the admin
+    /// one if `None`); returns once the hub shows it connected.
     pub async fn agent(&self, cp: &ControlPlane, kubeconfig: Option<&Path>) -> Result<AgentProcess> {
+        let token = self.join_token(cp.name(), &[]).await?;
+        self.agent_with(cp, kubeconfig, &["--join", &token]).await
+    }
+
+    /// Starts an agent for `cp` with arguments `args` (a join token, or none to start from the
+    /// identity it kept), its state directory in a sandbox of its own; returns once the hub shows
+    /// it connected.
+    pub async fn agent_with(
+        &self,
+        cp: &ControlPlane,
+        kubeconfig: Option<&Path>,
+        args: &[&str],
+    ) -> Result<AgentProcess> {
         let sandbox = Sandbox::new(&format!("agent-{}", cp.name()))?;
         let mut cmd = Command::new(workspace_bin("cairn-agent")?);
-        cmd.args(["--hub", &self.url, "--cluster", cp.name()])
-            .arg("--hub-ca")
-            .arg(self.ca_file())
+        cmd.args(args)
+            .arg("--state-dir")
+            .arg(sandbox.dir().join("state"))
             .arg("--kubeconfig")
             .arg(kubeconfig.unwrap_or(cp.kubeconfig()))
             .env("RUST_LOG", self.log_level());
@@ -253,7 +310,10 @@ impl HubProcess {
 
 impl HubProcess {
     /// Starts `cairn-agent node` for node `node` of `cp`'s cluster, the kubelet's files under
-    /// `kubelet_root`; returns once it has linked to the hub.
+    /// `kubelet_root`, as a node agent's pod would run it: the test plays the kubelet, making
+    /// the Node, the node agent's pod bound to it and the pod's service-account token (audience
+    /// `cairn`) that the cluster's agent (which must be connected) vouches for. Returns once it
+    /// has linked to the hub.
     pub async fn node_agent(
         &self,
         cp: &ControlPlane,
@@ -261,10 +321,15 @@ impl HubProcess {
         kubelet_root: &Path,
     ) -> Result<AgentProcess> {
         let sandbox = Sandbox::new(&format!("node-agent-{}-{node}", cp.name()))?;
+        let token = node_agent_token(cp, node).await?;
+        let token_file = sandbox.dir().join("token");
+        std::fs::write(&token_file, token)?;
         let mut cmd = Command::new(workspace_bin("cairn-agent")?);
         cmd.args(["node", "--hub", &self.url, "--cluster", cp.name(), "--node", node])
             .arg("--hub-ca")
             .arg(self.ca_file())
+            .arg("--token-file")
+            .arg(&token_file)
             .arg("--kubelet-root")
             .arg(kubelet_root)
             .env("RUST_LOG", self.log_level());
@@ -282,6 +347,54 @@ impl HubProcess {
             .await?;
         Ok(AgentProcess { sandbox })
     }
+}
+
+/// Namespace and service account of node agents (the agent's default `--node-agents`).
+pub const NODE_AGENTS: (&str, &str) = ("cairn-system", "cairn-node-agent");
+
+/// What the kubelet gives a node agent's pod on `node`: the Node (made if missing), the pod
+/// (`cairn-node-agent-<node>`, bound to the node, never started) and a service-account token
+/// bound to that pod, audience `cairn`.
+pub async fn node_agent_token(cp: &ControlPlane, node: &str) -> Result<String> {
+    use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+    let (namespace, account) = NODE_AGENTS;
+    let pod = format!("cairn-node-agent-{node}");
+    cp.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n---\n\
+         apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {account}, namespace: {namespace}}}\n---\n\
+         apiVersion: v1\nkind: Node\nmetadata: {{name: {node}}}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}, namespace: {namespace}}}\n\
+         spec:\n  nodeName: {node}\n  serviceAccountName: {account}\n  automountServiceAccountToken: false\n\
+         \x20 containers: [{{name: agent, image: cairn-agent}}]\n"
+    ))
+    .await?;
+    let uid = kube::Api::<Pod>::namespaced(cp.client(), namespace)
+        .get(&pod)
+        .await?
+        .metadata
+        .uid
+        .context("pod without uid")?;
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec!["cairn".into()],
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(pod),
+                uid: Some(uid),
+            }),
+            expiration_seconds: Some(3600),
+        },
+        ..Default::default()
+    };
+    let issued = kube::Api::<ServiceAccount>::namespaced(cp.client(), namespace)
+        .create_token_request(account, &Default::default(), &request)
+        .await?;
+    issued
+        .status
+        .map(|s| s.token)
+        .context("TokenRequest answered without a token")
 }
 
 /// A running `cairn-agent`.

@@ -7,9 +7,9 @@ use cairn_proto::convert::{self, Wire};
 use cairn_proto::dial::Hub;
 use cairn_proto::model::{
     Backup, BackupName, BackupQuery, BackupSpec, BackupTemplate, Cluster, ClusterName, Credentials, Denial,
-    IndexEntry, ItemResult, Live, LocationInfo, LocationName, LocationSpec, OperationId, Progress, Refusal,
-    Restore, RestoreName, RestoreSpec, Schedule, ScheduleName, ScheduleSpec, Workspace, WorkspaceBackup,
-    WorkspaceName,
+    IndexEntry, ItemResult, JoinGrant, Live, LocationInfo, LocationName, LocationSpec, OperationId, Progress,
+    Refusal, Restore, RestoreName, RestoreSpec, Schedule, ScheduleName, ScheduleSpec, Workspace,
+    WorkspaceBackup, WorkspaceName,
 };
 use cairn_proto::pb::{self, cairn_client::CairnClient};
 use tokio_stream::StreamExt;
@@ -121,6 +121,40 @@ impl Client {
     /// Turns a status of the hub into an [`Error`].
     fn error(&self) -> impl Fn(tonic::Status) -> Error + '_ {
         |status| Error::status(&self.url, &status)
+    }
+
+    /// A one-time join secret for `cluster`'s agent, the cluster placed in `workspace`, working
+    /// for `expires`.
+    pub async fn create_join_token(
+        &mut self,
+        cluster: &ClusterName,
+        workspace: Option<&WorkspaceName>,
+        expires: std::time::Duration,
+    ) -> Result<JoinGrant> {
+        let grant = self
+            .inner
+            .create_join_token(pb::CreateJoinTokenRequest {
+                cluster: cluster.to_string(),
+                workspace: workspace.map(ToString::to_string).unwrap_or_default(),
+                expires_seconds: expires.as_secs().max(1),
+            })
+            .await
+            .map_err(self.error())?
+            .into_inner();
+        Ok(JoinGrant::from_pb(grant)?)
+    }
+
+    /// Refuses `cluster`'s certificates from now on.
+    pub async fn revoke_cluster(&mut self, cluster: &ClusterName) -> Result<Cluster> {
+        let c = self
+            .inner
+            .revoke_cluster(pb::GetRequest {
+                name: cluster.to_string(),
+            })
+            .await
+            .map_err(self.error())?
+            .into_inner();
+        Ok(Cluster::from_pb(c)?)
     }
 
     /// Registered clusters.

@@ -216,6 +216,26 @@ struct LocationAdd {
 enum ClusterVerb {
     /// Name, connection, Kubernetes and agent versions, last heartbeat.
     List,
+    /// Enrol a cluster: prints a one-time join token for its agent (cairn-agent --join TOKEN).
+    Add {
+        /// The cluster's name.
+        name: ClusterName,
+        /// Its workspace (default: default).
+        #[arg(long)]
+        workspace: Option<WorkspaceName>,
+        /// How long the token works.
+        #[arg(long, default_value = "1h")]
+        expires: humantime::Duration,
+        /// The hub's address as the agent reaches it; default: the address this command uses.
+        #[arg(long)]
+        hub_url: Option<String>,
+    },
+    /// Refuse a cluster's certificates (its node agents' too) from now on and end their sessions.
+    /// `cluster add` enrols it again.
+    Revoke {
+        /// The cluster's name.
+        name: ClusterName,
+    },
 }
 
 #[derive(Subcommand)]
@@ -431,9 +451,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     let mut client = Client::connect(&hub).await?;
     let out = cli.output;
     match cli.command {
-        Noun::Cluster {
-            verb: ClusterVerb::List,
-        } => output::clusters(out, &client.clusters().await?),
+        Noun::Cluster { verb } => cluster(&mut client, out, &cli.hub, verb).await,
         Noun::Workspace { verb } => workspace(&mut client, out, verb).await,
         Noun::Location { verb } => location(&mut client, out, verb).await,
         Noun::Schedule { verb } => schedule::run(&mut client, out, verb).await,
@@ -640,6 +658,43 @@ async fn location(client: &mut Client, out: Format, verb: LocationVerb) -> Resul
         LocationVerb::Remove { name, force } => {
             client.remove_location(&name, force).await?;
             output::outln!("location {name} removed");
+            Ok(())
+        }
+    }
+}
+
+async fn cluster(client: &mut Client, out: Format, hub: &str, verb: ClusterVerb) -> Result<()> {
+    match verb {
+        ClusterVerb::List => output::clusters(out, &client.clusters().await?),
+        ClusterVerb::Add {
+            name,
+            workspace,
+            expires,
+            hub_url,
+        } => {
+            let grant = client
+                .create_join_token(&name, workspace.as_ref(), expires.into())
+                .await?;
+            let token = cairn_proto::join::JoinToken {
+                hub: hub_url.unwrap_or_else(|| hub.to_owned()),
+                ca_sha256: grant.ca_sha256,
+                secret: grant.secret,
+                expires: grant.expires,
+            };
+            eprintln!(
+                "cluster {name} added; its agent enrols once with this token, until {}: cairn-agent --join TOKEN",
+                grant.expires
+            );
+            output::outln!("{}", token.encode());
+            Ok(())
+        }
+        ClusterVerb::Revoke { name } => {
+            let cluster = client.revoke_cluster(&name).await?;
+            output::outln!(
+                "cluster {} revoked: its certificates are refused and its agents disconnected; `cairn cluster add {}` enrols it again",
+                cluster.name,
+                cluster.name
+            );
             Ok(())
         }
     }

@@ -1,7 +1,9 @@
-//! The agent channel: one long-lived bidirectional stream per connected agent.
+//! The agent channel: one long-lived bidirectional stream per connected agent, and renewal of
+//! its certificate. Who the agent is comes from its client certificate, never from what it
+//! sends: a `Register` naming another cluster or node is refused.
 
 use cairn_proto::convert::Wire;
-use cairn_proto::model::{Cluster, ClusterName, Instruction, Report};
+use cairn_proto::model::{AgentId, ClusterName, Instruction, Report};
 use cairn_proto::pb;
 use std::pin::Pin;
 use tokio::sync::mpsc;
@@ -35,6 +37,7 @@ impl pb::agent_channel_server::AgentChannel for AgentChannel {
         &self,
         request: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<Down_>, Status> {
+        let id = self.admitted(&request).await?;
         let mut up = request.into_inner();
         let first = up
             .message()
@@ -45,35 +48,76 @@ impl pb::agent_channel_server::AgentChannel for AgentChannel {
                 "the first message of an agent stream must be Register",
             ));
         };
-        let name = register.cluster;
-        if let Some(node) = register.node {
-            let node = NodeAgent { cluster: name, node };
-            return Ok(Response::new(self.node_session(node, up).await));
-        }
-        let cluster = Cluster {
-            name: name.clone(),
-            connected: true,
-            kubernetes_version: register.kubernetes_version,
-            agent_version: register.agent_version,
-            last_heartbeat: None,
-            workspace: None,
+        let agent = match &id {
+            AgentId::Cluster { cluster, .. } if register.cluster == *cluster && register.node.is_none() => {
+                Agent::Cluster(cluster.clone())
+            }
+            AgentId::Node { cluster, node, .. }
+                if register.cluster == *cluster && register.node.as_deref() == Some(node.as_str()) =>
+            {
+                Agent::Node(NodeAgent {
+                    cluster: cluster.clone(),
+                    node: node.clone(),
+                })
+            }
+            _ => {
+                let claimed = register.node.as_deref().map_or_else(
+                    || format!("the agent of cluster {}", register.cluster),
+                    |node| format!("the agent of node {node} of cluster {}", register.cluster),
+                );
+                tracing::warn!(agent = %id, %claimed, "registration refused: it claims to be another agent");
+                return Err(Status::permission_denied(format!(
+                    "this certificate is {id}'s: it cannot register as {claimed}"
+                )));
+            }
         };
-        let (session, instructions) = self.hub.register(cluster).await?;
+        let (session, instructions) = match &agent {
+            Agent::Cluster(name) => {
+                self.hub
+                    .register(name, register.agent_version, register.kubernetes_version)
+                    .await?
+            }
+            Agent::Node(node) => self.hub.register_node(node).await,
+        };
         Ok(Response::new(serve(
             self.hub.clone(),
-            Agent::Cluster(name),
-            session,
+            Session { agent, id, session },
             instructions,
             up,
         )))
     }
+
+    async fn renew(
+        &self,
+        request: Request<pb::CertificateRequest>,
+    ) -> Result<Response<pb::IssuedCertificate>, Status> {
+        let id = self.admitted(&request).await?;
+        let issued = self.hub.renew(&id, &request.into_inner().csr_pem).await?;
+        Ok(Response::new(pb::IssuedCertificate {
+            cert_pem: issued.cert_pem,
+            cluster: id.cluster().to_string(),
+        }))
+    }
 }
 
 impl AgentChannel {
-    /// The session of a node agent: volume tasks down, their progress and results up.
-    async fn node_session(&self, node: NodeAgent, up: Streaming<pb::AgentMessage>) -> Down_ {
-        let (session, instructions) = self.hub.register_node(&node).await;
-        serve(self.hub.clone(), Agent::Node(node), session, instructions, up)
+    /// Who sent `request` (its client certificate, which the TLS handshake checked against the
+    /// agents' CA), if the hub still admits it.
+    async fn admitted<T>(&self, request: &Request<T>) -> Result<AgentId, Status> {
+        let Some(id) = request
+            .peer_certs()
+            .and_then(|certs| certs.first().and_then(|leaf| crate::pki::peer(leaf)))
+        else {
+            return Err(Status::unauthenticated(
+                "the agent channel needs the client certificate the hub issued at enrolment: \
+                 enrol with a join token (cairn cluster add NAME, then cairn-agent --join TOKEN)",
+            ));
+        };
+        if let Err(e) = self.hub.admit(&id).await {
+            tracing::warn!(agent = %id, error = %e, "agent refused");
+            return Err(e.into());
+        }
+        Ok(id)
     }
 }
 
@@ -83,14 +127,22 @@ enum Agent {
     Node(NodeAgent),
 }
 
-/// Streams `instructions` down to `agent` and hands what it sends up to the hub, until either
-/// side ends; then the hub learns that session `session` is gone. A stopping hub ends the
-/// session telling the agent so, and leaves its operations as they are: the agent reports them
-/// to the next hub.
+/// A session: whose, on which certificate.
+struct Session {
+    agent: Agent,
+    id: AgentId,
+    session: SessionId,
+}
+
+/// Streams `instructions` down to the agent of `session` and hands what it sends up to the hub,
+/// until either side ends; then the hub learns that the session is gone. A certificate is
+/// checked when a connection is made (expiry by the TLS handshake, revocation by the hub): a
+/// session outlives its certificate's expiry, as the agent renews it, but not a revocation,
+/// which ends it and tells the agent why. A stopping hub ends the session telling the
+/// agent so, and leaves its operations as they are: the agent reports them to the next hub.
 fn serve(
     hub: Hub,
-    agent: Agent,
-    session: SessionId,
+    Session { agent, id, session }: Session,
     mut instructions: mpsc::Receiver<Instruction>,
     mut up: Streaming<pb::AgentMessage>,
 ) -> Down_ {
@@ -105,7 +157,13 @@ fn serve(
                     return;
                 }
                 instruction = instructions.recv() => {
-                    let Some(instruction) = instruction else { break "replaced by a newer session".to_owned() };
+                    let Some(instruction) = instruction else {
+                        if let Err(e) = hub.admit(&id).await {
+                            let _ = tx.send(Err(e.into())).await;
+                            break "its certificate was revoked".to_owned();
+                        }
+                        break "replaced by a newer session".to_owned()
+                    };
                     if tx.send(Ok(instruction.to_pb())).await.is_err() {
                         break "stream closed".to_owned();
                     }

@@ -1,7 +1,8 @@
-//! The hub's gRPC surface: the agent channel ([`agent`]) and the user API ([`user`]), served on
-//! one port. The only place in the hub that touches wire types.
+//! The hub's gRPC surface: the agent channel ([`agent`]), enrolment ([`enrol`]) and the user API
+//! ([`user`]), served on one port. The only place in the hub that touches wire types.
 
 pub mod agent;
+pub mod enrol;
 pub mod user;
 
 use cairn_proto::model::{Denial, Refusal};
@@ -28,13 +29,30 @@ pub async fn serve(
             Ok(c)
         })
     });
-    let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+    // The chain holds the CA too: an agent holding only a join token checks it against the
+    // token's fingerprint.
+    let chain = if tls.cert_pem.contains(tls.ca_pem.trim()) {
+        tls.cert_pem.clone()
+    } else {
+        format!("{}\n{}", tls.cert_pem.trim_end(), tls.ca_pem)
+    };
+    let identity = tonic::transport::Identity::from_pem(chain, &tls.key_pem);
+    // Agents present a certificate the agents' CA issued; users and enrolling agents none.
+    let clients = tonic::transport::Certificate::from_pem(hub.client_ca_pem());
     tonic::transport::Server::builder()
-        .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?
+        .tls_config(
+            tonic::transport::ServerTlsConfig::new()
+                .identity(identity)
+                .client_ca_root(clients)
+                .client_auth_optional(true),
+        )?
         .add_service(
             pb::agent_channel_server::AgentChannelServer::new(agent::AgentChannel::new(hub.clone()))
                 .max_decoding_message_size(MAX_MESSAGE),
         )
+        .add_service(pb::enrolment_server::EnrolmentServer::new(enrol::Enrolment::new(
+            hub.clone(),
+        )))
         .add_service(
             pb::cairn_server::CairnServer::new(user::UserApi::new(hub))
                 .max_encoding_message_size(MAX_MESSAGE),

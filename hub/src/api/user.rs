@@ -63,6 +63,29 @@ impl pb::cairn_server::Cairn for UserApi {
         }))
     }
 
+    async fn create_join_token(
+        &self,
+        request: Request<pb::CreateJoinTokenRequest>,
+    ) -> Result<Response<pb::JoinGrant>, Status> {
+        let pb::CreateJoinTokenRequest {
+            cluster,
+            workspace,
+            expires_seconds,
+        } = request.into_inner();
+        let workspace = (!workspace.is_empty()).then(|| name(workspace)).transpose()?;
+        let ttl = (expires_seconds > 0).then(|| std::time::Duration::from_secs(expires_seconds));
+        let grant = self.hub.create_join_token(name(cluster)?, workspace, ttl).await?;
+        Ok(Response::new(grant.to_pb()))
+    }
+
+    async fn revoke_cluster(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::Cluster>, Status> {
+        let cluster: ClusterName = name(request.into_inner().name)?;
+        Ok(Response::new(self.hub.revoke_cluster(&cluster).await?.to_pb()))
+    }
+
     async fn create_backup(
         &self,
         request: Request<pb::CreateBackupRequest>,

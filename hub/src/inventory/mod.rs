@@ -3,7 +3,8 @@
 //! without touching the rest. Records are stored in their protobuf encoding.
 //!
 //! Keys: `cluster/<name>`, `backup/<name>`, `restore/<name>`, `workspace/<name>`,
-//! `member/<cluster>` (its workspace's name, for clusters outside `default`), `location/<name>`
+//! `member/<cluster>` (its workspace's name, for clusters outside `default`), `join/<sha256 of a
+//! join secret>` (unused join tickets; the secrets themselves are never stored), `location/<name>`
 //! (credentials sealed, see [`crate::location`]), `schedule/<name>`, `group/<name>` (workspace
 //! backups), and the backup indexes `ix/…` (see [`backups`]).
 
@@ -12,7 +13,7 @@ pub mod rocks;
 
 use cairn_proto::convert::{self, Wire};
 use cairn_proto::model::{
-    BackupGroup, BackupName, Cluster, ClusterName, LocationName, Restore, RestoreName, Schedule,
+    BackupGroup, BackupName, Cluster, ClusterName, JoinTicket, LocationName, Restore, RestoreName, Schedule,
     ScheduleName, StoredLocation, Workspace, WorkspaceName,
 };
 use std::sync::Arc;
@@ -148,6 +149,21 @@ impl Inventory {
     /// Every cluster, by name.
     pub async fn clusters(&self) -> Result<Vec<Cluster>> {
         self.scan("cluster/").await
+    }
+
+    /// Records join ticket `ticket` under `hash`, its secret's SHA-256.
+    pub async fn put_ticket(&self, hash: &str, ticket: &JoinTicket) -> Result<()> {
+        self.put(format!("join/{hash}"), ticket).await
+    }
+
+    /// The join ticket of secret hash `hash`, removed: a secret works once.
+    pub async fn take_ticket(&self, hash: &str) -> Result<Option<JoinTicket>> {
+        let key = format!("join/{hash}");
+        let ticket = self.get(key.clone()).await?;
+        if ticket.is_some() {
+            self.delete(key).await?;
+        }
+        Ok(ticket)
     }
 
     /// Records `restore`.

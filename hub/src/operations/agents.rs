@@ -106,6 +106,11 @@ impl<K: Clone + Eq + std::hash::Hash> Agents<K> {
             .collect()
     }
 
+    /// Every session: (agent, session).
+    pub fn sessions(&self) -> Vec<(K, SessionId)> {
+        self.lock().iter().map(|(k, s)| (k.clone(), s.id)).collect()
+    }
+
     /// The instruction queue of `agent`, with `operation` counted as running on it;
     /// `None` if no agent is connected.
     pub fn sender(&self, agent: &K, operation: &OperationId) -> Option<mpsc::Sender<Instruction>> {
@@ -113,6 +118,13 @@ impl<K: Clone + Eq + std::hash::Hash> Agents<K> {
         let session = sessions.get_mut(agent)?;
         session.running.insert(operation.clone());
         Some(session.tx.clone())
+    }
+
+    /// Whether `operation` was sent to `agent`'s present session and has not ended.
+    pub fn runs(&self, agent: &K, operation: &OperationId) -> bool {
+        self.lock()
+            .get(agent)
+            .is_some_and(|s| s.running.contains(operation))
     }
 
     /// The instruction queue of `agent`, if connected.

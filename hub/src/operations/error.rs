@@ -5,8 +5,8 @@
 
 use cairn_proto::format;
 use cairn_proto::model::{
-    BackupName, ClusterName, Denial, LocationName, Phase, Refusal, RestoreName, ScheduleName, Timestamp,
-    WorkspaceName,
+    BackupName, ClusterName, Denial, LocationName, OperationId, Phase, Refusal, RestoreName, ScheduleName,
+    Timestamp, WorkspaceName,
 };
 
 use crate::inventory;
@@ -109,6 +109,27 @@ pub enum Refused {
     /// A location request refused (see [`location::Error::refusal`]).
     #[error(transparent)]
     Location(location::Error),
+    /// An agent that may not enrol, renew or connect: the reason says why.
+    #[error("{0}")]
+    Enrolment(String),
+    /// An agent reported on an operation the hub did not ask of it.
+    #[error("the agent of cluster {cluster} reported on {operation}, which the hub did not ask of it")]
+    NotSent {
+        /// The sender's cluster.
+        cluster: ClusterName,
+        /// What it reported on.
+        operation: OperationId,
+    },
+    /// A node agent its cluster's agent did not vouch for.
+    #[error("the agent of cluster {cluster} does not vouch for a node agent on {node}: {why}")]
+    NotVouched {
+        /// The cluster.
+        cluster: ClusterName,
+        /// The node it claimed.
+        node: String,
+        /// The cluster agent's reason.
+        why: String,
+    },
 }
 
 impl Refused {
@@ -129,6 +150,8 @@ impl Refused {
             | Self::Running(_)
             | Self::NotRestorable { .. } => Refusal::Precondition,
             Self::Location(e) => e.refusal().unwrap_or(Refusal::Precondition),
+            Self::Enrolment(_) | Self::NotVouched { .. } => Refusal::Unauthenticated,
+            Self::NotSent { .. } => Refusal::Denied,
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod agents;
 mod bucket;
 mod catalog;
+mod enrolment;
 mod error;
 mod groups;
 mod locations;
@@ -16,6 +17,7 @@ mod schedules;
 mod volumes;
 mod workspaces;
 
+pub use enrolment::{Enrolment, JOIN_TTL};
 pub use error::{Error, Failure, Refused};
 pub use workspaces::default_workspace;
 
@@ -39,6 +41,15 @@ use progress::Board;
 
 /// Result of a hub call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `cluster`'s agent reported on `operation`, which the hub did not ask of it.
+fn not_sent(cluster: &ClusterName, operation: &OperationId) -> Error {
+    Refused::NotSent {
+        cluster: cluster.clone(),
+        operation: operation.clone(),
+    }
+    .into()
+}
 
 /// A location an operation may use, resolved for its agent.
 struct Target {
@@ -64,6 +75,7 @@ struct Inner {
     locations: Locations,
     agents: Agents<ClusterName>,
     nodes: Agents<agents::NodeAgent>,
+    enrolment: Enrolment,
     board: Board,
     /// Cancelled when the hub begins to stop.
     stop: CancellationToken,
@@ -73,12 +85,14 @@ struct Inner {
 
 impl Hub {
     /// A hub over `inventory`, its built-in location the directory `builtin_location` (absolute),
-    /// credentials sealed with `key`; creates workspace `default` on first start.
+    /// credentials sealed with `key`, agents enrolled by `enrolment`; creates workspace `default`
+    /// on first start.
     pub async fn start(
         inventory: Inventory,
         key: cairn_proto::seal::Key,
         builtin_location: &str,
         clock: Clock,
+        enrolment: Enrolment,
     ) -> Result<Self> {
         let locations = Locations::new(inventory.clone(), key);
         locations.ensure_builtin(builtin_location).await?;
@@ -91,6 +105,7 @@ impl Hub {
                 locations,
                 agents: Agents::default(),
                 nodes: Agents::default(),
+                enrolment,
                 board: Board::default(),
                 stop: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -145,10 +160,19 @@ impl Hub {
         self.sync_catalogs().await;
     }
 
-    /// Registers `cluster`'s agent; returns its session and the queue of instructions for it.
-    #[tracing::instrument(name = "register", skip_all, fields(cluster = %cluster.name))]
-    pub async fn register(&self, mut cluster: Cluster) -> Result<(SessionId, mpsc::Receiver<Instruction>)> {
-        let (id, rx, orphaned) = self.inner.agents.attach(&cluster.name);
+    /// Registers the agent of enrolled cluster `name`, of `agent_version`, on Kubernetes
+    /// `kubernetes_version`; returns its session and the queue of instructions for it.
+    #[tracing::instrument(name = "register", skip_all, fields(cluster = %name))]
+    pub async fn register(
+        &self,
+        name: &ClusterName,
+        agent_version: String,
+        kubernetes_version: String,
+    ) -> Result<(SessionId, mpsc::Receiver<Instruction>)> {
+        let Some(mut cluster) = self.inner.inventory.cluster(name).await? else {
+            return Err(Refused::UnknownCluster(name.clone()).into());
+        };
+        let (id, rx, orphaned) = self.inner.agents.attach(name);
         self.fail_all(
             &orphaned,
             "the agent reconnected; the operation it was running was lost",
@@ -156,26 +180,38 @@ impl Hub {
         .await;
         cluster.connected = true;
         cluster.last_heartbeat = Some(Timestamp::now());
+        cluster.agent_version = agent_version;
+        cluster.kubernetes_version = kubernetes_version;
         self.inner.inventory.put_cluster(&cluster).await?;
         tracing::info!(agent.version = %cluster.agent_version, kubernetes.version = %cluster.kubernetes_version, "agent registered");
         Ok((id, rx))
     }
 
-    /// Handles a report from session `session` of `cluster`.
+    /// Handles a report from session `session` of `cluster`'s agent. It may report only on what
+    /// the hub asked of that cluster: its own backups and restores, prunes of its workspace's
+    /// locations, volume tasks of operations it runs.
     pub async fn report(&self, cluster: &ClusterName, session: SessionId, report: Report) -> Result<()> {
         self.inner.agents.beat(cluster, session);
         match report {
             Report::Heartbeat | Report::Register(_) => {}
-            Report::Progress(p) => self.inner.board.progress(p),
+            Report::Progress(p) => {
+                if !self.inner.agents.runs(cluster, &p.operation) {
+                    return Err(not_sent(cluster, &p.operation));
+                }
+                self.inner.board.progress(p);
+            }
             Report::BackupDone(name, status) => {
                 let Some(mut backup) = self.inner.inventory.backup(&name).await? else {
                     return Err(Refused::UnknownBackup(name).into());
                 };
+                let operation = OperationId::Backup(name.clone());
+                if backup.spec.cluster != *cluster {
+                    return Err(not_sent(cluster, &operation));
+                }
                 tracing::info!(backup.id = %name, phase = %status.phase, items = status.items, "backup ended");
                 let phase = status.phase;
                 backup.status = status;
                 self.inner.inventory.put_backup(&backup).await?;
-                let operation = OperationId::Backup(name);
                 self.inner.agents.finished(cluster, &operation);
                 self.inner.board.close(&operation, phase);
                 if phase.is_final() {
@@ -186,16 +222,27 @@ impl Hub {
                 let Some(mut restore) = self.inner.inventory.restore(&name).await? else {
                     return Err(Refused::UnknownRestore(name).into());
                 };
+                let operation = OperationId::Restore(name.clone());
+                if restore.spec.target_cluster.as_ref() != Some(cluster) {
+                    return Err(not_sent(cluster, &operation));
+                }
                 tracing::info!(restore.id = %name, phase = %status.phase, items = status.counts.total(), "restore ended");
                 let phase = status.phase;
                 restore.status = status;
                 self.inner.inventory.put_restore(&restore).await?;
-                let operation = OperationId::Restore(name);
                 self.inner.agents.finished(cluster, &operation);
                 self.inner.board.close(&operation, phase);
             }
-            Report::VolumeTask(task) => self.route_volume(task).await,
-            Report::PruneDone(location, prune) => self.pruned(&location, prune).await?,
+            Report::VolumeTask(task) => self.route_volume(cluster, task).await?,
+            Report::PruneDone(location, mut prune) => {
+                let stored = self.inner.locations.get(&location).await?;
+                if stored.spec.workspace != self.workspace_of(cluster).await? {
+                    return Err(not_sent(cluster, &OperationId::Prune(location)));
+                }
+                prune.cluster = cluster.to_string();
+                self.pruned(&location, prune).await?;
+            }
+            Report::Vouched(id, verdict) => self.vouched(cluster, id, verdict),
             Report::VolumeDone(..) | Report::VolumeProgress(_) => {
                 tracing::warn!(%cluster, "volume result from a cluster agent ignored: only node agents send them");
             }

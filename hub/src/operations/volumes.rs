@@ -1,14 +1,19 @@
 //! Volume data moves between a cluster agent and the node agents of its cluster: the cluster
 //! agent asks (one task per claim), the hub routes each task to the agent of the node named in
-//! it and the node agent's progress and result back. The hub holds no state of its own here
+//! it and the node agent's progress and result back. A task goes only to a node of the asking
+//! agent's own cluster, only for a backup or restore that agent runs, and always with the
+//! location and key the hub chooses for that operation, whatever the task said; a node agent's
+//! answers count only for tasks the hub gave it. The hub holds no state of its own here
 //! beyond which tasks each node agent is running, so a node agent that goes away fails its tasks
 //! at once instead of leaving the cluster agent waiting.
 
-use cairn_proto::model::{Instruction, OperationId, Report, VolumeResult, VolumeTask, VolumeTaskId};
+use cairn_proto::model::{
+    ClusterName, Instruction, OperationId, Report, VolumeResult, VolumeTask, VolumeTaskId,
+};
 use tokio::sync::mpsc;
 
-use super::Hub;
 use super::agents::{NodeAgent, SessionId};
+use super::{Hub, Result, locations, not_sent};
 
 impl Hub {
     /// Registers the agent of `node`; returns its session and the queue of tasks for it.
@@ -31,12 +36,20 @@ impl Hub {
     /// Handles a report from session `session` of `node`'s agent.
     pub async fn node_report(&self, node: &NodeAgent, session: SessionId, report: Report) {
         self.inner.nodes.beat(node, session);
+        let given = |id: &VolumeTaskId| {
+            let given = self.inner.nodes.runs(node, &OperationId::Volume(id.clone()));
+            if !given {
+                tracing::warn!(%node, task = %id, "node agent's report refused: the hub did not give it that task");
+            }
+            given
+        };
         let instruction = match report {
-            Report::VolumeDone(id, result) => {
+            Report::VolumeDone(id, result) if given(&id) => {
                 self.inner.nodes.finished(node, &OperationId::Volume(id.clone()));
                 Instruction::VolumeDone(id, result)
             }
-            Report::VolumeProgress(p) => Instruction::VolumeProgress(p),
+            Report::VolumeProgress(p) if given(&p.id) => Instruction::VolumeProgress(p),
+            Report::VolumeDone(..) | Report::VolumeProgress(_) => return,
             Report::Heartbeat | Report::Register(_) => return,
             _ => {
                 tracing::warn!(%node, "report ignored: node agents send only volume progress and results");
@@ -65,8 +78,35 @@ impl Hub {
         }
     }
 
+    /// Sends `task`, asked by the agent of `cluster`, to the agent of its node with the location
+    /// and key of its operation, or answers at once that there is none.
+    pub(super) async fn route_volume(&self, cluster: &ClusterName, mut task: VolumeTask) -> Result<()> {
+        let operation = (*task.id.operation).clone();
+        if task.cluster != *cluster || !self.inner.agents.runs(cluster, &operation) {
+            return Err(not_sent(cluster, &operation));
+        }
+        let backup = match &operation {
+            OperationId::Backup(name) => self.backup(name).await?,
+            OperationId::Restore(name) => {
+                let restore = self.inner.inventory.restore(name).await?;
+                let Some(restore) = restore else {
+                    return Err(not_sent(cluster, &operation));
+                };
+                self.backup(&restore.spec.backup).await?
+            }
+            OperationId::Prune(_) | OperationId::Volume(_) => return Err(not_sent(cluster, &operation)),
+        };
+        let target = self
+            .target(cluster, Some(&locations::location_of(&backup)))
+            .await?;
+        task.location = target.location;
+        task.key = target.key;
+        self.send_volume(task).await;
+        Ok(())
+    }
+
     /// Sends `task` to the agent of its node, or answers at once that there is none.
-    pub(super) async fn route_volume(&self, task: VolumeTask) {
+    async fn send_volume(&self, task: VolumeTask) {
         let node = NodeAgent {
             cluster: task.cluster.clone(),
             node: task.node.clone(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{Result, Wire, name, opt_string, required};
 use crate::model::{
     BackupSpec, BackupStatus, Instruction, Location, Progress, Prune, Registration, Report, RepositoryKey,
-    RestoreSpec, RestoreStatus, VolumeProgress, VolumeResult, VolumeTask,
+    RestoreSpec, RestoreStatus, VolumeProgress, VolumeResult, VolumeTask, Vouch,
 };
 use crate::pb::{self, agent_message::Kind as Up, hub_message::Kind as Down};
 
@@ -39,6 +39,11 @@ impl Wire for Instruction {
             Self::Cancel(operation) => Down::Cancel(pb::Cancel {
                 operation: operation.to_string(),
             }),
+            Self::Vouch(v) => Down::Vouch(pb::Vouch {
+                id: v.id,
+                node: v.node.clone(),
+                token: secrecy::ExposeSecret::expose_secret(&v.token).to_owned(),
+            }),
         };
         pb::HubMessage { kind: Some(kind) }
     }
@@ -67,6 +72,11 @@ impl Wire for Instruction {
             ),
             Down::VolumeProgress(p) => Self::VolumeProgress(VolumeProgress::from_pb(p)?),
             Down::Cancel(cancel) => Self::Cancel(name("Cancel.operation", cancel.operation)?),
+            Down::Vouch(v) => Self::Vouch(Vouch {
+                id: v.id,
+                node: v.node,
+                token: v.token.into(),
+            }),
         })
     }
 }
@@ -102,6 +112,10 @@ impl Wire for Report {
                 location: location.to_string(),
                 prune: Some(prune.to_pb()),
             }),
+            Self::Vouched(id, verdict) => Up::Vouched(pb::Vouched {
+                id: *id,
+                refusal: verdict.clone().err().unwrap_or_default(),
+            }),
         };
         pb::AgentMessage { kind: Some(kind) }
     }
@@ -133,6 +147,14 @@ impl Wire for Report {
             Up::PruneDone(done) => Self::PruneDone(
                 name("PruneDone.location", done.location)?,
                 Prune::from_pb(required("PruneDone.prune", done.prune)?)?,
+            ),
+            Up::Vouched(v) => Self::Vouched(
+                v.id,
+                if v.refusal.is_empty() {
+                    Ok(())
+                } else {
+                    Err(v.refusal)
+                },
             ),
         })
     }

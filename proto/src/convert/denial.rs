@@ -13,6 +13,7 @@ impl Denial {
             Self::Refused(Refusal::Exists) => Code::AlreadyExists,
             Self::Refused(Refusal::Denied) => Code::PermissionDenied,
             Self::Refused(Refusal::Precondition) => Code::FailedPrecondition,
+            Self::Refused(Refusal::Unauthenticated) => Code::Unauthenticated,
             Self::Unavailable => Code::Unavailable,
             Self::Failed => Code::Internal,
         }
@@ -28,6 +29,7 @@ impl Denial {
             Code::AlreadyExists => Self::Refused(Refusal::Exists),
             Code::PermissionDenied => Self::Refused(Refusal::Denied),
             Code::FailedPrecondition => Self::Refused(Refusal::Precondition),
+            Code::Unauthenticated => Self::Refused(Refusal::Unauthenticated),
             Code::Unavailable => Self::Unavailable,
             _ => Self::Failed,
         })
@@ -51,6 +53,7 @@ mod tests {
             Denial::Refused(Refusal::Exists),
             Denial::Refused(Refusal::Denied),
             Denial::Refused(Refusal::Precondition),
+            Denial::Refused(Refusal::Unauthenticated),
             Denial::Unavailable,
             Denial::Failed,
         ];

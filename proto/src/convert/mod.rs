@@ -17,7 +17,7 @@ pub use item::{phase_from_pb, phase_to_pb};
 
 use prost::Message;
 
-use crate::model::{Cluster, Location, Timestamp};
+use crate::model::{Cluster, JoinGrant, JoinTicket, Location, Timestamp};
 use crate::pb;
 
 /// A wire message that does not make a valid domain value.
@@ -135,6 +135,8 @@ impl Wire for Cluster {
                 .as_ref()
                 .map(ToString::to_string)
                 .unwrap_or_default(),
+            revoked: self.revoked,
+            generation: self.generation,
         }
     }
 
@@ -146,6 +148,52 @@ impl Wire for Cluster {
             agent_version: m.agent_version,
             last_heartbeat: Timestamp::from_unix_ms(m.last_heartbeat_unix_ms),
             workspace: opt_name("Cluster.workspace", m.workspace)?,
+            revoked: m.revoked,
+            generation: m.generation,
+        })
+    }
+}
+
+impl Wire for JoinGrant {
+    type Pb = pb::JoinGrant;
+
+    fn to_pb(&self) -> pb::JoinGrant {
+        pb::JoinGrant {
+            secret: secrecy::ExposeSecret::expose_secret(&self.secret).to_owned(),
+            expires_unix: self.expires.unix_ms() / 1000,
+            ca_sha256: self.ca_sha256.clone(),
+        }
+    }
+
+    fn from_pb(m: pb::JoinGrant) -> Result<Self> {
+        Ok(Self {
+            secret: m.secret.into(),
+            expires: Timestamp::from_unix_ms(m.expires_unix.saturating_mul(1000)).ok_or(Error::Missing {
+                field: "JoinGrant.expires_unix",
+            })?,
+            ca_sha256: m.ca_sha256,
+        })
+    }
+}
+
+impl Wire for JoinTicket {
+    type Pb = pb::JoinTicket;
+
+    fn to_pb(&self) -> pb::JoinTicket {
+        pb::JoinTicket {
+            cluster: self.cluster.to_string(),
+            workspace: self.workspace.to_string(),
+            expires_unix_ms: self.expires.unix_ms(),
+        }
+    }
+
+    fn from_pb(m: pb::JoinTicket) -> Result<Self> {
+        Ok(Self {
+            cluster: name("JoinTicket.cluster", m.cluster)?,
+            workspace: name("JoinTicket.workspace", m.workspace)?,
+            expires: Timestamp::from_unix_ms(m.expires_unix_ms).ok_or(Error::Missing {
+                field: "JoinTicket.expires_unix_ms",
+            })?,
         })
     }
 }

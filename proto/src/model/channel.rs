@@ -48,6 +48,20 @@ pub enum Instruction {
     VolumeProgress(VolumeProgress),
     /// Stop an operation (agents do not support it yet and say so).
     Cancel(OperationId),
+    /// To a cluster agent: is this one of your node agents?
+    Vouch(Vouch),
+}
+
+/// A node agent asks to enrol: its cluster's agent checks `token` (a TokenReview) and that the
+/// pod it was issued to runs on `node`.
+#[derive(Debug, Clone)]
+pub struct Vouch {
+    /// Which request (the answer names it).
+    pub id: u64,
+    /// The node it says it runs on.
+    pub node: String,
+    /// Its pod's service-account token, audience `cairn`. `Debug` does not show it.
+    pub token: secrecy::SecretString,
 }
 
 /// Who an agent is: the first report on every link.
@@ -84,6 +98,8 @@ pub enum Report {
     VolumeDone(VolumeTaskId, VolumeResult),
     /// A prune of a location's volume repository ended.
     PruneDone(LocationName, Prune),
+    /// Cluster agent: its verdict on [`Vouch`] `id`; `Err` says why not.
+    Vouched(u64, Result<(), String>),
 }
 
 impl Report {

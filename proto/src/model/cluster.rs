@@ -19,4 +19,32 @@ pub struct Cluster {
     pub last_heartbeat: Option<Timestamp>,
     /// Its workspace (filled by the hub when it answers; membership is kept apart).
     pub workspace: Option<WorkspaceName>,
+    /// Its certificates are refused until it is added again (`cairn cluster revoke`).
+    pub revoked: bool,
+    /// Which enrolment its certificates must come from: adding a cluster again after a
+    /// revocation starts a new one, and certificates of older ones stay refused.
+    pub generation: u64,
+}
+
+/// What the hub grants for one cluster's agent to enrol: the CLI makes a
+/// [`JoinToken`](crate::join::JoinToken) of it with the hub's address.
+#[derive(Debug, Clone)]
+pub struct JoinGrant {
+    /// The one-time secret. `Debug` does not show it.
+    pub secret: secrecy::SecretString,
+    /// When it stops working.
+    pub expires: Timestamp,
+    /// Hex SHA-256 of the CA the hub's clients trust.
+    pub ca_sha256: String,
+}
+
+/// The hub's record of an unused join secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinTicket {
+    /// The cluster it enrols.
+    pub cluster: ClusterName,
+    /// The workspace the cluster joins.
+    pub workspace: WorkspaceName,
+    /// When it stops working.
+    pub expires: Timestamp,
 }

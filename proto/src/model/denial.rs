@@ -27,4 +27,7 @@ pub enum Refusal {
     Denied,
     /// Not possible in the present state (a location in use, a backup not restorable yet).
     Precondition,
+    /// The caller is not who it must be: a join token unknown, used or expired, a certificate
+    /// revoked or of an older enrolment.
+    Unauthenticated,
 }

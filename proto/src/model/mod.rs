@@ -7,6 +7,7 @@ mod cluster;
 mod denial;
 mod group;
 mod group_kind;
+mod identity;
 mod item;
 mod keyword;
 mod location;
@@ -22,11 +23,12 @@ mod workspace;
 pub use backup::{
     Backup, BackupOrigin, BackupQuery, BackupSpec, BackupStatus, ClusterResources, Manifest, NamespaceFilter,
 };
-pub use channel::{Instruction, Registration, Report};
-pub use cluster::Cluster;
+pub use channel::{Instruction, Registration, Report, Vouch};
+pub use cluster::{Cluster, JoinGrant, JoinTicket};
 pub use denial::{Denial, Refusal};
 pub use group::{BackupGroup, GroupMember, WorkspaceBackup};
 pub use group_kind::{GroupKind, InvalidGroupKind};
+pub use identity::{AgentId, InvalidAgentId, valid_node};
 pub use item::{IndexEntry, ItemRef, ItemResult, Live, Outcome, Progress, ResourceSummary};
 pub use keyword::UnknownKeyword;
 pub use location::{
