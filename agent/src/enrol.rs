@@ -6,7 +6,8 @@
 //! Secret in its namespace, or a state directory). A node agent enrols at every start with its
 //! pod's service-account token, which its cluster's agent vouches for, and keeps its certificate
 //! in memory only. Both renew theirs when two thirds of its life have passed, without a restart:
-//! new connections present the new certificate.
+//! new connections present the new certificate (a live session is not cut: the hub checks a
+//! certificate when a connection is made).
 
 use cairn_proto::dial;
 use cairn_proto::join::JoinToken;
@@ -83,7 +84,8 @@ pub struct Certificate {
     /// PEM.
     pub cert_pem: String,
     key_pem: SecretString,
-    not_before: SystemTime,
+    /// When the agent got it (or read it back at start-up).
+    obtained: SystemTime,
     not_after: SystemTime,
 }
 
@@ -108,17 +110,18 @@ impl Certificate {
             SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t.timestamp()).unwrap_or(0))
         };
         Ok(Self {
-            not_before: at(cert.validity().not_before),
+            obtained: SystemTime::now(),
             not_after: at(cert.validity().not_after),
             cert_pem,
             key_pem,
         })
     }
 
-    /// When two thirds of its life have passed.
+    /// When two thirds of what was left of its life when the agent got it have passed (the hub
+    /// back-dates certificates a little, for clocks behind its own: that slack is not life).
     fn renew_at(&self) -> SystemTime {
-        let life = self.not_after.duration_since(self.not_before).unwrap_or_default();
-        self.not_before + life * 2 / 3
+        let left = self.not_after.duration_since(self.obtained).unwrap_or_default();
+        self.obtained + left * 2 / 3
     }
 }
 

@@ -109,10 +109,10 @@ pub enum StartError {
 
 /// How a cluster agent knows who it is.
 pub struct Identity {
-    /// Where its identity is kept; `None`: a Secret named `secret` in the namespace of the kube
-    /// client's default namespace.
+    /// Where its identity is kept; `None`: in Secret `secret`.
     pub state_dir: Option<std::path::PathBuf>,
-    /// The Secret's name (when not in a state directory).
+    /// The Secret (when not in a state directory): `NAME` in the agent's own namespace (its
+    /// pod's, or its kubeconfig's), or `NAMESPACE/NAME`.
     pub secret: String,
     /// A join token, for the first start.
     pub token: Option<String>,
@@ -153,9 +153,15 @@ pub async fn run(
         .git_version;
     let keep = match identity.state_dir {
         Some(dir) => enrol::Keep::Dir(dir),
-        None => enrol::Keep::Secret {
-            api: kube::Api::default_namespaced(client.clone()),
-            name: identity.secret,
+        None => match identity.secret.split_once('/') {
+            Some((namespace, name)) => enrol::Keep::Secret {
+                api: kube::Api::namespaced(client.clone(), namespace),
+                name: name.to_owned(),
+            },
+            None => enrol::Keep::Secret {
+                api: kube::Api::default_namespaced(client.clone()),
+                name: identity.secret,
+            },
         },
     };
     let enrolled = enrol::Enrolled::cluster_agent(

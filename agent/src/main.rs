@@ -23,7 +23,8 @@ struct Args {
     /// Keep the agent's identity in this directory (outside a cluster).
     #[arg(long, env = "CAIRN_STATE_DIR")]
     state_dir: Option<PathBuf>,
-    /// Keep the agent's identity in this Secret of the agent's namespace (in a cluster).
+    /// Keep the agent's identity in this Secret (in a cluster): NAME in the agent's namespace, or
+    /// NAMESPACE/NAME.
     #[arg(long, env = "CAIRN_IDENTITY_SECRET", default_value = "cairn-agent-identity")]
     identity_secret: String,
     /// The hub's URL, replacing the one the join token gave (the hub moved).

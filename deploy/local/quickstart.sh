@@ -2,8 +2,9 @@
 # Quickstart: Cairn's main job end to end on embedded defaults, on this machine.
 #   a local Kubernetes 1.20 control plane (etcd, kube-apiserver, kube-controller-manager),
 #   cairn-hub with RocksDB and its default local-directory location (./cairn-data, 127.0.0.1:7443),
-#   cairn-agent for the cluster; then: deploy a demo app, back it up, delete its namespace,
-#   restore it, and show what came back.
+#   cairn-agent for the cluster, enrolled with a one-time join token (it gets its own client
+#   certificate); then: deploy a demo app, back it up, delete its namespace, restore it, and show
+#   what came back.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -48,8 +49,12 @@ pids+=($!)
 export CAIRN_CA="$work/cairn-data/pki/ca.crt"
 wait_for 30 "the hub" "$bin/cairn" cluster list
 
-step "Starting cairn-agent for cluster 'local'"
-"$bin/cairn-agent" --hub https://127.0.0.1:7443 --hub-ca "$CAIRN_CA" --cluster local --kubeconfig "$KUBECONFIG" >"$work/agent.log" 2>&1 &
+step "Enrolling cluster 'local': a one-time join token for its agent"
+token="$("$bin/cairn" cluster add local --expires 10m)" || fail "cairn cluster add"
+echo "${token:0:40}…"
+
+step "Starting cairn-agent for cluster 'local' (it enrols with the token, then keeps its certificate)"
+"$bin/cairn-agent" --join "$token" --state-dir "$work/agent-state" --kubeconfig "$KUBECONFIG" >"$work/agent.log" 2>&1 &
 pids+=($!)
 wait_for 30 "the agent" sh -c "'$bin/cairn' cluster list | grep -Eq '^local .* yes '"
 "$bin/cairn" cluster list

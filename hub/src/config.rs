@@ -22,6 +22,7 @@ const ENV_KEYS: &[&str] = &[
     "CAIRN_DATA_DIR",
     "CAIRN_LISTEN",
     "CAIRN_AGENT_TIMEOUT",
+    "CAIRN_AGENT_CERT_LIFETIME",
     "CAIRN_DEFAULT_LOCATION_DIR",
     "CAIRN_LOCATION_CHECK_INTERVAL",
     "CAIRN_CLOCK_OFFSET",
@@ -103,6 +104,9 @@ impl Config {
             .map_err(Error::Load)?;
         if config.agent_timeout < Duration::from_secs(1) {
             return Err(Error::Invalid("agent_timeout must be at least 1s".into()));
+        }
+        if config.agent_cert_lifetime < Duration::from_secs(1) {
+            return Err(Error::Invalid("agent_cert_lifetime must be at least 1s".into()));
         }
         if config.location_check_interval < Duration::from_secs(1) {
             return Err(Error::Invalid(

@@ -325,4 +325,53 @@ mod tests {
                 .is_err()
         );
     }
+
+    #[test]
+    fn an_agent_certificate_names_the_agent_the_hub_says_whatever_the_request_asked() {
+        let master = cairn_proto::seal::Key::from_raw(&[7; 32], "test").expect("key");
+        let agents = Authority::agents(&master).expect("agents' CA");
+        assert_eq!(
+            agents.cert_pem(),
+            Authority::agents(&master).expect("again").cert_pem(),
+            "derived: the same every time"
+        );
+        let dir = tempfile::tempdir().expect("dir");
+        assert_ne!(
+            agents.cert_pem(),
+            Authority::of(&master, dir.path()).expect("hub CA").cert_pem(),
+            "not the CA clients trust the hub by"
+        );
+        // The request asks to be another cluster's agent, for ten years: neither is granted.
+        let key = KeyPair::generate().expect("key");
+        let mut asked = CertificateParams::new(vec!["west".to_owned()]).expect("params");
+        asked.subject_alt_names = vec![rcgen::SanType::URI(
+            rcgen::string::Ia5String::try_from("urn:cairn:cluster:west:1").expect("uri"),
+        )];
+        asked.not_after = rcgen::date_time_ymd(2036, 1, 1);
+        let csr = asked.serialize_request(&key).and_then(|r| r.pem()).expect("csr");
+        let id = AgentId::Cluster {
+            cluster: "east".parse().expect("name"),
+            generation: 2,
+        };
+        let issued = agents.issue(&csr, &id, Duration::from_secs(600)).expect("issued");
+        let (_, pem) = x509_parser::pem::parse_x509_pem(issued.cert_pem.as_bytes()).expect("pem");
+        assert_eq!(peer(&pem.contents), Some(id));
+        let left = issued
+            .not_after
+            .duration_since(std::time::SystemTime::now())
+            .expect("in the future");
+        assert!(left <= Duration::from_secs(600), "{left:?}");
+        assert!(
+            agents
+                .issue(
+                    "not a request",
+                    &AgentId::Cluster {
+                        cluster: "east".parse().expect("name"),
+                        generation: 2
+                    },
+                    Duration::from_secs(1)
+                )
+                .is_err()
+        );
+    }
 }

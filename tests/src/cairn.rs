@@ -273,8 +273,8 @@ impl HubProcess {
     }
 
     /// Starts an agent for `cp` with arguments `args` (a join token, or none to start from the
-    /// identity it kept), its state directory in a sandbox of its own; returns once the hub shows
-    /// it connected.
+    /// identity it kept), its state directory in a sandbox of its own unless `args` name an
+    /// `--identity-secret`; returns once the hub shows it connected.
     pub async fn agent_with(
         &self,
         cp: &ControlPlane,
@@ -283,10 +283,11 @@ impl HubProcess {
     ) -> Result<AgentProcess> {
         let sandbox = Sandbox::new(&format!("agent-{}", cp.name()))?;
         let mut cmd = Command::new(workspace_bin("cairn-agent")?);
-        cmd.args(args)
-            .arg("--state-dir")
-            .arg(sandbox.dir().join("state"))
-            .arg("--kubeconfig")
+        cmd.args(args);
+        if !args.contains(&"--identity-secret") {
+            cmd.arg("--state-dir").arg(sandbox.dir().join("state"));
+        }
+        cmd.arg("--kubeconfig")
             .arg(kubeconfig.unwrap_or(cp.kubeconfig()))
             .env("RUST_LOG", self.log_level());
         sandbox.spawn("cairn-agent", cmd)?;
@@ -403,6 +404,14 @@ pub struct AgentProcess {
 }
 
 impl AgentProcess {
+    /// The identity it keeps in its state directory (`identity.json`: hub, CA, cluster,
+    /// certificate and key), as JSON.
+    pub fn kept_identity(&self) -> Result<serde_json::Value> {
+        let path = self.sandbox.dir().join("state").join("identity.json");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.sandbox.pids().first().map_or(0, |(_, pid)| *pid)
@@ -449,6 +458,20 @@ impl CliOutput {
         }
         Ok(self)
     }
+}
+
+/// Runs `cairn-agent ARGS…` until it exits (an agent that cannot start), for at most `timeout`.
+pub async fn run_agent(args: &[&str], timeout: Duration) -> Result<CliOutput> {
+    let mut cmd = tokio::process::Command::new(workspace_bin("cairn-agent")?);
+    cmd.args(args).env("RUST_LOG", "warn").kill_on_drop(true);
+    let out = tokio::time::timeout(timeout, cmd.output())
+        .await
+        .with_context(|| format!("cairn-agent {} still running after {timeout:?}", args.join(" ")))??;
+    Ok(CliOutput {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
 }
 
 /// Runs `cairn ARGS…` with `CAIRN_HUB=hub` and `CAIRN_CA=ca` (if given).

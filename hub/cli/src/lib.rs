@@ -220,7 +220,7 @@ enum ClusterVerb {
     Add {
         /// The cluster's name.
         name: ClusterName,
-        /// Its workspace (default: default).
+        /// Its workspace (default: where it is; default for a new cluster).
         #[arg(long)]
         workspace: Option<WorkspaceName>,
         /// How long the token works.

@@ -108,7 +108,14 @@ pub fn clusters(format: Format, clusters: &[Cluster]) -> Result<()> {
         t.add_row(vec![
             c.name.to_string(),
             c.workspace.as_ref().map_or("-".into(), ToString::to_string),
-            if c.connected { "yes" } else { "no" }.into(),
+            if c.revoked {
+                "revoked"
+            } else if c.connected {
+                "yes"
+            } else {
+                "no"
+            }
+            .into(),
             c.kubernetes_version.clone(),
             c.agent_version.clone(),
             time(c.last_heartbeat),

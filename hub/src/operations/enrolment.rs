@@ -80,6 +80,14 @@ impl Enrolment {
     }
 }
 
+/// `cluster` is revoked.
+fn revoked(cluster: &ClusterName) -> super::Error {
+    Refused::Enrolment(format!(
+        "cluster {cluster} is revoked: add it again to enrol (cairn cluster add {cluster})"
+    ))
+    .into()
+}
+
 /// Hex SHA-256 of a join secret: all the hub keeps of it.
 fn hash(secret: &str) -> String {
     cairn_proto::join::fingerprint(secret.as_bytes())
@@ -92,7 +100,8 @@ impl Hub {
     }
 
     /// A one-time join secret for the agent of `cluster`, placing the cluster in `workspace`
-    /// (`default` if `None`), working for `ttl` ([`JOIN_TTL`] if `None`). The cluster is recorded
+    /// (if `None`: where it is, `default` for a new one), working for `ttl` ([`JOIN_TTL`] if
+    /// `None`). The cluster is recorded
     /// now (shown not connected); a revoked cluster may enrol again with it.
     #[tracing::instrument(name = "create_join_token", skip_all, fields(cluster = %cluster))]
     pub async fn create_join_token(
@@ -110,19 +119,23 @@ impl Hub {
             ))
             .into());
         }
-        let workspace = workspace.unwrap_or_else(super::default_workspace);
-        if workspace != super::default_workspace() {
-            self.add_cluster(&workspace, &cluster).await?;
-        } else {
-            self.workspace_record(&workspace).await?;
-            let current = self.workspace_of(&cluster).await?;
-            if current != workspace {
-                return Err(Refused::Membership(format!(
-                    "cluster {cluster} is in workspace {current}: remove it there first"
-                ))
-                .into());
+        let workspace = match workspace {
+            Some(w) if w != super::default_workspace() => {
+                self.add_cluster(&w, &cluster).await?;
+                w
             }
-        }
+            Some(w) => {
+                let current = self.workspace_of(&cluster).await?;
+                if current != w {
+                    return Err(Refused::Membership(format!(
+                        "cluster {cluster} is in workspace {current}: remove it there first"
+                    ))
+                    .into());
+                }
+                w
+            }
+            None => self.workspace_of(&cluster).await?,
+        };
         let mut record = self.inner.inventory.cluster(&cluster).await?.unwrap_or(Cluster {
             name: cluster.clone(),
             connected: false,
@@ -139,13 +152,9 @@ impl Hub {
         aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Refused::Enrolment("no randomness".into()))?;
         let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let expires = Timestamp::from(std::time::SystemTime::now() + ttl);
-        let ticket = JoinTicket {
-            cluster,
-            workspace,
-            expires,
-        };
+        tracing::info!(%workspace, %expires, "join token created");
+        let ticket = JoinTicket { cluster, expires };
         self.inner.inventory.put_ticket(&hash(&secret), &ticket).await?;
-        tracing::info!(%expires, "join token created");
         Ok(JoinGrant {
             secret: SecretString::from(secret),
             expires,
@@ -270,9 +279,31 @@ impl Hub {
     }
 
     /// Whether a certificate naming `id` is still good: its cluster enrolled, not revoked, and of
-    /// the cluster's present enrolment.
+    /// the cluster's present enrolment. A hub that has no record of the cluster at all (rebuilt
+    /// from its master key on an empty data directory) adopts it: only the agents' CA, which that
+    /// key makes, can have issued the certificate. A revoked cluster's record is kept for this.
     pub async fn admit(&self, id: &AgentId) -> Result<()> {
-        let record = self.enrolled(id.cluster()).await?;
+        let record = match self.inner.inventory.cluster(id.cluster()).await? {
+            Some(record) => record,
+            None => {
+                let adopted = Cluster {
+                    name: id.cluster().clone(),
+                    connected: false,
+                    kubernetes_version: String::new(),
+                    agent_version: String::new(),
+                    last_heartbeat: None,
+                    workspace: None,
+                    revoked: false,
+                    generation: id.generation(),
+                };
+                self.inner.inventory.put_cluster(&adopted).await?;
+                tracing::warn!(agent = %id, "cluster adopted: unknown to this hub, its certificate is one this hub's CA issued");
+                adopted
+            }
+        };
+        if record.revoked {
+            return Err(revoked(id.cluster()));
+        }
         if record.generation != id.generation() {
             return Err(Refused::Enrolment(format!(
                 "this certificate of cluster {} was revoked: enrol again (cairn cluster add {})",
@@ -288,10 +319,7 @@ impl Hub {
     async fn enrolled(&self, cluster: &ClusterName) -> Result<Cluster> {
         match self.inner.inventory.cluster(cluster).await? {
             Some(c) if !c.revoked => Ok(c),
-            Some(_) => Err(Refused::Enrolment(format!(
-                "cluster {cluster} is revoked: add it again to enrol (cairn cluster add {cluster})"
-            ))
-            .into()),
+            Some(_) => Err(revoked(cluster)),
             None => Err(Refused::Enrolment(format!(
                 "cluster {cluster} is not enrolled: add it first (cairn cluster add {cluster})"
             ))

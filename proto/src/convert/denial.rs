@@ -61,6 +61,6 @@ mod tests {
             assert_eq!(Denial::of(denial.code()), Some(denial));
         }
         assert_eq!(Denial::of(Code::Ok), None);
-        assert_eq!(Denial::of(Code::Unauthenticated), Some(Denial::Failed));
+        assert_eq!(Denial::of(Code::DataLoss), Some(Denial::Failed));
     }
 }

@@ -182,7 +182,6 @@ impl Wire for JoinTicket {
     fn to_pb(&self) -> pb::JoinTicket {
         pb::JoinTicket {
             cluster: self.cluster.to_string(),
-            workspace: self.workspace.to_string(),
             expires_unix_ms: self.expires.unix_ms(),
         }
     }
@@ -190,7 +189,6 @@ impl Wire for JoinTicket {
     fn from_pb(m: pb::JoinTicket) -> Result<Self> {
         Ok(Self {
             cluster: name("JoinTicket.cluster", m.cluster)?,
-            workspace: name("JoinTicket.workspace", m.workspace)?,
             expires: Timestamp::from_unix_ms(m.expires_unix_ms).ok_or(Error::Missing {
                 field: "JoinTicket.expires_unix_ms",
             })?,

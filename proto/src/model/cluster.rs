@@ -41,10 +41,8 @@ pub struct JoinGrant {
 /// The hub's record of an unused join secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinTicket {
-    /// The cluster it enrols.
+    /// The cluster it enrols (placed in its workspace when the ticket was made).
     pub cluster: ClusterName,
-    /// The workspace the cluster joins.
-    pub workspace: WorkspaceName,
     /// When it stops working.
     pub expires: Timestamp,
 }
