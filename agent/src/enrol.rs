@@ -153,7 +153,7 @@ pub enum Keep {
     /// A Secret (key `identity.json`).
     Secret {
         /// Secrets of the agent's namespace.
-        api: Api<Secret>,
+        api: Box<Api<Secret>>,
         /// The Secret's name.
         name: String,
     },

@@ -155,11 +155,11 @@ pub async fn run(
         Some(dir) => enrol::Keep::Dir(dir),
         None => match identity.secret.split_once('/') {
             Some((namespace, name)) => enrol::Keep::Secret {
-                api: kube::Api::namespaced(client.clone(), namespace),
+                api: Box::new(kube::Api::namespaced(client.clone(), namespace)),
                 name: name.to_owned(),
             },
             None => enrol::Keep::Secret {
-                api: kube::Api::default_namespaced(client.clone()),
+                api: Box::new(kube::Api::default_namespaced(client.clone())),
                 name: identity.secret,
             },
         },

@@ -30,13 +30,16 @@ const MAX_JOIN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long a cluster agent may take to vouch for a node agent.
 const VOUCH_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// A vouch asked: of which cluster's agent, and where its verdict goes.
+type Asked = (ClusterName, oneshot::Sender<Result<(), String>>);
+
 /// The hub's side of enrolment.
 pub struct Enrolment {
     authority: Authority,
     ca_sha256: String,
     lifetime: Duration,
-    /// Vouches asked and not yet answered: who was asked, and where the answer goes.
-    vouches: Mutex<HashMap<u64, (ClusterName, oneshot::Sender<Result<(), String>>)>>,
+    /// Vouches asked and not yet answered.
+    vouches: Mutex<HashMap<u64, Asked>>,
     next_vouch: AtomicU64,
     /// One join at a time: a secret is taken once.
     joining: tokio::sync::Mutex<()>,
@@ -71,9 +74,7 @@ impl Enrolment {
             .map_err(|e| Refused::Enrolment(cairn_proto::error_chain(&e)).into())
     }
 
-    fn vouches(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<u64, (ClusterName, oneshot::Sender<Result<(), String>>)>> {
+    fn vouches(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Asked>> {
         self.vouches
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
