@@ -45,8 +45,9 @@ kubectl version 2>/dev/null | grep -i server || true
 step "Starting cairn-hub on embedded defaults (data in $work/cairn-data, TLS with its own CA)"
 (cd "$work" && exec "$bin/cairn-hub") >"$work/hub.log" 2>&1 &
 pids+=($!)
-# The hub serves TLS only; on first start it makes its CA, which its clients trust.
-export CAIRN_CA="$work/cairn-data/pki/ca.crt"
+# The hub serves TLS only; on first start it makes its CA, which its clients trust, and token admin
+# for its local user, with the CLI configuration (hub, CA, token) readable by that user only.
+export CAIRN_CONFIG="$work/cairn-data/admin.conf"
 wait_for 30 "the hub" "$bin/cairn" cluster list
 
 step "Enrolling cluster 'local': a one-time join token for its agent"

@@ -80,6 +80,11 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = ()> + Send) -> 
         enrolment,
     )
     .await?;
+    if let Some(bearer) = hub.bootstrap_admin().await? {
+        let path = config.data_dir.join(ADMIN_CONFIG);
+        write_admin_config(&path, config, &bearer)?;
+        tracing::info!(config = %path.display(), "made token admin; its CLI configuration is readable by this user only (CAIRN_CONFIG)");
+    }
     hub.spawn(hub.clone().run_schedules());
     hub.spawn(hub.clone().run_retention());
     hub.spawn(
@@ -119,6 +124,49 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = ()> + Send) -> 
     tracing::info!("hub stopped: inventory written and closed");
     served?;
     Ok(())
+}
+
+/// The administrator's CLI configuration the hub writes into its data directory on first start.
+pub const ADMIN_CONFIG: &str = "admin.conf";
+
+/// Writes the CLI configuration (hub address, CA file, token `bearer`) for the hub's local user to
+/// `path`, readable and writable by this user only, whole or not at all.
+fn write_admin_config(
+    path: &std::path::Path,
+    config: &Config,
+    bearer: &secrecy::SecretString,
+) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let failed = |source| Error::DataDir {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut addr = config.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let ca = match config.tls()? {
+        crate::pki::Source::Own { dir, .. } => dir.join("ca.crt"),
+        crate::pki::Source::Given { ca, .. } => ca,
+    };
+    let ca = std::fs::canonicalize(&ca).unwrap_or(ca);
+    let text = serde_json::json!({
+        "hub": format!("https://{addr}"),
+        "ca": ca,
+        "token": secrecy::ExposeSecret::expose_secret(bearer),
+    });
+    let partial = path.with_extension("partial");
+    let _ = std::fs::remove_file(&partial);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)
+        .map_err(failed)?;
+    file.write_all(format!("{text:#}\n").as_bytes()).map_err(failed)?;
+    file.sync_all().map_err(failed)?;
+    std::fs::rename(&partial, path).map_err(failed)
 }
 
 /// Runs `work` every `period` (the first at once) until the hub stops; a run in progress is

@@ -69,12 +69,28 @@ pub enum Error {
 /// How long reaching the hub to fetch its CA may take.
 const PIN_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Where the hub is and how its certificate is checked.
+/// Where the hub is, how its certificate is checked, and (for a user) the bearer token calls
+/// carry. `Debug` does not show the token.
 #[derive(Debug, Clone)]
 pub struct Hub {
     url: String,
     ca_pem: Option<String>,
     endpoint: Endpoint,
+    token: Option<secrecy::SecretString>,
+}
+
+/// Adds a user's bearer token to every call (`authorization: Bearer …`, marked sensitive so no
+/// log shows it).
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
 }
 
 impl Hub {
@@ -92,6 +108,7 @@ impl Hub {
             url: url.to_owned(),
             ca_pem: ca_pem.map(str::to_owned),
             endpoint,
+            token: None,
         };
         hub.endpoint = hub.with_tls(hub.tls())?;
         Ok(hub)
@@ -118,6 +135,23 @@ impl Hub {
     /// an enrolled agent dials.
     pub fn endpoint_as(&self, cert_pem: &str, key_pem: &str) -> Result<Endpoint, Error> {
         self.with_tls(self.tls().identity(Identity::from_pem(cert_pem, key_pem)))
+    }
+
+    /// The same hub, calls carrying bearer token `token`.
+    pub fn with_token(mut self, token: secrecy::SecretString) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// What adds the bearer token (if any) to each call.
+    pub fn bearer(&self) -> Bearer {
+        use secrecy::ExposeSecret;
+        Bearer(self.token.as_ref().and_then(|t| {
+            let mut value =
+                tonic::metadata::MetadataValue::try_from(format!("Bearer {}", t.expose_secret())).ok()?;
+            value.set_sensitive(true);
+            Some(value)
+        }))
     }
 
     /// The hub's CA, PEM, if one was given.

@@ -191,8 +191,18 @@ async fn measure(n: usize) -> Result<Row> {
     );
     let pid = hub.0.id();
     // Its CA is written on first start: until then there is nothing to trust.
-    let dial = testbed::wait_until("the hub's CA", Duration::from_secs(30), || async {
-        Ok(cairn_proto::dial::Hub::with_ca_file(&url, Some(&ca)).ok())
+    // Its CA and its administrator's configuration are written on first start.
+    let dial = testbed::wait_until("the hub's CA and admin.conf", Duration::from_secs(30), || async {
+        let Ok(text) = std::fs::read_to_string(data.path().join("admin.conf")) else {
+            return Ok(None);
+        };
+        let token = serde_json::from_str::<serde_json::Value>(&text)?["token"]
+            .as_str()
+            .map(|t| secrecy::SecretString::from(t.to_owned()));
+        Ok(cairn_proto::dial::Hub::with_ca_file(&url, Some(&ca))
+            .ok()
+            .zip(token)
+            .map(|(hub, token)| hub.with_token(token)))
     })
     .await?;
     let client = testbed::wait_until("the hub", Duration::from_secs(30), || async {
@@ -350,8 +360,8 @@ async fn list_latency(count: usize) -> Result<[f64; 3]> {
     inventory.put_backups(&batch).await?;
     eprintln!("   inventory written in {:.1} s", started.elapsed().as_secs_f64());
 
-    let (_hub, url, ca) = testbed::cairn::in_process_hub(data.path(), inventory).await?;
-    let mut client = Client::connect(&cairn_proto::dial::Hub::with_ca_file(&url, Some(&ca))?).await?;
+    let (_hub, _url, dial) = testbed::cairn::in_process_hub(data.path(), inventory).await?;
+    let mut client = Client::connect(&dial).await?;
 
     let day_ago = Timestamp::from(SystemTime::now() - Duration::from_secs(24 * 3600));
     let queries: [Box<dyn Fn(usize) -> Result<BackupQuery>>; 3] = [

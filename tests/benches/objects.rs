@@ -304,9 +304,9 @@ async fn measure(n: usize) -> Result<Row> {
     )?;
     let data = tempfile::tempdir()?;
     let store = RocksStore::open(&data.path().join("db"))?;
-    let (_hub, url, ca) =
+    let (_hub, url, dial) =
         testbed::cairn::in_process_hub(data.path(), Inventory::new(Arc::new(store))).await?;
-    let mut client = Client::connect(&cairn_proto::dial::Hub::with_ca_file(&url, Some(&ca))?).await?;
+    let mut client = Client::connect(&dial).await?;
     let state = data.path().join("agents");
     let source_agent = agent(&url, &state, &source, &client).await?;
     let target_agent = agent(&url, &state, &into_cairn, &client).await?;

@@ -33,12 +33,12 @@ pub fn workspace_bin(name: &str) -> Result<PathBuf> {
 }
 
 /// A hub served in-process (benchmarks) over `inventory`, its data (master key, CA, built-in
-/// location) under `data_dir`, on a free loopback port: the hub, its `https://` URL and its CA
-/// certificate file to trust.
+/// location) under `data_dir`, on a free loopback port: the hub, its `https://` URL, and how its
+/// administrator dials it (its CA trusted, its token carried).
 pub async fn in_process_hub(
     data_dir: &Path,
     inventory: cairn_hub::inventory::Inventory,
-) -> Result<(cairn_hub::operations::Hub, String, PathBuf)> {
+) -> Result<(cairn_hub::operations::Hub, String, cairn_proto::dial::Hub)> {
     let key = cairn_proto::seal::Key::create_file(&data_dir.join("secret.key"))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("https://{}", listener.local_addr()?);
@@ -61,13 +61,18 @@ pub async fn in_process_hub(
         enrolment,
     )
     .await?;
+    let admin = hub
+        .bootstrap_admin()
+        .await?
+        .context("a new hub has no token yet")?;
     tokio::spawn(cairn_hub::api::serve(
         hub.clone(),
         listener,
         tls,
         std::future::pending(),
     ));
-    Ok((hub, url, data_dir.join("pki").join("ca.crt")))
+    let dial = cairn_proto::dial::Hub::with_ca_file(&url, Some(&data_dir.join("pki").join("ca.crt")))?;
+    Ok((hub, url, dial.with_token(admin)))
 }
 
 /// A join token for `cluster` from the hub at `url` that `client` talks to.
@@ -197,10 +202,19 @@ impl HubProcess {
 
     /// The hub as a client dials it: its URL, checked against its CA.
     pub fn dial(&self) -> Result<cairn_proto::dial::Hub> {
-        Ok(cairn_proto::dial::Hub::with_ca_file(
-            &self.url,
-            Some(&self.ca_file()),
-        )?)
+        let hub = cairn_proto::dial::Hub::with_ca_file(&self.url, Some(&self.ca_file()))?;
+        Ok(hub.with_token(self.admin_token()?.into()))
+    }
+
+    /// The administrator's token, from the configuration the hub wrote on first start.
+    pub fn admin_token(&self) -> Result<String> {
+        let path = self.data_dir().join("admin.conf");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let config: serde_json::Value = serde_json::from_str(&text)?;
+        config["token"]
+            .as_str()
+            .map(str::to_owned)
+            .context("admin.conf without a token")
     }
 
     /// The hub's data directory (RocksDB, the default location under `backups/`).
@@ -215,7 +229,12 @@ impl HubProcess {
 
     /// Runs `cairn ARGS…` against this hub and returns what it printed.
     pub async fn cli(&self, args: &[&str]) -> Result<CliOutput> {
-        run_cli(&self.url, Some(&self.ca_file()), args).await
+        self.cli_as(&self.admin_token()?, args).await
+    }
+
+    /// Runs `cairn ARGS…` against this hub with bearer token `token`.
+    pub async fn cli_as(&self, token: &str, args: &[&str]) -> Result<CliOutput> {
+        cli(&self.url, Some(&self.ca_file()), Some(token), args).await
     }
 
     /// Runs `cairn` with `line` split at whitespace, as a shell would split it without quotes.
@@ -476,10 +495,21 @@ pub async fn run_agent(args: &[&str], timeout: Duration) -> Result<CliOutput> {
 
 /// Runs `cairn ARGS…` with `CAIRN_HUB=hub` and `CAIRN_CA=ca` (if given).
 pub async fn run_cli(hub: &str, ca: Option<&Path>, args: &[&str]) -> Result<CliOutput> {
+    cli(hub, ca, None, args).await
+}
+
+async fn cli(hub: &str, ca: Option<&Path>, token: Option<&str>, args: &[&str]) -> Result<CliOutput> {
     let mut cmd = Command::new(workspace_bin("cairn")?);
-    cmd.args(args).env("CAIRN_HUB", hub).env_remove("CAIRN_CA");
+    cmd.args(args)
+        .env("CAIRN_HUB", hub)
+        .env_remove("CAIRN_CA")
+        .env_remove("CAIRN_TOKEN")
+        .env_remove("CAIRN_CONFIG");
     if let Some(ca) = ca {
         cmd.env("CAIRN_CA", ca);
+    }
+    if let Some(token) = token {
+        cmd.env("CAIRN_TOKEN", token);
     }
     let out: Output = tokio::task::spawn_blocking(move || cmd.output()).await??;
     Ok(CliOutput {

@@ -4,15 +4,16 @@
 
 use cairn_proto::MAX_MESSAGE;
 use cairn_proto::convert::{self, Wire};
-use cairn_proto::dial::Hub;
+use cairn_proto::dial::{Bearer, Hub};
 use cairn_proto::model::{
-    Backup, BackupName, BackupQuery, BackupSpec, BackupTemplate, Cluster, ClusterName, Credentials, Denial,
-    IndexEntry, ItemResult, JoinGrant, Live, LocationInfo, LocationName, LocationSpec, OperationId, Progress,
-    Refusal, Restore, RestoreName, RestoreSpec, Schedule, ScheduleName, ScheduleSpec, Workspace,
-    WorkspaceBackup, WorkspaceName,
+    AuditEntry, Backup, BackupName, BackupQuery, BackupSpec, BackupTemplate, Cluster, ClusterName,
+    Credentials, Denial, IndexEntry, ItemResult, JoinGrant, Live, LocationInfo, LocationName, LocationSpec,
+    OperationId, Progress, Refusal, Restore, RestoreName, RestoreSpec, Role, Schedule, ScheduleName,
+    ScheduleSpec, TokenName, UserToken, Workspace, WorkspaceBackup, WorkspaceName,
 };
 use cairn_proto::pb::{self, cairn_client::CairnClient};
 use tokio_stream::StreamExt;
+use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 
 /// How long connecting to the hub may take.
@@ -95,7 +96,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// A connected client.
 #[derive(Clone)]
 pub struct Client {
-    inner: CairnClient<Channel>,
+    inner: CairnClient<InterceptedService<Channel, Bearer>>,
     url: String,
 }
 
@@ -113,7 +114,8 @@ impl Client {
                 source,
             })?;
         Ok(Self {
-            inner: CairnClient::new(channel).max_decoding_message_size(MAX_MESSAGE),
+            inner: CairnClient::with_interceptor(channel, hub.bearer())
+                .max_decoding_message_size(MAX_MESSAGE),
             url,
         })
     }
@@ -142,6 +144,69 @@ impl Client {
             .map_err(self.error())?
             .into_inner();
         Ok(JoinGrant::from_pb(grant)?)
+    }
+
+    /// Makes token `name` with `role`, limited to `workspace`, working for `expires` (`None`:
+    /// until revoked): the token and its bearer text, shown this once.
+    pub async fn create_token(
+        &mut self,
+        name: &TokenName,
+        role: Role,
+        workspace: Option<&WorkspaceName>,
+        expires: Option<std::time::Duration>,
+    ) -> Result<(UserToken, secrecy::SecretString)> {
+        let made = self
+            .inner
+            .create_token(pb::CreateTokenRequest {
+                name: name.to_string(),
+                role: role.keyword().to_owned(),
+                workspace: workspace.map(ToString::to_string).unwrap_or_default(),
+                expires_seconds: expires.map_or(0, |e| e.as_secs().max(1)),
+            })
+            .await
+            .map_err(self.error())?
+            .into_inner();
+        let token = UserToken::from_pb(convert::required("CreatedToken.token", made.token)?)?;
+        Ok((token, made.bearer.into()))
+    }
+
+    /// Every token.
+    pub async fn tokens(&mut self) -> Result<Vec<UserToken>> {
+        let r = self
+            .inner
+            .list_tokens(pb::ListTokensRequest {})
+            .await
+            .map_err(self.error())?
+            .into_inner();
+        Ok(r.tokens
+            .into_iter()
+            .map(UserToken::from_pb)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Revokes token `name`.
+    pub async fn revoke_token(&mut self, name: &TokenName) -> Result<()> {
+        self.inner
+            .revoke_token(pb::GetRequest {
+                name: name.to_string(),
+            })
+            .await
+            .map_err(self.error())?;
+        Ok(())
+    }
+
+    /// The newest `limit` audit entries, newest first.
+    pub async fn audit(&mut self, limit: u64) -> Result<Vec<AuditEntry>> {
+        let r = self
+            .inner
+            .list_audit(pb::ListAuditRequest { limit })
+            .await
+            .map_err(self.error())?
+            .into_inner();
+        Ok(r.entries
+            .into_iter()
+            .map(AuditEntry::from_pb)
+            .collect::<Result<_, _>>()?)
     }
 
     /// Refuses `cluster`'s certificates from now on.

@@ -3,7 +3,11 @@
 //! It depends on `cairn-proto` alone: the hub, and with it RocksDB, is never linked.
 //!
 //! ```text
-//! cairn cluster list
+//! cairn login --hub URL --ca FILE --token TOKEN
+//! cairn cluster list | add NAME [--workspace W] [--expires 1h] | revoke NAME
+//! cairn token create NAME --role admin|workspace-admin|operator|viewer [--workspace W] [--expires 30d]
+//! cairn token list | revoke NAME
+//! cairn audit list [--limit N]
 //! cairn workspace create W | list | describe W | add-cluster W C | remove-cluster W C
 //! cairn location add NAME --workspace W --provider s3|minio|gcs|azure|fs [options…] [--default]
 //! cairn location list [--workspace W] | describe NAME | verify NAME | remove NAME [--force]
@@ -18,6 +22,7 @@
 
 pub mod client;
 mod credentials;
+pub mod login;
 mod output;
 mod progress;
 mod schedule;
@@ -42,18 +47,20 @@ pub use output::Format;
 #[derive(Parser)]
 #[command(name = "cairn", version)]
 pub struct Cli {
-    /// The hub's URL (the hub serves TLS only).
-    #[arg(
-        long,
-        env = "CAIRN_HUB",
-        default_value = "https://127.0.0.1:7443",
-        global = true
-    )]
-    hub: String,
-    /// PEM file of the hub's CA (the hub's own: `<data_dir>/pki/ca.crt`); default: the system's
-    /// roots.
+    /// The hub's URL (the hub serves TLS only); default: the configuration's, else
+    /// https://127.0.0.1:7443.
+    #[arg(long, env = "CAIRN_HUB", global = true)]
+    hub: Option<String>,
+    /// PEM file of the hub's CA (the hub's own: `<data_dir>/pki/ca.crt`); default: the
+    /// configuration's, else the system's roots.
     #[arg(long, env = "CAIRN_CA", global = true)]
     ca: Option<PathBuf>,
+    /// Bearer token; default: the configuration's.
+    #[arg(long, env = "CAIRN_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// CLI configuration file (hub, CA, token); default: ~/.config/cairn/config.
+    #[arg(long, env = "CAIRN_CONFIG", global = true)]
+    config: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table, global = true)]
     output: Format,
@@ -63,6 +70,19 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Noun {
+    /// Check the hub, CA and token given (--hub, --ca, --token) and save them as the CLI's
+    /// configuration (--config), readable by you only.
+    Login,
+    /// Users' bearer tokens (hub administrators).
+    Token {
+        #[command(subcommand)]
+        verb: TokenVerb,
+    },
+    /// Every change, enrolment and revocation: who, when, what, how it ended (hub administrators).
+    Audit {
+        #[command(subcommand)]
+        verb: AuditVerb,
+    },
     /// Clusters whose agents have registered.
     Cluster {
         #[command(subcommand)]
@@ -235,6 +255,41 @@ enum ClusterVerb {
     Revoke {
         /// The cluster's name.
         name: ClusterName,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenVerb {
+    /// Make a token; its secret is printed this once.
+    Create {
+        /// Its name.
+        name: cairn_proto::model::TokenName,
+        /// What it may do.
+        #[arg(long, value_parser = keyword::<cairn_proto::model::Role>(cairn_proto::model::Role::KEYWORDS))]
+        role: cairn_proto::model::Role,
+        /// The workspace it is limited to (every role but admin and viewer needs one).
+        #[arg(long)]
+        workspace: Option<WorkspaceName>,
+        /// How long it works; default: until revoked.
+        #[arg(long)]
+        expires: Option<humantime::Duration>,
+    },
+    /// Name, role, workspace, expiry (never a secret).
+    List,
+    /// Refuse it from the next call on.
+    Revoke {
+        /// Its name.
+        name: cairn_proto::model::TokenName,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditVerb {
+    /// The newest entries first.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
     },
 }
 
@@ -446,12 +501,42 @@ pub fn headline(e: &anyhow::Error) -> String {
 
 /// Runs the command line `cli`.
 pub async fn run(cli: Cli) -> Result<()> {
-    let hub =
-        cairn_proto::dial::Hub::with_ca_file(&cli.hub, cli.ca.as_deref()).map_err(client::Error::from)?;
+    let config = login::path(cli.config.as_deref());
+    let saved = login::Login::load(config.as_deref(), cli.config.is_some())?;
+    let url = cli
+        .hub
+        .or(saved.hub)
+        .unwrap_or_else(|| login::DEFAULT_HUB.to_owned());
+    let ca = cli.ca.or(saved.ca);
+    let token = cli.token.map(secrecy::SecretString::from).or(saved.token);
+    let mut hub = cairn_proto::dial::Hub::with_ca_file(&url, ca.as_deref()).map_err(client::Error::from)?;
+    if let Some(token) = token.clone() {
+        hub = hub.with_token(token);
+    }
     let mut client = Client::connect(&hub).await?;
     let out = cli.output;
     match cli.command {
-        Noun::Cluster { verb } => cluster(&mut client, out, &cli.hub, verb).await,
+        Noun::Login => {
+            client.clusters().await?; // the hub answers, the CA holds, the token works
+            let path = config.context("no --config and no HOME: where would the configuration go?")?;
+            let ca = ca.map(|c| std::fs::canonicalize(&c).unwrap_or(c));
+            login::Login {
+                hub: Some(url.clone()),
+                ca,
+                token,
+            }
+            .save(&path)?;
+            output::outln!(
+                "logged in to {url}; saved in {} (readable by you only)",
+                path.display()
+            );
+            Ok(())
+        }
+        Noun::Token { verb } => tokens(&mut client, out, verb).await,
+        Noun::Audit {
+            verb: AuditVerb::List { limit },
+        } => output::audit(out, &client.audit(limit).await?),
+        Noun::Cluster { verb } => cluster(&mut client, out, &url, verb).await,
         Noun::Workspace { verb } => workspace(&mut client, out, verb).await,
         Noun::Location { verb } => location(&mut client, out, verb).await,
         Noun::Schedule { verb } => schedule::run(&mut client, out, verb).await,
@@ -658,6 +743,37 @@ async fn location(client: &mut Client, out: Format, verb: LocationVerb) -> Resul
         LocationVerb::Remove { name, force } => {
             client.remove_location(&name, force).await?;
             output::outln!("location {name} removed");
+            Ok(())
+        }
+    }
+}
+
+async fn tokens(client: &mut Client, out: Format, verb: TokenVerb) -> Result<()> {
+    match verb {
+        TokenVerb::Create {
+            name,
+            role,
+            workspace,
+            expires,
+        } => {
+            let (made, bearer) = client
+                .create_token(&name, role, workspace.as_ref(), expires.map(Into::into))
+                .await?;
+            eprintln!(
+                "token {} ({}{}) made; it is shown this once:",
+                made.name,
+                made.role,
+                made.workspace
+                    .map(|w| format!(" of workspace {w}"))
+                    .unwrap_or_default()
+            );
+            output::outln!("{}", secrecy::ExposeSecret::expose_secret(&bearer));
+            Ok(())
+        }
+        TokenVerb::List => output::tokens(out, &client.tokens().await?),
+        TokenVerb::Revoke { name } => {
+            client.revoke_token(&name).await?;
+            output::outln!("token {name} revoked");
             Ok(())
         }
     }

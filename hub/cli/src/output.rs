@@ -3,8 +3,8 @@
 use anyhow::Result;
 use cairn_proto::format::provider;
 use cairn_proto::model::{
-    Backup, Cluster, IndexEntry, ItemResult, LocationInfo, Progress, Restore, Schedule, ScheduleSpec,
-    ScheduleTarget, Store, Timestamp, VolumeResult, Workspace, WorkspaceBackup,
+    AuditEntry, Backup, Cluster, IndexEntry, ItemResult, LocationInfo, Progress, Restore, Schedule,
+    ScheduleSpec, ScheduleTarget, Store, Timestamp, UserToken, VolumeResult, Workspace, WorkspaceBackup,
 };
 
 use clap::ValueEnum;
@@ -119,6 +119,44 @@ pub fn clusters(format: Format, clusters: &[Cluster]) -> Result<()> {
             c.kubernetes_version.clone(),
             c.agent_version.clone(),
             time(c.last_heartbeat),
+        ]);
+    }
+    print_table(&t);
+    Ok(())
+}
+
+/// `token list`.
+pub fn tokens(format: Format, tokens: &[UserToken]) -> Result<()> {
+    if structured(format, tokens)? {
+        return Ok(());
+    }
+    let mut t = table(&["NAME", "ROLE", "WORKSPACE", "CREATED", "EXPIRES"]);
+    for token in tokens {
+        t.add_row(vec![
+            token.name.to_string(),
+            token.role.to_string(),
+            token.workspace.as_ref().map_or("*".into(), ToString::to_string),
+            time(Some(token.created)),
+            token.expires.map_or("never".into(), |e| time(Some(e))),
+        ]);
+    }
+    print_table(&t);
+    Ok(())
+}
+
+/// `audit list`.
+pub fn audit(format: Format, entries: &[AuditEntry]) -> Result<()> {
+    if structured(format, entries)? {
+        return Ok(());
+    }
+    let mut t = table(&["TIME", "WHO", "ACTION", "TARGET", "OUTCOME"]);
+    for e in entries {
+        t.add_row(vec![
+            time(Some(e.time)),
+            e.who.clone(),
+            e.action.clone(),
+            e.target.clone(),
+            e.outcome.clone(),
         ]);
     }
     print_table(&t);

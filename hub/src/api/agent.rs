@@ -92,7 +92,15 @@ impl pb::agent_channel_server::AgentChannel for AgentChannel {
         request: Request<pb::CertificateRequest>,
     ) -> Result<Response<pb::IssuedCertificate>, Status> {
         let id = self.admitted(&request).await?;
-        let issued = self.hub.renew(&id, &request.into_inner().csr_pem).await?;
+        let renewed = self.hub.renew(&id, &request.into_inner().csr_pem).await;
+        let outcome = renewed
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| cairn_proto::error_chain(e));
+        self.hub
+            .audit(&id.to_string(), "renew", "certificate", outcome)
+            .await;
+        let issued = renewed?;
         Ok(Response::new(pb::IssuedCertificate {
             cert_pem: issued.cert_pem,
             cluster: id.cluster().to_string(),

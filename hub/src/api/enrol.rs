@@ -27,11 +27,13 @@ impl pb::enrolment_server::Enrolment for Enrolment {
     ) -> Result<Response<pb::IssuedCertificate>, Status> {
         let peer = request.remote_addr();
         let pb::JoinRequest { secret, csr_pem } = request.into_inner();
-        let (issued, cluster) = self
-            .hub
-            .join(&secret.into(), &csr_pem)
-            .await
-            .inspect_err(|e| tracing::warn!(?peer, error = %e, "join refused"))?;
+        let joined = self.hub.join(&secret.into(), &csr_pem).await;
+        let (who, outcome) = match &joined {
+            Ok((_, cluster)) => (format!("agent of cluster {cluster}"), Ok(())),
+            Err(e) => (format!("{peer:?}"), Err(cairn_proto::error_chain(e))),
+        };
+        self.hub.audit(&who, "join", "enrolment", outcome).await;
+        let (issued, cluster) = joined?;
         Ok(Response::new(pb::IssuedCertificate {
             cert_pem: issued.cert_pem,
             cluster: cluster.to_string(),

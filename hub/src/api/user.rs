@@ -1,9 +1,13 @@
-//! The user API (`cairn.v1.Cairn`): what the CLI calls.
+//! The user API (`cairn.v1.Cairn`): what the CLI calls. Every call carries a user's bearer token
+//! (`authorization: Bearer …`); reads need any valid token, every change the permission its role
+//! grants in the workspace it touches (see [`cairn_proto::model::Role`]), and every change, done
+//! or refused, goes into the audit log.
 
 use cairn_proto::convert::Wire;
 use cairn_proto::model::{
     BackupName, BackupQuery, BackupSpec, BackupTemplate, ClusterName, Credentials, LocationName,
-    LocationSpec, OperationId, RestoreName, RestoreSpec, ScheduleName, ScheduleSpec, WorkspaceName,
+    LocationSpec, OperationId, Permission, RestoreName, RestoreSpec, Role, ScheduleName, ScheduleSpec,
+    ScheduleTarget, TokenName, UserToken, WorkspaceName,
 };
 use cairn_proto::pb;
 use std::pin::Pin;
@@ -13,7 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::invalid;
-use crate::operations::Hub;
+use crate::operations::{self, Hub};
 
 /// Watch events buffered per subscriber; the watcher's pace throttles nothing but its own view.
 const WATCH_BUFFER: usize = 8;
@@ -51,12 +55,86 @@ where
 
 type Events = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
 
+impl UserApi {
+    /// Who calls: the token `request` carries, if the hub made it and it still works.
+    async fn caller<T>(&self, request: &Request<T>) -> Result<UserToken, Status> {
+        let bearer = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "no token: log in (cairn login --hub URL --ca FILE --token TOKEN), or use the \
+                     administrator config the hub wrote (CAIRN_CONFIG=<data_dir>/admin.conf)",
+                )
+            })?;
+        let peer = request.remote_addr();
+        self.hub
+            .authenticate(&secrecy::SecretString::from(bearer.to_owned()))
+            .await
+            .map_err(|e| {
+                tracing::warn!(?peer, error = %e, "call refused: no valid token");
+                e.into()
+            })
+    }
+
+    /// Carries out `work`, `action` on `target`, for `caller` if its token allows `permission` in
+    /// `workspace` (`None`: across the hub); the outcome, or the refusal, goes to the audit log.
+    async fn change<R>(
+        &self,
+        caller: &UserToken,
+        (action, target): (&str, String),
+        permission: Permission,
+        workspace: Option<&WorkspaceName>,
+        work: impl Future<Output = operations::Result<R>>,
+    ) -> Result<R, Status> {
+        let done = match self.hub.authorize(caller, permission, workspace) {
+            Ok(()) => work.await,
+            Err(refused) => Err(refused),
+        };
+        let outcome = done.as_ref().map(|_| ()).map_err(|e| cairn_proto::error_chain(e));
+        self.hub
+            .audit(caller.name.as_str(), action, &target, outcome)
+            .await;
+        done.map_err(Status::from)
+    }
+
+    /// The workspace of the backup called `name`.
+    async fn backup_workspace(&self, name: &BackupName) -> Result<WorkspaceName, Status> {
+        let backup = self.hub.backup(name).await?;
+        match backup.spec.origin.workspace {
+            Some(w) => Ok(w),
+            None => Ok(self.hub.workspace_of(&backup.spec.cluster).await?),
+        }
+    }
+
+    /// The workspace of the location called `name`.
+    async fn location_workspace(&self, name: &LocationName) -> Result<WorkspaceName, Status> {
+        Ok(self.hub.location(name).await?.spec.workspace)
+    }
+
+    /// The workspace schedule `name` backs up.
+    async fn schedule_workspace(&self, name: &ScheduleName) -> Result<WorkspaceName, Status> {
+        self.target_workspace(&self.hub.schedule(name).await?.spec.target)
+            .await
+    }
+
+    async fn target_workspace(&self, target: &ScheduleTarget) -> Result<WorkspaceName, Status> {
+        match target {
+            ScheduleTarget::Cluster(c) => Ok(self.hub.workspace_of(c).await?),
+            ScheduleTarget::Workspace(w) => Ok(w.clone()),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl pb::cairn_server::Cairn for UserApi {
     async fn list_clusters(
         &self,
-        _: Request<pb::ListClustersRequest>,
+        request: Request<pb::ListClustersRequest>,
     ) -> Result<Response<pb::ListClustersResponse>, Status> {
+        self.caller(&request).await?;
         let clusters = self.hub.clusters().await?;
         Ok(Response::new(pb::ListClustersResponse {
             clusters: clusters.iter().map(Wire::to_pb).collect(),
@@ -67,14 +145,29 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::CreateJoinTokenRequest>,
     ) -> Result<Response<pb::JoinGrant>, Status> {
+        let caller = self.caller(&request).await?;
         let pb::CreateJoinTokenRequest {
             cluster,
             workspace,
             expires_seconds,
         } = request.into_inner();
-        let workspace = (!workspace.is_empty()).then(|| name(workspace)).transpose()?;
+        let workspace: Option<WorkspaceName> = optional_name(workspace)?;
+        let cluster: ClusterName = name(cluster)?;
         let ttl = (expires_seconds > 0).then(|| std::time::Duration::from_secs(expires_seconds));
-        let grant = self.hub.create_join_token(name(cluster)?, workspace, ttl).await?;
+        let scope = match &workspace {
+            Some(w) => w.clone(),
+            None => self.hub.workspace_of(&cluster).await?,
+        };
+        let target = format!("cluster/{cluster}");
+        let grant = self
+            .change(
+                &caller,
+                ("create_join_token", target),
+                Permission::Configure,
+                Some(&scope),
+                self.hub.create_join_token(cluster, workspace, ttl),
+            )
+            .await?;
         Ok(Response::new(grant.to_pb()))
     }
 
@@ -82,23 +175,50 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::Cluster>, Status> {
+        let caller = self.caller(&request).await?;
         let cluster: ClusterName = name(request.into_inner().name)?;
-        Ok(Response::new(self.hub.revoke_cluster(&cluster).await?.to_pb()))
+        let scope = self.hub.workspace_of(&cluster).await?;
+        let revoked = self
+            .change(
+                &caller,
+                ("revoke_cluster", format!("cluster/{cluster}")),
+                Permission::Configure,
+                Some(&scope),
+                self.hub.revoke_cluster(&cluster),
+            )
+            .await?;
+        Ok(Response::new(revoked.to_pb()))
     }
 
     async fn create_backup(
         &self,
         request: Request<pb::CreateBackupRequest>,
     ) -> Result<Response<pb::Backup>, Status> {
+        let caller = self.caller(&request).await?;
         let spec = request
             .into_inner()
             .spec
             .ok_or_else(|| Status::invalid_argument("spec is missing"))?;
         let spec = BackupSpec::from_pb(spec).map_err(|e| invalid(&e))?;
-        Ok(Response::new(self.hub.create_backup(spec).await?.to_pb()))
+        let scope = self.hub.workspace_of(&spec.cluster).await?;
+        let what = (
+            "create_backup",
+            format!("backup/{} of cluster {}", spec.name, spec.cluster),
+        );
+        let backup = self
+            .change(
+                &caller,
+                what,
+                Permission::Operate,
+                Some(&scope),
+                self.hub.create_backup(spec),
+            )
+            .await?;
+        Ok(Response::new(backup.to_pb()))
     }
 
     async fn get_backup(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Backup>, Status> {
+        self.caller(&request).await?;
         let name: BackupName = name(request.into_inner().name)?;
         Ok(Response::new(self.hub.backup(&name).await?.to_pb()))
     }
@@ -107,6 +227,7 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::ListBackupsRequest>,
     ) -> Result<Response<pb::ListBackupsResponse>, Status> {
+        self.caller(&request).await?;
         let query = BackupQuery::from_pb(request.into_inner()).map_err(|e| invalid(&e))?;
         let backups = self.hub.backups(&query).await?;
         Ok(Response::new(pb::ListBackupsResponse {
@@ -118,6 +239,7 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::ItemIndex>, Status> {
+        self.caller(&request).await?;
         let name: BackupName = name(request.into_inner().name)?;
         Ok(Response::new(self.hub.backup_items(&name).await?.to_pb()))
     }
@@ -126,8 +248,17 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let caller = self.caller(&request).await?;
         let name: BackupName = name(request.into_inner().name)?;
-        self.hub.delete_backup(&name).await?;
+        let scope = self.backup_workspace(&name).await?;
+        self.change(
+            &caller,
+            ("delete_backup", format!("backup/{name}")),
+            Permission::Operate,
+            Some(&scope),
+            self.hub.delete_backup(&name),
+        )
+        .await?;
         Ok(Response::new(pb::DeleteResponse {}))
     }
 
@@ -135,23 +266,50 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::CreateRestoreRequest>,
     ) -> Result<Response<pb::Restore>, Status> {
+        let caller = self.caller(&request).await?;
         let spec = request
             .into_inner()
             .spec
             .ok_or_else(|| Status::invalid_argument("spec is missing"))?;
         let spec = RestoreSpec::from_pb(spec).map_err(|e| invalid(&e))?;
-        Ok(Response::new(self.hub.create_restore(spec).await?.to_pb()))
+        let target = match &spec.target_cluster {
+            Some(c) => c.clone(),
+            None => self.hub.backup(&spec.backup).await?.spec.cluster,
+        };
+        let scope = self.hub.workspace_of(&target).await?;
+        // Restoring what could make its runner the cluster's administrator is a workspace admin's.
+        let permission = if spec.include_sensitive {
+            Permission::Configure
+        } else {
+            Permission::Operate
+        };
+        let what = (
+            "create_restore",
+            format!("restore/{} into cluster {target}", spec.name),
+        );
+        let restore = self
+            .change(
+                &caller,
+                what,
+                permission,
+                Some(&scope),
+                self.hub.create_restore(spec),
+            )
+            .await?;
+        Ok(Response::new(restore.to_pb()))
     }
 
     async fn get_restore(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Restore>, Status> {
+        self.caller(&request).await?;
         let name: RestoreName = name(request.into_inner().name)?;
         Ok(Response::new(self.hub.restore(&name).await?.to_pb()))
     }
 
     async fn list_restores(
         &self,
-        _: Request<pb::ListRestoresRequest>,
+        request: Request<pb::ListRestoresRequest>,
     ) -> Result<Response<pb::ListRestoresResponse>, Status> {
+        self.caller(&request).await?;
         let restores = self.hub.restores().await?;
         Ok(Response::new(pb::ListRestoresResponse {
             restores: restores.iter().map(Wire::to_pb).collect(),
@@ -162,6 +320,7 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::RestoreItems>, Status> {
+        self.caller(&request).await?;
         let name: RestoreName = name(request.into_inner().name)?;
         Ok(Response::new(self.hub.restore_items(&name).await?.to_pb()))
     }
@@ -169,6 +328,7 @@ impl pb::cairn_server::Cairn for UserApi {
     type WatchStream = Events;
 
     async fn watch(&self, request: Request<pb::GetRequest>) -> Result<Response<Events>, Status> {
+        self.caller(&request).await?;
         let operation: OperationId = name(request.into_inner().name)?;
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         let Some(mut live) = self.hub.watch(&operation) else {
@@ -199,22 +359,35 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::Workspace>,
     ) -> Result<Response<pb::Workspace>, Status> {
+        let caller = self.caller(&request).await?;
         let name: WorkspaceName = name(request.into_inner().name)?;
-        Ok(Response::new(self.hub.create_workspace(name).await?.to_pb()))
+        let what = ("create_workspace", format!("workspace/{name}"));
+        let made = self
+            .change(
+                &caller,
+                what,
+                Permission::Administer,
+                None,
+                self.hub.create_workspace(name),
+            )
+            .await?;
+        Ok(Response::new(made.to_pb()))
     }
 
     async fn get_workspace(
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::Workspace>, Status> {
+        self.caller(&request).await?;
         let name: WorkspaceName = name(request.into_inner().name)?;
         Ok(Response::new(self.hub.workspace(&name).await?.to_pb()))
     }
 
     async fn list_workspaces(
         &self,
-        _: Request<pb::ListWorkspacesRequest>,
+        request: Request<pb::ListWorkspacesRequest>,
     ) -> Result<Response<pb::ListWorkspacesResponse>, Status> {
+        self.caller(&request).await?;
         let workspaces = self.hub.workspaces().await?;
         Ok(Response::new(pb::ListWorkspacesResponse {
             workspaces: workspaces.iter().map(Wire::to_pb).collect(),
@@ -222,26 +395,51 @@ impl pb::cairn_server::Cairn for UserApi {
     }
 
     async fn add_cluster(&self, request: Request<pb::Membership>) -> Result<Response<pb::Workspace>, Status> {
+        let caller = self.caller(&request).await?;
         let (workspace, cluster) = membership(request.into_inner())?;
-        Ok(Response::new(
-            self.hub.add_cluster(&workspace, &cluster).await?.to_pb(),
-        ))
+        let what = (
+            "add_cluster",
+            format!("cluster/{cluster} to workspace {workspace}"),
+        );
+        let changed = self
+            .change(
+                &caller,
+                what,
+                Permission::Administer,
+                None,
+                self.hub.add_cluster(&workspace, &cluster),
+            )
+            .await?;
+        Ok(Response::new(changed.to_pb()))
     }
 
     async fn remove_cluster(
         &self,
         request: Request<pb::Membership>,
     ) -> Result<Response<pb::Workspace>, Status> {
+        let caller = self.caller(&request).await?;
         let (workspace, cluster) = membership(request.into_inner())?;
-        Ok(Response::new(
-            self.hub.remove_cluster(&workspace, &cluster).await?.to_pb(),
-        ))
+        let what = (
+            "remove_cluster",
+            format!("cluster/{cluster} from workspace {workspace}"),
+        );
+        let changed = self
+            .change(
+                &caller,
+                what,
+                Permission::Administer,
+                None,
+                self.hub.remove_cluster(&workspace, &cluster),
+            )
+            .await?;
+        Ok(Response::new(changed.to_pb()))
     }
 
     async fn add_location(
         &self,
         request: Request<pb::AddLocationRequest>,
     ) -> Result<Response<pb::LocationInfo>, Status> {
+        let caller = self.caller(&request).await?;
         let request = request.into_inner();
         let spec = request
             .spec
@@ -253,9 +451,16 @@ impl pb::cairn_server::Cairn for UserApi {
             .transpose()
             .map_err(|e| invalid(&e))?
             .unwrap_or_default();
+        let scope = spec.workspace.clone();
+        let what = ("add_location", format!("location/{}", spec.name));
         let info = self
-            .hub
-            .add_location(spec, &credentials, request.make_default)
+            .change(
+                &caller,
+                what,
+                Permission::Configure,
+                Some(&scope),
+                self.hub.add_location(spec, &credentials, request.make_default),
+            )
             .await?;
         Ok(Response::new(info.to_pb()))
     }
@@ -264,6 +469,7 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::LocationInfo>, Status> {
+        self.caller(&request).await?;
         let name: LocationName = name(request.into_inner().name)?;
         Ok(Response::new(self.hub.location(&name).await?.to_pb()))
     }
@@ -272,6 +478,7 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::ListLocationsRequest>,
     ) -> Result<Response<pb::ListLocationsResponse>, Status> {
+        self.caller(&request).await?;
         let workspace = optional_name::<WorkspaceName>(request.into_inner().workspace)?;
         let locations = self.hub.locations(workspace.as_ref()).await?;
         Ok(Response::new(pb::ListLocationsResponse {
@@ -283,18 +490,41 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::LocationInfo>, Status> {
+        let caller = self.caller(&request).await?;
         let name: LocationName = name(request.into_inner().name)?;
-        Ok(Response::new(self.hub.verify_location(&name).await?.to_pb()))
+        let scope = self.location_workspace(&name).await?;
+        let what = ("verify_location", format!("location/{name}"));
+        let info = self
+            .change(
+                &caller,
+                what,
+                Permission::Configure,
+                Some(&scope),
+                self.hub.verify_location(&name),
+            )
+            .await?;
+        Ok(Response::new(info.to_pb()))
     }
 
     async fn prune_location(
         &self,
         request: Request<pb::PruneLocationRequest>,
     ) -> Result<Response<pb::PruneLocationResponse>, Status> {
+        let caller = self.caller(&request).await?;
         let request = request.into_inner();
         let name: LocationName = name(request.name)?;
         let grace = std::time::Duration::from_secs(request.grace_seconds);
-        let cluster = self.hub.prune_location(&name, grace).await?;
+        let scope = self.location_workspace(&name).await?;
+        let what = ("prune_location", format!("location/{name}"));
+        let cluster = self
+            .change(
+                &caller,
+                what,
+                Permission::Configure,
+                Some(&scope),
+                self.hub.prune_location(&name, grace),
+            )
+            .await?;
         Ok(Response::new(pb::PruneLocationResponse {
             cluster: cluster.to_string(),
         }))
@@ -304,9 +534,19 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::RemoveLocationRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let caller = self.caller(&request).await?;
         let request = request.into_inner();
         let name: LocationName = name(request.name)?;
-        self.hub.remove_location(&name, request.force).await?;
+        let scope = self.location_workspace(&name).await?;
+        let what = ("remove_location", format!("location/{name}"));
+        self.change(
+            &caller,
+            what,
+            Permission::Configure,
+            Some(&scope),
+            self.hub.remove_location(&name, request.force),
+        )
+        .await?;
         Ok(Response::new(pb::DeleteResponse {}))
     }
 
@@ -314,6 +554,7 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::CreateWorkspaceBackupRequest>,
     ) -> Result<Response<pb::WorkspaceBackup>, Status> {
+        let caller = self.caller(&request).await?;
         let r = request.into_inner();
         let group: BackupName = name(r.name)?;
         let workspace: WorkspaceName = name(r.workspace)?;
@@ -323,9 +564,18 @@ impl pb::cairn_server::Cairn for UserApi {
             .transpose()
             .map_err(|e| invalid(&e))?
             .unwrap_or_default();
+        let what = (
+            "create_workspace_backup",
+            format!("backup/{group} of workspace {workspace}"),
+        );
         let made = self
-            .hub
-            .create_workspace_backup(group, &workspace, &template)
+            .change(
+                &caller,
+                what,
+                Permission::Operate,
+                Some(&workspace),
+                self.hub.create_workspace_backup(group, &workspace, &template),
+            )
             .await?;
         Ok(Response::new(made.to_pb()))
     }
@@ -334,6 +584,7 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::WorkspaceBackup>, Status> {
+        self.caller(&request).await?;
         let name: BackupName = name(request.into_inner().name)?;
         Ok(Response::new(self.hub.workspace_backup(&name).await?.to_pb()))
     }
@@ -342,19 +593,33 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::Schedule>,
     ) -> Result<Response<pb::Schedule>, Status> {
+        let caller = self.caller(&request).await?;
         let spec = ScheduleSpec::from_pb(request.into_inner()).map_err(|e| invalid(&e))?;
-        Ok(Response::new(self.hub.create_schedule(spec).await?.to_pb()))
+        let scope = self.target_workspace(&spec.target).await?;
+        let what = ("create_schedule", format!("schedule/{}", spec.name));
+        let made = self
+            .change(
+                &caller,
+                what,
+                Permission::Configure,
+                Some(&scope),
+                self.hub.create_schedule(spec),
+            )
+            .await?;
+        Ok(Response::new(made.to_pb()))
     }
 
     async fn get_schedule(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Schedule>, Status> {
+        self.caller(&request).await?;
         let name: ScheduleName = name(request.into_inner().name)?;
         Ok(Response::new(self.hub.schedule(&name).await?.to_pb()))
     }
 
     async fn list_schedules(
         &self,
-        _: Request<pb::ListSchedulesRequest>,
+        request: Request<pb::ListSchedulesRequest>,
     ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
+        self.caller(&request).await?;
         let schedules = self.hub.schedules().await?;
         Ok(Response::new(pb::ListSchedulesResponse {
             schedules: schedules.iter().map(Wire::to_pb).collect(),
@@ -365,30 +630,150 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::Schedule>, Status> {
+        let caller = self.caller(&request).await?;
         let name: ScheduleName = name(request.into_inner().name)?;
-        Ok(Response::new(self.hub.set_paused(&name, true).await?.to_pb()))
+        let scope = self.schedule_workspace(&name).await?;
+        let what = ("pause_schedule", format!("schedule/{name}"));
+        let changed = self
+            .change(
+                &caller,
+                what,
+                Permission::Configure,
+                Some(&scope),
+                self.hub.set_paused(&name, true),
+            )
+            .await?;
+        Ok(Response::new(changed.to_pb()))
     }
 
     async fn resume_schedule(
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::Schedule>, Status> {
+        let caller = self.caller(&request).await?;
         let name: ScheduleName = name(request.into_inner().name)?;
-        Ok(Response::new(self.hub.set_paused(&name, false).await?.to_pb()))
+        let scope = self.schedule_workspace(&name).await?;
+        let what = ("resume_schedule", format!("schedule/{name}"));
+        let changed = self
+            .change(
+                &caller,
+                what,
+                Permission::Configure,
+                Some(&scope),
+                self.hub.set_paused(&name, false),
+            )
+            .await?;
+        Ok(Response::new(changed.to_pb()))
     }
 
     async fn delete_schedule(
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let caller = self.caller(&request).await?;
         let name: ScheduleName = name(request.into_inner().name)?;
-        self.hub.delete_schedule(&name).await?;
+        let scope = self.schedule_workspace(&name).await?;
+        let what = ("delete_schedule", format!("schedule/{name}"));
+        self.change(
+            &caller,
+            what,
+            Permission::Configure,
+            Some(&scope),
+            self.hub.delete_schedule(&name),
+        )
+        .await?;
         Ok(Response::new(pb::DeleteResponse {}))
     }
 
     async fn run_schedule(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Schedule>, Status> {
+        let caller = self.caller(&request).await?;
         let name: ScheduleName = name(request.into_inner().name)?;
-        Ok(Response::new(self.hub.run_schedule(&name).await?.to_pb()))
+        let scope = self.schedule_workspace(&name).await?;
+        let what = ("run_schedule", format!("schedule/{name}"));
+        let ran = self
+            .change(
+                &caller,
+                what,
+                Permission::Operate,
+                Some(&scope),
+                self.hub.run_schedule(&name),
+            )
+            .await?;
+        Ok(Response::new(ran.to_pb()))
+    }
+
+    async fn create_token(
+        &self,
+        request: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreatedToken>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let token: TokenName = name(r.name)?;
+        let role: Role = name(r.role)?;
+        let workspace: Option<WorkspaceName> = optional_name(r.workspace)?;
+        let ttl = (r.expires_seconds > 0).then(|| std::time::Duration::from_secs(r.expires_seconds));
+        let what = ("create_token", format!("token/{token} ({role})"));
+        let (made, bearer) = self
+            .change(
+                &caller,
+                what,
+                Permission::Administer,
+                None,
+                self.hub.create_token(token, role, workspace, ttl),
+            )
+            .await?;
+        Ok(Response::new(pb::CreatedToken {
+            token: Some(made.to_pb()),
+            bearer: secrecy::ExposeSecret::expose_secret(&bearer).to_owned(),
+        }))
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        self.hub.authorize(&caller, Permission::Administer, None)?;
+        let tokens = self.hub.tokens().await?;
+        Ok(Response::new(pb::ListTokensResponse {
+            tokens: tokens.iter().map(Wire::to_pb).collect(),
+        }))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let token: TokenName = name(request.into_inner().name)?;
+        let what = ("revoke_token", format!("token/{token}"));
+        self.change(
+            &caller,
+            what,
+            Permission::Administer,
+            None,
+            self.hub.revoke_token(&token),
+        )
+        .await?;
+        Ok(Response::new(pb::DeleteResponse {}))
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<pb::ListAuditResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        self.hub.authorize(&caller, Permission::Administer, None)?;
+        let limit = usize::try_from(request.into_inner().limit).unwrap_or(usize::MAX);
+        let limit = if limit == 0 {
+            100
+        } else {
+            limit.min(operations::AUDIT_KEPT)
+        };
+        let entries = self.hub.audit_log(limit).await?;
+        Ok(Response::new(pb::ListAuditResponse {
+            entries: entries.iter().map(Wire::to_pb).collect(),
+        }))
     }
 }
 

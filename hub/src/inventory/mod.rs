@@ -4,7 +4,8 @@
 //!
 //! Keys: `cluster/<name>`, `backup/<name>`, `restore/<name>`, `workspace/<name>`,
 //! `member/<cluster>` (its workspace's name, for clusters outside `default`), `join/<sha256 of a
-//! join secret>` (unused join tickets; the secrets themselves are never stored), `location/<name>`
+//! join secret>` (unused join tickets; the secrets themselves are never stored), `token/<name>`
+//! (users' tokens, their secrets only hashed), `audit/<ms>-<nonce>` (the audit log), `location/<name>`
 //! (credentials sealed, see [`crate::location`]), `schedule/<name>`, `group/<name>` (workspace
 //! backups), and the backup indexes `ix/…` (see [`backups`]).
 
@@ -13,8 +14,8 @@ pub mod rocks;
 
 use cairn_proto::convert::{self, Wire};
 use cairn_proto::model::{
-    BackupGroup, BackupName, Cluster, ClusterName, JoinTicket, LocationName, Restore, RestoreName, Schedule,
-    ScheduleName, StoredLocation, Workspace, WorkspaceName,
+    AuditEntry, BackupGroup, BackupName, Cluster, ClusterName, JoinTicket, LocationName, Restore,
+    RestoreName, Schedule, ScheduleName, StoredLocation, TokenName, Workspace, WorkspaceName,
 };
 use std::sync::Arc;
 
@@ -276,6 +277,56 @@ impl Inventory {
     /// Forgets schedule `name`.
     pub async fn delete_schedule(&self, name: &ScheduleName) -> Result<()> {
         self.delete(format!("schedule/{name}")).await
+    }
+
+    /// Records user token `stored`.
+    pub async fn put_token(&self, stored: &crate::operations::StoredToken) -> Result<()> {
+        self.put(format!("token/{}", stored.token.name), stored).await
+    }
+
+    /// The token named `name`.
+    pub async fn token(&self, name: &TokenName) -> Result<Option<crate::operations::StoredToken>> {
+        self.get(format!("token/{name}")).await
+    }
+
+    /// Every token, by name.
+    pub async fn tokens(&self) -> Result<Vec<crate::operations::StoredToken>> {
+        self.scan("token/").await
+    }
+
+    /// Forgets token `name`.
+    pub async fn delete_token(&self, name: &TokenName) -> Result<()> {
+        self.delete(format!("token/{name}")).await
+    }
+
+    /// Appends `entry` to the audit log, keeping the newest `kept` entries (the oldest are dropped
+    /// now and then, not at every entry).
+    pub async fn put_audit(&self, entry: &AuditEntry, kept: usize) -> Result<()> {
+        let mut nonce = [0u8; 4];
+        let _ = aws_lc_rs::rand::fill(&mut nonce);
+        let nonce = u32::from_be_bytes(nonce);
+        self.put(format!("audit/{:016}-{nonce:08x}", entry.time.unix_ms()), entry)
+            .await?;
+        if nonce % 1024 == 0 {
+            let keys = self.keys("audit/".into(), "audit0".into()).await?;
+            let excess = keys.len().saturating_sub(kept);
+            let batch = keys.into_iter().take(excess).map(|k| (k, None)).collect();
+            self.write(batch).await?;
+        }
+        Ok(())
+    }
+
+    /// The newest `limit` audit entries, newest first.
+    pub async fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>> {
+        let keys = self.keys("audit/".into(), "audit0".into()).await?;
+        let newest: Vec<String> = keys.into_iter().rev().take(limit).collect();
+        let values = self.get_many(newest.clone()).await?;
+        newest
+            .into_iter()
+            .zip(values)
+            .filter_map(|(key, value)| value.map(|v| (key, v)))
+            .map(|(key, bytes)| AuditEntry::decode(&bytes).map_err(|source| Error::Corrupt { key, source }))
+            .collect()
     }
 
     /// Records workspace backup `group`.

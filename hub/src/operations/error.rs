@@ -5,8 +5,8 @@
 
 use cairn_proto::format;
 use cairn_proto::model::{
-    BackupName, ClusterName, Denial, LocationName, OperationId, Phase, Refusal, RestoreName, ScheduleName,
-    Timestamp, WorkspaceName,
+    BackupName, ClusterName, Denial, LocationName, OperationId, Permission, Phase, Refusal, RestoreName,
+    Role, ScheduleName, Timestamp, TokenName, WorkspaceName,
 };
 
 use crate::inventory;
@@ -112,6 +112,39 @@ pub enum Refused {
     /// An agent that may not enrol, renew or connect: the reason says why.
     #[error("{0}")]
     Enrolment(String),
+    /// A value the hub does not accept, saying why.
+    #[error("{0}")]
+    Invalid(String),
+    /// No object of that kind and name.
+    #[error("unknown {kind} {name}")]
+    NotFound {
+        /// token, …
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// A bearer token missing, unknown, revoked or expired.
+    #[error("{0}")]
+    Token(String),
+    /// A token whose role or workspace does not allow the call.
+    #[error(
+        "token {token} ({role}{}) may not {permission}{}: that needs {}",
+        scope.as_ref().map(|w| format!(" of workspace {w}")).unwrap_or_default(),
+        workspace.as_ref().map(|w| format!(" in workspace {w}")).unwrap_or_else(|| " across the hub".into()),
+        needed(*permission, workspace.as_ref())
+    )]
+    Forbidden {
+        /// The token.
+        token: TokenName,
+        /// Its role.
+        role: Role,
+        /// Its workspace.
+        scope: Option<WorkspaceName>,
+        /// What the call needs.
+        permission: Permission,
+        /// Where.
+        workspace: Option<WorkspaceName>,
+    },
     /// An agent reported on an operation the hub did not ask of it.
     #[error("the agent of cluster {cluster} reported on {operation}, which the hub did not ask of it")]
     NotSent {
@@ -150,9 +183,20 @@ impl Refused {
             | Self::Running(_)
             | Self::NotRestorable { .. } => Refusal::Precondition,
             Self::Location(e) => e.refusal().unwrap_or(Refusal::Precondition),
-            Self::Enrolment(_) | Self::NotVouched { .. } => Refusal::Unauthenticated,
+            Self::Enrolment(_) | Self::NotVouched { .. } | Self::Token(_) => Refusal::Unauthenticated,
+            Self::Invalid(_) => Refusal::Invalid,
+            Self::NotFound { .. } => Refusal::NotFound,
+            Self::Forbidden { .. } => Refusal::Denied,
             Self::NotSent { .. } => Refusal::Denied,
         }
+    }
+}
+
+/// The least role that may do what needs `permission` in `workspace`.
+fn needed(permission: Permission, workspace: Option<&WorkspaceName>) -> String {
+    match (permission, workspace) {
+        (Permission::Administer, _) | (_, None) => format!("role {}", Role::Admin),
+        (p, Some(w)) => format!("role {} (or above) in workspace {w}", p.role()),
     }
 }
 

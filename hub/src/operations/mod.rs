@@ -3,6 +3,7 @@
 //! [`Hub`] owns the inventory, the connected [`agents`] and the live [`progress`] board. The
 //! gRPC services in `api/` only translate to and from the wire and call it.
 
+mod access;
 pub mod agents;
 mod bucket;
 mod catalog;
@@ -17,6 +18,7 @@ mod schedules;
 mod volumes;
 mod workspaces;
 
+pub use access::{AUDIT_KEPT, StoredToken};
 pub use enrolment::{Enrolment, JOIN_TTL};
 pub use error::{Error, Failure, Refused};
 pub use workspaces::default_workspace;

@@ -4,6 +4,7 @@
 //! (where a field prost leaves optional becomes required or an error) and, from those, the
 //! protobuf byte encoding used on the bucket and in the hub's database.
 
+mod access;
 mod backup;
 mod channel;
 mod denial;

@@ -45,6 +45,13 @@ macro_rules! keywords {
     };
 }
 
+keywords!(super::Role, "role", {
+    Viewer => "viewer",
+    Operator => "operator",
+    WorkspaceAdmin => "workspace-admin",
+    Admin => "admin",
+});
+
 keywords!(super::Phase, "phase", {
     Pending => "pending",
     InProgress => "in-progress",

@@ -1,6 +1,7 @@
 //! Cairn's domain types: what hub, agent and CLI speak. Wire forms live in [`crate::pb`] and
 //! are converted in [`crate::convert`]; nothing here knows about protobuf.
 
+mod access;
 mod backup;
 mod channel;
 mod cluster;
@@ -20,6 +21,7 @@ mod time;
 mod volume;
 mod workspace;
 
+pub use access::{AuditEntry, Permission, Role, UserToken};
 pub use backup::{
     Backup, BackupOrigin, BackupQuery, BackupSpec, BackupStatus, ClusterResources, Manifest, NamespaceFilter,
 };
@@ -36,7 +38,7 @@ pub use location::{
     StoredLocation,
 };
 pub use name::{
-    BackupName, ClusterName, InvalidName, LocationName, RestoreName, ScheduleName, WorkspaceName,
+    BackupName, ClusterName, InvalidName, LocationName, RestoreName, ScheduleName, TokenName, WorkspaceName,
 };
 pub use operation::{InvalidOperation, OperationId, VolumeTaskId};
 pub use restore::{ExistingPolicy, OutcomeCounts, Restore, RestoreSpec, RestoreStatus};

@@ -116,6 +116,12 @@ name_type!(
     "schedule"
 );
 
+name_type!(
+    /// A user's bearer token's name.
+    TokenName,
+    "token"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,183 @@
+//! Users: every call carries a bearer token, each role does what it may and no more, in its
+//! workspace only, every refusal says which role lacks which permission, and every change, done
+//! or refused, is in the audit log. Tokens are shown once and kept only hashed.
+
+use anyhow::{Context, Result};
+use std::os::unix::fs::PermissionsExt;
+use testbed::ControlPlane;
+use testbed::cairn::{HubProcess, run_cli};
+
+fn refused(out: &testbed::cairn::CliOutput, says: &str) {
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.starts_with("refused: ") && out.stderr.contains(says),
+        "expected a refusal saying {says:?}: {out:?}"
+    );
+}
+
+/// A viewer cannot back up, an operator cannot add a location, restore into a cluster of another
+/// workspace or restore sensitive objects, and a call without a token or with a revoked one gets
+/// nothing; each refusal names the token's role and what it lacks; every change is in
+/// `cairn audit list`; secrets are kept nowhere in clear but the administrator's own file.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_role_does_what_it_may_and_every_change_is_audited() -> Result<()> {
+    let cp = ControlPlane::start("ops").await?;
+    let hub = HubProcess::start().await?;
+    let admin_conf = hub.data_dir().join("admin.conf");
+    assert_eq!(
+        std::fs::metadata(&admin_conf)?.permissions().mode() & 0o777,
+        0o600
+    );
+    let _agent = hub.agent(&cp, None).await?;
+    cp.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: app}\n")
+        .await?;
+    hub.cli_line("workspace create eu").await?.ok()?;
+    hub.join_token("other", &["--workspace", "eu"]).await?;
+
+    let viewer = hub.cli_line("token create watcher --role viewer").await?.ok()?;
+    let viewer = viewer.stdout.trim().to_owned();
+    let operator = hub
+        .cli_line("token create op --role operator --workspace default --expires 30d")
+        .await?
+        .ok()?;
+    let operator = operator.stdout.trim().to_owned();
+    assert!(viewer.starts_with("cairn_watcher_") && operator.starts_with("cairn_op_"));
+
+    // Viewer: reads, changes nothing.
+    hub.cli_as(&viewer, &["backup", "list"]).await?.ok()?;
+    let out = hub
+        .cli_as(&viewer, &["backup", "create", "b0", "--cluster", "ops"])
+        .await?;
+    refused(
+        &out,
+        "token watcher (viewer) may not operate (back up, restore) in workspace default: \
+         that needs role operator (or above) in workspace default",
+    );
+    refused(
+        &hub.cli_as(&viewer, &["audit", "list"]).await?,
+        "that needs role admin",
+    );
+
+    // Operator: backs up and restores in its workspace, configures nothing.
+    let out = hub
+        .cli_as(
+            &operator,
+            &[
+                "location",
+                "add",
+                "mine",
+                "--workspace",
+                "default",
+                "--provider",
+                "fs",
+                "--path",
+                "/tmp/mine",
+            ],
+        )
+        .await?;
+    refused(
+        &out,
+        "token op (operator of workspace default) may not configure (locations, schedules, enrolment, \
+         sensitive restores) in workspace default: that needs role workspace-admin (or above) in workspace default",
+    );
+    hub.cli_as(
+        &operator,
+        &[
+            "backup",
+            "create",
+            "b1",
+            "--cluster",
+            "ops",
+            "--include-namespaces",
+            "app",
+            "--wait",
+        ],
+    )
+    .await?
+    .ok()?;
+    let out = hub
+        .cli_as(
+            &operator,
+            &[
+                "restore",
+                "create",
+                "r1",
+                "--from-backup",
+                "b1",
+                "--target-cluster",
+                "other",
+            ],
+        )
+        .await?;
+    refused(
+        &out,
+        "token op (operator of workspace default) may not operate (back up, restore) in workspace eu",
+    );
+    let out = hub
+        .cli_as(
+            &operator,
+            &[
+                "restore",
+                "create",
+                "r2",
+                "--from-backup",
+                "b1",
+                "--include-sensitive",
+            ],
+        )
+        .await?;
+    refused(
+        &out,
+        "that needs role workspace-admin (or above) in workspace default",
+    );
+
+    // No token; a revoked one.
+    let out = run_cli(hub.url(), Some(&hub.ca_file()), &["backup", "list"]).await?;
+    refused(&out, "no token: log in");
+    hub.cli_line("token revoke op").await?.ok()?;
+    refused(
+        &hub.cli_as(&operator, &["backup", "list"]).await?,
+        "token op is unknown or revoked",
+    );
+    let forged = format!("cairn_watcher_{}", "0".repeat(64));
+    refused(
+        &hub.cli_as(&forged, &["backup", "list"]).await?,
+        "token watcher is unknown or revoked",
+    );
+
+    // Who did what.
+    let audit = hub.json("audit list --limit 50").await?;
+    let entries = audit.as_array().context("a list")?;
+    let has = |who: &str, action: &str, outcome: &str| {
+        entries.iter().any(|e| {
+            e["who"] == who
+                && e["action"] == action
+                && e["outcome"].as_str().is_some_and(|o| o.contains(outcome))
+        })
+    };
+    assert!(has("admin", "create_token", "ok"), "{audit:#}");
+    assert!(has("op", "create_backup", "ok"), "{audit:#}");
+    assert!(has("watcher", "create_backup", "may not operate"), "{audit:#}");
+    assert!(has("op", "add_location", "may not configure"), "{audit:#}");
+    assert!(has("op", "create_restore", "workspace eu"), "{audit:#}");
+    assert!(has("admin", "revoke_token", "ok"), "{audit:#}");
+    assert!(has("agent of cluster ops", "join", "ok"), "{audit:#}");
+
+    // Listed without secrets; kept only hashed.
+    let tokens = hub.cli_line("token list -o json").await?.ok()?.stdout;
+    assert!(
+        tokens.contains("watcher") && !tokens.contains(&viewer),
+        "{tokens}"
+    );
+    let secret = viewer.rsplit('_').next().context("secret")?;
+    hub.stop();
+    for file in testbed::storage::files_under(&hub.data_dir().join("db"))? {
+        let bytes = std::fs::read(&file)?;
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "token secret in clear in {}",
+            file.display()
+        );
+    }
+    Ok(())
+}
