@@ -22,13 +22,17 @@ fn refused(out: &testbed::cairn::CliOutput, says: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn each_role_does_what_it_may_and_every_change_is_audited() -> Result<()> {
     let cp = ControlPlane::start("ops").await?;
-    let hub = HubProcess::start().await?;
+    // Debug logs: secrets must stay out of them too.
+    let hub = HubProcess::start_with(&[("RUST_LOG", "debug,h2=info,hyper=info,rustls=info")]).await?;
     let admin_conf = hub.data_dir().join("admin.conf");
     assert_eq!(
         std::fs::metadata(&admin_conf)?.permissions().mode() & 0o777,
         0o600
     );
-    let _agent = hub.agent(&cp, None).await?;
+    let join = hub.join_token("ops", &[]).await?;
+    let join_secret =
+        secrecy::ExposeSecret::expose_secret(&cairn_proto::join::JoinToken::parse(&join)?.secret).to_owned();
+    let agent = hub.agent_with(&cp, None, &["--join", &join]).await?;
     cp.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: app}\n")
         .await?;
     hub.cli_line("workspace create eu").await?.ok()?;
@@ -131,6 +135,30 @@ async fn each_role_does_what_it_may_and_every_change_is_audited() -> Result<()> 
         "that needs role workspace-admin (or above) in workspace default",
     );
 
+    // A viewer of workspace eu sees eu only: not default's backup, not default's cluster.
+    let eu_viewer = hub
+        .cli_line("token create eu-watcher --role viewer --workspace eu")
+        .await?
+        .ok()?;
+    let eu_viewer = eu_viewer.stdout.trim().to_owned();
+    let listed = hub
+        .cli_as(&eu_viewer, &["backup", "list", "-o", "json"])
+        .await?
+        .ok()?;
+    assert_eq!(listed.stdout.trim(), "[]", "{listed:?}");
+    let clusters = hub
+        .cli_as(&eu_viewer, &["cluster", "list", "-o", "json"])
+        .await?
+        .ok()?;
+    assert!(
+        clusters.stdout.contains("other") && !clusters.stdout.contains("\"ops\""),
+        "{clusters:?}"
+    );
+    refused(
+        &hub.cli_as(&eu_viewer, &["backup", "describe", "b1"]).await?,
+        "token eu-watcher (viewer of workspace eu) may not read in workspace default",
+    );
+
     // No token; a revoked one.
     let out = run_cli(hub.url(), Some(&hub.ca_file()), &["backup", "list"]).await?;
     refused(&out, "no token: log in");
@@ -162,6 +190,16 @@ async fn each_role_does_what_it_may_and_every_change_is_audited() -> Result<()> 
     assert!(has("op", "create_restore", "workspace eu"), "{audit:#}");
     assert!(has("admin", "revoke_token", "ok"), "{audit:#}");
     assert!(has("agent of cluster ops", "join", "ok"), "{audit:#}");
+
+    // No secret in any log.
+    let admin = hub.admin_token()?;
+    let secrets = [&admin, &viewer, &operator, &eu_viewer, &join_secret];
+    for (who, log) in [("hub", hub.full_log()), ("agent", agent.full_log())] {
+        for secret in secrets {
+            let part = secret.rsplit('_').next().unwrap_or(secret);
+            assert!(!log.contains(part), "a secret in the {who}'s debug log");
+        }
+    }
 
     // Listed without secrets; kept only hashed.
     let tokens = hub.cli_line("token list -o json").await?.ok()?.stdout;

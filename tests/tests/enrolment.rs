@@ -237,6 +237,77 @@ async fn an_agents_certificate_acts_only_for_its_own_cluster_until_revoked() -> 
         "Completed"
     );
 
+    // A volume task for a node of west: refused, never routed.
+    let task = cairn_proto::model::VolumeTask {
+        id: cairn_proto::model::VolumeTaskId::new(
+            "west-1".parse::<cairn_proto::model::BackupName>()?,
+            "app",
+            "data",
+        ),
+        cluster: "west".parse()?,
+        node: "node-a".into(),
+        location: cairn_proto::model::Location {
+            name: "default".parse()?,
+            url: "file:///tmp/attacker".into(),
+            options: Default::default(),
+        },
+        key: cairn_proto::model::RepositoryKey(vec![0; 32]),
+        pod_uid: "uid".into(),
+        volume: "pv".into(),
+        source: "west/app/data".into(),
+        tag: "west-1".into(),
+        snapshot: None,
+    };
+    tx.send(Report::VolumeTask(task).to_pb()).await?;
+    // A backup of east, sent to this session; its result names a snapshot no node agent made
+    // for it (deleting the backup would delete that snapshot): dropped, and said so.
+    hub.cli_line("backup create east-1 --cluster east --include-namespaces app")
+        .await?
+        .ok()?;
+    let sent = tokio::time::timeout(Duration::from_secs(10), down.message())
+        .await
+        .context("no instruction for east-1")??
+        .context("the stream ended")?;
+    assert!(
+        matches!(
+            cairn_proto::model::Instruction::from_pb(sent)?,
+            cairn_proto::model::Instruction::Backup { .. }
+        ),
+        "east's session got its backup"
+    );
+    let done = cairn_proto::model::BackupStatus {
+        phase: Phase::Completed,
+        volumes: vec![cairn_proto::model::VolumeResult {
+            namespace: "app".into(),
+            claim: "data".into(),
+            snapshot: "0123456789abcdef".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    tx.send(Report::BackupDone("east-1".parse()?, done).to_pb())
+        .await?;
+    wait_until("east-1 recorded", Duration::from_secs(10), || async {
+        let described = hub.json("backup describe east-1").await?;
+        Ok((described["status"]["phase"] == "Completed").then_some(described))
+    })
+    .await
+    .map(|described| {
+        let volume = &described["status"]["volumes"][0];
+        assert_eq!(volume["snapshot"], "", "{described}");
+        assert!(
+            volume["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("snapshot 0123456789abcdef was not made for this backup")),
+            "{described}"
+        );
+    })?;
+    assert!(
+        hub.full_log()
+            .contains("a task goes only to a node of the asking agent's own cluster"),
+        "the forged volume task was not refused"
+    );
+
     // Revoked: the live session ends at once, saying why; the certificate opens nothing after.
     let out = hub.cli(&["cluster", "revoke", "east"]).await?.ok()?;
     assert!(out.stdout.starts_with("cluster east revoked"), "{out:?}");

@@ -2,7 +2,7 @@
 //! trusts another CA, gets nothing from it; the CLI refuses a plaintext URL before dialling. A
 //! restore cannot make whoever runs it the target's administrator unless asked.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use cairn_proto::model::Outcome;
 use cairn_proto::pb;
 use testbed::cairn::{HubProcess, run_cli};
@@ -164,5 +164,56 @@ async fn a_restore_holds_back_what_would_escalate_unless_asked() -> Result<()> {
         webhooks.get_opt("policy").await?.is_some(),
         "the webhook did not come back"
     );
+    Ok(())
+}
+
+/// An edge cluster that is only backed up runs its agent with deploy/agent-readonly.yaml: a backup
+/// completes; a restore into it is refused by the API server, item by item, reported with the API
+/// server's words, and nothing is created.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_agent_backs_up_and_its_restores_are_refused_by_the_api_server() -> Result<()> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let cp = ControlPlane::start("edge-ro").await?;
+    let hub = HubProcess::start().await?;
+    cp.apply(include_str!("../../deploy/agent-readonly.yaml")).await?;
+    let kubeconfig = cp
+        .service_account_kubeconfig("cairn-system", "cairn-agent")
+        .await?;
+    let _agent = hub.agent(&cp, Some(&kubeconfig)).await?;
+    cp.apply(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: shop}\ndata: {a: b}\n",
+    )
+    .await?;
+    hub.cli_line("backup create edge --cluster edge-ro --include-namespaces shop --wait")
+        .await?
+        .ok()?;
+    let configs: kube::Api<ConfigMap> = kube::Api::namespaced(cp.client(), "shop");
+    configs.delete("settings", &Default::default()).await?;
+
+    let out = hub
+        .cli_line("restore create back --from-backup edge --wait")
+        .await?;
+    assert_ne!(
+        out.code,
+        Some(0),
+        "a restore through read-only RBAC succeeded: {out:?}"
+    );
+    let restore = hub.client().await?.restore(&"back".parse()?).await?;
+    assert_ne!(restore.status.phase, cairn_proto::model::Phase::Completed);
+    let refusal = restore
+        .status
+        .problems
+        .iter()
+        .find(|p| p.item.name == "settings")
+        .context("the ConfigMap's refusal is not reported")?;
+    assert_eq!(refusal.outcome, Outcome::Failed, "{refusal:?}");
+    assert!(
+        refusal.message.contains(
+            "User \"system:serviceaccount:cairn-system:cairn-agent\" cannot create resource \"configmaps\""
+        ),
+        "{refusal:?}"
+    );
+    assert!(configs.get_opt("settings").await?.is_none(), "created anyway");
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The user API (`cairn.v1.Cairn`): what the CLI calls. Every call carries a user's bearer token
-//! (`authorization: Bearer …`); reads need any valid token, every change the permission its role
-//! grants in the workspace it touches (see [`cairn_proto::model::Role`]), and every change, done
-//! or refused, goes into the audit log.
+//! (`authorization: Bearer …`); a token of one workspace reads and lists only what is in it, every
+//! change needs the permission its role grants in the workspace it touches (see
+//! [`cairn_proto::model::Role`]), and every change, done or refused, goes into the audit log.
 
 use cairn_proto::convert::Wire;
 use cairn_proto::model::{
@@ -100,6 +100,22 @@ impl UserApi {
         done.map_err(Status::from)
     }
 
+    /// Refuses `caller` unless it may read in `workspace`.
+    fn reads(&self, caller: &UserToken, workspace: &WorkspaceName) -> Result<(), Status> {
+        Ok(self.hub.authorize(caller, Permission::Read, Some(workspace))?)
+    }
+
+    /// The workspace restore `restore` restores into.
+    async fn restore_workspace(
+        &self,
+        restore: &cairn_proto::model::Restore,
+    ) -> Result<WorkspaceName, Status> {
+        match &restore.spec.target_cluster {
+            Some(c) => Ok(self.hub.workspace_of(c).await?),
+            None => self.backup_workspace(&restore.spec.backup).await,
+        }
+    }
+
     /// The workspace of the backup called `name`.
     async fn backup_workspace(&self, name: &BackupName) -> Result<WorkspaceName, Status> {
         let backup = self.hub.backup(name).await?;
@@ -134,8 +150,13 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::ListClustersRequest>,
     ) -> Result<Response<pb::ListClustersResponse>, Status> {
-        self.caller(&request).await?;
-        let clusters = self.hub.clusters().await?;
+        let caller = self.caller(&request).await?;
+        let mut clusters = self.hub.clusters().await?;
+        clusters.retain(|c| {
+            c.workspace
+                .as_ref()
+                .is_some_and(|w| caller.allows(Permission::Read, Some(w)))
+        });
         Ok(Response::new(pb::ListClustersResponse {
             clusters: clusters.iter().map(Wire::to_pb).collect(),
         }))
@@ -218,8 +239,9 @@ impl pb::cairn_server::Cairn for UserApi {
     }
 
     async fn get_backup(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Backup>, Status> {
-        self.caller(&request).await?;
+        let caller = self.caller(&request).await?;
         let name: BackupName = name(request.into_inner().name)?;
+        self.reads(&caller, &self.backup_workspace(&name).await?)?;
         Ok(Response::new(self.hub.backup(&name).await?.to_pb()))
     }
 
@@ -227,8 +249,15 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::ListBackupsRequest>,
     ) -> Result<Response<pb::ListBackupsResponse>, Status> {
-        self.caller(&request).await?;
-        let query = BackupQuery::from_pb(request.into_inner()).map_err(|e| invalid(&e))?;
+        let caller = self.caller(&request).await?;
+        let mut query = BackupQuery::from_pb(request.into_inner()).map_err(|e| invalid(&e))?;
+        // A token of one workspace lists that workspace's backups.
+        if let Some(mine) = &caller.workspace {
+            if let Some(asked) = &query.workspace {
+                self.reads(&caller, asked)?;
+            }
+            query.workspace = Some(mine.clone());
+        }
         let backups = self.hub.backups(&query).await?;
         Ok(Response::new(pb::ListBackupsResponse {
             backups: backups.iter().map(Wire::to_pb).collect(),
@@ -239,8 +268,9 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::ItemIndex>, Status> {
-        self.caller(&request).await?;
+        let caller = self.caller(&request).await?;
         let name: BackupName = name(request.into_inner().name)?;
+        self.reads(&caller, &self.backup_workspace(&name).await?)?;
         Ok(Response::new(self.hub.backup_items(&name).await?.to_pb()))
     }
 
@@ -300,17 +330,28 @@ impl pb::cairn_server::Cairn for UserApi {
     }
 
     async fn get_restore(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Restore>, Status> {
-        self.caller(&request).await?;
+        let caller = self.caller(&request).await?;
         let name: RestoreName = name(request.into_inner().name)?;
-        Ok(Response::new(self.hub.restore(&name).await?.to_pb()))
+        let restore = self.hub.restore(&name).await?;
+        self.reads(&caller, &self.restore_workspace(&restore).await?)?;
+        Ok(Response::new(restore.to_pb()))
     }
 
     async fn list_restores(
         &self,
         request: Request<pb::ListRestoresRequest>,
     ) -> Result<Response<pb::ListRestoresResponse>, Status> {
-        self.caller(&request).await?;
-        let restores = self.hub.restores().await?;
+        let caller = self.caller(&request).await?;
+        let mut restores = Vec::new();
+        for restore in self.hub.restores().await? {
+            if caller.workspace.is_none()
+                || self
+                    .reads(&caller, &self.restore_workspace(&restore).await?)
+                    .is_ok()
+            {
+                restores.push(restore);
+            }
+        }
         Ok(Response::new(pb::ListRestoresResponse {
             restores: restores.iter().map(Wire::to_pb).collect(),
         }))
@@ -320,16 +361,29 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::RestoreItems>, Status> {
-        self.caller(&request).await?;
+        let caller = self.caller(&request).await?;
         let name: RestoreName = name(request.into_inner().name)?;
+        let restore = self.hub.restore(&name).await?;
+        self.reads(&caller, &self.restore_workspace(&restore).await?)?;
         Ok(Response::new(self.hub.restore_items(&name).await?.to_pb()))
     }
 
     type WatchStream = Events;
 
     async fn watch(&self, request: Request<pb::GetRequest>) -> Result<Response<Events>, Status> {
-        self.caller(&request).await?;
+        let caller = self.caller(&request).await?;
         let operation: OperationId = name(request.into_inner().name)?;
+        if caller.workspace.is_some() {
+            let scope = match &operation {
+                OperationId::Backup(b) => self.backup_workspace(b).await?,
+                OperationId::Restore(r) => self.restore_workspace(&self.hub.restore(r).await?).await?,
+                OperationId::Prune(l) => self.location_workspace(l).await?,
+                OperationId::Volume(_) => {
+                    return Err(Status::invalid_argument("watch a backup or a restore"));
+                }
+            };
+            self.reads(&caller, &scope)?;
+        }
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         let Some(mut live) = self.hub.watch(&operation) else {
             // Not running (ended, or unknown): the caller reads the record instead.
@@ -378,8 +432,9 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::Workspace>, Status> {
-        self.caller(&request).await?;
+        let caller = self.caller(&request).await?;
         let name: WorkspaceName = name(request.into_inner().name)?;
+        self.reads(&caller, &name)?;
         Ok(Response::new(self.hub.workspace(&name).await?.to_pb()))
     }
 
@@ -387,8 +442,9 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::ListWorkspacesRequest>,
     ) -> Result<Response<pb::ListWorkspacesResponse>, Status> {
-        self.caller(&request).await?;
-        let workspaces = self.hub.workspaces().await?;
+        let caller = self.caller(&request).await?;
+        let mut workspaces = self.hub.workspaces().await?;
+        workspaces.retain(|w| caller.allows(Permission::Read, Some(&w.name)));
         Ok(Response::new(pb::ListWorkspacesResponse {
             workspaces: workspaces.iter().map(Wire::to_pb).collect(),
         }))
@@ -469,17 +525,25 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::LocationInfo>, Status> {
-        self.caller(&request).await?;
+        let caller = self.caller(&request).await?;
         let name: LocationName = name(request.into_inner().name)?;
-        Ok(Response::new(self.hub.location(&name).await?.to_pb()))
+        let location = self.hub.location(&name).await?;
+        self.reads(&caller, &location.spec.workspace)?;
+        Ok(Response::new(location.to_pb()))
     }
 
     async fn list_locations(
         &self,
         request: Request<pb::ListLocationsRequest>,
     ) -> Result<Response<pb::ListLocationsResponse>, Status> {
-        self.caller(&request).await?;
-        let workspace = optional_name::<WorkspaceName>(request.into_inner().workspace)?;
+        let caller = self.caller(&request).await?;
+        let mut workspace = optional_name::<WorkspaceName>(request.into_inner().workspace)?;
+        if let Some(mine) = &caller.workspace {
+            if let Some(asked) = &workspace {
+                self.reads(&caller, asked)?;
+            }
+            workspace = Some(mine.clone());
+        }
         let locations = self.hub.locations(workspace.as_ref()).await?;
         Ok(Response::new(pb::ListLocationsResponse {
             locations: locations.iter().map(Wire::to_pb).collect(),
@@ -584,9 +648,11 @@ impl pb::cairn_server::Cairn for UserApi {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::WorkspaceBackup>, Status> {
-        self.caller(&request).await?;
+        let caller = self.caller(&request).await?;
         let name: BackupName = name(request.into_inner().name)?;
-        Ok(Response::new(self.hub.workspace_backup(&name).await?.to_pb()))
+        let group = self.hub.workspace_backup(&name).await?;
+        self.reads(&caller, &group.group.workspace)?;
+        Ok(Response::new(group.to_pb()))
     }
 
     async fn create_schedule(
@@ -610,17 +676,25 @@ impl pb::cairn_server::Cairn for UserApi {
     }
 
     async fn get_schedule(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Schedule>, Status> {
-        self.caller(&request).await?;
+        let caller = self.caller(&request).await?;
         let name: ScheduleName = name(request.into_inner().name)?;
-        Ok(Response::new(self.hub.schedule(&name).await?.to_pb()))
+        let schedule = self.hub.schedule(&name).await?;
+        self.reads(&caller, &self.target_workspace(&schedule.spec.target).await?)?;
+        Ok(Response::new(schedule.to_pb()))
     }
 
     async fn list_schedules(
         &self,
         request: Request<pb::ListSchedulesRequest>,
     ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
-        self.caller(&request).await?;
-        let schedules = self.hub.schedules().await?;
+        let caller = self.caller(&request).await?;
+        let mut schedules = Vec::new();
+        for schedule in self.hub.schedules().await? {
+            let scope = self.target_workspace(&schedule.spec.target).await?;
+            if caller.allows(Permission::Read, Some(&scope)) {
+                schedules.push(schedule);
+            }
+        }
         Ok(Response::new(pb::ListSchedulesResponse {
             schedules: schedules.iter().map(Wire::to_pb).collect(),
         }))

@@ -5,7 +5,8 @@
 //! Keys: `cluster/<name>`, `backup/<name>`, `restore/<name>`, `workspace/<name>`,
 //! `member/<cluster>` (its workspace's name, for clusters outside `default`), `join/<sha256 of a
 //! join secret>` (unused join tickets; the secrets themselves are never stored), `token/<name>`
-//! (users' tokens, their secrets only hashed), `audit/<ms>-<nonce>` (the audit log), `location/<name>`
+//! (users' tokens, their secrets only hashed), `audit/<ms>-<nonce>` (the audit log),
+//! `snap/<backup>/<snapshot>` (volume snapshots node agents made for a backup), `location/<name>`
 //! (credentials sealed, see [`crate::location`]), `schedule/<name>`, `group/<name>` (workspace
 //! backups), and the backup indexes `ix/…` (see [`backups`]).
 
@@ -277,6 +278,29 @@ impl Inventory {
     /// Forgets schedule `name`.
     pub async fn delete_schedule(&self, name: &ScheduleName) -> Result<()> {
         self.delete(format!("schedule/{name}")).await
+    }
+
+    /// Records that a node agent made volume snapshot `snapshot` for backup `backup`.
+    pub async fn put_snapshot(&self, backup: &BackupName, snapshot: &str) -> Result<()> {
+        let (store, key) = (self.store.clone(), format!("snap/{backup}/{snapshot}"));
+        tokio::task::spawn_blocking(move || store.put(&key, &[])).await?
+    }
+
+    /// The volume snapshots node agents made for backup `backup`.
+    pub async fn snapshots(&self, backup: &BackupName) -> Result<std::collections::HashSet<String>> {
+        let prefix = format!("snap/{backup}/");
+        let keys = self.keys(prefix.clone(), format!("snap/{backup}0")).await?;
+        Ok(keys
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_owned))
+            .collect())
+    }
+
+    /// Forgets which snapshots were made for backup `backup`.
+    pub async fn forget_snapshots(&self, backup: &BackupName) -> Result<()> {
+        let prefix = format!("snap/{backup}/");
+        let keys = self.keys(prefix, format!("snap/{backup}0")).await?;
+        self.write(keys.into_iter().map(|k| (k, None)).collect()).await
     }
 
     /// Records user token `stored`.

@@ -115,6 +115,9 @@ pub enum Refused {
     /// A value the hub does not accept, saying why.
     #[error("{0}")]
     Invalid(String),
+    /// Not allowed, saying why.
+    #[error("{0}")]
+    Denied(String),
     /// No object of that kind and name.
     #[error("unknown {kind} {name}")]
     NotFound {
@@ -186,7 +189,7 @@ impl Refused {
             Self::Enrolment(_) | Self::NotVouched { .. } | Self::Token(_) => Refusal::Unauthenticated,
             Self::Invalid(_) => Refusal::Invalid,
             Self::NotFound { .. } => Refusal::NotFound,
-            Self::Forbidden { .. } => Refusal::Denied,
+            Self::Forbidden { .. } | Self::Denied(_) => Refusal::Denied,
             Self::NotSent { .. } => Refusal::Denied,
         }
     }

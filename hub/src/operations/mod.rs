@@ -212,7 +212,7 @@ impl Hub {
                 }
                 tracing::info!(backup.id = %name, phase = %status.phase, items = status.items, "backup ended");
                 let phase = status.phase;
-                backup.status = status;
+                backup.status = self.made_for(cluster, &name, status).await?;
                 self.inner.inventory.put_backup(&backup).await?;
                 self.inner.agents.finished(cluster, &operation);
                 self.inner.board.close(&operation, phase);
@@ -250,6 +250,29 @@ impl Hub {
             }
         }
         Ok(())
+    }
+
+    /// `status` as the agent of `cluster` reported it for backup `name`, with only the volume
+    /// snapshots node agents made for that backup: a snapshot named but not made for it (another
+    /// backup's, which deleting this one would delete) is dropped, and the claim says why.
+    async fn made_for(
+        &self,
+        cluster: &ClusterName,
+        name: &BackupName,
+        mut status: BackupStatus,
+    ) -> Result<BackupStatus> {
+        let made = self.inner.inventory.snapshots(name).await?;
+        for volume in status.volumes.iter_mut().filter(|v| !v.snapshot.is_empty()) {
+            if !made.contains(&volume.snapshot) {
+                tracing::warn!(%cluster, backup.id = %name, snapshot = %volume.snapshot, "snapshot refused: no node agent made it for this backup");
+                volume.error = Some(format!(
+                    "snapshot {} was not made for this backup by a node agent of cluster {cluster}: dropped",
+                    volume.snapshot
+                ));
+                volume.snapshot.clear();
+            }
+        }
+        Ok(status)
     }
 
     /// Session `session` of `cluster` has ended: operations it was running fail.
@@ -507,6 +530,7 @@ impl Hub {
         }
         bucket.delete_under(keys.dir()).await?;
         self.inner.inventory.delete_backup(&backup).await?;
+        self.inner.inventory.forget_snapshots(name).await?;
         tracing::info!("backup deleted");
         Ok(())
     }

@@ -13,7 +13,7 @@ use cairn_proto::model::{
 use tokio::sync::mpsc;
 
 use super::agents::{NodeAgent, SessionId};
-use super::{Hub, Result, locations, not_sent};
+use super::{Hub, Refused, Result, locations, not_sent};
 
 impl Hub {
     /// Registers the agent of `node`; returns its session and the queue of tasks for it.
@@ -33,24 +33,27 @@ impl Hub {
         (id, rx)
     }
 
-    /// Handles a report from session `session` of `node`'s agent.
+    /// Handles a report from session `session` of `node`'s agent. A result counts only for a
+    /// task the hub gave it, or (the hub restarted since) one of a backup or restore still
+    /// running on its cluster; the snapshot a backup's task made is recorded as that backup's.
     pub async fn node_report(&self, node: &NodeAgent, session: SessionId, report: Report) {
         self.inner.nodes.beat(node, session);
-        let given = |id: &VolumeTaskId| {
-            let given = self.inner.nodes.runs(node, &OperationId::Volume(id.clone()));
-            if !given {
-                tracing::warn!(%node, task = %id, "node agent's report refused: the hub did not give it that task");
-            }
-            given
-        };
         let instruction = match report {
-            Report::VolumeDone(id, result) if given(&id) => {
+            Report::VolumeDone(id, result) if self.given(node, &id).await => {
                 self.inner.nodes.finished(node, &OperationId::Volume(id.clone()));
+                if let (OperationId::Backup(backup), false) = (&*id.operation, result.snapshot.is_empty())
+                    && let Err(e) = self.inner.inventory.put_snapshot(backup, &result.snapshot).await
+                {
+                    tracing::error!(%node, task = %id, error = %e, "recording a backup's snapshot");
+                }
                 Instruction::VolumeDone(id, result)
             }
-            Report::VolumeProgress(p) if given(&p.id) => Instruction::VolumeProgress(p),
-            Report::VolumeDone(..) | Report::VolumeProgress(_) => return,
-            Report::Heartbeat | Report::Register(_) => return,
+            Report::VolumeProgress(p) if self.given(node, &p.id).await => Instruction::VolumeProgress(p),
+            Report::VolumeDone(id, _) => {
+                tracing::warn!(%node, task = %id, "node agent's result refused: the hub did not give it that task");
+                return;
+            }
+            Report::Heartbeat | Report::Register(_) | Report::VolumeProgress(_) => return,
             _ => {
                 tracing::warn!(%node, "report ignored: node agents send only volume progress and results");
                 return;
@@ -82,19 +85,36 @@ impl Hub {
     /// and key of its operation, or answers at once that there is none.
     pub(super) async fn route_volume(&self, cluster: &ClusterName, mut task: VolumeTask) -> Result<()> {
         let operation = (*task.id.operation).clone();
-        if task.cluster != *cluster || !self.inner.agents.runs(cluster, &operation) {
+        if task.cluster != *cluster {
+            return Err(Refused::Denied(format!(
+                "the agent of cluster {cluster} asked for volume task {} on node {} of cluster {}: \
+                 a task goes only to a node of the asking agent's own cluster",
+                task.id, task.node, task.cluster
+            ))
+            .into());
+        }
+        if !self.inner.agents.runs(cluster, &operation) {
             return Err(not_sent(cluster, &operation));
         }
-        let backup = match &operation {
-            OperationId::Backup(name) => self.backup(name).await?,
-            OperationId::Restore(name) => {
+        // A backup's task makes a snapshot; a restore's reads one of the backup restored.
+        let backup = match (&operation, &task.snapshot) {
+            (OperationId::Backup(name), None) => self.backup(name).await?,
+            (OperationId::Restore(name), Some(snapshot)) => {
                 let restore = self.inner.inventory.restore(name).await?;
                 let Some(restore) = restore else {
                     return Err(not_sent(cluster, &operation));
                 };
-                self.backup(&restore.spec.backup).await?
+                let backup = self.backup(&restore.spec.backup).await?;
+                if !backup.status.volumes.iter().any(|v| v.snapshot == *snapshot) {
+                    return Err(Refused::Denied(format!(
+                        "the agent of cluster {cluster} asked to restore snapshot {snapshot}, which is not one of backup {}'s",
+                        backup.spec.name
+                    ))
+                    .into());
+                }
+                backup
             }
-            OperationId::Prune(_) | OperationId::Volume(_) => return Err(not_sent(cluster, &operation)),
+            _ => return Err(not_sent(cluster, &operation)),
         };
         let target = self
             .target(cluster, Some(&locations::location_of(&backup)))
@@ -124,6 +144,26 @@ impl Hub {
                 self.answer(&node, &id, &why).await;
             }
         }
+    }
+
+    /// Whether task `id` is one `node`'s agent may answer: given to it by this hub, or part of a
+    /// backup or restore of its cluster that has not ended (given by this hub before a restart).
+    async fn given(&self, node: &NodeAgent, id: &VolumeTaskId) -> bool {
+        if self.inner.nodes.runs(node, &OperationId::Volume(id.clone())) {
+            return true;
+        }
+        let (cluster, phase) = match &*id.operation {
+            OperationId::Backup(name) => match self.inner.inventory.backup(name).await {
+                Ok(Some(b)) => (Some(b.spec.cluster), b.status.phase),
+                _ => return false,
+            },
+            OperationId::Restore(name) => match self.inner.inventory.restore(name).await {
+                Ok(Some(r)) => (r.spec.target_cluster, r.status.phase),
+                _ => return false,
+            },
+            OperationId::Prune(_) | OperationId::Volume(_) => return false,
+        };
+        cluster.as_ref() == Some(&node.cluster) && !phase.is_final()
     }
 
     /// Tells the cluster agent that task `id` on `node` failed with `why`.
