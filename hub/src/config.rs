@@ -32,6 +32,7 @@ const ENV_KEYS: &[&str] = &[
     "CAIRN_TLS_CERT",
     "CAIRN_TLS_KEY",
     "CAIRN_TLS_CA",
+    "CAIRN_SECRET_KEY_FILE",
 ];
 
 /// Environment variable that supplies the hub's sealing key (32 bytes, base64) instead of
@@ -57,6 +58,9 @@ pub struct Config {
     /// Silence after which an agent counts as disconnected.
     #[serde(with = "humantime_serde")]
     pub agent_timeout: Duration,
+    /// The master key's file, outside the data directory (a mounted Secret); empty:
+    /// `<data_dir>/secret.key`, made on first start.
+    pub secret_key_file: PathBuf,
     /// How long an agent's client certificate is valid; agents renew theirs at two thirds.
     #[serde(with = "humantime_serde")]
     pub agent_cert_lifetime: Duration,
@@ -157,12 +161,17 @@ impl Config {
         }
     }
 
-    /// The key credentials are sealed with: from [`SECRET_KEY_ENV`], else `<data_dir>/secret.key`,
+    /// The key credentials are sealed with: from [`SECRET_KEY_ENV`], else `secret_key_file`,
+    /// else `<data_dir>/secret.key`,
     /// made (readable by the hub's user only) on first start.
     pub fn sealing_key(&self) -> Result<cairn_proto::seal::Key, cairn_proto::seal::Error> {
         use cairn_proto::seal::Key;
         if let Ok(text) = std::env::var(SECRET_KEY_ENV) {
             return Key::from_base64(&text, &format!("environment variable {SECRET_KEY_ENV}"));
+        }
+        if !self.secret_key_file.as_os_str().is_empty() {
+            // Given: never made here (a typo must not start a hub with a new, empty keyring).
+            return Key::read_file(&self.secret_key_file);
         }
         let path = self.data_dir.join("secret.key");
         if path.exists() {
@@ -217,6 +226,35 @@ mod tests {
                 .default_location_dir()
                 .expect("dir")
                 .ends_with("/cairn-data/backups")
+        );
+    }
+
+    #[test]
+    fn a_master_key_file_outside_the_data_directory_is_read_never_made_and_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let mut config = Config::load(None).expect("defaults load");
+        config.data_dir = dir.path().join("data");
+        config.secret_key_file = dir.path().join("mounted/secret.key");
+        let missing = config.sealing_key().expect_err("a missing file is not made");
+        assert!(missing.to_string().contains("mounted/secret.key"), "{missing}");
+        assert!(!config.secret_key_file.exists() && !config.data_dir.join("secret.key").exists());
+        std::fs::create_dir_all(dir.path().join("mounted")).expect("dir");
+        cairn_proto::seal::Key::create_file(&config.secret_key_file).expect("key");
+        let key = config.sealing_key().expect("read");
+        assert_eq!(
+            key.derive("x").expect("derive"),
+            cairn_proto::seal::Key::read_file(&config.secret_key_file)
+                .expect("again")
+                .derive("x")
+                .expect("derive")
+        );
+        std::fs::set_permissions(&config.secret_key_file, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        let exposed = config.sealing_key().expect_err("others can read it");
+        assert!(
+            exposed.to_string().contains("can be read or written by others"),
+            "{exposed}"
         );
     }
 }
