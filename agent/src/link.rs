@@ -278,7 +278,12 @@ impl Link {
         let (events, relay, operations) = (&local.events, &local.relay, &local.operations);
         match (instruction, &self.role) {
             (
-                Instruction::Backup { spec, location, key },
+                Instruction::Backup {
+                    spec,
+                    location,
+                    key,
+                    resources,
+                },
                 Role::Cluster {
                     client,
                     kubernetes_version,
@@ -290,19 +295,27 @@ impl Link {
                 operations.spawn(crate::backup::run(
                     client.clone(),
                     spec,
-                    location,
+                    (location, resources),
                     reporter,
                     volumes,
                     kubernetes_version.clone(),
                 ));
             }
-            (Instruction::Restore { spec, location, key }, Role::Cluster { client, .. }) => {
+            (
+                Instruction::Restore {
+                    spec,
+                    location,
+                    key,
+                    resources,
+                },
+                Role::Cluster { client, .. },
+            ) => {
                 let reporter = Reporter::new(spec.name.clone(), events.clone());
                 let volumes = self.volumes(relay, key);
                 operations.spawn(crate::restore::run(
                     client.clone(),
                     spec,
-                    location,
+                    (location, resources),
                     reporter,
                     volumes,
                 ));

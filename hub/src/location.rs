@@ -7,7 +7,7 @@ use cairn_proto::convert::{self, Wire};
 use cairn_proto::format::{location::VerifyError, provider};
 use cairn_proto::model::{
     Credentials, DEFAULT_WORKSPACE, Health, Location, LocationName, LocationSpec, Prune, RepositoryKey,
-    Store, StoredLocation, Timestamp, WorkspaceName,
+    ResourceKey, Store, StoredLocation, Timestamp, WorkspaceName,
 };
 use cairn_proto::seal;
 use std::sync::Arc;
@@ -50,8 +50,8 @@ pub enum Error {
     /// The built-in location comes from the hub's configuration.
     #[error("location {BUILTIN} is the hub's built-in location; change it in the hub's configuration")]
     Builtin,
-    /// The workspace's volume-repository key could not be derived.
-    #[error("deriving the workspace's volume-repository key")]
+    /// A workspace's key could not be derived.
+    #[error("deriving a workspace key")]
     RepositoryKey(#[source] seal::Error),
     /// Sealing or unsealing credentials failed.
     #[error("credentials of location {location}")]
@@ -220,6 +220,16 @@ impl Locations {
             .derive(&format!("cairn workspace repository key/{workspace}"))
             .map_err(Error::RepositoryKey)?;
         Ok(RepositoryKey(bytes.to_vec()))
+    }
+
+    /// The resource-backup key of `workspace`: seals its backups' objects. Only cluster agents
+    /// get it; it opens nothing of the volume repository, and the repository key opens none of it.
+    pub fn resource_key(&self, workspace: &WorkspaceName) -> Result<ResourceKey> {
+        let bytes = self
+            .key
+            .derive(&format!("cairn workspace resource key/{workspace}"))
+            .map_err(Error::RepositoryKey)?;
+        Ok(ResourceKey(bytes.to_vec()))
     }
 
     /// Records the last prune of location `name`.

@@ -357,3 +357,81 @@ async fn a_running_volume_backup_shows_progress_and_ends_when_its_node_agent_goe
     assert!(pruned.contains("by vol-long ("), "{pruned}");
     Ok(())
 }
+
+/// What a node agent is handed opens the volume repository only: the key of a volume task (a node
+/// agent enrolled and vouched for like any other, played by this test) does not open the
+/// backup's resource objects, which the hub itself reads.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_agents_key_opens_no_resource_backup() -> Result<()> {
+    use cairn_proto::convert::Wire;
+    use cairn_proto::format::{BackupKeys, ObjectSeal, SealedStore};
+    use cairn_proto::model::{Instruction, Manifest, Registration, Report, ResourceKey, VolumeResult};
+    let source = ControlPlane::start("vol-keys").await?;
+    let hub = HubProcess::start().await?;
+    let _agent = hub.agent(&source, None).await?;
+    let token = testbed::cairn::node_agent_token(&source, "node-a").await?;
+    let node = cairn_agent::enrol::Enrolled::node_agent(
+        hub.dial()?,
+        "vol-keys".parse()?,
+        "node-a",
+        secrecy::SecretString::from(token),
+    )
+    .await?;
+    let mut client =
+        cairn_proto::pb::agent_channel_client::AgentChannelClient::new(node.endpoint()?.connect().await?);
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let register = Registration {
+        cluster: "vol-keys".parse()?,
+        agent_version: "test".into(),
+        kubernetes_version: String::new(),
+        node: Some("node-a".into()),
+    };
+    tx.send(Report::Register(register).to_pb()).await?;
+    let mut down = client
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+
+    source.apply(&app("pv-keys", "disk-7", "node-a")).await?;
+    bound(&source, "shop", "data").await?;
+    hub.cli_line("backup create keys --cluster vol-keys --include-namespaces shop --volumes")
+        .await?
+        .ok()?;
+    let message = tokio::time::timeout(SETTLE, down.message())
+        .await
+        .context("no volume task for node-a")??
+        .context("the stream ended")?;
+    let Instruction::Volume(task) = Instruction::from_pb(message)? else {
+        bail!("node-a got something other than a volume task");
+    };
+    let declined = VolumeResult {
+        node: "node-a".into(),
+        error: Some("declined by the test".into()),
+        ..VolumeResult::default()
+    };
+    tx.send(Report::VolumeDone(task.id.clone(), declined).to_pb())
+        .await?;
+    wait_until("the backup to end", SETTLE, || async {
+        let described = hub.json("backup describe keys").await?;
+        Ok((described["status"]["phase"] == "PartiallyFailed").then_some(()))
+    })
+    .await?;
+
+    // The hub reads the backup's manifest; the node agent's key does not open it.
+    let items = hub.cli_line("backup describe keys --details").await?.ok()?;
+    assert!(items.stdout.contains("shop"), "{}", items.stdout);
+    let with_node_key = SealedStore::new(
+        cairn_proto::format::open_location(&task.location)?,
+        &task.location.name,
+        ObjectSeal::new(&ResourceKey(task.key.0.clone()))?,
+    );
+    let manifest = with_node_key
+        .read::<Manifest>(&BackupKeys::new(&"keys".parse()?).manifest())
+        .await;
+    assert!(
+        matches!(manifest, Err(_)),
+        "the node agent's key opened the manifest: {:?}",
+        manifest.map(|m| m.is_some())
+    );
+    Ok(())
+}

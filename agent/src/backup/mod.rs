@@ -8,7 +8,7 @@ mod writer;
 use cairn_proto::format::{self, BackupKeys, ObjectSeal, SealedStore};
 use cairn_proto::model::{
     Backup, BackupSpec, BackupStatus, ClusterResources, GroupKind, ItemRef, ItemResult, Location, Manifest,
-    Outcome, Phase, Report, ResourceSummary, Timestamp,
+    Outcome, Phase, Report, ResourceKey, ResourceSummary, Timestamp,
 };
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -73,13 +73,14 @@ struct Run<'a> {
     claims: Vec<Claim>,
 }
 
-/// Runs backup `spec` of the cluster behind `client` into `location`; reports progress and the
+/// Runs backup `spec` of the cluster behind `client` into `location`, its objects sealed under
+/// `resources` (the workspace's resource key); reports progress and the
 /// result. Never panics on cluster or storage errors: they end up in the status.
 #[tracing::instrument(name = "backup", skip_all, fields(backup.id = %spec.name, cluster = %spec.cluster))]
 pub async fn run(
     client: kube::Client,
     spec: BackupSpec,
-    location: Location,
+    (location, resources): (Location, ResourceKey),
     reporter: Reporter,
     volumes: Volumes,
     kubernetes_version: String,
@@ -89,7 +90,7 @@ pub async fn run(
     let (status, reporter) = match execute(
         client,
         &spec,
-        &location,
+        (&location, &resources),
         reporter,
         &volumes,
         started,
@@ -120,7 +121,7 @@ pub async fn run(
 async fn execute(
     client: kube::Client,
     spec: &BackupSpec,
-    location: &Location,
+    (location, resources): (&Location, &ResourceKey),
     reporter: Reporter,
     volumes: &Volumes,
     started: Timestamp,
@@ -130,7 +131,7 @@ async fn execute(
         Ok(store) => store,
         Err(e) => return Err((e.into(), reporter)),
     };
-    let seal = match ObjectSeal::new(&volumes.key) {
+    let seal = match ObjectSeal::new(resources) {
         Ok(seal) => seal,
         Err(e) => return Err((Error::Seal(e), reporter)),
     };

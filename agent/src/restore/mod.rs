@@ -10,7 +10,7 @@ pub mod rules;
 use cairn_proto::format::{self, BackupKeys, ObjectKind, ObjectSeal, PartReader, SealedStore};
 use cairn_proto::model::{
     ExistingPolicy, GroupKind, ItemRef, ItemResult, Location, Manifest, Outcome, OutcomeCounts, Phase,
-    Report, ResourceSummary, RestoreSpec, RestoreStatus, Timestamp, VolumeResult,
+    Report, ResourceKey, ResourceSummary, RestoreSpec, RestoreStatus, Timestamp, VolumeResult,
 };
 use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -64,13 +64,14 @@ pub enum Error {
     },
 }
 
-/// Runs restore `spec` from `location` into the cluster behind `client`; reports progress and the
+/// Runs restore `spec` from `location` (objects sealed under `resources`) into the cluster behind
+/// `client`; reports progress and the
 /// result.
 #[tracing::instrument(name = "restore", skip_all, fields(restore.id = %spec.name, backup.id = %spec.backup))]
 pub async fn run(
     client: kube::Client,
     spec: RestoreSpec,
-    location: Location,
+    (location, resources): (Location, ResourceKey),
     mut reporter: Reporter,
     volumes: Volumes,
 ) {
@@ -78,7 +79,9 @@ pub async fn run(
     let opened = format::open_location(&location)
         .map_err(Error::from)
         .and_then(|store| {
-            let seal = ObjectSeal::new(&volumes.key).map_err(Error::Seal)?;
+            let seal = ObjectSeal::new(&resources)
+                .and_then(|seal| seal.reading_format_2(&volumes.key))
+                .map_err(Error::Seal)?;
             Ok(Arc::new(SealedStore::new(store, &location.name, seal)))
         });
     let (outcome, results) = match opened {

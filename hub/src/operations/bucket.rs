@@ -1,5 +1,5 @@
 //! The hub's way into a location's objects — manifests, index parts, restore reports — sealed
-//! with the workspace key: a [`SealedStore`] (`proto/src/format/sealed_store.rs`), which reads,
+//! with the workspace's resource key (format 2's, under its repository key, still read): a [`SealedStore`] (`proto/src/format/sealed_store.rs`), which reads,
 //! writes, bounds and opens them.
 
 use cairn_proto::format::{self, ObjectSeal, SealedStore};
@@ -11,11 +11,18 @@ impl Hub {
     /// The objects of location `stored`.
     pub(super) fn bucket(&self, stored: &StoredLocation) -> Result<SealedStore> {
         let location = self.inner.locations.resolve(stored)?;
-        let key = self.inner.locations.repository_key(&stored.spec.workspace)?;
+        let workspace = &stored.spec.workspace;
+        let (resources, repository) = (
+            self.inner.locations.resource_key(workspace)?,
+            self.inner.locations.repository_key(workspace)?,
+        );
+        let seal = ObjectSeal::new(&resources)
+            .and_then(|seal| seal.reading_format_2(&repository))
+            .map_err(crate::location::Error::RepositoryKey)?;
         Ok(SealedStore::new(
             format::open_location(&location)?,
             &stored.spec.name,
-            ObjectSeal::new(&key).map_err(crate::location::Error::RepositoryKey)?,
+            seal,
         ))
     }
 }

@@ -26,8 +26,8 @@ pub use workspaces::default_workspace;
 use cairn_proto::format::{BackupKeys, SealedStore, VolumeKeys};
 use cairn_proto::model::{
     Backup, BackupName, BackupQuery, BackupSpec, BackupStatus, Cluster, ClusterName, IndexEntry, Instruction,
-    ItemResult, Live, Location, LocationName, Manifest, OperationId, Phase, Report, RepositoryKey, Restore,
-    RestoreName, RestoreSpec, RestoreStatus, StoredLocation, Timestamp,
+    ItemResult, Live, Location, LocationName, Manifest, OperationId, Phase, Report, RepositoryKey,
+    ResourceKey, Restore, RestoreName, RestoreSpec, RestoreStatus, StoredLocation, Timestamp,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +61,8 @@ struct Target {
     location: Location,
     /// Its workspace's volume-repository key.
     key: RepositoryKey,
+    /// Its workspace's resource-backup key.
+    resources: ResourceKey,
 }
 
 /// The hub's state and operations; cheap to clone.
@@ -399,6 +401,7 @@ impl Hub {
             spec,
             location: target.location,
             key: target.key,
+            resources: target.resources,
         };
         let record = self.inner.inventory.put_backup(&backup);
         self.launch(&operation, &cluster, record, instruction).await?;
@@ -439,6 +442,7 @@ impl Hub {
             spec,
             location: target.location,
             key: target.key,
+            resources: target.resources,
         };
         let record = self.inner.inventory.put_restore(&restore);
         self.launch(&operation, &cluster, record, instruction).await?;
@@ -455,6 +459,7 @@ impl Hub {
         Ok(Target {
             location: self.inner.locations.resolve(&stored)?,
             key: self.inner.locations.repository_key(&stored.spec.workspace)?,
+            resources: self.inner.locations.resource_key(&stored.spec.workspace)?,
             stored,
         })
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{Result, Wire, name, opt_string, required};
 use crate::model::{
     BackupSpec, BackupStatus, Instruction, Location, Progress, Prune, Registration, Report, RepositoryKey,
-    RestoreSpec, RestoreStatus, VolumeProgress, VolumeResult, VolumeTask, Vouch,
+    ResourceKey, RestoreSpec, RestoreStatus, VolumeProgress, VolumeResult, VolumeTask, Vouch,
 };
 use crate::pb::{self, agent_message::Kind as Up, hub_message::Kind as Down};
 
@@ -15,15 +15,27 @@ impl Wire for Instruction {
 
     fn to_pb(&self) -> pb::HubMessage {
         let kind = match self {
-            Self::Backup { spec, location, key } => Down::RunBackup(pb::RunBackup {
+            Self::Backup {
+                spec,
+                location,
+                key,
+                resources,
+            } => Down::RunBackup(pb::RunBackup {
                 spec: Some(spec.to_pb()),
                 location: Some(location.to_pb()),
                 repository_key: key.0.clone(),
+                resource_key: resources.0.clone(),
             }),
-            Self::Restore { spec, location, key } => Down::RunRestore(pb::RunRestore {
+            Self::Restore {
+                spec,
+                location,
+                key,
+                resources,
+            } => Down::RunRestore(pb::RunRestore {
                 spec: Some(spec.to_pb()),
                 location: Some(location.to_pb()),
                 repository_key: key.0.clone(),
+                resource_key: resources.0.clone(),
             }),
             Self::Prune { location, key, grace } => Down::RunPrune(pb::RunPrune {
                 location: Some(location.to_pb()),
@@ -54,11 +66,13 @@ impl Wire for Instruction {
                 spec: BackupSpec::from_pb(required("RunBackup.spec", run.spec)?)?,
                 location: Location::from_pb(required("RunBackup.location", run.location)?)?,
                 key: RepositoryKey(run.repository_key),
+                resources: ResourceKey(run.resource_key),
             },
             Down::RunRestore(run) => Self::Restore {
                 spec: RestoreSpec::from_pb(required("RunRestore.spec", run.spec)?)?,
                 location: Location::from_pb(required("RunRestore.location", run.location)?)?,
                 key: RepositoryKey(run.repository_key),
+                resources: ResourceKey(run.resource_key),
             },
             Down::RunPrune(run) => Self::Prune {
                 location: Location::from_pb(required("RunPrune.location", run.location)?)?,
@@ -226,6 +240,7 @@ mod tests {
                 spec,
                 location: location(),
                 key: RepositoryKey(vec![1; 32]),
+                resources: ResourceKey(vec![3; 32]),
             },
             Instruction::Prune {
                 location: location(),
@@ -317,6 +332,7 @@ mod tests {
             .expect("valid"),
             location: location(),
             key: RepositoryKey::default(),
+            resources: ResourceKey::default(),
         }
         .to_pb();
         if let Some(Down::RunBackup(r)) = &mut run.kind {

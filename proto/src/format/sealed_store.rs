@@ -359,7 +359,7 @@ pub async fn read_bounded(
 mod tests {
     use super::*;
     use crate::format::{BackupKeys, limits};
-    use crate::model::{BackupName, RepositoryKey};
+    use crate::model::{BackupName, ResourceKey};
     use object_store::memory::InMemory;
     use object_store::{
         GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
@@ -368,7 +368,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     fn seal(byte: u8) -> ObjectSeal {
-        ObjectSeal::new(&RepositoryKey(vec![byte; 32])).expect("seal")
+        ObjectSeal::new(&ResourceKey(vec![byte; 32])).expect("seal")
     }
 
     fn store_over(inner: Arc<dyn ObjectStore>) -> SealedStore {

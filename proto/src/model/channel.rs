@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::{
     BackupName, BackupSpec, BackupStatus, ClusterName, Location, LocationName, OperationId, Progress, Prune,
-    RepositoryKey, RestoreName, RestoreSpec, RestoreStatus, VolumeProgress, VolumeResult, VolumeTask,
-    VolumeTaskId,
+    RepositoryKey, ResourceKey, RestoreName, RestoreSpec, RestoreStatus, VolumeProgress, VolumeResult,
+    VolumeTask, VolumeTaskId,
 };
 
 /// What the hub asks an agent to do.
@@ -21,6 +21,8 @@ pub enum Instruction {
         location: Location,
         /// The workspace's volume-repository key.
         key: RepositoryKey,
+        /// The workspace's resource-backup key.
+        resources: ResourceKey,
     },
     /// To a cluster agent: run a restore from `location`.
     Restore {
@@ -30,6 +32,8 @@ pub enum Instruction {
         location: Location,
         /// The workspace's volume-repository key.
         key: RepositoryKey,
+        /// The workspace's resource-backup key.
+        resources: ResourceKey,
     },
     /// To a cluster agent: prune the volume repository of `location`.
     Prune {

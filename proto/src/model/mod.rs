@@ -45,7 +45,7 @@ pub use restore::{ExistingPolicy, OutcomeCounts, Restore, RestoreSpec, RestoreSt
 pub use schedule::{BackupTemplate, Schedule, ScheduleSpec, ScheduleStatus, ScheduleTarget};
 pub use selector::{InvalidSelector, LabelSelector};
 pub use time::Timestamp;
-pub use volume::{RepositoryKey, VolumeProgress, VolumeResult, VolumeTask};
+pub use volume::{RepositoryKey, ResourceKey, VolumeProgress, VolumeResult, VolumeTask};
 pub use workspace::{DEFAULT_WORKSPACE, Workspace};
 
 use serde::{Deserialize, Serialize};

@@ -50,6 +50,19 @@ impl std::fmt::Debug for RepositoryKey {
     }
 }
 
+/// A workspace's resource-backup key: 32 bytes the hub hands cluster agents only, with their
+/// backups and restores; every object of a resource backup is sealed under a key derived from it.
+/// Node agents never get it: theirs is the [`RepositoryKey`]. Neither `Debug` nor serialisation
+/// shows it.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct ResourceKey(pub Vec<u8>);
+
+impl std::fmt::Debug for ResourceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResourceKey(..)")
+    }
+}
+
 /// Volume data of one claim to move on one node.
 #[derive(Debug, Clone)]
 pub struct VolumeTask {
