@@ -201,19 +201,7 @@ impl Keep {
         let bytes = serde_json::to_vec(kept).map_err(|e| failed(e.into()))?;
         match self {
             Self::Dir(dir) => {
-                use std::os::unix::fs::OpenOptionsExt;
-                std::fs::create_dir_all(dir).map_err(|e| failed(e.into()))?;
-                let partial = dir.join(format!("{IDENTITY}.partial"));
-                let _ = std::fs::remove_file(&partial);
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&partial)
-                    .map_err(|e| failed(e.into()))?;
-                std::io::Write::write_all(&mut file, &bytes).map_err(|e| failed(e.into()))?;
-                file.sync_all().map_err(|e| failed(e.into()))?;
-                std::fs::rename(&partial, dir.join(IDENTITY)).map_err(|e| failed(e.into()))
+                cairn_proto::seal::write_private(&dir.join(IDENTITY), &bytes).map_err(|e| failed(e.into()))
             }
             Self::Secret { api, name } => {
                 let secret = Secret {

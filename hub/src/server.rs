@@ -136,8 +136,6 @@ fn write_admin_config(
     config: &Config,
     bearer: &secrecy::SecretString,
 ) -> Result<(), Error> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let failed = |source| Error::DataDir {
         path: path.display().to_string(),
         source,
@@ -156,17 +154,7 @@ fn write_admin_config(
         "ca": ca,
         "token": secrecy::ExposeSecret::expose_secret(bearer),
     });
-    let partial = path.with_extension("partial");
-    let _ = std::fs::remove_file(&partial);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&partial)
-        .map_err(failed)?;
-    file.write_all(format!("{text:#}\n").as_bytes()).map_err(failed)?;
-    file.sync_all().map_err(failed)?;
-    std::fs::rename(&partial, path).map_err(failed)
+    cairn_proto::seal::write_private(path, format!("{text:#}\n").as_bytes()).map_err(failed)
 }
 
 /// Runs `work` every `period` (the first at once) until the hub stops; a run in progress is

@@ -221,6 +221,26 @@ impl Key {
     }
 }
 
+/// Writes `bytes` to `path` whole or not at all, readable and writable by its owner only: the
+/// one way a secret (a key, a certificate's key, a token) is written to a file.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let partial = path.with_extension("partial");
+    let _ = std::fs::remove_file(&partial);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&partial, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,5 +315,18 @@ mod tests {
         assert_ne!(one, [3u8; KEY_LEN], "not the key itself");
         let other = Key::from_base64(&BASE64.encode([4u8; KEY_LEN]), "c").expect("key");
         assert_ne!(one, other.derive("workspace/one").expect("derived"));
+    }
+
+    #[test]
+    fn a_private_file_is_its_owners_only_and_replaced_whole() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("nested/identity.json");
+        write_private(&path, b"first").expect("written");
+        write_private(&path, b"second").expect("replaced");
+        assert_eq!(std::fs::read(&path).expect("read"), b"second");
+        let mode = std::fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!path.with_extension("partial").exists());
     }
 }

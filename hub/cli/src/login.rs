@@ -77,22 +77,8 @@ impl Login {
 
     /// Writes it to `path`, readable and writable by its owner only.
     pub fn save(&self, path: &Path) -> Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let failed = || format!("writing CLI configuration {}", path.display());
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(failed)?;
-        }
         let text = serde_yaml_ng::to_string(self).with_context(failed)?;
-        let partial = path.with_extension("partial");
-        let _ = std::fs::remove_file(&partial);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&partial)
-            .with_context(failed)?;
-        file.write_all(text.as_bytes()).with_context(failed)?;
-        std::fs::rename(&partial, path).with_context(failed)
+        cairn_proto::seal::write_private(path, text.as_bytes()).with_context(failed)
     }
 }

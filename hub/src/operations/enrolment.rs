@@ -137,16 +137,12 @@ impl Hub {
             }
             None => self.workspace_of(&cluster).await?,
         };
-        let mut record = self.inner.inventory.cluster(&cluster).await?.unwrap_or(Cluster {
-            name: cluster.clone(),
-            connected: false,
-            kubernetes_version: String::new(),
-            agent_version: String::new(),
-            last_heartbeat: None,
-            workspace: None,
-            revoked: false,
-            generation: 1,
-        });
+        let mut record = self
+            .inner
+            .inventory
+            .cluster(&cluster)
+            .await?
+            .unwrap_or_else(|| Cluster::enrolled(cluster.clone(), 1));
         record.revoked = false;
         self.inner.inventory.put_cluster(&record).await?;
         let mut bytes = [0u8; 32];
@@ -287,16 +283,7 @@ impl Hub {
         let record = match self.inner.inventory.cluster(id.cluster()).await? {
             Some(record) => record,
             None => {
-                let adopted = Cluster {
-                    name: id.cluster().clone(),
-                    connected: false,
-                    kubernetes_version: String::new(),
-                    agent_version: String::new(),
-                    last_heartbeat: None,
-                    workspace: None,
-                    revoked: false,
-                    generation: id.generation(),
-                };
+                let adopted = Cluster::enrolled(id.cluster().clone(), id.generation());
                 self.inner.inventory.put_cluster(&adopted).await?;
                 tracing::warn!(agent = %id, "cluster adopted: unknown to this hub, its certificate is one this hub's CA issued");
                 adopted

@@ -26,6 +26,22 @@ pub struct Cluster {
     pub generation: u64,
 }
 
+impl Cluster {
+    /// Cluster `name`, enrolled (enrolment `generation`), its agent not yet heard from.
+    pub fn enrolled(name: ClusterName, generation: u64) -> Self {
+        Self {
+            name,
+            connected: false,
+            kubernetes_version: String::new(),
+            agent_version: String::new(),
+            last_heartbeat: None,
+            workspace: None,
+            revoked: false,
+            generation,
+        }
+    }
+}
+
 /// What the hub grants for one cluster's agent to enrol: the CLI makes a
 /// [`JoinToken`](crate::join::JoinToken) of it with the hub's address.
 #[derive(Debug, Clone)]
