@@ -337,6 +337,23 @@ async fn an_agents_certificate_acts_only_for_its_own_cluster_until_revoked() -> 
         listed.stdout
     );
     drop(tx);
+    // Removed: no longer listed, and its certificate still refused.
+    hub.cli(&["cluster", "remove", "east"]).await?.ok()?;
+    let listed = hub.json("cluster list").await?;
+    assert!(
+        listed
+            .as_array()
+            .is_some_and(|l| l.iter().all(|c| c["name"] != "east")),
+        "{listed}"
+    );
+    let (_tx, answer) = session(as_east()?, register("east", None)?).await?;
+    assert_eq!(
+        answer
+            .err()
+            .context("a removed cluster's certificate opened a session")?
+            .code(),
+        tonic::Code::Unauthenticated
+    );
 
     // A certificate past its expiry: the TLS handshake refuses it.
     let brief = HubProcess::start_with(&[("CAIRN_AGENT_CERT_LIFETIME", "2s")]).await?;

@@ -209,6 +209,19 @@ impl Client {
             .collect::<Result<_, _>>()?)
     }
 
+    /// Revokes `cluster` and stops listing it.
+    pub async fn forget_cluster(&mut self, cluster: &ClusterName) -> Result<Cluster> {
+        let c = self
+            .inner
+            .forget_cluster(pb::GetRequest {
+                name: cluster.to_string(),
+            })
+            .await
+            .map_err(self.error())?
+            .into_inner();
+        Ok(Cluster::from_pb(c)?)
+    }
+
     /// Refuses `cluster`'s certificates from now on.
     pub async fn revoke_cluster(&mut self, cluster: &ClusterName) -> Result<Cluster> {
         let c = self

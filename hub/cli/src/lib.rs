@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cairn login --hub URL --ca FILE --token TOKEN
-//! cairn cluster list | add NAME [--workspace W] [--expires 1h] | revoke NAME
+//! cairn cluster list | add NAME [--workspace W] [--expires 1h] | revoke NAME | remove NAME
 //! cairn token create NAME --role admin|workspace-admin|operator|viewer [--workspace W] [--expires 30d]
 //! cairn token list | revoke NAME
 //! cairn audit list [--limit N]
@@ -253,6 +253,11 @@ enum ClusterVerb {
     /// Refuse a cluster's certificates (its node agents' too) from now on and end their sessions.
     /// `cluster add` enrols it again.
     Revoke {
+        /// The cluster's name.
+        name: ClusterName,
+    },
+    /// Revoke a cluster and stop listing it; its backups stay. `cluster add` enrols it again.
+    Remove {
         /// The cluster's name.
         name: ClusterName,
     },
@@ -802,6 +807,11 @@ async fn cluster(client: &mut Client, out: Format, hub: &str, verb: ClusterVerb)
                 grant.expires
             );
             output::outln!("{}", token.encode());
+            Ok(())
+        }
+        ClusterVerb::Remove { name } => {
+            client.forget_cluster(&name).await?;
+            output::outln!("cluster {name} removed: its certificates are refused; its backups stay");
             Ok(())
         }
         ClusterVerb::Revoke { name } => {

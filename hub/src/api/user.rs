@@ -211,6 +211,26 @@ impl pb::cairn_server::Cairn for UserApi {
         Ok(Response::new(revoked.to_pb()))
     }
 
+    async fn forget_cluster(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::Cluster>, Status> {
+        let caller = self.caller(&request).await?;
+        let cluster: ClusterName = name(request.into_inner().name)?;
+        let scope = self.hub.workspace_of(&cluster).await?;
+        let what = ("forget_cluster", format!("cluster/{cluster}"));
+        let removed = self
+            .change(
+                &caller,
+                what,
+                Permission::Configure,
+                Some(&scope),
+                self.hub.forget_cluster(&cluster),
+            )
+            .await?;
+        Ok(Response::new(removed.to_pb()))
+    }
+
     async fn create_backup(
         &self,
         request: Request<pb::CreateBackupRequest>,

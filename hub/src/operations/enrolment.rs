@@ -144,6 +144,7 @@ impl Hub {
             .await?
             .unwrap_or_else(|| Cluster::enrolled(cluster.clone(), 1));
         record.revoked = false;
+        record.removed = false;
         self.inner.inventory.put_cluster(&record).await?;
         let mut bytes = [0u8; 32];
         aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Refused::Enrolment("no randomness".into()))?;
@@ -339,6 +340,18 @@ impl Hub {
             }
         }
         tracing::warn!("cluster revoked: its certificates are refused and its sessions ended");
+        Ok(record)
+    }
+
+    /// Revokes `cluster` and stops listing it (its record stays, so its certificates stay
+    /// refused; its backups stay too). `create_join_token` adds it again.
+    #[tracing::instrument(name = "forget_cluster", skip_all, fields(cluster = %cluster))]
+    pub async fn forget_cluster(&self, cluster: &ClusterName) -> Result<Cluster> {
+        let mut record = self.revoke_cluster(cluster).await?;
+        record.removed = true;
+        self.inner.inventory.put_cluster(&record).await?;
+        self.inner.inventory.set_member(cluster, None).await?;
+        tracing::info!("cluster removed");
         Ok(record)
     }
 }

@@ -347,6 +347,7 @@ impl Hub {
     /// Every cluster, with its connection state now.
     pub async fn clusters(&self) -> Result<Vec<Cluster>> {
         let mut clusters = self.inner.inventory.clusters().await?;
+        clusters.retain(|c| !c.removed);
         let members: std::collections::HashMap<_, _> =
             self.inner.inventory.members().await?.into_iter().collect();
         for c in &mut clusters {

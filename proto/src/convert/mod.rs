@@ -138,6 +138,7 @@ impl Wire for Cluster {
                 .unwrap_or_default(),
             revoked: self.revoked,
             generation: self.generation,
+            removed: self.removed,
         }
     }
 
@@ -151,6 +152,7 @@ impl Wire for Cluster {
             workspace: opt_name("Cluster.workspace", m.workspace)?,
             revoked: m.revoked,
             generation: m.generation,
+            removed: m.removed,
         })
     }
 }

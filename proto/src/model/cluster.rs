@@ -24,6 +24,9 @@ pub struct Cluster {
     /// Which enrolment its certificates must come from: adding a cluster again after a
     /// revocation starts a new one, and certificates of older ones stay refused.
     pub generation: u64,
+    /// Revoked and no longer listed (`cairn cluster remove`); the record stays so that its
+    /// certificates stay refused.
+    pub removed: bool,
 }
 
 impl Cluster {
@@ -38,6 +41,7 @@ impl Cluster {
             workspace: None,
             revoked: false,
             generation,
+            removed: false,
         }
     }
 }
