@@ -6,8 +6,11 @@
 //! protocol: register, heartbeat every 5 s, answer each backup instruction at once. Measured: the
 //! hub's CPU while idle with heartbeats, its peak RSS, and — with one schedule per cluster, all
 //! firing in the same minute, no jitter — the delay from the slot to the agent receiving its
-//! instruction (p50, p99). Then `backup list` through the user API over an inventory of 1,000,000
-//! backups (`CAIRN_BENCH_BACKUPS`): p99 of filtered queries. The last line is the 2,000 row.
+//! instruction (p50, p99); then the hub is restarted and every agent dials again at once (with the
+//! real agent's backoff): the time until all are registered, the hub's CPU meanwhile, and sessions
+//! refused. Every agent enrols first with its own join token and speaks over mTLS with its own
+//! certificate. Then `backup list` through the user API over an inventory of 1,000,000 backups
+//! (`CAIRN_BENCH_BACKUPS`): p99 of filtered queries. The last line is the 2,000 row.
 
 use anyhow::{Context, Result, bail};
 use cairn_cli::client::Client;
@@ -58,13 +61,20 @@ fn main() -> Result<()> {
         let list = list_latency(backups).await?;
         println!();
         println!(
-            "{:>7} {:>9} {:>9} {:>12} {:>13}",
-            "agents", "p50_ms", "p99_ms", "hub_rss_mib", "idle_cpu_pct"
+            "{:>7} {:>9} {:>9} {:>12} {:>13} {:>12} {:>14} {:>8}",
+            "agents", "p50_ms", "p99_ms", "hub_rss_mib", "idle_cpu_pct", "reconnect_s", "reconnect_cpu_s", "refused"
         );
         for r in &rows {
             println!(
-                "{:>7} {:>9.0} {:>9.0} {:>12} {:>13.1}",
-                r.agents, r.p50_ms, r.p99_ms, r.rss_mib, r.idle_cpu_pct
+                "{:>7} {:>9.0} {:>9.0} {:>12} {:>13.1} {:>12.1} {:>14.1} {:>8}",
+                r.agents,
+                r.p50_ms,
+                r.p99_ms,
+                r.rss_mib,
+                r.idle_cpu_pct,
+                r.reconnect_s,
+                r.reconnect_cpu_s,
+                r.refused
             );
         }
         println!();
@@ -78,8 +88,15 @@ fn main() -> Result<()> {
             .or(rows.last())
             .context("no rows")?;
         println!(
-            "fleet agents={} p50_ms={:.0} p99_ms={:.0} hub_rss_mib={} idle_cpu_pct={:.1}",
-            row.agents, row.p50_ms, row.p99_ms, row.rss_mib, row.idle_cpu_pct
+            "fleet agents={} p50_ms={:.0} p99_ms={:.0} hub_rss_mib={} idle_cpu_pct={:.1} reconnect_s={:.1} reconnect_cpu_s={:.1} refused={}",
+            row.agents,
+            row.p50_ms,
+            row.p99_ms,
+            row.rss_mib,
+            row.idle_cpu_pct,
+            row.reconnect_s,
+            row.reconnect_cpu_s,
+            row.refused
         );
         anyhow::Ok(())
     })
@@ -91,6 +108,12 @@ struct Row {
     p99_ms: f64,
     rss_mib: u64,
     idle_cpu_pct: f64,
+    /// From a hub restart until every agent is registered again.
+    reconnect_s: f64,
+    /// The restarted hub's CPU seconds over that time.
+    reconnect_cpu_s: f64,
+    /// Sessions the hub refused meanwhile (authentication or permission).
+    refused: usize,
 }
 
 struct HubChild(Child);
@@ -102,6 +125,20 @@ impl Drop for HubChild {
     }
 }
 
+/// A hub process on `port` over data directory `data`.
+fn spawn_hub(data: &std::path::Path, port: u16) -> Result<HubChild> {
+    Ok(HubChild(
+        Command::new(std::env::current_exe()?)
+            .env(HUB_MODE, "1")
+            .env("CAIRN_DATA_DIR", data)
+            .env("CAIRN_LISTEN", format!("127.0.0.1:{port}"))
+            .env("CAIRN_AGENT_TIMEOUT", "30s")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()?,
+    ))
+}
+
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -109,20 +146,48 @@ fn free_port() -> Result<u16> {
 /// When each simulated agent received its instruction.
 type Received = Arc<Mutex<Vec<SystemTime>>>;
 
+/// How the simulated agents fared: sessions refused by the hub (an authentication or
+/// permission refusal, not a hub that is down).
+type Refused = Arc<std::sync::atomic::AtomicUsize>;
+
 /// One simulated agent: enrols as `cluster` with a join token from `users` (its certificate kept
-/// under `state`), registers, beats, answers every backup at once.
+/// under `state`), then, as the real agent does, keeps a session up (dialling again with
+/// backoff when it breaks): registers, beats, answers every backup at once.
 async fn agent(
     users: Client,
     url: String,
     state: std::path::PathBuf,
     cluster: String,
-    received: Received,
+    seen: (Received, Refused),
     connecting: Arc<tokio::sync::Semaphore>,
 ) -> Result<()> {
     let permit = connecting.acquire_owned().await?;
     let token = testbed::cairn::join_token(&mut users.clone(), &url, &cluster).await?;
     let keep = cairn_agent::enrol::Keep::Dir(state.join(&cluster));
     let enrolled = cairn_agent::enrol::Enrolled::cluster_agent(keep, Some(&token), None, None).await?;
+    drop(permit);
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let started = Instant::now();
+        if let Err(e) = session(&enrolled, &cluster, &seen.0).await
+            && let Some(status) = e.downcast_ref::<tonic::Status>()
+            && matches!(
+                status.code(),
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+            )
+        {
+            seen.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            delay = Duration::from_millis(500);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// One session of a simulated agent, until the hub ends it.
+async fn session(enrolled: &cairn_agent::enrol::Enrolled, cluster: &str, received: &Received) -> Result<()> {
     let mut client = AgentChannelClient::new(enrolled.endpoint()?.connect().await?);
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let register = Report::Register(Registration {
@@ -133,9 +198,8 @@ async fn agent(
     });
     tx.send(register.to_pb()).await?;
     let mut down = client.session(ReceiverStream::new(rx)).await?.into_inner();
-    drop(permit);
     let beat = tx.clone();
-    tokio::spawn(async move {
+    let beating = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;
@@ -144,20 +208,25 @@ async fn agent(
             }
         }
     });
-    while let Some(msg) = down.message().await? {
-        if let Instruction::Backup { spec, .. } = Instruction::from_pb(msg)? {
-            received
-                .lock()
-                .map_err(|_| anyhow::anyhow!("poisoned"))?
-                .push(SystemTime::now());
-            let status = BackupStatus {
-                phase: Phase::Completed,
-                ..BackupStatus::default()
-            };
-            tx.send(Report::BackupDone(spec.name, status).to_pb()).await?;
+    let ended = async {
+        while let Some(msg) = down.message().await? {
+            if let Instruction::Backup { spec, .. } = Instruction::from_pb(msg)? {
+                received
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                    .push(SystemTime::now());
+                let status = BackupStatus {
+                    phase: Phase::Completed,
+                    ..BackupStatus::default()
+                };
+                tx.send(Report::BackupDone(spec.name, status).to_pb()).await?;
+            }
         }
+        anyhow::Ok(())
     }
-    Ok(())
+    .await;
+    beating.abort();
+    ended
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -179,18 +248,8 @@ async fn measure(n: usize) -> Result<Row> {
     let port = free_port()?;
     let url = format!("https://127.0.0.1:{port}");
     let ca = data.path().join("pki").join("ca.crt");
-    let hub = HubChild(
-        Command::new(std::env::current_exe()?)
-            .env(HUB_MODE, "1")
-            .env("CAIRN_DATA_DIR", data.path())
-            .env("CAIRN_LISTEN", format!("127.0.0.1:{port}"))
-            .env("CAIRN_AGENT_TIMEOUT", "30s")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()?,
-    );
+    let hub = spawn_hub(data.path(), port)?;
     let pid = hub.0.id();
-    // Its CA is written on first start: until then there is nothing to trust.
     // Its CA and its administrator's configuration are written on first start.
     let dial = testbed::wait_until("the hub's CA and admin.conf", Duration::from_secs(30), || async {
         let Ok(text) = std::fs::read_to_string(data.path().join("admin.conf")) else {
@@ -211,6 +270,7 @@ async fn measure(n: usize) -> Result<Row> {
     .await?;
 
     let received: Received = Arc::default();
+    let refused: Refused = Arc::default();
     let started = Instant::now();
     let connecting = Arc::new(tokio::sync::Semaphore::new(CONNECT_CONCURRENCY));
     let agents: Vec<_> = (0..n)
@@ -221,7 +281,7 @@ async fn measure(n: usize) -> Result<Row> {
                 url.clone(),
                 data.path().join("agents"),
                 name,
-                received.clone(),
+                (received.clone(), refused.clone()),
                 connecting.clone(),
             ))
         })
@@ -297,10 +357,42 @@ async fn measure(n: usize) -> Result<Row> {
         p99_ms: percentile(&delays, 0.99),
         rss_mib,
         idle_cpu_pct,
+        reconnect_s: 0.0,
+        reconnect_cpu_s: 0.0,
+        refused: 0,
+    };
+
+    // The hub restarts: every agent dials again at once (each with the real agent's backoff).
+    drop(hub);
+    let refused_before = refused.load(std::sync::atomic::Ordering::Relaxed);
+    let restarted = Instant::now();
+    let hub = spawn_hub(data.path(), port)?;
+    let pid = hub.0.id();
+    testbed::wait_until("every agent back", Duration::from_secs(300), || {
+        let mut client = client.clone();
+        async move {
+            let Ok(clusters) = client.clusters().await else {
+                return Ok(None);
+            };
+            Ok((clusters.iter().filter(|c| c.connected).count() == n).then_some(()))
+        }
+    })
+    .await?;
+    let row = Row {
+        reconnect_s: restarted.elapsed().as_secs_f64(),
+        reconnect_cpu_s: testbed::proc_stats::cpu_seconds(pid),
+        refused: refused.load(std::sync::atomic::Ordering::Relaxed) - refused_before,
+        ..row
     };
     eprintln!(
-        "   p50 {:.0} ms, p99 {:.0} ms, hub peak RSS {} MiB, idle CPU {:.1} %",
-        row.p50_ms, row.p99_ms, row.rss_mib, row.idle_cpu_pct
+        "   p50 {:.0} ms, p99 {:.0} ms, hub peak RSS {} MiB, idle CPU {:.1} %; after a restart all back in {:.1} s ({:.1} CPU s, {} refused)",
+        row.p50_ms,
+        row.p99_ms,
+        row.rss_mib,
+        row.idle_cpu_pct,
+        row.reconnect_s,
+        row.reconnect_cpu_s,
+        row.refused
     );
     drop(hub);
     for a in agents {

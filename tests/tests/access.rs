@@ -159,6 +159,31 @@ async fn each_role_does_what_it_may_and_every_change_is_audited() -> Result<()> 
         "token eu-watcher (viewer of workspace eu) may not read in workspace default",
     );
 
+    // cairn login keeps hub, CA and token in a file only its owner reads; a token that does not
+    // work is not saved.
+    let home = tempfile::tempdir()?;
+    let config = home.path().join("cairn/config");
+    let config_arg = config.display().to_string();
+    let out = run_cli(
+        hub.url(),
+        Some(&hub.ca_file()),
+        &["login", "--token", "cairn_nobody_00", "--config", &config_arg],
+    )
+    .await?;
+    refused(&out, "token nobody is unknown or revoked");
+    assert!(!config.exists(), "a refused login was saved");
+    run_cli(
+        hub.url(),
+        Some(&hub.ca_file()),
+        &["login", "--token", &viewer, "--config", &config_arg],
+    )
+    .await?
+    .ok()?;
+    assert_eq!(std::fs::metadata(&config)?.permissions().mode() & 0o777, 0o600);
+    run_cli(hub.url(), None, &["--config", &config_arg, "backup", "list"])
+        .await?
+        .ok()?;
+
     // No token; a revoked one.
     let out = run_cli(hub.url(), Some(&hub.ca_file()), &["backup", "list"]).await?;
     refused(&out, "no token: log in");

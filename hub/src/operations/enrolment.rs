@@ -29,6 +29,9 @@ pub const JOIN_TTL: Duration = Duration::from_secs(3600);
 const MAX_JOIN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long a cluster agent may take to vouch for a node agent.
 const VOUCH_TIMEOUT: Duration = Duration::from_secs(15);
+/// Vouches asked of one cluster's agent at once: enrolment is open to anyone who reaches the hub,
+/// and each vouch costs the cluster's API server a TokenReview.
+const VOUCHES_IN_FLIGHT: usize = 32;
 
 /// A vouch asked: of which cluster's agent, and where its verdict goes.
 type Asked = (ClusterName, oneshot::Sender<Result<(), String>>);
@@ -208,7 +211,16 @@ impl Hub {
         let record = self.enrolled(cluster).await?;
         let (tx, rx) = oneshot::channel();
         let id = self.inner.enrolment.next_vouch.fetch_add(1, Ordering::Relaxed);
-        self.inner.enrolment.vouches().insert(id, (cluster.clone(), tx));
+        {
+            let mut vouches = self.inner.enrolment.vouches();
+            if vouches.values().filter(|(c, _)| c == cluster).count() >= VOUCHES_IN_FLIGHT {
+                return Err(Failure::Busy(format!(
+                    "{VOUCHES_IN_FLIGHT} node agents of cluster {cluster} are already being vouched for: try again shortly"
+                ))
+                .into());
+            }
+            vouches.insert(id, (cluster.clone(), tx));
+        }
         let asked = match self.inner.agents.queue(cluster) {
             Some(queue) => queue
                 .send(Instruction::Vouch(Vouch {

@@ -222,6 +222,9 @@ pub enum Failure {
         /// The location.
         location: LocationName,
     },
+    /// Too much of something is under way; worth trying again shortly.
+    #[error("{0}")]
+    Busy(String),
     /// The hub's own records failed.
     #[error(transparent)]
     Inventory(#[from] inventory::Error),
@@ -241,7 +244,7 @@ impl Failure {
     /// How the user API answers it: an agent that is not there now is worth trying again later.
     pub fn denial(&self) -> Denial {
         match self {
-            Self::NotConnected { .. } | Self::NoAgent { .. } => Denial::Unavailable,
+            Self::NotConnected { .. } | Self::NoAgent { .. } | Self::Busy(_) => Denial::Unavailable,
             _ => Denial::Failed,
         }
     }
