@@ -507,7 +507,9 @@ pub fn headline(e: &anyhow::Error) -> String {
 /// Runs the command line `cli`.
 pub async fn run(cli: Cli) -> Result<()> {
     let config = login::path(cli.config.as_deref());
-    let saved = login::Login::load(config.as_deref(), cli.config.is_some())?;
+    // A configuration asked for must exist, but for `login`, which writes it.
+    let required = cli.config.is_some() && !matches!(cli.command, Noun::Login);
+    let saved = login::Login::load(config.as_deref(), required)?;
     let url = cli
         .hub
         .or(saved.hub)
