@@ -66,6 +66,25 @@ async fn a_join_token_enrols_once_and_the_agent_keeps_its_identity_in_a_secret()
     );
     assert_eq!(listed[0]["connected"], false, "{listed}");
 
+    // An oversized request is refused, and does not use the token up (the agent enrols with it
+    // below).
+    let mut enrolment =
+        cairn_proto::pb::enrolment_client::EnrolmentClient::new(hub.dial()?.endpoint().connect().await?);
+    let oversized = enrolment
+        .join(cairn_proto::pb::JoinRequest {
+            secret: secrecy::ExposeSecret::expose_secret(
+                &cairn_proto::join::JoinToken::parse(&token)?.secret,
+            )
+            .to_owned(),
+            csr_pem: "x".repeat(1 << 20),
+        })
+        .await;
+    let status = oversized.err().context("a 1 MiB certificate request was read")?;
+    assert_eq!(
+        status.message(),
+        "certificate request of 1048576 bytes: at most 65536 bytes"
+    );
+
     let in_secret = ["--identity-secret", "cairn-system/cairn-agent-identity"];
     let first = hub
         .agent_with(

@@ -92,7 +92,9 @@ impl pb::agent_channel_server::AgentChannel for AgentChannel {
         request: Request<pb::CertificateRequest>,
     ) -> Result<Response<pb::IssuedCertificate>, Status> {
         let id = self.admitted(&request).await?;
-        let renewed = self.hub.renew(&id, &request.into_inner().csr_pem).await;
+        let csr_pem = request.into_inner().csr_pem;
+        super::enrol::bounded("certificate request", &csr_pem)?;
+        let renewed = self.hub.renew(&id, &csr_pem).await;
         let outcome = renewed
             .as_ref()
             .map(|_| ())

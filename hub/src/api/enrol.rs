@@ -7,6 +7,21 @@ use tonic::{Request, Response, Status};
 
 use crate::operations::Hub;
 
+/// Largest certificate request or service-account token taken: each is a few KiB, and anyone who
+/// reaches the hub may send one.
+pub const MAX_REQUEST: usize = 64 << 10;
+
+/// Refuses `field` if it is larger than [`MAX_REQUEST`].
+pub fn bounded(what: &str, field: &str) -> Result<(), Status> {
+    if field.len() > MAX_REQUEST {
+        return Err(Status::invalid_argument(format!(
+            "{what} of {} bytes: at most {MAX_REQUEST} bytes",
+            field.len()
+        )));
+    }
+    Ok(())
+}
+
 /// The `Enrolment` service.
 pub struct Enrolment {
     hub: Hub,
@@ -27,6 +42,7 @@ impl pb::enrolment_server::Enrolment for Enrolment {
     ) -> Result<Response<pb::IssuedCertificate>, Status> {
         let peer = request.remote_addr();
         let pb::JoinRequest { secret, csr_pem } = request.into_inner();
+        bounded("certificate request", &csr_pem)?;
         let joined = self.hub.join(&secret.into(), &csr_pem).await;
         let (who, outcome) = match &joined {
             Ok((_, cluster)) => (format!("agent of cluster {cluster}"), Ok(())),
@@ -51,6 +67,8 @@ impl pb::enrolment_server::Enrolment for Enrolment {
             csr_pem,
             token,
         } = request.into_inner();
+        bounded("certificate request", &csr_pem)?;
+        bounded("service-account token", &token)?;
         let cluster = cluster
             .parse()
             .map_err(|e: cairn_proto::model::InvalidName| Status::invalid_argument(e.to_string()))?;

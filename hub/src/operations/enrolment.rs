@@ -166,6 +166,9 @@ impl Hub {
     /// A cluster agent enrols with join secret `secret`: its certificate, for the key of
     /// `csr_pem`, and its cluster's name.
     pub async fn join(&self, secret: &SecretString, csr_pem: &str) -> Result<(Issued, ClusterName)> {
+        // A request that cannot be signed does not use the secret up.
+        rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| Refused::Invalid(format!("the certificate request does not read: {e}")))?;
         let _one_at_a_time = self.inner.enrolment.joining.lock().await;
         let Some(ticket) = self
             .inner
