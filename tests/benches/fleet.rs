@@ -87,17 +87,7 @@ fn main() -> Result<()> {
             .find(|r| r.agents == 2000)
             .or(rows.last())
             .context("no rows")?;
-        println!(
-            "fleet agents={} p50_ms={:.0} p99_ms={:.0} hub_rss_mib={} idle_cpu_pct={:.1} reconnect_s={:.1} reconnect_cpu_s={:.1} refused={}",
-            row.agents,
-            row.p50_ms,
-            row.p99_ms,
-            row.rss_mib,
-            row.idle_cpu_pct,
-            row.reconnect_s,
-            row.reconnect_cpu_s,
-            row.refused
-        );
+        println!("fleet {}", row.summary());
         anyhow::Ok(())
     })
 }
@@ -114,6 +104,23 @@ struct Row {
     reconnect_cpu_s: f64,
     /// Sessions the hub refused meanwhile (authentication or permission).
     refused: usize,
+}
+
+impl Row {
+    /// Its figures, `name=value` each.
+    fn summary(&self) -> String {
+        format!(
+            "agents={} p50_ms={:.0} p99_ms={:.0} hub_rss_mib={} idle_cpu_pct={:.1} reconnect_s={:.1} reconnect_cpu_s={:.1} refused={}",
+            self.agents,
+            self.p50_ms,
+            self.p99_ms,
+            self.rss_mib,
+            self.idle_cpu_pct,
+            self.reconnect_s,
+            self.reconnect_cpu_s,
+            self.refused
+        )
+    }
 }
 
 struct HubChild(Child);
@@ -384,16 +391,7 @@ async fn measure(n: usize) -> Result<Row> {
         refused: refused.load(std::sync::atomic::Ordering::Relaxed) - refused_before,
         ..row
     };
-    eprintln!(
-        "   p50 {:.0} ms, p99 {:.0} ms, hub peak RSS {} MiB, idle CPU {:.1} %; after a restart all back in {:.1} s ({:.1} CPU s, {} refused)",
-        row.p50_ms,
-        row.p99_ms,
-        row.rss_mib,
-        row.idle_cpu_pct,
-        row.reconnect_s,
-        row.reconnect_cpu_s,
-        row.refused
-    );
+    eprintln!("   {}", row.summary());
     drop(hub);
     for a in agents {
         a.abort();

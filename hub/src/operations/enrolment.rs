@@ -24,7 +24,7 @@ use super::{Failure, Hub, Refused, Result};
 use crate::pki::{self, Authority, Issued};
 
 /// How long a join secret works unless asked otherwise.
-pub const JOIN_TTL: Duration = Duration::from_secs(3600);
+const JOIN_TTL: Duration = Duration::from_secs(3600);
 /// The longest a join secret may work.
 const MAX_JOIN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long a cluster agent may take to vouch for a node agent.

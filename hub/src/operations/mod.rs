@@ -19,7 +19,7 @@ mod volumes;
 mod workspaces;
 
 pub use access::{AUDIT_KEPT, StoredToken};
-pub use enrolment::{Enrolment, JOIN_TTL};
+pub use enrolment::Enrolment;
 pub use error::{Error, Failure, Refused};
 pub use workspaces::default_workspace;
 
