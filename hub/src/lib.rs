@@ -3,7 +3,7 @@
 //!
 //! - [`config`]: embedded defaults, file, environment.
 //! - [`inventory`]: clusters, backups, restores in RocksDB behind a small store trait.
-//! - [`location`]: the backup locations the hub hands to agents.
+//! - [`location`]: the backup locations the hub hands to agents; [`keyring`]: their keys, by version.
 //! - [`operations`]: registration, backups and restores from request to result; workspaces,
 //!   location rules, schedules, retention, the catalog read back from buckets.
 //! - [`schedule`]: cron timetables and fleet jitter; [`clock`]: the system's, or shifted ahead.
@@ -15,6 +15,7 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod inventory;
+pub mod keyring;
 pub mod location;
 pub mod operations;
 pub mod pki;

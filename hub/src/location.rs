@@ -4,15 +4,17 @@
 //! them. Which cluster may use which location is the caller's rule ([`crate::operations`]).
 
 use cairn_proto::convert::{self, Wire};
-use cairn_proto::format::{location::VerifyError, provider};
+use cairn_proto::format::repository_key::{self, Rewrapped};
+use cairn_proto::format::{self, location::VerifyError, provider, sealed_store};
 use cairn_proto::model::{
     Credentials, DEFAULT_WORKSPACE, Health, Location, LocationName, LocationSpec, Prune, RepositoryKey,
-    ResourceKey, Store, StoredLocation, Timestamp, WorkspaceName,
+    ResourceKeys, SealedKeyVersion, Store, StoredLocation, Timestamp,
 };
 use cairn_proto::seal;
 use std::sync::Arc;
 
 use crate::inventory::{self, Inventory};
+use crate::keyring::{self, Keyring};
 
 /// The location every hub has: a directory, in workspace `default`.
 pub const BUILTIN: &str = "default";
@@ -50,9 +52,36 @@ pub enum Error {
     /// The built-in location comes from the hub's configuration.
     #[error("location {BUILTIN} is the hub's built-in location; change it in the hub's configuration")]
     Builtin,
-    /// A workspace's key could not be derived.
-    #[error("deriving a workspace key")]
-    RepositoryKey(#[source] seal::Error),
+    /// The key the hub seals keyrings with cannot be derived from its master key.
+    #[error("deriving the hub's keyring key")]
+    Key(#[source] keyring::Error),
+    /// The location's keyring cannot be made or opened.
+    #[error("keys of location {location}")]
+    Keyring {
+        /// The location.
+        location: LocationName,
+        /// The cause.
+        #[source]
+        source: keyring::Error,
+    },
+    /// The location's keyring or volume repository keys could not be read or written.
+    #[error("keys of location {location}")]
+    Bucket {
+        /// The location.
+        location: LocationName,
+        /// The cause.
+        #[source]
+        source: Box<sealed_store::Error>,
+    },
+    /// The location's objects cannot be reached with its configuration.
+    #[error("location {location}")]
+    Open {
+        /// The location.
+        location: LocationName,
+        /// The cause.
+        #[source]
+        source: Box<format::location::Error>,
+    },
     /// Sealing or unsealing credentials failed.
     #[error("credentials of location {location}")]
     Seal {
@@ -85,8 +114,13 @@ impl Error {
             Self::Unknown(_) => Some(Refusal::NotFound),
             Self::Exists(_) => Some(Refusal::Exists),
             Self::Invalid(_) => Some(Refusal::Invalid),
-            Self::Unverified { .. } | Self::Verify { .. } | Self::Builtin => Some(Refusal::Precondition),
-            Self::RepositoryKey(_) | Self::Seal { .. } | Self::Corrupt { .. } | Self::Inventory(_) => None,
+            Self::Unverified { .. }
+            | Self::Verify { .. }
+            | Self::Builtin
+            | Self::Keyring { .. }
+            | Self::Bucket { .. }
+            | Self::Open { .. } => Some(Refusal::Precondition),
+            Self::Key(_) | Self::Seal { .. } | Self::Corrupt { .. } | Self::Inventory(_) => None,
         }
     }
 }
@@ -99,6 +133,20 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Locations {
     inventory: Inventory,
     key: Arc<seal::Key>,
+    /// Seals keyring versions (derived from `key`).
+    sealer: Arc<seal::Key>,
+    /// Held while a location's record is read, changed and written back, so that a health check
+    /// does not write back a keyring a rotation has just extended.
+    writing: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// What a key rotation of one location did.
+#[derive(Debug)]
+pub struct Rotated {
+    /// The new version.
+    pub version: u32,
+    /// The volume repository's master key, re-wrapped.
+    pub rewrapped: Rewrapped,
 }
 
 fn context(name: &LocationName) -> String {
@@ -106,19 +154,21 @@ fn context(name: &LocationName) -> String {
 }
 
 impl Locations {
-    /// Locations recorded in `inventory`, credentials sealed with `key`.
-    pub fn new(inventory: Inventory, key: seal::Key) -> Self {
-        Self {
+    /// Locations recorded in `inventory`, credentials and keyrings sealed with `key`.
+    pub fn new(inventory: Inventory, key: seal::Key) -> Result<Self> {
+        Ok(Self {
             inventory,
+            sealer: Arc::new(keyring::sealer(&key).map_err(Error::Key)?),
             key: Arc::new(key),
-        }
+            writing: Arc::default(),
+        })
     }
 
     /// Records the built-in location: directory `path` (absolute), in workspace `default`.
     pub async fn ensure_builtin(&self, path: &str) -> Result<()> {
         let name = builtin_name();
+        let _writing = self.writing.lock().await;
         let known = self.inventory.location(&name).await?;
-        let (health, last_prune) = known.map_or((None, None), |l| (l.health, l.last_prune));
         let spec = LocationSpec {
             name,
             workspace: DEFAULT_WORKSPACE
@@ -129,13 +179,18 @@ impl Locations {
             },
             prefix: None,
         };
-        provider::resolve(&spec, &Credentials::Ambient)?;
+        let location = provider::resolve(&spec, &Credentials::Ambient)?;
+        let (health, last_prune, keyring) = match known {
+            Some(l) => (l.health, l.last_prune, l.keyring),
+            None => (None, None, self.adopt_keyring(&spec.name, &location).await?),
+        };
         self.inventory
             .put_location(&StoredLocation {
                 spec,
                 sealed_credentials: Vec::new(),
                 health,
                 last_prune,
+                keyring,
             })
             .await?;
         Ok(())
@@ -164,6 +219,7 @@ impl Locations {
                     source,
                 })?
         };
+        let keyring = self.adopt_keyring(&spec.name, &location).await?;
         let stored = StoredLocation {
             spec,
             sealed_credentials,
@@ -172,6 +228,7 @@ impl Locations {
                 error: None,
             }),
             last_prune: None,
+            keyring,
         };
         self.inventory.put_location(&stored).await?;
         tracing::info!("location verified and saved");
@@ -212,44 +269,243 @@ impl Locations {
         Ok(provider::resolve(&stored.spec, &credentials)?)
     }
 
-    /// The volume-repository key of `workspace`'s locations: derived from the hub's key, so a
-    /// hub rebuilt from its buckets with the same key reads the volume data again.
-    pub fn repository_key(&self, workspace: &WorkspaceName) -> Result<RepositoryKey> {
-        let bytes = self
-            .key
-            .derive(&format!("cairn workspace repository key/{workspace}"))
-            .map_err(Error::RepositoryKey)?;
-        Ok(RepositoryKey(bytes.to_vec()))
+    /// The keyring of a location being added: the one in its bucket, which must open with this
+    /// hub's key (a hub rebuilt with its predecessor's master key reads every backup back); or,
+    /// for a location without one, a new keyring, written to the bucket.
+    async fn adopt_keyring(&self, name: &LocationName, location: &Location) -> Result<Vec<SealedKeyVersion>> {
+        let store = self.store(name, location)?;
+        let in_bucket = self.bucket_keyring(name, store.as_ref()).await?;
+        if self.open_keyring(name, &in_bucket)?.is_some() {
+            tracing::info!(
+                versions = in_bucket.len(),
+                "the location's keyring read from its bucket"
+            );
+            return Ok(in_bucket);
+        }
+        let sealed = self.fresh_keyring(name)?;
+        self.write_keyring(name, store.as_ref(), &sealed).await?;
+        Ok(sealed)
     }
 
-    /// The resource-backup key of `workspace`: seals its backups' objects. Only cluster agents
-    /// get it; it opens nothing of the volume repository, and the repository key opens none of it.
-    pub fn resource_key(&self, workspace: &WorkspaceName) -> Result<ResourceKey> {
-        let bytes = self
-            .key
-            .derive(&format!("cairn workspace resource key/{workspace}"))
-            .map_err(Error::RepositoryKey)?;
-        Ok(ResourceKey(bytes.to_vec()))
+    fn store(&self, name: &LocationName, location: &Location) -> Result<Arc<dyn object_store::ObjectStore>> {
+        format::open_location(location).map_err(|source| Error::Open {
+            location: name.clone(),
+            source: Box::new(source),
+        })
+    }
+
+    async fn bucket_keyring(
+        &self,
+        name: &LocationName,
+        store: &dyn object_store::ObjectStore,
+    ) -> Result<Vec<SealedKeyVersion>> {
+        let versions = format::keyring::read(store, name.as_str())
+            .await
+            .map_err(|e| bucket_error(name, e))?;
+        Ok(versions
+            .into_iter()
+            .map(|(version, sealed)| SealedKeyVersion { version, sealed })
+            .collect())
+    }
+
+    async fn write_keyring(
+        &self,
+        name: &LocationName,
+        store: &dyn object_store::ObjectStore,
+        versions: &[SealedKeyVersion],
+    ) -> Result<()> {
+        for v in versions {
+            format::keyring::write(store, name.as_str(), v.version, v.sealed.clone())
+                .await
+                .map_err(|e| bucket_error(name, e))?;
+        }
+        Ok(())
+    }
+
+    /// A new keyring for location `name`, sealed.
+    fn fresh_keyring(&self, name: &LocationName) -> Result<Vec<SealedKeyVersion>> {
+        Keyring::fresh()
+            .and_then(|k| k.seal(&self.sealer))
+            .map_err(keyring_error(name))
+    }
+
+    fn open_keyring(&self, name: &LocationName, sealed: &[SealedKeyVersion]) -> Result<Option<Keyring>> {
+        Keyring::open(&self.sealer, sealed).map_err(keyring_error(name))
+    }
+
+    /// The keyring of `stored`; a location recorded before keyrings has the keys it had then.
+    fn keyring(&self, stored: &StoredLocation) -> Result<Keyring> {
+        match self.open_keyring(&stored.spec.name, &stored.keyring)? {
+            Some(keyring) => Ok(keyring),
+            None => {
+                Keyring::derived(&self.key, &stored.spec.workspace).map_err(keyring_error(&stored.spec.name))
+            }
+        }
+    }
+
+    /// The key node agents open `stored`'s volume repository with: its newest version.
+    pub fn repository_key(&self, stored: &StoredLocation) -> Result<RepositoryKey> {
+        Ok(self.keyring(stored)?.repository_key())
+    }
+
+    /// Every version of `stored`'s resource-backup key: backups are sealed with the newest, and
+    /// opened with the version they name. Only cluster agents get them; they open nothing of the
+    /// volume repository, and the repository key opens none of the backups sealed with them.
+    pub fn resource_keys(&self, stored: &StoredLocation) -> Result<ResourceKeys> {
+        Ok(self.keyring(stored)?.resource_keys())
+    }
+
+    /// The version new backups of `stored` are sealed with.
+    pub fn key_version(stored: &StoredLocation) -> u32 {
+        stored.keyring.last().map_or(1, |v| v.version)
+    }
+
+    /// Changes the record of location `name` with `change` (under the write lock).
+    async fn update(
+        &self,
+        name: &LocationName,
+        change: impl FnOnce(&mut StoredLocation),
+    ) -> Result<StoredLocation> {
+        let _writing = self.writing.lock().await;
+        let mut stored = self.get(name).await?;
+        change(&mut stored);
+        self.inventory.put_location(&stored).await?;
+        Ok(stored)
+    }
+
+    /// Makes the bucket and the inventory hold the same keyring of location `name`: a location
+    /// recorded before keyrings gets its own (the keys it had, as version 1); versions only the
+    /// bucket has (and this hub's key opens) are adopted; versions only the inventory has are
+    /// written; a rotation's re-wrap of the volume repository that did not finish is finished.
+    /// Returns the location as recorded now.
+    #[tracing::instrument(name = "publish_keyring", skip_all, fields(location = %name))]
+    pub async fn publish_keyring(&self, name: &LocationName) -> Result<StoredLocation> {
+        let stored = self.get(name).await?;
+        let store = self.store(name, &self.resolve(&stored)?)?;
+        let in_bucket = self.bucket_keyring(name, store.as_ref()).await?;
+        let mut mine = stored.keyring.clone();
+        if mine.is_empty() {
+            mine = self
+                .keyring(&stored)?
+                .seal(&self.sealer)
+                .map_err(keyring_error(name))?;
+        }
+        let missing: Vec<_> = mine
+            .iter()
+            .filter(|v| !in_bucket.iter().any(|b| b.version == v.version))
+            .cloned()
+            .collect();
+        self.write_keyring(name, store.as_ref(), &missing).await?;
+        for theirs in &in_bucket {
+            if mine
+                .iter()
+                .any(|v| v.version == theirs.version && v.sealed != theirs.sealed)
+            {
+                tracing::warn!(
+                    version = theirs.version,
+                    "the bucket's keyring holds another key of this version than the hub's records: backups sealed with one of them may not open"
+                );
+            }
+        }
+        let adopted: Vec<_> = in_bucket
+            .into_iter()
+            .filter(|b| !mine.iter().any(|v| v.version == b.version))
+            .filter(|b| Keyring::open(&self.sealer, std::slice::from_ref(b)).is_ok())
+            .collect();
+        let stored = if stored.keyring.is_empty() || !adopted.is_empty() {
+            tracing::info!(adopted = adopted.len(), "keyring recorded");
+            self.update(name, |s| {
+                for v in mine.into_iter().chain(adopted) {
+                    if !s.keyring.iter().any(|k| k.version == v.version) {
+                        s.keyring.push(v);
+                    }
+                }
+                s.keyring.sort_by_key(|v| v.version);
+            })
+            .await?
+        } else {
+            stored
+        };
+        let keyring = self.keyring(&stored)?;
+        if keyring.newest() > 1 {
+            self.rewrap(name, store.as_ref(), &keyring).await?;
+        }
+        Ok(stored)
+    }
+
+    async fn rewrap(
+        &self,
+        name: &LocationName,
+        store: &dyn object_store::ObjectStore,
+        keyring: &Keyring,
+    ) -> Result<Rewrapped> {
+        let (newest, older) = keyring.repository_keys().map_err(keyring_error(name))?;
+        let rewrapped = repository_key::rewrap(store, name.as_str(), &older, &newest)
+            .await
+            .map_err(|e| bucket_error(name, e))?;
+        if rewrapped.written.is_some() || !rewrapped.removed.is_empty() {
+            tracing::info!(
+                version = keyring.newest(),
+                removed = rewrapped.removed.len(),
+                "volume repository key re-wrapped"
+            );
+        }
+        Ok(rewrapped)
+    }
+
+    /// Adds a random version to location `name`'s keyring: written to the bucket first, then
+    /// recorded; the volume repository's master key is re-wrapped under the new repository key
+    /// and the key files older versions open are removed. New backups are sealed with the new
+    /// version; older backups still open with theirs.
+    #[tracing::instrument(name = "rotate_key", skip_all, fields(location = %name))]
+    pub async fn rotate(&self, name: &LocationName) -> Result<Rotated> {
+        let stored = self.publish_keyring(name).await?;
+        let store = self.store(name, &self.resolve(&stored)?)?;
+        let keyring_error = keyring_error(name);
+        let keyring = self.keyring(&stored)?.rotated().map_err(&keyring_error)?;
+        let version = keyring.newest();
+        let newest = keyring
+            .seal(&self.sealer)
+            .map_err(&keyring_error)?
+            .pop()
+            .filter(|v| v.version == version)
+            .ok_or_else(|| {
+                keyring_error(keyring::Error::Corrupt {
+                    version,
+                    reason: "not sealed".into(),
+                })
+            })?;
+        let written = format::keyring::write(store.as_ref(), name.as_str(), version, newest.sealed.clone())
+            .await
+            .map_err(|e| bucket_error(name, e))?;
+        if !written {
+            return Err(keyring_error(keyring::Error::Corrupt {
+                version,
+                reason: "already in the bucket (another rotation ran at the same time): try again".into(),
+            }));
+        }
+        self.update(name, |s| s.keyring.push(newest)).await?;
+        tracing::info!(version, "key rotated");
+        let rewrapped = self.rewrap(name, store.as_ref(), &keyring).await?;
+        Ok(Rotated { version, rewrapped })
     }
 
     /// Records the last prune of location `name`.
     pub async fn record_prune(&self, name: &LocationName, prune: Prune) -> Result<()> {
-        let mut stored = self.get(name).await?;
-        stored.last_prune = Some(prune);
-        self.inventory.put_location(&stored).await?;
+        self.update(name, |s| s.last_prune = Some(prune)).await?;
         Ok(())
     }
 
     /// Checks location `name` end to end and records the outcome; fails if the check fails.
     #[tracing::instrument(name = "verify_location", skip_all, fields(location = %name))]
     pub async fn verify(&self, name: &LocationName) -> Result<StoredLocation> {
-        let mut stored = self.get(name).await?;
+        let stored = self.get(name).await?;
         let outcome = cairn_proto::format::verify_location(&self.resolve(&stored)?).await;
-        stored.health = Some(Health {
+        let health = Health {
             checked: Timestamp::now(),
             error: outcome.as_ref().err().map(|e| cairn_proto::error_chain(e)),
-        });
-        self.inventory.put_location(&stored).await?;
+        };
+        let stored = self.update(name, |s| s.health = Some(health)).await?;
         match outcome {
             Ok(()) => Ok(stored),
             Err(e) => {
@@ -290,6 +546,20 @@ impl Locations {
         self.removable(name)?;
         self.get(name).await?;
         Ok(self.inventory.delete_location(name).await?)
+    }
+}
+
+fn keyring_error(name: &LocationName) -> impl Fn(keyring::Error) -> Error {
+    move |source| Error::Keyring {
+        location: name.clone(),
+        source,
+    }
+}
+
+fn bucket_error(name: &LocationName, e: sealed_store::Error) -> Error {
+    Error::Bucket {
+        location: name.clone(),
+        source: Box::new(e),
     }
 }
 

@@ -11,6 +11,11 @@ struct Args {
     /// Configuration file (TOML), layered over the embedded defaults.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Make a new hub-wide admin token at start-up and write it, with the hub's address and CA,
+    /// to <data_dir>/admin.conf, readable by this user only: for an administrator who lost theirs
+    /// (whoever may start the hub on its data directory may). Audited; other tokens stay valid.
+    #[arg(long, env = "CAIRN_NEW_ADMIN_TOKEN")]
+    new_admin_token: bool,
 }
 
 #[tokio::main]
@@ -18,6 +23,11 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     cairn_proto::process::init();
     let config = Config::load(args.config.as_deref())?;
-    cairn_hub::server::run(&config, cairn_proto::process::terminated()).await?;
+    let admin = if args.new_admin_token {
+        cairn_hub::server::AdminToken::New
+    } else {
+        cairn_hub::server::AdminToken::FirstStart
+    };
+    cairn_hub::server::run(&config, admin, cairn_proto::process::terminated()).await?;
     Ok(())
 }

@@ -59,7 +59,11 @@ const TASK_GRACE: Duration = Duration::from_secs(4);
 /// requests, agent sessions ended (agents keep their operations and report them to the next
 /// hub), background work in progress finished, the inventory written to disk and closed; all
 /// within [`SERVE_GRACE`] + [`TASK_GRACE`].
-pub async fn run(config: &Config, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+pub async fn run(
+    config: &Config,
+    admin: AdminToken,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
         path: config.data_dir.display().to_string(),
         source,
@@ -80,10 +84,14 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = ()> + Send) -> 
         enrolment,
     )
     .await?;
-    if let Some(bearer) = hub.bootstrap_admin().await? {
+    let made = match admin {
+        AdminToken::FirstStart => hub.bootstrap_admin().await?,
+        AdminToken::New => Some(hub.new_admin_token().await?),
+    };
+    if let Some((name, bearer)) = made {
         let path = config.data_dir.join(ADMIN_CONFIG);
         write_admin_config(&path, config, &bearer)?;
-        tracing::info!(config = %path.display(), "made token admin; its CLI configuration is readable by this user only (CAIRN_CONFIG)");
+        tracing::info!(token = %name, config = %path.display(), "made an admin token; its CLI configuration is readable by this user only (CAIRN_CONFIG)");
     }
     hub.spawn(hub.clone().run_schedules());
     hub.spawn(hub.clone().run_retention());
@@ -126,7 +134,17 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = ()> + Send) -> 
     Ok(())
 }
 
-/// The administrator's CLI configuration the hub writes into its data directory on first start.
+/// When the hub makes an admin token for whoever runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminToken {
+    /// On its first start only (no token at all yet): token `admin`.
+    FirstStart,
+    /// Now, whatever tokens exist (`--new-admin-token`: the administrator lost theirs).
+    New,
+}
+
+/// The administrator's CLI configuration the hub writes into its data directory on first start
+/// (and on `--new-admin-token`).
 pub const ADMIN_CONFIG: &str = "admin.conf";
 
 /// Writes the CLI configuration (hub address, CA file, token `bearer`) for the hub's local user to

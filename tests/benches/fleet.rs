@@ -42,7 +42,11 @@ fn main() -> Result<()> {
     cairn_proto::process::init();
     if std::env::var_os(HUB_MODE).is_some() {
         let config = cairn_hub::config::Config::load(None)?;
-        runtime.block_on(cairn_hub::server::run(&config, std::future::pending()))?;
+        runtime.block_on(cairn_hub::server::run(
+            &config,
+            cairn_hub::server::AdminToken::FirstStart,
+            std::future::pending(),
+        ))?;
         return Ok(());
     }
     let sizes: Vec<usize> = std::env::var("CAIRN_BENCH_AGENTS")

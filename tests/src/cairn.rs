@@ -72,7 +72,7 @@ pub async fn in_process_hub(
         std::future::pending(),
     ));
     let dial = cairn_proto::dial::Hub::with_ca_file(&url, Some(&data_dir.join("pki").join("ca.crt")))?;
-    Ok((hub, url, dial.with_token(admin)))
+    Ok((hub, url, dial.with_token(admin.1)))
 }
 
 /// A join token for `cluster` from the hub at `url` that `client` talks to.
@@ -517,4 +517,28 @@ async fn cli(hub: &str, ca: Option<&Path>, token: Option<&str>, args: &[&str]) -
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
+}
+
+/// What `backup list -o json` shows of each backup that a rebuilt catalog must show again: name,
+/// cluster, namespaces, TTL, time, location, phase, items and bytes (not the workspace, which a
+/// recovered hub may name otherwise).
+pub fn catalog(list: &serde_json::Value) -> Vec<serde_json::Value> {
+    let field = |b: &serde_json::Value, pointer: &str| b.pointer(pointer).cloned().unwrap_or_default();
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| {
+            serde_json::json!([
+                field(b, "/spec/name"),
+                field(b, "/spec/cluster"),
+                field(b, "/spec/namespaces"),
+                field(b, "/spec/ttl"),
+                field(b, "/spec/created"),
+                field(b, "/spec/location"),
+                field(b, "/status/phase"),
+                field(b, "/status/items"),
+                field(b, "/status/bytes"),
+            ])
+        })
+        .collect()
 }

@@ -244,3 +244,47 @@ async fn each_role_does_what_it_may_and_every_change_is_audited() -> Result<()> 
     }
     Ok(())
 }
+
+/// An administrator who lost `admin.conf` gets a new admin token from whoever may start the hub
+/// on its data directory (`cairn-hub --new-admin-token`): audited, other tokens untouched, and
+/// only when asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_admin_token_is_replaced_by_restarting_the_hub_with_new_admin_token() -> Result<()> {
+    let mut hub = HubProcess::start().await?;
+    let first = hub.admin_token()?;
+    let admin_conf = hub.data_dir().join("admin.conf");
+    hub.stop();
+    std::fs::remove_file(&admin_conf)?;
+
+    hub.start_again(&[("CAIRN_NEW_ADMIN_TOKEN", "true")]).await?;
+    let second = hub.admin_token()?;
+    assert_ne!(first, second);
+    assert_eq!(
+        std::fs::metadata(&admin_conf)?.permissions().mode() & 0o777,
+        0o600
+    );
+    let tokens = hub.cli_as(&second, &["token", "list"]).await?.ok()?.stdout;
+    let new_name = second
+        .rsplit_once('_')
+        .map(|(n, _)| n.trim_start_matches("cairn_"))
+        .context("name")?;
+    assert!(
+        new_name.starts_with("admin-") && tokens.contains(new_name) && tokens.contains("admin "),
+        "{tokens}"
+    );
+    hub.cli_as(&first, &["token", "list"]).await?.ok()?;
+    let audit = hub.cli_as(&second, &["audit", "list"]).await?.ok()?.stdout;
+    let line = audit
+        .lines()
+        .find(|l| l.contains("--new-admin-token"))
+        .with_context(|| format!("not audited:\n{audit}"))?;
+    assert!(line.contains("create_token") && line.contains(new_name), "{line}");
+
+    // Started again without it, the hub makes nothing.
+    hub.stop();
+    hub.start_again(&[("CAIRN_NEW_ADMIN_TOKEN", "false")]).await?;
+    assert_eq!(hub.admin_token()?, second);
+    let tokens = hub.cli(&["token", "list"]).await?.ok()?.stdout;
+    assert_eq!(tokens.matches("admin-").count(), 1, "{tokens}");
+    Ok(())
+}

@@ -2,7 +2,8 @@
 //! where the claim's pod runs back up the pod's volume directory under a kubelet root laid out as
 //! the kubelet lays it out; the restore into a second control plane writes it into the new
 //! claim's volume once its pod is placed on that cluster's node — byte for byte, with modes,
-//! times, symlinks and hard links. A second backup reads only what changed; a claim on a node
+//! times, symlinks and hard links — after the workspace's key was rotated between backup and
+//! restore. A second backup, sealed with the new key version, reads only what changed; a claim on a node
 //! without a node agent is reported, naming the node; a backup under way shows its progress and
 //! ends, with the reason, when its node agent goes away; the hub prunes locations on its own.
 
@@ -173,6 +174,56 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
     assert_eq!(volume["node"], "node-a", "{described}");
     assert_eq!(volume["files"], 6, "{described}");
 
+    // The workspace's key is rotated: the volume repository's master key is re-wrapped (the key
+    // file the old version opened is gone), new backups are sealed with version 2, and the
+    // second backup still deduplicates against the first (same repository, new key).
+    let key_files = || files_under(&hub.data_dir().join("backups/volumes/keys"));
+    let old_key_files = key_files()?;
+    assert_eq!(old_key_files.len(), 1, "{old_key_files:?}");
+    let rotated = hub.cli_line("workspace rotate-key default").await?.ok()?;
+    assert!(
+        rotated
+            .stdout
+            .contains("location default: new backups are sealed with key version 2"),
+        "{}",
+        rotated.stdout
+    );
+    let new_key_files = key_files()?;
+    assert_eq!(new_key_files.len(), 1, "{new_key_files:?}");
+    assert_ne!(new_key_files, old_key_files, "the master key was not re-wrapped");
+    assert!(
+        files_under(&hub.data_dir().join("backups/keyring"))?.len() == 2,
+        "the bucket keeps both key versions"
+    );
+    let described = hub.cli_line("location describe default").await?.ok()?;
+    assert!(
+        described.stdout.contains("Key version:        2"),
+        "{}",
+        described.stdout
+    );
+
+    // Incremental: one file changed; the next backup reads that file only.
+    let changed = random_bytes(256 << 10);
+    write(&data.join("pg_wal/000002"), &changed, 0o600, SystemTime::now())?;
+    hub.cli_line("backup create second --cluster vol-src --include-namespaces shop --volumes --wait")
+        .await?
+        .ok()?;
+    let second = hub.json("backup describe second").await?;
+    let volume = &second["status"]["volumes"][0];
+    assert_eq!(volume["files"], 7, "{second}");
+    assert_eq!(volume["bytes_read"], changed.len(), "{second}");
+
+    let sealed_with = |backup: &str| -> Result<Option<u32>> {
+        let manifest = std::fs::read(
+            hub.data_dir()
+                .join(format!("backups/backups/{backup}/manifest.pb")),
+        )?;
+        Ok(cairn_proto::format::key_version_of(&manifest))
+    };
+    assert_eq!(sealed_with("first")?, Some(1));
+    assert_eq!(sealed_with("second")?, Some(2));
+
+    // The first backup, sealed before the rotation, restores: objects and volume data.
     // The target's "scheduler" and "kubelet" are this test: it places the restored pod on
     // node-b and mounts the new volume there once the claim is bound to it.
     target.apply(&provisioned("pv-dst", "disk-2")).await?;
@@ -211,10 +262,11 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
         "the volume's own directory keeps its mode"
     );
 
-    // Restored again, into a namespace where nothing binds the claim: its data is given up
-    // after the wait the restore was given, saying what it waited for.
+    // The second backup, sealed with the new key version, restored into a namespace where
+    // nothing binds the claim: its objects come back; its data is given up after the wait the
+    // restore was given, saying what it waited for.
     let late = hub
-        .cli_line("restore create late --from-backup first --target-cluster vol-dst --namespace-mapping shop:shop-late --volume-wait 3s --wait")
+        .cli_line("restore create late --from-backup second --target-cluster vol-dst --namespace-mapping shop:shop-late --volume-wait 3s --wait")
         .await?;
     assert_ne!(late.code, Some(0), "{late:?}");
     let late = hub.json("restore describe late").await?;
@@ -225,17 +277,6 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
             && error.ends_with("the claim is not bound to a volume"),
         "{late}"
     );
-
-    // Incremental: one file changed; the next backup reads that file only.
-    let changed = random_bytes(256 << 10);
-    write(&data.join("pg_wal/000002"), &changed, 0o600, SystemTime::now())?;
-    hub.cli_line("backup create second --cluster vol-src --include-namespaces shop --volumes --wait")
-        .await?
-        .ok()?;
-    let second = hub.json("backup describe second").await?;
-    let volume = &second["status"]["volumes"][0];
-    assert_eq!(volume["files"], 7, "{second}");
-    assert_eq!(volume["bytes_read"], changed.len(), "{second}");
 
     // Deleting the backups gives their volume data up: the hub has an agent prune the
     // repository; the first prune plans the unused packs, one past the grace period deletes them.
@@ -365,10 +406,12 @@ async fn a_running_volume_backup_shows_progress_and_ends_when_its_node_agent_goe
 async fn a_node_agents_key_opens_no_resource_backup() -> Result<()> {
     use cairn_proto::convert::Wire;
     use cairn_proto::format::{BackupKeys, ObjectSeal, SealedStore};
-    use cairn_proto::model::{Instruction, Manifest, Registration, Report, ResourceKey, VolumeResult};
+    use cairn_proto::model::{
+        Instruction, Manifest, Registration, Report, ResourceKey, ResourceKeys, VolumeResult,
+    };
     let source = ControlPlane::start("vol-keys").await?;
     let hub = HubProcess::start().await?;
-    let _agent = hub.agent(&source, None).await?;
+    let agent = hub.agent(&source, None).await?;
     let token = testbed::cairn::node_agent_token(&source, "node-a").await?;
     let node = cairn_agent::enrol::Enrolled::node_agent(
         hub.dial()?,
@@ -423,7 +466,15 @@ async fn a_node_agents_key_opens_no_resource_backup() -> Result<()> {
     let with_node_key = SealedStore::new(
         cairn_proto::format::open_location(&task.location)?,
         &task.location.name,
-        ObjectSeal::new(&ResourceKey(task.key.0.clone()))?,
+        // As whatever version the manifest names, or none.
+        ObjectSeal::new(&ResourceKeys::new(
+            (0..4)
+                .map(|version| ResourceKey {
+                    version,
+                    bytes: task.key.0.clone(),
+                })
+                .collect(),
+        ))?,
     );
     let manifest = with_node_key
         .read::<Manifest>(&BackupKeys::new(&"keys".parse()?).manifest())
@@ -433,5 +484,38 @@ async fn a_node_agents_key_opens_no_resource_backup() -> Result<()> {
         "the node agent's key opened the manifest: {:?}",
         manifest.map(|m| m.is_some())
     );
+
+    // The key the hub handed out is nowhere in clear: not in its database, the hub's and the
+    // agent's debug logs, or what `describe -o json` shows.
+    let key = &task.key.0;
+    assert_eq!(key.len(), 32);
+    let spelled = [
+        key.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key),
+        format!("{key:?}"),
+    ];
+    let described = [
+        hub.cli_line("location describe default -o json")
+            .await?
+            .ok()?
+            .stdout,
+        hub.cli_line("backup describe keys -o json").await?.ok()?.stdout,
+        hub.full_log(),
+        agent.full_log(),
+    ];
+    for text in &described {
+        for s in &spelled {
+            assert!(!text.contains(s.as_str()), "a repository key in clear in: {text}");
+        }
+    }
+    hub.stop();
+    for file in files_under(&hub.data_dir().join("db"))? {
+        let bytes = std::fs::read(&file)?;
+        assert!(
+            !bytes.windows(key.len()).any(|w| w == key.as_slice()),
+            "a repository key in clear in {}",
+            file.display()
+        );
+    }
     Ok(())
 }

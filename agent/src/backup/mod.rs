@@ -8,7 +8,7 @@ mod writer;
 use cairn_proto::format::{self, BackupKeys, ObjectSeal, SealedStore};
 use cairn_proto::model::{
     Backup, BackupSpec, BackupStatus, ClusterResources, GroupKind, ItemRef, ItemResult, Location, Manifest,
-    Outcome, Phase, Report, ResourceKey, ResourceSummary, Timestamp,
+    Outcome, Phase, Report, ResourceKeys, ResourceSummary, Timestamp,
 };
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -47,8 +47,8 @@ pub enum Error {
     /// A part could not be encoded.
     #[error("encoding an object part")]
     Encode(#[source] std::io::Error),
-    /// The workspace key is malformed.
-    #[error("sealing with the workspace key")]
+    /// The location's keys are malformed.
+    #[error("sealing with the location's keys")]
     Seal(#[source] cairn_proto::seal::Error),
 }
 
@@ -80,7 +80,7 @@ struct Run<'a> {
 pub async fn run(
     client: kube::Client,
     spec: BackupSpec,
-    (location, resources): (Location, ResourceKey),
+    (location, resources): (Location, ResourceKeys),
     reporter: Reporter,
     volumes: Volumes,
     kubernetes_version: String,
@@ -121,7 +121,7 @@ pub async fn run(
 async fn execute(
     client: kube::Client,
     spec: &BackupSpec,
-    (location, resources): (&Location, &ResourceKey),
+    (location, resources): (&Location, &ResourceKeys),
     reporter: Reporter,
     volumes: &Volumes,
     started: Timestamp,

@@ -10,7 +10,7 @@ pub mod rules;
 use cairn_proto::format::{self, BackupKeys, ObjectKind, ObjectSeal, PartReader, SealedStore};
 use cairn_proto::model::{
     ExistingPolicy, GroupKind, ItemRef, ItemResult, Location, Manifest, Outcome, OutcomeCounts, Phase,
-    Report, ResourceKey, ResourceSummary, RestoreSpec, RestoreStatus, Timestamp, VolumeResult,
+    Report, ResourceKeys, ResourceSummary, RestoreSpec, RestoreStatus, Timestamp, VolumeResult,
 };
 use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -50,8 +50,8 @@ pub enum Error {
     /// Reading or writing in the location failed, or what was read does not open or decode.
     #[error(transparent)]
     Store(#[from] format::sealed_store::Error),
-    /// The workspace key is malformed.
-    #[error("sealing with the workspace key")]
+    /// The location's keys are malformed.
+    #[error("sealing with the location's keys")]
     Seal(#[source] cairn_proto::seal::Error),
     /// An object part does not decode.
     #[error("object part {key} is corrupt")]
@@ -71,7 +71,7 @@ pub enum Error {
 pub async fn run(
     client: kube::Client,
     spec: RestoreSpec,
-    (location, resources): (Location, ResourceKey),
+    (location, resources): (Location, ResourceKeys),
     mut reporter: Reporter,
     volumes: Volumes,
 ) {
@@ -79,9 +79,7 @@ pub async fn run(
     let opened = format::open_location(&location)
         .map_err(Error::from)
         .and_then(|store| {
-            let seal = ObjectSeal::new(&resources)
-                .and_then(|seal| seal.reading_format_2(&volumes.key))
-                .map_err(Error::Seal)?;
+            let seal = ObjectSeal::new(&resources).map_err(Error::Seal)?;
             Ok(Arc::new(SealedStore::new(store, &location.name, seal)))
         });
     let (outcome, results) = match opened {

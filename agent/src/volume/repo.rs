@@ -3,7 +3,7 @@
 //! `snapshots/`. Every object is written once and never changed, so writers need no lock.
 
 use bytes::Bytes;
-use cairn_proto::format::{ObjectKind, VolumeDir, VolumeKeys, sealed_store};
+use cairn_proto::format::{ObjectKind, VolumeDir, VolumeKeys, repository_key, sealed_store};
 use cairn_proto::pb;
 use cairn_proto::seal::{KEY_LEN, Key};
 use futures::{StreamExt, TryStreamExt};
@@ -31,7 +31,6 @@ pub const CHUNK_MAX: u32 = 4 << 20;
 /// Objects read at once (index files, snapshots).
 const READ_CONCURRENCY: usize = 16;
 
-const KEY_CONTEXT: &str = "cairn repository key";
 const INDEX_CONTEXT: &str = "cairn index";
 const SNAPSHOT_CONTEXT: &str = "cairn snapshot";
 const PLAN_CONTEXT: &str = "cairn prune plan";
@@ -40,8 +39,7 @@ const PLAN_CONTEXT: &str = "cairn prune plan";
 const READ_ATTEMPTS: usize = 3;
 
 fn random_id() -> Result<String> {
-    let (_, bytes) = Key::random()?;
-    Ok(bytes[..16].iter().map(|b| format!("{b:02x}")).collect())
+    Ok(repository_key::new_object_id()?)
 }
 
 /// An open repository.
@@ -83,8 +81,9 @@ impl Repository {
             id_key: derive_id_key(&raw),
             config,
         };
-        let key_file = VolumeKeys::object(VolumeDir::Keys, &random_id()?);
-        repo.put(&key_file, kek.seal(&repo.key_context(), &raw)?).await?;
+        let key_file = repository_key::wrap(store.as_ref(), "", &repo.config, kek, &raw)
+            .await
+            .map_err(store_error)?;
         let created = store
             .put_opts(
                 &Path::from(config_key.as_str()),
@@ -124,49 +123,33 @@ impl Repository {
         }
     }
 
-    /// What a master key is sealed to: this repository.
-    fn key_context(&self) -> String {
-        key_context(&self.config)
-    }
-
     /// Opens the repository in `store` with key-encryption key `kek` (`kek_origin` names it in
     /// errors). Reads only.
     pub async fn open(store: Arc<dyn ObjectStore>, label: &str, kek: &Key, kek_origin: &str) -> Result<Self> {
-        let config_key = VolumeKeys::config();
-        let config = get_opt(store.as_ref(), ObjectKind::VolumeConfig, &config_key)
-            .await?
+        let config = repository_key::config(store.as_ref(), "")
+            .await
+            .map_err(store_error)?
             .ok_or_else(|| Error::NotInitialised(label.to_owned()))?;
-        let config = pb::RepoConfig::decode(config.as_ref()).map_err(|e| Error::corrupt(&config_key, e))?;
         if config.version > VERSION {
             return Err(Error::corrupt(
-                &config_key,
+                VolumeKeys::config(),
                 format!(
                     "format version {} is newer than this agent's {VERSION}",
                     config.version
                 ),
             ));
         }
-        let context = key_context(&config);
-        let prefix = Path::from(VolumeKeys::dir(VolumeDir::Keys));
-        let keys: Vec<_> = store
-            .list(Some(&prefix))
-            .try_collect()
+        let raw = repository_key::unwrap(store.as_ref(), "", &config, kek)
             .await
-            .map_err(|e| Error::store("list", prefix.as_ref(), e))?;
-        for meta in keys {
-            let sealed = get(store.as_ref(), ObjectKind::VolumeKey, meta.location.as_ref()).await?;
-            if let Ok(raw) = kek.open(&context, &sealed) {
-                let master = Key::from_raw(&raw, meta.location.as_ref())?;
-                let id_key = derive_id_key(&raw[..KEY_LEN]);
-                return Ok(Self {
-                    store,
-                    master,
-                    id_key,
-                    config,
-                });
-            }
-        }
-        Err(Error::WrongKey(kek_origin.to_owned()))
+            .map_err(store_error)?
+            .ok_or_else(|| Error::WrongKey(kek_origin.to_owned()))?;
+        let master = Key::from_raw(&raw, "the repository's master key")?;
+        Ok(Self {
+            store,
+            master,
+            id_key: derive_id_key(&raw[..KEY_LEN]),
+            config,
+        })
     }
 
     /// Its chunking bounds: min, average, max.
@@ -442,11 +425,6 @@ where
     }
 }
 
-fn key_context(config: &pb::RepoConfig) -> String {
-    let id: String = config.id.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{KEY_CONTEXT}/{id}")
-}
-
 fn derive_id_key(master: &[u8]) -> [u8; 32] {
     blake3::derive_key("cairn volume repository 2026-11 blob ids", master)
 }
@@ -470,11 +448,19 @@ async fn get_opt(store: &dyn ObjectStore, kind: ObjectKind, key: &str) -> Result
     // The repository's errors name no location (its callers' label does).
     sealed_store::read_bounded(store, "", kind, key)
         .await
-        .map_err(|e| match e {
-            sealed_store::Error::Read { key, source, .. } => Error::store("read", &key, source.0),
-            sealed_store::Error::TooLarge {
-                key, size, max, kind, ..
-            } => Error::TooLarge { key, size, max, kind },
-            other => Error::corrupt(key, cairn_proto::error_chain(&other)),
-        })
+        .map_err(store_error)
+}
+
+/// A failed step on the repository's objects, as the repository reports it.
+fn store_error(e: sealed_store::Error) -> Error {
+    match e {
+        sealed_store::Error::Read { key, source, .. } => Error::store("read", &key, source.0),
+        sealed_store::Error::Write { key, source, .. } => Error::store("write", &key, source.0),
+        sealed_store::Error::Delete { key, source, .. } => Error::store("delete", &key, source.0),
+        sealed_store::Error::List { prefix, source, .. } => Error::store("list", &prefix, source.0),
+        sealed_store::Error::TooLarge {
+            key, size, max, kind, ..
+        } => Error::TooLarge { key, size, max, kind },
+        other => Error::corrupt("the repository", cairn_proto::error_chain(&other)),
+    }
 }

@@ -434,21 +434,23 @@ impl Client {
         Ok(LocationInfo::from_pb(r.into_inner())?)
     }
 
+    /// Rotates the keys of `workspace`'s locations; returns them.
+    pub async fn rotate_workspace_key(&mut self, workspace: &WorkspaceName) -> Result<Vec<LocationInfo>> {
+        let r = self
+            .inner
+            .rotate_workspace_key(get(workspace))
+            .await
+            .map_err(self.error())?;
+        location_list(r.into_inner())
+    }
+
     /// Locations, of `workspace` or all.
     pub async fn locations(&mut self, workspace: Option<&WorkspaceName>) -> Result<Vec<LocationInfo>> {
         let request = pb::ListLocationsRequest {
             workspace: workspace.map(ToString::to_string).unwrap_or_default(),
         };
-        let r = self
-            .inner
-            .list_locations(request)
-            .await
-            .map_err(self.error())?
-            .into_inner();
-        Ok(r.locations
-            .into_iter()
-            .map(LocationInfo::from_pb)
-            .collect::<Result<_, _>>()?)
+        let r = self.inner.list_locations(request).await.map_err(self.error())?;
+        location_list(r.into_inner())
     }
 
     /// Checks a location again.
@@ -581,6 +583,13 @@ impl Client {
 }
 
 /// The request naming one object (or, for `watch`, one running operation).
+fn location_list(r: pb::ListLocationsResponse) -> Result<Vec<LocationInfo>> {
+    Ok(r.locations
+        .into_iter()
+        .map(LocationInfo::from_pb)
+        .collect::<Result<_, _>>()?)
+}
+
 fn get(name: &(impl std::fmt::Display + ?Sized)) -> pb::GetRequest {
     pb::GetRequest {
         name: name.to_string(),

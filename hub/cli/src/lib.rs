@@ -143,6 +143,12 @@ enum WorkspaceVerb {
         /// The cluster.
         cluster: ClusterName,
     },
+    /// Give each of the workspace's locations a new key version: new backups are sealed with it,
+    /// older backups still restore, the volume repository's key is re-wrapped.
+    RotateKey {
+        /// The workspace.
+        name: WorkspaceName,
+    },
 }
 
 #[derive(Subcommand)]
@@ -696,6 +702,20 @@ async fn workspace(client: &mut Client, out: Format, verb: WorkspaceVerb) -> Res
             );
             Ok(())
         }
+        WorkspaceVerb::RotateKey { name } => {
+            let rotated = client.rotate_workspace_key(&name).await?;
+            if rotated.is_empty() {
+                output::outln!("workspace {name} has no location: nothing to rotate");
+            }
+            for l in rotated {
+                output::outln!(
+                    "location {}: new backups are sealed with key version {}; older backups keep theirs",
+                    l.spec.name,
+                    l.key_version
+                );
+            }
+            Ok(())
+        }
     }
 }
 
@@ -719,7 +739,7 @@ async fn location(client: &mut Client, out: Format, verb: LocationVerb) -> Resul
             }
             if !info.backups_unreadable.is_empty() {
                 output::outln!(
-                    "{} backups found in it could not be read (sealed under another hub's key? start this hub with that hub's CAIRN_SECRET_KEY):",
+                    "{} backups found in it could not be read (damaged, or sealed with keys this location's keyring does not hold):",
                     info.backups_unreadable.len()
                 );
                 for why in &info.backups_unreadable {

@@ -614,6 +614,7 @@ pub fn location(format: Format, l: &LocationInfo) -> Result<()> {
             "the agents' own"
         }
     );
+    outln!("Key version:        {}", l.key_version);
     outln!("Health:             {health}");
     outln!("Checked:            {checked}");
     if let Some(p) = &l.last_prune {

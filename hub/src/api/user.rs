@@ -489,6 +489,27 @@ impl pb::cairn_server::Cairn for UserApi {
         Ok(Response::new(changed.to_pb()))
     }
 
+    async fn rotate_workspace_key(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::ListLocationsResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let workspace: WorkspaceName = name(request.into_inner().name)?;
+        let what = ("rotate_workspace_key", format!("workspace/{workspace}"));
+        let locations = self
+            .change(
+                &caller,
+                what,
+                Permission::Configure,
+                Some(&workspace),
+                self.hub.rotate_workspace_key(&workspace),
+            )
+            .await?;
+        Ok(Response::new(pb::ListLocationsResponse {
+            locations: locations.iter().map(Wire::to_pb).collect(),
+        }))
+    }
+
     async fn remove_cluster(
         &self,
         request: Request<pb::Membership>,

@@ -187,19 +187,32 @@ impl Hub {
 
     /// On a hub with no token at all (its first start): token `admin`, hub-wide, for its local
     /// user; its bearer text, to be written where only that user reads it.
-    pub async fn bootstrap_admin(&self) -> Result<Option<SecretString>> {
+    pub async fn bootstrap_admin(&self) -> Result<Option<(TokenName, SecretString)>> {
         if !self.inner.inventory.tokens().await?.is_empty() {
             return Ok(None);
         }
-        let (_, bearer) = self
-            .create_token(
-                "admin".parse().map_err(|_| Refused::Invalid("admin".into()))?,
-                Role::Admin,
-                None,
-                None,
-            )
-            .await?;
-        Ok(Some(bearer))
+        let name: TokenName = "admin".parse().map_err(|_| Refused::Invalid("admin".into()))?;
+        let (_, bearer) = self.create_token(name.clone(), Role::Admin, None, None).await?;
+        Ok(Some((name, bearer)))
+    }
+
+    /// A new hub-wide admin token for whoever runs the hub, when the administrator lost theirs
+    /// (`cairn-hub --new-admin-token`): `admin-<unix seconds>`, audited as made by the hub's
+    /// operator; its name and bearer text. Other tokens stay as they are.
+    pub async fn new_admin_token(&self) -> Result<(TokenName, SecretString)> {
+        let name = format!("admin-{}", Timestamp::now().unix_ms() / 1000);
+        let name: TokenName = name.parse().map_err(|_| Refused::Invalid(name.clone()))?;
+        let made = self.create_token(name.clone(), Role::Admin, None, None).await;
+        let outcome = made.as_ref().map(|_| ()).map_err(ToString::to_string);
+        self.audit(
+            "hub operator (cairn-hub --new-admin-token)",
+            "create_token",
+            &format!("token/{name}"),
+            outcome,
+        )
+        .await;
+        let (_, bearer) = made?;
+        Ok((name, bearer))
     }
 
     /// Records that `who` did `action` on `target`, ending with `outcome` (`Ok`, or why not).

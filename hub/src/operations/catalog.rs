@@ -22,6 +22,7 @@ impl Hub {
     /// manifest says) into the inventory.
     #[tracing::instrument(name = "sync_catalog", skip_all, fields(location = %stored.spec.name))]
     pub async fn sync_catalog(&self, stored: &StoredLocation) -> Result<Catalog> {
+        let stored = &self.inner.locations.publish_keyring(&stored.spec.name).await?;
         let bucket = self.bucket(stored)?;
         let name = &stored.spec.name;
         let mut catalog = Catalog::default();

@@ -302,7 +302,9 @@ mod tests {
         assert_eq!(unknown.denial(), Denial::Refused(Refusal::NotFound));
         let builtin = Error::from(location::Error::Builtin);
         assert_eq!(builtin.denial(), Denial::Refused(Refusal::Precondition));
-        let key = Error::from(location::Error::RepositoryKey(cairn_proto::seal::Error::Random));
+        let key = Error::from(location::Error::Key(crate::keyring::Error::Key(
+            cairn_proto::seal::Error::Random,
+        )));
         assert_eq!(key.denial(), Denial::Failed);
     }
 }

@@ -11,6 +11,7 @@ use crate::location::builtin_name;
 
 fn info(stored: StoredLocation, default: Option<&LocationName>) -> LocationInfo {
     LocationInfo {
+        key_version: crate::location::Locations::key_version(&stored),
         is_default: default == Some(&stored.spec.name),
         has_credentials: !stored.sealed_credentials.is_empty(),
         health: stored.health,
@@ -48,6 +49,24 @@ impl Hub {
             backups_unreadable: catalog.unreadable,
             ..info(stored, workspace.default_location.as_ref())
         })
+    }
+
+    /// Rotates the keys of every location of `workspace` (see [`crate::location::Locations::rotate`]);
+    /// returns them as they are now. A location that fails stops the rotation, naming it: those
+    /// before it are rotated, and running it again rotates each once more.
+    pub async fn rotate_workspace_key(&self, workspace: &WorkspaceName) -> Result<Vec<LocationInfo>> {
+        let mut rotated = Vec::new();
+        for stored in self.inner.locations.list().await? {
+            if stored.spec.workspace != *workspace {
+                continue;
+            }
+            self.inner.locations.rotate(&stored.spec.name).await?;
+            rotated.push(self.location(&stored.spec.name).await?);
+        }
+        if rotated.is_empty() {
+            self.workspace_record(workspace).await?;
+        }
+        Ok(rotated)
     }
 
     async fn location_info(&self, stored: StoredLocation) -> Result<LocationInfo> {

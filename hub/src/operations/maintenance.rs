@@ -17,7 +17,7 @@ impl Hub {
         let stored = self.inner.locations.get(name).await?;
         let workspace = stored.spec.workspace.clone();
         let location = self.inner.locations.resolve(&stored)?;
-        let key = self.inner.locations.repository_key(&workspace)?;
+        let key = self.inner.locations.repository_key(&stored)?;
         for cluster in self.clusters_in(&workspace).await? {
             let Some(tx) = self.inner.agents.queue(&cluster) else {
                 continue;

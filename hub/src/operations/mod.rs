@@ -27,7 +27,7 @@ use cairn_proto::format::{BackupKeys, SealedStore, VolumeKeys};
 use cairn_proto::model::{
     Backup, BackupName, BackupQuery, BackupSpec, BackupStatus, Cluster, ClusterName, IndexEntry, Instruction,
     ItemResult, Live, Location, LocationName, Manifest, OperationId, Phase, Report, RepositoryKey,
-    ResourceKey, Restore, RestoreName, RestoreSpec, RestoreStatus, StoredLocation, Timestamp,
+    ResourceKeys, Restore, RestoreName, RestoreSpec, RestoreStatus, StoredLocation, Timestamp,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,10 +59,10 @@ struct Target {
     stored: StoredLocation,
     /// As the agent opens it.
     location: Location,
-    /// Its workspace's volume-repository key.
+    /// Its volume-repository key (newest version).
     key: RepositoryKey,
-    /// Its workspace's resource-backup key.
-    resources: ResourceKey,
+    /// Every version of its resource-backup key.
+    resources: ResourceKeys,
 }
 
 /// The hub's state and operations; cheap to clone.
@@ -98,7 +98,7 @@ impl Hub {
         clock: Clock,
         enrolment: Enrolment,
     ) -> Result<Self> {
-        let locations = Locations::new(inventory.clone(), key);
+        let locations = Locations::new(inventory.clone(), key)?;
         locations.ensure_builtin(builtin_location).await?;
         let hub = Self {
             inner: Arc::new(Inner {
@@ -459,8 +459,8 @@ impl Hub {
         let stored = self.usable_location(cluster, requested).await?;
         Ok(Target {
             location: self.inner.locations.resolve(&stored)?,
-            key: self.inner.locations.repository_key(&stored.spec.workspace)?,
-            resources: self.inner.locations.resource_key(&stored.spec.workspace)?,
+            key: self.inner.locations.repository_key(&stored)?,
+            resources: self.inner.locations.resource_keys(&stored)?,
             stored,
         })
     }

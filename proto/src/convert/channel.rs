@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{Result, Wire, name, opt_string, required};
 use crate::model::{
     BackupSpec, BackupStatus, Instruction, Location, Progress, Prune, Registration, Report, RepositoryKey,
-    ResourceKey, RestoreSpec, RestoreStatus, VolumeProgress, VolumeResult, VolumeTask, Vouch,
+    ResourceKey, ResourceKeys, RestoreSpec, RestoreStatus, VolumeProgress, VolumeResult, VolumeTask, Vouch,
 };
 use crate::pb::{self, agent_message::Kind as Up, hub_message::Kind as Down};
 
@@ -24,7 +24,7 @@ impl Wire for Instruction {
                 spec: Some(spec.to_pb()),
                 location: Some(location.to_pb()),
                 repository_key: key.0.clone(),
-                resource_key: resources.0.clone(),
+                resource_keys: versioned_keys(resources),
             }),
             Self::Restore {
                 spec,
@@ -35,7 +35,7 @@ impl Wire for Instruction {
                 spec: Some(spec.to_pb()),
                 location: Some(location.to_pb()),
                 repository_key: key.0.clone(),
-                resource_key: resources.0.clone(),
+                resource_keys: versioned_keys(resources),
             }),
             Self::Prune { location, key, grace } => Down::RunPrune(pb::RunPrune {
                 location: Some(location.to_pb()),
@@ -66,13 +66,13 @@ impl Wire for Instruction {
                 spec: BackupSpec::from_pb(required("RunBackup.spec", run.spec)?)?,
                 location: Location::from_pb(required("RunBackup.location", run.location)?)?,
                 key: RepositoryKey(run.repository_key),
-                resources: ResourceKey(run.resource_key),
+                resources: resource_keys(run.resource_keys),
             },
             Down::RunRestore(run) => Self::Restore {
                 spec: RestoreSpec::from_pb(required("RunRestore.spec", run.spec)?)?,
                 location: Location::from_pb(required("RunRestore.location", run.location)?)?,
                 key: RepositoryKey(run.repository_key),
-                resources: ResourceKey(run.resource_key),
+                resources: resource_keys(run.resource_keys),
             },
             Down::RunPrune(run) => Self::Prune {
                 location: Location::from_pb(required("RunPrune.location", run.location)?)?,
@@ -174,6 +174,27 @@ impl Wire for Report {
     }
 }
 
+fn versioned_keys(keys: &ResourceKeys) -> Vec<pb::VersionedKey> {
+    keys.all()
+        .iter()
+        .map(|k| pb::VersionedKey {
+            version: k.version,
+            key: k.bytes.clone(),
+        })
+        .collect()
+}
+
+fn resource_keys(keys: Vec<pb::VersionedKey>) -> ResourceKeys {
+    ResourceKeys::new(
+        keys.into_iter()
+            .map(|k| ResourceKey {
+                version: k.version,
+                bytes: k.key,
+            })
+            .collect(),
+    )
+}
+
 /// Whether `e` says that `field` is missing (tests).
 #[cfg(test)]
 fn is_missing(e: &super::Error, field: &str) -> bool {
@@ -240,7 +261,16 @@ mod tests {
                 spec,
                 location: location(),
                 key: RepositoryKey(vec![1; 32]),
-                resources: ResourceKey(vec![3; 32]),
+                resources: ResourceKeys::new(vec![
+                    ResourceKey {
+                        version: 2,
+                        bytes: vec![4; 32],
+                    },
+                    ResourceKey {
+                        version: 1,
+                        bytes: vec![3; 32],
+                    },
+                ]),
             },
             Instruction::Prune {
                 location: location(),
@@ -332,7 +362,7 @@ mod tests {
             .expect("valid"),
             location: location(),
             key: RepositoryKey::default(),
-            resources: ResourceKey::default(),
+            resources: ResourceKeys::default(),
         }
         .to_pb();
         if let Some(Down::RunBackup(r)) = &mut run.kind {

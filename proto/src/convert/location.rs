@@ -5,8 +5,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{Error, Result, Wire, ms, name, opt_name, opt_string, required};
 use crate::model::{
-    Credentials, Endpoint, Health, LocationInfo, LocationSpec, Provider, Prune, Store, StoredLocation,
-    Timestamp, Workspace,
+    Credentials, Endpoint, Health, LocationInfo, LocationSpec, Provider, Prune, SealedKeyVersion, Store,
+    StoredLocation, Timestamp, Workspace,
 };
 use crate::pb;
 
@@ -267,6 +267,7 @@ impl Wire for LocationInfo {
             backups_read: self.backups_read,
             last_prune: self.last_prune.as_ref().map(Wire::to_pb),
             backups_unreadable: self.backups_unreadable.clone(),
+            key_version: self.key_version,
         }
     }
 
@@ -279,6 +280,7 @@ impl Wire for LocationInfo {
             backups_read: m.backups_read,
             last_prune: m.last_prune.map(Prune::from_pb).transpose()?,
             backups_unreadable: m.backups_unreadable,
+            key_version: m.key_version,
         })
     }
 }
@@ -292,6 +294,14 @@ impl Wire for StoredLocation {
             sealed_credentials: self.sealed_credentials.clone(),
             health: health_to_pb(self.health.as_ref()),
             last_prune: self.last_prune.as_ref().map(Wire::to_pb),
+            keyring: self
+                .keyring
+                .iter()
+                .map(|v| pb::SealedKeyVersion {
+                    version: v.version,
+                    sealed: v.sealed.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -301,6 +311,14 @@ impl Wire for StoredLocation {
             sealed_credentials: m.sealed_credentials,
             health: health_from_pb(m.health),
             last_prune: m.last_prune.map(Prune::from_pb).transpose()?,
+            keyring: m
+                .keyring
+                .into_iter()
+                .map(|v| SealedKeyVersion {
+                    version: v.version,
+                    sealed: v.sealed,
+                })
+                .collect(),
         })
     }
 }

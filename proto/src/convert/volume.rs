@@ -1,8 +1,36 @@
 //! Volume data: results, tasks for node agents, their progress.
 
 use super::{Result, Wire, name, opt_string, required};
-use crate::model::{Location, RepositoryKey, VolumeProgress, VolumeResult, VolumeTask};
+use crate::model::{
+    KeyVersion, Location, RepositoryKey, Timestamp, VolumeProgress, VolumeResult, VolumeTask,
+};
 use crate::pb;
+
+impl Wire for KeyVersion {
+    type Pb = pb::KeyringVersion;
+
+    fn to_pb(&self) -> pb::KeyringVersion {
+        pb::KeyringVersion {
+            version: self.version,
+            resource_key: self.resource.to_vec(),
+            repository_key: self.repository.to_vec(),
+            created_unix_ms: self.created.unix_ms(),
+        }
+    }
+
+    fn from_pb(m: pb::KeyringVersion) -> Result<Self> {
+        let key = |field, bytes: Vec<u8>| {
+            <[u8; 32]>::try_from(bytes).map_err(|_| super::Error::field(field, "not 32 bytes"))
+        };
+        Ok(Self {
+            version: m.version,
+            resource: key("KeyringVersion.resource_key", m.resource_key)?,
+            repository: key("KeyringVersion.repository_key", m.repository_key)?,
+            created: Timestamp::from_unix_ms(m.created_unix_ms)
+                .ok_or_else(|| super::Error::field("KeyringVersion.created_unix_ms", "out of range"))?,
+        })
+    }
+}
 
 impl Wire for VolumeResult {
     type Pb = pb::VolumeResult;

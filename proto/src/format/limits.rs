@@ -33,6 +33,9 @@ pub const VOLUME_CONFIG_MAX: u64 = 64 << 10;
 /// A volume repository's sealed master key.
 pub const VOLUME_KEY_MAX: u64 = 64 << 10;
 
+/// One version of a location's keyring: two sealed keys and a time.
+pub const KEYRING_VERSION_MAX: u64 = 64 << 10;
+
 /// A volume pack: closed at 8 MiB, plus its last blob (4 MiB at most; 8 MiB in repositories
 /// made before 2026-11) and its header.
 pub const VOLUME_PACK_MAX: u64 = 64 << 20;
@@ -57,6 +60,8 @@ pub enum ObjectKind {
     ObjectPart,
     /// `restores/<restore>/items/<seq>.pb`.
     RestoreItems,
+    /// `keyring/<version>`.
+    KeyringVersion,
     /// `volumes/config`.
     VolumeConfig,
     /// `volumes/keys/<id>`.
@@ -79,6 +84,7 @@ impl ObjectKind {
             Self::IndexPart => INDEX_PART_MAX,
             Self::ObjectPart => OBJECT_PART_MAX,
             Self::RestoreItems => RESTORE_ITEMS_MAX,
+            Self::KeyringVersion => KEYRING_VERSION_MAX,
             Self::VolumeConfig => VOLUME_CONFIG_MAX,
             Self::VolumeKey => VOLUME_KEY_MAX,
             Self::VolumePack => VOLUME_PACK_MAX,
@@ -97,6 +103,7 @@ impl fmt::Display for ObjectKind {
             Self::IndexPart => "an index part",
             Self::ObjectPart => "an object part",
             Self::RestoreItems => "a restore-items part",
+            Self::KeyringVersion => "a keyring version",
             Self::VolumeConfig => "a repository config",
             Self::VolumeKey => "a repository key file",
             Self::VolumePack => "a pack",

@@ -7,12 +7,16 @@
 //!   decoded) and written (encoded, sealed); [`sealed_store::read_bounded`] for the volume
 //!   repository, which seals with its own keys.
 //! - [`PartWriter`], [`PartReader`]: object parts; [`ObjectSeal`]: the seal.
+//! - [`keyring`]: a location's key versions; [`repository_key`]: the volume repository's master
+//!   key, wrapped and re-wrapped.
 //! - [`location`], [`provider`]: reaching a bucket.
 
+pub mod keyring;
 pub mod limits;
 pub mod location;
 mod parts;
 pub mod provider;
+pub mod repository_key;
 mod sealed;
 pub mod sealed_store;
 pub mod server_error;
@@ -21,14 +25,14 @@ mod volume;
 pub use limits::ObjectKind;
 pub use location::{open as open_location, verify as verify_location};
 pub use parts::{PartReader, PartWriter};
-pub use sealed::ObjectSeal;
+pub use sealed::{ObjectSeal, version_of as key_version_of};
 pub use sealed_store::SealedStore;
 pub use volume::{VOLUMES_DIR, VolumeDir, VolumeKeys};
 
 use crate::model::BackupName;
 
 /// Version written into every manifest; readers refuse newer ones.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Uncompressed bytes after which an object part is closed. Parts compress to far less, well
 /// under the 64 MiB bound on any object Cairn writes, and one part is one PUT.

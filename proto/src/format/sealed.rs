@@ -4,17 +4,22 @@
 //! own object key: whoever reads the bucket learns nothing of the cluster (Secrets included), and
 //! an object copied to another key does not open.
 
-use crate::model::{RepositoryKey, ResourceKey};
+use crate::model::ResourceKeys;
 use crate::seal::{self, Key};
 
-/// Seals and opens a workspace's backup objects.
+/// What an object sealed since format 4 starts with, before its key's version (4 bytes,
+/// big-endian) and the sealed bytes.
+const MAGIC: &[u8; 2] = b"ck";
+/// Magic and version.
+const HEADER: usize = MAGIC.len() + 4;
+
+/// Seals and opens a location's backup objects.
 pub struct ObjectSeal {
-    key: Key,
-    /// Format 2 sealed under the volume-repository key: still opened, never sealed with.
-    legacy: Option<Key>,
+    /// Every version of the location's resource key, oldest first: `(version, object key)`.
+    keys: Vec<(u32, Key)>,
 }
 
-/// The object key under workspace key `raw`.
+/// The object key under resource key `raw`.
 fn object_key(raw: &[u8], what: &str) -> seal::Result<Key> {
     let workspace = Key::from_raw(raw, what)?;
     Key::from_raw(
@@ -23,34 +28,87 @@ fn object_key(raw: &[u8], what: &str) -> seal::Result<Key> {
     )
 }
 
+/// The key version a sealed object names; `None` for objects of formats 2 and 3, which name none.
+pub fn version_of(sealed: &[u8]) -> Option<u32> {
+    let header = sealed.get(..HEADER)?;
+    let version = header.strip_prefix(MAGIC)?;
+    Some(u32::from_be_bytes(version.try_into().ok()?))
+}
+
 impl ObjectSeal {
-    /// For the workspace whose resource key is `workspace_key`.
-    pub fn new(workspace_key: &ResourceKey) -> seal::Result<Self> {
-        Ok(Self {
-            key: object_key(&workspace_key.0, "the workspace's resource key")?,
-            legacy: None,
-        })
+    /// For the location whose resource keys are `keys`: seals with the newest version, opens with
+    /// any. Objects of formats 2 and 3 name no version: they open with version 1 (format 3, the
+    /// key a location had before keyrings) or 0 (format 2, sealed under the repository key).
+    pub fn new(keys: &ResourceKeys) -> seal::Result<Self> {
+        let keys = keys
+            .all()
+            .iter()
+            .map(|k| {
+                let what = format!("the location's resource key, version {}", k.version);
+                object_key(&k.bytes, &what).map(|key| (k.version, key))
+            })
+            .collect::<seal::Result<Vec<_>>>()?;
+        if keys.is_empty() {
+            return Err(seal::Error::Malformed {
+                origin: "the location's resource keys (none given)".into(),
+            });
+        }
+        Ok(Self { keys })
     }
 
-    /// Also opening objects of format 2, sealed under the workspace's volume-repository key
-    /// `repository`, as every backup was before the keys were split.
-    pub fn reading_format_2(mut self, repository: &RepositoryKey) -> seal::Result<Self> {
-        self.legacy = Some(object_key(&repository.0, "the workspace's repository key")?);
-        Ok(self)
+    fn key(&self, version: u32) -> Option<&Key> {
+        self.keys.iter().find(|(v, _)| *v == version).map(|(_, k)| k)
     }
 
-    /// `plain`, sealed to be stored at `object`.
+    /// The version new objects are sealed with.
+    pub fn version(&self) -> u32 {
+        self.keys.last().map_or(0, |(v, _)| *v)
+    }
+
+    /// `plain`, sealed to be stored at `object`, naming the newest key version.
     pub fn seal(&self, object: &str, plain: &[u8]) -> seal::Result<Vec<u8>> {
-        self.key.seal(&context(object), plain)
+        let Some((version, key)) = self.keys.last() else {
+            unreachable!("ObjectSeal::new refuses an empty keyring")
+        };
+        let mut out = Vec::with_capacity(HEADER + seal::OVERHEAD + plain.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&version.to_be_bytes());
+        key.seal_into(&context(object), plain, &mut out)?;
+        Ok(out)
     }
 
     /// What was sealed to be stored at `object`.
     pub fn open(&self, object: &str, sealed: &[u8]) -> seal::Result<Vec<u8>> {
-        let opened = self.key.open(&context(object), sealed);
-        match (&opened, &self.legacy) {
-            (Err(_), Some(legacy)) => legacy.open(&context(object), sealed).or(opened),
-            _ => opened,
+        let context = context(object);
+        if let Some(version) = version_of(sealed) {
+            match self.key(version) {
+                Some(key) => {
+                    if let Ok(plain) = key.open(&context, &sealed[HEADER..]) {
+                        return Ok(plain);
+                    }
+                }
+                None => {
+                    return Err(seal::Error::Open {
+                        context: format!(
+                            "{context} (sealed under key version {version}, which this location's keyring does not hold)"
+                        ),
+                    });
+                }
+            }
         }
+        // Formats 2 and 3 (or a format 3 nonce that happens to start like a header).
+        let mut opened = Err(seal::Error::Open {
+            context: context.clone(),
+        });
+        for version in [1, 0] {
+            if let Some(key) = self.key(version) {
+                opened = key.open(&context, sealed);
+                if opened.is_ok() {
+                    break;
+                }
+            }
+        }
+        opened
     }
 }
 
@@ -61,10 +119,22 @@ fn context(object: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ResourceKey;
+
+    fn ring(keys: &[(u32, u8)]) -> ResourceKeys {
+        ResourceKeys::new(
+            keys.iter()
+                .map(|&(version, byte)| ResourceKey {
+                    version,
+                    bytes: vec![byte; 32],
+                })
+                .collect(),
+        )
+    }
 
     #[test]
-    fn objects_open_only_at_their_key_and_with_their_workspace_key() {
-        let seal = ObjectSeal::new(&ResourceKey(vec![1; 32])).expect("seal");
+    fn objects_open_only_at_their_key_and_with_their_location_keys() {
+        let seal = ObjectSeal::new(&ring(&[(1, 1)])).expect("seal");
         let sealed = seal
             .seal("backups/a/manifest.pb", b"cluster prod-eu")
             .expect("sealed");
@@ -74,38 +144,65 @@ mod tests {
             b"cluster prod-eu"
         );
         assert!(seal.open("backups/b/manifest.pb", &sealed).is_err(), "moved");
-        let other = ObjectSeal::new(&ResourceKey(vec![2; 32])).expect("seal");
+        let other = ObjectSeal::new(&ring(&[(1, 2)])).expect("seal");
         assert!(
             other.open("backups/a/manifest.pb", &sealed).is_err(),
-            "other workspace"
+            "other location"
         );
         assert!(
-            ObjectSeal::new(&ResourceKey(vec![1; 5])).is_err(),
+            ObjectSeal::new(&ResourceKeys::new(vec![ResourceKey {
+                version: 1,
+                bytes: vec![1; 5]
+            }]))
+            .is_err(),
             "malformed key"
+        );
+        assert!(ObjectSeal::new(&ResourceKeys::default()).is_err(), "no key");
+    }
+
+    #[test]
+    fn after_a_rotation_new_objects_name_the_new_version_and_old_ones_still_open() {
+        let before = ObjectSeal::new(&ring(&[(1, 1)])).expect("seal");
+        let old = before.seal("backups/a/manifest.pb", b"old").expect("sealed");
+        assert_eq!(version_of(&old), Some(1));
+        let after = ObjectSeal::new(&ring(&[(2, 9), (1, 1)])).expect("seal");
+        assert_eq!(after.version(), 2);
+        let new = after.seal("backups/b/manifest.pb", b"new").expect("sealed");
+        assert_eq!(version_of(&new), Some(2));
+        assert_eq!(after.open("backups/a/manifest.pb", &old).expect("opens"), b"old");
+        assert_eq!(after.open("backups/b/manifest.pb", &new).expect("opens"), b"new");
+        let e = before
+            .open("backups/b/manifest.pb", &new)
+            .expect_err("version 2 unknown")
+            .to_string();
+        assert!(e.contains("key version 2"), "{e}");
+        let mut forged = new.clone();
+        forged[2..6].copy_from_slice(&1u32.to_be_bytes());
+        assert!(
+            after.open("backups/b/manifest.pb", &forged).is_err(),
+            "relabelled"
         );
     }
 
     #[test]
-    fn format_2_objects_sealed_under_the_repository_key_still_open_and_nothing_new_is() {
-        let repository = RepositoryKey(vec![7; 32]);
-        let before_the_split = ObjectSeal::new(&ResourceKey(repository.0.clone())).expect("seal");
-        let old = before_the_split
-            .seal("backups/a/manifest.pb", b"old")
-            .expect("sealed");
-        let now = ObjectSeal::new(&ResourceKey(vec![8; 32])).expect("seal");
-        assert!(
-            now.open("backups/a/manifest.pb", &old).is_err(),
-            "the resource key alone"
-        );
-        let reading = now.reading_format_2(&repository).expect("seal");
+    fn objects_of_formats_2_and_3_name_no_version_and_open_with_versions_1_and_0() {
+        let headerless = |byte: u8, plain: &[u8]| {
+            let key = object_key(&[byte; 32], "test").expect("key");
+            key.seal(&context("backups/a/manifest.pb"), plain)
+                .expect("sealed")
+        };
+        let format_3 = headerless(1, b"three");
+        let format_2 = headerless(7, b"two");
+        let reading = ObjectSeal::new(&ring(&[(0, 7), (1, 1), (2, 9)])).expect("seal");
         assert_eq!(
-            reading.open("backups/a/manifest.pb", &old).expect("opens"),
-            b"old"
+            reading.open("backups/a/manifest.pb", &format_3).expect("opens"),
+            b"three"
         );
-        let new = reading.seal("backups/b/manifest.pb", b"new").expect("sealed");
-        assert!(
-            before_the_split.open("backups/b/manifest.pb", &new).is_err(),
-            "new objects are sealed under the resource key, not the repository key"
+        assert_eq!(
+            reading.open("backups/a/manifest.pb", &format_2).expect("opens"),
+            b"two"
         );
+        let without_legacy = ObjectSeal::new(&ring(&[(2, 9)])).expect("seal");
+        assert!(without_legacy.open("backups/a/manifest.pb", &format_3).is_err());
     }
 }

@@ -57,9 +57,9 @@ pub enum Error {
         /// Its kind.
         kind: ObjectKind,
     },
-    /// The object does not open with the workspace key.
+    /// The object does not open with the location's keys.
     #[error(
-        "location {location}: {key} does not open with its workspace's key (written for another workspace, or altered)"
+        "location {location}: {key} does not open with the location's keys (written for another location, or altered)"
     )]
     Open {
         /// The location.
@@ -69,6 +69,16 @@ pub enum Error {
         /// The cause.
         #[source]
         source: crate::seal::Error,
+    },
+    /// An object whose name is not one the format gives.
+    #[error("location {location}: {key} is not {expected}")]
+    Unexpected {
+        /// The location.
+        location: String,
+        /// The key.
+        key: String,
+        /// What names there may be.
+        expected: &'static str,
     },
     /// The opened object does not decode.
     #[error("location {location}: {key} is corrupt")]
@@ -359,7 +369,7 @@ pub async fn read_bounded(
 mod tests {
     use super::*;
     use crate::format::{BackupKeys, limits};
-    use crate::model::{BackupName, ResourceKey};
+    use crate::model::{BackupName, ResourceKey, ResourceKeys};
     use object_store::memory::InMemory;
     use object_store::{
         GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
@@ -368,7 +378,11 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     fn seal(byte: u8) -> ObjectSeal {
-        ObjectSeal::new(&ResourceKey(vec![byte; 32])).expect("seal")
+        ObjectSeal::new(&ResourceKeys::new(vec![ResourceKey {
+            version: 1,
+            bytes: vec![byte; 32],
+        }]))
+        .expect("seal")
     }
 
     fn store_over(inner: Arc<dyn ObjectStore>) -> SealedStore {
@@ -456,8 +470,8 @@ mod tests {
             .expect_err("moved");
         assert_eq!(
             moved.to_string(),
-            "location vault: backups/b/index/000000.pb does not open with its workspace's key \
-             (written for another workspace, or altered)"
+            "location vault: backups/b/index/000000.pb does not open with the location's keys \
+             (written for another location, or altered)"
         );
         let stranger = SealedStore::new(memory, "vault", seal(2));
         assert!(matches!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{
     BackupName, BackupSpec, BackupStatus, ClusterName, Location, LocationName, OperationId, Progress, Prune,
-    RepositoryKey, ResourceKey, RestoreName, RestoreSpec, RestoreStatus, VolumeProgress, VolumeResult,
+    RepositoryKey, ResourceKeys, RestoreName, RestoreSpec, RestoreStatus, VolumeProgress, VolumeResult,
     VolumeTask, VolumeTaskId,
 };
 
@@ -21,8 +21,8 @@ pub enum Instruction {
         location: Location,
         /// The workspace's volume-repository key.
         key: RepositoryKey,
-        /// The workspace's resource-backup key.
-        resources: ResourceKey,
+        /// The location's resource-backup keys (a backup seals with the newest).
+        resources: ResourceKeys,
     },
     /// To a cluster agent: run a restore from `location`.
     Restore {
@@ -32,8 +32,8 @@ pub enum Instruction {
         location: Location,
         /// The workspace's volume-repository key.
         key: RepositoryKey,
-        /// The workspace's resource-backup key.
-        resources: ResourceKey,
+        /// The location's resource-backup keys (a backup seals with the newest).
+        resources: ResourceKeys,
     },
     /// To a cluster agent: prune the volume repository of `location`.
     Prune {

@@ -238,6 +238,9 @@ pub struct LocationInfo {
     /// hub's key, or damaged), each as `name: why`.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub backups_unreadable: Vec<String>,
+    /// The newest version of its keys: new backups are sealed with it.
+    #[serde(default)]
+    pub key_version: u32,
     /// The last prune of its volume repository.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub last_prune: Option<Prune>,
@@ -258,4 +261,23 @@ pub struct StoredLocation {
     pub health: Option<Health>,
     /// The last prune of its volume repository.
     pub last_prune: Option<Prune>,
+    /// Its keyring, every version sealed under the hub's key as in the bucket; empty for a
+    /// location recorded before keyrings.
+    pub keyring: Vec<SealedKeyVersion>,
+}
+
+/// One version of a location's keyring, sealed under the hub's key: the bytes stored at
+/// `keyring/<version>` in the location.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedKeyVersion {
+    /// Its version.
+    pub version: u32,
+    /// Sealed.
+    pub sealed: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedKeyVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealedKeyVersion(v{}, ..)", self.version)
+    }
 }

@@ -34,8 +34,8 @@ pub use identity::{AgentId, InvalidAgentId, valid_node};
 pub use item::{IndexEntry, ItemRef, ItemResult, Live, Outcome, Progress, ResourceSummary};
 pub use keyword::UnknownKeyword;
 pub use location::{
-    Credentials, Endpoint, Health, Location, LocationInfo, LocationSpec, Provider, Prune, Store,
-    StoredLocation,
+    Credentials, Endpoint, Health, Location, LocationInfo, LocationSpec, Provider, Prune, SealedKeyVersion,
+    Store, StoredLocation,
 };
 pub use name::{
     BackupName, ClusterName, InvalidName, LocationName, RestoreName, ScheduleName, TokenName, WorkspaceName,
@@ -45,7 +45,9 @@ pub use restore::{ExistingPolicy, OutcomeCounts, Restore, RestoreSpec, RestoreSt
 pub use schedule::{BackupTemplate, Schedule, ScheduleSpec, ScheduleStatus, ScheduleTarget};
 pub use selector::{InvalidSelector, LabelSelector};
 pub use time::Timestamp;
-pub use volume::{RepositoryKey, ResourceKey, VolumeProgress, VolumeResult, VolumeTask};
+pub use volume::{
+    KeyVersion, RepositoryKey, ResourceKey, ResourceKeys, VolumeProgress, VolumeResult, VolumeTask,
+};
 pub use workspace::{DEFAULT_WORKSPACE, Workspace};
 
 use serde::{Deserialize, Serialize};

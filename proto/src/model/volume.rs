@@ -50,16 +50,73 @@ impl std::fmt::Debug for RepositoryKey {
     }
 }
 
-/// A workspace's resource-backup key: 32 bytes the hub hands cluster agents only, with their
-/// backups and restores; every object of a resource backup is sealed under a key derived from it.
-/// Node agents never get it: theirs is the [`RepositoryKey`]. Neither `Debug` nor serialisation
-/// shows it.
+/// One version of a location's resource-backup key: 32 bytes the hub hands cluster agents only,
+/// with their backups and restores; every object of a resource backup is sealed under a key
+/// derived from it, and names its version. Node agents never get it: theirs is the
+/// [`RepositoryKey`]. Neither `Debug` nor serialisation shows it.
 #[derive(Clone, PartialEq, Eq, Default)]
-pub struct ResourceKey(pub Vec<u8>);
+pub struct ResourceKey {
+    /// Its version in the location's keyring (0: format 2's objects, sealed under the volume
+    /// repository's first key).
+    pub version: u32,
+    /// The key.
+    pub bytes: Vec<u8>,
+}
 
 impl std::fmt::Debug for ResourceKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ResourceKey(..)")
+        write!(f, "ResourceKey(v{}, ..)", self.version)
+    }
+}
+
+/// Every version of a location's resource-backup key: objects are sealed with the newest and
+/// opened with the version they name, so a rotation leaves every older backup readable.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResourceKeys(Vec<ResourceKey>);
+
+impl ResourceKeys {
+    /// The keyring holding `keys`, in any order.
+    pub fn new(mut keys: Vec<ResourceKey>) -> Self {
+        keys.sort_by_key(|k| k.version);
+        keys.dedup_by_key(|k| k.version);
+        Self(keys)
+    }
+
+    /// The newest version: the one new objects are sealed with.
+    pub fn newest(&self) -> Option<&ResourceKey> {
+        self.0.last()
+    }
+
+    /// Version `version`.
+    pub fn version(&self, version: u32) -> Option<&ResourceKey> {
+        self.0
+            .binary_search_by_key(&version, |k| k.version)
+            .ok()
+            .map(|i| &self.0[i])
+    }
+
+    /// Every version, oldest first.
+    pub fn all(&self) -> &[ResourceKey] {
+        &self.0
+    }
+}
+
+/// One version of a location's keys, as its keyring holds it. `Debug` shows the version only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyVersion {
+    /// Its number, from 1.
+    pub version: u32,
+    /// Seals resource-backup objects.
+    pub resource: [u8; 32],
+    /// Wraps the volume repository's master key.
+    pub repository: [u8; 32],
+    /// When it was made.
+    pub created: super::Timestamp,
+}
+
+impl std::fmt::Debug for KeyVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyVersion(v{}, ..)", self.version)
     }
 }
 
