@@ -24,4 +24,5 @@ if ! deploy/local/quickstart.sh >"$quickstart_log" 2>&1; then
 fi
 echo "quickstart: $(tail -1 "$quickstart_log")"
 rm -f "$quickstart_log"
-cargo nextest run --workspace --locked --no-fail-fast
+# The decoders' property tests (`fuzz_*`) run 1,024 cases each: about 10 s in all (README, "Tests").
+PROPTEST_CASES="${PROPTEST_CASES:-1024}" cargo nextest run --workspace --locked --no-fail-fast

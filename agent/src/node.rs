@@ -4,10 +4,14 @@
 //! task names the pod and the volume, and the node agent backs that directory up into the
 //! workspace's repository or restores a snapshot into it. One task runs at a time: memory stays
 //! that of one backup however many claims the node holds.
+//!
+//! A task's names are checked before anything is opened: the pod uid must be a UUID and the
+//! volume a Kubernetes object name, so neither can climb out of the kubelet's pods directory; and
+//! below it only real directories are followed, never a symbolic link.
 
 use cairn_proto::model::{Report, VolumeProgress, VolumeResult, VolumeTask, VolumeTaskId};
 use cairn_proto::seal::Key;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -40,6 +44,21 @@ enum Error {
         pattern.display()
     )]
     NotMounted { pattern: PathBuf },
+    #[error("volume task refused: pod uid {0:?} is not a UUID")]
+    PodUid(String),
+    #[error(
+        "volume task refused: volume {0:?} is not a Kubernetes object name (lowercase letters, \
+         digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters)"
+    )]
+    VolumeName(String),
+    #[error("{} is not a directory (a symbolic link there is never followed)", path.display())]
+    NotDirectory { path: PathBuf },
+    #[error("inspecting {}", path.display())]
+    Inspect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the key handed with the task")]
     Key(#[from] cairn_proto::seal::Error),
     #[error(transparent)]
@@ -91,6 +110,8 @@ impl Node {
         counters: &Arc<Counters>,
         result: &mut VolumeResult,
     ) -> Result<(), Error> {
+        // Before anything is opened, here or in the location.
+        let volume = PodVolume::of(task)?;
         let store = cairn_proto::format::open_location(&task.location).map_err(volume::Error::from)?;
         let kek = Key::from_raw(&task.key.0, "the workspace's repository key")?;
         let label = format!("location {}", task.location.name);
@@ -98,7 +119,7 @@ impl Node {
             Arc::new(Repository::open_or_init(store, &label, &kek, "the workspace's repository key").await?);
         match &task.snapshot {
             None => {
-                let dir = self.volume_dir(&task.pod_uid, &task.volume)?;
+                let dir = self.present(&volume)?;
                 let origin = volume::backup::Origin {
                     host: task.cluster.to_string(),
                     path: Some(task.source.clone()),
@@ -112,8 +133,9 @@ impl Node {
                 result.bytes_added = s.bytes_added;
             }
             Some(snapshot) => {
-                let dir = self.mounted(&task.pod_uid, &task.volume).await?;
-                let s = volume::restore::run(repo, snapshot, &dir, counters.clone()).await?;
+                let dir = self.mounted(&volume).await?;
+                let options = volume::restore::Options::default();
+                let s = volume::restore::run(repo, snapshot, &dir, counters.clone(), options).await?;
                 result.snapshot = snapshot.clone();
                 result.files = s.files;
                 result.bytes = s.bytes;
@@ -122,36 +144,104 @@ impl Node {
         Ok(())
     }
 
-    /// The directory where the kubelet mounted volume `volume` of pod `pod_uid`.
-    fn volume_dir(&self, pod_uid: &str, volume: &str) -> Result<PathBuf, Error> {
-        let volumes = self.kubelet_root.join("pods").join(pod_uid).join("volumes");
+    /// The directory where the kubelet mounts `volume` (which may not be there yet): in the
+    /// first of the pod's plugin directories that holds it, `mount/` below that for CSI.
+    fn volume_dir(&self, volume: &PodVolume) -> Result<PathBuf, Error> {
+        let pod = self.kubelet_root.join("pods").join(&volume.pod_uid);
+        let volumes = pod.join("volumes");
+        let not_mounted = || Error::NotMounted {
+            pattern: volumes.join("*").join(&volume.name),
+        };
+        if !(is_dir(&pod)? && is_dir(&volumes)?) {
+            return Err(not_mounted());
+        }
         let plugins = std::fs::read_dir(&volumes).into_iter().flatten().flatten();
         for plugin in plugins {
-            let dir = plugin.path().join(volume);
-            if dir.is_dir() {
+            // The entry's own type: a link among the plugins is skipped, not followed.
+            if !plugin.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let dir = plugin.path().join(&volume.name);
+            if is_dir(&dir)? {
                 let is_csi = plugin.file_name() == CSI_PLUGIN;
                 return Ok(if is_csi { dir.join("mount") } else { dir });
             }
         }
-        Err(Error::NotMounted {
-            pattern: volumes.join("*").join(volume),
-        })
+        Err(not_mounted())
     }
 
-    /// [`Node::volume_dir`], once the kubelet has mounted it (waiting up to [`MOUNT_WAIT`]).
-    async fn mounted(&self, pod_uid: &str, volume: &str) -> Result<PathBuf, Error> {
+    /// [`Node::volume_dir`], if it is there.
+    fn present(&self, volume: &PodVolume) -> Result<PathBuf, Error> {
+        let dir = self.volume_dir(volume)?;
+        if is_dir(&dir)? {
+            Ok(dir)
+        } else {
+            Err(Error::NotMounted { pattern: dir })
+        }
+    }
+
+    /// [`Node::present`], once the kubelet has mounted it (waiting up to [`MOUNT_WAIT`]).
+    async fn mounted(&self, volume: &PodVolume) -> Result<PathBuf, Error> {
         let deadline = tokio::time::Instant::now() + MOUNT_WAIT;
         loop {
             // A CSI volume's directory appears before its `mount/`: wait for the mount itself.
-            match self.volume_dir(pod_uid, volume) {
-                Ok(dir) if dir.is_dir() => return Ok(dir),
-                Ok(dir) if tokio::time::Instant::now() >= deadline => {
-                    return Err(Error::NotMounted { pattern: dir });
+            match self.present(volume) {
+                Err(Error::NotMounted { .. }) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
-                _ => tokio::time::sleep(Duration::from_millis(500)).await,
+                found => return found,
             }
         }
+    }
+}
+
+/// A task's pod and volume, checked: names that stay one directory level each.
+#[derive(Debug)]
+struct PodVolume {
+    /// The pod's uid: a UUID.
+    pod_uid: String,
+    /// The PersistentVolume's name: a Kubernetes object name.
+    name: String,
+}
+
+impl PodVolume {
+    /// `task`'s pod and volume, or the first of them that could name another directory.
+    fn of(task: &VolumeTask) -> Result<Self, Error> {
+        if !is_uuid(&task.pod_uid) {
+            return Err(Error::PodUid(task.pod_uid.clone()));
+        }
+        if !cairn_proto::model::is_object_name(&task.volume) {
+            return Err(Error::VolumeName(task.volume.clone()));
+        }
+        Ok(Self {
+            pod_uid: task.pod_uid.clone(),
+            name: task.volume.clone(),
+        })
+    }
+}
+
+/// Whether `uid` is a UUID as the API server writes a pod's: 8-4-4-4-12 lowercase hex digits.
+fn is_uuid(uid: &str) -> bool {
+    uid.len() == 36
+        && uid.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        })
+}
+
+/// Whether `path` is a directory: `false` if nothing is there (yet); a symbolic link or a file
+/// there is refused, never followed.
+fn is_dir(path: &Path) -> Result<bool, Error> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(true),
+        Ok(_) => Err(Error::NotDirectory {
+            path: path.to_owned(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(Error::Inspect {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
@@ -165,5 +255,182 @@ async fn report_progress(id: VolumeTaskId, counters: Arc<Counters>, events: mpsc
             bytes: counters.bytes_read.load(Ordering::Relaxed),
         };
         let _ = events.try_send(Report::VolumeProgress(progress));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_proto::model::{BackupName, Location, RepositoryKey};
+
+    const UID: &str = "0b3c5d7e-1f2a-4b6c-8d9e-a1b2c3d4e5f6";
+
+    /// A backup task (a restore's if `snapshot`) of `volume` of pod `pod_uid`, its repository in
+    /// `repo` (a local directory).
+    fn task(pod_uid: &str, volume: &str, repo: &Path, snapshot: Option<&str>) -> VolumeTask {
+        let backup: BackupName = "nightly".parse().expect("name");
+        VolumeTask {
+            id: VolumeTaskId::new(backup, "shop", "data"),
+            cluster: "east".parse().expect("name"),
+            node: "node-a".into(),
+            location: Location {
+                name: "default".parse().expect("name"),
+                url: format!("file://{}", repo.display()),
+                options: Default::default(),
+            },
+            key: RepositoryKey(vec![7; 32]),
+            pod_uid: pod_uid.into(),
+            volume: volume.into(),
+            source: "east/shop/data".into(),
+            tag: "nightly".into(),
+            snapshot: snapshot.map(str::to_owned),
+        }
+    }
+
+    /// Every path under `root`, links as links.
+    fn listing(root: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut pending = vec![root.to_owned()];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).expect("read_dir").flatten() {
+                if entry.file_type().expect("type").is_dir() {
+                    pending.push(entry.path());
+                }
+                out.push(entry.path());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_pod_uid_is_a_lowercase_uuid_and_nothing_else() {
+        assert!(is_uuid(UID));
+        for bad in [
+            "",
+            "../..",
+            "..",
+            UID.to_uppercase().as_str(),
+            UID.replace('-', "").as_str(),
+            "0b3c5d7e-1f2a-4b6c-8d9e-a1b2c3d4e5f",
+            "0b3c5d7e-1f2a-4b6c-8d9e-a1b2c3d4e5f6/..",
+            "0b3c5d7e/1f2a-4b6c-8d9e-a1b2c3d4e5f6",
+            "0b3c5d7e-1f2a-4b6c-8d9e-a1b2c3d4e5g6",
+        ] {
+            assert!(!is_uuid(bad), "{bad:?} accepted");
+        }
+    }
+
+    /// Hostile names are refused, naming the field and the value, before the repository or the
+    /// kubelet's directory is opened: nothing is made in either.
+    #[tokio::test]
+    async fn tasks_naming_other_directories_are_refused_before_anything_is_touched() {
+        let top = tempfile::tempdir().expect("tempdir");
+        let (root, repo) = (top.path().join("kubelet"), top.path().join("repo"));
+        let data = root
+            .join("pods")
+            .join(UID)
+            .join("volumes/kubernetes.io~csi/pv-1/mount");
+        std::fs::create_dir_all(&data).expect("mkdir");
+        std::fs::write(data.join("file"), b"tenant data").expect("write");
+        std::fs::create_dir_all(&repo).expect("mkdir");
+        let before = listing(top.path());
+        let node = Node::new("node-a".into(), root);
+        let cases = [
+            (
+                "../..",
+                "pv-1",
+                "volume task refused: pod uid \"../..\" is not a UUID",
+            ),
+            (
+                UID,
+                "../../x",
+                "volume task refused: volume \"../../x\" is not a Kubernetes object name",
+            ),
+            (
+                UID,
+                "/etc",
+                "volume task refused: volume \"/etc\" is not a Kubernetes object name",
+            ),
+            (
+                UID,
+                "..",
+                "volume task refused: volume \"..\" is not a Kubernetes object name",
+            ),
+            (
+                UID,
+                "",
+                "volume task refused: volume \"\" is not a Kubernetes object name",
+            ),
+            ("", "pv-1", "volume task refused: pod uid \"\" is not a UUID"),
+        ];
+        for snapshot in [None, Some("0123456789abcdef")] {
+            for (uid, volume, refusal) in cases {
+                let (tx, _rx) = mpsc::channel(8);
+                let result = node.execute(&task(uid, volume, &repo, snapshot), &tx).await;
+                let error = result.error.unwrap_or_default();
+                assert!(error.starts_with(refusal), "{uid:?} {volume:?}: {error}");
+            }
+        }
+        assert_eq!(listing(top.path()), before, "a refused task touched a file");
+    }
+
+    #[test]
+    fn only_real_directories_are_followed_below_the_pods_directory() {
+        let top = tempfile::tempdir().expect("tempdir");
+        let root = top.path().join("kubelet");
+        let node = Node::new("node-a".into(), root.clone());
+        let volumes = root.join("pods").join(UID).join("volumes");
+        let volume = |name: &str| PodVolume {
+            pod_uid: UID.into(),
+            name: name.into(),
+        };
+        // Another pod's volumes, which a link must not lead to.
+        let other = root.join("pods/9f8e7d6c-5b4a-4321-8fed-cba987654321/volumes/kubernetes.io~csi");
+        std::fs::create_dir_all(other.join("pv-other/mount")).expect("mkdir");
+        std::fs::create_dir_all(&volumes).expect("mkdir");
+
+        // A plugin entry that is a link: skipped.
+        std::os::unix::fs::symlink(&other, volumes.join("kubernetes.io~csi")).expect("symlink");
+        let err = node
+            .present(&volume("pv-other"))
+            .expect_err("followed a linked plugin directory");
+        assert!(matches!(err, Error::NotMounted { .. }), "{err}");
+        std::fs::remove_file(volumes.join("kubernetes.io~csi")).expect("rm");
+
+        // A volume directory that is a link: refused, saying so.
+        let csi = volumes.join("kubernetes.io~csi");
+        std::fs::create_dir_all(&csi).expect("mkdir");
+        std::os::unix::fs::symlink(other.join("pv-other"), csi.join("pv-1")).expect("symlink");
+        let err = node
+            .present(&volume("pv-1"))
+            .expect_err("followed a linked volume directory");
+        assert!(
+            err.to_string()
+                .ends_with("pv-1 is not a directory (a symbolic link there is never followed)"),
+            "{err}"
+        );
+        std::fs::remove_file(csi.join("pv-1")).expect("rm");
+
+        // A CSI volume whose `mount` is a link: refused.
+        std::fs::create_dir_all(csi.join("pv-1")).expect("mkdir");
+        std::os::unix::fs::symlink(other.join("pv-other/mount"), csi.join("pv-1/mount")).expect("symlink");
+        let err = node
+            .present(&volume("pv-1"))
+            .expect_err("followed a linked mount");
+        assert!(matches!(err, Error::NotDirectory { .. }), "{err}");
+        std::fs::remove_file(csi.join("pv-1/mount")).expect("rm");
+
+        // Not mounted yet, then mounted: the kubelet's own layout.
+        let err = node.present(&volume("pv-1")).expect_err("no mount yet");
+        assert!(matches!(err, Error::NotMounted { .. }), "{err}");
+        std::fs::create_dir(csi.join("pv-1/mount")).expect("mkdir");
+        assert_eq!(
+            node.present(&volume("pv-1")).expect("mounted"),
+            csi.join("pv-1/mount")
+        );
+        let local = volumes.join("kubernetes.io~local-volume/pv-2");
+        std::fs::create_dir_all(&local).expect("mkdir");
+        assert_eq!(node.present(&volume("pv-2")).expect("mounted"), local);
     }
 }

@@ -49,6 +49,9 @@ enum Verb {
         snapshot: String,
         /// Target directory.
         target: PathBuf,
+        /// Keep setuid and setgid bits (dropped by default).
+        #[arg(long)]
+        keep_setid: bool,
     },
     /// List snapshots, oldest first, id first.
     Snapshots,
@@ -119,10 +122,15 @@ pub async fn run(args: RepoArgs) -> Result<()> {
                 s.parent.map(|p| format!(" (parent {p})")).unwrap_or_default()
             );
         }
-        Verb::Restore { snapshot, target } => {
+        Verb::Restore {
+            snapshot,
+            target,
+            keep_setid,
+        } => {
             let counters = Arc::new(Counters::default());
             let bar = progress(&counters, "written");
-            let s = volume::restore::run(repo, &snapshot, &target, counters).await;
+            let options = volume::restore::Options { keep_setid };
+            let s = volume::restore::run(repo, &snapshot, &target, counters, options).await;
             bar.finish_and_clear();
             let s = s?;
             println!(

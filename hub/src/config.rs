@@ -75,7 +75,8 @@ pub struct Config {
     /// How often every location's volume repository is pruned.
     #[serde(with = "humantime_serde")]
     pub volume_prune_interval: Duration,
-    /// How long unused volume data stays before a prune deletes it: longer than any backup.
+    /// How long unused volume data stays before a prune deletes it: longer than any backup. The
+    /// least grace any prune is given, whoever asks.
     #[serde(with = "humantime_serde")]
     pub volume_prune_grace: Duration,
 }

@@ -222,6 +222,48 @@ mod tests {
         assert!(!format!("{ring:?}").contains('['), "Debug shows no key");
     }
 
+    fn sealed_version() -> impl proptest::strategy::Strategy<Value = SealedKeyVersion> {
+        use proptest::prelude::*;
+        let plain = (0..4_u32, any::<[u8; 32]>(), any::<[u8; 32]>(), any::<i64>()).prop_map(
+            |(version, resource, repository, ms)| {
+                KeyVersion {
+                    version,
+                    resource,
+                    repository,
+                    created: Timestamp::from_unix_ms(ms).unwrap_or_else(Timestamp::now),
+                }
+                .encode()
+            },
+        );
+        let bytes = prop_oneof![plain, proptest::collection::vec(any::<u8>(), 0..80)];
+        prop_oneof![
+            // Any bytes under any version.
+            (any::<u32>(), proptest::collection::vec(any::<u8>(), 0..128))
+                .prop_map(|(version, sealed)| SealedKeyVersion { version, sealed }),
+            // Sealed as the hub seals, holding a version or anything, under the version it says
+            // or another.
+            (bytes, 0..4_u32).prop_map(|(bytes, version)| SealedKeyVersion {
+                version,
+                sealed: sealer(&master(1))
+                    .expect("sealer")
+                    .seal(&context(version), &bytes)
+                    .expect("sealed"),
+            }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Keyring versions as a bucket may hold them: opened or refused, never a panic; an opened
+        /// keyring gives its keys.
+        #[test]
+        fn fuzz_keyring_open(sealed in proptest::collection::vec(sealed_version(), 0..4)) {
+            if let Ok(Some(ring)) = Keyring::open(&sealer(&master(1)).expect("sealer"), &sealed) {
+                let _ = (ring.resource_keys(), ring.repository_key(), format!("{ring:?}"));
+                ring.repository_keys().expect("32-byte keys");
+            }
+        }
+    }
+
     #[test]
     fn a_location_of_before_keyrings_keeps_its_derived_keys_as_version_1() {
         let workspace: WorkspaceName = "prod".parse().expect("name");

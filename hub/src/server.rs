@@ -82,6 +82,7 @@ pub async fn run(
         &config.default_location_dir()?,
         config.clock(),
         enrolment,
+        config.volume_prune_grace,
     )
     .await?;
     let made = match admin {
@@ -95,10 +96,7 @@ pub async fn run(
     }
     hub.spawn(hub.clone().run_schedules());
     hub.spawn(hub.clone().run_retention());
-    hub.spawn(
-        hub.clone()
-            .run_maintenance(config.volume_prune_interval, config.volume_prune_grace),
-    );
+    hub.spawn(hub.clone().run_maintenance(config.volume_prune_interval));
     let timeout = config.agent_timeout;
     every(&hub, timeout / 2, move |hub| async move {
         hub.expire_silent(timeout).await

@@ -33,8 +33,9 @@ pub fn workspace_bin(name: &str) -> Result<PathBuf> {
 }
 
 /// A hub served in-process (benchmarks) over `inventory`, its data (master key, CA, built-in
-/// location) under `data_dir`, on a free loopback port: the hub, its `https://` URL, and how its
-/// administrator dials it (its CA trusted, its token carried).
+/// location) under `data_dir`, on a free loopback port, volume prunes given at least the default
+/// day: the hub, its `https://` URL, and how its administrator dials it (its CA trusted, its
+/// token carried).
 pub async fn in_process_hub(
     data_dir: &Path,
     inventory: cairn_hub::inventory::Inventory,
@@ -59,6 +60,7 @@ pub async fn in_process_hub(
         backups.to_str().context("UTF-8 path")?,
         cairn_hub::clock::Clock::System,
         enrolment,
+        Duration::from_secs(24 * 3600),
     )
     .await?;
     let admin = hub
@@ -340,11 +342,40 @@ impl HubProcess {
         node: &str,
         kubelet_root: &Path,
     ) -> Result<AgentProcess> {
+        self.node_agent_with(cp, node, kubelet_root, None).await
+    }
+
+    /// [`HubProcess::node_agent`], and if `capabilities` are given (as a container's
+    /// `securityContext.capabilities.add` names them: `CHOWN`, `DAC_READ_SEARCH`…) and the test
+    /// runs as root, with those capabilities only, as the container runtime starts it: uid 0,
+    /// every other capability out of its bounding and inheritable sets, no new privileges
+    /// (`setpriv`, util-linux). Not root, it runs as the test's user, with no capability at all.
+    pub async fn node_agent_with(
+        &self,
+        cp: &ControlPlane,
+        node: &str,
+        kubelet_root: &Path,
+        capabilities: Option<&[String]>,
+    ) -> Result<AgentProcess> {
         let sandbox = Sandbox::new(&format!("node-agent-{}-{node}", cp.name()))?;
         let token = node_agent_token(cp, node).await?;
         let token_file = sandbox.dir().join("token");
         std::fs::write(&token_file, token)?;
-        let mut cmd = Command::new(workspace_bin("cairn-agent")?);
+        let agent = workspace_bin("cairn-agent")?;
+        let mut cmd = match capabilities {
+            Some(capabilities) if nix::unistd::geteuid().is_root() => {
+                let keep: String = capabilities
+                    .iter()
+                    .map(|c| format!(",+{}", c.to_lowercase()))
+                    .collect();
+                let mut cmd = Command::new("setpriv");
+                cmd.arg(format!("--bounding-set=-all{keep}"))
+                    .args(["--inh-caps=-all", "--no-new-privs", "--"])
+                    .arg(agent);
+                cmd
+            }
+            _ => Command::new(agent),
+        };
         cmd.args(["node", "--hub", &self.url, "--cluster", cp.name(), "--node", node])
             .arg("--hub-ca")
             .arg(self.ca_file())

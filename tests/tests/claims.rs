@@ -5,7 +5,11 @@
 //! times, symlinks and hard links — after the workspace's key was rotated between backup and
 //! restore. A second backup, sealed with the new key version, reads only what changed; a claim on a node
 //! without a node agent is reported, naming the node; a backup under way shows its progress and
-//! ends, with the reason, when its node agent goes away; the hub prunes locations on its own.
+//! ends, with the reason, when its node agent goes away; the hub prunes locations on its own, and
+//! refuses a prune asked with less than its configured grace. A node agent refuses a task whose pod
+//! uid or volume name would lead out of the pod's volume directory before it touches any file.
+//! The node agent's DaemonSets (deploy/node-agent.yaml and its backup-only variant) keep their
+//! least-privilege security context through the real API server.
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -20,6 +24,11 @@ use testbed::tree::{picture, random_bytes, write};
 use testbed::{ControlPlane, wait_until};
 
 const SETTLE: Duration = Duration::from_secs(90);
+/// The node agent's DaemonSet, and its variant for nodes that are only backed up.
+const NODE_AGENT: &str = include_str!("../../deploy/node-agent.yaml");
+const NODE_AGENT_READONLY: &str = include_str!("../../deploy/node-agent-readonly.yaml");
+/// The owner of a tenant's files, not the node agent's uid.
+const TENANT: u32 = 999;
 
 /// A namespace with a CSI-provisioned volume, its claim, and a pod mounting it on `node`.
 fn app(volume: &str, handle: &str, node: &str) -> String {
@@ -125,7 +134,38 @@ fn fill(dir: &Path) -> Result<()> {
     drop(f);
     std::fs::set_permissions(dir.join("base"), std::fs::Permissions::from_mode(0o700))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    // The database's user owns it all, as in a pod: a node agent reads and restores it only
+    // with its capabilities. (Not root, the test cannot give files away.)
+    if nix::unistd::geteuid().is_root() {
+        for path in owners(dir)?.keys() {
+            std::os::unix::fs::lchown(dir.join(path), Some(TENANT), Some(TENANT))?;
+        }
+    }
     Ok(())
+}
+
+/// Owner and group of every entry under `root` (and of `root` itself, as ""), links as links.
+fn owners(root: &Path) -> Result<std::collections::BTreeMap<String, (u32, u32)>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::BTreeMap::new();
+    let meta = std::fs::symlink_metadata(root)?;
+    out.insert(String::new(), (meta.uid(), meta.gid()));
+    for path in picture(root)?.keys() {
+        let meta = std::fs::symlink_metadata(root.join(path))?;
+        out.insert(path.clone(), (meta.uid(), meta.gid()));
+    }
+    Ok(out)
+}
+
+/// The capabilities the container of DaemonSet manifest `yaml` (its first document) adds.
+fn capabilities(yaml: &str) -> Result<Vec<String>> {
+    let first = serde_yaml_ng::Deserializer::from_str(yaml)
+        .next()
+        .context("an empty manifest")?;
+    let daemonset: Value = serde::Deserialize::deserialize(first)?;
+    let add =
+        &daemonset["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]["add"];
+    Ok(serde_json::from_value(add.clone())?)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -133,11 +173,15 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
     let (source, target) = tokio::try_join!(ControlPlane::start("vol-src"), ControlPlane::start("vol-dst"))?;
     let roots = LocalDir::new()?;
     let (root_a, root_b) = (roots.path().join("node-a"), roots.path().join("node-b"));
-    let hub = HubProcess::start().await?;
+    // No grace: the prunes at the end delete at once what the first planned.
+    let hub = HubProcess::start_with(&[("CAIRN_VOLUME_PRUNE_GRACE", "0s")]).await?;
     let (_a, _b) = tokio::try_join!(hub.agent(&source, None), hub.agent(&target, None))?;
+    // Each node agent with only the capabilities its DaemonSet grants (if the test runs as root):
+    // node-a only backs up, as node-agent-readonly.yaml; node-b restores, as node-agent.yaml.
+    let (read_only, read_write) = (capabilities(NODE_AGENT_READONLY)?, capabilities(NODE_AGENT)?);
     let (_node_a, _node_b) = tokio::try_join!(
-        hub.node_agent(&source, "node-a", &root_a),
-        hub.node_agent(&target, "node-b", &root_b)
+        hub.node_agent_with(&source, "node-a", &root_a, Some(read_only.as_slice())),
+        hub.node_agent_with(&target, "node-b", &root_b, Some(read_write.as_slice()))
     )?;
 
     source.apply(&app("pv-src", "disk-1", "node-a")).await?;
@@ -146,6 +190,7 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
     let data = mount_dir(&root_a, &uid, "pv-src");
     fill(&data)?;
     let before = picture(&data)?;
+    let owned_before = owners(&data)?;
 
     let out = hub
         .cli_line("backup create first --cluster vol-src --include-namespaces shop --volumes --wait")
@@ -255,6 +300,7 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
         before,
         "restored volume differs from the source's"
     );
+    assert_eq!(owners(&restored)?, owned_before, "restored owners differ");
     let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o7777);
     assert_eq!(
         mode(&restored)?,
@@ -292,10 +338,11 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
     Ok(())
 }
 
-/// Has the hub prune the default location with no grace period; returns the last-prune line of
-/// `location describe` once it differs from `before`.
+/// Has the hub prune the default location with its configured grace (none: the test started it
+/// with `CAIRN_VOLUME_PRUNE_GRACE=0s`); returns the last-prune line of `location describe` once it
+/// differs from `before`.
 async fn prune(hub: &HubProcess, before: &str) -> Result<String> {
-    let out = hub.cli_line("location prune default --grace 0s").await?.ok()?;
+    let out = hub.cli_line("location prune default").await?.ok()?;
     assert!(
         out.stdout.contains("started by the agent of cluster vol-"),
         "{}",
@@ -318,18 +365,38 @@ async fn prune_line(hub: &HubProcess, done: impl Fn(&str) -> bool) -> Result<Str
     .await
 }
 
+/// A claim on a node without a node agent is named in a `PartiallyFailed` backup. Besides, on the
+/// same hub and cluster: the node agent's DaemonSets are accepted by the API server with their
+/// security context intact, and a prune asked with less than the hub's grace is refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_claim_on_a_node_without_a_node_agent_is_reported() -> Result<()> {
     let source = ControlPlane::start("vol-lone").await?;
     let hub = HubProcess::start().await?;
     let _agent = hub.agent(&source, None).await?;
-    // The DaemonSet users deploy is one the cluster accepts.
+    // The DaemonSets users deploy are ones the cluster accepts, least privilege and all; the
+    // backup-only variant replaces the first (same DaemonSet).
     source.apply(include_str!("../../deploy/agent.yaml")).await?;
-    let applied = source.apply(include_str!("../../deploy/node-agent.yaml")).await?;
+    let applied = source.apply(NODE_AGENT).await?;
     assert_eq!(
         applied[0].types.as_ref().map(|t| t.kind.as_str()),
         Some("DaemonSet")
     );
+    least_privilege(&applied[0].data, &["CHOWN", "DAC_OVERRIDE", "FOWNER"], false)?;
+    let applied = source.apply(NODE_AGENT_READONLY).await?;
+    least_privilege(&applied[0].data, &["DAC_OVERRIDE"], true)?;
+
+    // A prune shorter than the hub's configured grace (24h by default): refused, saying the least.
+    let out = hub.cli_line("location prune default --grace 0s").await?;
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "refused: grace 0s is shorter than the hub's volume_prune_grace (1day): \
+             packs of backups still running could be deleted"
+        ),
+        "{out:?}"
+    );
+    let out = hub.cli_line("location prune default --grace 23h").await?;
+    assert!(out.stderr.contains("refused: grace 23h is shorter"), "{out:?}");
     source.apply(&app("pv-lone", "disk-9", "node-z")).await?;
     bound(&source, "shop", "data").await?;
     let out = hub
@@ -346,6 +413,53 @@ async fn a_claim_on_a_node_without_a_node_agent_is_reported() -> Result<()> {
     assert!(
         error.contains("no node agent is connected on node node-z of cluster vol-lone"),
         "{described}"
+    );
+    Ok(())
+}
+
+/// Checks the node agent's DaemonSet `daemonset` as the API server stored it: its container runs
+/// with no privilege escalation, the runtime's seccomp profile, a read-only root filesystem, as
+/// root with every capability dropped but `capabilities`; the kubelet's pods directory mounted
+/// with HostToContainer propagation, read-only if `read_only`; no toleration of every taint.
+fn least_privilege(daemonset: &Value, capabilities: &[&str], read_only: bool) -> Result<()> {
+    let pod = &daemonset["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let context = &container["securityContext"];
+    assert_eq!(context["allowPrivilegeEscalation"], false, "{context}");
+    assert_eq!(context["privileged"], false, "{context}");
+    assert_eq!(context["readOnlyRootFilesystem"], true, "{context}");
+    assert_eq!(context["runAsUser"], 0, "{context}");
+    assert_eq!(context["seccompProfile"]["type"], "RuntimeDefault", "{context}");
+    assert_eq!(
+        context["capabilities"]["drop"],
+        serde_json::json!(["ALL"]),
+        "{context}"
+    );
+    assert_eq!(
+        context["capabilities"]["add"],
+        serde_json::json!(capabilities),
+        "{context}"
+    );
+    let mounts = container["volumeMounts"].as_array().context("volumeMounts")?;
+    let pods = mounts
+        .iter()
+        .find(|m| m["mountPath"] == "/host/kubelet/pods")
+        .context("no mount of the kubelet's pods directory")?;
+    assert_eq!(pods["mountPropagation"], "HostToContainer", "{pods}");
+    assert_eq!(pods["readOnly"].as_bool().unwrap_or(false), read_only, "{pods}");
+    assert!(
+        mounts
+            .iter()
+            .filter(|m| m["mountPath"] != "/host/kubelet/pods")
+            .all(|m| m["readOnly"] == true),
+        "{mounts:?}"
+    );
+    let tolerations = pod["tolerations"].as_array().cloned().unwrap_or_default();
+    assert!(
+        tolerations
+            .iter()
+            .all(|t| !(t["operator"] == "Exists" && t.get("key").is_none())),
+        "tolerates every taint: {tolerations:?}"
     );
     Ok(())
 }
@@ -518,4 +632,161 @@ async fn a_node_agents_key_opens_no_resource_backup() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A node agent checks the names in a task itself, whatever sent it: the test plays the cluster
+/// agent (with its certificate, the real agent stopped) and has the hub route backup tasks of pod
+/// `../..` and of volume `../../x` to a real node agent, where directories wait that those names
+/// would reach. Each result names the field and the value; nothing under or beside the kubelet
+/// root changed and the location's volume repository was not opened. A task naming the pod's real
+/// volume, sent the same way, is backed up.
+#[tokio::test(flavor = "multi_thread")]
+async fn node_tasks_with_hostile_names_are_refused_before_any_file_is_touched() -> Result<()> {
+    use cairn_proto::convert::Wire;
+    use cairn_proto::model::{
+        BackupName, Instruction, Location, Registration, Report, RepositoryKey, VolumeTask, VolumeTaskId,
+    };
+    let source = ControlPlane::start("vol-hostile").await?;
+    let host = LocalDir::new()?;
+    let root = host.path().join("kubelet");
+    let hub = HubProcess::start().await?;
+    let agent = hub.agent(&source, None).await?;
+    let _node = hub.node_agent(&source, "node-a", &root).await?;
+    // A pod's volume as the kubelet lays it out, and volume directories where the hostile names
+    // lead if joined as they come: pod `../..`'s plugin directories beside the kubelet root,
+    // volume `../../x`'s mount in the pod's own directory. Followed, either would be backed up.
+    let uid = "0b3c5d7e-1f2a-4b6c-8d9e-a1b2c3d4e5f6";
+    fill(&mount_dir(&root, uid, "pv-1"))?;
+    let planted = [
+        host.path().join("volumes/kubernetes.io~csi/pv-1/mount/stolen"),
+        root.join("pods").join(uid).join("x/mount/stolen"),
+    ];
+    for path in &planted {
+        write(path, b"not this task's\n", 0o600, SystemTime::now())?;
+    }
+    let before = picture(host.path())?;
+    let repository = hub.data_dir().join("backups/volumes");
+    assert!(!repository.exists(), "a volume repository before any volume task");
+
+    // The cluster agent, played by the test.
+    let kept = agent.kept_identity()?;
+    let (cert, key) = (
+        kept["cert_pem"].as_str().context("cert")?,
+        kept["key_pem"].as_str().context("key")?,
+    );
+    agent.terminate(Duration::from_secs(10))?;
+    let endpoint = hub.dial()?.endpoint_as(cert, key)?;
+    let mut client =
+        cairn_proto::pb::agent_channel_client::AgentChannelClient::new(endpoint.connect().await?);
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let register = Registration {
+        cluster: "vol-hostile".parse()?,
+        agent_version: "test".into(),
+        kubernetes_version: "v1.20.2".into(),
+        node: None,
+    };
+    tx.send(Report::Register(register).to_pb()).await?;
+    let mut down = client
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let beating = tx.clone();
+    let heartbeat = tokio::spawn(async move {
+        while beating.send(Report::Heartbeat.to_pb()).await.is_ok() {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    });
+
+    hub.cli_line("backup create hostile --cluster vol-hostile --include-namespaces shop --volumes")
+        .await?
+        .ok()?;
+    while !matches!(instruction(&mut down).await?, Instruction::Backup { .. }) {}
+    let task = |claim: &str, pod_uid: &str, volume: &str| -> Result<VolumeTask> {
+        Ok(VolumeTask {
+            id: VolumeTaskId::new("hostile".parse::<BackupName>()?, "shop", claim),
+            cluster: "vol-hostile".parse()?,
+            node: "node-a".into(),
+            // The hub sends the backup's own location and key, whatever the task says.
+            location: Location {
+                name: "default".parse()?,
+                url: "file:///nonexistent".into(),
+                options: Default::default(),
+            },
+            key: RepositoryKey(vec![0; 32]),
+            pod_uid: pod_uid.into(),
+            volume: volume.into(),
+            source: format!("vol-hostile/shop/{claim}"),
+            tag: "hostile".into(),
+            snapshot: None,
+        })
+    };
+    tx.send(Report::VolumeTask(task("by-uid", "../..", "pv-1")?).to_pb())
+        .await?;
+    tx.send(Report::VolumeTask(task("by-volume", uid, "../../x")?).to_pb())
+        .await?;
+    let results = volume_results(&mut down, 2).await?;
+    let errors: Vec<_> = results
+        .iter()
+        .map(|(claim, r)| (claim.as_str(), r.error.as_deref().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        errors[0],
+        ("by-uid", r#"volume task refused: pod uid "../.." is not a UUID"#)
+    );
+    assert_eq!(errors[1].0, "by-volume");
+    assert!(
+        errors[1]
+            .1
+            .starts_with(r#"volume task refused: volume "../../x" is not a Kubernetes object name"#),
+        "{errors:?}"
+    );
+    assert!(results.iter().all(|(_, r)| r.snapshot.is_empty() && r.files == 0));
+    assert_eq!(
+        picture(host.path())?,
+        before,
+        "a refused task changed the kubelet root or beside it"
+    );
+    assert!(
+        !repository.exists(),
+        "a refused task opened the location's volume repository"
+    );
+
+    // The same way, the pod's real volume is backed up: the refusals were the names'.
+    tx.send(Report::VolumeTask(task("data", uid, "pv-1")?).to_pb())
+        .await?;
+    let results = volume_results(&mut down, 1).await?;
+    let (_, result) = &results[0];
+    assert_eq!(result.error, None, "{result:?}");
+    assert!(!result.snapshot.is_empty() && result.files > 0, "{result:?}");
+    assert_eq!(picture(host.path())?, before);
+    heartbeat.abort();
+    Ok(())
+}
+
+/// The next instruction the hub sends a cluster agent on `down`.
+async fn instruction(
+    down: &mut tonic::Streaming<cairn_proto::pb::HubMessage>,
+) -> Result<cairn_proto::model::Instruction> {
+    use cairn_proto::convert::Wire;
+    let message = tokio::time::timeout(SETTLE, down.message())
+        .await
+        .context("nothing from the hub")??
+        .context("the session ended")?;
+    Ok(cairn_proto::model::Instruction::from_pb(message)?)
+}
+
+/// The results of the next `n` volume tasks to end, relayed to the cluster agent on `down`, by
+/// claim.
+async fn volume_results(
+    down: &mut tonic::Streaming<cairn_proto::pb::HubMessage>,
+    n: usize,
+) -> Result<Vec<(String, cairn_proto::model::VolumeResult)>> {
+    let mut results = Vec::new();
+    while results.len() < n {
+        if let cairn_proto::model::Instruction::VolumeDone(id, result) = instruction(down).await? {
+            results.push((id.claim, result));
+        }
+    }
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(results)
 }

@@ -5,18 +5,24 @@
 //! go, two at a time, to the uploader. Memory stays bounded by the queues whatever the volume's
 //! size or file count. A file whose size, mtime and inode match the parent snapshot is not read.
 //! Index files list packs only once they are uploaded; the snapshot is written last.
+//!
+//! The volume belongs to a tenant whose pod may change it while it is read: every directory is
+//! listed and every file opened through [`Beneath`] (no symlink followed, nothing outside the
+//! volume reached), and a file is read only if the inode opened is the one listed. An entry
+//! replaced meanwhile (a file swapped for a symlink, a directory for a link elsewhere) or gone is
+//! left out of the snapshot, counted and logged; its replacement is never read.
 
 use cairn_proto::pb;
 use futures::StreamExt;
 use prost::Message;
 use std::collections::{HashMap, VecDeque};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use tokio::runtime::Handle;
 
+use super::beneath::Beneath;
 use super::blob::BlobId;
 use super::chunker::{Chunk, Pending, Readers, Sink};
 use super::pack::{Pack, PackBuilder, TARGET_BYTES};
@@ -55,6 +61,8 @@ pub struct Summary {
     pub blobs_added: u64,
     /// Their stored (compressed, sealed) bytes.
     pub bytes_added: u64,
+    /// Entries left out: replaced or gone while the backup read them.
+    pub changed: u64,
 }
 
 /// Live counters, for a progress bar.
@@ -86,6 +94,7 @@ pub async fn run(
     counters: Arc<Counters>,
 ) -> Result<Summary> {
     let path = std::path::absolute(source).map_err(|e| Error::io(source, e))?;
+    let root = Arc::new(Beneath::open(&path).map_err(|e| Error::io(&path, e))?);
     let path_text = origin.path.unwrap_or_else(|| path.display().to_string());
     let host = origin.host;
     let index = Arc::new(repo.backup_index().await?);
@@ -112,20 +121,24 @@ pub async fn run(
         let (repo, index, counters) = (repo.clone(), index.clone(), counters.clone());
         let parent_tree = parent.as_ref().map(|(_, s)| s.tree.clone());
         let handle = Handle::current();
+        let root = root.clone();
         tokio::task::spawn_blocking(move || {
             let sink = Sink::new(&repo, &index, chunk_tx, &counters);
             std::thread::scope(|scope| {
                 let mut walker = Walker {
                     handle,
                     sink: &sink,
-                    readers: Readers::start(scope, &sink),
+                    root: &root,
+                    readers: Readers::start(scope, &sink, &root),
                     links: HashMap::new(),
                     summary: Summary::default(),
                 };
                 let parent_tree = parent_tree.map(|t| BlobId::from_slice(&t)).transpose()?;
-                let root = walker.dir(&path, parent_tree).inspect_err(|_| sink.stop())?;
-                let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
-                Ok::<_, Error>((root, node("", &meta), walker.summary))
+                let tree = walker
+                    .dir(Path::new(""), parent_tree)
+                    .inspect_err(|_| sink.stop())?;
+                let meta = root.stat(Path::new("")).map_err(|e| Error::io(&path, e))?;
+                Ok::<_, Error>((tree, node("", &Meta::from(&meta)), walker.summary))
             })
         })
     };
@@ -239,6 +252,8 @@ async fn upload(
 struct Walker<'a> {
     handle: Handle,
     sink: &'a Sink<'a>,
+    /// The volume.
+    root: &'a Beneath,
     readers: Readers,
     /// Hard-linked files by (device, inode): their content once read (`None`: being read).
     links: HashMap<(u64, u64), Option<Vec<Vec<u8>>>>,
@@ -247,9 +262,65 @@ struct Walker<'a> {
 
 /// A directory entry.
 struct Entry {
+    /// Below the volume's directory.
     path: PathBuf,
     name: String,
-    meta: std::fs::Metadata,
+    meta: Meta,
+}
+
+/// What a backup keeps of an entry's attributes (as listed, symlinks not followed).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Meta {
+    kind: rustix::fs::FileType,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    inode: u64,
+    device: u64,
+    links: u64,
+    mtime_ns: i64,
+}
+
+impl From<&rustix::fs::Stat> for Meta {
+    fn from(s: &rustix::fs::Stat) -> Self {
+        #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+        Self {
+            kind: rustix::fs::FileType::from_raw_mode(s.st_mode),
+            mode: s.st_mode as u32,
+            uid: s.st_uid,
+            gid: s.st_gid,
+            size: u64::try_from(s.st_size).unwrap_or(0),
+            inode: s.st_ino as u64,
+            device: s.st_dev as u64,
+            links: s.st_nlink as u64,
+            mtime_ns: (s.st_mtime as i64) * 1_000_000_000 + (s.st_mtime_nsec as i64),
+        }
+    }
+}
+
+impl Meta {
+    fn is_file(&self) -> bool {
+        self.kind == rustix::fs::FileType::RegularFile
+    }
+
+    /// (device, inode): which file it is.
+    pub(super) fn identity(&self) -> (u64, u64) {
+        (self.device, self.inode)
+    }
+}
+
+/// Whether `e` says an entry was replaced or removed while the backup read it.
+pub(super) fn changed(e: &std::io::Error) -> bool {
+    matches!(
+        rustix::io::Errno::from_io_error(e),
+        Some(
+            rustix::io::Errno::LOOP
+                | rustix::io::Errno::NOENT
+                | rustix::io::Errno::NOTDIR
+                | rustix::io::Errno::NXIO
+        )
+    )
 }
 
 impl Walker<'_> {
@@ -266,7 +337,7 @@ impl Walker<'_> {
                 .collect(),
             _ => HashMap::new(),
         };
-        let entries = entries(dir)?;
+        let entries = self.entries(dir)?;
         let (mut reads, mut ahead) = (VecDeque::new(), 0);
         let mut nodes = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
@@ -278,29 +349,18 @@ impl Walker<'_> {
                 ahead += 1;
             }
             let before = parent.get(&entry.name);
-            let mut node = node(&entry.name, &entry.meta);
-            let kind = entry.meta.file_type();
-            if kind.is_dir() {
-                let sub = before
-                    .filter(|b| b.kind == pb::NodeKind::Dir as i32)
-                    .map(|b| BlobId::from_slice(&b.subtree))
-                    .transpose()?;
-                node.subtree = self.dir(&entry.path, sub)?.0.to_vec();
-                self.summary.dirs += 1;
-            } else if kind.is_symlink() {
-                let target = std::fs::read_link(&entry.path).map_err(|e| Error::io(&entry.path, e))?;
-                node.target = target.to_string_lossy().into_owned();
-            } else if kind.is_file() {
-                let read = match reads.front() {
-                    Some((j, _)) if *j == i => reads.pop_front().map(|(_, read)| read),
-                    _ => None,
-                };
-                node.content = self.content(entry, before, read)?;
-                self.summary.files += 1;
-                self.summary.bytes += entry.meta.len();
-                self.sink.counters.files.fetch_add(1, Ordering::Relaxed);
+            let read = match reads.front() {
+                Some((j, _)) if *j == i => reads.pop_front().map(|(_, read)| read),
+                _ => None,
+            };
+            match self.entry(entry, before, read) {
+                Ok(node) => nodes.push(node),
+                Err(Error::Changed { path }) => {
+                    tracing::warn!(%path, "replaced or removed while being backed up: left out of the snapshot");
+                    self.summary.changed += 1;
+                }
+                Err(e) => return Err(e),
             }
-            nodes.push(node);
         }
         let tree = pb::Tree { nodes }.encode_to_vec();
         let id = BlobId::of(self.sink.repo.id_key(), &tree);
@@ -308,14 +368,70 @@ impl Walker<'_> {
         Ok(id)
     }
 
+    /// The node of `entry` (`before`: in the parent snapshot; `read`: its content being read).
+    fn entry(&mut self, entry: &Entry, before: Option<&pb::Node>, read: Option<Pending>) -> Result<pb::Node> {
+        let mut node = node(&entry.name, &entry.meta);
+        let kind = entry.meta.kind;
+        if kind == rustix::fs::FileType::Directory {
+            let sub = before
+                .filter(|b| b.kind == pb::NodeKind::Dir as i32)
+                .map(|b| BlobId::from_slice(&b.subtree))
+                .transpose()?;
+            node.subtree = self.dir(&entry.path, sub)?.0.to_vec();
+            self.summary.dirs += 1;
+        } else if kind == rustix::fs::FileType::Symlink {
+            // EINVAL: no longer a symlink.
+            node.target = self
+                .root
+                .read_link(&entry.path)
+                .map_err(|e| match e.raw_os_error() {
+                    Some(libc::EINVAL) => Error::Changed {
+                        path: self.root.show(&entry.path).display().to_string(),
+                    },
+                    _ => self.io(&entry.path, e),
+                })?;
+        } else if entry.meta.is_file() {
+            node.content = self.content(entry, before, read)?;
+            self.summary.files += 1;
+            self.summary.bytes += entry.meta.size;
+            self.sink.counters.files.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(node)
+    }
+
+    /// The entries of directory `dir` (below the volume's), by name.
+    fn entries(&self, dir: &Path) -> Result<Vec<Entry>> {
+        let listed = self.root.entries(dir).map_err(|e| self.io(dir, e))?;
+        Ok(listed
+            .into_iter()
+            .map(|(name, stat)| Entry {
+                path: dir.join(&name),
+                name,
+                meta: Meta::from(&stat),
+            })
+            .collect())
+    }
+
+    /// `e` on `path`: [`Error::Changed`] if the entry was replaced or removed meanwhile.
+    fn io(&self, path: &Path, e: std::io::Error) -> Error {
+        let shown = self.root.show(path);
+        if changed(&e) {
+            Error::Changed {
+                path: shown.display().to_string(),
+            }
+        } else {
+            Error::io(&shown, e)
+        }
+    }
+
     /// Whether file `meta` is the parent snapshot's `before`: same size, mtime and inode, and
     /// its blobs still in the repository.
-    fn unchanged(&self, meta: &std::fs::Metadata, before: Option<&pb::Node>) -> bool {
+    fn unchanged(&self, meta: &Meta, before: Option<&pb::Node>) -> bool {
         before.is_some_and(|b| {
             b.kind == pb::NodeKind::File as i32
-                && b.size == meta.len()
-                && b.mtime_ns == mtime_ns(meta)
-                && b.inode == meta.ino()
+                && b.size == meta.size
+                && b.mtime_ns == meta.mtime_ns
+                && b.inode == meta.inode
                 && b.content
                     .iter()
                     .all(|c| BlobId::from_slice(c).is_ok_and(|id| self.sink.index.contains(&id)))
@@ -334,7 +450,9 @@ impl Walker<'_> {
             }
             self.links.insert(link, None);
         }
-        self.readers.read(entry.path.clone(), entry.meta.len()).map(Some)
+        self.readers
+            .read(entry.path.clone(), entry.meta.size, entry.meta.identity())
+            .map(Some)
     }
 
     /// The content (blob ids) of file `entry`: `read` if it was read, else the parent
@@ -356,63 +474,41 @@ impl Walker<'_> {
         }
         match before {
             Some(b) if self.unchanged(&entry.meta, before) => Ok(b.content.clone()),
+            // A hard link to a file read before it; if that one changed meanwhile, so did this.
             _ => link(&entry.meta)
                 .and_then(|l| self.links.get(&l).cloned().flatten())
-                .ok_or(Error::Worker("walk")),
+                .ok_or_else(|| Error::Changed {
+                    path: self.root.show(&entry.path).display().to_string(),
+                }),
         }
     }
 }
 
-/// The entries of directory `dir`, by name, with their attributes.
-fn entries(dir: &Path) -> Result<Vec<Entry>> {
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| Error::io(dir, e))?;
-    names.sort_by_key(std::fs::DirEntry::file_name);
-    names
-        .into_iter()
-        .map(|e| {
-            let path = e.path();
-            let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            Ok(Entry { path, name, meta })
-        })
-        .collect()
-}
-
 /// The (device, inode) of a file with more than one link.
-fn link(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
-    (meta.nlink() > 1).then(|| (meta.dev(), meta.ino()))
-}
-
-fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
-    meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
+fn link(meta: &Meta) -> Option<(u64, u64)> {
+    (meta.links > 1).then(|| meta.identity())
 }
 
 /// A node with `meta`'s attributes (content, subtree or target filled by the caller).
-fn node(name: &str, meta: &std::fs::Metadata) -> pb::Node {
-    let t = meta.file_type();
-    let kind = if t.is_dir() {
-        pb::NodeKind::Dir
-    } else if t.is_symlink() {
-        pb::NodeKind::Symlink
-    } else if t.is_file() {
-        pb::NodeKind::File
-    } else {
-        pb::NodeKind::Other
+fn node(name: &str, meta: &Meta) -> pb::Node {
+    use rustix::fs::FileType;
+    let kind = match meta.kind {
+        FileType::Directory => pb::NodeKind::Dir,
+        FileType::Symlink => pb::NodeKind::Symlink,
+        FileType::RegularFile => pb::NodeKind::File,
+        _ => pb::NodeKind::Other,
     };
     pb::Node {
         name: name.to_owned(),
         kind: kind as i32,
-        mode: meta.mode(),
-        uid: meta.uid(),
-        gid: meta.gid(),
-        mtime_ns: mtime_ns(meta),
-        size: meta.len(),
-        inode: meta.ino(),
-        device: meta.dev(),
-        links: meta.nlink(),
+        mode: meta.mode,
+        uid: meta.uid,
+        gid: meta.gid,
+        mtime_ns: meta.mtime_ns,
+        size: meta.size,
+        inode: meta.inode,
+        device: meta.device,
+        links: meta.links,
         content: Vec::new(),
         subtree: Vec::new(),
         target: String::new(),

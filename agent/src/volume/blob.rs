@@ -1,6 +1,7 @@
 //! Blobs: a chunk of file data or a tree, named by the keyed BLAKE3 hash of its plaintext (so ids
 //! reveal nothing to whoever reads the bucket), stored zstd-compressed when that pays, then sealed.
 
+use cairn_proto::format::limits::VOLUME_BLOB_PLAIN_MAX;
 use cairn_proto::seal::Key;
 use std::fmt;
 
@@ -115,6 +116,8 @@ pub fn open(
 }
 
 /// [`open`] where the stored blob lies (in a pack read whole): no copy unless it was compressed.
+/// A compressed blob is decompressed into a buffer of `raw_length` bytes (its index entry's), so a
+/// `raw_length` over [`VOLUME_BLOB_PLAIN_MAX`] is refused first.
 pub fn open_in_place<'a>(
     key: &Key,
     id_key: &[u8; 32],
@@ -123,6 +126,15 @@ pub fn open_in_place<'a>(
     compressed: bool,
     raw_length: usize,
 ) -> Result<std::borrow::Cow<'a, [u8]>> {
+    if compressed && raw_length as u64 > VOLUME_BLOB_PLAIN_MAX {
+        // The decompression buffer is sized from `raw_length`, which the index gives.
+        return Err(Error::corrupt(
+            format!("blob {id}"),
+            format!(
+                "it says it decompresses to {raw_length} bytes, more than the {VOLUME_BLOB_PLAIN_MAX} bytes a blob may hold"
+            ),
+        ));
+    }
     let opened = key
         .open_in_place(CONTEXT, stored)
         .map_err(|e| Error::corrupt(format!("blob {id}"), e))?;

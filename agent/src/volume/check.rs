@@ -4,6 +4,7 @@
 
 use cairn_proto::format::ObjectKind;
 use cairn_proto::pb;
+use cairn_proto::seal::Key;
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, path::Path};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -69,23 +70,30 @@ async fn check_pack(repo: &Repository, id: &str, read_data: bool) -> Result<u64>
         return Ok(0);
     }
     let bytes = super::repo::get(repo.store().as_ref(), ObjectKind::VolumePack, &key).await?;
-    let entries = pack::read_header(repo.master(), id, &bytes)?;
+    check_blobs(repo.master(), repo.id_key(), id, &bytes)
+}
+
+/// Opens every blob the header of pack `id` (whose bytes are `bytes`) lists; returns how many.
+pub(super) fn check_blobs(master: &Key, id_key: &[u8; 32], id: &str, bytes: &[u8]) -> Result<u64> {
+    let entries = pack::read_header(master, id, bytes)?;
     for e in &entries {
         let id = BlobId::from_slice(&e.id)?;
-        let start = usize::try_from(e.offset).map_err(|_| Error::corrupt(format!("pack {id}"), "offset"))?;
-        let stored = bytes
-            .get(start..start + e.length as usize)
-            .ok_or_else(|| Error::corrupt(format!("blob {id}"), "past the pack's end"))?;
-        blob::open(
-            repo.master(),
-            repo.id_key(),
-            &id,
-            stored,
-            e.compressed,
-            e.raw_length as usize,
-        )?;
+        let past_end = || Error::corrupt(format!("blob {id}"), "past the pack's end");
+        let start = usize::try_from(e.offset).map_err(|_| past_end())?;
+        let end = start.checked_add(e.length as usize).ok_or_else(past_end)?;
+        let stored = bytes.get(start..end).ok_or_else(past_end)?;
+        blob::open(master, id_key, &id, stored, e.compressed, e.raw_length as usize)?;
     }
     Ok(entries.len() as u64)
+}
+
+/// A snapshot id as reports show it: its first 12 characters. The id is the name of an object in
+/// the bucket, so it may be shorter, or not hexadecimal.
+pub(super) fn short(snapshot: &str) -> &str {
+    snapshot
+        .char_indices()
+        .nth(12)
+        .map_or(snapshot, |(end, _)| &snapshot[..end])
 }
 
 /// Files of every snapshot with a blob in one of `packs`.
@@ -102,7 +110,7 @@ async fn affected(repo: &Repository, index: &Index, packs: &HashSet<String>) -> 
         while let Some((dir, tree)) = pending.pop() {
             let tree_id = BlobId::from_slice(&tree)?;
             if in_damage(&tree) {
-                files.insert(format!("{}:{dir}/ (directory listing)", &snapshot[..12]));
+                files.insert(format!("{}:{dir}/ (directory listing)", short(&snapshot)));
                 continue;
             }
             let nodes = repo
@@ -115,7 +123,7 @@ async fn affected(repo: &Repository, index: &Index, packs: &HashSet<String>) -> 
                 if n.kind == pb::NodeKind::Dir as i32 {
                     pending.push((path, n.subtree));
                 } else if n.content.iter().any(|c| in_damage(c)) {
-                    files.insert(format!("{}:{path}", &snapshot[..12]));
+                    files.insert(format!("{}:{path}", short(&snapshot)));
                 }
             }
         }

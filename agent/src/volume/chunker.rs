@@ -15,6 +15,7 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 
 use super::backup::Counters;
+use super::beneath::Beneath;
 use super::blob::BlobId;
 use super::index::Index;
 use super::{Error, Repository, Result};
@@ -101,8 +102,11 @@ impl<'a> Sink<'a> {
 pub type Content = (Vec<Vec<u8>>, u64);
 
 struct Job {
+    /// Below the volume's directory.
     path: PathBuf,
     size: u64,
+    /// (device, inode) as listed: the file read must be that one.
+    identity: (u64, u64),
     done: SyncSender<Result<Content>>,
 }
 
@@ -122,10 +126,11 @@ pub struct Readers {
 }
 
 impl Readers {
-    /// Starts the readers in `scope`, feeding `sink`.
+    /// Starts the readers in `scope`, reading files below `root`, feeding `sink`.
     pub fn start<'scope, 'env: 'scope>(
         scope: &'scope std::thread::Scope<'scope, 'env>,
         sink: &'env Sink<'env>,
+        root: &'env Beneath,
     ) -> Self {
         let (jobs, queue) = channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
@@ -148,7 +153,7 @@ impl Readers {
                     let content = if sink.stopped.load(Ordering::Relaxed) {
                         Err(Error::Worker("chunker"))
                     } else {
-                        read(sink, &job, &buffers)
+                        read(sink, root, &job, &buffers)
                     };
                     let _ = job.done.send(content);
                 }
@@ -157,11 +162,17 @@ impl Readers {
         Self { jobs }
     }
 
-    /// Queues file `path` (`size` bytes long) for reading.
-    pub fn read(&self, path: PathBuf, size: u64) -> Result<Pending> {
+    /// Queues file `path` (`size` bytes long, listed as `identity`: device and inode) for
+    /// reading.
+    pub fn read(&self, path: PathBuf, size: u64, identity: (u64, u64)) -> Result<Pending> {
         let (done, result) = sync_channel(1);
         self.jobs
-            .send(Job { path, size, done })
+            .send(Job {
+                path,
+                size,
+                identity,
+                done,
+            })
             .map_err(|_| Error::Worker("chunker"))?;
         Ok(Pending(result))
     }
@@ -169,21 +180,50 @@ impl Readers {
 
 type Buffers = (SyncSender<Vec<u8>>, Mutex<Receiver<Vec<u8>>>);
 
+/// Opens the file of `job` below `root`: not through a symlink, and only if it is still the
+/// file listed ([`Error::Changed`] otherwise).
+fn open(root: &Beneath, job: &Job) -> Result<std::fs::File> {
+    let shown = root.show(&job.path);
+    let changed = || Error::Changed {
+        path: shown.display().to_string(),
+    };
+    let file = root.read_file(&job.path).map_err(|e| {
+        if super::backup::changed(&e) {
+            changed()
+        } else {
+            Error::io(&shown, e)
+        }
+    })?;
+    let stat = rustix::fs::fstat(&file).map_err(|e| Error::io(&shown, e.into()))?;
+    #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+    let identity = (stat.st_dev as u64, stat.st_ino as u64);
+    if identity != job.identity {
+        return Err(changed());
+    }
+    Ok(file)
+}
+
 /// Reads and chunks the file of `job`.
-fn read(sink: &Sink, job: &Job, buffers: &Buffers) -> Result<Content> {
-    let path = &job.path;
+fn read(sink: &Sink, root: &Beneath, job: &Job, buffers: &Buffers) -> Result<Content> {
+    use std::io::Read;
+    let path = &root.show(&job.path);
     let (min, avg, max) = sink.repo.chunking();
     let (mut content, mut bytes) = (Vec::new(), 0);
+    let mut file = open(root, job)?;
     if job.size <= u64::from(min) {
-        // One chunk whatever the cut points: read it whole.
-        let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        // One chunk whatever the cut points: read it whole (no more than a chunk, however it
+        // grew since it was listed).
+        let mut data = Vec::with_capacity(usize::try_from(job.size).unwrap_or(0));
+        (&mut file)
+            .take(u64::from(min))
+            .read_to_end(&mut data)
+            .map_err(|e| Error::io(path, e))?;
         bytes = data.len() as u64;
         if !data.is_empty() {
             content.push(sink.chunk(data)?);
         }
         return Ok((content, bytes));
     }
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut buffer = buffers
         .1
         .lock()

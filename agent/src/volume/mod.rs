@@ -1,7 +1,8 @@
 //! Volume data: a deduplicating, compressed, encrypted repository in a backup location
 //! (`proto/FORMAT.md`, "Volume repository"), and what reads and writes it.
 //!
-//! - [`repo`]: opening (master key unwrapped by the workspace key), config, keys, snapshots.
+//! - [`repo`]: opening (master key unwrapped by the location's repository key), config, keys,
+//!   snapshots.
 //! - [`blob`]: blob ids (keyed BLAKE3) and the sealed, compressed stored form of a chunk.
 //! - [`pack`]: blobs grouped into pack files, each with its sealed header.
 //! - [`index`]: which pack holds which blob, merged from every writer's index files.
@@ -11,14 +12,18 @@
 //! - [`check`]: packs present, and with `read_data` intact to the last blob, damage traced to files.
 //! - [`restore`]: a snapshot back into a directory, byte for byte with modes, owners, times,
 //!   symlinks, hard links and holes.
+//! - [`beneath`]: a directory that file operations cannot leave (tenant volumes are hostile).
 //!
 //! The stored forms are the `cairn.v1` messages of `proto/cairn/v1/volume.proto`, used as such
 //! (like a repository file format) only inside this module.
 
 pub mod backup;
+pub mod beneath;
 pub mod blob;
 pub mod check;
 pub mod chunker;
+#[cfg(test)]
+mod fuzz;
 pub mod index;
 pub mod pack;
 pub mod prune;
@@ -87,6 +92,13 @@ pub enum Error {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// An entry was replaced (a file by a symlink, by another file) or removed while a backup
+    /// read it: it is left out, and its replacement never read.
+    #[error("{path} changed while it was backed up (replaced or removed)")]
+    Changed {
+        /// The entry.
+        path: String,
     },
     /// No such snapshot.
     #[error("no snapshot {0}")]

@@ -130,15 +130,7 @@ impl Repository {
             .await
             .map_err(store_error)?
             .ok_or_else(|| Error::NotInitialised(label.to_owned()))?;
-        if config.version > VERSION {
-            return Err(Error::corrupt(
-                VolumeKeys::config(),
-                format!(
-                    "format version {} is newer than this agent's {VERSION}",
-                    config.version
-                ),
-            ));
-        }
+        check_config(&config)?;
         let raw = repository_key::unwrap(store.as_ref(), "", &config, kek)
             .await
             .map_err(store_error)?
@@ -423,6 +415,42 @@ where
             other => return other,
         }
     }
+}
+
+/// Largest chunk any repository may have: that of repositories made before 2026-11. The chunker
+/// sizes its buffers from the bound (twice it per reader).
+pub const CHUNK_MAX_EVER: u32 = 8 << 20;
+
+/// Checks what `volumes/config` (in the clear, so anyone's to write) says before anything is
+/// sized from it: a format version this agent reads, and chunk bounds that FastCDC accepts,
+/// ordered, with a maximum of at most [`CHUNK_MAX_EVER`].
+pub fn check_config(config: &pb::RepoConfig) -> Result<()> {
+    use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
+    if config.version > VERSION {
+        return Err(Error::corrupt(
+            VolumeKeys::config(),
+            format!(
+                "format version {} is newer than this agent's {VERSION}",
+                config.version
+            ),
+        ));
+    }
+    let (min, avg, max) = (config.chunk_min, config.chunk_avg, config.chunk_max);
+    let within = (MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
+        && (AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
+        && (MAXIMUM_MIN..=CHUNK_MAX_EVER).contains(&max)
+        && min <= avg
+        && avg <= max;
+    if !within {
+        return Err(Error::corrupt(
+            VolumeKeys::config(),
+            format!(
+                "chunk bounds {min}, {avg}, {max} are not ordered minimum, average, maximum within \
+                 {MINIMUM_MIN}..={MINIMUM_MAX}, {AVERAGE_MIN}..={AVERAGE_MAX}, {MAXIMUM_MIN}..={CHUNK_MAX_EVER}"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn derive_id_key(master: &[u8]) -> [u8; 32] {

@@ -4,24 +4,31 @@
 //! at their offsets into every file that needs them (an all-zero block becomes a hole, so sparse
 //! files stay sparse). A file is made by the worker writing its first blob and gets its mode,
 //! owner and times from the one writing its last; hard links follow (a link to a file that could
-//! not be restored fails with it), and each directory's attributes come last, deepest first.
-//! Owners are set when running as root. Devices, FIFOs and sockets are counted and skipped.
+//! not be restored fails with it), then symlinks, and each directory's attributes come last,
+//! deepest first. Owners are set when running as root; setuid and setgid bits are dropped unless
+//! asked for. Devices, FIFOs and sockets are counted and skipped.
+//!
+//! The snapshot and the target are both untrusted: a snapshot's names are single path components
+//! (not `.`, `..`, with no `/` or NUL, one entry per name in a directory), or the entry is
+//! refused and named; every file operation goes through [`Beneath`], so no name, and no symlink
+//! the tenant's pod plants in the target while the restore runs, leads outside the target.
+//! Symlinks are made last, so nothing is written through one; hard links only join files this
+//! restore made.
 //! Memory holds the index, one batch's plan and the packs in flight, whatever the snapshot's size
 //! or file count.
 
 use cairn_proto::pb;
 use futures::StreamExt;
-use nix::sys::stat::{UtimensatFlags, utimensat};
-use nix::sys::time::TimeSpec;
 use object_store::ObjectStoreExt;
-use std::collections::{BTreeMap, HashMap};
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use tokio::sync::Semaphore;
 
 use super::backup::Counters;
+use super::beneath::{Beneath, invalid_name};
 use super::blob::{self, BlobId};
 use super::index::Index;
 use super::{Error, Repository, Result};
@@ -48,37 +55,62 @@ pub struct Summary {
     pub skipped: u64,
 }
 
-/// Restores snapshot `snapshot` (an id prefix) into `target`.
+/// How a restore treats what it restores.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Keep setuid and setgid bits (dropped by default: a restore must not hand out privilege).
+    pub keep_setid: bool,
+}
+
+/// Restores snapshot `snapshot` (an id prefix) into `target` (nothing is made outside it).
 pub async fn run(
     repo: Arc<Repository>,
     snapshot: &str,
     target: &Path,
     counters: Arc<Counters>,
+    options: Options,
 ) -> Result<Summary> {
     let index = Arc::new(repo.load_index().await?);
     let (_, snap) = repo.snapshot(snapshot).await?;
     std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
+    let dir = Arc::new(Beneath::open(target).map_err(|e| Error::io(target, e))?);
     let mut restore = Restore {
         repo: repo.clone(),
         index: index.clone(),
         counters,
+        dir: dir.clone(),
+        options,
         batch: Batch::default(),
         failed: BTreeMap::new(),
         summary: Summary::default(),
     };
     let mut dirs = Vec::new();
     let mut links = Vec::new();
+    let mut symlinks = Vec::new();
     let mut first_link: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    let mut pending = vec![(target.to_owned(), BlobId::from_slice(&snap.tree)?)];
-    while let Some((dir, tree)) = pending.pop() {
+    let mut pending = vec![(PathBuf::new(), BlobId::from_slice(&snap.tree)?)];
+    while let Some((parent, tree)) = pending.pop() {
+        let mut names = HashSet::new();
         for node in repo.tree(&index, &tree).await?.nodes {
-            let path = dir.join(&node.name);
+            let refused = invalid_name(&node.name)
+                .or_else(|| (!names.insert(node.name.clone())).then_some("a second entry of that name"));
+            if let Some(why) = refused {
+                let shown = dir.show(&parent);
+                let failure = format!("{}: entry {:?} refused: {why}", shown.display(), node.name);
+                restore
+                    .failed
+                    .insert(parent.join(format!("{:?}", node.name)), failure);
+                continue;
+            }
+            let path = parent.join(&node.name);
             match pb::NodeKind::try_from(node.kind).unwrap_or(pb::NodeKind::Other) {
-                pb::NodeKind::Dir => {
-                    std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
-                    pending.push((path.clone(), BlobId::from_slice(&node.subtree)?));
-                    dirs.push((path, node));
-                }
+                pb::NodeKind::Dir => match dir.make_dir(&path) {
+                    Ok(()) => {
+                        pending.push((path.clone(), BlobId::from_slice(&node.subtree)?));
+                        dirs.push((path, node));
+                    }
+                    Err(e) => restore.fail(path, &e),
+                },
                 pb::NodeKind::File if node.links > 1 => match first_link.get(&(node.device, node.inode)) {
                     Some(first) => links.push((first.clone(), path)),
                     None => {
@@ -87,49 +119,58 @@ pub async fn run(
                     }
                 },
                 pb::NodeKind::File => restore.file(path, node).await?,
-                pb::NodeKind::Symlink => {
-                    let _ = std::fs::remove_file(&path);
-                    std::os::unix::fs::symlink(&node.target, &path).map_err(|e| Error::io(&path, e))?;
-                    attributes(&path, &node, true)?;
-                }
+                pb::NodeKind::Symlink => symlinks.push((path, node)),
                 pb::NodeKind::Other => restore.summary.skipped += 1,
             }
         }
     }
     restore.flush().await?;
-    let Restore {
-        mut summary,
-        mut failed,
-        ..
-    } = restore;
-    summary.dirs = dirs.len() as u64;
-    for (first, path) in &links {
-        let _ = std::fs::remove_file(path);
+    restore.summary.dirs = dirs.len() as u64;
+    for (first, path) in links {
         // A link to a file that could not be restored fails with it, named.
-        if failed.contains_key(first) {
+        if restore.failed.contains_key(&first) {
             let why = format!(
                 "{}: a hard link to {}, which could not be restored",
-                path.display(),
-                first.display()
+                dir.show(&path).display(),
+                dir.show(&first).display()
             );
-            failed.insert(path.clone(), why);
+            restore.failed.insert(path, why);
             continue;
         }
-        std::fs::hard_link(first, path).map_err(|e| Error::io(path, e))?;
-        summary.links += 1;
+        match dir.hard_link(&first, &path) {
+            Ok(()) => restore.summary.links += 1,
+            Err(e) => restore.fail(path, &e),
+        }
+    }
+    // Last of all entries: nothing is written through a symlink this restore made.
+    for (path, node) in symlinks {
+        let made = dir
+            .symlink(&node.target, &path)
+            .map_err(|e| Error::io(&dir.show(&path), e))
+            .and_then(|()| attributes(&dir, &path, &node, Kind::Symlink, options));
+        if let Err(e) = made {
+            restore
+                .failed
+                .insert(path.clone(), file_failure(&e, &dir.show(&path)));
+        }
     }
     // Deepest first, so setting a directory's time is not undone by writing into it.
     dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
     for (path, node) in &dirs {
-        attributes(path, node, false)?;
+        if let Err(e) = attributes(&dir, path, node, Kind::Dir, options) {
+            restore
+                .failed
+                .insert(path.clone(), file_failure(&e, &dir.show(path)));
+        }
     }
     // The directory restored into takes the backed-up one's attributes (a database's data
     // directory must be 0700 and its owner's).
     if let Some(root) = &snap.root {
-        attributes(target, root, false)?;
+        attributes(&dir, Path::new(""), root, Kind::Dir, options)?;
     }
-    // A damaged blob costs its files, not the restore: the others are written, and the failures
-    // are reported together at the end.
+    let Restore { summary, failed, .. } = restore;
+    // A damaged blob or a refused entry costs its files, not the restore: the others are
+    // written, and the failures are reported together at the end.
     if !failed.is_empty() {
         return Err(Error::Partial {
             failed: failed.len(),
@@ -143,7 +184,10 @@ pub async fn run(
 /// One file of a batch: where it goes, its attributes, and what went wrong with it. Whichever
 /// worker writes its first blob creates it; whichever writes its last sets its attributes.
 struct Pending {
+    /// Below the target.
     path: PathBuf,
+    dir: Arc<Beneath>,
+    options: Options,
     node: pb::Node,
     /// Blobs still to write.
     left: AtomicUsize,
@@ -155,18 +199,23 @@ struct Pending {
 impl Pending {
     /// Writes `data` at offset `at`, making the file first if no blob has yet.
     fn write(&self, at: u64, data: &[u8]) -> Result<()> {
-        let io = |e: &std::io::Error| Error::io(&self.path, std::io::Error::new(e.kind(), e.to_string()));
-        if let Err(e) = self.made.get_or_init(|| make(&self.path, self.node.size)) {
+        let shown = self.dir.show(&self.path);
+        let io = |e: &std::io::Error| Error::io(&shown, std::io::Error::new(e.kind(), e.to_string()));
+        if let Err(e) = self
+            .made
+            .get_or_init(|| make(&self.dir, &self.path, self.node.size))
+        {
             return Err(io(e));
         }
-        write_sparse(&self.path, at, data).map_err(|e| io(&e))
+        let file = self.dir.write_file(&self.path).map_err(|e| io(&e))?;
+        write_sparse(&file, at, data).map_err(|e| io(&e))
     }
 
     /// One blob of it done (or failed): after the last, its attributes, unless it failed.
     fn blob_done(&self) {
         let last = self.left.fetch_sub(1, Ordering::AcqRel) == 1;
         let intact = last && self.failure().is_none();
-        if intact && let Err(e) = attributes(&self.path, &self.node, false) {
+        if intact && let Err(e) = attributes(&self.dir, &self.path, &self.node, Kind::File, self.options) {
             self.fail(&e);
         }
     }
@@ -175,7 +224,7 @@ impl Pending {
     fn fail(&self, e: &Error) {
         let mut failure = self.failure();
         if failure.is_none() {
-            *failure = Some(file_failure(e, &self.path));
+            *failure = Some(file_failure(e, &self.dir.show(&self.path)));
         }
     }
 
@@ -184,9 +233,9 @@ impl Pending {
     }
 }
 
-/// Creates (or empties) file `path` at length `size`.
-fn make(path: &Path, size: u64) -> std::io::Result<()> {
-    std::fs::File::create(path)?.set_len(size)
+/// Creates file `path` anew at length `size`.
+fn make(dir: &Beneath, path: &Path, size: u64) -> std::io::Result<()> {
+    dir.create_file(path)?.set_len(size)
 }
 
 /// Where one blob goes: into file `file` of the batch at offset `at`.
@@ -211,8 +260,11 @@ struct Restore {
     repo: Arc<Repository>,
     index: Arc<Index>,
     counters: Arc<Counters>,
+    /// The target.
+    dir: Arc<Beneath>,
+    options: Options,
     batch: Batch,
-    /// Files not restored, and why.
+    /// Entries not restored (below the target), and why.
     failed: BTreeMap<PathBuf, String>,
     summary: Summary,
 }
@@ -223,9 +275,16 @@ impl Restore {
     async fn file(&mut self, path: PathBuf, mut node: pb::Node) -> Result<()> {
         let content = std::mem::take(&mut node.content);
         if content.is_empty() {
-            make(&path, node.size).map_err(|e| Error::io(&path, e))?;
-            attributes(&path, &node, false)?;
-            self.done(node.size);
+            let made = make(&self.dir, &path, node.size)
+                .map_err(|e| Error::io(&self.dir.show(&path), e))
+                .and_then(|()| attributes(&self.dir, &path, &node, Kind::File, self.options));
+            match made {
+                Ok(()) => self.done(node.size),
+                Err(e) => {
+                    let why = file_failure(&e, &self.dir.show(&path));
+                    self.failed.insert(path, why);
+                }
+            }
             return Ok(());
         }
         let slot = self.batch.files.len();
@@ -234,7 +293,7 @@ impl Restore {
         for raw in &content {
             let id = BlobId::from_slice(raw)?;
             let Ok(entry) = self.index.get(&id) else {
-                let why = file_failure(&Error::MissingBlob(id.hex()), &path);
+                let why = file_failure(&Error::MissingBlob(id.hex()), &self.dir.show(&path));
                 self.failed.insert(path, why);
                 return Ok(());
             };
@@ -255,6 +314,8 @@ impl Restore {
         self.batch.blobs += placements.len();
         self.batch.files.push(Pending {
             path,
+            dir: self.dir.clone(),
+            options: self.options,
             node,
             left: AtomicUsize::new(placements.len()),
             made: OnceLock::new(),
@@ -267,6 +328,13 @@ impl Restore {
             self.flush().await?;
         }
         Ok(())
+    }
+
+    /// Records that entry `path` could not be made.
+    fn fail(&mut self, path: PathBuf, e: &std::io::Error) {
+        let shown = self.dir.show(&path);
+        let why = format!("{}: {e}", shown.display());
+        self.failed.insert(path, why);
     }
 
     fn done(&mut self, bytes: u64) {
@@ -407,10 +475,9 @@ fn in_pack(e: Error, pack: &str) -> Error {
 /// Block size holes are made in: an all-zero block is skipped, not written.
 const HOLE_BLOCK: usize = 4096;
 
-/// Writes `data` at offset `at` of file `path` (made at its full length), leaving holes where
-/// whole blocks are zero.
-fn write_sparse(path: &Path, at: u64, data: &[u8]) -> std::io::Result<()> {
-    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+/// Writes `data` at offset `at` of `file` (made at its full length), leaving holes where whole
+/// blocks are zero.
+fn write_sparse(file: &std::fs::File, at: u64, data: &[u8]) -> std::io::Result<()> {
     let zero = |b: &[u8]| b.len() == HOLE_BLOCK && b.iter().all(|x| *x == 0);
     let mut start = 0;
     while start < data.len() {
@@ -440,24 +507,20 @@ fn file_failure(e: &Error, path: &Path) -> String {
     }
 }
 
-/// Sets owner (as root), mode (not on symlinks) and modification time.
-fn attributes(path: &Path, node: &pb::Node, symlink: bool) -> Result<()> {
-    if nix::unistd::geteuid().is_root() {
-        std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid)).map_err(|e| Error::io(path, e))?;
-    }
-    if !symlink {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode & 0o7777))
-            .map_err(|e| Error::io(path, e))?;
-    }
-    let mtime = TimeSpec::new(
-        node.mtime_ns.div_euclid(1_000_000_000),
-        node.mtime_ns.rem_euclid(1_000_000_000),
-    );
-    let flag = if symlink {
-        UtimensatFlags::NoFollowSymlink
-    } else {
-        UtimensatFlags::FollowSymlink
-    };
-    utimensat(nix::fcntl::AT_FDCWD, path, &mtime, &mtime, flag).map_err(|e| Error::io(path, e.into()))?;
-    Ok(())
+/// What an entry is, for its attributes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// Sets `path`'s owner (as root), mode (not on symlinks; setuid and setgid bits only if
+/// `options` keeps them) and modification time.
+fn attributes(dir: &Beneath, path: &Path, node: &pb::Node, kind: Kind, options: Options) -> Result<()> {
+    let owner = nix::unistd::geteuid().is_root().then_some((node.uid, node.gid));
+    let setid = if options.keep_setid { 0 } else { 0o6000 };
+    let mode = (kind != Kind::Symlink).then_some(node.mode & 0o7777 & !setid);
+    dir.set_attributes(path, owner, mode, node.mtime_ns)
+        .map_err(|e| Error::io(&dir.show(path), e))
 }

@@ -463,15 +463,16 @@ impl Client {
         Ok(LocationInfo::from_pb(r.into_inner())?)
     }
 
-    /// Has an agent prune location `name`'s volume repository; returns that agent's cluster.
+    /// Has an agent prune location `name`'s volume repository with `grace` (`None`: the hub's
+    /// `volume_prune_grace`, the least it accepts); returns that agent's cluster.
     pub async fn prune_location(
         &mut self,
         name: &LocationName,
-        grace: std::time::Duration,
+        grace: Option<std::time::Duration>,
     ) -> Result<ClusterName> {
         let request = pb::PruneLocationRequest {
             name: name.to_string(),
-            grace_seconds: grace.as_secs(),
+            grace_seconds: grace.map(|g| g.as_secs()),
         };
         let cluster = self
             .inner

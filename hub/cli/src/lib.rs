@@ -176,9 +176,10 @@ enum LocationVerb {
     Prune {
         /// The location.
         name: LocationName,
-        /// How long unused chunks stay planned: longer than your longest backup.
-        #[arg(long, default_value = "24h")]
-        grace: humantime::Duration,
+        /// How long unused chunks stay planned: longer than your longest backup. Default: the
+        /// hub's volume_prune_grace, which is also the least it accepts.
+        #[arg(long)]
+        grace: Option<humantime::Duration>,
     },
     /// Forget a location; its objects stay in the store.
     Remove {
@@ -761,7 +762,7 @@ async fn location(client: &mut Client, out: Format, verb: LocationVerb) -> Resul
             Ok(())
         }
         LocationVerb::Prune { name, grace } => {
-            let cluster = client.prune_location(&name, grace.into()).await?;
+            let cluster = client.prune_location(&name, grace.map(Into::into)).await?;
             output::outln!(
                 "prune of location {name} started by the agent of cluster {cluster}; see `cairn location describe {name}`"
             );

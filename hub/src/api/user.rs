@@ -618,7 +618,7 @@ impl pb::cairn_server::Cairn for UserApi {
         let caller = self.caller(&request).await?;
         let request = request.into_inner();
         let name: LocationName = name(request.name)?;
-        let grace = std::time::Duration::from_secs(request.grace_seconds);
+        let grace = request.grace_seconds.map(std::time::Duration::from_secs);
         let scope = self.location_workspace(&name).await?;
         let what = ("prune_location", format!("location/{name}"));
         let cluster = self

@@ -2,18 +2,31 @@
 //! volume snapshots; the chunks only they used are collected by a prune, which the hub has one
 //! connected agent of the location's workspace run (the hub never reads bulk data itself), every
 //! `volume_prune_interval` and on `cairn location prune`. The agent reports back; the outcome
-//! shows in `cairn location describe`.
+//! shows in `cairn location describe`. No prune is given less than the configured
+//! `volume_prune_grace`, whoever asks: a shorter grace could delete packs that backups still
+//! running rely on.
 
 use cairn_proto::model::{ClusterName, Instruction, LocationName, Prune};
 use std::time::Duration;
 
-use super::{Failure, Hub, Result};
+use super::{Failure, Hub, Refused, Result};
 
 impl Hub {
     /// Has a connected agent of `name`'s workspace prune its volume repository, deleting packs
-    /// planned for longer than `grace`; returns that agent's cluster.
+    /// planned for longer than `grace` (`None`: the hub's `volume_prune_grace`; shorter than it:
+    /// refused); returns that agent's cluster.
     #[tracing::instrument(name = "prune", skip_all, fields(location = %name))]
-    pub async fn prune_location(&self, name: &LocationName, grace: Duration) -> Result<ClusterName> {
+    pub async fn prune_location(&self, name: &LocationName, grace: Option<Duration>) -> Result<ClusterName> {
+        let least = self.inner.prune_grace;
+        let grace = grace.unwrap_or(least);
+        if grace < least {
+            return Err(Refused::Invalid(format!(
+                "grace {} is shorter than the hub's volume_prune_grace ({}): packs of backups still running could be deleted",
+                humantime::format_duration(grace),
+                humantime::format_duration(least)
+            ))
+            .into());
+        }
         let stored = self.inner.locations.get(name).await?;
         let workspace = stored.spec.workspace.clone();
         let location = self.inner.locations.resolve(&stored)?;
@@ -52,8 +65,8 @@ impl Hub {
         Ok(self.inner.locations.record_prune(location, prune).await?)
     }
 
-    /// Prunes every location's volume repository every `every`, with `grace`.
-    pub async fn run_maintenance(self, every: Duration, grace: Duration) {
+    /// Prunes every location's volume repository every `every`, with the hub's grace.
+    pub async fn run_maintenance(self, every: Duration) {
         let mut tick = tokio::time::interval(every);
         tick.tick().await; // not at start-up: agents are still connecting
         loop {
@@ -65,7 +78,7 @@ impl Hub {
                 continue;
             };
             for stored in locations {
-                if let Err(e) = self.prune_location(&stored.spec.name, grace).await {
+                if let Err(e) = self.prune_location(&stored.spec.name, None).await {
                     tracing::info!(location = %stored.spec.name, error = %cairn_proto::error_chain(&e), "volume repository not pruned");
                 }
             }

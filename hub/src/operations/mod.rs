@@ -80,6 +80,8 @@ struct Inner {
     agents: Agents<ClusterName>,
     nodes: Agents<agents::NodeAgent>,
     enrolment: Enrolment,
+    /// The shortest a volume prune's grace period may be (`volume_prune_grace`).
+    prune_grace: Duration,
     board: Board,
     /// Cancelled when the hub begins to stop.
     stop: CancellationToken,
@@ -89,14 +91,15 @@ struct Inner {
 
 impl Hub {
     /// A hub over `inventory`, its built-in location the directory `builtin_location` (absolute),
-    /// credentials sealed with `key`, agents enrolled by `enrolment`; creates workspace `default`
-    /// on first start.
+    /// credentials sealed with `key`, agents enrolled by `enrolment`, volume prunes given at least
+    /// `prune_grace`; creates workspace `default` on first start.
     pub async fn start(
         inventory: Inventory,
         key: cairn_proto::seal::Key,
         builtin_location: &str,
         clock: Clock,
         enrolment: Enrolment,
+        prune_grace: Duration,
     ) -> Result<Self> {
         let locations = Locations::new(inventory.clone(), key)?;
         locations.ensure_builtin(builtin_location).await?;
@@ -110,6 +113,7 @@ impl Hub {
                 agents: Agents::default(),
                 nodes: Agents::default(),
                 enrolment,
+                prune_grace,
                 board: Board::default(),
                 stop: CancellationToken::new(),
                 tasks: TaskTracker::new(),

@@ -1,6 +1,7 @@
 //! Items, outcomes, resource summaries, progress, phases.
 
 use super::{Error, Result, Wire};
+use crate::format::INDEX_PART_ENTRIES;
 use crate::model::{IndexEntry, ItemRef, ItemResult, Live, Outcome, Phase, Progress, ResourceSummary};
 use crate::pb;
 
@@ -169,9 +170,13 @@ impl Wire for IndexEntry {
     }
 }
 
-/// An index part: many entries.
+/// An index part: many entries, at most [`INDEX_PART_ENTRIES`] (checked before they are decoded).
 impl Wire for Vec<IndexEntry> {
     type Pb = pb::ItemIndex;
+
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        super::decode_list(bytes, "ItemIndex.entries", INDEX_PART_ENTRIES, "entries")
+    }
 
     fn to_pb(&self) -> pb::ItemIndex {
         pb::ItemIndex {

@@ -80,12 +80,69 @@ pub trait Wire: Sized {
 
     /// From protobuf bytes.
     fn decode(bytes: &[u8]) -> Result<Self> {
-        let pb = Self::Pb::decode(bytes).map_err(|source| Error::Decode {
-            message: std::any::type_name::<Self>(),
-            source,
-        })?;
-        Self::from_pb(pb)
+        decode_message(bytes)
     }
+}
+
+/// [`Wire::decode`] as every type has it, for types that check more first.
+/// `bytes` decoded as a message whose repeated top-level field 1 (`field`, for the error) holds
+/// at most `max` elements (`what` they are), counted before anything is decoded.
+fn decode_list<T: Wire>(bytes: &[u8], field: &'static str, max: usize, what: &str) -> Result<T> {
+    let found = occurrences(bytes, 1);
+    if found > max {
+        return Err(Error::field(
+            field,
+            format!("{found} {what}, more than the {max} a part holds"),
+        ));
+    }
+    decode_message(bytes)
+}
+
+fn decode_message<T: Wire>(bytes: &[u8]) -> Result<T> {
+    let pb = T::Pb::decode(bytes).map_err(|source| Error::Decode {
+        message: std::any::type_name::<T>(),
+        source,
+    })?;
+    T::from_pb(pb)
+}
+
+/// How many times field `field` occurs at the top level of the protobuf message `bytes`, counted
+/// without decoding it, up to where the bytes stop being a message (where prost stops too). A
+/// list the format bounds is checked with it before it is decoded: prost builds every element
+/// first, and an empty element, two bytes on the wire, takes a hundred in memory.
+fn occurrences(bytes: &[u8], field: u32) -> usize {
+    fn varint(rest: &mut &[u8]) -> Option<u64> {
+        let mut value = 0_u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, tail) = rest.split_first()?;
+            *rest = tail;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let mut rest = bytes;
+    let mut count = 0;
+    while let Some(key) = varint(&mut rest) {
+        if key >> 3 == u64::from(field) {
+            count += 1;
+        }
+        let skip = match key & 7 {
+            0 => varint(&mut rest).map(|_| 0),
+            1 => Some(8),
+            2 => varint(&mut rest).and_then(|len| usize::try_from(len).ok()),
+            5 => Some(4),
+            // Groups: Cairn writes none, and prost refuses those of its own fields.
+            _ => None,
+        };
+        match skip.and_then(|n| rest.get(n..)) {
+            Some(tail) => rest = tail,
+            None => break,
+        }
+    }
+    count
 }
 
 /// Parses a validated name field.

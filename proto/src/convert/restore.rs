@@ -2,6 +2,7 @@
 
 use super::item::{phase_from_pb, phase_to_pb};
 use super::{Error, Result, Wire, ms, name, opt_name, opt_string, required};
+use crate::format::RESTORE_PART_ITEMS;
 use crate::model::{
     ExistingPolicy, ItemResult, NamespaceFilter, OutcomeCounts, Restore, RestoreSpec, RestoreStatus,
     Timestamp, VolumeResult,
@@ -126,9 +127,14 @@ impl Wire for RestoreStatus {
     }
 }
 
-/// A part of a restore's item results.
+/// A part of a restore's item results: at most [`RESTORE_PART_ITEMS`] (checked before they are
+/// decoded).
 impl Wire for Vec<ItemResult> {
     type Pb = pb::RestoreItems;
+
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        super::decode_list(bytes, "RestoreItems.items", RESTORE_PART_ITEMS, "results")
+    }
 
     fn to_pb(&self) -> pb::RestoreItems {
         pb::RestoreItems {

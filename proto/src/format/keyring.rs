@@ -41,11 +41,11 @@ pub async fn read(store: &dyn ObjectStore, location: &str) -> Result<Vec<(u32, V
             .filename()
             .filter(|name| name.len() == 6)
             .and_then(|name| name.parse::<u32>().ok())
-            .filter(|&v| version_key(v) == key)
+            .filter(|&v| v >= 1 && version_key(v) == key)
             .ok_or_else(|| Error::Unexpected {
                 location: location.to_owned(),
                 key: key.clone(),
-                expected: "keyring/<six-digit version>",
+                expected: "keyring/<six-digit version from 000001>",
             })?;
         if let Some(sealed) = read_bounded(store, location, ObjectKind::KeyringVersion, &key).await? {
             versions.push((version, sealed.to_vec()));

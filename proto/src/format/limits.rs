@@ -24,6 +24,16 @@ pub const OBJECT_PART_MAX: u64 = 64 << 20;
 /// API server refuses objects over a few MiB). A part expanding further is refused as it is read.
 pub const OBJECT_PART_PLAIN_MAX: u64 = 64 << 20;
 
+/// One object of a part (one JSON line) once decompressed: the API server refuses request bodies
+/// over 3 MiB and etcd objects over 1.5 MiB, so real objects are far smaller. A longer line is
+/// refused as it is read, before it is parsed (a parsed JSON value takes up to 16 times its text).
+pub const OBJECT_PART_LINE_MAX: u64 = 16 << 20;
+
+/// A volume blob once decompressed: a chunk (4 MiB at most; 8 MiB in repositories made before
+/// 2026-11) or a directory's tree (about 100 bytes an entry: over 600,000 entries). A compressed
+/// blob whose index entry announces more is refused before a buffer is made for it.
+pub const VOLUME_BLOB_PLAIN_MAX: u64 = 64 << 20;
+
 /// A restore-items part: [`super::RESTORE_PART_ITEMS`] results, each an item and a message.
 pub const RESTORE_ITEMS_MAX: u64 = 64 << 20;
 

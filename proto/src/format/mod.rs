@@ -11,6 +11,8 @@
 //!   key, wrapped and re-wrapped.
 //! - [`location`], [`provider`]: reaching a bucket.
 
+#[cfg(test)]
+mod fuzz;
 pub mod keyring;
 pub mod limits;
 pub mod location;

@@ -48,10 +48,14 @@ impl VolumeKeys {
     }
 
     /// Object `id` in folder `dir`: `volumes/<dir>/<id>`; a pack's key is
-    /// `volumes/data/<first two characters of id>/<id>`.
+    /// `volumes/data/<first two characters of id>/<id>`. Ids Cairn makes are hexadecimal; an id
+    /// read from the bucket may be anything.
     pub fn object(dir: VolumeDir, id: &str) -> String {
         match dir {
-            VolumeDir::Data => format!("{VOLUMES_DIR}/data/{}/{id}", &id[..2.min(id.len())]),
+            VolumeDir::Data => {
+                let fan = id.char_indices().nth(2).map_or(id, |(end, _)| &id[..end]);
+                format!("{VOLUMES_DIR}/data/{fan}/{id}")
+            }
             _ => format!("{VOLUMES_DIR}/{}/{id}", dir.name()),
         }
     }
@@ -79,6 +83,8 @@ mod tests {
         assert_eq!(VolumeKeys::object(VolumeDir::Keys, "ab12"), "volumes/keys/ab12");
         assert_eq!(VolumeKeys::pack("ab12cd"), "volumes/data/ab/ab12cd");
         assert_eq!(VolumeKeys::pack("a"), "volumes/data/a/a");
+        // Regression (fuzz): a pack name from the bucket cut inside a character panicked.
+        assert_eq!(VolumeKeys::pack("aé1"), "volumes/data/aé/aé1");
         assert_eq!(VolumeKeys::object(VolumeDir::Index, "9f"), "volumes/index/9f");
         assert_eq!(VolumeKeys::snapshot("77"), "volumes/snapshots/77");
         assert_eq!(VolumeKeys::object(VolumeDir::Prune, "01"), "volumes/prune/01");

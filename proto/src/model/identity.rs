@@ -81,13 +81,9 @@ impl AgentId {
     }
 }
 
-/// Whether `node` can be a node's name (a DNS subdomain).
+/// Whether `node` can be a node's name (a DNS subdomain: [`super::is_object_name`]).
 pub fn valid_node(node: &str) -> bool {
-    !node.is_empty()
-        && node.len() <= 253
-        && node
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    super::is_object_name(node)
 }
 
 impl fmt::Display for AgentId {

@@ -39,6 +39,7 @@ pub use location::{
 };
 pub use name::{
     BackupName, ClusterName, InvalidName, LocationName, RestoreName, ScheduleName, TokenName, WorkspaceName,
+    is_object_name,
 };
 pub use operation::{InvalidOperation, OperationId, VolumeTaskId};
 pub use restore::{ExistingPolicy, OutcomeCounts, Restore, RestoreSpec, RestoreStatus};

@@ -34,6 +34,24 @@ fn validate(what: &'static str, name: &str) -> Result<(), InvalidName> {
     }
 }
 
+/// Longest Kubernetes object name (a DNS-1123 subdomain).
+const OBJECT_NAME_MAX_LEN: usize = 253;
+
+/// Whether `name` can name a Kubernetes object such as a node or a PersistentVolume: a DNS-1123
+/// subdomain, dot-separated labels of lowercase letters, digits and `-`, each starting and ending
+/// with a letter or digit, at most 253 characters in all, as the API server checks it. Such a
+/// name is always one path component, never `.` or `..`.
+pub fn is_object_name(name: &str) -> bool {
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    name.len() <= OBJECT_NAME_MAX_LEN && name.split('.').all(label)
+}
+
 macro_rules! name_type {
     ($(#[$doc:meta])* $ty:ident, $what:literal) => {
         $(#[$doc])*
@@ -137,5 +155,32 @@ mod tests {
         assert!(BackupName::new("").is_err());
         assert!(BackupName::new("-x").is_err());
         assert!(BackupName::new("x".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn object_names_are_dns_subdomains_and_never_leave_a_directory() {
+        for good in ["pv-1", "pvc-0b3c.zone-a", "a", "a".repeat(253).as_str()] {
+            assert!(is_object_name(good), "{good:?} refused");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../../x",
+            "a/b",
+            "/abs",
+            "-a",
+            "a-",
+            ".a",
+            "a.",
+            "a..b",
+            "a.-b",
+            "A",
+            "a_b",
+            "a\0b",
+            "a".repeat(254).as_str(),
+        ] {
+            assert!(!is_object_name(bad), "{bad:?} accepted");
+        }
     }
 }

@@ -27,7 +27,14 @@ impl Timestamp {
 
     /// Time from `self` to `later` (zero if `later` is earlier).
     pub fn until(self, later: Self) -> Duration {
-        Duration::from_millis(u64::try_from(later.0 - self.0).unwrap_or(0))
+        Duration::from_millis(u64::try_from(later.0.saturating_sub(self.0)).unwrap_or(0))
+    }
+
+    /// The time shown for it: RFC 3339 text ends with the year 9999, so a later time (which only
+    /// a crafted record holds) shows as that year's last millisecond instead of failing to print.
+    fn shown(self) -> SystemTime {
+        const LATEST_SHOWN_MS: i64 = 253_402_300_799_999;
+        Self(self.0.min(LATEST_SHOWN_MS)).into()
     }
 }
 
@@ -46,17 +53,13 @@ impl From<Timestamp> for SystemTime {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}",
-            humantime::format_rfc3339_seconds(SystemTime::from(*self))
-        )
+        write!(f, "{}", humantime::format_rfc3339_seconds(self.shown()))
     }
 }
 
 impl From<Timestamp> for String {
     fn from(t: Timestamp) -> String {
-        humantime::format_rfc3339_millis(SystemTime::from(t)).to_string()
+        humantime::format_rfc3339_millis(t.shown()).to_string()
     }
 }
 
@@ -97,5 +100,34 @@ pub(crate) mod duration_text {
                 .map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
                 .transpose()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_time_a_record_holds_prints_and_measures() {
+        // Regression (fuzz): a manifest's time past the year 9999 (created_unix_ms
+        // 253402300800000) panicked where it was printed, and one far apart overflowed `until`.
+        for ms in [
+            i64::MIN,
+            -1,
+            1,
+            253_402_300_799_999,
+            253_402_300_800_000,
+            i64::MAX,
+        ] {
+            let t = Timestamp(ms);
+            assert!(!t.to_string().is_empty());
+            assert!(!String::from(t).is_empty());
+        }
+        assert_eq!(String::from(Timestamp(i64::MAX)), "9999-12-31T23:59:59.999Z");
+        assert_eq!(
+            Timestamp(i64::MIN).until(Timestamp(i64::MAX)),
+            Duration::from_millis(i64::MAX.unsigned_abs())
+        );
+        assert_eq!(Timestamp(5).until(Timestamp(1)), Duration::ZERO);
     }
 }
