@@ -365,6 +365,7 @@ async fn measure(n: usize) -> Result<Row> {
         preserve_node_ports: false,
         dry_run: false,
         include_sensitive: false,
+        partial: false,
         volume_wait: None,
     };
     let start = Instant::now();

@@ -189,6 +189,7 @@ async fn execute(
             status,
         },
         index: Vec::new(),
+        objects: Vec::new(),
     };
     match run.writer.finish(manifest).await {
         Ok(written) => Ok((written.backup.status, run.reporter)),

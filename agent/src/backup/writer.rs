@@ -1,10 +1,11 @@
 //! Writes a backup into its location as `proto/FORMAT.md` lays it out: object parts and index
 //! parts as the backup proceeds, each with one PUT, the manifest last.
 
+use cairn_proto::format::sealed_store::Written;
 use cairn_proto::format::{
     BackupKeys, INDEX_PART_ENTRIES, ObjectKind, PART_MAX_BYTES, PartWriter, SealedStore,
 };
-use cairn_proto::model::{IndexEntry, ItemRef, Manifest};
+use cairn_proto::model::{IndexEntry, ItemRef, Manifest, StoredObject};
 
 use super::Error;
 
@@ -16,6 +17,8 @@ pub struct Writer {
     pub bytes: u64,
     index: Vec<IndexEntry>,
     index_parts: Vec<String>,
+    /// Every object written, for the manifest.
+    objects: Vec<StoredObject>,
 }
 
 impl Writer {
@@ -27,16 +30,28 @@ impl Writer {
             bytes: 0,
             index: Vec::new(),
             index_parts: Vec::new(),
+            objects: Vec::new(),
         }
+    }
+
+    /// Counts and records object `relative` as `written`.
+    fn stored(&mut self, relative: &str, written: Written) {
+        self.bytes += written.size;
+        self.objects.push(StoredObject {
+            key: relative.to_owned(),
+            size: written.size,
+            sha256: written.sha256,
+        });
     }
 
     /// Writes object part `relative` (a key relative to the backup's folder).
     async fn put_part(&mut self, relative: &str, bytes: &[u8]) -> Result<(), Error> {
         let key = self.keys.absolute(relative);
-        self.bytes += self
+        let written = self
             .store
             .write_bytes(ObjectKind::ObjectPart, &key, bytes)
             .await?;
+        self.stored(relative, written);
         Ok(())
     }
 
@@ -59,16 +74,18 @@ impl Writer {
         let seq = u32::try_from(self.index_parts.len()).unwrap_or(u32::MAX);
         let relative = BackupKeys::index_part(seq);
         let entries = std::mem::take(&mut self.index);
-        self.bytes += self.store.write(&self.keys.absolute(&relative), &entries).await?;
+        let written = self.store.write(&self.keys.absolute(&relative), &entries).await?;
+        self.stored(&relative, written);
         self.index_parts.push(relative);
         Ok(())
     }
 
     /// Writes the remaining index entries, then the manifest: the backup is then complete in
-    /// the location. `manifest.index` is filled in here.
+    /// the location. `manifest.index` and `manifest.objects` are filled in here.
     pub async fn finish(mut self, mut manifest: Manifest) -> Result<Manifest, Error> {
         self.flush_index().await?;
         manifest.index = std::mem::take(&mut self.index_parts);
+        manifest.objects = std::mem::take(&mut self.objects);
         // Every object but the manifest itself: the status the hub records is the manifest's own,
         // so a catalog read back from the bucket says the same.
         manifest.backup.status.bytes = self.bytes;

@@ -1,8 +1,10 @@
-//! Restoring a backup into a cluster: read the manifest, take the resource types in dependency
-//! order ([`order`]), prepare each object for the target ([`prepare`]), create it (or skip or
-//! update one that exists), and report every item.
+//! Restoring a backup into a cluster: read the manifest, check that every object of the backup is
+//! there as written ([`intact`]), take the resource types in dependency order ([`order`]),
+//! prepare each object for the target ([`prepare`]), create it (or skip or update one that
+//! exists), and report every item.
 
 pub mod guard;
+pub mod intact;
 pub mod order;
 pub mod prepare;
 pub mod rules;
@@ -53,6 +55,16 @@ pub enum Error {
     /// The location's keys are malformed.
     #[error("sealing with the location's keys")]
     Seal(#[source] cairn_proto::seal::Error),
+    /// Objects of the backup are missing or not as written: nothing was restored.
+    #[error(
+        "backup {backup} is damaged, nothing was restored: {damage} (restore with --partial to restore what is intact)"
+    )]
+    Damaged {
+        /// The backup.
+        backup: String,
+        /// Each damaged object and what is wrong with it.
+        damage: String,
+    },
     /// An object part does not decode.
     #[error("object part {key} is corrupt")]
     Part {
@@ -93,10 +105,11 @@ pub async fn run(
             // The objects are in: claims with data in the backup get it back once their new
             // volumes are bound and mounted.
             let outcome = match outcome {
-                Ok(backed_up) if !spec.dry_run && !backed_up.is_empty() => {
-                    Ok(claims::restore(&client, &spec, &backed_up, &location, &volumes, &mut reporter).await)
-                }
-                Ok(_) => Ok(Vec::new()),
+                Ok((backed_up, damage)) if !spec.dry_run && !backed_up.is_empty() => Ok((
+                    claims::restore(&client, &spec, &backed_up, &location, &volumes, &mut reporter).await,
+                    damage,
+                )),
+                Ok((_, damage)) => Ok((Vec::new(), damage)),
                 Err(e) => Err(e),
             };
             (outcome, Some(results))
@@ -113,11 +126,12 @@ pub async fn run(
     }
     (status.phase, status.error) = match outcome {
         Err(e) => (Phase::Failed, Some(report(&e))),
-        Ok(volumes) => {
-            let failed = status.counts.failed > 0 || volumes.iter().any(|v| v.error.is_some());
+        Ok((volumes, damage)) => {
+            let failed =
+                status.counts.failed > 0 || volumes.iter().any(|v| v.error.is_some()) || damage.is_some();
             status.volumes = volumes;
             if failed {
-                (Phase::PartiallyFailed, None)
+                (Phase::PartiallyFailed, damage)
             } else {
                 (Phase::Completed, None)
             }
@@ -182,13 +196,15 @@ impl Results {
     }
 }
 
+/// Restores what `spec` asks; returns the volumes the backup holds and, for a partial restore
+/// of a damaged backup, what was damaged.
 async fn execute(
     client: &kube::Client,
     spec: &RestoreSpec,
     source: &SealedStore,
     reporter: &mut Reporter,
     results: &mut Results,
-) -> Result<Vec<VolumeResult>, Error> {
+) -> Result<(Vec<VolumeResult>, Option<String>), Error> {
     let keys = BackupKeys::new(&spec.backup);
     let Some(manifest) = source.read::<Manifest>(&keys.manifest()).await? else {
         return Err(Error::NoManifest {
@@ -196,6 +212,21 @@ async fn execute(
             location: source.location().to_owned(),
         });
     };
+    // Nothing changes in the cluster before the whole backup is known to be there as written.
+    let damage = intact::check(source, &keys, &manifest).await?;
+    let damaged = (!damage.is_empty()).then(|| intact::describe(&keys, &damage));
+    if let Some(damaged) = &damaged {
+        if !spec.partial {
+            return Err(Error::Damaged {
+                backup: spec.backup.to_string(),
+                damage: damaged.clone(),
+            });
+        }
+        tracing::warn!(damage = %damaged, "restoring what is intact of a damaged backup");
+        for lost in intact::lost_items(source, &keys, &manifest, &damage, spec).await? {
+            results.push(lost).await?;
+        }
+    }
     let resources = order::restore_order(&manifest.backup.status.resources);
     let total: u64 = resources.iter().map(|r| r.count).sum();
     let backed_up = manifest.backup.status.volumes;
@@ -208,7 +239,7 @@ async fn execute(
     for resource in &resources {
         let kind = resource.group_kind();
         let target = resolve(client, resource, !spec.dry_run).await;
-        for part in &resource.parts {
+        for part in resource.parts.iter().filter(|p| !damage.contains_key(*p)) {
             let key = keys.absolute(part);
             let bytes = source.must_read_bytes(ObjectKind::ObjectPart, &key).await?;
             let part_error = |source| Error::Part {
@@ -248,7 +279,7 @@ async fn execute(
             }
         }
     }
-    Ok(backed_up)
+    Ok((backed_up, damaged))
 }
 
 /// Whether the restore's namespace filter covers `object` (by its namespace in the backup; a

@@ -470,6 +470,10 @@ struct RestoreCreate {
     /// cluster's own system: objects). Without it they are skipped and named.
     #[arg(long)]
     include_sensitive: bool,
+    /// Of a damaged backup (objects missing, altered or replaced in its location), restore what
+    /// is intact and report the rest; without it such a backup is refused, nothing changed.
+    #[arg(long)]
+    partial: bool,
     /// How long claims whose data is restored may take to be bound and mounted by a pod on a
     /// node before their data is given up (default 10m).
     #[arg(long)]
@@ -985,6 +989,7 @@ fn restore_spec(a: RestoreCreate) -> RestoreSpec {
         existing_policy: a.existing_policy,
         preserve_node_ports: a.preserve_node_ports,
         include_sensitive: a.include_sensitive,
+        partial: a.partial,
         volume_wait: a.volume_wait.map(Into::into),
         dry_run: a.dry_run,
     }

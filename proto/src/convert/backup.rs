@@ -7,7 +7,7 @@ use super::{Error, Result, Wire, ms, name, opt_name, opt_string, required};
 use crate::format::FORMAT_VERSION;
 use crate::model::{
     Backup, BackupOrigin, BackupQuery, BackupSpec, BackupStatus, ClusterResources, ItemResult, LabelSelector,
-    Manifest, NamespaceFilter, ResourceSummary, Timestamp, VolumeResult,
+    Manifest, NamespaceFilter, ResourceSummary, StoredObject, Timestamp, VolumeResult,
 };
 use crate::pb;
 
@@ -176,6 +176,15 @@ impl Wire for Manifest {
             spec: Some(self.backup.spec.to_pb()),
             status: Some(self.backup.status.to_pb()),
             index: self.index.clone(),
+            objects: self
+                .objects
+                .iter()
+                .map(|o| pb::StoredObject {
+                    key: o.key.clone(),
+                    size: o.size,
+                    sha256: o.sha256.to_vec(),
+                })
+                .collect(),
         }
     }
 
@@ -193,9 +202,23 @@ impl Wire for Manifest {
             spec: m.spec,
             status: m.status,
         })?;
+        let objects = m
+            .objects
+            .into_iter()
+            .map(|o| {
+                let sha256 = <[u8; 32]>::try_from(o.sha256)
+                    .map_err(|_| Error::field("StoredObject.sha256", "not 32 bytes"))?;
+                Ok(StoredObject {
+                    key: o.key,
+                    size: o.size,
+                    sha256,
+                })
+            })
+            .collect::<Result<_>>()?;
         Ok(Self {
             backup,
             index: m.index,
+            objects,
         })
     }
 }

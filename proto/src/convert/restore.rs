@@ -31,6 +31,7 @@ impl Wire for RestoreSpec {
             existing_policy: existing_policy as i32,
             preserve_node_ports: self.preserve_node_ports,
             include_sensitive: self.include_sensitive,
+            partial: self.partial,
             dry_run: self.dry_run,
             volume_wait_seconds: self.volume_wait.map_or(0, |d| d.as_secs().max(1)),
         }
@@ -55,6 +56,7 @@ impl Wire for RestoreSpec {
             existing_policy,
             preserve_node_ports: m.preserve_node_ports,
             include_sensitive: m.include_sensitive,
+            partial: m.partial,
             dry_run: m.dry_run,
             volume_wait: super::backup::seconds_from_pb(m.volume_wait_seconds),
         })

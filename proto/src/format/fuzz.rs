@@ -362,13 +362,22 @@ fn plausible_manifest() -> BoxedStrategy<pb::BackupManifest> {
         vec(problem, 0..3).boxed(),
         free_text().boxed(),
     );
-    (1..=super::FORMAT_VERSION, spec, status, vec(free_text(), 0..3))
-        .prop_map(|(format_version, spec, status, index)| pb::BackupManifest {
-            format_version,
-            spec: Some(spec),
-            status: Some(status),
-            index,
-        })
+    (
+        1..=super::FORMAT_VERSION,
+        spec,
+        status,
+        vec(free_text(), 0..3),
+        vec(stored_object(32..33), 0..3),
+    )
+        .prop_map(
+            |(format_version, spec, status, index, objects)| pb::BackupManifest {
+                format_version,
+                spec: Some(spec),
+                status: Some(status),
+                index,
+                objects,
+            },
+        )
         .boxed()
 }
 
@@ -383,14 +392,27 @@ fn any_manifest() -> BoxedStrategy<pb::BackupManifest> {
         prop::option::of(backup_spec()),
         prop::option::of(backup_status()),
         texts(),
+        vec(stored_object(0..40), 0..3),
     )
-        .prop_map(|(format_version, spec, status, index)| pb::BackupManifest {
-            format_version,
-            spec,
-            status,
-            index,
-        })
+        .prop_map(
+            |(format_version, spec, status, index, objects)| pb::BackupManifest {
+                format_version,
+                spec,
+                status,
+                index,
+                objects,
+            },
+        )
         .boxed()
+}
+
+/// An object a manifest lists: any key and size, a digest of a length in `digest`.
+fn stored_object(digest: std::ops::Range<usize>) -> impl Strategy<Value = pb::StoredObject> {
+    (text(), any::<u64>(), vec(any::<u8>(), digest)).prop_map(|(key, size, sha256)| pb::StoredObject {
+        key,
+        size,
+        sha256,
+    })
 }
 
 fn item_index() -> impl Strategy<Value = pb::ItemIndex> {

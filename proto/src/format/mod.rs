@@ -34,7 +34,7 @@ pub use volume::{VOLUMES_DIR, VolumeDir, VolumeKeys};
 use crate::model::BackupName;
 
 /// Version written into every manifest; readers refuse newer ones.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// Uncompressed bytes after which an object part is closed. Parts compress to far less, well
 /// under the 64 MiB bound on any object Cairn writes, and one part is one PUT.

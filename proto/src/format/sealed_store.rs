@@ -170,7 +170,27 @@ impl Stored for Vec<ItemResult> {
     const KIND: ObjectKind = ObjectKind::RestoreItems;
 }
 
-/// A location's objects, sealed with its workspace's key.
+/// What a write stored, or what is stored: the bytes' length and SHA-256.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Bytes stored.
+    pub size: u64,
+    /// Their SHA-256.
+    pub sha256: [u8; 32],
+}
+
+impl Written {
+    fn of(bytes: &[u8]) -> Self {
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref());
+        Self {
+            size: bytes.len() as u64,
+            sha256,
+        }
+    }
+}
+
+/// A location's objects, sealed with its keys.
 pub struct SealedStore {
     store: Arc<dyn ObjectStore>,
     location: String,
@@ -210,8 +230,8 @@ impl SealedStore {
         self.read(key).await?.ok_or_else(|| self.missing(key))
     }
 
-    /// Writes `value` at `key`, sealed; returns the bytes stored.
-    pub async fn write<T: Stored>(&self, key: &str, value: &T) -> Result<u64> {
+    /// Writes `value` at `key`, sealed; returns what was stored.
+    pub async fn write<T: Stored>(&self, key: &str, value: &T) -> Result<Written> {
         self.write_bytes(T::KIND, key, &value.encode()).await
     }
 
@@ -235,15 +255,16 @@ impl SealedStore {
         self.read_bytes(kind, key).await?.ok_or_else(|| self.missing(key))
     }
 
-    /// Writes `plain`, sealed, at `key` with one PUT; returns the bytes stored. An object larger
+    /// Writes `plain`, sealed, at `key` with one PUT; returns what was stored. An object larger
     /// than its kind may be is refused unwritten: no reader would read it.
-    pub async fn write_bytes(&self, kind: ObjectKind, key: &str, plain: &[u8]) -> Result<u64> {
+    pub async fn write_bytes(&self, kind: ObjectKind, key: &str, plain: &[u8]) -> Result<Written> {
         let sealed = self.seal.seal(key, plain).map_err(|source| Error::Seal {
             location: self.location.clone(),
             key: key.to_owned(),
             source,
         })?;
-        let size = sealed.len() as u64;
+        let written = Written::of(&sealed);
+        let size = written.size;
         if size > kind.max_bytes() {
             return Err(Error::TooLarge {
                 location: self.location.clone(),
@@ -261,7 +282,47 @@ impl SealedStore {
                 key: key.to_owned(),
                 source: Box::new(ServerError(source)),
             })?;
-        Ok(size)
+        Ok(written)
+    }
+
+    /// What is stored at `key` (an object of kind `kind`): its size and SHA-256, hashed as it
+    /// streams in (never held whole); `None` if there is no object. Its size is checked first,
+    /// as for a read.
+    pub async fn stored(&self, kind: ObjectKind, key: &str) -> Result<Option<Written>> {
+        let read = |source| Error::Read {
+            location: self.location.clone(),
+            key: key.to_owned(),
+            source: Box::new(ServerError(source)),
+        };
+        let got = match self.store.get(&Path::from(key)).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(read(e)),
+        };
+        let max = kind.max_bytes();
+        let too_large = |size| Error::TooLarge {
+            location: self.location.clone(),
+            key: key.to_owned(),
+            size,
+            max,
+            kind,
+        };
+        if got.meta.size > max {
+            return Err(too_large(got.meta.size));
+        }
+        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut size = 0_u64;
+        let mut chunks = got.into_stream();
+        while let Some(chunk) = chunks.try_next().await.map_err(read)? {
+            size += chunk.len() as u64;
+            if size > max {
+                return Err(too_large(size));
+            }
+            digest.update(&chunk);
+        }
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(digest.finish().as_ref());
+        Ok(Some(Written { size, sha256 }))
     }
 
     /// The names of the folders directly under `prefix` (one list call, no objects read).
@@ -411,7 +472,18 @@ mod tests {
         let key = keys.absolute(&BackupKeys::index_part(0));
         let written = store.write(&key, &items()).await.expect("written");
         let stored = memory.get(&Path::from(key.as_str())).await.expect("stored");
-        assert_eq!(stored.meta.size, written);
+        assert_eq!(stored.meta.size, written.size);
+        assert_eq!(
+            store.stored(ObjectKind::IndexPart, &key).await.expect("stored"),
+            Some(written)
+        );
+        assert_eq!(
+            store
+                .stored(ObjectKind::IndexPart, "backups/none")
+                .await
+                .expect("none"),
+            None
+        );
         let raw = stored.bytes().await.expect("bytes");
         assert!(!raw.windows(4).any(|w| w == b"shop"), "sealed");
 

@@ -134,6 +134,19 @@ pub struct Manifest {
     pub backup: Backup,
     /// Keys of its index parts, relative to the backup folder.
     pub index: Vec<String>,
+    /// Every object part and index part as stored (empty in manifests before format 5).
+    pub objects: Vec<StoredObject>,
+}
+
+/// One object of a backup as its writer stored it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Its key, relative to the backup folder.
+    pub key: String,
+    /// Bytes stored (sealed).
+    pub size: u64,
+    /// SHA-256 of the bytes stored.
+    pub sha256: [u8; 32],
 }
 
 /// Which backups to list; every field narrows it.

@@ -24,6 +24,7 @@ mod workspace;
 pub use access::{AuditEntry, Permission, Role, UserToken};
 pub use backup::{
     Backup, BackupOrigin, BackupQuery, BackupSpec, BackupStatus, ClusterResources, Manifest, NamespaceFilter,
+    StoredObject,
 };
 pub use channel::{Instruction, Registration, Report, Vouch};
 pub use cluster::{Cluster, JoinGrant, JoinTicket};

@@ -47,6 +47,11 @@ pub struct RestoreSpec {
     /// on a node; `None`: [`RestoreSpec::DEFAULT_VOLUME_WAIT`].
     #[serde(with = "super::time::duration_text::opt", default)]
     pub volume_wait: Option<Duration>,
+    /// Restore what is intact of a damaged backup (objects missing, altered or swapped),
+    /// reporting the items of the damaged objects as failed; by default a damaged backup is
+    /// refused before anything changes.
+    #[serde(default)]
+    pub partial: bool,
 }
 
 impl RestoreSpec {

@@ -164,6 +164,7 @@ pub(crate) mod tests {
             preserve_node_ports,
             dry_run: false,
             include_sensitive: false,
+            partial: false,
             volume_wait: None,
         }
     }
