@@ -7,6 +7,7 @@
 //!
 //! - [`proc_stats`]: a process's peak memory and CPU time, for benchmarks.
 //! - [`tree`]: directory trees for volume tests, and pictures of them to compare.
+//! - [`repository`]: a volume repository in a directory, through the agent's code, to forge in.
 //!
 //! Every server runs in a [`Sandbox`]: a directory holding its data, logs and pid files. A sandbox
 //! stops its processes and removes itself on drop; sandboxes left by a killed test process are
@@ -19,6 +20,7 @@ pub mod manifest;
 mod paths;
 mod pki;
 pub mod proc_stats;
+pub mod repository;
 mod sandbox;
 pub mod snapshot;
 pub mod storage;

@@ -11,31 +11,15 @@ use cairn_agent::volume::blob::BlobId;
 use cairn_agent::volume::pack::PackBuilder;
 use cairn_agent::volume::restore::Options;
 use cairn_agent::volume::{Error, Repository};
-use cairn_proto::model::Location;
 use cairn_proto::pb;
 use prost::Message;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use testbed::cairn::workspace_bin;
 use testbed::storage::LocalDir;
 use testbed::tree::{picture, random_bytes};
-
-/// A new repository in `dir/repo`, its key in `dir/key`: URL, key file, the repository open.
-async fn repository(dir: &Path) -> Result<(String, PathBuf, Arc<Repository>)> {
-    let url = format!("file://{}", dir.join("repo").display());
-    std::fs::create_dir_all(dir.join("repo"))?;
-    let key_file = dir.join("key");
-    let kek = cairn_proto::seal::Key::create_file(&key_file)?;
-    let store = cairn_proto::format::open_location(&Location {
-        name: "tenants".parse()?,
-        url: url.clone(),
-        options: Default::default(),
-    })?;
-    let repo = Repository::init(store, &url, &kek).await?;
-    Ok((url, key_file, Arc::new(repo)))
-}
 
 fn file(name: &str, content: &[BlobId], size: u64) -> pb::Node {
     pb::Node {
@@ -81,7 +65,7 @@ async fn forge(repo: &Repository, blobs: &[(BlobId, pb::BlobKind, Vec<u8>)]) -> 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crafted_snapshot_restores_nothing_outside_its_target() -> Result<()> {
     let top = LocalDir::new()?;
-    let (url, key, repo) = repository(top.path()).await?;
+    let (url, key, repo) = testbed::repository::create(top.path()).await?;
     let outside = top.path().join("outside");
     std::fs::create_dir_all(&outside)?;
     std::fs::write(outside.join("keep"), b"another pod's data")?;
@@ -183,7 +167,7 @@ fn tree(dir: &Path, files: usize) -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tenant_swapping_a_directory_for_a_symlink_during_restore_changes_no_other_volume() -> Result<()> {
     let top = LocalDir::new()?;
-    let (_, _, repo) = repository(top.path()).await?;
+    let (_, _, repo) = testbed::repository::create(top.path()).await?;
     let source = top.path().join("source");
     tree(&source, 2000)?;
     let origin = Origin {
@@ -247,7 +231,7 @@ async fn a_tenant_swapping_a_directory_for_a_symlink_during_restore_changes_no_o
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_swapped_for_a_symlink_during_backup_never_brings_outside_data_in() -> Result<()> {
     let top = LocalDir::new()?;
-    let (_, _, repo) = repository(top.path()).await?;
+    let (_, _, repo) = testbed::repository::create(top.path()).await?;
     let source = top.path().join("source");
     tree(&source, 300)?;
     // A file outside the volume, with a marker no file inside holds.

@@ -509,7 +509,14 @@ proptest! {
                 .put(&Path::from(VolumeKeys::config()), PutPayload::from(config.encode_to_vec()))
                 .await
                 .expect("put");
-            cairn_proto::format::repository_key::wrap(store.as_ref(), "", &config, &kek, &[8; 32])
+            // The key file a repository of that version has: the master key alone (1), or
+            // with the configuration it authenticates (2).
+            let sealed = if config.version <= 1 {
+                vec![8; 32]
+            } else {
+                pb::RepoKey { master: vec![8; 32], config: Some(config.clone()) }.encode_to_vec()
+            };
+            cairn_proto::format::repository_key::wrap(store.as_ref(), "", &config, &kek, &sealed)
                 .await
                 .expect("wrap");
             Repository::open(store, "fuzz", &kek, "kek").await

@@ -13,7 +13,7 @@
 //! lists (from a backup killed before writing its index) are deleted once older than the grace
 //! period. Index files are rewritten without the deleted packs before the packs go.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,8 +90,7 @@ pub async fn run(repo: &Repository, options: &Options) -> Result<Report> {
     let mut planned = HashSet::new();
     let mut due_plans = Vec::new();
     let mut due = HashSet::new();
-    for (key, plan) in repo.prune_plans().await? {
-        let written = DateTime::from_timestamp_millis(plan.time_unix_ms).unwrap_or(now);
+    for (key, plan, written) in repo.prune_plans().await? {
         if now - written >= grace {
             due.extend(plan.packs.iter().filter(|p| unused.contains(*p)).cloned());
             due_plans.push(key);

@@ -16,8 +16,12 @@ use super::blob::{self, BlobId};
 use super::index::Index;
 use super::{Error, Result};
 
-/// Version of the repository format this code writes and reads.
-pub const VERSION: u32 = 1;
+/// Version of the repository format this code writes (and the newest it reads). Version 2: the
+/// key file seals the configuration with the master key (so `volumes/config` is authenticated),
+/// and index files, snapshots and prune plans are sealed to their own key and the repository's
+/// id (so none can be replayed under another name or into another repository). Version 1
+/// repositories are read as they are.
+pub const VERSION: u32 = 2;
 /// Chunk bounds (FastCDC) of new repositories (each keeps those it was made with): half
 /// restic's. FastCDC cuts more evenly than restic's Rabin chunker, so a change costs a whole
 /// chunk around it more often; at restic's 1 MiB average the bench volume's repository ended
@@ -81,7 +85,13 @@ impl Repository {
             id_key: derive_id_key(&raw),
             config,
         };
-        let key_file = repository_key::wrap(store.as_ref(), "", &repo.config, kek, &raw)
+        // The key file seals the configuration too: `volumes/config` is checked against it.
+        let sealed_key = pb::RepoKey {
+            master: raw.to_vec(),
+            config: Some(repo.config.clone()),
+        }
+        .encode_to_vec();
+        let key_file = repository_key::wrap(store.as_ref(), "", &repo.config, kek, &sealed_key)
             .await
             .map_err(store_error)?;
         let created = store
@@ -130,11 +140,13 @@ impl Repository {
             .await
             .map_err(store_error)?
             .ok_or_else(|| Error::NotInitialised(label.to_owned()))?;
-        check_config(&config)?;
-        let raw = repository_key::unwrap(store.as_ref(), "", &config, kek)
+        let sealed = repository_key::unwrap(store.as_ref(), "", &config, kek)
             .await
             .map_err(store_error)?
             .ok_or_else(|| Error::WrongKey(kek_origin.to_owned()))?;
+        let raw = authentic(&config, &sealed)?;
+        // Authentic or of version 1: its bounds are checked all the same.
+        check_config(&config)?;
         let master = Key::from_raw(&raw, "the repository's master key")?;
         Ok(Self {
             store,
@@ -201,7 +213,7 @@ impl Repository {
             .prune_plans()
             .await?
             .into_iter()
-            .flat_map(|(_, plan)| plan.packs)
+            .flat_map(|(_, plan, _)| plan.packs)
             .collect())
     }
 
@@ -240,20 +252,33 @@ impl Repository {
         Ok(files)
     }
 
-    /// Every prune plan with its key.
-    pub async fn prune_plans(&self) -> Result<Vec<(String, pb::PrunePlan)>> {
+    /// Every prune plan with its key and the time it counts from: when it was made or stored,
+    /// whichever is later.
+    pub async fn prune_plans(&self) -> Result<Vec<(String, pb::PrunePlan, chrono::DateTime<chrono::Utc>)>> {
+        let prefix = Path::from(VolumeKeys::dir(VolumeDir::Prune));
+        let uploaded: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| (m.location.to_string(), m.last_modified))
+            .try_collect()
+            .await
+            .map_err(|e| Error::store("list", prefix.as_ref(), e))?;
+        let now = chrono::Utc::now();
         let mut plans = Vec::new();
         for (key, plain) in self.read_all(VolumeDir::Prune).await? {
             let plan = pb::PrunePlan::decode(plain.as_slice()).map_err(|e| Error::corrupt(&key, e))?;
-            plans.push((key, plan));
+            // A plan counts from when it was made or stored, whichever is later (an old plan
+            // uploaded again waits its grace period anew), and never from the future.
+            let made = chrono::DateTime::from_timestamp_millis(plan.time_unix_ms).unwrap_or(now);
+            let stored = uploaded.get(&key).copied().unwrap_or(now);
+            plans.push((key, plan, made.max(stored).min(now)));
         }
         Ok(plans)
     }
 
     /// Writes a new prune plan.
     pub async fn write_prune_plan(&self, plan: &pb::PrunePlan) -> Result<()> {
-        let sealed = self.master.seal(PLAN_CONTEXT, &plan.encode_to_vec())?;
-        self.put(&VolumeKeys::object(VolumeDir::Prune, &random_id()?), sealed)
+        self.write_sealed(VolumeDir::Prune, &random_id()?, &plan.encode_to_vec())
             .await
     }
 
@@ -286,9 +311,30 @@ impl Repository {
 
     /// Writes a new index file for the packs in `file`.
     pub async fn write_index(&self, file: &pb::IndexFile) -> Result<()> {
-        let sealed = self.master.seal(INDEX_CONTEXT, &file.encode_to_vec())?;
-        self.put(&VolumeKeys::object(VolumeDir::Index, &random_id()?), sealed)
+        self.write_sealed(VolumeDir::Index, &random_id()?, &file.encode_to_vec())
             .await
+    }
+
+    /// Seals `plain` and writes it as object `id` of `dir` (index files, snapshots, prune plans).
+    async fn write_sealed(&self, dir: VolumeDir, id: &str, plain: &[u8]) -> Result<()> {
+        let key = VolumeKeys::object(dir, id);
+        let sealed = self.master.seal(&self.context(dir, &key), plain)?;
+        self.put(&key, sealed).await
+    }
+
+    /// What object `key` of `dir` is sealed to: in version 2, its key and the repository's id,
+    /// so that it opens nowhere else; in version 1, its kind only.
+    fn context(&self, dir: VolumeDir, key: &str) -> String {
+        let base = match dir {
+            VolumeDir::Snapshots => SNAPSHOT_CONTEXT,
+            VolumeDir::Prune => PLAN_CONTEXT,
+            VolumeDir::Index | VolumeDir::Keys | VolumeDir::Data => INDEX_CONTEXT,
+        };
+        if self.config.version <= 1 {
+            return base.to_owned();
+        }
+        let id: String = self.config.id.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{base}/{id}/{key}")
     }
 
     /// Every snapshot with its id, oldest first.
@@ -319,8 +365,8 @@ impl Repository {
     /// Writes `snapshot`; returns its id.
     pub async fn save_snapshot(&self, snapshot: &pb::Snapshot) -> Result<String> {
         let id = format!("{}{}", random_id()?, random_id()?);
-        let sealed = self.master.seal(SNAPSHOT_CONTEXT, &snapshot.encode_to_vec())?;
-        self.put(&VolumeKeys::snapshot(&id), sealed).await?;
+        self.write_sealed(VolumeDir::Snapshots, &id, &snapshot.encode_to_vec())
+            .await?;
         Ok(id)
     }
 
@@ -385,16 +431,16 @@ impl Repository {
 
     /// The object at `key` in `dir` (index files, snapshots, prune plans), opened.
     async fn read_sealed(&self, dir: VolumeDir, key: &str) -> Result<Vec<u8>> {
-        let (kind, context) = match dir {
-            VolumeDir::Snapshots => (ObjectKind::VolumeSnapshot, SNAPSHOT_CONTEXT),
-            VolumeDir::Prune => (ObjectKind::VolumePrunePlan, PLAN_CONTEXT),
+        let kind = match dir {
+            VolumeDir::Snapshots => ObjectKind::VolumeSnapshot,
+            VolumeDir::Prune => ObjectKind::VolumePrunePlan,
             // Keys and packs are read otherwise (`open`, `read_blob`).
-            VolumeDir::Index | VolumeDir::Keys | VolumeDir::Data => (ObjectKind::VolumeIndex, INDEX_CONTEXT),
+            VolumeDir::Index | VolumeDir::Keys | VolumeDir::Data => ObjectKind::VolumeIndex,
         };
         let sealed = get(self.store.as_ref(), kind, key).await?;
         self.master
-            .open(context, &sealed)
-            .map_err(|e| Error::corrupt(key, e))
+            .open(&self.context(dir, key), &sealed)
+            .map_err(|e| Error::corrupt(key, format!("{e} (written for another name or repository?)")))
     }
 }
 
@@ -451,6 +497,41 @@ pub fn check_config(config: &pb::RepoConfig) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The master key in what a key file sealed (`sealed`), once `config` (read in the clear) is
+/// known to be the repository's: a version 2 key file seals the configuration, which must be
+/// `config` byte for byte; a version 1 key file seals the master key alone, and only a version 1
+/// configuration goes with it (a rewritten `volumes/config` cannot downgrade a repository).
+fn authentic(config: &pb::RepoConfig, sealed: &[u8]) -> Result<Vec<u8>> {
+    let not_authentic = |why: &str| {
+        Error::corrupt(
+            VolumeKeys::config(),
+            format!("not authentic: {why} (it was rewritten in the bucket)"),
+        )
+    };
+    if sealed.len() == KEY_LEN {
+        return if config.version <= 1 {
+            Ok(sealed.to_vec())
+        } else {
+            Err(not_authentic(
+                "it says version 2, but the repository's key file is of version 1",
+            ))
+        };
+    }
+    let key = pb::RepoKey::decode(sealed).map_err(|e| Error::corrupt("the repository's key file", e))?;
+    if key.config.as_ref() != Some(config) {
+        return Err(not_authentic(
+            "it differs from the configuration sealed with the repository's key",
+        ));
+    }
+    if key.master.len() != KEY_LEN {
+        return Err(Error::corrupt(
+            "the repository's key file",
+            "a master key is 32 bytes",
+        ));
+    }
+    Ok(key.master)
 }
 
 fn derive_id_key(master: &[u8]) -> [u8; 32] {
