@@ -1,7 +1,8 @@
 //! Whole backups or nothing (issue 15, acceptance 7): a backup whose location lost one object
 //! part and had another replaced by a part of a different backup is refused by a restore before
 //! it changes anything in the cluster, naming both; with `--partial` the rest is restored and the
-//! items of the two parts are reported as failed.
+//! items of the two parts are reported as failed. A manifest swollen to 200 MiB fails a restore
+//! by name, unread (acceptance 5).
 
 use anyhow::Result;
 use cairn_proto::model::{Outcome, Phase};
@@ -118,5 +119,43 @@ async fn a_damaged_backup_changes_nothing_unless_partial_and_then_names_what_it_
     );
     let said = restore.status.error.unwrap_or_default();
     assert!(said.contains(configmaps) && said.contains(secrets), "{said}");
+    Ok(())
+}
+
+/// A manifest replaced in the bucket by 200 MiB (issue 15, acceptance 5): the restore fails
+/// naming it, its size and the limit, and the agent never holds it (peak memory measured).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_manifest_fails_a_restore_by_name_unread() -> Result<()> {
+    const PLANTED: u64 = 200 << 20;
+    let cp = ControlPlane::start("bloat").await?;
+    let hub = HubProcess::start().await?;
+    let agent = hub.agent(&cp, None).await?;
+    cp.apply(SHOP).await?;
+    hub.cli_line("backup create big --cluster bloat --include-namespaces shop --wait")
+        .await?
+        .ok()?;
+    let manifest = hub.data_dir().join("backups/backups/big/manifest.pb");
+    std::fs::File::create(&manifest)?.set_len(PLANTED)?;
+    let before = testbed::proc_stats::peak_rss_mib(agent.pid());
+
+    let out = hub
+        .cli_line("restore create bloated --from-backup big --namespace-mapping shop:shop-big --wait")
+        .await?;
+    assert_ne!(out.code, Some(0), "{out:?}");
+    let restore = hub.client().await?.restore(&"bloated".parse()?).await?;
+    assert_eq!(restore.status.phase, Phase::Failed, "{restore:?}");
+    let error = restore.status.error.unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "backups/big/manifest.pb is {PLANTED} bytes, more than the 67108864 bytes a manifest may be"
+        )),
+        "{error}"
+    );
+    let peak = testbed::proc_stats::peak_rss_mib(agent.pid());
+    println!("agent peak RSS: {before} MiB before the restore, {peak} MiB after");
+    assert!(
+        peak > 0 && peak < 128,
+        "the agent's peak memory is {peak} MiB: it read the 200 MiB manifest"
+    );
     Ok(())
 }
