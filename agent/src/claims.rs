@@ -95,6 +95,7 @@ pub async fn back_up(
             source: format!("{}/{}/{}", spec.cluster, claim.namespace, claim.name),
             tag: spec.name.to_string(),
             snapshot: None,
+            keep_setid: false,
         };
         (result.node, result.pod) = (mount.node, mount.pod);
         asked.push((result, volumes.relay.ask(task).await));
@@ -159,6 +160,7 @@ pub async fn restore(
             source: String::new(),
             tag: String::new(),
             snapshot: Some(source.snapshot.clone()),
+            keep_setid: spec.keep_setid,
         };
         (result.volume, result.node, result.pod) = (volume, mount.node, mount.pod);
         asked.push((result, volumes.relay.ask(task).await));

@@ -134,7 +134,9 @@ impl Node {
             }
             Some(snapshot) => {
                 let dir = self.mounted(&volume).await?;
-                let options = volume::restore::Options::default();
+                let options = volume::restore::Options {
+                    keep_setid: task.keep_setid,
+                };
                 let s = volume::restore::run(repo, snapshot, &dir, counters.clone(), options).await?;
                 result.snapshot = snapshot.clone();
                 result.files = s.files;
@@ -284,6 +286,7 @@ mod tests {
             source: "east/shop/data".into(),
             tag: "nightly".into(),
             snapshot: snapshot.map(str::to_owned),
+            keep_setid: false,
         }
     }
 

@@ -366,6 +366,7 @@ async fn measure(n: usize) -> Result<Row> {
         dry_run: false,
         include_sensitive: false,
         partial: false,
+        keep_setid: false,
         volume_wait: None,
     };
     let start = Instant::now();

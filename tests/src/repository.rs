@@ -30,3 +30,13 @@ fn store(url: &str) -> Result<Arc<dyn object_store::ObjectStore>> {
         options: Default::default(),
     })?)
 }
+
+/// Backs `source` up into `repo` (host `h`); the new snapshot's id.
+pub async fn back_up(repo: &Arc<Repository>, source: &Path) -> Result<String> {
+    let origin = cairn_agent::volume::backup::Origin {
+        host: "h".into(),
+        ..Default::default()
+    };
+    let done = cairn_agent::volume::backup::run(repo.clone(), source, origin, Arc::default()).await?;
+    Ok(done.snapshot)
+}

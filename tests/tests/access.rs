@@ -134,6 +134,17 @@ async fn each_role_does_what_it_may_and_every_change_is_audited() -> Result<()> 
         &out,
         "that needs role workspace-admin (or above) in workspace default",
     );
+    // Nor setuid programs into the restored volumes.
+    let out = hub
+        .cli_as(
+            &operator,
+            &["restore", "create", "r3", "--from-backup", "b1", "--keep-setid"],
+        )
+        .await?;
+    refused(
+        &out,
+        "that needs role workspace-admin (or above) in workspace default",
+    );
 
     // A viewer of workspace eu sees eu only: not default's backup, not default's cluster.
     let eu_viewer = hub

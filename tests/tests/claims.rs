@@ -718,6 +718,7 @@ async fn node_tasks_with_hostile_names_are_refused_before_any_file_is_touched() 
             source: format!("vol-hostile/shop/{claim}"),
             tag: "hostile".into(),
             snapshot: None,
+            keep_setid: false,
         })
     };
     tx.send(Report::VolumeTask(task("by-uid", "../..", "pv-1")?).to_pb())

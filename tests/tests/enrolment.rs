@@ -276,6 +276,7 @@ async fn an_agents_certificate_acts_only_for_its_own_cluster_until_revoked() -> 
         source: "west/app/data".into(),
         tag: "west-1".into(),
         snapshot: None,
+        keep_setid: false,
     };
     tx.send(Report::VolumeTask(task).to_pb()).await?;
     // A backup of east, sent to this session; its result names a snapshot no node agent made

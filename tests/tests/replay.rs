@@ -5,7 +5,7 @@
 //! deletes nothing a backup still running relies on.
 
 use anyhow::{Context, Result};
-use cairn_agent::volume::backup::{Counters, Origin};
+use cairn_agent::volume::backup::Counters;
 use cairn_agent::volume::prune::{self, Options};
 use cairn_agent::volume::restore;
 use cairn_proto::pb;
@@ -29,13 +29,7 @@ async fn backed_up(dir: &Path) -> Result<(String, std::path::PathBuf, String)> {
             std::time::SystemTime::now(),
         )?;
     }
-    let origin = Origin {
-        host: "h".into(),
-        ..Default::default()
-    };
-    let snapshot = cairn_agent::volume::backup::run(repo, &source, origin, Arc::default())
-        .await?
-        .snapshot;
+    let snapshot = testbed::repository::back_up(&repo, &source).await?;
     Ok((url, key, snapshot))
 }
 

@@ -6,14 +6,14 @@
 //! while a backup reads it never gets that file into the repository.
 
 use anyhow::{Context, Result};
-use cairn_agent::volume::backup::{Counters, Origin};
+use cairn_agent::volume::backup::Counters;
 use cairn_agent::volume::blob::BlobId;
 use cairn_agent::volume::pack::PackBuilder;
 use cairn_agent::volume::restore::Options;
 use cairn_agent::volume::{Error, Repository};
 use cairn_proto::pb;
 use prost::Message;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -170,13 +170,7 @@ async fn a_tenant_swapping_a_directory_for_a_symlink_during_restore_changes_no_o
     let (_, _, repo) = testbed::repository::create(top.path()).await?;
     let source = top.path().join("source");
     tree(&source, 2000)?;
-    let origin = Origin {
-        host: "h".into(),
-        ..Default::default()
-    };
-    let snapshot = cairn_agent::volume::backup::run(repo.clone(), &source, origin, Arc::default())
-        .await?
-        .snapshot;
+    let snapshot = testbed::repository::back_up(&repo, &source).await?;
     // Another pod's volume, which the tenant points its `sub` at.
     let victim = top.path().join("victim");
     std::fs::create_dir_all(&victim)?;
@@ -261,13 +255,8 @@ async fn a_file_swapped_for_a_symlink_during_backup_never_brings_outside_data_in
     };
     let mut snapshots = Vec::new();
     for _ in 0..6 {
-        let origin = Origin {
-            host: "h".into(),
-            ..Default::default()
-        };
         // A backup may leave out what changed under it; it must never read the secret.
-        let done = cairn_agent::volume::backup::run(repo.clone(), &source, origin, Arc::default()).await?;
-        snapshots.push(done.snapshot);
+        snapshots.push(testbed::repository::back_up(&repo, &source).await?);
     }
     stop.store(true, Ordering::Relaxed);
     let swaps = swapper.join().map_err(|_| anyhow::anyhow!("swapper panicked"))?;
@@ -293,6 +282,41 @@ async fn a_file_swapped_for_a_symlink_during_backup_never_brings_outside_data_in
                 );
             }
         }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn setuid_and_setgid_bits_come_back_only_when_asked() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let top = LocalDir::new()?;
+    let (_, _, repo) = testbed::repository::create(top.path()).await?;
+    let source = top.path().join("source");
+    std::fs::create_dir_all(&source)?;
+    for (name, mode) in [("suid", 0o4755), ("sgid", 0o2755), ("plain", 0o755)] {
+        std::fs::write(source.join(name), b"#!/bin/sh\n")?;
+        std::fs::set_permissions(source.join(name), std::fs::Permissions::from_mode(mode))?;
+    }
+    let snapshot = testbed::repository::back_up(&repo, &source).await?;
+    let mode = |p: PathBuf| -> Result<u32> { Ok(std::fs::metadata(p)?.permissions().mode() & 0o7777) };
+    for keep_setid in [false, true] {
+        let target = top.path().join(format!("restored-{keep_setid}"));
+        cairn_agent::volume::restore::run(
+            repo.clone(),
+            &snapshot,
+            &target,
+            Arc::new(Counters::default()),
+            Options { keep_setid },
+        )
+        .await?;
+        let (suid, sgid) = if keep_setid {
+            (0o4755, 0o2755)
+        } else {
+            (0o755, 0o755)
+        };
+        assert_eq!(mode(target.join("suid"))?, suid, "keep_setid {keep_setid}");
+        assert_eq!(mode(target.join("sgid"))?, sgid, "keep_setid {keep_setid}");
+        assert_eq!(mode(target.join("plain"))?, 0o755);
     }
     Ok(())
 }

@@ -474,6 +474,10 @@ struct RestoreCreate {
     /// is intact and report the rest; without it such a backup is refused, nothing changed.
     #[arg(long)]
     partial: bool,
+    /// Restored volume files keep setuid and setgid bits (dropped by default). Needs a workspace
+    /// admin, and the node agent's FSETID capability.
+    #[arg(long)]
+    keep_setid: bool,
     /// How long claims whose data is restored may take to be bound and mounted by a pod on a
     /// node before their data is given up (default 10m).
     #[arg(long)]
@@ -990,6 +994,7 @@ fn restore_spec(a: RestoreCreate) -> RestoreSpec {
         preserve_node_ports: a.preserve_node_ports,
         include_sensitive: a.include_sensitive,
         partial: a.partial,
+        keep_setid: a.keep_setid,
         volume_wait: a.volume_wait.map(Into::into),
         dry_run: a.dry_run,
     }

@@ -327,8 +327,9 @@ impl pb::cairn_server::Cairn for UserApi {
             None => self.hub.backup(&spec.backup).await?.spec.cluster,
         };
         let scope = self.hub.workspace_of(&target).await?;
-        // Restoring what could make its runner the cluster's administrator is a workspace admin's.
-        let permission = if spec.include_sensitive {
+        // Restoring what could make its runner the cluster's administrator (or setuid programs
+        // into its volumes) is a workspace admin's.
+        let permission = if spec.include_sensitive || spec.keep_setid {
             Permission::Configure
         } else {
             Permission::Operate

@@ -236,6 +236,7 @@ mod tests {
             source: "east/shop/data".into(),
             tag: "nightly".into(),
             snapshot: None,
+            keep_setid: false,
         }
     }
 

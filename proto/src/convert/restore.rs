@@ -32,6 +32,7 @@ impl Wire for RestoreSpec {
             preserve_node_ports: self.preserve_node_ports,
             include_sensitive: self.include_sensitive,
             partial: self.partial,
+            keep_setid: self.keep_setid,
             dry_run: self.dry_run,
             volume_wait_seconds: self.volume_wait.map_or(0, |d| d.as_secs().max(1)),
         }
@@ -57,6 +58,7 @@ impl Wire for RestoreSpec {
             preserve_node_ports: m.preserve_node_ports,
             include_sensitive: m.include_sensitive,
             partial: m.partial,
+            keep_setid: m.keep_setid,
             dry_run: m.dry_run,
             volume_wait: super::backup::seconds_from_pb(m.volume_wait_seconds),
         })

@@ -83,6 +83,7 @@ impl Wire for VolumeTask {
             source: self.source.clone(),
             tag: self.tag.clone(),
             snapshot: self.snapshot.clone().unwrap_or_default(),
+            keep_setid: self.keep_setid,
         }
     }
 
@@ -98,6 +99,7 @@ impl Wire for VolumeTask {
             source: m.source,
             tag: m.tag,
             snapshot: opt_string(m.snapshot),
+            keep_setid: m.keep_setid,
         })
     }
 }

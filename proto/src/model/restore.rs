@@ -52,6 +52,10 @@ pub struct RestoreSpec {
     /// refused before anything changes.
     #[serde(default)]
     pub partial: bool,
+    /// Restored volume files keep setuid and setgid bits (dropped by default: a restore must not
+    /// hand out privilege); like `include_sensitive`, a workspace admin's to ask.
+    #[serde(default)]
+    pub keep_setid: bool,
 }
 
 impl RestoreSpec {

@@ -143,6 +143,8 @@ pub struct VolumeTask {
     pub tag: String,
     /// Restore this snapshot into the directory; `None`: back the directory up.
     pub snapshot: Option<String>,
+    /// A restore keeps setuid and setgid bits (dropped by default).
+    pub keep_setid: bool,
 }
 
 /// How far a node agent has got with a task.

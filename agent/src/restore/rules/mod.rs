@@ -165,6 +165,7 @@ pub(crate) mod tests {
             dry_run: false,
             include_sensitive: false,
             partial: false,
+            keep_setid: false,
             volume_wait: None,
         }
     }
