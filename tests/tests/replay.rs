@@ -1,7 +1,7 @@
 //! A bucket's repository objects are not trusted for their name or their time (issue 15,
 //! acceptance 6): `volumes/config` rewritten (a 2 GiB chunk maximum, or a downgrade to version 1)
-//! is refused as not authentic; an index file or prune plan copied under another name does not
-//! open, and is named; an old prune plan uploaded again waits its grace period anew, so it
+//! is refused as not authentic; an index file or prune plan copied under another name, or from
+//! another repository, does not open, and is named; an old prune plan uploaded again waits its grace period anew, so it
 //! deletes nothing a backup still running relies on.
 
 use anyhow::{Context, Result};
@@ -75,7 +75,7 @@ async fn a_rewritten_repository_config_is_refused_as_not_authentic() -> Result<(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn index_files_and_prune_plans_copied_under_another_name_are_refused() -> Result<()> {
+async fn index_files_and_prune_plans_copied_under_another_name_or_repository_are_refused() -> Result<()> {
     let dir = LocalDir::new()?;
     let (url, key, _) = backed_up(dir.path()).await?;
     let repo = testbed::repository::open(&url, &key).await?;
@@ -102,6 +102,24 @@ async fn index_files_and_prune_plans_copied_under_another_name_are_refused() -> 
         );
         std::fs::remove_file(&copy)?;
     }
+    // From another repository (another master key, another id): refused the same way.
+    let other = dir.path().join("other");
+    backed_up(&other).await?;
+    let theirs = files_under(&other.join("repo/volumes/index"))?;
+    let theirs = theirs.first().context("an index file")?;
+    let planted = dir
+        .path()
+        .join("repo/volumes/index")
+        .join(theirs.file_name().context("a name")?);
+    std::fs::copy(theirs, &planted)?;
+    let said = error_text(repo.load_index().await.map_err(anyhow::Error::from));
+    assert!(
+        said.contains(&format!(
+            "{} is corrupt",
+            planted.strip_prefix(dir.path().join("repo"))?.display()
+        )),
+        "{said}"
+    );
     Ok(())
 }
 
