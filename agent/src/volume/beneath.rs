@@ -71,24 +71,9 @@ impl Beneath {
         })
     }
 
-    /// Directory `rel` below `dir`, resolved beneath `dir` (no symlink followed on the way).
-    pub fn open_below(dir: &Path, rel: &Path) -> std::io::Result<Self> {
-        let base = Self::open(dir)?;
-        let root = base.open_at(rel, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
-        Ok(Self {
-            root,
-            shown: dir.join(rel),
-        })
-    }
-
     /// `rel` as a user reads it: the directory's path joined with it.
     pub fn show(&self, rel: &Path) -> PathBuf {
         self.shown.join(rel)
-    }
-
-    /// The directory itself.
-    pub fn root(&self) -> impl AsFd + '_ {
-        &self.root
     }
 
     /// Opens `rel` (`.` or empty: the directory) with `flags` (and `mode`, when creating),
