@@ -164,6 +164,19 @@ fn tree(dir: &Path, files: usize) -> Result<()> {
     Ok(())
 }
 
+/// What a tenant's pod can do to its own volume: move `path` away, put a symlink to `target` in
+/// its place, then put it back. Whether it did.
+fn swap_for_a_link(path: &Path, target: &Path) -> bool {
+    let moved = path.with_extension("moved");
+    if std::fs::rename(path, &moved).is_err() {
+        return false;
+    }
+    let _ = std::os::unix::fs::symlink(target, path);
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::rename(&moved, path);
+    true
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tenant_swapping_a_directory_for_a_symlink_during_restore_changes_no_other_volume() -> Result<()> {
     let top = LocalDir::new()?;
@@ -187,13 +200,7 @@ async fn a_tenant_swapping_a_directory_for_a_symlink_during_restore_changes_no_o
                 let mut swaps = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     // The tenant's pod: its `sub` becomes a link to the other volume, and back.
-                    let moved = sub.with_extension("moved");
-                    if std::fs::rename(&sub, &moved).is_ok() {
-                        let _ = std::os::unix::fs::symlink(&victim, &sub);
-                        swaps += 1;
-                        let _ = std::fs::remove_file(&sub);
-                        let _ = std::fs::rename(&moved, &sub);
-                    }
+                    swaps += u64::from(swap_for_a_link(&sub, &victim));
                 }
                 swaps
             })
@@ -240,14 +247,7 @@ async fn a_file_swapped_for_a_symlink_during_backup_never_brings_outside_data_in
             let mut swaps = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 for i in (0..300).step_by(7) {
-                    let f = sub.join(format!("f{i:04}"));
-                    let moved = f.with_extension("moved");
-                    if std::fs::rename(&f, &moved).is_ok() {
-                        let _ = std::os::unix::fs::symlink(&secret, &f);
-                        swaps += 1;
-                        let _ = std::fs::remove_file(&f);
-                        let _ = std::fs::rename(&moved, &f);
-                    }
+                    swaps += u64::from(swap_for_a_link(&sub.join(format!("f{i:04}")), &secret));
                 }
             }
             swaps
