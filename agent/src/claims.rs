@@ -16,6 +16,11 @@ use crate::report::Reporter;
 /// How often a restore looks whether its claims are bound and mounted.
 const POLL: Duration = Duration::from_secs(1);
 
+/// How long a volume task may go without a word from its node agent (which reports progress
+/// every second, working or waiting for its turn) before the cluster agent gives up on it. Long
+/// enough for a link to the hub to drop and come back: the node agent's result is repeated then.
+const SILENT_TASK: Duration = Duration::from_secs(600);
+
 /// A claim a backup selected.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -100,7 +105,7 @@ pub async fn back_up(
         (result.node, result.pod) = (mount.node, mount.pod);
         asked.push((result, volumes.relay.ask(task).await));
     }
-    results.extend(follow(asked, reporter).await);
+    results.extend(follow(asked, reporter, SILENT_TASK).await);
     results
 }
 
@@ -165,26 +170,44 @@ pub async fn restore(
         (result.volume, result.node, result.pod) = (volume, mount.node, mount.pod);
         asked.push((result, volumes.relay.ask(task).await));
     }
-    results.extend(follow(asked, reporter).await);
+    results.extend(follow(asked, reporter, SILENT_TASK).await);
     results
 }
 
-/// Waits for every asked task, reporting the files and bytes moved by all of them together.
-async fn follow(asked: Vec<(VolumeResult, Asked)>, reporter: &mut Reporter) -> Vec<VolumeResult> {
+/// Waits for every asked task, reporting the files and bytes moved by all of them together; a
+/// task not heard of for `silent` fails, naming its node.
+async fn follow(
+    asked: Vec<(VolumeResult, Asked)>,
+    reporter: &mut Reporter,
+    silent: Duration,
+) -> Vec<VolumeResult> {
     let total = asked.len();
     let mut results = Vec::with_capacity(total);
-    let mut waiting: Vec<_> = asked.into_iter().collect();
+    let start = tokio::time::Instant::now();
+    let mut waiting: Vec<_> = asked.into_iter().map(|(r, a)| (r, a, start)).collect();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     while !waiting.is_empty() {
         tick.tick().await;
         let mut still = Vec::with_capacity(waiting.len());
-        for (mut result, mut asked) in waiting {
+        for (mut result, mut asked, mut heard) in waiting {
+            if asked.progress.has_changed().unwrap_or(false) {
+                asked.progress.mark_unchanged();
+                heard = tokio::time::Instant::now();
+            }
             match asked.done.try_recv() {
                 Ok(done) => {
                     merge(&mut result, done);
                     results.push(result);
                 }
-                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => still.push((result, asked)),
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) if heard.elapsed() > silent => {
+                    result.error = Some(format!(
+                        "no word from the node agent of node {} for {}: given up",
+                        result.node,
+                        humantime::format_duration(silent)
+                    ));
+                    results.push(result);
+                }
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => still.push((result, asked, heard)),
                 Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
                     result.error =
                         Some("the agent's link to the hub was lost while the node agent worked".into());
@@ -197,7 +220,7 @@ async fn follow(asked: Vec<(VolumeResult, Asked)>, reporter: &mut Reporter) -> V
         for r in &results {
             (files, bytes) = (files + r.files, bytes + r.bytes);
         }
-        for (_, asked) in &waiting {
+        for (_, asked, _) in &waiting {
             let (f, b) = *asked.progress.borrow();
             (files, bytes) = (files + f, bytes + b);
         }
@@ -294,4 +317,67 @@ async fn placed(
         tokio::time::sleep(POLL).await;
     }
     Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_proto::model::BackupName;
+    use tokio::sync::{mpsc, oneshot, watch};
+
+    fn on(node: &str) -> VolumeResult {
+        VolumeResult {
+            node: node.into(),
+            ..VolumeResult::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_never_heard_of_fails_at_the_deadline_and_one_reporting_progress_does_not() {
+        let (quiet_done, quiet_rx) = oneshot::channel::<VolumeResult>();
+        let (_quiet_progress, quiet_progress_rx) = watch::channel((0, 0));
+        let (busy_done, busy_rx) = oneshot::channel();
+        let (busy_progress, busy_progress_rx) = watch::channel((0, 0));
+        // The busy node agent reports every 30 s for 15 minutes (longer than the deadline), then ends.
+        tokio::spawn(async move {
+            for i in 1..=30 {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                busy_progress.send_replace((i, i * 10));
+            }
+            let _ = busy_done.send(VolumeResult {
+                files: 30,
+                bytes: 300,
+                ..VolumeResult::default()
+            });
+        });
+        let (tx, _rx) = mpsc::channel(64);
+        let mut reporter = Reporter::new("nightly".parse::<BackupName>().expect("name"), tx);
+        let start = tokio::time::Instant::now();
+        let asked = vec![
+            (
+                on("quiet"),
+                Asked {
+                    progress: quiet_progress_rx,
+                    done: quiet_rx,
+                },
+            ),
+            (
+                on("busy"),
+                Asked {
+                    progress: busy_progress_rx,
+                    done: busy_rx,
+                },
+            ),
+        ];
+        let results = follow(asked, &mut reporter, Duration::from_secs(600)).await;
+        let quiet = results.iter().find(|r| r.node == "quiet").expect("quiet");
+        assert_eq!(
+            quiet.error.as_deref(),
+            Some("no word from the node agent of node quiet for 10m: given up")
+        );
+        let busy = results.iter().find(|r| r.node == "busy").expect("busy");
+        assert_eq!((busy.error.as_deref(), busy.files, busy.bytes), (None, 30, 300));
+        assert!(start.elapsed() >= Duration::from_secs(900), "waited for the busy one");
+        drop(quiet_done);
+    }
 }

@@ -31,8 +31,14 @@ const RECENT_RESULTS: usize = 32;
 pub const STOP_GRACE: Duration = Duration::from_secs(20);
 /// How long a stopping agent waits for the hub to close the link after closing its side.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
-/// First and longest wait before dialling again.
+/// First and longest ceiling of the wait before dialling again.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
+
+/// How long to wait before dialling again under `ceiling`: anywhere from nothing to the ceiling
+/// ("full jitter"), so agents that lost the hub together do not all dial it again together.
+fn jittered(ceiling: Duration) -> Duration {
+    ceiling.mul_f64(rand::random::<f64>())
+}
 
 /// Why a link ended.
 #[derive(Debug, thiserror::Error)]
@@ -143,9 +149,10 @@ impl Link {
             if started.elapsed() > BACKOFF.1 {
                 delay = BACKOFF.0; // the last link was up for a while: start backing off afresh
             }
-            tracing::warn!(hub = %self.enrolled.hub, error = %cairn_proto::error_chain(&e), retry_in = ?delay, "link to the hub down");
+            let wait = jittered(delay);
+            tracing::warn!(hub = %self.enrolled.hub, error = %cairn_proto::error_chain(&e), retry_in = ?wait, "link to the hub down");
             tokio::select! {
-                () = tokio::time::sleep(delay) => {}
+                () = tokio::time::sleep(wait) => {}
                 // No link to report on: running operations are given up; the hub fails them.
                 () = local.stop.cancelled() => return Ok(()),
             }

@@ -77,23 +77,39 @@ impl Node {
 
     /// Runs `task` (after those before it); its progress and result go into `events`.
     pub async fn run(self, task: VolumeTask, events: mpsc::Sender<Report>) {
+        let (id, node, volume) = (task.id.clone(), self.name.clone(), task.volume.clone());
+        // Progress from the start, waiting for a slot or not: the cluster agent's sign of life.
+        let counters = Arc::new(Counters::default());
+        let _ticker = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(report_progress(
+            id.clone(),
+            counters.clone(),
+            events.clone(),
+        )));
         let _slot = self.slots.clone().acquire_owned().await;
-        let id = task.id.clone();
-        let result = self.execute(&task, &events).await;
+        // A task that dies (a panic) still answers, so its backup or restore does not wait for ever.
+        let result = match tokio::spawn(async move { self.execute(&task, &counters).await }).await {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::error!(task = %id, error = %e, "volume task died");
+                VolumeResult {
+                    node,
+                    volume,
+                    error: Some(format!("the node agent's task died ({e}): its data was not all moved")),
+                    ..VolumeResult::default()
+                }
+            }
+        };
         let _ = events.send(Report::VolumeDone(id, result)).await;
     }
 
     #[tracing::instrument(name = "volume", skip_all, fields(task = %task.id, pod = %task.pod_uid, volume = %task.volume))]
-    async fn execute(&self, task: &VolumeTask, events: &mpsc::Sender<Report>) -> VolumeResult {
+    async fn execute(&self, task: &VolumeTask, counters: &Arc<Counters>) -> VolumeResult {
         let mut result = VolumeResult {
             node: self.name.clone(),
             volume: task.volume.clone(),
             ..VolumeResult::default()
         };
-        let counters = Arc::new(Counters::default());
-        let ticker = tokio::spawn(report_progress(task.id.clone(), counters.clone(), events.clone()));
-        let outcome = self.move_data(task, &counters, &mut result).await;
-        ticker.abort();
+        let outcome = self.move_data(task, counters, &mut result).await;
         if let Err(e) = outcome {
             let error = cairn_proto::error_chain(&e);
             tracing::warn!(%error, "volume task failed");
@@ -369,8 +385,8 @@ mod tests {
         ];
         for snapshot in [None, Some("0123456789abcdef")] {
             for (uid, volume, refusal) in cases {
-                let (tx, _rx) = mpsc::channel(8);
-                let result = node.execute(&task(uid, volume, &repo, snapshot), &tx).await;
+                let counters = Arc::new(Counters::default());
+                let result = node.execute(&task(uid, volume, &repo, snapshot), &counters).await;
                 let error = result.error.unwrap_or_default();
                 assert!(error.starts_with(refusal), "{uid:?} {volume:?}: {error}");
             }

@@ -28,6 +28,14 @@ impl Reporter {
         }
     }
 
+    /// Tells the hub that the operation has begun: how it knows the agent took the instruction
+    /// up. Waits for room, like a result.
+    pub async fn started(&mut self) {
+        "started".clone_into(&mut self.progress.current);
+        self.last = Some(Instant::now());
+        let _ = self.tx.send(Report::Progress(self.progress.clone())).await;
+    }
+
     /// Updates progress; sent at most every 250 ms, and dropped if the link is behind.
     pub fn progress(&mut self, items_done: u64, items_total: u64, bytes_done: u64, current: &str) {
         self.progress.items_done = items_done;

@@ -22,6 +22,8 @@ const ENV_KEYS: &[&str] = &[
     "CAIRN_DATA_DIR",
     "CAIRN_LISTEN",
     "CAIRN_AGENT_TIMEOUT",
+    "CAIRN_INSTRUCTION_DEADLINE",
+    "CAIRN_AGENT_ADMISSIONS_PER_SECOND",
     "CAIRN_AGENT_CERT_LIFETIME",
     "CAIRN_DEFAULT_LOCATION_DIR",
     "CAIRN_LOCATION_CHECK_INTERVAL",
@@ -58,6 +60,12 @@ pub struct Config {
     /// Silence after which an agent counts as disconnected.
     #[serde(with = "humantime_serde")]
     pub agent_timeout: Duration,
+    /// How long an agent has to take up an instruction, and to read what the hub sends it.
+    #[serde(with = "humantime_serde")]
+    pub instruction_deadline: Duration,
+    /// Agent connections admitted per second, at most (a burst of as many at once); the rest
+    /// are told to dial again later.
+    pub agent_admissions_per_second: u32,
     /// The master key's file, outside the data directory (a mounted Secret); empty:
     /// `<data_dir>/secret.key`, made on first start.
     pub secret_key_file: PathBuf,
@@ -109,6 +117,14 @@ impl Config {
             .map_err(Error::Load)?;
         if config.agent_timeout < Duration::from_secs(1) {
             return Err(Error::Invalid("agent_timeout must be at least 1s".into()));
+        }
+        if config.instruction_deadline < Duration::from_secs(1) {
+            return Err(Error::Invalid("instruction_deadline must be at least 1s".into()));
+        }
+        if config.agent_admissions_per_second == 0 {
+            return Err(Error::Invalid(
+                "agent_admissions_per_second must be at least 1".into(),
+            ));
         }
         if config.agent_cert_lifetime < Duration::from_secs(1) {
             return Err(Error::Invalid("agent_cert_lifetime must be at least 1s".into()));

@@ -82,7 +82,11 @@ pub async fn run(
         &config.default_location_dir()?,
         config.clock(),
         enrolment,
-        config.volume_prune_grace,
+        crate::operations::Limits {
+            prune_grace: config.volume_prune_grace,
+            instruction_deadline: config.instruction_deadline,
+            admissions_per_second: config.agent_admissions_per_second,
+        },
     )
     .await?;
     let made = match admin {

@@ -60,7 +60,11 @@ pub async fn in_process_hub(
         backups.to_str().context("UTF-8 path")?,
         cairn_hub::clock::Clock::System,
         enrolment,
-        Duration::from_secs(24 * 3600),
+        cairn_hub::operations::Limits {
+            prune_grace: Duration::from_secs(24 * 3600),
+            instruction_deadline: Duration::from_secs(30),
+            admissions_per_second: 1000,
+        },
     )
     .await?;
     let admin = hub

@@ -81,10 +81,11 @@ pub async fn run(
     client: kube::Client,
     spec: BackupSpec,
     (location, resources): (Location, ResourceKeys),
-    reporter: Reporter,
+    mut reporter: Reporter,
     volumes: Volumes,
     kubernetes_version: String,
 ) {
+    reporter.started().await;
     let started = Timestamp::now();
     let name = spec.name.clone();
     let (status, reporter) = match execute(

@@ -87,6 +87,7 @@ pub async fn run(
     mut reporter: Reporter,
     volumes: Volumes,
 ) {
+    reporter.started().await;
     let started = Timestamp::now();
     let opened = format::open_location(&location)
         .map_err(Error::from)

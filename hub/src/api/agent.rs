@@ -38,11 +38,13 @@ impl pb::agent_channel_server::AgentChannel for AgentChannel {
         request: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<Down_>, Status> {
         let id = self.admitted(&request).await?;
+        self.hub.pace()?;
         let mut up = request.into_inner();
         let first = up
             .message()
             .await?
             .ok_or_else(|| Status::invalid_argument("empty agent stream"))?;
+        within_limit(&first)?;
         let Report::Register(register) = Report::from_pb(first).map_err(|e| invalid(&e))? else {
             return Err(Status::invalid_argument(
                 "the first message of an agent stream must be Register",
@@ -131,7 +133,41 @@ impl AgentChannel {
     }
 }
 
+/// The largest agent message the hub decodes at all: the largest of [`within_limit`]'s.
+pub const AGENT_MESSAGE_MAX: usize = 16 << 20;
+
+/// Reports of one session waiting to be handled; when full, the session stops reading the
+/// agent's stream until there is room (the agent's own queue then holds its reports).
+const REPORT_QUEUE: usize = 64;
+
+/// Refuses `message` if it is larger than any agent needs to send of its kind.
+fn within_limit(message: &pb::AgentMessage) -> Result<(), Status> {
+    use pb::agent_message::Kind;
+    use prost::Message;
+    let (kind, limit) = match &message.kind {
+        None => return Ok(()),
+        Some(Kind::Register(_)) => ("registration", 4 << 10),
+        Some(Kind::Heartbeat(_)) => ("heartbeat", 4 << 10),
+        Some(Kind::Vouched(_)) => ("verdict on a node agent", 4 << 10),
+        Some(Kind::Progress(_)) => ("progress report", 64 << 10),
+        Some(Kind::VolumeProgress(_)) => ("volume progress report", 64 << 10),
+        Some(Kind::VolumeTask(_)) => ("volume task", 1 << 20),
+        Some(Kind::VolumeDone(_)) => ("volume result", 1 << 20),
+        Some(Kind::PruneDone(_)) => ("prune result", 1 << 20),
+        Some(Kind::BackupDone(_)) => ("backup result", AGENT_MESSAGE_MAX),
+        Some(Kind::RestoreDone(_)) => ("restore result", AGENT_MESSAGE_MAX),
+    };
+    let size = message.encoded_len();
+    if size > limit {
+        return Err(Status::invalid_argument(format!(
+            "a {kind} of {size} bytes is larger than the {limit} bytes an agent may send"
+        )));
+    }
+    Ok(())
+}
+
 /// Who holds a session.
+#[derive(Clone)]
 enum Agent {
     Cluster(ClusterName),
     Node(NodeAgent),
@@ -145,7 +181,10 @@ struct Session {
 }
 
 /// Streams `instructions` down to the agent of `session` and hands what it sends up to the hub,
-/// until either side ends; then the hub learns that the session is gone. A certificate is
+/// until either side ends; then the hub learns that the session is gone. Nothing here waits on
+/// the hub's handling of a report (a worker of the session's own handles them, in order), and
+/// an agent that reads nothing the hub sends for the instruction deadline loses its session. A
+/// certificate is
 /// checked when a connection is made (expiry by the TLS handshake, revocation by the hub): a
 /// session outlives its certificate's expiry, as the agent renews it, but not a revocation,
 /// which ends it and tells the agent why. A stopping hub ends the session telling the
@@ -158,8 +197,11 @@ fn serve(
 ) -> Down_ {
     let (tx, rx) = mpsc::channel(INSTRUCTION_QUEUE);
     let stopping = hub.stopping();
+    let deadline = hub.instruction_deadline();
     hub.clone().spawn(async move {
         tokio::pin!(stopping);
+        let (reports, handled) = mpsc::channel(REPORT_QUEUE);
+        let worker = tokio::spawn(handle(hub.clone(), agent.clone(), handled));
         let why = loop {
             tokio::select! {
                 () = &mut stopping => {
@@ -174,29 +216,73 @@ fn serve(
                         }
                         break "replaced by a newer session".to_owned()
                     };
-                    if tx.send(Ok(instruction.to_pb())).await.is_err() {
-                        break "stream closed".to_owned();
+                    match tx.send_timeout(Ok(instruction.to_pb()), deadline).await {
+                        Ok(()) => {}
+                        Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                            break format!(
+                                "it read nothing the hub sent for {}",
+                                humantime::format_duration(deadline)
+                            );
+                        }
+                        Err(mpsc::error::SendTimeoutError::Closed(_)) => break "stream closed".to_owned(),
                     }
                 }
                 message = up.next() => match message {
-                    Some(Ok(message)) => match (Report::from_pb(message), &agent) {
-                        (Ok(report), Agent::Cluster(name)) => {
-                            if let Err(e) = hub.report(name, session, report).await {
-                                tracing::warn!(cluster = %name, error = %cairn_proto::error_chain(&e), "agent report refused");
-                            }
+                    Some(Ok(message)) => {
+                        agent.heard_from(&hub, session);
+                        if let Err(status) = within_limit(&message) {
+                            tracing::warn!(agent = %id, error = status.message(), "agent message refused");
+                            let _ = tx.try_send(Err(status));
+                            break "it sent a message larger than allowed".to_owned();
                         }
-                        (Ok(report), Agent::Node(node)) => hub.node_report(node, session, report).await,
-                        (Err(e), _) => tracing::warn!(error = %cairn_proto::error_chain(&e), "malformed agent message"),
-                    },
+                        match Report::from_pb(message) {
+                            Ok(Report::Heartbeat) => {}
+                            Ok(report) => {
+                                if reports.send(report).await.is_err() {
+                                    break "its reports could not be handled".to_owned();
+                                }
+                            }
+                            Err(e) => tracing::warn!(agent = %id, error = %cairn_proto::error_chain(&e), "malformed agent message"),
+                        }
+                    }
                     Some(Err(status)) => break format!("stream error: {}", status.message()),
                     None => break "agent closed the stream".to_owned(),
                 }
             }
         };
+        // Reports already read are handled before the session's operations fail.
+        drop(reports);
+        if tokio::time::timeout(deadline, worker).await.is_err() {
+            tracing::warn!(agent = %id, "reports of an ended session still being handled");
+        }
         match &agent {
             Agent::Cluster(name) => hub.disconnect(name, session, &why).await,
             Agent::Node(node) => hub.disconnect_node(node, session, &why).await,
         }
     });
     Box::pin(ReceiverStream::new(rx))
+}
+
+/// Hands the reports of one session of `agent` to the hub, one after another, until it ends.
+async fn handle(hub: Hub, agent: Agent, mut reports: mpsc::Receiver<Report>) {
+    while let Some(report) = reports.recv().await {
+        match &agent {
+            Agent::Cluster(name) => {
+                if let Err(e) = hub.report(name, report).await {
+                    tracing::warn!(cluster = %name, error = %cairn_proto::error_chain(&e), "agent report refused");
+                }
+            }
+            Agent::Node(node) => hub.node_report(node, report).await,
+        }
+    }
+}
+
+impl Agent {
+    /// Notes a sign of life from `session` of this agent.
+    fn heard_from(&self, hub: &Hub, session: SessionId) {
+        match self {
+            Self::Cluster(name) => hub.heard_from(name, session),
+            Self::Node(node) => hub.heard_from_node(node, session),
+        }
+    }
 }

@@ -48,7 +48,7 @@ pub async fn serve(
         )?
         .add_service(
             pb::agent_channel_server::AgentChannelServer::new(agent::AgentChannel::new(hub.clone()))
-                .max_decoding_message_size(MAX_MESSAGE),
+                .max_decoding_message_size(agent::AGENT_MESSAGE_MAX),
         )
         .add_service(pb::enrolment_server::EnrolmentServer::new(enrol::Enrolment::new(
             hub.clone(),

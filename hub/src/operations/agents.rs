@@ -2,12 +2,13 @@
 //! bounded queue of instructions that the agent channel streams down to it.
 
 use cairn_proto::model::{ClusterName, Instruction, OperationId, Timestamp};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
-/// Instructions waiting for one agent; a full queue makes the sender wait (backpressure).
+/// Instructions waiting for one agent. A full queue means the agent is not reading: what would
+/// go beyond it fails at once with that reason (the hub never waits on an agent).
 pub const INSTRUCTION_QUEUE: usize = 16;
 
 /// A node agent: the node it moves volume data on, in its cluster.
@@ -32,7 +33,9 @@ struct Session {
     id: SessionId,
     tx: mpsc::Sender<Instruction>,
     last_heartbeat: Timestamp,
-    running: HashSet<OperationId>,
+    /// Operations sent to this session that have not ended: whether the agent has taken each up
+    /// (reported on it) yet.
+    running: HashMap<OperationId, bool>,
 }
 
 /// The connected agents, by cluster (`K` = [`ClusterName`]) or by node ([`NodeAgent`]).
@@ -66,13 +69,13 @@ impl<K: Clone + Eq + std::hash::Hash> Agents<K> {
             id,
             tx,
             last_heartbeat: Timestamp::now(),
-            running: HashSet::new(),
+            running: HashMap::new(),
         };
         let old = self.lock().insert(agent.clone(), session);
         (
             id,
             rx,
-            old.map(|s| s.running.into_iter().collect()).unwrap_or_default(),
+            old.map(|s| s.running.into_keys().collect()).unwrap_or_default(),
         )
     }
 
@@ -80,7 +83,7 @@ impl<K: Clone + Eq + std::hash::Hash> Agents<K> {
     pub fn detach(&self, agent: &K, id: SessionId) -> Option<Vec<OperationId>> {
         let mut sessions = self.lock();
         if sessions.get(agent).is_some_and(|s| s.id == id) {
-            return sessions.remove(agent).map(|s| s.running.into_iter().collect());
+            return sessions.remove(agent).map(|s| s.running.into_keys().collect());
         }
         None
     }
@@ -116,7 +119,7 @@ impl<K: Clone + Eq + std::hash::Hash> Agents<K> {
     pub fn sender(&self, agent: &K, operation: &OperationId) -> Option<mpsc::Sender<Instruction>> {
         let mut sessions = self.lock();
         let session = sessions.get_mut(agent)?;
-        session.running.insert(operation.clone());
+        session.running.insert(operation.clone(), false);
         Some(session.tx.clone())
     }
 
@@ -124,7 +127,32 @@ impl<K: Clone + Eq + std::hash::Hash> Agents<K> {
     pub fn runs(&self, agent: &K, operation: &OperationId) -> bool {
         self.lock()
             .get(agent)
-            .is_some_and(|s| s.running.contains(operation))
+            .is_some_and(|s| s.running.contains_key(operation))
+    }
+
+    /// `agent` reported on `operation`: it has taken it up.
+    pub fn took(&self, agent: &K, operation: &OperationId) {
+        if let Some(taken) = self
+            .lock()
+            .get_mut(agent)
+            .and_then(|s| s.running.get_mut(operation))
+        {
+            *taken = true;
+        }
+    }
+
+    /// If `agent` has not taken up `operation` (sent to its present session), forgets it and says
+    /// so: the caller fails it.
+    pub fn drop_untaken(&self, agent: &K, operation: &OperationId) -> bool {
+        let mut sessions = self.lock();
+        let Some(session) = sessions.get_mut(agent) else {
+            return false;
+        };
+        if session.running.get(operation) == Some(&false) {
+            session.running.remove(operation);
+            return true;
+        }
+        false
     }
 
     /// The instruction queue of `agent`, if connected.
@@ -173,7 +201,7 @@ mod tests {
         );
         assert!(agents.queue(&cluster("north")).is_none());
 
-        // A slow agent's queue fills up: the sender waits instead of the hub buffering without end.
+        // An agent that does not read fills its queue: the hub never buffers without end.
         for _ in 0..INSTRUCTION_QUEUE {
             tx.try_send(cancel(&op)).expect("room up to the bound");
         }
@@ -207,6 +235,22 @@ mod tests {
         agents.sender(&east, &prune);
         assert_eq!(agents.detach(&east, second), Some(vec![prune]));
         assert!(agents.last_heartbeat(&east).is_none(), "disconnected");
+    }
+
+    #[test]
+    fn an_operation_not_taken_up_is_dropped_once_and_one_taken_up_is_kept() {
+        let agents = Agents::default();
+        let east = cluster("east");
+        let (_, _rx, _) = agents.attach(&east);
+        let (taken, untaken) = (backup("taken"), backup("untaken"));
+        agents.sender(&east, &taken);
+        agents.sender(&east, &untaken);
+        agents.took(&east, &taken);
+        assert!(!agents.drop_untaken(&east, &taken), "reported on: kept");
+        assert!(agents.drop_untaken(&east, &untaken));
+        assert!(!agents.runs(&east, &untaken), "forgotten: a late report is refused");
+        assert!(!agents.drop_untaken(&east, &untaken), "dropped once");
+        assert!(agents.runs(&east, &taken));
     }
 
     #[test]

@@ -226,12 +226,11 @@ impl Hub {
         }
         let asked = match self.inner.agents.queue(cluster) {
             Some(queue) => queue
-                .send(Instruction::Vouch(Vouch {
+                .try_send(Instruction::Vouch(Vouch {
                     id,
                     node: node.to_owned(),
                     token,
                 }))
-                .await
                 .is_ok(),
             None => false,
         };

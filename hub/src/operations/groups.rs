@@ -1,15 +1,20 @@
-//! Workspace backups: one backup per cluster of a workspace, named `<name>-<cluster>`. A cluster
-//! whose agent is not connected is skipped with the reason (never waited for), and the workspace
-//! backup then ends `PartiallyFailed`.
+//! Workspace backups: one backup per cluster of a workspace, named `<name>-<cluster>`, started
+//! together. A cluster whose agent is not connected is skipped with the reason (never waited for),
+//! and the workspace backup then ends `PartiallyFailed`.
 
 use cairn_proto::model::{
     BackupGroup, BackupName, BackupOrigin, BackupTemplate, GroupMember, ScheduleSpec, Timestamp,
     WorkspaceBackup, WorkspaceName,
 };
 
+use futures::StreamExt;
+
 use super::schedules::derived_name;
 use super::{Hub, Refused, Result};
 use crate::schedule::jitter;
+
+/// Members of a workspace backup started at once.
+const MEMBERS_AT_ONCE: usize = 32;
 
 impl Hub {
     /// Backs up every cluster of `workspace` now.
@@ -64,18 +69,37 @@ impl Hub {
         };
         self.inner.inventory.put_group(&group).await?;
         let window = schedule.map(|s| s.jitter).unwrap_or_default();
-        let mut later = Vec::new();
-        for member in &mut group.members {
-            let offset = schedule.map_or_else(Default::default, |s| jitter(&s.name, &member.cluster, window));
-            if offset.is_zero() {
-                if let Err(why) = self.start_member(&group.name, member, template, schedule).await {
-                    member.backup = None;
-                    member.skipped = Some(why);
-                }
-            } else {
-                later.push((member.clone(), offset));
+        let offsets: Vec<_> = group
+            .members
+            .iter()
+            .map(|m| schedule.map_or_else(Default::default, |s| jitter(&s.name, &m.cluster, window)))
+            .collect();
+        // Owned members: a spawned future may not hold borrows of any lifetime.
+        let now: Vec<(usize, GroupMember)> = (group.members.iter().cloned().enumerate())
+            .filter(|(i, _)| offsets[*i].is_zero())
+            .collect();
+        let group_name = group.name.clone();
+        let started: Vec<_> = futures::stream::iter(now)
+            .map(|(i, member)| {
+                let group_name = group_name.clone();
+                async move { (i, self.start_member(&group_name, &member, template, schedule).await) }
+            })
+            .buffer_unordered(MEMBERS_AT_ONCE)
+            .collect()
+            .await;
+        for (i, outcome) in started {
+            if let Err(why) = outcome {
+                group.members[i].backup = None;
+                group.members[i].skipped = Some(why);
             }
         }
+        let later: Vec<_> = group
+            .members
+            .iter()
+            .zip(offsets)
+            .filter(|(_, offset)| !offset.is_zero())
+            .map(|(m, offset)| (m.clone(), offset))
+            .collect();
         self.inner.inventory.put_group(&group).await?;
         for (member, offset) in later {
             let (hub, template, schedule) = (self.clone(), template.clone(), schedule.cloned());
@@ -86,9 +110,8 @@ impl Hub {
                     () = hub.inner.clock.sleep_until(at) => {}
                     () = hub.stopping() => return,
                 }
-                let mut member = member;
                 if let Err(why) = hub
-                    .start_member(&group_name, &mut member, &template, schedule.as_ref())
+                    .start_member(&group_name, &member, &template, schedule.as_ref())
                     .await
                 {
                     hub.skip_member(&group_name, &member.cluster, why).await;
@@ -103,7 +126,7 @@ impl Hub {
     async fn start_member(
         &self,
         group: &BackupName,
-        member: &mut GroupMember,
+        member: &GroupMember,
         template: &BackupTemplate,
         schedule: Option<&ScheduleSpec>,
     ) -> std::result::Result<(), String> {

@@ -17,7 +17,7 @@ impl Hub {
     /// refused); returns that agent's cluster.
     #[tracing::instrument(name = "prune", skip_all, fields(location = %name))]
     pub async fn prune_location(&self, name: &LocationName, grace: Option<Duration>) -> Result<ClusterName> {
-        let least = self.inner.prune_grace;
+        let least = self.inner.limits.prune_grace;
         let grace = grace.unwrap_or(least);
         if grace < least {
             return Err(Refused::Invalid(format!(
@@ -40,7 +40,7 @@ impl Hub {
                 key: key.clone(),
                 grace,
             };
-            if tx.send(instruction).await.is_ok() {
+            if tx.try_send(instruction).is_ok() {
                 tracing::info!(%cluster, "volume repository prune started");
                 return Ok(cluster);
             }

@@ -65,6 +65,18 @@ struct Target {
     resources: ResourceKeys,
 }
 
+/// How long the hub waits, and on what.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The shortest a volume prune's grace period may be (`volume_prune_grace`).
+    pub prune_grace: Duration,
+    /// How long an agent has to take up an instruction, and to read what the hub sends it
+    /// (`instruction_deadline`): past it the instruction fails, naming the agent and why.
+    pub instruction_deadline: Duration,
+    /// Agent sessions admitted per second, at most (`agent_admissions_per_second`).
+    pub admissions_per_second: u32,
+}
+
 /// The hub's state and operations; cheap to clone.
 #[derive(Clone)]
 pub struct Hub {
@@ -80,8 +92,9 @@ struct Inner {
     agents: Agents<ClusterName>,
     nodes: Agents<agents::NodeAgent>,
     enrolment: Enrolment,
-    /// The shortest a volume prune's grace period may be (`volume_prune_grace`).
-    prune_grace: Duration,
+    limits: Limits,
+    /// Paces agent sessions ([`Limits::admissions_per_second`]).
+    admissions: governor::DefaultDirectRateLimiter,
     board: Board,
     /// Cancelled when the hub begins to stop.
     stop: CancellationToken,
@@ -91,17 +104,18 @@ struct Inner {
 
 impl Hub {
     /// A hub over `inventory`, its built-in location the directory `builtin_location` (absolute),
-    /// credentials sealed with `key`, agents enrolled by `enrolment`, volume prunes given at least
-    /// `prune_grace`; creates workspace `default` on first start.
+    /// credentials sealed with `key`, agents enrolled by `enrolment`, waiting within `limits`;
+    /// creates workspace `default` on first start.
     pub async fn start(
         inventory: Inventory,
         key: cairn_proto::seal::Key,
         builtin_location: &str,
         clock: Clock,
         enrolment: Enrolment,
-        prune_grace: Duration,
+        limits: Limits,
     ) -> Result<Self> {
         let locations = Locations::new(inventory.clone(), key)?;
+        let pace = std::num::NonZeroU32::new(limits.admissions_per_second).unwrap_or(std::num::NonZeroU32::MIN);
         locations.ensure_builtin(builtin_location).await?;
         let hub = Self {
             inner: Arc::new(Inner {
@@ -113,7 +127,8 @@ impl Hub {
                 agents: Agents::default(),
                 nodes: Agents::default(),
                 enrolment,
-                prune_grace,
+                limits,
+                admissions: governor::RateLimiter::direct(governor::Quota::per_second(pace)),
                 board: Board::default(),
                 stop: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -195,17 +210,17 @@ impl Hub {
         Ok((id, rx))
     }
 
-    /// Handles a report from session `session` of `cluster`'s agent. It may report only on what
+    /// Handles a report from `cluster`'s agent. It may report only on what
     /// the hub asked of that cluster: its own backups and restores, prunes of its workspace's
     /// locations, volume tasks of operations it runs.
-    pub async fn report(&self, cluster: &ClusterName, session: SessionId, report: Report) -> Result<()> {
-        self.inner.agents.beat(cluster, session);
+    pub async fn report(&self, cluster: &ClusterName, report: Report) -> Result<()> {
         match report {
             Report::Heartbeat | Report::Register(_) => {}
             Report::Progress(p) => {
                 if !self.inner.agents.runs(cluster, &p.operation) {
                     return Err(not_sent(cluster, &p.operation));
                 }
+                self.inner.agents.took(cluster, &p.operation);
                 self.inner.board.progress(p);
             }
             Report::BackupDone(name, status) => {
@@ -223,7 +238,9 @@ impl Hub {
                 self.inner.agents.finished(cluster, &operation);
                 self.inner.board.close(&operation, phase);
                 if phase.is_final() {
-                    self.keep_last(&backup).await;
+                    // Deleting old backups may take long: never while the agent's session waits.
+                    let hub = self.clone();
+                    self.spawn(async move { hub.keep_last(&backup).await });
                 }
             }
             Report::RestoreDone(name, status) => {
@@ -279,6 +296,28 @@ impl Hub {
             }
         }
         Ok(status)
+    }
+
+    /// Whether one more agent session may start now; if not, when to dial again.
+    pub fn pace(&self) -> Result<()> {
+        self.inner.admissions.check().map_err(|later| {
+            let wait = later.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            Failure::Busy(format!(
+                "the hub is admitting many agents at once: dial again in {} or later",
+                humantime::format_duration(wait.max(Duration::from_millis(1)))
+            ))
+            .into()
+        })
+    }
+
+    /// A sign of life from session `session` of `cluster`'s agent.
+    pub fn heard_from(&self, cluster: &ClusterName, session: SessionId) {
+        self.inner.agents.beat(cluster, session);
+    }
+
+    /// How long an agent has to take up an instruction and to read what the hub sends it.
+    pub fn instruction_deadline(&self) -> Duration {
+        self.inner.limits.instruction_deadline
     }
 
     /// Session `session` of `cluster` has ended: operations it was running fail.
@@ -470,7 +509,9 @@ impl Hub {
     }
 
     /// Starts `operation` on `cluster`'s agent: once the agent is known to be connected, writes
-    /// the operation's `record`, then sends `instruction`.
+    /// the operation's `record`, then queues `instruction`, never waiting: an agent whose queue
+    /// is full, or that does not take the instruction up within the instruction deadline, is not
+    /// reading, and the operation fails saying so.
     async fn launch(
         &self,
         operation: &OperationId,
@@ -481,11 +522,62 @@ impl Hub {
         let tx = self.connected(cluster, operation).await?;
         record.await?;
         self.inner.board.open(operation);
-        if tx.send(instruction).await.is_err() {
-            self.fail(operation, "the agent disconnected before the operation started")
-                .await?;
+        let why = match tx.try_send(instruction) {
+            Ok(()) => {
+                self.expect_taken(cluster, operation);
+                return Ok(());
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => format!(
+                "the agent of cluster {cluster} has {} instructions it has not read: it is connected but not reading",
+                agents::INSTRUCTION_QUEUE
+            ),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                "the agent disconnected before the operation started".to_owned()
+            }
+        };
+        tracing::warn!(%cluster, %operation, why, "instruction not sent");
+        self.inner.agents.finished(cluster, operation);
+        self.fail(operation, &why).await
+    }
+
+    /// Fails `operation` if `cluster`'s agent has not reported on it within the instruction
+    /// deadline (an agent takes an operation up by reporting its progress at once).
+    fn expect_taken(&self, cluster: &ClusterName, operation: &OperationId) {
+        let (hub, cluster, operation) = (self.clone(), cluster.clone(), operation.clone());
+        let deadline = self.inner.limits.instruction_deadline;
+        self.spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(deadline) => {}
+                () = hub.stopping() => return,
+            }
+            if hub.inner.agents.drop_untaken(&cluster, &operation) {
+                let why = format!(
+                    "the agent of cluster {cluster} did not take up the instruction within {}: it is connected but not reading what the hub sends",
+                    humantime::format_duration(deadline)
+                );
+                tracing::warn!(%cluster, %operation, why, "instruction failed");
+                if let Err(e) = hub.fail(&operation, &why).await {
+                    tracing::error!(%operation, error = %e, "recording a failed operation");
+                }
+            }
+        });
+    }
+
+    /// Sends `instruction` into `queue` (an agent's), waiting at most the instruction deadline;
+    /// why not, if not.
+    async fn deliver(
+        &self,
+        queue: &mpsc::Sender<Instruction>,
+        instruction: Instruction,
+    ) -> std::result::Result<(), &'static str> {
+        match queue
+            .send_timeout(instruction, self.inner.limits.instruction_deadline)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => Err("its agent is not reading"),
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => Err("its agent disconnected"),
         }
-        Ok(())
     }
 
     /// The backup called `name`.

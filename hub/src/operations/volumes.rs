@@ -33,11 +33,10 @@ impl Hub {
         (id, rx)
     }
 
-    /// Handles a report from session `session` of `node`'s agent. A result counts only for a
+    /// Handles a report from `node`'s agent. A result counts only for a
     /// task the hub gave it, or (the hub restarted since) one of a backup or restore still
     /// running on its cluster; the snapshot a backup's task made is recorded as that backup's.
-    pub async fn node_report(&self, node: &NodeAgent, session: SessionId, report: Report) {
-        self.inner.nodes.beat(node, session);
+    pub async fn node_report(&self, node: &NodeAgent, report: Report) {
         let instruction = match report {
             Report::VolumeDone(id, result) if self.given(node, &id).await => {
                 self.inner.nodes.finished(node, &OperationId::Volume(id.clone()));
@@ -59,9 +58,20 @@ impl Hub {
                 return;
             }
         };
-        if let Some(tx) = self.inner.agents.queue(&node.cluster) {
-            let _ = tx.send(instruction).await;
+        let Some(tx) = self.inner.agents.queue(&node.cluster) else {
+            return;
+        };
+        if let Instruction::VolumeProgress(_) = instruction {
+            // Superseded by the next one: dropped rather than waited for.
+            let _ = tx.try_send(instruction);
+        } else if let Err(why) = self.deliver(&tx, instruction).await {
+            tracing::warn!(%node, cluster = %node.cluster, why, "a node agent's result not passed on to its cluster agent");
         }
+    }
+
+    /// A sign of life from session `session` of `node`'s agent.
+    pub fn heard_from_node(&self, node: &NodeAgent, session: SessionId) {
+        self.inner.nodes.beat(node, session);
     }
 
     /// Session `session` of `node`'s agent has ended: its tasks fail.
@@ -133,17 +143,23 @@ impl Hub {
         };
         let id = task.id.clone();
         let operation = OperationId::Volume(id.clone());
-        match self.inner.nodes.sender(&node, &operation) {
-            Some(tx) if tx.send(Instruction::Volume(task)).await.is_ok() => {}
-            _ => {
-                self.inner.nodes.finished(&node, &operation);
-                let why = format!(
-                    "no node agent is connected on node {} of cluster {} (run `cairn-agent node` there: deploy/node-agent.yaml)",
-                    node.node, node.cluster
-                );
-                self.answer(&node, &id, &why).await;
-            }
-        }
+        let why = match self.inner.nodes.sender(&node, &operation) {
+            Some(tx) => match tx.try_send(Instruction::Volume(task)) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(_)) => format!(
+                    "the agent of node {} has {} tasks it has not read: it is connected but not reading",
+                    node.node,
+                    super::agents::INSTRUCTION_QUEUE
+                ),
+                Err(mpsc::error::TrySendError::Closed(_)) => format!("the agent of node {} disconnected", node.node),
+            },
+            None => format!(
+                "no node agent is connected on node {} of cluster {} (run `cairn-agent node` there: deploy/node-agent.yaml)",
+                node.node, node.cluster
+            ),
+        };
+        self.inner.nodes.finished(&node, &operation);
+        self.answer(&node, &id, &why).await;
     }
 
     /// Whether task `id` is one `node`'s agent may answer: given to it by this hub, or part of a
@@ -173,8 +189,10 @@ impl Hub {
             error: Some(why.to_owned()),
             ..VolumeResult::default()
         };
-        if let Some(tx) = self.inner.agents.queue(&node.cluster) {
-            let _ = tx.send(Instruction::VolumeDone(id.clone(), result)).await;
+        if let Some(tx) = self.inner.agents.queue(&node.cluster)
+            && let Err(not) = self.deliver(&tx, Instruction::VolumeDone(id.clone(), result)).await
+        {
+            tracing::warn!(%node, task = %id, why = not, "a volume task's failure not passed on to the cluster agent");
         }
     }
 }
