@@ -377,7 +377,10 @@ mod tests {
         );
         let busy = results.iter().find(|r| r.node == "busy").expect("busy");
         assert_eq!((busy.error.as_deref(), busy.files, busy.bytes), (None, 30, 300));
-        assert!(start.elapsed() >= Duration::from_secs(900), "waited for the busy one");
+        assert!(
+            start.elapsed() >= Duration::from_secs(900),
+            "waited for the busy one"
+        );
         drop(quiet_done);
     }
 }

@@ -94,7 +94,9 @@ impl Node {
                 VolumeResult {
                     node,
                     volume,
-                    error: Some(format!("the node agent's task died ({e}): its data was not all moved")),
+                    error: Some(format!(
+                        "the node agent's task died ({e}): its data was not all moved"
+                    )),
                     ..VolumeResult::default()
                 }
             }

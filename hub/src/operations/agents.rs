@@ -248,7 +248,10 @@ mod tests {
         agents.took(&east, &taken);
         assert!(!agents.drop_untaken(&east, &taken), "reported on: kept");
         assert!(agents.drop_untaken(&east, &untaken));
-        assert!(!agents.runs(&east, &untaken), "forgotten: a late report is refused");
+        assert!(
+            !agents.runs(&east, &untaken),
+            "forgotten: a late report is refused"
+        );
         assert!(!agents.drop_untaken(&east, &untaken), "dropped once");
         assert!(agents.runs(&east, &taken));
     }

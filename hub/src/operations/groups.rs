@@ -82,7 +82,12 @@ impl Hub {
         let started: Vec<_> = futures::stream::iter(now)
             .map(|(i, member)| {
                 let group_name = group_name.clone();
-                async move { (i, self.start_member(&group_name, &member, template, schedule).await) }
+                async move {
+                    (
+                        i,
+                        self.start_member(&group_name, &member, template, schedule).await,
+                    )
+                }
             })
             .buffer_unordered(MEMBERS_AT_ONCE)
             .collect()

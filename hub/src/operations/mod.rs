@@ -115,7 +115,8 @@ impl Hub {
         limits: Limits,
     ) -> Result<Self> {
         let locations = Locations::new(inventory.clone(), key)?;
-        let pace = std::num::NonZeroU32::new(limits.admissions_per_second).unwrap_or(std::num::NonZeroU32::MIN);
+        let pace =
+            std::num::NonZeroU32::new(limits.admissions_per_second).unwrap_or(std::num::NonZeroU32::MIN);
         locations.ensure_builtin(builtin_location).await?;
         let hub = Self {
             inner: Arc::new(Inner {
@@ -301,7 +302,9 @@ impl Hub {
     /// Whether one more agent session may start now; if not, when to dial again.
     pub fn pace(&self) -> Result<()> {
         self.inner.admissions.check().map_err(|later| {
-            let wait = later.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            let wait = later.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
             Failure::Busy(format!(
                 "the hub is admitting many agents at once: dial again in {} or later",
                 humantime::format_duration(wait.max(Duration::from_millis(1)))

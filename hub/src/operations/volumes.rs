@@ -151,7 +151,9 @@ impl Hub {
                     node.node,
                     super::agents::INSTRUCTION_QUEUE
                 ),
-                Err(mpsc::error::TrySendError::Closed(_)) => format!("the agent of node {} disconnected", node.node),
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    format!("the agent of node {} disconnected", node.node)
+                }
             },
             None => format!(
                 "no node agent is connected on node {} of cluster {} (run `cairn-agent node` there: deploy/node-agent.yaml)",
@@ -190,7 +192,9 @@ impl Hub {
             ..VolumeResult::default()
         };
         if let Some(tx) = self.inner.agents.queue(&node.cluster)
-            && let Err(not) = self.deliver(&tx, Instruction::VolumeDone(id.clone(), result)).await
+            && let Err(not) = self
+                .deliver(&tx, Instruction::VolumeDone(id.clone(), result))
+                .await
         {
             tracing::warn!(%node, task = %id, why = not, "a volume task's failure not passed on to the cluster agent");
         }

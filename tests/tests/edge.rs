@@ -1,0 +1,199 @@
+//! The edge: a hub that never stalls on one agent. An agent that stops reading its stream gets
+//! its instructions failed with the reason within the instruction deadline and loses its
+//! session, while the schedules and heartbeats of the other clusters carry on.
+
+use anyhow::{Context, Result};
+use cairn_proto::convert::Wire;
+use cairn_proto::model::{Registration, Report};
+use cairn_proto::pb::agent_channel_client::AgentChannelClient;
+use serde_json::Value;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use testbed::cairn::HubProcess;
+use testbed::{ControlPlane, wait_until};
+use tokio_stream::wrappers::ReceiverStream;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// Backups asked of the agent that reads nothing: more than its stream, the hub's encoder and its
+/// queue hold together.
+const ASKED: usize = 60;
+
+/// A `CAIRN_CLOCK_OFFSET` that puts the hub's clock `position` into a minute now.
+fn into_the_minute(position: Duration) -> String {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(0);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, ms);
+    let (period, position) = (ms(MINUTE), ms(position));
+    format!("{}ms", (position + period - now % period) % period)
+}
+
+fn field<'a>(v: &'a Value, pointer: &str) -> &'a Value {
+    v.pointer(pointer).unwrap_or(&Value::Null)
+}
+
+fn ms(v: &Value) -> i64 {
+    v.as_str()
+        .and_then(|t| humantime::parse_rfc3339(t).ok())
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
+}
+
+/// An enrolled agent of cluster `cluster` that registers and beats every second but never reads
+/// what the hub sends (its stream window is 1 KiB, so the hub's sends soon block). The session
+/// lives as long as the returned value.
+async fn agent_that_stops_reading(hub: &HubProcess, cluster: &str) -> Result<impl Drop> {
+    let token = hub.join_token(cluster, &[]).await?;
+    let state = tempfile::tempdir()?;
+    let keep = cairn_agent::enrol::Keep::Dir(state.path().to_owned());
+    let enrolled = cairn_agent::enrol::Enrolled::cluster_agent(keep, Some(&token), None, None).await?;
+    let endpoint = enrolled.endpoint()?.initial_stream_window_size(1024);
+    let mut client = AgentChannelClient::new(endpoint.connect().await?);
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let register = Report::Register(Registration {
+        cluster: cluster.parse()?,
+        agent_version: "stuck".into(),
+        kubernetes_version: "v1.20.2".into(),
+        node: None,
+    });
+    tx.send(register.to_pb()).await?;
+    let down = client.session(ReceiverStream::new(rx)).await?.into_inner();
+    let beating = tokio::spawn(async move {
+        let _never_read = down;
+        let _state = state;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if tx.send(Report::Heartbeat.to_pb()).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(tokio_util::task::AbortOnDropHandle::new(beating))
+}
+
+/// The backup called `name`, once it has ended.
+async fn ended(hub: &HubProcess, name: &str, within: Duration) -> Result<Value> {
+    wait_until(&format!("backup {name} ended"), within, || async {
+        let b = hub.json(&format!("backup describe {name}")).await?;
+        let phase = field(&b, "/status/phase").as_str().unwrap_or_default().to_owned();
+        Ok(matches!(phase.as_str(), "Completed" | "PartiallyFailed" | "Failed").then_some(b))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_that_stops_reading_stalls_no_other_cluster_and_its_instructions_fail_with_the_reason()
+-> Result<()> {
+    let cp = ControlPlane::start("edge-live").await?;
+    // The hub's clock 40 s into a minute: the next slot comes 20 s after start, past the
+    // scheduler's start-up grace.
+    let hub = HubProcess::start_with(&[
+        ("CAIRN_INSTRUCTION_DEADLINE", "3s"),
+        ("CAIRN_CLOCK_OFFSET", &into_the_minute(Duration::from_secs(40))),
+    ])
+    .await?;
+    let _live = hub.agent(&cp, None).await?;
+    let _stuck = agent_that_stops_reading(&hub, "stuck").await?;
+    for (schedule, cluster) in [("live", "edge-live"), ("stuck-every", "stuck")] {
+        hub.cli(&[
+            "schedule",
+            "create",
+            schedule,
+            "--cluster",
+            cluster,
+            "--cron",
+            "* * * * *",
+            "--include-namespaces",
+            "default",
+        ])
+        .await?
+        .ok()?;
+    }
+
+    // Up to sixty backups asked of the stuck agent (more than its stream and queue hold), until
+    // the hub ends its session: each request returns at once, and each backup fails with the
+    // reason within the deadline.
+    let started = std::time::Instant::now();
+    let mut asked = Vec::new();
+    for i in 0..ASKED {
+        let out = hub
+            .cli_line(&format!(
+                "backup create stuck-{i} --cluster stuck --include-namespaces default"
+            ))
+            .await?;
+        if out.code != Some(0) {
+            assert!(
+                out.stderr.contains("failed: cluster stuck is not connected"),
+                "{out:?}"
+            );
+            break;
+        }
+        asked.push(format!("stuck-{i}"));
+    }
+    let asking = started.elapsed();
+    eprintln!("{} backups asked in {asking:?}", asked.len());
+    assert!(
+        asking < Duration::from_secs(60),
+        "{ASKED} requests took {asking:?}: the hub waited on the agent"
+    );
+    assert!(!asked.is_empty());
+    for name in &asked {
+        let b = ended(&hub, name, Duration::from_secs(30)).await?;
+        assert_eq!(field(&b, "/status/phase"), "Failed", "{b}");
+        let error = field(&b, "/status/error").as_str().unwrap_or_default();
+        let reasons = [
+            "the agent of cluster stuck did not take up the instruction within 3s: it is connected but not reading what the hub sends",
+            "the agent of cluster stuck disconnected (it read nothing the hub sent for 3s)",
+            "the agent of cluster stuck has 16 instructions it has not read: it is connected but not reading",
+        ];
+        assert!(reasons.contains(&error), "{name}: {error}");
+        let took = ms(field(&b, "/status/finished")) - ms(field(&b, "/spec/created"));
+        assert!(
+            took < 3000 + 5000,
+            "{name} failed {took} ms after it was asked for"
+        );
+    }
+    assert!(
+        hub.full_log().contains("it read nothing the hub sent for 3s"),
+        "the session of the agent that read nothing was not ended"
+    );
+
+    // Meanwhile the live cluster beats and its schedule fires on time.
+    let clusters = hub.json("cluster list").await?;
+    let live = clusters
+        .as_array()
+        .context("a list")?
+        .iter()
+        .find(|c| field(c, "/name") == "edge-live")
+        .context("edge-live listed")?
+        .clone();
+    assert_eq!(field(&live, "/connected"), true, "{live}");
+    let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?;
+    let silent = now - ms(field(&live, "/last_heartbeat"));
+    assert!(silent < 10_000, "edge-live last heard of {silent} ms ago: {live}");
+
+    let fired = wait_until("the live schedule fired", Duration::from_secs(90), || async {
+        let s = hub.json("schedule describe live").await?;
+        Ok((field(&s, "/status/runs").as_u64() >= Some(1)).then_some(s))
+    })
+    .await?;
+    let slot = ms(field(&fired, "/status/last_fire"));
+    let list = hub.json("backup list --schedule live").await?;
+    let first = list
+        .as_array()
+        .and_then(|l| l.first())
+        .context("a live backup")?
+        .clone();
+    let name = field(&first, "/spec/name").as_str().context("named")?.to_owned();
+    let late = ms(field(&first, "/spec/created")) - slot;
+    assert!(
+        (0..3000).contains(&late),
+        "live backup started {late} ms after its slot: {first}"
+    );
+    let done = ended(&hub, &name, Duration::from_secs(60)).await?;
+    assert_eq!(field(&done, "/status/phase"), "Completed", "{done}");
+
+    // The stuck cluster's slot fired too, and failed with why instead of holding the scheduler.
+    let stuck = hub.json("schedule describe stuck-every").await?;
+    assert_eq!(field(&stuck, "/status/runs"), 1, "{stuck}");
+    Ok(())
+}
