@@ -6,7 +6,7 @@
 //! - [`location`]: the backup locations the hub hands to agents; [`keyring`]: their keys, by version.
 //! - [`operations`]: registration, backups and restores from request to result; workspaces,
 //!   location rules, schedules, retention, the catalog read back from buckets.
-//! - [`schedule`]: cron timetables and fleet jitter; [`clock`]: the system's, or shifted ahead.
+//! - [`clock`]: the system's, or shifted ahead.
 //! - [`pki`]: the hub's TLS identity: its own CA, or a certificate given to it.
 //! - [`api`]: the gRPC services (agent channel, user API): the only wire-facing code.
 //! - [`server`]: the hub as a running server (what `cairn-hub` runs).
@@ -19,5 +19,4 @@ pub mod keyring;
 pub mod location;
 pub mod operations;
 pub mod pki;
-pub mod schedule;
 pub mod server;

@@ -5,6 +5,7 @@
 //! - [`model`]: the domain types the rest of Cairn speaks.
 //! - [`convert`]: the one conversion between the two, wire optionals made required or an error.
 //! - [`process`]: the start-up every binary shares (TLS provider, logs).
+//! - [`schedule`]: timetables and the names of a schedule's backups, for hub and agent alike.
 //! - [`format`]: the bucket layout and encodings (`proto/FORMAT.md`): the only place that builds keys.
 
 pub mod convert;
@@ -13,6 +14,7 @@ pub mod format;
 pub mod join;
 pub mod model;
 pub mod process;
+pub mod schedule;
 pub mod seal;
 
 /// Generated code; see `proto/cairn/v1/`.

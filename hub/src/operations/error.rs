@@ -58,7 +58,7 @@ pub enum Refused {
     UnknownSchedule(ScheduleName),
     /// A cron expression or time zone that cannot be used.
     #[error(transparent)]
-    Timetable(#[from] crate::schedule::Invalid),
+    Timetable(#[from] cairn_proto::schedule::Invalid),
     /// No such workspace.
     #[error("unknown workspace {0} (see `cairn workspace list`)")]
     UnknownWorkspace(WorkspaceName),
@@ -277,8 +277,8 @@ impl From<format::sealed_store::Error> for Error {
     }
 }
 
-impl From<crate::schedule::Invalid> for Error {
-    fn from(e: crate::schedule::Invalid) -> Self {
+impl From<cairn_proto::schedule::Invalid> for Error {
+    fn from(e: cairn_proto::schedule::Invalid) -> Self {
         Self::Refused(e.into())
     }
 }

@@ -9,9 +9,8 @@ use cairn_proto::model::{
 
 use futures::StreamExt;
 
-use super::schedules::derived_name;
 use super::{Hub, Refused, Result};
-use crate::schedule::jitter;
+use cairn_proto::schedule::jitter;
 
 /// Members of a workspace backup started at once.
 const MEMBERS_AT_ONCE: usize = 32;
@@ -61,7 +60,7 @@ impl Hub {
                 .iter()
                 .map(|c| GroupMember {
                     cluster: c.clone(),
-                    backup: Some(derived_name(name.as_str(), c.as_str())),
+                    backup: Some(cairn_proto::schedule::member_backup(&name, c)),
                     skipped: None,
                 })
                 .collect(),

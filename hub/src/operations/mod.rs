@@ -86,7 +86,7 @@ pub struct Hub {
 struct Inner {
     clock: Clock,
     schedules_changed: tokio::sync::Notify,
-    timetables: crate::schedule::Timetables,
+    timetables: cairn_proto::schedule::Timetables,
     inventory: Inventory,
     locations: Locations,
     agents: Agents<ClusterName>,
@@ -122,7 +122,7 @@ impl Hub {
             inner: Arc::new(Inner {
                 clock,
                 schedules_changed: tokio::sync::Notify::new(),
-                timetables: crate::schedule::Timetables::default(),
+                timetables: cairn_proto::schedule::Timetables::default(),
                 inventory,
                 locations,
                 agents: Agents::default(),

@@ -3,13 +3,13 @@
 //! and the verbs users drive them with.
 
 use cairn_proto::model::{
-    BackupName, BackupOrigin, Schedule, ScheduleName, ScheduleSpec, ScheduleStatus, ScheduleTarget, Timestamp,
+    BackupOrigin, Schedule, ScheduleName, ScheduleSpec, ScheduleStatus, ScheduleTarget, Timestamp,
 };
 use futures::StreamExt;
 use std::time::Duration;
 
 use super::{Hub, Refused, Result};
-use crate::schedule::Timetable;
+use cairn_proto::schedule::Timetable;
 
 /// Schedules fired at once when many are due in the same second.
 const FIRE_CONCURRENCY: usize = 64;
@@ -20,27 +20,6 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// How long after start-up the catch-up runs wait: agents dial again with backoff from half a
 /// second, so by then the connected ones are back and their catch-up backups can start.
 pub const RECONNECT_GRACE: Duration = Duration::from_secs(10);
-
-/// `name-<suffix>`, shortened (with a hash of the whole) to fit a name's 63 characters.
-pub(super) fn derived_name(base: &str, suffix: &str) -> BackupName {
-    let full = format!("{base}-{suffix}");
-    if let Ok(name) = BackupName::new(full.clone()) {
-        return name;
-    }
-    let hash = crate::schedule::fnv1a(&full);
-    let head: String = full.chars().take(46).collect();
-    let name = format!("{}-{:016x}", head.trim_end_matches(['-', '.']), hash);
-    BackupName::new(name).unwrap_or_else(|_| unreachable!("lowercase, digits and '-', 63 long"))
-}
-
-/// A slot as a name suffix: `YYYYMMDDhhmmss` (UTC).
-fn slot_suffix(slot: Timestamp) -> String {
-    humantime::format_rfc3339_seconds(slot.into())
-        .to_string()
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect()
-}
 
 impl Hub {
     /// Checks and records a new schedule.
@@ -211,7 +190,7 @@ impl Hub {
             schedule: Some(spec.name.clone()),
             ..BackupOrigin::default()
         };
-        let name = derived_name(spec.name.as_str(), &slot_suffix(slot));
+        let name = cairn_proto::schedule::slot_backup(&spec.name, slot);
         let started = match &spec.target {
             ScheduleTarget::Cluster(cluster) => self
                 .create_backup(spec.template.spec(name, cluster.clone(), origin))

@@ -1,9 +1,10 @@
 //! When schedules fire: cron expressions (five fields, or `@hourly`, `@daily`, `@weekly`,
 //! `@monthly`) read in an IANA time zone, parsed by `croner`; and how a workspace schedule spreads
 //! its clusters' starts over a jitter window so a fleet does not hit the bucket in one second.
-//! The scheduler loop itself is in [`crate::operations`].
+//! Hub and agent read timetables here alike, and name a slot's backups by one rule
+//! ([`slot_backup`], [`member_backup`]), so both agree on who ran which slot.
 
-use cairn_proto::model::{ClusterName, ScheduleName, ScheduleSpec, Timestamp};
+use crate::model::{BackupName, ClusterName, ScheduleName, ScheduleSpec, Timestamp};
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
@@ -122,6 +123,38 @@ pub fn jitter(schedule: &ScheduleName, cluster: &ClusterName, window: Duration) 
         return Duration::ZERO;
     }
     Duration::from_millis(fnv1a(&format!("{schedule}/{cluster}")) % window_ms)
+}
+
+/// The backup a schedule makes for `slot` (a schedule of one cluster, or a workspace backup):
+/// `<schedule>-<slot as YYYYMMDDhhmmss, UTC>`.
+pub fn slot_backup(schedule: &ScheduleName, slot: Timestamp) -> BackupName {
+    derived_name(schedule.as_str(), &slot_suffix(slot))
+}
+
+/// The backup of `cluster` in workspace backup `group`: `<group>-<cluster>`.
+pub fn member_backup(group: &BackupName, cluster: &ClusterName) -> BackupName {
+    derived_name(group.as_str(), cluster.as_str())
+}
+
+/// `name-<suffix>`, shortened (with a hash of the whole) to fit a name's 63 characters.
+fn derived_name(base: &str, suffix: &str) -> BackupName {
+    let full = format!("{base}-{suffix}");
+    if let Ok(name) = BackupName::new(full.clone()) {
+        return name;
+    }
+    let hash = fnv1a(&full);
+    let head: String = full.chars().take(46).collect();
+    let name = format!("{}-{:016x}", head.trim_end_matches(['-', '.']), hash);
+    BackupName::new(name).unwrap_or_else(|_| unreachable!("lowercase, digits and '-', 63 long"))
+}
+
+/// A slot as a name suffix: `YYYYMMDDhhmmss` (UTC).
+fn slot_suffix(slot: Timestamp) -> String {
+    humantime::format_rfc3339_seconds(slot.into())
+        .to_string()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect()
 }
 
 /// FNV-1a of `text`: a small, stable hash for spreading and shortening names (not for security).
