@@ -144,13 +144,16 @@ struct Kept {
     cluster: String,
     cert_pem: String,
     key_pem: String,
+    /// The key the agent's state at rest is sealed with (base64; made on first start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state_key: Option<String>,
 }
 
-/// Where a cluster agent keeps its identity.
+/// Where a cluster agent keeps its identity, and its standing orders next to it.
 pub enum Keep {
-    /// A directory: `identity.json`, mode 0600.
+    /// A directory: `identity.json` and `state.sealed`, mode 0600.
     Dir(PathBuf),
-    /// A Secret (key `identity.json`).
+    /// A Secret (keys `identity.json` and `state.sealed`).
     Secret {
         /// Secrets of the agent's namespace.
         api: Box<Api<Secret>>,
@@ -160,49 +163,63 @@ pub enum Keep {
 }
 
 impl Keep {
-    fn place(&self) -> String {
+    fn place(&self, entry: &str) -> String {
         match self {
-            Self::Dir(dir) => dir.join(IDENTITY).display().to_string(),
-            Self::Secret { api, name } => format!("Secret {name}{}", api_namespace(api)),
+            Self::Dir(dir) => dir.join(entry).display().to_string(),
+            Self::Secret { api, name } => format!("Secret {name}{} (key {entry})", api_namespace(api)),
         }
     }
 
     async fn load(&self) -> Result<Option<Kept>, Error> {
-        let failed = |source: Box<dyn std::error::Error + Send + Sync>| Error::Keep {
-            what: "reading the agent's identity from",
-            place: self.place(),
-            source,
-        };
-        let bytes = match self {
-            Self::Dir(dir) => match std::fs::read(dir.join(IDENTITY)) {
-                Ok(bytes) => bytes,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(failed(e.into())),
-            },
-            Self::Secret { api, name } => {
-                let secret = api.get_opt(name).await.map_err(|e| failed(e.into()))?;
-                match secret.and_then(|s| s.data).and_then(|mut d| d.remove(IDENTITY)) {
-                    Some(bytes) => bytes.0,
-                    None => return Ok(None),
-                }
-            }
+        let Some(bytes) = self.read(IDENTITY, "reading the agent's identity from").await? else {
+            return Ok(None);
         };
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| failed(e.into()))
+            .map_err(|e| self.failed("reading the agent's identity from", IDENTITY, e.into()))
     }
 
     async fn save(&self, kept: &Kept) -> Result<(), Error> {
-        let failed = |source: Box<dyn std::error::Error + Send + Sync>| Error::Keep {
-            what: "writing the agent's identity to",
-            place: self.place(),
+        let what = "writing the agent's identity to";
+        let bytes = serde_json::to_vec(kept).map_err(|e| self.failed(what, IDENTITY, e.into()))?;
+        self.write(IDENTITY, bytes, what).await
+    }
+
+    fn failed(&self, what: &'static str, entry: &str, source: Box<dyn std::error::Error + Send + Sync>) -> Error {
+        Error::Keep {
+            what,
+            place: self.place(entry),
             source,
-        };
-        let bytes = serde_json::to_vec(kept).map_err(|e| failed(e.into()))?;
+        }
+    }
+
+    /// The bytes kept under `entry`, if any.
+    async fn read(&self, entry: &str, what: &'static str) -> Result<Option<Vec<u8>>, Error> {
         match self {
-            Self::Dir(dir) => {
-                cairn_proto::seal::write_private(&dir.join(IDENTITY), &bytes).map_err(|e| failed(e.into()))
+            Self::Dir(dir) => match std::fs::read(dir.join(entry)) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(self.failed(what, entry, e.into())),
+            },
+            Self::Secret { api, name } => {
+                let secret = api
+                    .get_opt(name)
+                    .await
+                    .map_err(|e| self.failed(what, entry, e.into()))?;
+                Ok(secret
+                    .and_then(|s| s.data)
+                    .and_then(|mut d| d.remove(entry))
+                    .map(|b| b.0))
             }
+        }
+    }
+
+    /// Keeps `bytes` under `entry`, whole or not at all. In a Secret each entry has its own field
+    /// manager, so writing one leaves the other as it is.
+    async fn write(&self, entry: &str, bytes: Vec<u8>, what: &'static str) -> Result<(), Error> {
+        match self {
+            Self::Dir(dir) => cairn_proto::seal::write_private(&dir.join(entry), &bytes)
+                .map_err(|e| self.failed(what, entry, e.into())),
             Self::Secret { api, name } => {
                 let secret = Secret {
                     metadata: kube::api::ObjectMeta {
@@ -213,14 +230,19 @@ impl Keep {
                         ..Default::default()
                     },
                     type_: Some("Opaque".into()),
-                    data: Some([(IDENTITY.to_owned(), k8s_openapi::ByteString(bytes))].into()),
+                    data: Some([(entry.to_owned(), k8s_openapi::ByteString(bytes))].into()),
                     ..Default::default()
                 };
-                let params = kube::api::PatchParams::apply("cairn-agent").force();
+                let manager = if entry == IDENTITY {
+                    "cairn-agent".to_owned()
+                } else {
+                    format!("cairn-agent-{}", entry.replace('.', "-"))
+                };
+                let params = kube::api::PatchParams::apply(&manager).force();
                 api.patch(name, &params, &kube::api::Patch::Apply(&secret))
                     .await
                     .map(|_| ())
-                    .map_err(|e| failed(e.into()))
+                    .map_err(|e| self.failed(what, entry, e.into()))
             }
         }
     }
@@ -239,7 +261,47 @@ pub struct Enrolled {
     /// Its cluster, as its certificate names it.
     pub cluster: ClusterName,
     certificate: watch::Sender<Certificate>,
-    keep: Option<Keep>,
+    /// Where a cluster agent keeps its identity and state; node agents keep nothing.
+    keep: Option<Place>,
+}
+
+/// A cluster agent's place to keep things, and the key its state is sealed with there.
+struct Place {
+    keep: Keep,
+    state: cairn_proto::seal::Key,
+    state_text: SecretString,
+}
+
+/// What fails if the state key cannot be made or read.
+const MAKING_STATE_KEY: &str = "making or reading the agent's state key in";
+
+/// The entry the agent's state (standing orders, backups not yet reported) is kept under.
+const STATE: &str = "state.sealed";
+
+impl Enrolled {
+    /// The agent's state as it last kept it (opened), if any; `None` too for node agents.
+    pub async fn load_state(&self) -> Result<Option<Vec<u8>>, Error> {
+        let Some(kept) = &self.keep else { return Ok(None) };
+        let what = "reading the agent's state from";
+        let Some(sealed) = kept.keep.read(STATE, what).await? else {
+            return Ok(None);
+        };
+        kept.state
+            .open(STATE, &sealed)
+            .map(Some)
+            .map_err(|e| kept.keep.failed(what, STATE, e.into()))
+    }
+
+    /// Keeps the agent's state `plain`, sealed (a node agent keeps nothing).
+    pub async fn save_state(&self, plain: &[u8]) -> Result<(), Error> {
+        let Some(kept) = &self.keep else { return Ok(()) };
+        let what = "writing the agent's state to";
+        let sealed = kept
+            .state
+            .seal(STATE, plain)
+            .map_err(|e| kept.keep.failed(what, STATE, e.into()))?;
+        kept.keep.write(STATE, sealed, what).await
+    }
 }
 
 impl Enrolled {
@@ -258,13 +320,13 @@ impl Enrolled {
         hub: Option<&str>,
         cluster: Option<&ClusterName>,
     ) -> Result<Self, Error> {
-        let kept = match keep.load().await? {
+        let mut kept = match keep.load().await? {
             Some(kept) => kept,
             None => {
                 let token = JoinToken::parse(token.ok_or(Error::NoToken)?)?;
                 let kept = join(&token).await?;
                 keep.save(&kept).await?;
-                tracing::info!(cluster = %kept.cluster, hub = %kept.hub, kept = %keep.place(), "enrolled with the hub");
+                tracing::info!(cluster = %kept.cluster, hub = %kept.hub, kept = %keep.place(IDENTITY), "enrolled with the hub");
                 kept
             }
         };
@@ -274,18 +336,31 @@ impl Enrolled {
             .map_err(|e: cairn_proto::model::InvalidName| Error::Certificate(e.to_string()))?;
         if let Some(asked) = cluster.filter(|c| **c != kept_cluster) {
             return Err(Error::OtherCluster {
-                place: keep.place(),
+                place: keep.place(IDENTITY),
                 kept: kept_cluster,
                 asked: asked.clone(),
             });
         }
+        if kept.state_key.is_none() {
+            // Kept before agents held state: made now, once.
+            let (_, bytes) = cairn_proto::seal::Key::random().map_err(|e| keep.failed(MAKING_STATE_KEY, IDENTITY, e.into()))?;
+            kept.state_key = Some(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes));
+            keep.save(&kept).await?;
+        }
+        let state_text = SecretString::from(kept.state_key.take().unwrap_or_default());
+        let state = cairn_proto::seal::Key::from_base64(state_text.expose_secret(), &keep.place(IDENTITY))
+            .map_err(|e| keep.failed(MAKING_STATE_KEY, IDENTITY, e.into()))?;
         let hub = dial::Hub::new(hub.unwrap_or(&kept.hub), Some(&kept.ca_pem))?;
         let certificate = Certificate::new(kept.cert_pem, kept.key_pem.into())?;
         Ok(Self {
             hub,
             cluster: kept_cluster,
             certificate: watch::Sender::new(certificate),
-            keep: Some(keep),
+            keep: Some(Place {
+                keep,
+                state,
+                state_text,
+            }),
         })
     }
 
@@ -352,15 +427,17 @@ impl Enrolled {
         let issued = within(client.renew(pb::CertificateRequest { csr_pem })).await?;
         let fresh = Certificate::new(issued.cert_pem, key_pem)?;
         let not_after = fresh.not_after;
-        if let Some(keep) = &self.keep {
-            keep.save(&Kept {
-                hub: self.hub.url().to_owned(),
-                ca_pem: self.hub.ca_pem().unwrap_or_default().to_owned(),
-                cluster: self.cluster.to_string(),
-                cert_pem: fresh.cert_pem.clone(),
-                key_pem: fresh.key_pem.expose_secret().to_owned(),
-            })
-            .await?;
+        if let Some(kept) = &self.keep {
+            kept.keep
+                .save(&Kept {
+                    hub: self.hub.url().to_owned(),
+                    ca_pem: self.hub.ca_pem().unwrap_or_default().to_owned(),
+                    cluster: self.cluster.to_string(),
+                    cert_pem: fresh.cert_pem.clone(),
+                    key_pem: fresh.key_pem.expose_secret().to_owned(),
+                    state_key: Some(kept.state_text.expose_secret().to_owned()),
+                })
+                .await?;
         }
         self.certificate.send_replace(fresh);
         Ok(not_after)
@@ -384,6 +461,7 @@ async fn join(token: &JoinToken) -> Result<Kept, Error> {
         cluster: issued.cluster,
         cert_pem: issued.cert_pem,
         key_pem: key_pem.expose_secret().to_owned(),
+        state_key: None,
     })
 }
 

@@ -21,6 +21,7 @@ pub mod enrol;
 pub mod link;
 pub mod maintenance;
 pub mod node;
+pub mod orders;
 pub mod references;
 pub mod relay;
 pub mod report;
@@ -172,12 +173,15 @@ pub async fn run(
     )
     .await?;
     tracing::info!(cluster = %enrolled.cluster, kubernetes.version = %version, "agent starting");
+    let enrolled = std::sync::Arc::new(enrolled);
+    let standing = std::sync::Arc::new(orders::Standing::load(enrolled.clone()).await);
     link::Link {
-        enrolled: std::sync::Arc::new(enrolled),
+        enrolled,
         role: link::Role::Cluster {
             client,
             kubernetes_version: version,
             node_agents: identity.node_agents,
+            standing,
         },
     }
     .run(stop)

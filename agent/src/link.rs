@@ -84,6 +84,8 @@ pub enum Role {
         kubernetes_version: String,
         /// The service account node agents run as (to vouch for them).
         node_agents: crate::vouch::NodeAgents,
+        /// Its standing orders, and the slots it has started.
+        standing: Arc<crate::orders::Standing>,
     },
     /// Moves volume data on one node.
     Node(crate::node::Node),
@@ -131,8 +133,32 @@ impl Link {
         let renewing = self.enrolled.clone();
         let stop_renewing = local.stop.clone();
         let renewal = tokio::spawn(async move { renewing.renew_until(stop_renewing).await });
+        let orders = match &self.role {
+            Role::Cluster {
+                client,
+                kubernetes_version,
+                standing,
+                ..
+            } => {
+                let runner = crate::orders::Runner {
+                    client: client.clone(),
+                    kubernetes_version: kubernetes_version.clone(),
+                    cluster: self.enrolled.cluster.clone(),
+                    events: local.events.clone(),
+                };
+                Some(tokio::spawn(crate::orders::keep(
+                    standing.clone(),
+                    runner,
+                    local.stop.clone(),
+                )))
+            }
+            Role::Node(_) => None,
+        };
         let ended = self.keep_up(&mut local).await;
         renewal.abort();
+        if let Some(orders) = orders {
+            let _ = orders.await;
+        }
         ended
     }
 
@@ -199,6 +225,14 @@ impl Link {
         for report in &local.recent {
             if up.send(report.to_pb()).await.is_err() {
                 return Error::Closed;
+            }
+        }
+        // So are backups run on its own, until the hub adopts them.
+        if let Role::Cluster { standing, .. } = &self.role {
+            for backup in standing.unreported().await {
+                if up.send(Report::OfflineBackup(backup).to_pb()).await.is_err() {
+                    return Error::Closed;
+                }
             }
         }
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -294,19 +328,39 @@ impl Link {
                 Role::Cluster {
                     client,
                     kubernetes_version,
+                    standing,
                     ..
                 },
             ) => {
                 let reporter = Reporter::new(spec.name.clone(), events.clone());
                 let volumes = self.volumes(relay, key);
-                operations.spawn(crate::backup::run(
-                    client.clone(),
-                    spec,
-                    (location, resources),
-                    reporter,
-                    volumes,
-                    kubernetes_version.clone(),
-                ));
+                let (client, kubernetes_version) = (client.clone(), kubernetes_version.clone());
+                let (standing, events) = (standing.clone(), events.clone());
+                operations.spawn(async move {
+                    // A slot's backup runs once, whoever started it first.
+                    if spec.origin.schedule.is_some() {
+                        match standing.start(&spec.name).await {
+                            crate::orders::Start::New => {}
+                            crate::orders::Start::Already(Some(ran)) => {
+                                let _ = events.send(Report::OfflineBackup(ran)).await;
+                                return;
+                            }
+                            crate::orders::Start::Already(None) => {
+                                tracing::warn!(backup.id = %spec.name, "this slot's backup was started here already: not run again");
+                                return;
+                            }
+                        }
+                    }
+                    crate::backup::run(
+                        client,
+                        spec,
+                        (location, resources),
+                        reporter,
+                        volumes,
+                        kubernetes_version,
+                    )
+                    .await;
+                });
             }
             (
                 Instruction::Restore {
@@ -351,6 +405,14 @@ impl Link {
                     }
                     let _ = events.send(Report::Vouched(vouch.id, verdict)).await;
                 });
+            }
+            (Instruction::Orders(orders), Role::Cluster { standing, .. }) => {
+                let standing = standing.clone();
+                tokio::spawn(async move { standing.replace(orders).await });
+            }
+            (Instruction::Adopted(name), Role::Cluster { standing, .. }) => {
+                let standing = standing.clone();
+                tokio::spawn(async move { standing.adopted(&name).await });
             }
             (Instruction::VolumeDone(id, result), Role::Cluster { .. }) => relay.done(&id, result),
             (Instruction::VolumeProgress(p), Role::Cluster { .. }) => relay.progress(&p),

@@ -54,12 +54,29 @@ impl Relay {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Sends `task`; its answer arrives through the returned [`Asked`].
+    /// A relay that reaches no node agent: a backup run on the agent's own, without the hub.
+    pub fn unlinked() -> Self {
+        let (up, _) = mpsc::channel(1);
+        Self::new(up)
+    }
+
+    /// Sends `task`; its answer arrives through the returned [`Asked`] (at once, a failure, if
+    /// the task cannot be sent).
     pub async fn ask(&self, task: VolumeTask) -> Asked {
         let (done, done_rx) = oneshot::channel();
         let (progress, progress_rx) = watch::channel((0, 0));
-        self.pending().insert(task.id.clone(), Pending { done, progress });
-        let _ = self.up.send(Report::VolumeTask(task)).await;
+        let id = task.id.clone();
+        self.pending().insert(id.clone(), Pending { done, progress });
+        if self.up.send(Report::VolumeTask(task)).await.is_err() {
+            let unsent = VolumeResult {
+                error: Some(
+                    "volume data is moved by node agents, reached through the hub, which did not start this backup: not taken"
+                        .into(),
+                ),
+                ..VolumeResult::default()
+            };
+            self.done(&id, unsent);
+        }
         Asked {
             progress: progress_rx,
             done: done_rx,

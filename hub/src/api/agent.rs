@@ -156,6 +156,7 @@ fn within_limit(message: &pb::AgentMessage) -> Result<(), Status> {
         Some(Kind::PruneDone(_)) => ("prune result", 1 << 20),
         Some(Kind::BackupDone(_)) => ("backup result", AGENT_MESSAGE_MAX),
         Some(Kind::RestoreDone(_)) => ("restore result", AGENT_MESSAGE_MAX),
+        Some(Kind::OfflineBackup(_)) => ("backup run offline", AGENT_MESSAGE_MAX),
     };
     let size = message.encoded_len();
     if size > limit {

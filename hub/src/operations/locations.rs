@@ -44,6 +44,7 @@ impl Hub {
         }
         // The bucket is the source of truth: backups already in it join the inventory.
         let catalog = self.sync_catalog(&stored).await?;
+        self.orders_changed();
         Ok(LocationInfo {
             backups_read: catalog.recorded,
             backups_unreadable: catalog.unreadable,
@@ -66,6 +67,7 @@ impl Hub {
         if rotated.is_empty() {
             self.workspace_record(workspace).await?;
         }
+        self.orders_changed();
         Ok(rotated)
     }
 
@@ -136,6 +138,7 @@ impl Hub {
             self.inner.inventory.put_workspace(&workspace).await?;
         }
         tracing::info!(forgotten_backups = backups.len(), "location removed");
+        self.orders_changed();
         Ok(())
     }
 

@@ -12,6 +12,7 @@ mod error;
 mod groups;
 mod locations;
 mod maintenance;
+mod orders;
 pub mod progress;
 mod retention;
 mod schedules;
@@ -208,6 +209,7 @@ impl Hub {
         cluster.kubernetes_version = kubernetes_version;
         self.inner.inventory.put_cluster(&cluster).await?;
         tracing::info!(agent.version = %cluster.agent_version, kubernetes.version = %cluster.kubernetes_version, "agent registered");
+        self.give_orders(name).await;
         Ok((id, rx))
     }
 
@@ -269,6 +271,7 @@ impl Hub {
                 self.pruned(&location, prune).await?;
             }
             Report::Vouched(id, verdict) => self.vouched(cluster, id, verdict),
+            Report::OfflineBackup(backup) => self.adopt(cluster, backup).await?,
             Report::VolumeDone(..) | Report::VolumeProgress(_) => {
                 tracing::warn!(%cluster, "volume result from a cluster agent ignored: only node agents send them");
             }

@@ -51,7 +51,7 @@ impl Hub {
             },
         };
         self.inner.inventory.put_schedule(&schedule).await?;
-        self.inner.schedules_changed.notify_one();
+        self.schedules_changed();
         tracing::info!(cron = %schedule.spec.cron, "schedule created");
         self.with_next(schedule)
     }
@@ -73,7 +73,7 @@ impl Hub {
         self.with_next(s)
     }
 
-    async fn schedule_record(&self, name: &ScheduleName) -> Result<Schedule> {
+    pub(super) async fn schedule_record(&self, name: &ScheduleName) -> Result<Schedule> {
         self.inner
             .inventory
             .schedule(name)
@@ -97,7 +97,7 @@ impl Hub {
                 s.status.resumed = Some(self.inner.clock.now());
             }
             self.inner.inventory.put_schedule(&s).await?;
-            self.inner.schedules_changed.notify_one();
+            self.schedules_changed();
             tracing::info!(paused, "schedule updated");
         }
         self.with_next(s)
@@ -108,8 +108,14 @@ impl Hub {
         self.schedule_record(name).await?;
         self.inner.inventory.delete_schedule(name).await?;
         self.inner.timetables.forget(name);
-        self.inner.schedules_changed.notify_one();
+        self.schedules_changed();
         Ok(())
+    }
+
+    /// Schedules changed: the scheduler looks again, and agents get their standing orders anew.
+    fn schedules_changed(&self) {
+        self.inner.schedules_changed.notify_one();
+        self.orders_changed();
     }
 
     /// Runs a schedule once now; its timetable is unchanged.
@@ -201,6 +207,14 @@ impl Hub {
                 .await
                 .map(|_| ()),
         };
+        // The slot's backup exists: its agent ran the slot on its own (standing orders).
+        let started = started.or_else(|e| match e {
+            super::Error::Refused(Refused::Exists { .. }) => {
+                tracing::info!("the slot's backup exists already: its agent ran it on its own");
+                Ok(())
+            }
+            e => Err(e),
+        });
         if let Err(e) = started {
             s.status.last_error = Some(cairn_proto::error_chain(&e));
             self.inner.inventory.put_schedule(&s).await?;

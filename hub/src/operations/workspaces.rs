@@ -130,6 +130,7 @@ impl Hub {
             }
             self.inner.inventory.set_member(cluster, Some(workspace)).await?;
             tracing::info!("cluster added to workspace");
+            self.orders_changed();
         }
         self.workspace(workspace).await
     }
@@ -150,6 +151,7 @@ impl Hub {
         }
         self.inner.inventory.set_member(cluster, None).await?;
         tracing::info!("cluster moved back to workspace default");
+        self.orders_changed();
         self.workspace(workspace).await
     }
 }

@@ -70,6 +70,7 @@ impl Wire for BackupSpec {
             schedule: text(self.origin.schedule.as_ref().map(ToString::to_string)),
             group: text(self.origin.group.as_ref().map(ToString::to_string)),
             volumes: self.volumes,
+            offline: self.origin.offline,
         }
     }
 
@@ -96,6 +97,7 @@ impl Wire for BackupSpec {
                 workspace: opt_name("BackupSpec.workspace", m.workspace)?,
                 schedule: opt_name("BackupSpec.schedule", m.schedule)?,
                 group: opt_name("BackupSpec.group", m.group)?,
+                offline: m.offline,
             },
         })
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{Result, Wire, name, opt_string, required};
 use crate::model::{
-    BackupSpec, BackupStatus, Instruction, Location, Progress, Prune, Registration, Report, RepositoryKey,
+    AgentState, Backup, Order, ScheduleSpec, BackupSpec, BackupStatus, Instruction, Location, Progress, Prune, Registration, Report, RepositoryKey,
     ResourceKey, ResourceKeys, RestoreSpec, RestoreStatus, VolumeProgress, VolumeResult, VolumeTask, Vouch,
 };
 use crate::pb::{self, agent_message::Kind as Up, hub_message::Kind as Down};
@@ -56,6 +56,10 @@ impl Wire for Instruction {
                 node: v.node.clone(),
                 token: secrecy::ExposeSecret::expose_secret(&v.token).to_owned(),
             }),
+            Self::Orders(orders) => Down::Orders(orders_to_pb(orders)),
+            Self::Adopted(backup) => Down::Adopted(pb::Adopted {
+                backup: backup.to_string(),
+            }),
         };
         pb::HubMessage { kind: Some(kind) }
     }
@@ -91,6 +95,8 @@ impl Wire for Instruction {
                 node: v.node,
                 token: v.token.into(),
             }),
+            Down::Orders(orders) => Self::Orders(orders_from_pb(orders)?),
+            Down::Adopted(a) => Self::Adopted(name("Adopted.backup", a.backup)?),
         })
     }
 }
@@ -130,6 +136,7 @@ impl Wire for Report {
                 id: *id,
                 refusal: verdict.clone().err().unwrap_or_default(),
             }),
+            Self::OfflineBackup(b) => Up::OfflineBackup(offline_to_pb(b)),
         };
         pb::AgentMessage { kind: Some(kind) }
     }
@@ -170,8 +177,76 @@ impl Wire for Report {
                     Err(v.refusal)
                 },
             ),
+            Up::OfflineBackup(b) => Self::OfflineBackup(offline_from_pb(b)?),
         })
     }
+}
+
+impl Wire for AgentState {
+    type Pb = pb::AgentState;
+
+    fn to_pb(&self) -> pb::AgentState {
+        pb::AgentState {
+            orders: Some(orders_to_pb(&self.orders)),
+            started: self.started.iter().map(ToString::to_string).collect(),
+            unreported: self.unreported.iter().map(offline_to_pb).collect(),
+        }
+    }
+
+    fn from_pb(m: pb::AgentState) -> Result<Self> {
+        Ok(Self {
+            orders: orders_from_pb(required("AgentState.orders", m.orders)?)?,
+            started: m
+                .started
+                .into_iter()
+                .map(|n| name("AgentState.started", n))
+                .collect::<Result<_>>()?,
+            unreported: m.unreported.into_iter().map(offline_from_pb).collect::<Result<_>>()?,
+        })
+    }
+}
+
+fn orders_to_pb(orders: &[Order]) -> pb::StandingOrders {
+    pb::StandingOrders {
+        orders: orders
+            .iter()
+            .map(|o| pb::Order {
+                schedule: Some(o.schedule.to_pb()),
+                location: Some(o.location.to_pb()),
+                repository_key: o.key.0.clone(),
+                resource_keys: versioned_keys(&o.resources),
+            })
+            .collect(),
+    }
+}
+
+fn orders_from_pb(orders: pb::StandingOrders) -> Result<Vec<Order>> {
+    orders
+        .orders
+        .into_iter()
+        .map(|o| {
+            Ok(Order {
+                schedule: ScheduleSpec::from_pb(required("Order.schedule", o.schedule)?)?,
+                location: Location::from_pb(required("Order.location", o.location)?)?,
+                key: RepositoryKey(o.repository_key),
+                resources: resource_keys(o.resource_keys),
+            })
+        })
+        .collect()
+}
+
+fn offline_to_pb(b: &Backup) -> pb::OfflineBackup {
+    pb::OfflineBackup {
+        spec: Some(b.spec.to_pb()),
+        status: Some(b.status.to_pb()),
+    }
+}
+
+fn offline_from_pb(b: pb::OfflineBackup) -> Result<Backup> {
+    Ok(Backup {
+        spec: BackupSpec::from_pb(required("OfflineBackup.spec", b.spec)?)?,
+        status: BackupStatus::from_pb(required("OfflineBackup.status", b.status)?)?,
+    })
 }
 
 fn versioned_keys(keys: &ResourceKeys) -> Vec<pb::VersionedKey> {

@@ -87,6 +87,9 @@ pub struct BackupOrigin {
     pub schedule: Option<ScheduleName>,
     /// The workspace backup it is part of.
     pub group: Option<BackupName>,
+    /// Run by its cluster's agent on its own, from its standing orders: the hub did not start
+    /// the slot (it was down, or the link was).
+    pub offline: bool,
 }
 
 /// What came of a backup.

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{
-    BackupName, BackupSpec, BackupStatus, ClusterName, Location, LocationName, OperationId, Progress, Prune,
+    Backup, BackupName, ScheduleSpec, BackupSpec, BackupStatus, ClusterName, Location, LocationName, OperationId, Progress, Prune,
     RepositoryKey, ResourceKeys, RestoreName, RestoreSpec, RestoreStatus, VolumeProgress, VolumeResult,
     VolumeTask, VolumeTaskId,
 };
@@ -54,6 +54,36 @@ pub enum Instruction {
     Cancel(OperationId),
     /// To a cluster agent: is this one of your node agents?
     Vouch(Vouch),
+    /// To a cluster agent: the schedules it runs on its own when the hub does not start a slot
+    /// (replacing those it holds).
+    Orders(Vec<Order>),
+    /// To a cluster agent: the backup it ran on its own is recorded; it stops reporting it.
+    Adopted(BackupName),
+}
+
+/// What a cluster agent keeps at rest between starts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentState {
+    /// Its standing orders, as the hub last gave them.
+    pub orders: Vec<Order>,
+    /// The slots' backups it has started (on its own or asked by the hub), oldest first.
+    pub started: Vec<BackupName>,
+    /// The backups it ran on its own that the hub has not adopted yet, oldest first.
+    pub unreported: Vec<Backup>,
+}
+
+/// A schedule as a cluster agent holds it, to run its slots when the hub does not: with the
+/// location and keys its backups need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    /// The schedule (paused ones are not given).
+    pub schedule: ScheduleSpec,
+    /// Where its backups go.
+    pub location: Location,
+    /// The location's volume-repository key, newest version.
+    pub key: RepositoryKey,
+    /// Every version of the location's resource-backup key.
+    pub resources: ResourceKeys,
 }
 
 /// A node agent asks to enrol: its cluster's agent checks `token` (a TokenReview) and that the
@@ -104,6 +134,9 @@ pub enum Report {
     PruneDone(LocationName, Prune),
     /// Cluster agent: its verdict on [`Vouch`] `id`; `Err` says why not.
     Vouched(u64, Result<(), String>),
+    /// Cluster agent: a scheduled backup it ran on its own ([`Order`]), until
+    /// [`Instruction::Adopted`].
+    OfflineBackup(Backup),
 }
 
 impl Report {

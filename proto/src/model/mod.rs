@@ -26,7 +26,7 @@ pub use backup::{
     Backup, BackupOrigin, BackupQuery, BackupSpec, BackupStatus, ClusterResources, Manifest, NamespaceFilter,
     StoredObject,
 };
-pub use channel::{Instruction, Registration, Report, Vouch};
+pub use channel::{AgentState, Instruction, Order, Registration, Report, Vouch};
 pub use cluster::{Cluster, JoinGrant, JoinTicket};
 pub use denial::{Denial, Refusal};
 pub use group::{BackupGroup, GroupMember, WorkspaceBackup};

@@ -1,0 +1,125 @@
+//! Standing orders: each cluster agent holds the schedules that target its cluster (its own and
+//! its workspace's) with the location and keys their backups need, so that it runs a slot itself
+//! when the hub does not start it (the hub is down, or the link is). The hub gives them when the
+//! agent registers and again whenever they change, and adopts the backups an agent ran on its
+//! own: a slot's backup has one name (`cairn_proto::schedule::slot_backup`), whoever runs it, so
+//! no slot is run twice.
+
+use cairn_proto::model::{Backup, ClusterName, Instruction, OperationId, Order, Phase, ScheduleTarget};
+use cairn_proto::schedule::{member_backup, slot_backup};
+
+use super::{Hub, Refused, Result, not_sent};
+
+impl Hub {
+    /// The standing orders of `cluster`'s agent: its unpaused schedules and its workspace's.
+    pub(super) async fn orders_for(&self, cluster: &ClusterName) -> Result<Vec<Order>> {
+        let workspace = self.workspace_of(cluster).await?;
+        let mut orders = Vec::new();
+        for s in self.inner.inventory.schedules().await? {
+            let ours = match &s.spec.target {
+                ScheduleTarget::Cluster(c) => c == cluster,
+                ScheduleTarget::Workspace(w) => *w == workspace,
+            };
+            if !ours || s.spec.paused {
+                continue;
+            }
+            match self.target(cluster, s.spec.template.location.as_ref()).await {
+                Ok(target) => orders.push(Order {
+                    schedule: s.spec,
+                    location: target.location,
+                    key: target.key,
+                    resources: target.resources,
+                }),
+                Err(e) => {
+                    tracing::warn!(%cluster, schedule = %s.spec.name, error = %cairn_proto::error_chain(&e), "schedule left out of the standing orders");
+                }
+            }
+        }
+        Ok(orders)
+    }
+
+    /// Gives `cluster`'s agent, if connected, its standing orders as they are now.
+    pub(super) async fn give_orders(&self, cluster: &ClusterName) {
+        let Some(queue) = self.inner.agents.queue(cluster) else {
+            return;
+        };
+        match self.orders_for(cluster).await {
+            Ok(orders) => {
+                let count = orders.len();
+                if queue.try_send(Instruction::Orders(orders)).is_err() {
+                    tracing::warn!(%cluster, "standing orders not given: the agent is not reading (given again when it registers)");
+                } else {
+                    tracing::debug!(%cluster, orders = count, "standing orders given");
+                }
+            }
+            Err(e) => tracing::error!(%cluster, error = %cairn_proto::error_chain(&e), "standing orders"),
+        }
+    }
+
+    /// Schedules, locations, keys or workspace members changed: every connected cluster agent
+    /// gets its standing orders again, in the background.
+    pub(super) fn orders_changed(&self) {
+        let hub = self.clone();
+        self.spawn(async move {
+            for (cluster, _) in hub.inner.agents.sessions() {
+                hub.give_orders(&cluster).await;
+            }
+        });
+    }
+
+    /// Records `backup`, which `cluster`'s agent ran on its own for a slot of one of its standing
+    /// orders, and tells the agent so. It must be a backup of `cluster`, named for a slot of a
+    /// schedule that targets it, written to a location it may use.
+    pub(super) async fn adopt(&self, cluster: &ClusterName, mut backup: Backup) -> Result<()> {
+        let name = backup.spec.name.clone();
+        let refused = || not_sent(cluster, &OperationId::Backup(name.clone()));
+        if backup.spec.cluster != *cluster || !backup.status.phase.is_final() {
+            return Err(refused());
+        }
+        let (Some(schedule), Some(slot)) = (&backup.spec.origin.schedule, backup.spec.origin.created) else {
+            return Err(refused());
+        };
+        let schedule = self.schedule_record(schedule).await?;
+        let workspace = self.workspace_of(cluster).await?;
+        let expected = match &schedule.spec.target {
+            ScheduleTarget::Cluster(c) if c == cluster => slot_backup(&schedule.spec.name, slot),
+            ScheduleTarget::Workspace(w) if *w == workspace => {
+                member_backup(&slot_backup(&schedule.spec.name, slot), cluster)
+            }
+            _ => return Err(refused()),
+        };
+        if expected != name {
+            return Err(Refused::Denied(format!(
+                "the agent of cluster {cluster} reported backup {name} as run for the slot at {slot} of schedule {}, \
+                 whose backup for that slot is {expected}",
+                schedule.spec.name
+            ))
+            .into());
+        }
+        let stored = self.usable_location(cluster, backup.spec.location.as_ref()).await?;
+        backup.spec.location = Some(stored.spec.name.clone());
+        backup.spec.origin.workspace = Some(stored.spec.workspace);
+        backup.spec.origin.offline = true;
+        match self.inner.inventory.backup(&name).await? {
+            Some(known) if known.status.phase.is_final() && known.status.phase != Phase::Failed => {}
+            Some(known) => {
+                // The hub started the slot too late, or failed it while the agent ran it: the
+                // agent's run is the slot's backup.
+                let mut known = known;
+                known.status = backup.status;
+                self.inner.inventory.put_backup(&known).await?;
+                self.inner.agents.finished(cluster, &OperationId::Backup(name.clone()));
+            }
+            None => {
+                tracing::info!(%cluster, backup.id = %name, phase = %backup.status.phase, "backup run by the agent on its own adopted");
+                self.inner.inventory.put_backup(&backup).await?;
+                let hub = self.clone();
+                self.spawn(async move { hub.keep_last(&backup).await });
+            }
+        }
+        if let Some(queue) = self.inner.agents.queue(cluster) {
+            let _ = queue.try_send(Instruction::Adopted(name));
+        }
+        Ok(())
+    }
+}
