@@ -185,7 +185,12 @@ impl Keep {
         self.write(IDENTITY, bytes, what).await
     }
 
-    fn failed(&self, what: &'static str, entry: &str, source: Box<dyn std::error::Error + Send + Sync>) -> Error {
+    fn failed(
+        &self,
+        what: &'static str,
+        entry: &str,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    ) -> Error {
         Error::Keep {
             what,
             place: self.place(entry),
@@ -343,8 +348,12 @@ impl Enrolled {
         }
         if kept.state_key.is_none() {
             // Kept before agents held state: made now, once.
-            let (_, bytes) = cairn_proto::seal::Key::random().map_err(|e| keep.failed(MAKING_STATE_KEY, IDENTITY, e.into()))?;
-            kept.state_key = Some(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes));
+            let (_, bytes) = cairn_proto::seal::Key::random()
+                .map_err(|e| keep.failed(MAKING_STATE_KEY, IDENTITY, e.into()))?;
+            kept.state_key = Some(base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                bytes,
+            ));
             keep.save(&kept).await?;
         }
         let state_text = SecretString::from(kept.state_key.take().unwrap_or_default());

@@ -342,7 +342,7 @@ impl Link {
                         match standing.start(&spec.name).await {
                             crate::orders::Start::New => {}
                             crate::orders::Start::Already(Some(ran)) => {
-                                let _ = events.send(Report::OfflineBackup(ran)).await;
+                                let _ = events.send(Report::OfflineBackup(*ran)).await;
                                 return;
                             }
                             crate::orders::Start::Already(None) => {

@@ -37,7 +37,7 @@ pub enum Start {
     /// Not started before: it is now remembered as started.
     New,
     /// Started before; if run on its own and not yet adopted, as it ended.
-    Already(Option<Backup>),
+    Already(Option<Box<Backup>>),
 }
 
 /// The agent's standing orders and what it has started, kept at rest.
@@ -62,7 +62,11 @@ impl Standing {
             }
         };
         if !state.orders.is_empty() {
-            tracing::info!(orders = state.orders.len(), unreported = state.unreported.len(), "standing orders kept from before");
+            tracing::info!(
+                orders = state.orders.len(),
+                unreported = state.unreported.len(),
+                "standing orders kept from before"
+            );
         }
         Self {
             enrolled,
@@ -93,7 +97,7 @@ impl Standing {
     pub async fn start(&self, name: &BackupName) -> Start {
         let mut state = self.state.lock().await;
         if state.started.contains(name) {
-            let ran = state.unreported.iter().find(|b| b.spec.name == *name).cloned();
+            let ran = state.unreported.iter().find(|b| b.spec.name == *name).cloned().map(Box::new);
             return Start::Already(ran);
         }
         state.started.push(name.clone());
@@ -177,7 +181,9 @@ pub async fn keep(standing: Arc<Standing>, runner: Runner, stop: CancellationTok
                 }
                 let name = match &spec.target {
                     ScheduleTarget::Cluster(_) => slot_backup(&spec.name, slot),
-                    ScheduleTarget::Workspace(_) => member_backup(&slot_backup(&spec.name, slot), &runner.cluster),
+                    ScheduleTarget::Workspace(_) => {
+                        member_backup(&slot_backup(&spec.name, slot), &runner.cluster)
+                    }
                 };
                 if let Start::New = standing.start(&name).await {
                     tracing::warn!(schedule = %spec.name, %slot, backup.id = %name, "the hub did not start this slot: running it on our own");

@@ -250,7 +250,7 @@ mod tests {
         let timetables = Timetables::default();
         let mut spec = ScheduleSpec::new(
             "nightly".parse().expect("name"),
-            cairn_proto::model::ScheduleTarget::Cluster("east".parse().expect("name")),
+            crate::model::ScheduleTarget::Cluster("east".parse().expect("name")),
             "0 2 * * *".into(),
         );
         let first = timetables.of(&spec).expect("valid");

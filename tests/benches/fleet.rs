@@ -433,6 +433,7 @@ async fn list_latency(count: usize) -> Result<[f64; 3]> {
                     workspace: Some(format!("w-{}", cluster % INVENTORY_WORKSPACES).parse()?),
                     schedule: Some(format!("s-{cluster:04}").parse()?),
                     group: None,
+                    offline: false,
                 },
             },
             status: BackupStatus {

@@ -315,6 +315,7 @@ impl HubProcess {
         cmd.arg("--kubeconfig")
             .arg(kubeconfig.unwrap_or(cp.kubeconfig()))
             .env("RUST_LOG", self.log_level());
+        let line = Line::of(&cmd);
         sandbox.spawn("cairn-agent", cmd)?;
         let client = self.client().await?;
         let what = format!("agent of {} to connect", cp.name());
@@ -330,7 +331,7 @@ impl HubProcess {
                 }
             })
             .await?;
-        Ok(AgentProcess { sandbox })
+        Ok(AgentProcess { sandbox, line })
     }
 }
 
@@ -388,6 +389,7 @@ impl HubProcess {
             .arg("--kubelet-root")
             .arg(kubelet_root)
             .env("RUST_LOG", self.log_level());
+        let line = Line::of(&cmd);
         sandbox.spawn("cairn-agent", cmd)?;
         let what = format!("node agent of {node} to link to the hub");
         let log = sandbox.dir().join("cairn-agent.log");
@@ -400,7 +402,7 @@ impl HubProcess {
                 }
             })
             .await?;
-        Ok(AgentProcess { sandbox })
+        Ok(AgentProcess { sandbox, line })
     }
 }
 
@@ -455,9 +457,45 @@ pub async fn node_agent_token(cp: &ControlPlane, node: &str) -> Result<String> {
 /// A running `cairn-agent`.
 pub struct AgentProcess {
     sandbox: Sandbox,
+    /// How it was started.
+    line: Line,
+}
+
+/// A command as it was started, to start it again.
+struct Line {
+    program: std::ffi::OsString,
+    args: Vec<std::ffi::OsString>,
+    env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+}
+
+impl Line {
+    fn of(cmd: &Command) -> Self {
+        Self {
+            program: cmd.get_program().to_owned(),
+            args: cmd.get_args().map(ToOwned::to_owned).collect(),
+            env: cmd
+                .get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+                .collect(),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args).envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
 }
 
 impl AgentProcess {
+    /// Kills the agent outright (SIGKILL, as a crash) and starts it again with the same
+    /// arguments and state, without waiting for it to reach the hub (which may be down).
+    pub fn crash_and_restart(&self) -> Result<()> {
+        self.sandbox.kill("cairn-agent");
+        self.sandbox.spawn("cairn-agent", self.line.command())?;
+        Ok(())
+    }
+
     /// The identity it keeps in its state directory (`identity.json`: hub, CA, cluster,
     /// certificate and key), as JSON.
     pub fn kept_identity(&self) -> Result<serde_json::Value> {

@@ -197,3 +197,127 @@ async fn an_agent_that_stops_reading_stalls_no_other_cluster_and_its_instruction
     assert_eq!(field(&stuck, "/status/runs"), 1, "{stuck}");
     Ok(())
 }
+
+const SHOP: &str = include_str!("../fixtures/shop.yaml");
+
+/// Backup folders in the local location `bucket` that hold a manifest.
+fn finished_folders(bucket: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(bucket.join("backups"))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| e.path().join("manifest.pb").exists())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_hub_down_the_agent_runs_each_slot_itself_even_restarted_and_the_hub_adopts_each_once()
+-> Result<()> {
+    let cp = ControlPlane::start("edge-alone").await?;
+    cp.apply(SHOP).await?;
+    let mut hub = HubProcess::start().await?;
+    let agent = hub.agent(&cp, None).await?;
+    hub.cli(&[
+        "schedule",
+        "create",
+        "minutely",
+        "--cluster",
+        "edge-alone",
+        "--cron",
+        "* * * * *",
+        "--include-namespaces",
+        "shop",
+    ])
+    .await?
+    .ok()?;
+    wait_until(
+        "the agent holds its standing orders",
+        Duration::from_secs(30),
+        || async {
+            Ok(agent
+                .full_log()
+                .contains("standing orders received")
+                .then_some(()))
+        },
+    )
+    .await?;
+
+    // The hub goes down for three slots; the agent runs each on its own, straight to the bucket.
+    let bucket = hub.data_dir().join("backups");
+    hub.stop();
+    let before = finished_folders(&bucket);
+    let offline = |count: usize| {
+        let (bucket, before) = (bucket.clone(), before.clone());
+        async move {
+            wait_until(
+                &format!("{count} backups run by the agent on its own"),
+                Duration::from_secs(150),
+                || async {
+                    let new: Vec<String> = finished_folders(&bucket)
+                        .into_iter()
+                        .filter(|n| !before.contains(n))
+                        .collect();
+                    Ok((new.len() >= count).then_some(new))
+                },
+            )
+            .await
+        }
+    };
+    let first = offline(1).await?;
+    // Restarted while cut off, it still has its orders and runs the next slots.
+    agent.crash_and_restart()?;
+    let ran = offline(3).await?;
+    assert_eq!(ran.len(), 3, "{ran:?}");
+    assert!(ran.contains(&first[0]), "{ran:?}");
+    assert!(ran.iter().all(|n| n.starts_with("minutely-")), "{ran:?}");
+
+    // The hub returns: it adopts the three, and its own catch-up run for the last missed slot
+    // finds that slot's backup there instead of running it again.
+    hub.start_again(&[]).await?;
+    let adopted = wait_until("the three adopted", Duration::from_secs(90), || async {
+        let list = hub.json("backup list --schedule minutely").await?;
+        let list = list.as_array().cloned().unwrap_or_default();
+        let found: Vec<Value> = list
+            .into_iter()
+            .filter(|b| ran.iter().any(|n| field(b, "/spec/name") == n.as_str()))
+            .collect();
+        Ok((found.len() == 3).then_some(found))
+    })
+    .await?;
+    for b in &adopted {
+        assert_eq!(field(b, "/status/phase"), "Completed", "{b}");
+        assert_eq!(field(b, "/spec/offline"), true, "taken while offline: {b}");
+        assert!(field(b, "/status/items").as_u64() >= Some(5), "{b}");
+    }
+    tokio::time::sleep(Duration::from_secs(15)).await; // past the hub's catch-up run
+    let list = hub.json("backup list --schedule minutely").await?;
+    let slots: Vec<i64> = list
+        .as_array()
+        .context("a list")?
+        .iter()
+        .map(|b| ms(field(b, "/spec/created")))
+        .collect();
+    let mut distinct = slots.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), slots.len(), "a slot was backed up twice: {list}");
+    let folders: Vec<String> = finished_folders(&bucket)
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .collect();
+    assert!(
+        ran.iter()
+            .all(|n| folders.iter().filter(|f| *f == n).count() == 1),
+        "{folders:?}"
+    );
+    assert_eq!(
+        agent.full_log().matches("running it on our own").count(),
+        3,
+        "the agent ran a slot twice, or one the hub ran"
+    );
+    Ok(())
+}

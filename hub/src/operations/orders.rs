@@ -96,7 +96,9 @@ impl Hub {
             ))
             .into());
         }
-        let stored = self.usable_location(cluster, backup.spec.location.as_ref()).await?;
+        let stored = self
+            .usable_location(cluster, backup.spec.location.as_ref())
+            .await?;
         backup.spec.location = Some(stored.spec.name.clone());
         backup.spec.origin.workspace = Some(stored.spec.workspace);
         backup.spec.origin.offline = true;
@@ -107,8 +109,11 @@ impl Hub {
                 // agent's run is the slot's backup.
                 let mut known = known;
                 known.status = backup.status;
+                known.spec.origin.offline = true;
                 self.inner.inventory.put_backup(&known).await?;
-                self.inner.agents.finished(cluster, &OperationId::Backup(name.clone()));
+                self.inner
+                    .agents
+                    .finished(cluster, &OperationId::Backup(name.clone()));
             }
             None => {
                 tracing::info!(%cluster, backup.id = %name, phase = %backup.status.phase, "backup run by the agent on its own adopted");

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use super::{Result, Wire, name, opt_string, required};
 use crate::model::{
-    AgentState, Backup, Order, ScheduleSpec, BackupSpec, BackupStatus, Instruction, Location, Progress, Prune, Registration, Report, RepositoryKey,
-    ResourceKey, ResourceKeys, RestoreSpec, RestoreStatus, VolumeProgress, VolumeResult, VolumeTask, Vouch,
+    AgentState, Backup, BackupSpec, BackupStatus, Instruction, Location, Order, Progress, Prune,
+    Registration, Report, RepositoryKey, ResourceKey, ResourceKeys, RestoreSpec, RestoreStatus, ScheduleSpec,
+    VolumeProgress, VolumeResult, VolumeTask, Vouch,
 };
 use crate::pb::{self, agent_message::Kind as Up, hub_message::Kind as Down};
 
@@ -201,7 +202,11 @@ impl Wire for AgentState {
                 .into_iter()
                 .map(|n| name("AgentState.started", n))
                 .collect::<Result<_>>()?,
-            unreported: m.unreported.into_iter().map(offline_from_pb).collect::<Result<_>>()?,
+            unreported: m
+                .unreported
+                .into_iter()
+                .map(offline_from_pb)
+                .collect::<Result<_>>()?,
         })
     }
 }

@@ -189,14 +189,14 @@ fn backup_spec() -> BoxedStrategy<pb::BackupSpec> {
         (text(), text(), text(), text()),
         (texts(), texts(), texts(), texts()),
         (enum_value(), any::<u64>(), int64()),
-        (text(), text(), text(), any::<bool>()),
+        (text(), text(), text(), any::<bool>(), any::<bool>()),
     )
         .prop_map(
             |(
                 (name, cluster, location, label_selector),
                 (include_namespaces, exclude_namespaces, include_resources, exclude_resources),
                 (cluster_resources, ttl_seconds, created_unix_ms),
-                (workspace, schedule, group, volumes),
+                (workspace, schedule, group, volumes, offline),
             )| pb::BackupSpec {
                 name,
                 cluster,
@@ -213,6 +213,7 @@ fn backup_spec() -> BoxedStrategy<pb::BackupSpec> {
                 schedule,
                 group,
                 volumes,
+                offline,
             },
         )
         .boxed()
@@ -283,13 +284,14 @@ fn plausible_manifest() -> BoxedStrategy<pb::BackupManifest> {
             any::<u64>(),
             int64(),
             any::<bool>(),
+            any::<bool>(),
         ),
     )
         .prop_map(
             |(
                 (name, cluster, location, (workspace, schedule, group)),
                 (include_namespaces, exclude_namespaces, include_resources, exclude_resources),
-                (label_selector, cluster_resources, ttl_seconds, created_unix_ms, volumes),
+                (label_selector, cluster_resources, ttl_seconds, created_unix_ms, volumes, offline),
             )| pb::BackupSpec {
                 name,
                 cluster,
@@ -306,6 +308,7 @@ fn plausible_manifest() -> BoxedStrategy<pb::BackupManifest> {
                 schedule,
                 group,
                 volumes,
+                offline,
             },
         );
     let resource = (

@@ -89,6 +89,7 @@ pub struct BackupOrigin {
     pub group: Option<BackupName>,
     /// Run by its cluster's agent on its own, from its standing orders: the hub did not start
     /// the slot (it was down, or the link was).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub offline: bool,
 }
 

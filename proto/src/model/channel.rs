@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use super::{
-    Backup, BackupName, ScheduleSpec, BackupSpec, BackupStatus, ClusterName, Location, LocationName, OperationId, Progress, Prune,
-    RepositoryKey, ResourceKeys, RestoreName, RestoreSpec, RestoreStatus, VolumeProgress, VolumeResult,
-    VolumeTask, VolumeTaskId,
+    Backup, BackupName, BackupSpec, BackupStatus, ClusterName, Location, LocationName, OperationId, Progress,
+    Prune, RepositoryKey, ResourceKeys, RestoreName, RestoreSpec, RestoreStatus, ScheduleSpec,
+    VolumeProgress, VolumeResult, VolumeTask, VolumeTaskId,
 };
 
 /// What the hub asks an agent to do.
