@@ -97,7 +97,12 @@ impl Standing {
     pub async fn start(&self, name: &BackupName) -> Start {
         let mut state = self.state.lock().await;
         if state.started.contains(name) {
-            let ran = state.unreported.iter().find(|b| b.spec.name == *name).cloned().map(Box::new);
+            let ran = state
+                .unreported
+                .iter()
+                .find(|b| b.spec.name == *name)
+                .cloned()
+                .map(Box::new);
             return Start::Already(ran);
         }
         state.started.push(name.clone());

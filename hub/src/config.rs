@@ -24,6 +24,8 @@ const ENV_KEYS: &[&str] = &[
     "CAIRN_AGENT_TIMEOUT",
     "CAIRN_INSTRUCTION_DEADLINE",
     "CAIRN_AGENT_ADMISSIONS_PER_SECOND",
+    "CAIRN_RPO_GRACE",
+    "CAIRN_METRICS_LISTEN",
     "CAIRN_AGENT_CERT_LIFETIME",
     "CAIRN_DEFAULT_LOCATION_DIR",
     "CAIRN_LOCATION_CHECK_INTERVAL",
@@ -66,6 +68,12 @@ pub struct Config {
     /// Agent connections admitted per second, at most (a burst of as many at once); the rest
     /// are told to dial again later.
     pub agent_admissions_per_second: u32,
+    /// How long past a schedule's period a cluster may go without a successful backup before
+    /// its RPO counts as at risk.
+    #[serde(with = "humantime_serde")]
+    pub rpo_grace: Duration,
+    /// HTTP address of the Prometheus metrics (`/metrics`); empty: not served.
+    pub metrics_listen: String,
     /// The master key's file, outside the data directory (a mounted Secret); empty:
     /// `<data_dir>/secret.key`, made on first start.
     pub secret_key_file: PathBuf,
@@ -135,6 +143,17 @@ impl Config {
             ));
         }
         Ok(config)
+    }
+
+    /// The metrics' address, if they are served.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, Error> {
+        if self.metrics_listen.trim().is_empty() {
+            return Ok(None);
+        }
+        self.metrics_listen
+            .parse()
+            .map(Some)
+            .map_err(|e| Error::Invalid(format!("metrics_listen {:?}: {e}", self.metrics_listen)))
     }
 
     /// The built-in location's directory, absolute: the configured one, or `<data_dir>/backups`.

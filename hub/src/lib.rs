@@ -17,6 +17,7 @@ pub mod config;
 pub mod inventory;
 pub mod keyring;
 pub mod location;
+pub mod metrics;
 pub mod operations;
 pub mod pki;
 pub mod server;

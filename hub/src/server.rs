@@ -86,6 +86,7 @@ pub async fn run(
             prune_grace: config.volume_prune_grace,
             instruction_deadline: config.instruction_deadline,
             admissions_per_second: config.agent_admissions_per_second,
+            rpo_grace: config.rpo_grace,
         },
     )
     .await?;
@@ -109,6 +110,18 @@ pub async fn run(
         hub.verify_locations().await;
     });
 
+    if let Some(addr) = config.metrics_addr()? {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Listen { addr, source })?;
+        tracing::info!(metrics = %format!("http://{addr}/metrics"), "metrics served");
+        let (h, stopping) = (hub.clone(), hub.stopping());
+        hub.spawn(async move {
+            if let Err(e) = crate::metrics::serve(h, listener, stopping).await {
+                tracing::error!(error = %e, "serving metrics");
+            }
+        });
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen {

@@ -11,6 +11,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 apt_install build-essential pkg-config clang libclang-dev protobuf-compiler
 # Peers and ceilings of the volume benchmark (`cargo bench --bench volume`).
 apt_install restic zstd tar
+# The real Prometheus that scrapes the hub in the edge tests.
+apt_install prometheus
 for component in clippy rustfmt; do
   cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$component"
 done

@@ -64,6 +64,7 @@ pub async fn in_process_hub(
             prune_grace: Duration::from_secs(24 * 3600),
             instruction_deadline: Duration::from_secs(30),
             admissions_per_second: 1000,
+            rpo_grace: Duration::from_secs(3600),
         },
     )
     .await?;
@@ -98,6 +99,8 @@ pub async fn join_token(client: &mut Client, url: &str, cluster: &str) -> Result
 /// A running `cairn-hub` on a free port, its data directory in its sandbox.
 pub struct HubProcess {
     url: String,
+    /// Its metrics' base URL.
+    metrics: String,
     env: Vec<(String, String)>,
     sandbox: Sandbox,
 }
@@ -116,6 +119,7 @@ impl HubProcess {
         let url = format!("https://127.0.0.1:{}", free_port()?);
         let hub = Self {
             url,
+            metrics: format!("http://127.0.0.1:{}", free_port()?),
             env: env
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -137,6 +141,7 @@ impl HubProcess {
     async fn launch(&self) -> Result<()> {
         let mut cmd = Command::new(workspace_bin("cairn-hub")?);
         cmd.env("CAIRN_LISTEN", self.url.trim_start_matches("https://"))
+            .env("CAIRN_METRICS_LISTEN", self.metrics.trim_start_matches("http://"))
             .env("CAIRN_DATA_DIR", self.data_dir())
             .env("RUST_LOG", self.log_level())
             .envs(self.env.iter().map(|(k, v)| (k, v)));
@@ -175,6 +180,11 @@ impl HubProcess {
             self.env.push(((*k).to_owned(), (*v).to_owned()));
         }
         self.launch().await
+    }
+
+    /// Where its Prometheus metrics are served (`host:port`).
+    pub fn metrics_addr(&self) -> &str {
+        self.metrics.trim_start_matches("http://")
     }
 
     /// The last lines of the running hub's log.

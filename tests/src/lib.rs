@@ -20,6 +20,7 @@ pub mod manifest;
 mod paths;
 mod pki;
 pub mod proc_stats;
+pub mod prometheus;
 pub mod repository;
 mod sandbox;
 pub mod snapshot;

@@ -321,3 +321,111 @@ async fn with_the_hub_down_the_agent_runs_each_slot_itself_even_restarted_and_th
     );
     Ok(())
 }
+
+/// The alert rules README gives (the YAML block that starts `# cairn alert rules`).
+fn readme_alert_rules() -> Result<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))?;
+    let start = readme
+        .find("# cairn alert rules")
+        .context("README has alert rules")?;
+    let end = readme[start..].find("```").context("the block ends")?;
+    Ok(readme[start..start + end].to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_sees_an_offline_clusters_last_success_and_rpo_at_risk_and_the_readme_alert_fires()
+-> Result<()> {
+    let cp = ControlPlane::start("edge-watched").await?;
+    cp.apply(SHOP).await?;
+    // The next slot 20 s after start; the RPO at risk 10 s past a missed minute.
+    let hub = HubProcess::start_with(&[
+        ("CAIRN_RPO_GRACE", "10s"),
+        ("CAIRN_CLOCK_OFFSET", &into_the_minute(Duration::from_secs(40))),
+    ])
+    .await?;
+    let agent = hub.agent(&cp, None).await?;
+    hub.cli(&[
+        "schedule",
+        "create",
+        "minutely",
+        "--cluster",
+        "edge-watched",
+        "--cron",
+        "* * * * *",
+        "--include-namespaces",
+        "shop",
+    ])
+    .await?
+    .ok()?;
+    let prometheus =
+        testbed::prometheus::Prometheus::start(&[hub.metrics_addr()], &readme_alert_rules()?).await?;
+
+    // One scheduled backup succeeds; then the agent is gone.
+    let first = wait_until("the first scheduled backup", Duration::from_secs(90), || async {
+        let list = hub.json("backup list --schedule minutely").await?;
+        Ok(list.as_array().and_then(|l| l.first()).cloned())
+    })
+    .await?;
+    let name = field(&first, "/spec/name").as_str().context("named")?.to_owned();
+    let done = ended(&hub, &name, Duration::from_secs(60)).await?;
+    assert_eq!(field(&done, "/status/phase"), "Completed", "{done}");
+    let taken = ms(field(&done, "/status/started"));
+    agent.terminate(Duration::from_secs(30))?;
+
+    let value = |samples: &[Value]| -> Option<f64> {
+        samples
+            .iter()
+            .find(|s| field(s, "/metric/cluster") == "edge-watched")
+            .and_then(|s| field(s, "/value/1").as_str()?.parse().ok())
+    };
+    // Prometheus sees the cluster offline, its last success, and then its RPO at risk; the
+    // README's rule fires for it.
+    let firing = wait_until(
+        "the README's CairnRPOAtRisk alert firing",
+        Duration::from_secs(150),
+        || async {
+            let alerts = prometheus.alerts().await?;
+            Ok(alerts.into_iter().find(|a| {
+                field(a, "/labels/alertname") == "CairnRPOAtRisk"
+                    && field(a, "/labels/cluster") == "edge-watched"
+                    && field(a, "/state") == "firing"
+            }))
+        },
+    )
+    .await?;
+    assert_eq!(field(&firing, "/labels/severity"), "critical", "{firing}");
+    let last = value(
+        &prometheus
+            .query("cairn_cluster_last_success_timestamp_seconds")
+            .await?,
+    )
+    .context("a last-success series for edge-watched")?;
+    assert_eq!(
+        (last * 1000.0).round() as i64,
+        taken,
+        "last success: the first backup's start"
+    );
+    assert_eq!(
+        value(&prometheus.query("cairn_cluster_rpo_at_risk").await?),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&prometheus.query("cairn_cluster_connected").await?),
+        Some(0.0)
+    );
+    let completed = prometheus
+        .query(r#"cairn_backups_total{outcome="Completed"}"#)
+        .await?
+        .first()
+        .and_then(|s| field(s, "/value/1").as_str()?.parse::<f64>().ok());
+    assert_eq!(completed, Some(1.0), "{}", prometheus.log());
+
+    // The CLI says the same.
+    let list = hub.cli_line("cluster list").await?.ok()?.stdout;
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("edge-watched"))
+        .context("listed")?;
+    assert!(row.contains("offline since") && row.contains("AT RISK"), "{list}");
+    Ok(())
+}

@@ -99,26 +99,30 @@ pub fn clusters(format: Format, clusters: &[Cluster]) -> Result<()> {
     let mut t = table(&[
         "NAME",
         "WORKSPACE",
-        "CONNECTED",
+        "STATUS",
+        "LAST SUCCESS",
+        "RPO",
         "KUBERNETES",
         "AGENT",
-        "LAST HEARTBEAT",
     ]);
     for c in clusters {
+        let status = if c.revoked {
+            "revoked".to_owned()
+        } else if c.connected {
+            "connected".to_owned()
+        } else if c.last_heartbeat.is_some() {
+            format!("offline since {}", time(c.last_heartbeat))
+        } else {
+            "never connected".to_owned()
+        };
         t.add_row(vec![
             c.name.to_string(),
             c.workspace.as_ref().map_or("-".into(), ToString::to_string),
-            if c.revoked {
-                "revoked"
-            } else if c.connected {
-                "yes"
-            } else {
-                "no"
-            }
-            .into(),
+            status,
+            time(c.last_success),
+            if c.rpo_at_risk { "AT RISK" } else { "ok" }.into(),
             c.kubernetes_version.clone(),
             c.agent_version.clone(),
-            time(c.last_heartbeat),
         ]);
     }
     print_table(&t);

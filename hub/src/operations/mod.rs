@@ -10,6 +10,7 @@ mod catalog;
 mod enrolment;
 mod error;
 mod groups;
+mod health;
 mod locations;
 mod maintenance;
 mod orders;
@@ -76,6 +77,9 @@ pub struct Limits {
     pub instruction_deadline: Duration,
     /// Agent sessions admitted per second, at most (`agent_admissions_per_second`).
     pub admissions_per_second: u32,
+    /// How long past a schedule's period a cluster may go without a successful backup before
+    /// its RPO counts as at risk (`rpo_grace`).
+    pub rpo_grace: Duration,
 }
 
 /// The hub's state and operations; cheap to clone.
@@ -96,6 +100,9 @@ struct Inner {
     limits: Limits,
     /// Paces agent sessions ([`Limits::admissions_per_second`]).
     admissions: governor::DefaultDirectRateLimiter,
+    /// Each cluster's last successful backup.
+    last_success: health::LastSuccess,
+    metrics: crate::metrics::Metrics,
     board: Board,
     /// Cancelled when the hub begins to stop.
     stop: CancellationToken,
@@ -131,12 +138,17 @@ impl Hub {
                 enrolment,
                 limits,
                 admissions: governor::RateLimiter::direct(governor::Quota::per_second(pace)),
+                last_success: health::LastSuccess::default(),
+                metrics: crate::metrics::Metrics::default(),
                 board: Board::default(),
                 stop: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
         };
         hub.ensure_default_workspace().await?;
+        for b in hub.all_backups().await? {
+            hub.inner.last_success.note(&b);
+        }
         Ok(hub)
     }
 
@@ -238,6 +250,7 @@ impl Hub {
                 let phase = status.phase;
                 backup.status = self.made_for(cluster, &name, status).await?;
                 self.inner.inventory.put_backup(&backup).await?;
+                self.ended(&backup);
                 self.inner.agents.finished(cluster, &operation);
                 self.inner.board.close(&operation, phase);
                 if phase.is_final() {
@@ -258,6 +271,9 @@ impl Hub {
                 let phase = status.phase;
                 restore.status = status;
                 self.inner.inventory.put_restore(&restore).await?;
+                if phase.is_final() {
+                    self.inner.metrics.restore_ended(&restore);
+                }
                 self.inner.agents.finished(cluster, &operation);
                 self.inner.board.close(&operation, phase);
             }
@@ -375,6 +391,7 @@ impl Hub {
                     b.status.error = Some(why.to_owned());
                     b.status.finished = finished;
                     self.inner.inventory.put_backup(&b).await?;
+                    self.ended(&b);
                 }
             }
             OperationId::Restore(name) => {
@@ -385,6 +402,7 @@ impl Hub {
                     r.status.error = Some(why.to_owned());
                     r.status.finished = finished;
                     self.inner.inventory.put_restore(&r).await?;
+                    self.inner.metrics.restore_ended(&r);
                 }
             }
             OperationId::Prune(_) | OperationId::Volume(_) => {}
@@ -393,7 +411,23 @@ impl Hub {
         Ok(())
     }
 
-    /// Every cluster, with its connection state now.
+    /// `backup` was recorded as it ended (or as it is, if it has not): counted in the metrics
+    /// and the fleet's health.
+    fn ended(&self, backup: &Backup) {
+        if backup.status.phase.is_final() {
+            self.inner.metrics.backup_ended(backup);
+            self.inner.last_success.note(backup);
+        }
+    }
+
+    /// The metrics' exposition text now.
+    pub async fn metrics_text(&self) -> Result<String> {
+        let clusters = self.clusters().await?;
+        let locations = self.locations(None).await?;
+        Ok(self.inner.metrics.encode(&clusters, &locations).await)
+    }
+
+    /// Every cluster, with its connection state and health now.
     pub async fn clusters(&self) -> Result<Vec<Cluster>> {
         let mut clusters = self.inner.inventory.clusters().await?;
         clusters.retain(|c| !c.removed);
@@ -405,6 +439,7 @@ impl Hub {
             c.last_heartbeat = live.or(c.last_heartbeat);
             c.workspace = Some(members.get(&c.name).cloned().unwrap_or_else(default_workspace));
         }
+        self.fill_health(&mut clusters).await?;
         Ok(clusters)
     }
 

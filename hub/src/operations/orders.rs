@@ -111,6 +111,7 @@ impl Hub {
                 known.status = backup.status;
                 known.spec.origin.offline = true;
                 self.inner.inventory.put_backup(&known).await?;
+                self.ended(&known);
                 self.inner
                     .agents
                     .finished(cluster, &OperationId::Backup(name.clone()));
@@ -118,6 +119,7 @@ impl Hub {
             None => {
                 tracing::info!(%cluster, backup.id = %name, phase = %backup.status.phase, "backup run by the agent on its own adopted");
                 self.inner.inventory.put_backup(&backup).await?;
+                self.ended(&backup);
                 let hub = self.clone();
                 self.spawn(async move { hub.keep_last(&backup).await });
             }

@@ -184,6 +184,9 @@ impl Hub {
         if firing != Firing::Now {
             s.status.last_fire = Some(slot);
         }
+        if firing == Firing::OnTime {
+            self.inner.metrics.fired(slot.until(self.inner.clock.now()));
+        }
         s.status.runs += 1;
         if firing == Firing::CatchUp {
             s.status.catch_ups += 1;

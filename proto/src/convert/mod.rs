@@ -196,6 +196,8 @@ impl Wire for Cluster {
             revoked: self.revoked,
             generation: self.generation,
             removed: self.removed,
+            last_success_unix_ms: ms(self.last_success),
+            rpo_at_risk: self.rpo_at_risk,
         }
     }
 
@@ -210,6 +212,8 @@ impl Wire for Cluster {
             revoked: m.revoked,
             generation: m.generation,
             removed: m.removed,
+            last_success: Timestamp::from_unix_ms(m.last_success_unix_ms),
+            rpo_at_risk: m.rpo_at_risk,
         })
     }
 }

@@ -27,6 +27,14 @@ pub struct Cluster {
     /// Revoked and no longer listed (`cairn cluster remove`); the record stays so that its
     /// certificates stay refused.
     pub removed: bool,
+    /// When its last successful (`Completed`) backup was taken (filled by the hub when it
+    /// answers).
+    #[serde(default)]
+    pub last_success: Option<Timestamp>,
+    /// No successful backup within the period of one of its schedules plus the hub's
+    /// `rpo_grace` (filled by the hub when it answers).
+    #[serde(default)]
+    pub rpo_at_risk: bool,
 }
 
 impl Cluster {
@@ -42,6 +50,8 @@ impl Cluster {
             revoked: false,
             generation,
             removed: false,
+            last_success: None,
+            rpo_at_risk: false,
         }
     }
 }
