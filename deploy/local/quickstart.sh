@@ -57,7 +57,7 @@ echo "${token:0:40}…"
 step "Starting cairn-agent for cluster 'local' (it enrols with the token, then keeps its certificate)"
 "$bin/cairn-agent" --join "$token" --state-dir "$work/agent-state" --kubeconfig "$KUBECONFIG" >"$work/agent.log" 2>&1 &
 pids+=($!)
-wait_for 30 "the agent" sh -c "'$bin/cairn' cluster list | grep -Eq '^local .* yes '"
+wait_for 30 "the agent" sh -c "'$bin/cairn' cluster list | grep -Eq '^local .* connected '"
 "$bin/cairn" cluster list
 
 step "Deploying the demo application"
