@@ -32,11 +32,11 @@ pub const STOP_GRACE: Duration = Duration::from_secs(20);
 /// How long a stopping agent waits for the hub to close the link after closing its side.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// First and longest ceiling of the wait before dialling again.
-const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
+pub const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
 
 /// How long to wait before dialling again under `ceiling`: anywhere from nothing to the ceiling
 /// ("full jitter"), so agents that lost the hub together do not all dial it again together.
-fn jittered(ceiling: Duration) -> Duration {
+pub fn jittered(ceiling: Duration) -> Duration {
     ceiling.mul_f64(rand::random::<f64>())
 }
 

@@ -177,7 +177,11 @@ pub async fn keep(standing: Arc<Standing>, runner: Runner, stop: CancellationTok
                     ScheduleTarget::Workspace(_) => jitter(&spec.name, &runner.cluster, spec.jitter),
                     ScheduleTarget::Cluster(_) => Duration::ZERO,
                 };
+            // Slots from when the agent looked last, never before the schedule was made or resumed.
             let mut cursor = Timestamp::from(after.checked_sub(delay).unwrap_or(after));
+            if let Some(since) = order.since {
+                cursor = cursor.max(since);
+            }
             while let Some(slot) = timetable.next_after(cursor) {
                 let due = SystemTime::from(slot) + delay;
                 if due > now {

@@ -100,6 +100,7 @@ pub async fn run(
         tracing::info!(token = %name, config = %path.display(), "made an admin token; its CLI configuration is readable by this user only (CAIRN_CONFIG)");
     }
     hub.spawn(hub.clone().run_schedules());
+    hub.spawn(hub.clone().run_orders());
     hub.spawn(hub.clone().run_retention());
     hub.spawn(hub.clone().run_maintenance(config.volume_prune_interval));
     let timeout = config.agent_timeout;

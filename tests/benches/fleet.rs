@@ -3,12 +3,13 @@
 //! For each N (`CAIRN_BENCH_AGENTS`, default 500,1000,2000,5000) a fresh hub runs as its own
 //! process (this binary re-run in hub mode: the same `cairn_hub::server::run` as `cairn-hub`), and
 //! N simulated agents in this process each hold their own connection and speak the real agent
-//! protocol: register, heartbeat every 5 s, answer each backup instruction at once. Measured: the
+//! protocol: register, heartbeat every 5 s, answer each backup instruction at once — except one
+//! in twenty (5%), which registers and beats but never reads what the hub sends. Measured: the
 //! hub's CPU while idle with heartbeats, its peak RSS, and — with one schedule per cluster, all
-//! firing in the same minute, no jitter — the delay from the slot to the agent receiving its
-//! instruction (p50, p99); then the hub is restarted and every agent dials again at once (with the
-//! real agent's backoff): the time until all are registered, the hub's CPU meanwhile, and sessions
-//! refused. Every agent enrols first with its own join token and speaks over mTLS with its own
+//! firing in the same minute, no jitter — the delay from the slot to a healthy agent receiving
+//! its instruction (p50, p99); then the hub is restarted twice and every agent dials again at
+//! once, first with the real agent's backoff (exponential, full jitter), then without jitter:
+//! the time until all are registered, the hub's CPU meanwhile, and sessions refused. Every agent enrols first with its own join token and speaks over mTLS with its own
 //! certificate. Then `backup list` through the user API over an inventory of 1,000,000 backups
 //! (`CAIRN_BENCH_BACKUPS`): p99 of filtered queries. The last line is the 2,000 row.
 
@@ -31,6 +32,8 @@ use tokio_stream::wrappers::ReceiverStream;
 const HUB_MODE: &str = "CAIRN_BENCH_HUB";
 /// Agents connecting at once.
 const CONNECT_CONCURRENCY: usize = 200;
+/// One agent in this many never reads what the hub sends.
+const STUCK_EVERY: usize = 20;
 /// How long idle CPU is sampled.
 const IDLE_SAMPLE: Duration = Duration::from_secs(10);
 /// Clusters and workspaces of the million-backup inventory.
@@ -65,19 +68,30 @@ fn main() -> Result<()> {
         let list = list_latency(backups).await?;
         println!();
         println!(
-            "{:>7} {:>9} {:>9} {:>12} {:>13} {:>12} {:>14} {:>8}",
-            "agents", "p50_ms", "p99_ms", "hub_rss_mib", "idle_cpu_pct", "reconnect_s", "reconnect_cpu_s", "refused"
+            "{:>7} {:>9} {:>9} {:>12} {:>13} {:>12} {:>14} {:>15} {:>17} {:>8}",
+            "agents",
+            "p50_ms",
+            "p99_ms",
+            "hub_rss_mib",
+            "idle_cpu_pct",
+            "reconnect_s",
+            "reconnect_cpu_s",
+            "no_jitter_s",
+            "no_jitter_cpu_s",
+            "refused"
         );
         for r in &rows {
             println!(
-                "{:>7} {:>9.0} {:>9.0} {:>12} {:>13.1} {:>12.1} {:>14.1} {:>8}",
+                "{:>7} {:>9.0} {:>9.0} {:>12} {:>13.1} {:>12.1} {:>14.1} {:>15.1} {:>17.1} {:>8}",
                 r.agents,
                 r.p50_ms,
                 r.p99_ms,
                 r.rss_mib,
                 r.idle_cpu_pct,
-                r.reconnect_s,
-                r.reconnect_cpu_s,
+                r.reconnect.0,
+                r.reconnect.1,
+                r.no_jitter.0,
+                r.no_jitter.1,
                 r.refused
             );
         }
@@ -102,10 +116,11 @@ struct Row {
     p99_ms: f64,
     rss_mib: u64,
     idle_cpu_pct: f64,
-    /// From a hub restart until every agent is registered again.
-    reconnect_s: f64,
-    /// The restarted hub's CPU seconds over that time.
-    reconnect_cpu_s: f64,
+    /// From a hub restart until every agent is registered again (seconds), and the restarted
+    /// hub's CPU seconds over that time: agents backing off with full jitter.
+    reconnect: (f64, f64),
+    /// The same with agents backing off without jitter.
+    no_jitter: (f64, f64),
     /// Sessions the hub refused meanwhile (authentication or permission).
     refused: usize,
 }
@@ -114,14 +129,17 @@ impl Row {
     /// Its figures, `name=value` each.
     fn summary(&self) -> String {
         format!(
-            "agents={} p50_ms={:.0} p99_ms={:.0} hub_rss_mib={} idle_cpu_pct={:.1} reconnect_s={:.1} reconnect_cpu_s={:.1} refused={}",
+            "agents={} stuck={} p50_ms={:.0} p99_ms={:.0} hub_rss_mib={} idle_cpu_pct={:.1} reconnect_s={:.1} reconnect_cpu_s={:.1} no_jitter_s={:.1} no_jitter_cpu_s={:.1} refused={}",
             self.agents,
+            self.agents / STUCK_EVERY,
             self.p50_ms,
             self.p99_ms,
             self.rss_mib,
             self.idle_cpu_pct,
-            self.reconnect_s,
-            self.reconnect_cpu_s,
+            self.reconnect.0,
+            self.reconnect.1,
+            self.no_jitter.0,
+            self.no_jitter.1,
             self.refused
         )
     }
@@ -161,9 +179,18 @@ type Received = Arc<Mutex<Vec<SystemTime>>>;
 /// permission refusal, not a hub that is down).
 type Refused = Arc<std::sync::atomic::AtomicUsize>;
 
+/// How the simulated agents behave.
+#[derive(Clone)]
+struct Behaviour {
+    /// Never reads what the hub sends.
+    stuck: bool,
+    /// Whether agents back off with full jitter (as the real agent does) or without.
+    jitter: Arc<std::sync::atomic::AtomicBool>,
+}
+
 /// One simulated agent: enrols as `cluster` with a join token from `users` (its certificate kept
 /// under `state`), then, as the real agent does, keeps a session up (dialling again with
-/// backoff when it breaks): registers, beats, answers every backup at once.
+/// backoff when it breaks): registers, beats, answers every backup at once (unless stuck).
 async fn agent(
     users: Client,
     url: String,
@@ -171,16 +198,18 @@ async fn agent(
     cluster: String,
     seen: (Received, Refused),
     connecting: Arc<tokio::sync::Semaphore>,
+    behaviour: Behaviour,
 ) -> Result<()> {
     let permit = connecting.acquire_owned().await?;
     let token = testbed::cairn::join_token(&mut users.clone(), &url, &cluster).await?;
     let keep = cairn_agent::enrol::Keep::Dir(state.join(&cluster));
     let enrolled = cairn_agent::enrol::Enrolled::cluster_agent(keep, Some(&token), None, None).await?;
     drop(permit);
-    let mut delay = Duration::from_millis(500);
+    let (first, longest) = cairn_agent::link::BACKOFF;
+    let mut delay = first;
     loop {
         let started = Instant::now();
-        if let Err(e) = session(&enrolled, &cluster, &seen.0).await
+        if let Err(e) = session(&enrolled, &cluster, &seen.0, behaviour.stuck).await
             && let Some(status) = e.downcast_ref::<tonic::Status>()
             && matches!(
                 status.code(),
@@ -189,16 +218,26 @@ async fn agent(
         {
             seen.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        if started.elapsed() > Duration::from_secs(30) {
-            delay = Duration::from_millis(500);
+        if started.elapsed() > longest {
+            delay = first;
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(30));
+        let wait = if behaviour.jitter.load(std::sync::atomic::Ordering::Relaxed) {
+            cairn_agent::link::jittered(delay)
+        } else {
+            delay
+        };
+        tokio::time::sleep(wait).await;
+        delay = (delay * 2).min(longest);
     }
 }
 
-/// One session of a simulated agent, until the hub ends it.
-async fn session(enrolled: &cairn_agent::enrol::Enrolled, cluster: &str, received: &Received) -> Result<()> {
+/// One session of a simulated agent, until the hub ends it (a stuck one never reads it).
+async fn session(
+    enrolled: &cairn_agent::enrol::Enrolled,
+    cluster: &str,
+    received: &Received,
+    stuck: bool,
+) -> Result<()> {
     let mut client = AgentChannelClient::new(enrolled.endpoint()?.connect().await?);
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let register = Report::Register(Registration {
@@ -219,6 +258,10 @@ async fn session(enrolled: &cairn_agent::enrol::Enrolled, cluster: &str, receive
             }
         }
     });
+    if stuck {
+        let _ = beating.await;
+        return Ok(());
+    }
     let ended = async {
         while let Some(msg) = down.message().await? {
             if let Instruction::Backup { spec, .. } = Instruction::from_pb(msg)? {
@@ -253,6 +296,36 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
+/// Stops `hub` and starts it again: the seconds until all `n` agents are registered again, and
+/// the new hub's CPU seconds meanwhile.
+async fn restart(
+    hub: HubChild,
+    data: &std::path::Path,
+    port: u16,
+    client: &Client,
+    n: usize,
+) -> Result<((f64, f64), HubChild)> {
+    drop(hub);
+    let restarted = Instant::now();
+    let hub = spawn_hub(data, port)?;
+    let pid = hub.0.id();
+    testbed::wait_until("every agent back", Duration::from_secs(300), || {
+        let mut client = client.clone();
+        async move {
+            let Ok(clusters) = client.clusters().await else {
+                return Ok(None);
+            };
+            Ok((clusters.iter().filter(|c| c.connected).count() == n).then_some(()))
+        }
+    })
+    .await?;
+    let figures = (
+        restarted.elapsed().as_secs_f64(),
+        testbed::proc_stats::cpu_seconds(pid),
+    );
+    Ok((figures, hub))
+}
+
 async fn measure(n: usize) -> Result<Row> {
     eprintln!("== {n} agents");
     let data = tempfile::tempdir()?;
@@ -284,9 +357,14 @@ async fn measure(n: usize) -> Result<Row> {
     let refused: Refused = Arc::default();
     let started = Instant::now();
     let connecting = Arc::new(tokio::sync::Semaphore::new(CONNECT_CONCURRENCY));
+    let jitter = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let agents: Vec<_> = (0..n)
         .map(|i| {
             let name = format!("sim-{i:05}");
+            let behaviour = Behaviour {
+                stuck: i % STUCK_EVERY == STUCK_EVERY - 1,
+                jitter: jitter.clone(),
+            };
             tokio::spawn(agent(
                 client.clone(),
                 url.clone(),
@@ -294,9 +372,11 @@ async fn measure(n: usize) -> Result<Row> {
                 name,
                 (received.clone(), refused.clone()),
                 connecting.clone(),
+                behaviour,
             ))
         })
         .collect();
+    let healthy = n - n / STUCK_EVERY;
     testbed::wait_until("every agent registered", Duration::from_secs(300), || {
         let mut client = client.clone();
         async move {
@@ -348,10 +428,14 @@ async fn measure(n: usize) -> Result<Row> {
         "   {n} schedules fire at {}",
         humantime::format_rfc3339_seconds(slot)
     );
-    testbed::wait_until("every agent instructed", Duration::from_secs(180), || async {
-        let got = received.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.len();
-        Ok((got >= n).then_some(()))
-    })
+    testbed::wait_until(
+        "every healthy agent instructed",
+        Duration::from_secs(180),
+        || async {
+            let got = received.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.len();
+            Ok((got >= healthy).then_some(()))
+        },
+    )
     .await?;
     let mut delays: Vec<f64> = received
         .lock()
@@ -368,30 +452,20 @@ async fn measure(n: usize) -> Result<Row> {
         p99_ms: percentile(&delays, 0.99),
         rss_mib,
         idle_cpu_pct,
-        reconnect_s: 0.0,
-        reconnect_cpu_s: 0.0,
+        reconnect: (0.0, 0.0),
+        no_jitter: (0.0, 0.0),
         refused: 0,
     };
 
-    // The hub restarts: every agent dials again at once (each with the real agent's backoff).
-    drop(hub);
+    // The hub restarts: every agent dials again at once, with the real agent's backoff (full
+    // jitter), then again without jitter.
     let refused_before = refused.load(std::sync::atomic::Ordering::Relaxed);
-    let restarted = Instant::now();
-    let hub = spawn_hub(data.path(), port)?;
-    let pid = hub.0.id();
-    testbed::wait_until("every agent back", Duration::from_secs(300), || {
-        let mut client = client.clone();
-        async move {
-            let Ok(clusters) = client.clusters().await else {
-                return Ok(None);
-            };
-            Ok((clusters.iter().filter(|c| c.connected).count() == n).then_some(()))
-        }
-    })
-    .await?;
+    let (reconnect, hub) = restart(hub, data.path(), port, &client, n).await?;
+    jitter.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (no_jitter, hub) = restart(hub, data.path(), port, &client, n).await?;
     let row = Row {
-        reconnect_s: restarted.elapsed().as_secs_f64(),
-        reconnect_cpu_s: testbed::proc_stats::cpu_seconds(pid),
+        reconnect,
+        no_jitter,
         refused: refused.load(std::sync::atomic::Ordering::Relaxed) - refused_before,
         ..row
     };

@@ -764,16 +764,21 @@ async fn node_tasks_with_hostile_names_are_refused_before_any_file_is_touched() 
     Ok(())
 }
 
-/// The next instruction the hub sends a cluster agent on `down`.
+/// The next instruction the hub sends a cluster agent on `down`, past its standing orders.
 async fn instruction(
     down: &mut tonic::Streaming<cairn_proto::pb::HubMessage>,
 ) -> Result<cairn_proto::model::Instruction> {
     use cairn_proto::convert::Wire;
-    let message = tokio::time::timeout(SETTLE, down.message())
-        .await
-        .context("nothing from the hub")??
-        .context("the session ended")?;
-    Ok(cairn_proto::model::Instruction::from_pb(message)?)
+    loop {
+        let message = tokio::time::timeout(SETTLE, down.message())
+            .await
+            .context("nothing from the hub")??
+            .context("the session ended")?;
+        match cairn_proto::model::Instruction::from_pb(message)? {
+            cairn_proto::model::Instruction::Orders(_) => {}
+            instruction => return Ok(instruction),
+        }
+    }
 }
 
 /// The results of the next `n` volume tasks to end, relayed to the cluster agent on `down`, by

@@ -284,15 +284,19 @@ async fn an_agents_certificate_acts_only_for_its_own_cluster_until_revoked() -> 
     hub.cli_line("backup create east-1 --cluster east --include-namespaces app")
         .await?
         .ok()?;
-    let sent = tokio::time::timeout(Duration::from_secs(10), down.message())
-        .await
-        .context("no instruction for east-1")??
-        .context("the stream ended")?;
+    // Past the standing orders a cluster agent gets first.
+    let sent = loop {
+        let sent = tokio::time::timeout(Duration::from_secs(10), down.message())
+            .await
+            .context("no instruction for east-1")??
+            .context("the stream ended")?;
+        match cairn_proto::model::Instruction::from_pb(sent)? {
+            cairn_proto::model::Instruction::Orders(_) => {}
+            instruction => break instruction,
+        }
+    };
     assert!(
-        matches!(
-            cairn_proto::model::Instruction::from_pb(sent)?,
-            cairn_proto::model::Instruction::Backup { .. }
-        ),
+        matches!(sent, cairn_proto::model::Instruction::Backup { .. }),
         "east's session got its backup"
     );
     let done = cairn_proto::model::BackupStatus {

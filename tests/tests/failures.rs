@@ -74,7 +74,7 @@ async fn bad_requests_are_refused_with_the_reason() -> Result<()> {
             Ok(out
                 .stdout
                 .lines()
-                .any(|l| l.starts_with("source") && l.contains(" no "))
+                .any(|l| l.starts_with("source") && l.contains(" offline since "))
                 .then_some(()))
         },
     )

@@ -275,7 +275,7 @@ async fn backup_restored_into_another_cluster() -> Result<()> {
         .find(|l| l.starts_with("target"))
         .context("target listed")?;
     assert!(
-        target_row.contains("yes") && target_row.contains("v1.20.2"),
+        target_row.contains(" connected ") && target_row.contains("v1.20.2"),
         "{}",
         clusters.stdout
     );

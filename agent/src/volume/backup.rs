@@ -4,7 +4,11 @@
 //! queue to one packer per core, which compresses, seals and packs them; finished packs
 //! go, two at a time, to the uploader. Memory stays bounded by the queues whatever the volume's
 //! size or file count. A file whose size, mtime and inode match the parent snapshot is not read.
-//! Index files list packs only once they are uploaded; the snapshot is written last.
+//! Index files list packs only once they are uploaded; the snapshot is written last. While it
+//! runs, a checkpoint index lists what is uploaded so far (rewritten after every few packs, the
+//! previous one deleted), so a backup cut off (agent killed, bucket gone) and run again finds its
+//! packs in the index and uploads only what is missing; the finished backup replaces the
+//! checkpoint with the index of what it added.
 //!
 //! The volume belongs to a tenant whose pod may change it while it is read: every directory is
 //! listed and every file opened through [`Beneath`] (no symlink followed, nothing outside the
@@ -39,6 +43,9 @@ const UPLOADS: usize = 2;
 /// Blobs listed per index file: a backup of a million small files writes twenty, and never
 /// holds more than this many entries.
 const INDEX_BLOBS: usize = 50_000;
+/// Packs uploaded between two checkpoints, at least (32 MiB): then one sixteenth of those the
+/// current index file will list, so rewriting checkpoints costs a bounded share of the index.
+const CHECKPOINT_PACKS: usize = 4;
 
 /// What a backup did.
 #[derive(Debug, Clone, Default)]
@@ -150,11 +157,15 @@ pub async fn run(
     }
     let uploaded = uploader.await.map_err(|_| Error::Worker("upload"))?;
     // An upload failure explains a walk that stopped: report it first.
-    let packs = uploaded?;
-    let (root, root_node, mut summary) = walked??;
+    let Uploaded { packs, checkpoint } = uploaded?;
+    // What was uploaded is indexed whether the walk finished or not: a run again reuses it.
     if !packs.is_empty() {
         repo.write_index(&pb::IndexFile { packs }).await?;
     }
+    if let Some(id) = checkpoint {
+        repo.delete_index(&id).await?;
+    }
+    let (root, root_node, mut summary) = walked??;
     (summary.blobs_added, summary.bytes_added) = added;
     let snapshot = pb::Snapshot {
         time_unix_ms: cairn_proto::model::Timestamp::now().unix_ms(),
@@ -213,12 +224,16 @@ fn pack_chunks(
     Ok((blobs, bytes))
 }
 
+/// Packs uploaded and not yet in a final index file, and the checkpoint index listing them.
+struct Uploaded {
+    packs: Vec<pb::IndexPack>,
+    checkpoint: Option<String>,
+}
+
 /// Uploads packs as they come, writing an index file for them every [`INDEX_BLOBS`] blobs (so
-/// memory does not grow with the number of new blobs); returns the packs not yet indexed.
-async fn upload(
-    repo: Arc<Repository>,
-    packs: tokio::sync::mpsc::Receiver<Pack>,
-) -> Result<Vec<pb::IndexPack>> {
+/// memory does not grow with the number of new blobs) and a checkpoint of the packs since then
+/// every few packs ([`CHECKPOINT_PACKS`]).
+async fn upload(repo: Arc<Repository>, packs: tokio::sync::mpsc::Receiver<Pack>) -> Result<Uploaded> {
     let mut uploads = tokio_stream::wrappers::ReceiverStream::new(packs)
         .map(|pack| {
             let repo = repo.clone();
@@ -232,20 +247,40 @@ async fn upload(
             }
         })
         .buffer_unordered(UPLOADS);
-    let (mut pending, mut blobs) = (Vec::new(), 0);
+    let (mut pending, mut blobs, mut since) = (Vec::new(), 0, 0);
+    let mut checkpoint: Option<String> = None;
     while let Some(uploaded) = uploads.next().await {
         let uploaded = uploaded?;
         blobs += uploaded.blobs.len();
         pending.push(uploaded);
-        if blobs >= INDEX_BLOBS {
+        since += 1;
+        let replaced = if blobs >= INDEX_BLOBS {
             repo.write_index(&pb::IndexFile {
                 packs: std::mem::take(&mut pending),
             })
             .await?;
-            blobs = 0;
+            (blobs, since) = (0, 0);
+            checkpoint.take()
+        } else if since >= CHECKPOINT_PACKS.max(pending.len() / 16) {
+            let id = repo
+                .write_index(&pb::IndexFile {
+                    packs: pending.clone(),
+                })
+                .await?;
+            since = 0;
+            checkpoint.replace(id)
+        } else {
+            None
+        };
+        // The new index lists everything the old checkpoint did: only now is it let go.
+        if let Some(old) = replaced {
+            repo.delete_index(&old).await?;
         }
     }
-    Ok(pending)
+    Ok(Uploaded {
+        packs: pending,
+        checkpoint,
+    })
 }
 
 /// The walk of one backup: the files it must read go to `readers`, its trees to `sink`.

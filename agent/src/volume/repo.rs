@@ -309,10 +309,17 @@ impl Repository {
         self.delete(&VolumeKeys::snapshot(id)).await
     }
 
-    /// Writes a new index file for the packs in `file`.
-    pub async fn write_index(&self, file: &pb::IndexFile) -> Result<()> {
-        self.write_sealed(VolumeDir::Index, &random_id()?, &file.encode_to_vec())
-            .await
+    /// Writes a new index file for the packs in `file`; returns its id.
+    pub async fn write_index(&self, file: &pb::IndexFile) -> Result<String> {
+        let id = random_id()?;
+        self.write_sealed(VolumeDir::Index, &id, &file.encode_to_vec())
+            .await?;
+        Ok(id)
+    }
+
+    /// Deletes index file `id` (another lists its packs).
+    pub async fn delete_index(&self, id: &str) -> Result<()> {
+        self.delete(&VolumeKeys::object(VolumeDir::Index, id)).await
     }
 
     /// Seals `plain` and writes it as object `id` of `dir` (index files, snapshots, prune plans).

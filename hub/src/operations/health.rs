@@ -66,7 +66,7 @@ fn at_risk(schedule: &Schedule, last: Option<Timestamp>, grace: Duration, now: T
 impl Hub {
     /// Fills in `clusters`' last success and whether their RPO is at risk.
     pub(super) async fn fill_health(&self, clusters: &mut [Cluster]) -> Result<()> {
-        let schedules = self.inner.inventory.schedules().await?;
+        let schedules = self.schedule_specs().await?;
         let now = self.inner.clock.now();
         let grace = self.inner.limits.rpo_grace;
         for c in clusters {

@@ -102,6 +102,10 @@ struct Inner {
     admissions: governor::DefaultDirectRateLimiter,
     /// Each cluster's last successful backup.
     last_success: health::LastSuccess,
+    /// Every schedule as of its last change, for standing orders and health.
+    schedule_cache: orders::ScheduleCache,
+    /// Standing orders changed: the orders loop gives them again.
+    orders_wanted: tokio::sync::Notify,
     metrics: crate::metrics::Metrics,
     board: Board,
     /// Cancelled when the hub begins to stop.
@@ -139,6 +143,8 @@ impl Hub {
                 limits,
                 admissions: governor::RateLimiter::direct(governor::Quota::per_second(pace)),
                 last_success: health::LastSuccess::default(),
+                schedule_cache: orders::ScheduleCache::default(),
+                orders_wanted: tokio::sync::Notify::new(),
                 metrics: crate::metrics::Metrics::default(),
                 board: Board::default(),
                 stop: CancellationToken::new(),

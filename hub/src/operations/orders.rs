@@ -5,17 +5,64 @@
 //! own: a slot's backup has one name (`cairn_proto::schedule::slot_backup`), whoever runs it, so
 //! no slot is run twice.
 
-use cairn_proto::model::{Backup, ClusterName, Instruction, OperationId, Order, Phase, ScheduleTarget};
+use cairn_proto::model::{
+    Backup, ClusterName, Instruction, OperationId, Order, Phase, Schedule, ScheduleTarget,
+};
 use cairn_proto::schedule::{member_backup, slot_backup};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use super::{Hub, Refused, Result, not_sent};
 
+/// How long the orders loop gathers changes before it gives the orders again: a burst of
+/// schedule changes costs one round.
+const GATHER: Duration = Duration::from_secs(1);
+
+/// Every schedule, read once per change rather than once per agent: (generation, schedules).
+#[derive(Default)]
+pub(super) struct ScheduleCache(Mutex<(u64, Option<Arc<Vec<Schedule>>>)>);
+
+impl ScheduleCache {
+    /// Schedules changed: read them again next time.
+    pub(super) fn forget(&self) {
+        let mut cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *cache = (cache.0 + 1, None);
+    }
+}
+
 impl Hub {
+    /// Every schedule as of its last change (their run counts may be older).
+    pub(super) async fn schedule_specs(&self) -> Result<Arc<Vec<Schedule>>> {
+        let generation = {
+            let cache = self
+                .inner
+                .schedule_cache
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(all) = &cache.1 {
+                return Ok(all.clone());
+            }
+            cache.0
+        };
+        let all = Arc::new(self.inner.inventory.schedules().await?);
+        let mut cache = self
+            .inner
+            .schedule_cache
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cache.0 == generation {
+            cache.1 = Some(all.clone());
+        }
+        Ok(all)
+    }
+
     /// The standing orders of `cluster`'s agent: its unpaused schedules and its workspace's.
     pub(super) async fn orders_for(&self, cluster: &ClusterName) -> Result<Vec<Order>> {
         let workspace = self.workspace_of(cluster).await?;
         let mut orders = Vec::new();
-        for s in self.inner.inventory.schedules().await? {
+        for s in self.schedule_specs().await?.iter() {
             let ours = match &s.spec.target {
                 ScheduleTarget::Cluster(c) => c == cluster,
                 ScheduleTarget::Workspace(w) => *w == workspace,
@@ -25,7 +72,8 @@ impl Hub {
             }
             match self.target(cluster, s.spec.template.location.as_ref()).await {
                 Ok(target) => orders.push(Order {
-                    schedule: s.spec,
+                    since: s.status.resumed.or(s.status.created),
+                    schedule: s.spec.clone(),
                     location: target.location,
                     key: target.key,
                     resources: target.resources,
@@ -57,14 +105,27 @@ impl Hub {
     }
 
     /// Schedules, locations, keys or workspace members changed: every connected cluster agent
-    /// gets its standing orders again, in the background.
+    /// gets its standing orders again ([`Hub::run_orders`]).
     pub(super) fn orders_changed(&self) {
-        let hub = self.clone();
-        self.spawn(async move {
-            for (cluster, _) in hub.inner.agents.sessions() {
-                hub.give_orders(&cluster).await;
+        self.inner.orders_wanted.notify_one();
+    }
+
+    /// The orders loop: after each change (and the others [`GATHER`] brings), gives every
+    /// connected cluster agent its standing orders again, until the hub stops.
+    pub async fn run_orders(self) {
+        loop {
+            tokio::select! {
+                () = self.inner.orders_wanted.notified() => {}
+                () = self.stopping() => return,
             }
-        });
+            tokio::select! {
+                () = tokio::time::sleep(GATHER) => {}
+                () = self.stopping() => return,
+            }
+            for (cluster, _) in self.inner.agents.sessions() {
+                self.give_orders(&cluster).await;
+            }
+        }
     }
 
     /// Records `backup`, which `cluster`'s agent ran on its own for a slot of one of its standing

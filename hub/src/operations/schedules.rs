@@ -114,6 +114,7 @@ impl Hub {
 
     /// Schedules changed: the scheduler looks again, and agents get their standing orders anew.
     fn schedules_changed(&self) {
+        self.inner.schedule_cache.forget();
         self.inner.schedules_changed.notify_one();
         self.orders_changed();
     }

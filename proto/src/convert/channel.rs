@@ -220,6 +220,7 @@ fn orders_to_pb(orders: &[Order]) -> pb::StandingOrders {
                 location: Some(o.location.to_pb()),
                 repository_key: o.key.0.clone(),
                 resource_keys: versioned_keys(&o.resources),
+                since_unix_ms: super::ms(o.since),
             })
             .collect(),
     }
@@ -235,6 +236,7 @@ fn orders_from_pb(orders: pb::StandingOrders) -> Result<Vec<Order>> {
                 location: Location::from_pb(required("Order.location", o.location)?)?,
                 key: RepositoryKey(o.repository_key),
                 resources: resource_keys(o.resource_keys),
+                since: crate::model::Timestamp::from_unix_ms(o.since_unix_ms),
             })
         })
         .collect()

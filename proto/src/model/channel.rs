@@ -84,6 +84,9 @@ pub struct Order {
     pub key: RepositoryKey,
     /// Every version of the location's resource-backup key.
     pub resources: ResourceKeys,
+    /// When the schedule was made or last resumed (by the hub's clock): earlier slots are not
+    /// owed.
+    pub since: Option<super::Timestamp>,
 }
 
 /// A node agent asks to enrol: its cluster's agent checks `token` (a TokenReview) and that the
