@@ -284,6 +284,11 @@ const MAKING_STATE_KEY: &str = "making or reading the agent's state key in";
 const STATE: &str = "state.sealed";
 
 impl Enrolled {
+    /// Whether the present certificate has expired (renewal failed for its whole life).
+    pub fn expired(&self) -> bool {
+        self.certificate.borrow().not_after < SystemTime::now()
+    }
+
     /// The agent's state as it last kept it (opened), if any; `None` too for node agents.
     pub async fn load_state(&self) -> Result<Option<Vec<u8>>, Error> {
         let Some(kept) = &self.keep else { return Ok(None) };

@@ -172,6 +172,15 @@ impl Link {
                 tracing::info!(hub = %self.enrolled.hub, "agent stopped; link closed");
                 return Ok(());
             }
+            // Refused by the hub (revoked, removed): its orders, with their credentials, go.
+            if let (Error::Status(status), Role::Cluster { standing, .. }) = (&e, &self.role)
+                && matches!(
+                    status.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                )
+            {
+                standing.forget_orders().await;
+            }
             if started.elapsed() > BACKOFF.1 {
                 delay = BACKOFF.0; // the last link was up for a while: start backing off afresh
             }
@@ -346,7 +355,10 @@ impl Link {
                                 return;
                             }
                             crate::orders::Start::Already(None) => {
-                                tracing::warn!(backup.id = %spec.name, "this slot's backup was started here already: not run again");
+                                // Running on its own: taken up; its result is reported when it ends.
+                                tracing::info!(backup.id = %spec.name, "this slot's backup is running here already: not run again");
+                                let mut reporter = reporter;
+                                reporter.started().await;
                                 return;
                             }
                         }
@@ -406,10 +418,7 @@ impl Link {
                     let _ = events.send(Report::Vouched(vouch.id, verdict)).await;
                 });
             }
-            (Instruction::Orders(orders), Role::Cluster { standing, .. }) => {
-                let standing = standing.clone();
-                tokio::spawn(async move { standing.replace(orders).await });
-            }
+            (Instruction::Orders(orders), Role::Cluster { standing, .. }) => standing.offer(orders),
             (Instruction::Adopted(name), Role::Cluster { standing, .. }) => {
                 let standing = standing.clone();
                 tokio::spawn(async move { standing.adopted(&name).await });

@@ -10,7 +10,7 @@ use cairn_proto::convert::Wire;
 use cairn_proto::model::{
     AgentState, Backup, BackupName, BackupOrigin, ClusterName, Order, Report, ScheduleTarget, Timestamp,
 };
-use cairn_proto::schedule::{Timetable, jitter, member_backup, slot_backup};
+use cairn_proto::schedule::{Timetable, backup_for, jitter, slot_backup};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{Mutex, Notify, mpsc};
@@ -44,6 +44,9 @@ pub enum Start {
 pub struct Standing {
     enrolled: Arc<Enrolled>,
     state: Mutex<AgentState>,
+    /// Orders the hub gave and [`keep`] has not taken in yet: the latest only, so they apply in
+    /// the order given.
+    offered: std::sync::Mutex<Option<Vec<Order>>>,
     changed: Notify,
 }
 
@@ -71,6 +74,7 @@ impl Standing {
         Self {
             enrolled,
             state: Mutex::new(state),
+            offered: std::sync::Mutex::new(None),
             changed: Notify::new(),
         }
     }
@@ -81,8 +85,26 @@ impl Standing {
         }
     }
 
-    /// The hub's orders now.
-    pub async fn replace(&self, orders: Vec<Order>) {
+    /// The hub's orders now: taken in by [`keep`].
+    pub fn offer(&self, orders: Vec<Order>) {
+        *self
+            .offered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(orders);
+        self.changed.notify_one();
+    }
+
+    /// The hub refused this agent (revoked, removed): its orders and their credentials go.
+    pub async fn forget_orders(&self) {
+        let mut state = self.state.lock().await;
+        if !state.orders.is_empty() {
+            tracing::warn!("the hub refused this agent: its standing orders are dropped");
+            state.orders.clear();
+            self.save(&state).await;
+        }
+    }
+
+    async fn replace(&self, orders: Vec<Order>) {
         let mut state = self.state.lock().await;
         if state.orders == orders {
             return;
@@ -90,7 +112,15 @@ impl Standing {
         tracing::info!(orders = orders.len(), "standing orders received");
         state.orders = orders;
         self.save(&state).await;
-        self.changed.notify_one();
+    }
+
+    /// Slots up to `slot` were looked at: kept, so a restarted agent catches up from there.
+    async fn looked(&self, slot: Timestamp) {
+        let mut state = self.state.lock().await;
+        if state.looked.is_none_or(|t| t < slot) {
+            state.looked = Some(slot);
+            self.save(&state).await;
+        }
     }
 
     /// Marks slot backup `name` started, unless it was already.
@@ -158,9 +188,22 @@ pub struct Runner {
 /// [`crate::link::STOP_GRACE`] to finish.
 pub async fn keep(standing: Arc<Standing>, runner: Runner, stop: CancellationToken) {
     let runs = TaskTracker::new();
-    let mut after = SystemTime::now();
+    // From where the agent last looked (before a restart, say), catching up the latest slot owed
+    // of each order, as the hub does; else from now.
+    let kept = standing.state.lock().await.looked;
+    let mut after = kept.map_or_else(SystemTime::now, SystemTime::from);
+    let mut catching_up = kept.is_some();
     loop {
+        let offered = standing
+            .offered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(orders) = offered {
+            standing.replace(orders).await;
+        }
         let now = SystemTime::now();
+        let mut latest = None;
         let mut wake = now + MAX_SLEEP;
         let orders = standing.state.lock().await.orders.clone();
         for order in orders {
@@ -182,26 +225,37 @@ pub async fn keep(standing: Arc<Standing>, runner: Runner, stop: CancellationTok
             if let Some(since) = order.since {
                 cursor = cursor.max(since);
             }
+            let mut due_slots = Vec::new();
             while let Some(slot) = timetable.next_after(cursor) {
                 let due = SystemTime::from(slot) + delay;
                 if due > now {
                     wake = wake.min(due);
                     break;
                 }
-                let name = match &spec.target {
-                    ScheduleTarget::Cluster(_) => slot_backup(&spec.name, slot),
-                    ScheduleTarget::Workspace(_) => {
-                        member_backup(&slot_backup(&spec.name, slot), &runner.cluster)
-                    }
-                };
+                due_slots.push(slot);
+                cursor = slot;
+            }
+            if catching_up && due_slots.len() > 1 {
+                due_slots.drain(..due_slots.len() - 1); // one catch-up run, not one per slot
+            }
+            for slot in due_slots {
+                latest = latest.max(Some(slot));
+                if standing.enrolled.expired() {
+                    tracing::warn!(schedule = %spec.name, %slot, "slot not run: this agent's certificate has expired (enrol it again)");
+                    continue;
+                }
+                let name = backup_for(spec, slot, &runner.cluster);
                 if let Start::New = standing.start(&name).await {
                     tracing::warn!(schedule = %spec.name, %slot, backup.id = %name, "the hub did not start this slot: running it on our own");
                     runs.spawn(run(standing.clone(), order.clone(), name, slot, runner.clone()));
                 }
-                cursor = slot;
             }
         }
+        if let Some(slot) = latest {
+            standing.looked(slot).await;
+        }
         after = now;
+        catching_up = false;
         let sleep = wake.duration_since(SystemTime::now()).unwrap_or_default();
         tokio::select! {
             () = tokio::time::sleep(sleep) => {}

@@ -136,6 +136,17 @@ pub fn member_backup(group: &BackupName, cluster: &ClusterName) -> BackupName {
     derived_name(group.as_str(), cluster.as_str())
 }
 
+/// The backup `spec` makes of `cluster` for `slot`: [`slot_backup`] for a schedule of one
+/// cluster, [`member_backup`] of it for a workspace schedule. Hub and agent name a slot's backup
+/// by this alone, so that whoever runs it, it is run once.
+pub fn backup_for(spec: &ScheduleSpec, slot: Timestamp, cluster: &ClusterName) -> BackupName {
+    let backup = slot_backup(&spec.name, slot);
+    match &spec.target {
+        crate::model::ScheduleTarget::Cluster(_) => backup,
+        crate::model::ScheduleTarget::Workspace(_) => member_backup(&backup, cluster),
+    }
+}
+
 /// `name-<suffix>`, shortened (with a hash of the whole) to fit a name's 63 characters.
 fn derived_name(base: &str, suffix: &str) -> BackupName {
     let full = format!("{base}-{suffix}");

@@ -10,8 +10,9 @@
 //!
 //! Where several packs hold one blob (two clusters backed up the same data at once), the first
 //! in index order is the one kept; the others are collected like unused packs. Packs no index
-//! lists (from a backup killed before writing its index) are deleted once older than the grace
-//! period. Index files are rewritten without the deleted packs before the packs go.
+//! lists (a backup killed after its last checkpoint index) are deleted once older than the grace
+//! period; those a killed backup's checkpoint lists are unused by any snapshot and go through a
+//! plan like any other. Index files are rewritten without the deleted packs before the packs go.
 
 use chrono::Utc;
 use std::collections::{HashMap, HashSet};

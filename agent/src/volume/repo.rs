@@ -41,6 +41,26 @@ const PLAN_CONTEXT: &str = "cairn prune plan";
 /// Times a read of every object under a directory starts over when one vanished meanwhile (a
 /// prune replaced it).
 const READ_ATTEMPTS: usize = 3;
+/// How a checkpoint index's id begins.
+const CHECKPOINT: &str = "checkpoint-";
+
+/// Whether `key` is a checkpoint index's: gone, it is skipped rather than read again.
+fn checkpoint(key: &str) -> bool {
+    key.rsplit('/')
+        .next()
+        .is_some_and(|name| name.starts_with(CHECKPOINT))
+}
+
+/// `read` of the object at `key`, `None` if it is a checkpoint gone since it was listed.
+async fn unless_replaced<T>(key: &str, read: impl Future<Output = Result<T>>) -> Result<Option<T>> {
+    match read.await {
+        Err(Error::Store {
+            source: object_store::Error::NotFound { .. },
+            ..
+        }) if checkpoint(key) => Ok(None),
+        other => other.map(Some),
+    }
+}
 
 fn random_id() -> Result<String> {
     Ok(repository_key::new_object_id()?)
@@ -227,7 +247,10 @@ impl Repository {
             keys.sort();
             let mut files = futures::stream::iter(keys)
                 .map(|key| async move {
-                    let plain = self.read_sealed(VolumeDir::Index, &key).await?;
+                    let Some(plain) = unless_replaced(&key, self.read_sealed(VolumeDir::Index, &key)).await?
+                    else {
+                        return Ok(pb::IndexFile::default());
+                    };
                     pb::IndexFile::decode(plain.as_slice()).map_err(|e| Error::corrupt(&key, e))
                 })
                 .buffered(READ_CONCURRENCY);
@@ -309,9 +332,17 @@ impl Repository {
         self.delete(&VolumeKeys::snapshot(id)).await
     }
 
-    /// Writes a new index file for the packs in `file`; returns its id.
-    pub async fn write_index(&self, file: &pb::IndexFile) -> Result<String> {
-        let id = random_id()?;
+    /// Writes a new index file for the packs in `file`.
+    pub async fn write_index(&self, file: &pb::IndexFile) -> Result<()> {
+        self.write_sealed(VolumeDir::Index, &random_id()?, &file.encode_to_vec())
+            .await
+    }
+
+    /// Writes a checkpoint index (a running backup's packs so far, replaced as it goes); returns
+    /// its id. Readers skip a checkpoint gone by the time they read it: a newer one, or the
+    /// backup's final index, lists its packs, and packs that young are no prune's to delete.
+    pub async fn write_checkpoint(&self, file: &pb::IndexFile) -> Result<String> {
+        let id = format!("{CHECKPOINT}{}", random_id()?);
         self.write_sealed(VolumeDir::Index, &id, &file.encode_to_vec())
             .await?;
         Ok(id)
@@ -413,14 +444,15 @@ impl Repository {
     /// Every object under `dir`, opened, as (key, plaintext).
     async fn read_all(&self, dir: VolumeDir) -> Result<Vec<(String, Vec<u8>)>> {
         retrying(|| async {
-            futures::stream::iter(self.keys_under(dir).await?)
+            let read: Vec<Option<(String, Vec<u8>)>> = futures::stream::iter(self.keys_under(dir).await?)
                 .map(|key| async move {
-                    let plain = self.read_sealed(dir, &key).await?;
-                    Ok((key, plain))
+                    let plain = unless_replaced(&key, self.read_sealed(dir, &key)).await?;
+                    Ok::<_, Error>(plain.map(|p| (key, p)))
                 })
                 .buffer_unordered(READ_CONCURRENCY)
                 .try_collect()
-                .await
+                .await?;
+            Ok(read.into_iter().flatten().collect())
         })
         .await
     }

@@ -182,9 +182,10 @@ struct Session {
 }
 
 /// Streams `instructions` down to the agent of `session` and hands what it sends up to the hub,
-/// until either side ends; then the hub learns that the session is gone. Nothing here waits on
-/// the hub's handling of a report (a worker of the session's own handles them, in order), and
-/// an agent that reads nothing the hub sends for the instruction deadline loses its session. A
+/// until either side ends; then the hub learns that the session is gone. Reports are handled by
+/// a worker of the session's own, in order, behind a bounded queue (when it is full, the session
+/// reads no more until there is room); heartbeats and instructions never wait for it, and an
+/// agent that reads nothing the hub sends for the instruction deadline loses its session. A
 /// certificate is
 /// checked when a connection is made (expiry by the TLS handshake, revocation by the hub): a
 /// session outlives its certificate's expiry, as the agent renews it, but not a revocation,
@@ -239,6 +240,10 @@ fn serve(
                         match Report::from_pb(message) {
                             Ok(Report::Heartbeat) => {}
                             Ok(report) => {
+                                // Taken up when said, however far behind the handling is.
+                                if let (Report::Progress(p), Agent::Cluster(name)) = (&report, &agent) {
+                                    hub.took(name, &p.operation);
+                                }
                                 if reports.send(report).await.is_err() {
                                     break "its reports could not be handled".to_owned();
                                 }

@@ -143,10 +143,11 @@ impl Hub {
             ..BackupOrigin::default()
         };
         let spec = template.spec(name, member.cluster.clone(), origin);
-        self.create_backup(spec)
-            .await
-            .map(|_| ())
-            .map_err(|e| cairn_proto::error_chain(&e))
+        match self.create_backup(spec).await {
+            // Its agent ran the slot on its own already (standing orders).
+            Ok(_) | Err(super::Error::Refused(Refused::Exists { .. })) => Ok(()),
+            Err(e) => Err(cairn_proto::error_chain(&e)),
+        }
     }
 
     /// Records that `cluster` of workspace backup `group` was skipped, and why.

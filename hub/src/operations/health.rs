@@ -2,9 +2,7 @@
 //! point is at risk: one of its schedules (its own or its workspace's) has gone longer than its
 //! period plus the hub's `rpo_grace` without a `Completed` backup of the cluster.
 
-use cairn_proto::model::{
-    Backup, BackupQuery, Cluster, ClusterName, Phase, Schedule, ScheduleTarget, Timestamp,
-};
+use cairn_proto::model::{Backup, BackupQuery, Cluster, ClusterName, Phase, Schedule, Timestamp};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -72,11 +70,7 @@ impl Hub {
         for c in clusters {
             c.last_success = self.inner.last_success.get(&c.name);
             c.rpo_at_risk = schedules.iter().filter(|s| !s.spec.paused).any(|s| {
-                let ours = match &s.spec.target {
-                    ScheduleTarget::Cluster(name) => *name == c.name,
-                    ScheduleTarget::Workspace(w) => c.workspace.as_ref() == Some(w),
-                };
-                ours && at_risk(s, c.last_success, grace, now)
+                s.spec.targets(&c.name, c.workspace.as_ref()) && at_risk(s, c.last_success, grace, now)
             });
         }
         Ok(())
@@ -91,7 +85,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_proto::model::{ScheduleSpec, ScheduleStatus};
+    use cairn_proto::model::{ScheduleSpec, ScheduleStatus, ScheduleTarget};
 
     fn at(text: &str) -> Timestamp {
         humantime::parse_rfc3339(text).expect("time").into()

@@ -241,7 +241,6 @@ impl Hub {
                 if !self.inner.agents.runs(cluster, &p.operation) {
                     return Err(not_sent(cluster, &p.operation));
                 }
-                self.inner.agents.took(cluster, &p.operation);
                 self.inner.board.progress(p);
             }
             Report::BackupDone(name, status) => {
@@ -254,9 +253,10 @@ impl Hub {
                 }
                 tracing::info!(backup.id = %name, phase = %status.phase, items = status.items, "backup ended");
                 let phase = status.phase;
+                let counted = backup.status.phase.is_final();
                 backup.status = self.made_for(cluster, &name, status).await?;
                 self.inner.inventory.put_backup(&backup).await?;
-                self.ended(&backup);
+                self.ended(&backup, counted);
                 self.inner.agents.finished(cluster, &operation);
                 self.inner.board.close(&operation, phase);
                 if phase.is_final() {
@@ -275,9 +275,10 @@ impl Hub {
                 }
                 tracing::info!(restore.id = %name, phase = %status.phase, items = status.counts.total(), "restore ended");
                 let phase = status.phase;
+                let counted = restore.status.phase.is_final();
                 restore.status = status;
                 self.inner.inventory.put_restore(&restore).await?;
-                if phase.is_final() {
+                if phase.is_final() && !counted {
                     self.inner.metrics.restore_ended(&restore);
                 }
                 self.inner.agents.finished(cluster, &operation);
@@ -361,6 +362,7 @@ impl Hub {
         .await;
         if let Ok(Some(mut c)) = self.inner.inventory.cluster(cluster).await {
             c.connected = false;
+            c.last_heartbeat = Some(Timestamp::now()); // offline since about now
             let _ = self.inner.inventory.put_cluster(&c).await;
         }
     }
@@ -397,7 +399,7 @@ impl Hub {
                     b.status.error = Some(why.to_owned());
                     b.status.finished = finished;
                     self.inner.inventory.put_backup(&b).await?;
-                    self.ended(&b);
+                    self.ended(&b, false);
                 }
             }
             OperationId::Restore(name) => {
@@ -417,13 +419,20 @@ impl Hub {
         Ok(())
     }
 
-    /// `backup` was recorded as it ended (or as it is, if it has not): counted in the metrics
-    /// and the fleet's health.
-    fn ended(&self, backup: &Backup) {
+    /// `backup` was recorded as it ended (or as it is, if it has not): counted in the fleet's
+    /// health, and in the metrics unless an earlier end was (`counted`).
+    fn ended(&self, backup: &Backup, counted: bool) {
         if backup.status.phase.is_final() {
-            self.inner.metrics.backup_ended(backup);
+            if !counted {
+                self.inner.metrics.backup_ended(backup);
+            }
             self.inner.last_success.note(backup);
         }
+    }
+
+    /// `cluster`'s agent reported on `operation`: it has taken it up.
+    pub fn took(&self, cluster: &ClusterName, operation: &OperationId) {
+        self.inner.agents.took(cluster, operation);
     }
 
     /// The metrics' exposition text now.

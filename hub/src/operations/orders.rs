@@ -2,17 +2,18 @@
 //! its workspace's) with the location and keys their backups need, so that it runs a slot itself
 //! when the hub does not start it (the hub is down, or the link is). The hub gives them when the
 //! agent registers and again whenever they change, and adopts the backups an agent ran on its
-//! own: a slot's backup has one name (`cairn_proto::schedule::slot_backup`), whoever runs it, so
+//! own: a slot's backup has one name (`cairn_proto::schedule::backup_for`), whoever runs it, so
 //! no slot is run twice.
 
-use cairn_proto::model::{
-    Backup, ClusterName, Instruction, OperationId, Order, Phase, Schedule, ScheduleTarget,
-};
-use cairn_proto::schedule::{member_backup, slot_backup};
+use cairn_proto::model::{Backup, ClusterName, Instruction, OperationId, Order, Phase, Schedule, Timestamp};
+use cairn_proto::schedule::backup_for;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::{Hub, Refused, Result, not_sent};
+
+/// How far ahead of the hub's clock an agent's clock may be: a slot further ahead is not adopted.
+const SKEW: Duration = Duration::from_secs(300);
 
 /// How long the orders loop gathers changes before it gives the orders again: a burst of
 /// schedule changes costs one round.
@@ -63,11 +64,7 @@ impl Hub {
         let workspace = self.workspace_of(cluster).await?;
         let mut orders = Vec::new();
         for s in self.schedule_specs().await?.iter() {
-            let ours = match &s.spec.target {
-                ScheduleTarget::Cluster(c) => c == cluster,
-                ScheduleTarget::Workspace(w) => *w == workspace,
-            };
-            if !ours || s.spec.paused {
+            if !s.spec.targets(cluster, Some(&workspace)) || s.spec.paused {
                 continue;
             }
             match self.target(cluster, s.spec.template.location.as_ref()).await {
@@ -95,7 +92,8 @@ impl Hub {
             Ok(orders) => {
                 let count = orders.len();
                 if queue.try_send(Instruction::Orders(orders)).is_err() {
-                    tracing::warn!(%cluster, "standing orders not given: the agent is not reading (given again when it registers)");
+                    tracing::warn!(%cluster, "standing orders not given: the agent's queue is full (tried again shortly)");
+                    self.orders_changed();
                 } else {
                     tracing::debug!(%cluster, orders = count, "standing orders given");
                 }
@@ -129,33 +127,48 @@ impl Hub {
     }
 
     /// Records `backup`, which `cluster`'s agent ran on its own for a slot of one of its standing
-    /// orders, and tells the agent so. It must be a backup of `cluster`, named for a slot of a
-    /// schedule that targets it, written to a location it may use.
+    /// orders, and tells the agent so. It must be a finished backup of `cluster`, named by the
+    /// rule for a real slot (not before the schedule began, not ahead of the hub's clock) of a
+    /// schedule that targets it, written to a location it may use. It names no volume snapshot:
+    /// a run without the hub reaches no node agent, so a snapshot named is not its own.
     pub(super) async fn adopt(&self, cluster: &ClusterName, mut backup: Backup) -> Result<()> {
         let name = backup.spec.name.clone();
-        let refused = || not_sent(cluster, &OperationId::Backup(name.clone()));
+        let operation = OperationId::Backup(name.clone());
+        let refused = |why: String| -> super::Error {
+            tracing::warn!(%cluster, backup.id = %name, why, "backup run on its own not adopted");
+            Refused::Denied(format!(
+                "backup {name} reported by the agent of cluster {cluster} not adopted: {why}"
+            ))
+            .into()
+        };
         if backup.spec.cluster != *cluster || !backup.status.phase.is_final() {
-            return Err(refused());
+            return Err(not_sent(cluster, &operation));
         }
         let (Some(schedule), Some(slot)) = (&backup.spec.origin.schedule, backup.spec.origin.created) else {
-            return Err(refused());
+            return Err(not_sent(cluster, &operation));
         };
         let schedule = self.schedule_record(schedule).await?;
         let workspace = self.workspace_of(cluster).await?;
-        let expected = match &schedule.spec.target {
-            ScheduleTarget::Cluster(c) if c == cluster => slot_backup(&schedule.spec.name, slot),
-            ScheduleTarget::Workspace(w) if *w == workspace => {
-                member_backup(&slot_backup(&schedule.spec.name, slot), cluster)
-            }
-            _ => return Err(refused()),
-        };
-        if expected != name {
-            return Err(Refused::Denied(format!(
-                "the agent of cluster {cluster} reported backup {name} as run for the slot at {slot} of schedule {}, \
-                 whose backup for that slot is {expected}",
+        if !schedule.spec.targets(cluster, Some(&workspace)) {
+            return Err(refused(format!(
+                "schedule {} does not back up this cluster",
                 schedule.spec.name
-            ))
-            .into());
+            )));
+        }
+        let timetable = self.inner.timetables.of(&schedule.spec)?;
+        let a_slot = timetable.next_after(Timestamp::from(SystemTime::from(slot) - Duration::from_secs(1)))
+            == Some(slot);
+        let began = schedule.status.resumed.or(schedule.status.created);
+        let ahead = Timestamp::from(SystemTime::from(self.inner.clock.now()) + SKEW);
+        if !a_slot || began.is_some_and(|b| slot < b) || slot > ahead {
+            return Err(refused(format!(
+                "{slot} is not a slot of schedule {} owed so far",
+                schedule.spec.name
+            )));
+        }
+        let expected = backup_for(&schedule.spec, slot, cluster);
+        if expected != name {
+            return Err(refused(format!("the backup of that slot is {expected}")));
         }
         let stored = self
             .usable_location(cluster, backup.spec.location.as_ref())
@@ -163,24 +176,42 @@ impl Hub {
         backup.spec.location = Some(stored.spec.name.clone());
         backup.spec.origin.workspace = Some(stored.spec.workspace);
         backup.spec.origin.offline = true;
+        for volume in backup
+            .status
+            .volumes
+            .iter_mut()
+            .filter(|v| !v.snapshot.is_empty())
+        {
+            volume.snapshot.clear();
+            volume.error = Some(
+                "a backup run without the hub makes no volume snapshot: the one named was dropped".into(),
+            );
+        }
         match self.inner.inventory.backup(&name).await? {
+            Some(known)
+                if known.spec.cluster != *cluster
+                    || known.spec.origin.schedule != backup.spec.origin.schedule =>
+            {
+                return Err(refused("a backup of that name is another's".into()));
+            }
             Some(known) if known.status.phase.is_final() && known.status.phase != Phase::Failed => {}
             Some(known) => {
                 // The hub started the slot too late, or failed it while the agent ran it: the
                 // agent's run is the slot's backup.
+                let counted = known.status.phase.is_final();
                 let mut known = known;
                 known.status = backup.status;
+                known.spec.location = backup.spec.location;
                 known.spec.origin.offline = true;
                 self.inner.inventory.put_backup(&known).await?;
-                self.ended(&known);
-                self.inner
-                    .agents
-                    .finished(cluster, &OperationId::Backup(name.clone()));
+                self.ended(&known, counted);
+                self.inner.agents.finished(cluster, &operation);
+                self.inner.board.close(&operation, known.status.phase);
             }
             None => {
                 tracing::info!(%cluster, backup.id = %name, phase = %backup.status.phase, "backup run by the agent on its own adopted");
                 self.inner.inventory.put_backup(&backup).await?;
-                self.ended(&backup);
+                self.ended(&backup, false);
                 let hub = self.clone();
                 self.spawn(async move { hub.keep_last(&backup).await });
             }

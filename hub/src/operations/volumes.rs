@@ -184,19 +184,22 @@ impl Hub {
         cluster.as_ref() == Some(&node.cluster) && !phase.is_final()
     }
 
-    /// Tells the cluster agent that task `id` on `node` failed with `why`.
+    /// Tells the cluster agent that task `id` on `node` failed with `why`, in the background:
+    /// the caller may be that agent's own report worker, which must not wait on its queue.
     async fn answer(&self, node: &NodeAgent, id: &VolumeTaskId, why: &str) {
         let result = VolumeResult {
             node: node.node.clone(),
             error: Some(why.to_owned()),
             ..VolumeResult::default()
         };
-        if let Some(tx) = self.inner.agents.queue(&node.cluster)
-            && let Err(not) = self
-                .deliver(&tx, Instruction::VolumeDone(id.clone(), result))
-                .await
-        {
-            tracing::warn!(%node, task = %id, why = not, "a volume task's failure not passed on to the cluster agent");
-        }
+        let Some(tx) = self.inner.agents.queue(&node.cluster) else {
+            return;
+        };
+        let (hub, node, id) = (self.clone(), node.clone(), id.clone());
+        self.spawn(async move {
+            if let Err(not) = hub.deliver(&tx, Instruction::VolumeDone(id.clone(), result)).await {
+                tracing::warn!(%node, task = %id, why = not, "a volume task's failure not passed on to the cluster agent");
+            }
+        });
     }
 }

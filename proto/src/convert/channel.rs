@@ -191,6 +191,7 @@ impl Wire for AgentState {
             orders: Some(orders_to_pb(&self.orders)),
             started: self.started.iter().map(ToString::to_string).collect(),
             unreported: self.unreported.iter().map(offline_to_pb).collect(),
+            looked_unix_ms: super::ms(self.looked),
         }
     }
 
@@ -207,6 +208,7 @@ impl Wire for AgentState {
                 .into_iter()
                 .map(offline_from_pb)
                 .collect::<Result<_>>()?,
+            looked: crate::model::Timestamp::from_unix_ms(m.looked_unix_ms),
         })
     }
 }

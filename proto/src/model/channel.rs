@@ -70,6 +70,8 @@ pub struct AgentState {
     pub started: Vec<BackupName>,
     /// The backups it ran on its own that the hub has not adopted yet, oldest first.
     pub unreported: Vec<Backup>,
+    /// The latest slot it looked at: a restarted agent catches up from there.
+    pub looked: Option<super::Timestamp>,
 }
 
 /// A schedule as a cluster agent holds it, to run its slots when the hub does not: with the

@@ -84,6 +84,14 @@ pub struct ScheduleSpec {
 }
 
 impl ScheduleSpec {
+    /// Whether it backs up `cluster`, a member of `workspace`.
+    pub fn targets(&self, cluster: &ClusterName, workspace: Option<&WorkspaceName>) -> bool {
+        match &self.target {
+            ScheduleTarget::Cluster(c) => c == cluster,
+            ScheduleTarget::Workspace(w) => workspace == Some(w),
+        }
+    }
+
     /// A schedule of `target` at `cron` (UTC), taking everything, keeping every backup.
     pub fn new(name: ScheduleName, target: ScheduleTarget, cron: String) -> Self {
         Self {
