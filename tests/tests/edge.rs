@@ -70,6 +70,24 @@ async fn agent_that_stops_reading(hub: &HubProcess, cluster: &str) -> Result<imp
     Ok(tokio_util::task::AbortOnDropHandle::new(beating))
 }
 
+/// Schedule `name`: a backup of namespace `namespace` of `cluster` every minute.
+async fn every_minute(hub: &HubProcess, name: &str, cluster: &str, namespace: &str) -> Result<()> {
+    hub.cli(&[
+        "schedule",
+        "create",
+        name,
+        "--cluster",
+        cluster,
+        "--cron",
+        "* * * * *",
+        "--include-namespaces",
+        namespace,
+    ])
+    .await?
+    .ok()?;
+    Ok(())
+}
+
 /// The backup called `name`, once it has ended.
 async fn ended(hub: &HubProcess, name: &str, within: Duration) -> Result<Value> {
     wait_until(&format!("backup {name} ended"), within, || async {
@@ -94,19 +112,7 @@ async fn an_agent_that_stops_reading_stalls_no_other_cluster_and_its_instruction
     let _live = hub.agent(&cp, None).await?;
     let _stuck = agent_that_stops_reading(&hub, "stuck").await?;
     for (schedule, cluster) in [("live", "edge-live"), ("stuck-every", "stuck")] {
-        hub.cli(&[
-            "schedule",
-            "create",
-            schedule,
-            "--cluster",
-            cluster,
-            "--cron",
-            "* * * * *",
-            "--include-namespaces",
-            "default",
-        ])
-        .await?
-        .ok()?;
+        every_minute(&hub, schedule, cluster, "default").await?;
     }
 
     // Up to sixty backups asked of the stuck agent (more than its stream and queue hold), until
@@ -221,19 +227,7 @@ async fn with_the_hub_down_the_agent_runs_each_slot_itself_even_restarted_and_th
     cp.apply(SHOP).await?;
     let mut hub = HubProcess::start().await?;
     let agent = hub.agent(&cp, None).await?;
-    hub.cli(&[
-        "schedule",
-        "create",
-        "minutely",
-        "--cluster",
-        "edge-alone",
-        "--cron",
-        "* * * * *",
-        "--include-namespaces",
-        "shop",
-    ])
-    .await?
-    .ok()?;
+    every_minute(&hub, "minutely", "edge-alone", "shop").await?;
     wait_until(
         "the agent holds its standing orders",
         Duration::from_secs(30),
@@ -344,19 +338,7 @@ async fn prometheus_sees_an_offline_clusters_last_success_and_rpo_at_risk_and_th
     ])
     .await?;
     let agent = hub.agent(&cp, None).await?;
-    hub.cli(&[
-        "schedule",
-        "create",
-        "minutely",
-        "--cluster",
-        "edge-watched",
-        "--cron",
-        "* * * * *",
-        "--include-namespaces",
-        "shop",
-    ])
-    .await?
-    .ok()?;
+    every_minute(&hub, "minutely", "edge-watched", "shop").await?;
     let prometheus =
         testbed::prometheus::Prometheus::start(&[hub.metrics_addr()], &readme_alert_rules()?).await?;
 
