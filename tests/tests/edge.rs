@@ -4,12 +4,17 @@
 
 use anyhow::{Context, Result};
 use cairn_proto::convert::Wire;
-use cairn_proto::model::{Registration, Report};
+use cairn_proto::model::{
+    Backup, BackupOrigin, BackupStatus, BackupTemplate, Instruction, Phase, Registration, Report,
+    ScheduleSpec, ScheduleTarget, Timestamp, VolumeResult,
+};
+use cairn_proto::pb;
 use cairn_proto::pb::agent_channel_client::AgentChannelClient;
 use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use testbed::cairn::HubProcess;
 use testbed::{ControlPlane, wait_until};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -37,25 +42,41 @@ fn ms(v: &Value) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
 }
 
-/// An enrolled agent of cluster `cluster` that registers and beats every second but never reads
-/// what the hub sends (its stream window is 1 KiB, so the hub's sends soon block). The session
-/// lives as long as the returned value.
-async fn agent_that_stops_reading(hub: &HubProcess, cluster: &str) -> Result<impl Drop> {
+/// A session of an agent enrolled as cluster `cluster` (made with `cairn cluster add`), opened by
+/// the test itself: the sender of its reports (registered), and what the hub sends it. A stream
+/// window of `window` bytes, if given, makes the hub's sends block once it holds that much.
+async fn raw_agent(
+    hub: &HubProcess,
+    cluster: &str,
+    window: Option<u32>,
+) -> Result<(
+    mpsc::Sender<pb::AgentMessage>,
+    tonic::Streaming<pb::HubMessage>,
+    tempfile::TempDir,
+)> {
     let token = hub.join_token(cluster, &[]).await?;
     let state = tempfile::tempdir()?;
     let keep = cairn_agent::enrol::Keep::Dir(state.path().to_owned());
     let enrolled = cairn_agent::enrol::Enrolled::cluster_agent(keep, Some(&token), None, None).await?;
-    let endpoint = enrolled.endpoint()?.initial_stream_window_size(1024);
+    let endpoint = enrolled.endpoint()?.initial_stream_window_size(window);
     let mut client = AgentChannelClient::new(endpoint.connect().await?);
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let (tx, rx) = mpsc::channel(8);
     let register = Report::Register(Registration {
         cluster: cluster.parse()?,
-        agent_version: "stuck".into(),
+        agent_version: "test".into(),
         kubernetes_version: "v1.20.2".into(),
         node: None,
     });
     tx.send(register.to_pb()).await?;
     let down = client.session(ReceiverStream::new(rx)).await?.into_inner();
+    Ok((tx, down, state))
+}
+
+/// An enrolled agent of cluster `cluster` that registers and beats every second but never reads
+/// what the hub sends (its stream window is 1 KiB, so the hub's sends soon block). The session
+/// lives as long as the returned value.
+async fn agent_that_stops_reading(hub: &HubProcess, cluster: &str) -> Result<impl Drop> {
+    let (tx, down, state) = raw_agent(hub, cluster, Some(1024)).await?;
     let beating = tokio::spawn(async move {
         let _never_read = down;
         let _state = state;
@@ -409,5 +430,137 @@ async fn prometheus_sees_an_offline_clusters_last_success_and_rpo_at_risk_and_th
         .find(|l| l.starts_with("edge-watched"))
         .context("listed")?;
     assert!(row.contains("offline since") && row.contains("AT RISK"), "{list}");
+    Ok(())
+}
+
+/// A backup of `cluster` an agent says it ran on its own for `slot` of `schedule`, named `name`,
+/// `Completed`, naming volume snapshot `snapshot` if given.
+fn ran_offline(
+    name: &str,
+    cluster: &str,
+    schedule: &str,
+    slot: Timestamp,
+    snapshot: Option<&str>,
+) -> Result<Backup> {
+    let origin = BackupOrigin {
+        created: Some(slot),
+        schedule: Some(schedule.parse()?),
+        offline: true,
+        ..BackupOrigin::default()
+    };
+    Ok(Backup {
+        spec: BackupTemplate::default().spec(name.parse()?, cluster.parse()?, origin),
+        status: BackupStatus {
+            phase: Phase::Completed,
+            started: Some(slot),
+            finished: Some(slot),
+            items: 3,
+            volumes: snapshot
+                .map(|s| {
+                    vec![VolumeResult {
+                        namespace: "shop".into(),
+                        claim: "data".into(),
+                        snapshot: s.into(),
+                        ..VolumeResult::default()
+                    }]
+                })
+                .unwrap_or_default(),
+            ..BackupStatus::default()
+        },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_gets_adopted_only_its_own_clusters_backups_of_slots_it_was_owed() -> Result<()> {
+    let hub = HubProcess::start().await?;
+    let (tx, mut down, _state) = raw_agent(&hub, "east", None).await?;
+    hub.cli_line("cluster add west").await?.ok()?;
+    every_minute(&hub, "minutely", "east", "shop").await?;
+    every_minute(&hub, "west-minutely", "west", "shop").await?;
+    let schedule = hub.json("schedule describe minutely").await?;
+    let began = Timestamp::from_unix_ms(ms(field(&schedule, "/status/created"))).context("created")?;
+    let spec = ScheduleSpec::new(
+        "minutely".parse()?,
+        ScheduleTarget::Cluster("east".parse()?),
+        "* * * * *".into(),
+    );
+    let timetable = cairn_proto::schedule::Timetable::parse("* * * * *", None)?;
+    let slot = timetable.next_after(began).context("a slot")?;
+    let minute = Duration::from_secs(60);
+    let later = |n: u32| Timestamp::from(SystemTime::from(slot) + minute * n);
+    let name = |at: Timestamp| {
+        cairn_proto::schedule::backup_for(&spec, at, &"east".parse().expect("name")).to_string()
+    };
+    let west_name = cairn_proto::schedule::slot_backup(&"west-minutely".parse()?, slot).to_string();
+    let before_it = Timestamp::from(SystemTime::from(slot) - 2 * minute);
+
+    let forged = [
+        // Another cluster's backup, for its schedule.
+        (
+            ran_offline(&west_name, "west", "west-minutely", slot, None)?,
+            "did not ask of it",
+        ),
+        // Its own cluster, another cluster's schedule.
+        (
+            ran_offline(&west_name, "east", "west-minutely", slot, None)?,
+            "does not back up this cluster",
+        ),
+        // A name that is not the slot's.
+        (
+            ran_offline("minutely-20200101000000", "east", "minutely", slot, None)?,
+            "the backup of that slot is",
+        ),
+        // A slot an hour ahead, and one before the schedule began.
+        (
+            ran_offline(&name(later(60)), "east", "minutely", later(60), None)?,
+            "is not a slot of schedule minutely owed so far",
+        ),
+        (
+            ran_offline(&name(before_it), "east", "minutely", before_it, None)?,
+            "is not a slot of schedule minutely owed so far",
+        ),
+    ];
+    for (backup, _) in &forged {
+        tx.send(Report::OfflineBackup(backup.clone()).to_pb()).await?;
+    }
+    // The real one, naming a snapshot it cannot have made.
+    let own = ran_offline(&name(slot), "east", "minutely", slot, Some("0123456789abcdef"))?;
+    tx.send(Report::OfflineBackup(own).to_pb()).await?;
+
+    // Only the real one is adopted, and the agent is told so.
+    let adopted = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let message = down.message().await?.context("the session ended")?;
+            if let Instruction::Adopted(b) = Instruction::from_pb(message)? {
+                return anyhow::Ok(b.to_string());
+            }
+        }
+    })
+    .await
+    .context("nothing adopted")??;
+    assert_eq!(adopted, name(slot));
+    let got = hub.json(&format!("backup describe {}", name(slot))).await?;
+    assert_eq!(field(&got, "/spec/offline"), true, "{got}");
+    assert_eq!(field(&got, "/status/phase"), "Completed", "{got}");
+    assert_eq!(
+        field(&got, "/status/volumes/0/snapshot"),
+        "",
+        "a snapshot it did not make was kept: {got}"
+    );
+    let list = hub.json("backup list").await?;
+    assert_eq!(
+        list.as_array().map(Vec::len),
+        Some(1),
+        "only the real one: {list}"
+    );
+    let log = hub.full_log();
+    for (backup, why) in &forged {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(backup.spec.name.as_str()) && l.contains(why)),
+            "{} refused, saying {why:?}: {log}",
+            backup.spec.name
+        );
+    }
     Ok(())
 }
