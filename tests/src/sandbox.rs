@@ -144,6 +144,20 @@ impl Sandbox {
         }
     }
 
+    /// Freezes server `name` (SIGSTOP to its group) until the returned guard is dropped
+    /// (SIGCONT): a server that is up and does nothing, as one starved of CPU on a busy machine.
+    pub fn freeze(&self, name: &str) -> Result<Frozen> {
+        let pid = self
+            .lock()
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.child.id())
+            .with_context(|| format!("no server {name} to freeze"))?;
+        let group = Pid::from_raw(i32::try_from(pid)?);
+        killpg(group, Signal::SIGSTOP).with_context(|| format!("freezing {name}"))?;
+        Ok(Frozen(group))
+    }
+
     /// Stops server `name` as an operator would: SIGTERM to its group, and SIGKILL if it has not
     /// exited within `grace` (servers that wait for idle keep-alive connections take minutes).
     /// It can be started again.
@@ -247,6 +261,12 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         let mut servers = self.lock();
+        // Cairn's own logs end on the test's stderr, which the test runner shows when it fails.
+        let mut names: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
+        names.dedup();
+        for name in names.into_iter().filter(|n| n.starts_with("cairn")) {
+            eprintln!("--- last lines of {name}'s log ---\n{}", self.log_tail(name));
+        }
         // Last started first: the controller-manager before its API server before etcd.
         for server in servers.iter_mut().rev() {
             kill_group(server.child.id());
@@ -255,6 +275,16 @@ impl Drop for Sandbox {
         servers.clear();
         drop(servers);
         let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A server frozen by [`Sandbox::freeze`]; it runs again when this is dropped.
+#[must_use = "the server runs again when this is dropped"]
+pub struct Frozen(Pid);
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = killpg(self.0, Signal::SIGCONT);
     }
 }
 

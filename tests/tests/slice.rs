@@ -4,7 +4,9 @@
 
 use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, ServiceAccount,
+};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Resource;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -298,4 +300,66 @@ async fn backup_restored_into_another_cluster() -> Result<()> {
         "the namespace in the target cluster differs from the source's"
     );
     wait_for_replica_set(&target, "app").await
+}
+
+/// A bare pod: nothing but restore makes it again.
+const LONE_POD: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: solo}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: solo}
+spec:
+  containers:
+  - {name: db, image: busybox}
+"#;
+
+/// A namespace's `default` ServiceAccount comes from the target's controller, a moment after the
+/// namespace, and (before 1.24) its token Secret a moment after the account: until then the API
+/// server holds or refuses pods in it. Restore waits for them: with the controller-manager frozen
+/// for 10 s, a bare pod restored into a new namespace, and one into a namespace whose account has
+/// no token yet (the server answers `ServerTimeout`: come back later; without the wait this pod
+/// failed), both come back and the restores end `Completed`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_restored_while_the_targets_controllers_lag_waits_for_its_service_account() -> Result<()> {
+    let cp = ControlPlane::start("lagging").await?;
+    let hub = HubProcess::start().await?;
+    let _agent = hub.agent(&cp, None).await?;
+    cp.apply(LONE_POD).await?;
+    hub.cli_line("backup create lone --cluster lagging --include-namespaces solo --wait")
+        .await?
+        .ok()?;
+
+    let frozen = cp.sandbox().freeze("kube-controller-manager")?;
+    // A namespace made before the restore, its account by hand: no token until the controller runs.
+    cp.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: solo-token}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: default, namespace: solo-token}\n")
+        .await?;
+    let restores = async {
+        tokio::try_join!(
+            hub.cli_line("restore create fresh --from-backup lone --target-cluster lagging --namespace-mapping solo:solo-fresh --wait"),
+            hub.cli_line("restore create token --from-backup lone --target-cluster lagging --namespace-mapping solo:solo-token --wait"),
+        )
+    };
+    let thaw = async {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        drop(frozen);
+    };
+    let (restored, ()) = tokio::join!(restores, thaw);
+    let (fresh, token) = restored?;
+    for (name, namespace, out) in [("fresh", "solo-fresh", fresh), ("token", "solo-token", token)] {
+        let described = hub.json(&format!("restore describe {name}")).await?;
+        assert_eq!(described["status"]["phase"], "Completed", "{out:?}\n{described}");
+        let pods: Api<Pod> = Api::namespaced(cp.client(), namespace);
+        let pod = pods.get_opt("db").await?;
+        assert!(pod.is_some(), "pod {namespace}/db was not restored: {described}");
+    }
+    let accounts: Api<ServiceAccount> = Api::namespaced(cp.client(), "solo-token");
+    let account = accounts.get("default").await?;
+    assert!(
+        account.secrets.is_some_and(|s| !s.is_empty()),
+        "the restore waited for the token controller, which gave the account its token"
+    );
+    Ok(())
 }

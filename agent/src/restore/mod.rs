@@ -32,6 +32,8 @@ use prepare::{Decision, Preparer};
 
 /// Objects created at once: enough to keep the API server busy, few enough not to swamp it.
 const PARALLEL_CREATES: usize = 32;
+/// How long a pod may wait for its namespace's service account to be ready.
+const ACCOUNT_WAIT: Duration = Duration::from_secs(60);
 /// How long a restored CRD may take to become Established, and its kind to be served.
 const CRD_READY: Duration = Duration::from_secs(60);
 
@@ -445,18 +447,38 @@ async fn create(
         field_manager: Some("cairn".into()),
         ..PostParams::default()
     };
-    match api.create(&params, &object).await {
-        Ok(_) => result(item.clone(), Outcome::Created, ""),
-        Err(kube::Error::Api(status)) if status.code == 409 => match policy {
-            ExistingPolicy::Skip => result(
-                item.clone(),
-                Outcome::SkippedExists,
-                "exists in the target; left as it is (--existing-policy update overwrites it)",
-            ),
-            ExistingPolicy::Update => update(api, item, object, &params).await,
-        },
-        Err(e) => result(item.clone(), Outcome::Failed, crate::kube_error(&e)),
+    let deadline = Instant::now() + ACCOUNT_WAIT;
+    loop {
+        return match api.create(&params, &object).await {
+            Ok(_) => result(item.clone(), Outcome::Created, ""),
+            Err(kube::Error::Api(status)) if status.code == 409 => match policy {
+                ExistingPolicy::Skip => result(
+                    item.clone(),
+                    Outcome::SkippedExists,
+                    "exists in the target; left as it is (--existing-policy update overwrites it)",
+                ),
+                ExistingPolicy::Update => update(api, item, object, &params).await,
+            },
+            Err(kube::Error::Api(status)) if awaits_account(&status) && Instant::now() < deadline => {
+                tracing::debug!(pod = %item.name, namespace = %item.namespace, reason = %status.message, "waiting for the namespace's service account");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => result(item.clone(), Outcome::Failed, crate::kube_error(&e)),
+        };
     }
+}
+
+/// Whether the API server refused a pod only because its namespace's service account is not
+/// ready yet: the target's service-account controller makes a `default` account in every new
+/// namespace a moment after the namespace (longer on a busy cluster), and, before Kubernetes 1.24,
+/// its token controller then gives it a token Secret, until which the server asks to come back
+/// (`ServerTimeout`). Restore leaves a plain `default` account to those controllers
+/// ([`rules`]), so it waits for them rather than fail the pod.
+fn awaits_account(status: &kube::core::Status) -> bool {
+    status.reason == "ServerTimeout"
+        || status.message.contains("error looking up service account")
+            && status.message.contains(r#"serviceaccount "default" not found"#)
 }
 
 async fn update(
