@@ -287,6 +287,35 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// A new namespace `namespace` holding `count` ConfigMaps (`blob-000`…) of 400 kB of
+    /// incompressible text each: a backup of many parts, that takes a while to write and read.
+    pub async fn fill_incompressible(&self, namespace: &str, count: usize) -> Result<()> {
+        self.apply(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n"
+        ))
+        .await?;
+        let api: Api<ConfigMap> = Api::namespaced(self.client(), namespace);
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut creates = Vec::new();
+        for i in 0..count {
+            let blob: String = (0..400_000)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    char::from(b'!' + (seed % 90) as u8)
+                })
+                .collect();
+            let mut cm = ConfigMap::default();
+            cm.metadata.name = Some(format!("blob-{i:03}"));
+            cm.data = Some([("blob".to_owned(), blob)].into());
+            let api = api.clone();
+            creates.push(async move { api.create(&kube::api::PostParams::default(), &cm).await });
+        }
+        futures::future::try_join_all(creates).await?;
+        Ok(())
+    }
+
     /// Applies a multi-document YAML manifest with the admin client; see [`manifest::apply`].
     pub async fn apply(&self, yaml: &str) -> Result<Vec<DynamicObject>> {
         manifest::apply(&self.client, yaml).await

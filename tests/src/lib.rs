@@ -5,6 +5,7 @@
 //! - [`storage`]: S3 (moto, plain, TLS with our own CA, and with real IAM authentication), Azure
 //!   Blob (azurite), GCS (fake-gcs-server behind a small adapter), and local directories.
 //!
+//! - [`proxy`]: a TCP proxy a test cuts and mends, an edge site's uplink.
 //! - [`proc_stats`]: a process's peak memory and CPU time, for benchmarks.
 //! - [`tree`]: directory trees for volume tests, and pictures of them to compare.
 //! - [`repository`]: a volume repository in a directory, through the agent's code, to forge in.
@@ -21,6 +22,7 @@ mod paths;
 mod pki;
 pub mod proc_stats;
 pub mod prometheus;
+pub mod proxy;
 pub mod repository;
 mod sandbox;
 pub mod snapshot;

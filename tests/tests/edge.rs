@@ -13,6 +13,8 @@ use cairn_proto::pb::agent_channel_client::AgentChannelClient;
 use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use testbed::cairn::HubProcess;
+use testbed::proxy::Proxy;
+use testbed::storage::{AZURE_ACCOUNT, AZURE_KEY, AzuriteServer};
 use testbed::{ControlPlane, wait_until};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -562,5 +564,126 @@ async fn an_agent_gets_adopted_only_its_own_clusters_backups_of_slots_it_was_owe
             backup.spec.name
         );
     }
+    Ok(())
+}
+
+/// Each blob's data in `namespace`, by name.
+async fn blobs(cp: &ControlPlane, namespace: &str) -> Result<std::collections::BTreeMap<String, String>> {
+    let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(cp.client(), namespace);
+    Ok(api
+        .list(&Default::default())
+        .await?
+        .into_iter()
+        .filter_map(|cm| {
+            let name = cm.metadata.name?;
+            let blob = cm.data?.remove("blob")?;
+            Some((name, blob))
+        })
+        .collect())
+}
+
+/// `restore describe NAME` (JSON) once its phase is `phase`.
+async fn restore_in(hub: &HubProcess, name: &str, phase: &str, within: Duration) -> Result<Value> {
+    wait_until(&format!("restore {name} {phase}"), within, || async {
+        let described = hub.json(&format!("restore describe {name}")).await?;
+        Ok((described["status"]["phase"] == phase).then_some(described))
+    })
+    .await
+}
+
+/// An edge site's uplink cut during a restore. The hub link: the hub fails the restore when the
+/// agent goes, naming why; the agent carries on, and reports when the link is back: `Completed`,
+/// with every object. The bucket link: the restore ends `Failed`, naming the object it could not
+/// read, never `Completed` with objects missing; once the link is back, the same restore again
+/// brings everything.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_whose_link_is_cut_completes_with_everything_or_fails_saying_why() -> Result<()> {
+    let (cp, azure) = tokio::try_join!(ControlPlane::start("cut-off"), AzuriteServer::start())?;
+    azure.create_container("vault").await?;
+    let hub = HubProcess::start().await?;
+    let (uplink, bucket) = tokio::try_join!(
+        Proxy::to(hub.url()),
+        Proxy::to(azure.endpoint().trim_end_matches(&format!("/{AZURE_ACCOUNT}")))
+    )?;
+    let token = hub.join_token("cut-off", &[]).await?;
+    let via = format!("https://{}", uplink.addr());
+    let _agent = hub
+        .agent_with(&cp, None, &["--join", &token, "--hub", &via])
+        .await?;
+    let files = tempfile::tempdir()?;
+    let env = files.path().join("azure.env");
+    std::fs::write(&env, format!("AZURE_STORAGE_ACCOUNT_KEY={AZURE_KEY}\n"))?;
+    hub.cli_line(&format!(
+        "location add vault --provider azure --account {AZURE_ACCOUNT} --bucket vault \
+         --endpoint http://{}/{AZURE_ACCOUNT} --credentials-file {} --default",
+        bucket.addr(),
+        env.display()
+    ))
+    .await?
+    .ok()?;
+    cp.fill_incompressible("bulk", 120).await?;
+    let before = blobs(&cp, "bulk").await?;
+    hub.cli_line("backup create full --cluster cut-off --include-namespaces bulk --wait")
+        .await?
+        .ok()?;
+
+    // The hub link, cut once the first objects are back.
+    hub.cli_line(
+        "restore create across --from-backup full --target-cluster cut-off --namespace-mapping bulk:bulk-a",
+    )
+    .await?
+    .ok()?;
+    wait_until("the restore's first objects", Duration::from_secs(60), || async {
+        Ok((!blobs(&cp, "bulk-a").await?.is_empty()).then_some(()))
+    })
+    .await?;
+    uplink.cut();
+    let failed = restore_in(&hub, "across", "Failed", Duration::from_secs(30)).await?;
+    let error = failed["status"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("the agent of cluster cut-off disconnected"),
+        "{failed}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    uplink.mend();
+    let done = restore_in(&hub, "across", "Completed", Duration::from_secs(90)).await?;
+    assert_eq!(done["status"]["counts"]["failed"], 0, "{done}");
+    assert_eq!(
+        blobs(&cp, "bulk-a").await?,
+        before,
+        "the restored namespace differs"
+    );
+
+    // The bucket link, cut half-way through the backup's 48 MB and left cut.
+    bucket.cut_after(20 << 20);
+    hub.cli_line(
+        "restore create torn --from-backup full --target-cluster cut-off --namespace-mapping bulk:bulk-b",
+    )
+    .await?
+    .ok()?;
+    let torn = restore_in(&hub, "torn", "Failed", Duration::from_secs(240)).await?;
+    assert!(
+        !bucket.is_up(),
+        "the restore ended before the link was cut: {torn}"
+    );
+    let error = torn["status"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("from location vault") && error.contains("backups/full/"),
+        "{torn}"
+    );
+    let restored = blobs(&cp, "bulk-b").await?.len();
+    assert!(
+        restored < before.len(),
+        "{restored} objects restored, all of them: {torn}"
+    );
+    bucket.mend();
+    hub.cli_line("restore create again --from-backup full --target-cluster cut-off --namespace-mapping bulk:bulk-b --wait")
+        .await?
+        .ok()?;
+    assert_eq!(
+        blobs(&cp, "bulk-b").await?,
+        before,
+        "the restored namespace differs"
+    );
     Ok(())
 }

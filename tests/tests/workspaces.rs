@@ -5,8 +5,6 @@
 
 use anyhow::{Context, Result, bail};
 use futures::TryStreamExt;
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, PostParams};
 use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, path::Path as Key};
@@ -430,43 +428,13 @@ async fn only_the_workspaces_clusters_use_its_locations() -> Result<()> {
     Ok(())
 }
 
-/// ConfigMaps of incompressible data: enough parts that the backup is still writing when the
-/// storage server is stopped.
-async fn fill(cp: &ControlPlane, namespace: &str, count: usize) -> Result<()> {
-    cp.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n"
-    ))
-    .await?;
-    let api: Api<ConfigMap> = Api::namespaced(cp.client(), namespace);
-    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut creates = Vec::new();
-    for i in 0..count {
-        let blob: String = (0..400_000)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                char::from(b'!' + (seed % 90) as u8)
-            })
-            .collect();
-        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": format!("blob-{i:03}")},
-            "data": {"blob": blob},
-        }))?;
-        let api = api.clone();
-        creates.push(async move { api.create(&PostParams::default(), &cm).await });
-    }
-    futures::future::try_join_all(creates).await?;
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn storage_stopped_mid_backup_fails_it_and_leaves_nothing_that_passes_for_complete() -> Result<()> {
     let (cp, azure) = tokio::try_join!(ControlPlane::start("stops"), AzuriteServer::start())?;
     azure.create_container("vault").await?;
     let hub = HubProcess::start_with(&[("CAIRN_LOCATION_CHECK_INTERVAL", "1s")]).await?;
     let _agent = hub.agent(&cp, None).await?;
-    fill(&cp, "bulk", 120).await?;
+    cp.fill_incompressible("bulk", 120).await?;
     let files = LocalDir::new()?;
     let env = file(
         files.path(),
