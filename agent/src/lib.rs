@@ -26,6 +26,7 @@ pub mod references;
 pub mod relay;
 pub mod report;
 pub mod restore;
+pub mod spool;
 pub mod volume;
 pub mod vouch;
 
@@ -68,7 +69,10 @@ pub fn release_free_memory() {
 /// This agent's version, as registered with the hub.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-use cairn_proto::model::ClusterName;
+use cairn_proto::model::{
+    BackupName, ClusterName, ExistingPolicy, LocationName, NamespaceFilter, Report, RestoreName, RestoreSpec,
+    RestoreStatus,
+};
 
 /// A Kubernetes error as a user reads it: the API server's own words and reason for a refusal,
 /// the cause chain otherwise.
@@ -123,6 +127,8 @@ pub struct Identity {
     pub cluster: Option<ClusterName>,
     /// The service account node agents run as.
     pub node_agents: vouch::NodeAgents,
+    /// The site's spool, if it has one.
+    pub spool: Option<spool::Spool>,
 }
 
 /// Runs the agent of a cluster: connects to the cluster (through `kubeconfig`, or in-cluster
@@ -133,38 +139,13 @@ pub async fn run(
     kubeconfig: Option<&Path>,
     stop: CancellationToken,
 ) -> Result<(), StartError> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kubeconfig_error = |source| StartError::Kubeconfig {
-                path: path.display().to_string(),
-                source,
-            };
-            let loaded = Kubeconfig::read_from(path).map_err(kubeconfig_error)?;
-            kube::Config::from_custom_kubeconfig(loaded, &KubeConfigOptions::default())
-                .await
-                .map_err(kubeconfig_error)?
-        }
-        None => kube::Config::infer().await.map_err(StartError::Infer)?,
-    };
-    let client = kube::Client::try_from(config).map_err(StartError::Cluster)?;
+    let client = cluster_client(kubeconfig).await?;
     let version = client
         .apiserver_version()
         .await
         .map_err(StartError::Cluster)?
         .git_version;
-    let keep = match identity.state_dir {
-        Some(dir) => enrol::Keep::Dir(dir),
-        None => match identity.secret.split_once('/') {
-            Some((namespace, name)) => enrol::Keep::Secret {
-                api: Box::new(kube::Api::namespaced(client.clone(), namespace)),
-                name: name.to_owned(),
-            },
-            None => enrol::Keep::Secret {
-                api: Box::new(kube::Api::default_namespaced(client.clone())),
-                name: identity.secret,
-            },
-        },
-    };
+    let keep = keep_in(identity.state_dir, &identity.secret, &client);
     let enrolled = enrol::Enrolled::cluster_agent(
         keep,
         identity.token.as_deref(),
@@ -182,11 +163,168 @@ pub async fn run(
             kubernetes_version: version,
             node_agents: identity.node_agents,
             standing,
+            spool: identity.spool,
         },
     }
     .run(stop)
     .await
     .map_err(StartError::Link)
+}
+
+/// A client of the cluster, through `kubeconfig`, or in-cluster configuration / `$KUBECONFIG`.
+async fn cluster_client(kubeconfig: Option<&Path>) -> Result<kube::Client, StartError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig_error = |source| StartError::Kubeconfig {
+                path: path.display().to_string(),
+                source,
+            };
+            let loaded = Kubeconfig::read_from(path).map_err(kubeconfig_error)?;
+            kube::Config::from_custom_kubeconfig(loaded, &KubeConfigOptions::default())
+                .await
+                .map_err(kubeconfig_error)?
+        }
+        None => kube::Config::infer().await.map_err(StartError::Infer)?,
+    };
+    kube::Client::try_from(config).map_err(StartError::Cluster)
+}
+
+/// Where a cluster agent keeps its identity: directory `state_dir`, else Secret `secret`.
+fn keep_in(state_dir: Option<std::path::PathBuf>, secret: &str, client: &kube::Client) -> enrol::Keep {
+    match state_dir {
+        Some(dir) => enrol::Keep::Dir(dir),
+        None => match secret.split_once('/') {
+            Some((namespace, name)) => enrol::Keep::Secret {
+                api: Box::new(kube::Api::namespaced(client.clone(), namespace)),
+                name: name.to_owned(),
+            },
+            None => enrol::Keep::Secret {
+                api: Box::new(kube::Api::default_namespaced(client.clone())),
+                name: secret.to_owned(),
+            },
+        },
+    }
+}
+
+/// A failure of a restore from the spool.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolRestoreError {
+    /// The agent cannot start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The spool cannot be read.
+    #[error(transparent)]
+    Spool(#[from] spool::Error),
+    /// No such backup in the spool.
+    #[error("backup {backup} is not in the spool {spool} (complete, with its manifest); spooled: {spooled}")]
+    NotSpooled {
+        /// The backup asked for.
+        backup: BackupName,
+        /// The spool's directory.
+        spool: String,
+        /// What is spooled.
+        spooled: String,
+    },
+    /// The standing orders name no location of the backup's: its keys are not here.
+    #[error(
+        "backup {backup} is spooled for location {location}, which no standing order of this agent names any more: its keys are not here"
+    )]
+    NoKeys {
+        /// The backup.
+        backup: BackupName,
+        /// Its location.
+        location: LocationName,
+    },
+}
+
+/// Restores spooled backup `backup` into this agent's cluster, without the hub: the keys come
+/// from its standing orders, kept where `identity` says. Progress is logged; returns how it
+/// ended.
+pub async fn restore_from_spool(
+    identity: Identity,
+    kubeconfig: Option<&Path>,
+    backup: BackupName,
+    namespace_mapping: std::collections::BTreeMap<String, String>,
+) -> Result<RestoreStatus, SpoolRestoreError> {
+    let site = identity.spool.ok_or_else(|| SpoolRestoreError::NotSpooled {
+        backup: backup.clone(),
+        spool: "(none: give --spool)".into(),
+        spooled: "nothing".into(),
+    })?;
+    let spooled = site.backups()?;
+    let Some(found) = spooled.iter().find(|s| s.backup == backup) else {
+        let names: Vec<String> = spooled.iter().map(|s| s.backup.to_string()).collect();
+        return Err(SpoolRestoreError::NotSpooled {
+            backup,
+            spool: site.dir().display().to_string(),
+            spooled: if names.is_empty() {
+                "nothing".into()
+            } else {
+                names.join(", ")
+            },
+        });
+    };
+    let client = cluster_client(kubeconfig).await?;
+    let keep = keep_in(identity.state_dir, &identity.secret, &client);
+    let enrolled = enrol::Enrolled::cluster_agent(keep, None, None, identity.cluster.as_ref())
+        .await
+        .map_err(StartError::from)?;
+    let cluster = enrolled.cluster.clone();
+    let standing = orders::Standing::load(std::sync::Arc::new(enrolled)).await;
+    let Some(order) = standing.order_for(&found.location).await else {
+        return Err(SpoolRestoreError::NoKeys {
+            backup,
+            location: found.location.clone(),
+        });
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let spec = RestoreSpec {
+        name: RestoreName::new(format!("{backup}-from-spool-{now}"))
+            .unwrap_or_else(|_| RestoreName::new(format!("from-spool-{now}")).expect("a valid name")),
+        backup: backup.clone(),
+        target_cluster: Some(cluster.clone()),
+        namespaces: NamespaceFilter::default(),
+        namespace_mapping,
+        existing_policy: ExistingPolicy::Skip,
+        preserve_node_ports: false,
+        dry_run: false,
+        include_sensitive: false,
+        volume_wait: None,
+        partial: false,
+        keep_setid: false,
+    };
+    tracing::info!(backup.id = %backup, spool = %site.dir().display(), "restoring from the spool, without the hub");
+    let (tx, mut rx) = tokio::sync::mpsc::channel(report::EVENT_QUEUE);
+    let volumes = relay::Volumes {
+        relay: relay::Relay::unlinked(),
+        key: order.key.clone(),
+        cluster,
+    };
+    let restoring = restore::run(
+        client,
+        spec.clone(),
+        (site.stand_in(&order.location), order.resources.clone()),
+        report::Reporter::new(spec.name.clone(), tx),
+        volumes,
+    );
+    let result = async {
+        let mut status = None;
+        while let Some(report) = rx.recv().await {
+            match report {
+                Report::Progress(p) => {
+                    tracing::info!(items = p.items_done, of = p.items_total, current = %p.current, "restoring");
+                }
+                Report::RestoreDone(_, done) => status = Some(done),
+                _ => {}
+            }
+        }
+        status
+    };
+    let ((), status) = tokio::join!(restoring, result);
+    Ok(status.unwrap_or_default())
 }
 
 /// Runs the node agent of `node` in `cluster`, the kubelet's files under `kubelet_root`: enrols

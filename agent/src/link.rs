@@ -86,6 +86,8 @@ pub enum Role {
         node_agents: crate::vouch::NodeAgents,
         /// Its standing orders, and the slots it has started.
         standing: Arc<crate::orders::Standing>,
+        /// The site's spool, if it has one.
+        spool: Option<crate::spool::Spool>,
     },
     /// Moves volume data on one node.
     Node(crate::node::Node),
@@ -138,6 +140,7 @@ impl Link {
                 client,
                 kubernetes_version,
                 standing,
+                spool,
                 ..
             } => {
                 let runner = crate::orders::Runner {
@@ -145,6 +148,7 @@ impl Link {
                     kubernetes_version: kubernetes_version.clone(),
                     cluster: self.enrolled.cluster.clone(),
                     events: local.events.clone(),
+                    spool: spool.clone(),
                 };
                 Some(tokio::spawn(crate::orders::keep(
                     standing.clone(),

@@ -20,6 +20,22 @@ struct Args {
     /// Join token, for the first start (ignored once enrolled).
     #[arg(long, env = "CAIRN_JOIN_TOKEN", hide_env_values = true)]
     join: Option<String>,
+    /// The service account node agents run as (NAMESPACE/NAME): the agent vouches only for them.
+    #[arg(long, env = "CAIRN_NODE_AGENTS", default_value_t)]
+    node_agents: cairn_agent::vouch::NodeAgents,
+    /// The hub's URL, replacing the one the join token gave (the hub moved).
+    #[arg(long, env = "CAIRN_HUB")]
+    hub: Option<String>,
+    #[command(flatten)]
+    kept: Kept,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Where a cluster agent keeps what it is (its identity, its standing orders) and what it holds
+/// (its spool), and the cluster it serves.
+#[derive(clap::Args)]
+struct Kept {
     /// Keep the agent's identity in this directory (outside a cluster).
     #[arg(long, env = "CAIRN_STATE_DIR")]
     state_dir: Option<PathBuf>,
@@ -27,32 +43,72 @@ struct Args {
     /// NAMESPACE/NAME.
     #[arg(long, env = "CAIRN_IDENTITY_SECRET", default_value = "cairn-agent-identity")]
     identity_secret: String,
-    /// The hub's URL, replacing the one the join token gave (the hub moved).
-    #[arg(long, env = "CAIRN_HUB")]
-    hub: Option<String>,
     /// This cluster's name: checked against the agent's certificate.
     #[arg(long, env = "CAIRN_CLUSTER")]
     cluster: Option<ClusterName>,
-    /// The service account node agents run as (NAMESPACE/NAME): the agent vouches only for them.
-    #[arg(
-        long,
-        env = "CAIRN_NODE_AGENTS",
-        default_value = "cairn-system/cairn-node-agent"
-    )]
-    node_agents: cairn_agent::vouch::NodeAgents,
     /// Kubeconfig to use; default: in-cluster configuration, or $KUBECONFIG.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Option<Command>,
+    /// A spool directory (a PersistentVolumeClaim's mount in a cluster): backups the agent runs
+    /// on its own while their location cannot be reached go there, and are shipped when it can.
+    #[arg(long, env = "CAIRN_SPOOL")]
+    spool: Option<PathBuf>,
+    /// The most the spool holds (past it, its oldest backups are dropped): 10GiB, 500MB…
+    #[arg(long, env = "CAIRN_SPOOL_SIZE", default_value = "10GiB")]
+    spool_size: bytesize::ByteSize,
+}
+
+impl Kept {
+    fn identity(
+        self,
+        join: Option<String>,
+        hub: Option<String>,
+        node_agents: cairn_agent::vouch::NodeAgents,
+    ) -> (cairn_agent::Identity, Option<PathBuf>) {
+        let identity = cairn_agent::Identity {
+            state_dir: self.state_dir,
+            secret: self.identity_secret,
+            token: join,
+            hub,
+            cluster: self.cluster,
+            node_agents,
+            spool: self
+                .spool
+                .map(|dir| cairn_agent::spool::Spool::new(dir, self.spool_size.as_u64())),
+        };
+        (identity, self.kubeconfig)
+    }
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Restore a backup from the spool into this cluster, without the hub (the uplink is down):
+    /// `cairn-agent restore --from-spool BACKUP`.
+    Restore(RestoreArgs),
     /// Work a volume-data repository directly.
     Repo(repo_command::RepoArgs),
     /// Move volume data on this node (run one per node: a DaemonSet).
     Node(NodeArgs),
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    /// The spooled backup.
+    #[arg(long)]
+    from_spool: cairn_proto::model::BackupName,
+    /// Restore namespace OLD as NEW (repeatable).
+    #[arg(long = "namespace-mapping", value_name = "OLD:NEW", value_parser = mapping)]
+    namespace_mapping: Vec<(String, String)>,
+    #[command(flatten)]
+    kept: Kept,
+}
+
+/// `OLD:NEW`.
+fn mapping(text: &str) -> Result<(String, String), String> {
+    text.split_once(':')
+        .filter(|(old, new)| !old.is_empty() && !new.is_empty())
+        .map(|(old, new)| (old.to_owned(), new.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not OLD:NEW"))
 }
 
 #[derive(clap::Args)]
@@ -89,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
     cairn_proto::process::init();
     let node = match args.command {
         Some(Command::Repo(repo)) => return repo_command::run(repo).await,
+        Some(Command::Restore(r)) => return restore_from_spool(r).await,
         Some(Command::Node(n)) => Some(n),
         None => None,
     };
@@ -107,13 +164,43 @@ async fn main() -> anyhow::Result<()> {
         let token = secrecy::SecretString::from(token.trim().to_owned());
         return Ok(cairn_agent::run_node(hub, n.cluster, n.node, token, n.kubelet_root, stop).await?);
     }
-    let identity = cairn_agent::Identity {
-        state_dir: args.state_dir,
-        secret: args.identity_secret,
-        token: args.join,
-        hub: args.hub,
-        cluster: args.cluster,
-        node_agents: args.node_agents,
-    };
-    Ok(cairn_agent::run(identity, args.kubeconfig.as_deref(), stop).await?)
+    let (identity, kubeconfig) = args.kept.identity(args.join, args.hub, args.node_agents);
+    Ok(cairn_agent::run(identity, kubeconfig.as_deref(), stop).await?)
+}
+
+/// `cairn-agent restore --from-spool BACKUP`: exits 0 if the restore completed.
+async fn restore_from_spool(r: RestoreArgs) -> anyhow::Result<()> {
+    let (identity, kubeconfig) = r
+        .kept
+        .identity(None, None, cairn_agent::vouch::NodeAgents::default());
+    let backup = r.from_spool.clone();
+    let status = cairn_agent::restore_from_spool(
+        identity,
+        kubeconfig.as_deref(),
+        r.from_spool,
+        r.namespace_mapping.into_iter().collect(),
+    )
+    .await?;
+    let c = &status.counts;
+    println!(
+        "Restore of {backup} from the spool: {}\nItems: {} created, {} skipped (exist), {} left to controllers, {} failed",
+        status.phase, c.created, c.skipped_exists, c.left_to_controller, c.failed
+    );
+    if let Some(error) = &status.error {
+        println!("Error: {error}");
+    }
+    for problem in status
+        .problems
+        .iter()
+        .filter(|p| p.outcome == cairn_proto::model::Outcome::Failed)
+    {
+        println!(
+            "  {}/{} {}: {}",
+            problem.item.namespace, problem.item.name, problem.item.kind, problem.message
+        );
+    }
+    if status.phase != cairn_proto::model::Phase::Completed {
+        anyhow::bail!("the restore did not complete: {}", status.phase);
+    }
+    Ok(())
 }

@@ -7,8 +7,10 @@
 //! the hub adopts them.
 
 use cairn_proto::convert::Wire;
+use cairn_proto::format::{BackupKeys, ObjectSeal, SealedStore};
 use cairn_proto::model::{
-    AgentState, Backup, BackupName, BackupOrigin, ClusterName, Order, Report, ScheduleTarget, Timestamp,
+    AgentState, Backup, BackupName, BackupOrigin, ClusterName, LocationName, Manifest, Order, Phase, Report,
+    ScheduleTarget, Timestamp,
 };
 use cairn_proto::schedule::{Timetable, backup_for, jitter, slot_backup};
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use crate::enrol::Enrolled;
 use crate::relay::{Relay, Volumes};
 use crate::report::{EVENT_QUEUE, Reporter};
+use crate::spool::{Spool, Spooled};
 
 /// How long after a slot (and its cluster's jitter) the agent waits for the hub to start it
 /// before it runs the slot itself.
@@ -130,7 +133,7 @@ impl Standing {
             let ran = state
                 .unreported
                 .iter()
-                .find(|b| b.spec.name == *name)
+                .rfind(|b| b.spec.name == *name)
                 .cloned()
                 .map(Box::new);
             return Start::Already(ran);
@@ -142,7 +145,9 @@ impl Standing {
         Start::New
     }
 
-    /// `backup`, run on its own, ended: held for the hub until it adopts it.
+    /// `backup`, run on its own, ended (or, spooled, was shipped or dropped): held for the hub
+    /// until it adopts it. Reports of one backup are kept in the order made, so the hub learns
+    /// the last one last.
     async fn ran(&self, backup: Backup) {
         let mut state = self.state.lock().await;
         state.unreported.push(backup);
@@ -153,15 +158,24 @@ impl Standing {
         self.save(&state).await;
     }
 
-    /// The hub recorded backup `name`.
+    /// The hub recorded backup `name` (its oldest report: the hub answers each in turn).
     pub async fn adopted(&self, name: &BackupName) {
         let mut state = self.state.lock().await;
-        let before = state.unreported.len();
-        state.unreported.retain(|b| b.spec.name != *name);
-        if state.unreported.len() != before {
+        if let Some(i) = state.unreported.iter().position(|b| b.spec.name == *name) {
+            state.unreported.remove(i);
             tracing::info!(backup.id = %name, "backup run on its own adopted by the hub");
             self.save(&state).await;
         }
+    }
+
+    /// The standing order that writes to `location`, if one does: its credentials and keys.
+    pub async fn order_for(&self, location: &LocationName) -> Option<Order> {
+        let state = self.state.lock().await;
+        state
+            .orders
+            .iter()
+            .find(|o| o.location.name == *location)
+            .cloned()
     }
 
     /// The backups run on its own the hub has not adopted yet, oldest first.
@@ -181,6 +195,8 @@ pub struct Runner {
     pub cluster: ClusterName,
     /// Reports for the hub (sent when a link is up).
     pub events: mpsc::Sender<Report>,
+    /// Where backups go while their location cannot be reached, if the site has a spool.
+    pub spool: Option<Spool>,
 }
 
 /// Runs every slot of the standing orders that comes due (its time, its jitter and
@@ -188,6 +204,9 @@ pub struct Runner {
 /// [`crate::link::STOP_GRACE`] to finish.
 pub async fn keep(standing: Arc<Standing>, runner: Runner, stop: CancellationToken) {
     let runs = TaskTracker::new();
+    if let Some(spool) = runner.spool.clone() {
+        runs.spawn(ship(standing.clone(), spool, runner.clone(), stop.clone()));
+    }
     // From where the agent last looked (before a restart, say), catching up the latest slot owed
     // of each order, as the hub does; else from now.
     let kept = standing.state.lock().await.looked;
@@ -283,6 +302,16 @@ async fn run(standing: Arc<Standing>, order: Order, name: BackupName, slot: Time
     };
     let mut backup = spec.template.spec(name.clone(), runner.cluster.clone(), origin);
     backup.location = Some(order.location.name.clone());
+    // The location out of reach (the uplink is down, say): into the spool, if the site has one.
+    let mut into = order.location.clone();
+    let mut spool = None;
+    if let Some(site) = &runner.spool
+        && let Err(why) = crate::spool::reachable(&order.location).await
+    {
+        tracing::warn!(backup.id = %name, location = %order.location.name, %why, spool = %site.dir().display(), "the location cannot be reached: backing up into the spool");
+        into = site.stand_in(&order.location);
+        spool = Some(site);
+    }
     let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
     let volumes = Volumes {
         relay: Relay::unlinked(),
@@ -290,12 +319,12 @@ async fn run(standing: Arc<Standing>, order: Order, name: BackupName, slot: Time
         cluster: runner.cluster.clone(),
     };
     let backing_up = crate::backup::run(
-        runner.client,
+        runner.client.clone(),
         backup.clone(),
-        (order.location.clone(), order.resources.clone()),
+        (into, order.resources.clone()),
         Reporter::new(name, tx),
         volumes,
-        runner.kubernetes_version,
+        runner.kubernetes_version.clone(),
     );
     let result = async {
         while let Some(report) = rx.recv().await {
@@ -306,9 +335,110 @@ async fn run(standing: Arc<Standing>, order: Order, name: BackupName, slot: Time
         None
     };
     let ((), status) = tokio::join!(backing_up, result);
-    let Some(status) = status else { return };
+    let Some(mut status) = status else { return };
+    status.spooled = spool.is_some() && status.phase != Phase::Failed;
     let done = Backup { spec: backup, status };
-    tracing::info!(backup.id = %done.spec.name, phase = %done.status.phase, "backup run on our own ended");
+    tracing::info!(backup.id = %done.spec.name, phase = %done.status.phase, spooled = done.status.spooled, "backup run on our own ended");
     standing.ran(done.clone()).await;
     let _ = runner.events.try_send(Report::OfflineBackup(done));
+    if let Some(spool) = spool {
+        keep_within(&standing, spool, &runner).await;
+    }
+}
+
+/// Past the spool's cap, drops its oldest backups (keep-last within the spool), saying which, and
+/// tells the hub each is gone.
+async fn keep_within(standing: &Standing, spool: &Spool, runner: &Runner) {
+    let over = match spool.over_cap() {
+        Ok(over) => over,
+        Err(e) => {
+            tracing::error!(error = %cairn_proto::error_chain(&e), "reading the spool");
+            return;
+        }
+    };
+    for dropped in over {
+        let record = spooled_record(standing, spool, &dropped).await;
+        if let Err(e) = spool.remove(&dropped) {
+            tracing::error!(backup.id = %dropped.backup, error = %cairn_proto::error_chain(&e), "dropping a backup from the full spool");
+            continue;
+        }
+        let why = format!(
+            "dropped from the spool of cluster {} when it was full ({} bytes at most): keep-last within the spool",
+            runner.cluster,
+            spool.cap()
+        );
+        tracing::warn!(backup.id = %dropped.backup, bytes = dropped.bytes, "{why}");
+        if let Some(mut gone) = record {
+            gone.status.phase = Phase::Failed;
+            gone.status.error = Some(why);
+            gone.status.spooled = false;
+            standing.ran(gone.clone()).await;
+            let _ = runner.events.try_send(Report::OfflineBackup(gone));
+        }
+    }
+}
+
+/// The record of spooled backup `spooled`, from its manifest (sealed with its location's keys,
+/// which its standing order holds).
+async fn spooled_record(standing: &Standing, spool: &Spool, spooled: &Spooled) -> Option<Backup> {
+    let order = standing.order_for(&spooled.location).await?;
+    let read = async {
+        let spool_location = spool.stand_in(&order.location);
+        let store =
+            cairn_proto::format::open_location(&spool_location).map_err(|e| cairn_proto::error_chain(&e))?;
+        let seal = ObjectSeal::new(&order.resources).map_err(|e| cairn_proto::error_chain(&e))?;
+        let sealed = SealedStore::new(store, &spooled.location, seal);
+        sealed
+            .read::<Manifest>(&BackupKeys::new(&spooled.backup).manifest())
+            .await
+            .map_err(|e| cairn_proto::error_chain(&e))
+    };
+    match read.await {
+        Ok(Some(manifest)) => Some(manifest.backup),
+        Ok(None) => None,
+        Err(why) => {
+            tracing::error!(backup.id = %spooled.backup, %why, "a spooled backup's manifest cannot be read");
+            None
+        }
+    }
+}
+
+/// How often the spool is offered to its locations.
+const SHIP_EVERY: Duration = Duration::from_secs(10);
+
+/// Ships spooled backups to their locations, oldest first, whenever they can be reached, until
+/// `stop`; tells the hub each is in its location now.
+async fn ship(standing: Arc<Standing>, spool: Spool, runner: Runner, stop: CancellationToken) {
+    loop {
+        for spooled in spool.backups().unwrap_or_default() {
+            let Some(order) = standing.order_for(&spooled.location).await else {
+                tracing::warn!(backup.id = %spooled.backup, location = %spooled.location, "a spooled backup's location is in no standing order: kept in the spool");
+                continue;
+            };
+            if crate::spool::reachable(&order.location).await.is_err() {
+                continue;
+            }
+            let Some(mut record) = spooled_record(&standing, &spool, &spooled).await else {
+                continue;
+            };
+            match spool.ship(&spooled, &order.location).await {
+                Ok(copied) => {
+                    tracing::info!(backup.id = %spooled.backup, location = %spooled.location, bytes = copied, "spooled backup shipped to its location");
+                    record.status.spooled = false;
+                    standing.ran(record.clone()).await;
+                    let _ = runner.events.try_send(Report::OfflineBackup(record));
+                }
+                Err(e) => {
+                    tracing::warn!(backup.id = %spooled.backup, error = %cairn_proto::error_chain(&e), "shipping a spooled backup: tried again later");
+                }
+            }
+            if stop.is_cancelled() {
+                return;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(SHIP_EVERY) => {}
+            () = stop.cancelled() => return,
+        }
+    }
 }

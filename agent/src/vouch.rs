@@ -23,6 +23,22 @@ pub struct NodeAgents {
     pub name: String,
 }
 
+impl Default for NodeAgents {
+    /// The one `deploy/node-agent.yaml` makes.
+    fn default() -> Self {
+        Self {
+            namespace: "cairn-system".into(),
+            name: "cairn-node-agent".into(),
+        }
+    }
+}
+
+impl std::fmt::Display for NodeAgents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
 impl std::str::FromStr for NodeAgents {
     type Err = String;
 

@@ -47,6 +47,8 @@ pub struct Metrics {
     connected: Family<ClusterLabels, Gauge>,
     last_success: Family<ClusterLabels, Gauge<f64, AtomicU64>>,
     rpo_at_risk: Family<ClusterLabels, Gauge>,
+    spool_bytes: Family<ClusterLabels, Gauge>,
+    spool_backups: Family<ClusterLabels, Gauge>,
     location_healthy: Family<LocationLabels, Gauge>,
     backups: Family<Outcome, Counter>,
     restores: Family<Outcome, Counter>,
@@ -63,6 +65,8 @@ impl Default for Metrics {
             connected: Family::default(),
             last_success: Family::default(),
             rpo_at_risk: Family::default(),
+            spool_bytes: Family::default(),
+            spool_backups: Family::default(),
             location_healthy: Family::default(),
             backups: Family::default(),
             restores: Family::default(),
@@ -87,6 +91,16 @@ impl Default for Metrics {
             "cluster_rpo_at_risk",
             "1 if one of the cluster's schedules went longer than its period plus rpo_grace without a Completed backup",
             metrics.rpo_at_risk.clone(),
+        );
+        registry.register(
+            "cluster_spool_bytes",
+            "Bytes of backups in the cluster's site spool, not yet shipped to their locations, as its agent last reported",
+            metrics.spool_bytes.clone(),
+        );
+        registry.register(
+            "cluster_spool_backups",
+            "Backups in the cluster's site spool, not yet shipped to their locations",
+            metrics.spool_backups.clone(),
         );
         registry.register(
             "location_healthy",
@@ -159,7 +173,12 @@ impl Metrics {
     /// `locations` as they are now.
     pub async fn encode(&self, clusters: &[Cluster], locations: &[LocationInfo]) -> String {
         let _scrape = self.scrape.lock().await;
-        for family in [&self.connected, &self.rpo_at_risk] {
+        for family in [
+            &self.connected,
+            &self.rpo_at_risk,
+            &self.spool_bytes,
+            &self.spool_backups,
+        ] {
             family.clear();
         }
         self.last_success.clear();
@@ -173,6 +192,11 @@ impl Metrics {
             self.rpo_at_risk
                 .get_or_create(&labels)
                 .set(i64::from(c.rpo_at_risk));
+            let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            self.spool_bytes.get_or_create(&labels).set(gauge(c.spool_bytes));
+            self.spool_backups
+                .get_or_create(&labels)
+                .set(gauge(c.spool_backups));
             if let Some(t) = c.last_success {
                 let unix = std::time::SystemTime::from(t)
                     .duration_since(std::time::UNIX_EPOCH)

@@ -48,9 +48,8 @@ fn main() -> Result<()> {
             token: Some(token.to_owned()),
             hub: None,
             cluster: None,
-            node_agents: "cairn-system/cairn-node-agent"
-                .parse()
-                .map_err(anyhow::Error::msg)?,
+            node_agents: cairn_agent::vouch::NodeAgents::default(),
+            spool: None,
         };
         runtime.block_on(cairn_agent::run(
             identity,

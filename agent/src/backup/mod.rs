@@ -182,6 +182,7 @@ async fn execute(
         agent_version: crate::VERSION.into(),
         kubernetes_version: kubernetes_version.to_owned(),
         volumes: volume_results,
+        spooled: false,
     };
     status.finished = Some(Timestamp::now());
     let manifest = Manifest {

@@ -173,14 +173,21 @@ pub fn backups(format: Format, backups: &[Backup]) -> Result<()> {
         return Ok(());
     }
     let mut t = table(&[
-        "NAME", "CLUSTER", "STATUS", "ITEMS", "SIZE", "STARTED", "DURATION",
+        "NAME", "CLUSTER", "STATUS", "WHERE", "ITEMS", "SIZE", "STARTED", "DURATION",
     ]);
     for b in backups {
         let s = &b.status;
+        let location = b.spec.location.as_ref().map_or("-", |l| l.as_str());
         t.add_row(vec![
             b.spec.name.to_string(),
             b.spec.cluster.to_string(),
             s.phase.to_string(),
+            // A backup its agent ran on its own into the site's spool is not in its location yet.
+            if s.spooled {
+                format!("spooled at {} (for {location})", b.spec.cluster)
+            } else {
+                location.to_owned()
+            },
             s.items.to_string(),
             indicatif::HumanBytes(s.bytes).to_string(),
             time(s.started),

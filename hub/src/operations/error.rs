@@ -106,6 +106,18 @@ pub enum Refused {
         /// Its phase.
         phase: Phase,
     },
+    /// The backup is in its cluster's spool, not in its location yet.
+    #[error(
+        "backup {backup} is in the spool of cluster {cluster}'s site, not in location {location} yet: it is shipped there when the site's link is back; until then restore it on the site (cairn-agent restore --from-spool {backup})"
+    )]
+    Spooled {
+        /// The backup.
+        backup: BackupName,
+        /// Its cluster.
+        cluster: ClusterName,
+        /// The location it is for.
+        location: String,
+    },
     /// A location request refused (see [`location::Error::refusal`]).
     #[error(transparent)]
     Location(location::Error),
@@ -184,7 +196,8 @@ impl Refused {
             | Self::NoDefaultLocation(_)
             | Self::LocationInUse { .. }
             | Self::Running(_)
-            | Self::NotRestorable { .. } => Refusal::Precondition,
+            | Self::NotRestorable { .. }
+            | Self::Spooled { .. } => Refusal::Precondition,
             Self::Location(e) => e.refusal().unwrap_or(Refusal::Precondition),
             Self::Enrolment(_) | Self::NotVouched { .. } | Self::Token(_) => Refusal::Unauthenticated,
             Self::Invalid(_) => Refusal::Invalid,

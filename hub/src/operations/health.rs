@@ -2,35 +2,49 @@
 //! point is at risk: one of its schedules (its own or its workspace's) has gone longer than its
 //! period plus the hub's `rpo_grace` without a `Completed` backup of the cluster.
 
-use cairn_proto::model::{Backup, BackupQuery, Cluster, ClusterName, Phase, Schedule, Timestamp};
+use cairn_proto::model::{Backup, BackupName, BackupQuery, Cluster, ClusterName, Phase, Schedule, Timestamp};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use super::{Hub, Result};
 
-/// Each cluster's last successful backup: when it was taken.
+/// Per cluster: when its last successful backup was taken, and the backups in its site's spool
+/// (bytes each), as its agent last reported them.
 #[derive(Default)]
-pub(super) struct LastSuccess(Mutex<HashMap<ClusterName, Timestamp>>);
+pub(super) struct Tally(Mutex<HashMap<ClusterName, Counts>>);
 
-impl LastSuccess {
-    /// Counts `backup` if it succeeded.
+#[derive(Default)]
+struct Counts {
+    last_success: Option<Timestamp>,
+    spooled: HashMap<BackupName, u64>,
+}
+
+impl Tally {
+    /// Counts `backup` as it is recorded now.
     pub(super) fn note(&self, backup: &Backup) {
-        if backup.status.phase != Phase::Completed {
-            return;
+        let mut all = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let counts = all.entry(backup.spec.cluster.clone()).or_default();
+        if backup.status.spooled {
+            counts
+                .spooled
+                .insert(backup.spec.name.clone(), backup.status.bytes);
+        } else {
+            counts.spooled.remove(&backup.spec.name);
         }
-        let Some(taken) = taken(backup) else { return };
-        let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let entry = last.entry(backup.spec.cluster.clone()).or_insert(taken);
-        *entry = (*entry).max(taken);
+        if backup.status.phase == Phase::Completed
+            && let Some(taken) = taken(backup)
+        {
+            counts.last_success = counts.last_success.max(Some(taken));
+        }
     }
 
-    fn get(&self, cluster: &ClusterName) -> Option<Timestamp> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(cluster)
-            .copied()
+    /// `cluster`'s last success, and its spool's bytes and backups.
+    fn get(&self, cluster: &ClusterName) -> (Option<Timestamp>, u64, u64) {
+        let all = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.get(cluster).map_or((None, 0, 0), |c| {
+            (c.last_success, c.spooled.values().sum(), c.spooled.len() as u64)
+        })
     }
 }
 
@@ -62,13 +76,13 @@ fn at_risk(schedule: &Schedule, last: Option<Timestamp>, grace: Duration, now: T
 }
 
 impl Hub {
-    /// Fills in `clusters`' last success and whether their RPO is at risk.
+    /// Fills in `clusters`' last success, whether their RPO is at risk, and their spool backlog.
     pub(super) async fn fill_health(&self, clusters: &mut [Cluster]) -> Result<()> {
         let schedules = self.schedule_specs().await?;
         let now = self.inner.clock.now();
         let grace = self.inner.limits.rpo_grace;
         for c in clusters {
-            c.last_success = self.inner.last_success.get(&c.name);
+            (c.last_success, c.spool_bytes, c.spool_backups) = self.inner.tally.get(&c.name);
             c.rpo_at_risk = schedules.iter().filter(|s| !s.spec.paused).any(|s| {
                 s.spec.targets(&c.name, c.workspace.as_ref()) && at_risk(s, c.last_success, grace, now)
             });

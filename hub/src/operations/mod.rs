@@ -101,7 +101,7 @@ struct Inner {
     /// Paces agent sessions ([`Limits::admissions_per_second`]).
     admissions: governor::DefaultDirectRateLimiter,
     /// Each cluster's last successful backup.
-    last_success: health::LastSuccess,
+    tally: health::Tally,
     /// Every schedule as of its last change, for standing orders and health.
     schedule_cache: orders::ScheduleCache,
     /// Standing orders changed: the orders loop gives them again.
@@ -142,7 +142,7 @@ impl Hub {
                 enrolment,
                 limits,
                 admissions: governor::RateLimiter::direct(governor::Quota::per_second(pace)),
-                last_success: health::LastSuccess::default(),
+                tally: health::Tally::default(),
                 schedule_cache: orders::ScheduleCache::default(),
                 orders_wanted: tokio::sync::Notify::new(),
                 metrics: crate::metrics::Metrics::default(),
@@ -153,7 +153,7 @@ impl Hub {
         };
         hub.ensure_default_workspace().await?;
         for b in hub.all_backups().await? {
-            hub.inner.last_success.note(&b);
+            hub.inner.tally.note(&b);
         }
         Ok(hub)
     }
@@ -426,7 +426,7 @@ impl Hub {
             if !counted {
                 self.inner.metrics.backup_ended(backup);
             }
-            self.inner.last_success.note(backup);
+            self.inner.tally.note(backup);
         }
     }
 
@@ -523,6 +523,14 @@ impl Hub {
             return Err(Refused::NotRestorable {
                 backup: spec.backup,
                 phase: backup.status.phase,
+            }
+            .into());
+        }
+        if backup.status.spooled {
+            return Err(Refused::Spooled {
+                backup: spec.backup,
+                location: locations::location_of(&backup).to_string(),
+                cluster: backup.spec.cluster,
             }
             .into());
         }

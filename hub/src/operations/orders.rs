@@ -194,6 +194,14 @@ impl Hub {
             {
                 return Err(refused("a backup of that name is another's".into()));
             }
+            Some(mut known) if known.status.spooled && !backup.status.spooled => {
+                // Shipped from the site's spool to its location, or dropped from a full spool:
+                // the agent's last word on it.
+                tracing::info!(%cluster, backup.id = %name, phase = %backup.status.phase, "spooled backup shipped to its location, or dropped from the spool");
+                known.status = backup.status;
+                self.inner.inventory.put_backup(&known).await?;
+                self.inner.tally.note(&known);
+            }
             Some(known) if known.status.phase.is_final() && known.status.phase != Phase::Failed => {}
             Some(known) => {
                 // The hub started the slot too late, or failed it while the agent ran it: the

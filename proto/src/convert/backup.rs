@@ -119,6 +119,7 @@ impl Wire for BackupStatus {
             agent_version: self.agent_version.clone(),
             kubernetes_version: self.kubernetes_version.clone(),
             volumes: self.volumes.iter().map(Wire::to_pb).collect(),
+            spooled: self.spooled,
         }
     }
 
@@ -147,6 +148,7 @@ impl Wire for BackupStatus {
                 .into_iter()
                 .map(VolumeResult::from_pb)
                 .collect::<Result<_>>()?,
+            spooled: m.spooled,
         })
     }
 }

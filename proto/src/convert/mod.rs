@@ -198,6 +198,8 @@ impl Wire for Cluster {
             removed: self.removed,
             last_success_unix_ms: ms(self.last_success),
             rpo_at_risk: self.rpo_at_risk,
+            spool_bytes: self.spool_bytes,
+            spool_backups: self.spool_backups,
         }
     }
 
@@ -214,6 +216,8 @@ impl Wire for Cluster {
             removed: m.removed,
             last_success: Timestamp::from_unix_ms(m.last_success_unix_ms),
             rpo_at_risk: m.rpo_at_risk,
+            spool_bytes: m.spool_bytes,
+            spool_backups: m.spool_backups,
         })
     }
 }

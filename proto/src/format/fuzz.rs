@@ -239,12 +239,14 @@ fn status_of(
         (phase, int64(), int64(), any::<u64>(), any::<u64>()),
         (resources, problems, vec(volume_result(), 0..2)),
         (text.clone(), text.clone(), text),
+        any::<bool>(),
     )
         .prop_map(
             |(
                 (phase, started_unix_ms, finished_unix_ms, items, bytes),
                 (resources, problems, volumes),
                 (error, agent_version, kubernetes_version),
+                spooled,
             )| pb::BackupStatus {
                 phase,
                 started_unix_ms,
@@ -257,6 +259,7 @@ fn status_of(
                 agent_version,
                 kubernetes_version,
                 volumes,
+                spooled,
             },
         )
         .boxed()

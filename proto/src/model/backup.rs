@@ -119,6 +119,10 @@ pub struct BackupStatus {
     /// With `volumes`: one per selected claim.
     #[serde(default)]
     pub volumes: Vec<VolumeResult>,
+    /// Run by its agent on its own into the site's spool: not in its location yet (the agent
+    /// ships it there when it can reach it).
+    #[serde(default)]
+    pub spooled: bool,
 }
 
 /// A backup as the hub knows it.

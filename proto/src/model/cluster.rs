@@ -35,6 +35,13 @@ pub struct Cluster {
     /// `rpo_grace` (filled by the hub when it answers).
     #[serde(default)]
     pub rpo_at_risk: bool,
+    /// Bytes of backups in its site's spool, not yet shipped to their locations, as its agent
+    /// last reported them (filled by the hub when it answers).
+    #[serde(default)]
+    pub spool_bytes: u64,
+    /// Backups in its site's spool (filled by the hub when it answers).
+    #[serde(default)]
+    pub spool_backups: u64,
 }
 
 impl Cluster {
@@ -52,6 +59,8 @@ impl Cluster {
             removed: false,
             last_success: None,
             rpo_at_risk: false,
+            spool_bytes: 0,
+            spool_backups: 0,
         }
     }
 }
