@@ -322,7 +322,7 @@ async fn run(standing: Arc<Standing>, order: Order, name: BackupName, slot: Time
         runner.client.clone(),
         backup.clone(),
         (into, order.resources.clone()),
-        Reporter::new(name, tx),
+        Reporter::new(name.clone(), tx),
         volumes,
         runner.kubernetes_version.clone(),
     );
@@ -337,6 +337,12 @@ async fn run(standing: Arc<Standing>, order: Order, name: BackupName, slot: Time
     let ((), status) = tokio::join!(backing_up, result);
     let Some(mut status) = status else { return };
     status.spooled = spool.is_some() && status.phase != Phase::Failed;
+    if let Some(site) = spool
+        && !status.spooled
+        && let Err(e) = site.remove_folder(&order.location.name, &name)
+    {
+        tracing::error!(backup.id = %name, error = %cairn_proto::error_chain(&e), "removing a failed backup from the spool");
+    }
     let done = Backup { spec: backup, status };
     tracing::info!(backup.id = %done.spec.name, phase = %done.status.phase, spooled = done.status.spooled, "backup run on our own ended");
     standing.ran(done.clone()).await;

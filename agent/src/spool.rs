@@ -38,7 +38,7 @@ pub enum Error {
         key: String,
         /// The cause.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// The spool's directory.
     #[error("spool directory {path}")]
@@ -189,7 +189,7 @@ impl Spool {
             backup: spooled.backup.clone(),
             location: location.name.clone(),
             key: key.to_string(),
-            source,
+            source: Box::new(source),
         };
         let prefix = Key::from(keys.dir());
         let mut objects: Vec<_> = from

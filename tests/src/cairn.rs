@@ -506,10 +506,15 @@ impl AgentProcess {
         Ok(())
     }
 
+    /// Its state directory (`--state-dir`).
+    pub fn state_dir(&self) -> PathBuf {
+        self.sandbox.dir().join("state")
+    }
+
     /// The identity it keeps in its state directory (`identity.json`: hub, CA, cluster,
     /// certificate and key), as JSON.
     pub fn kept_identity(&self) -> Result<serde_json::Value> {
-        let path = self.sandbox.dir().join("state").join("identity.json");
+        let path = self.state_dir().join("identity.json");
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         Ok(serde_json::from_str(&text)?)
     }

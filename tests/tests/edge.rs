@@ -687,3 +687,227 @@ async fn a_restore_whose_link_is_cut_completes_with_everything_or_fails_saying_w
     );
     Ok(())
 }
+
+/// Backups in `store` (a bucket) whose manifest is there: what passes for a backup.
+async fn manifests(store: &std::sync::Arc<dyn object_store::ObjectStore>) -> Result<Vec<String>> {
+    use futures::TryStreamExt;
+    let listed: Vec<object_store::ObjectMeta> = store
+        .list(Some(&object_store::path::Path::from("backups")))
+        .try_collect()
+        .await?;
+    let mut names: Vec<String> = listed
+        .iter()
+        .filter_map(|o| {
+            let key = o.location.as_ref();
+            key.strip_suffix("/manifest.pb")?
+                .strip_prefix("backups/")
+                .map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Each backup of schedule `schedule` the hub lists: (name, phase, spooled, offline), by name.
+async fn listed(hub: &HubProcess, schedule: &str) -> Result<Vec<(String, String, bool, bool)>> {
+    let list = hub.json(&format!("backup list --schedule {schedule}")).await?;
+    let mut rows: Vec<_> = list
+        .as_array()
+        .context("a list")?
+        .iter()
+        .map(|b| {
+            (
+                field(b, "/spec/name").as_str().unwrap_or_default().to_owned(),
+                field(b, "/status/phase").as_str().unwrap_or_default().to_owned(),
+                field(b, "/status/spooled").as_bool().unwrap_or_default(),
+                field(b, "/spec/offline").as_bool().unwrap_or_default(),
+            )
+        })
+        .collect();
+    rows.sort();
+    Ok(rows)
+}
+
+/// Acceptance 2: the uplink cut (hub and bucket both out of reach) for three slots. The agent
+/// spools each slot's backup; one restores on the site from the spool with no hub; with the hub
+/// link back the hub lists them as spooled at the site (and refuses to restore one from a bucket
+/// that lacks it, saying where it is), with the backlog in `cluster list`; the bucket link back
+/// but cut again half-way through shipping leaves no half backup passing for one; back for good,
+/// every backup is shipped, once, the spool is empty and each restores from the bucket.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_uplink_cut_backups_go_to_the_spool_restore_on_site_and_are_shipped_whole_when_it_returns()
+-> Result<()> {
+    let (cp, azure) = tokio::try_join!(ControlPlane::start("edge-spool"), AzuriteServer::start())?;
+    azure.create_container("vault").await?;
+    let hub = HubProcess::start().await?;
+    let (uplink, bucket) = tokio::try_join!(
+        Proxy::to(hub.url()),
+        Proxy::to(azure.endpoint().trim_end_matches(&format!("/{AZURE_ACCOUNT}")))
+    )?;
+    let files = tempfile::tempdir()?;
+    let env = files.path().join("azure.env");
+    std::fs::write(&env, format!("AZURE_STORAGE_ACCOUNT_KEY={AZURE_KEY}\n"))?;
+    hub.cli_line(&format!(
+        "location add vault --provider azure --account {AZURE_ACCOUNT} --bucket vault \
+         --endpoint http://{}/{AZURE_ACCOUNT} --credentials-file {} --default",
+        bucket.addr(),
+        env.display()
+    ))
+    .await?
+    .ok()?;
+    let spool = files.path().join("spool");
+    let token = hub.join_token("edge-spool", &[]).await?;
+    let via = format!("https://{}", uplink.addr());
+    let spool_arg = spool.display().to_string();
+    let agent = hub
+        .agent_with(
+            &cp,
+            None,
+            &["--join", &token, "--hub", &via, "--spool", &spool_arg],
+        )
+        .await?;
+    cp.fill_incompressible("bulk", 10).await?;
+    let before = blobs(&cp, "bulk").await?;
+    every_minute(&hub, "minutely", "edge-spool", "bulk").await?;
+    wait_until(
+        "the agent holds its standing orders",
+        Duration::from_secs(30),
+        || async {
+            Ok(agent
+                .full_log()
+                .contains("standing orders received")
+                .then_some(()))
+        },
+    )
+    .await?;
+
+    // The uplink goes: the next three slots' backups go to the spool.
+    uplink.cut();
+    bucket.cut();
+    let spooled_dir = spool.join("vault");
+    let spooled = wait_until("three backups in the spool", 5 * MINUTE, || async {
+        let done = finished_folders(&spooled_dir);
+        Ok((done.len() >= 3).then_some(done))
+    })
+    .await?;
+    assert_eq!(spooled.len(), 3, "{spooled:?}");
+
+    // On the site, with no hub: a spooled backup restores.
+    let out = tokio::process::Command::new(testbed::cairn::workspace_bin("cairn-agent")?)
+        .args([
+            "restore",
+            "--from-spool",
+            &spooled[0],
+            "--namespace-mapping",
+            "bulk:bulk-site",
+        ])
+        .arg("--spool")
+        .arg(&spool)
+        .arg("--state-dir")
+        .arg(agent.state_dir())
+        .arg("--kubeconfig")
+        .arg(cp.kubeconfig())
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("from the spool: Completed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(blobs(&cp, "bulk-site").await?, before, "restored from the spool");
+
+    // The hub link back, the bucket still cut: the hub knows where the backups are.
+    uplink.mend();
+    let clusters = wait_until("the spool's backlog at the hub", 2 * MINUTE, || async {
+        let clusters = hub.json("cluster list").await?;
+        let backlog = clusters
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == "edge-spool"))
+            .map(|c| c["spool_backups"].as_u64().unwrap_or_default());
+        Ok((backlog == Some(3)).then_some(clusters))
+    })
+    .await?;
+    assert!(clusters.to_string().contains("\"spool_bytes\""), "{clusters}");
+    let rows = listed(&hub, "minutely").await?;
+    for name in &spooled {
+        assert!(
+            rows.iter().any(|(n, phase, spooled, offline)| n == name
+                && phase == "Completed"
+                && *spooled
+                && *offline),
+            "{name} not listed as spooled: {rows:?}"
+        );
+    }
+    let table = hub.cli_line("backup list --schedule minutely").await?.ok()?;
+    assert!(
+        table.stdout.contains("spooled at edge-spool (for vault)"),
+        "{}",
+        table.stdout
+    );
+    let refused = hub
+        .cli_line(&format!("restore create early --from-backup {}", spooled[1]))
+        .await?;
+    assert!(
+        refused.code != Some(0)
+            && refused
+                .stderr
+                .contains("is in the spool of cluster edge-spool's site, not in location vault yet"),
+        "{refused:?}"
+    );
+
+    // The bucket link back, and cut again part-way through shipping (each backup is 4 MB): what
+    // was shipped whole is in the bucket, with its manifest; nothing else passes for a backup.
+    bucket.cut_after(6 << 20);
+    bucket.mend();
+    let store = azure.store("vault")?;
+    wait_until("the ship to be cut", 2 * MINUTE, || async {
+        Ok((!bucket.is_up()).then_some(()))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let shipped = manifests(&store).await?;
+    assert!(shipped.len() < 3, "the ship was not cut: {shipped:?}");
+    let rows = listed(&hub, "minutely").await?;
+    for name in &spooled {
+        let in_bucket = shipped.contains(name);
+        let still_spooled = rows.iter().any(|(n, _, s, _)| n == name && *s);
+        assert!(
+            in_bucket || (still_spooled && finished_folders(&spooled_dir).contains(name)),
+            "{name} is neither in the bucket whole nor in the spool: {rows:?}"
+        );
+    }
+
+    // Back for good: everything shipped, once; the spool empty; each restores from the bucket.
+    bucket.mend();
+    wait_until("the spool shipped", 2 * MINUTE, || async {
+        let rows = listed(&hub, "minutely").await?;
+        let all = spooled
+            .iter()
+            .all(|name| rows.iter().any(|(n, _, s, _)| n == name && !*s));
+        Ok((all && finished_folders(&spooled_dir).is_empty()).then_some(()))
+    })
+    .await?;
+    let shipped = manifests(&store).await?;
+    for name in &spooled {
+        assert_eq!(
+            shipped.iter().filter(|s| *s == name).count(),
+            1,
+            "{name} shipped: {shipped:?}"
+        );
+    }
+    let clusters = hub.json("cluster list").await?;
+    let row = clusters
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "edge-spool"))
+        .context("edge-spool listed")?;
+    assert_eq!(row["spool_backups"], 0, "{clusters}");
+    hub.cli_line(&format!(
+        "restore create home --from-backup {} --namespace-mapping bulk:bulk-home --wait",
+        spooled[2]
+    ))
+    .await?
+    .ok()?;
+    assert_eq!(blobs(&cp, "bulk-home").await?, before, "restored from the bucket");
+    Ok(())
+}
