@@ -225,6 +225,9 @@ pub enum SpoolRestoreError {
         /// What is spooled.
         spooled: String,
     },
+    /// The restore ended without a result (it panicked: see the log).
+    #[error("restore {0} ended without a result")]
+    NoResult(RestoreName),
     /// The standing orders name no location of the backup's: its keys are not here.
     #[error(
         "backup {backup} is spooled for location {location}, which no standing order of this agent names any more: its keys are not here"
@@ -297,34 +300,29 @@ pub async fn restore_from_spool(
         keep_setid: false,
     };
     tracing::info!(backup.id = %backup, spool = %site.dir().display(), "restoring from the spool, without the hub");
-    let (tx, mut rx) = tokio::sync::mpsc::channel(report::EVENT_QUEUE);
     let volumes = relay::Volumes {
         relay: relay::Relay::unlinked(),
         key: order.key.clone(),
         cluster,
     };
-    let restoring = restore::run(
-        client,
-        spec.clone(),
-        (site.stand_in(&order.location), order.resources.clone()),
-        report::Reporter::new(spec.name.clone(), tx),
-        volumes,
-    );
-    let result = async {
-        let mut status = None;
-        while let Some(report) = rx.recv().await {
-            match report {
-                Report::Progress(p) => {
-                    tracing::info!(items = p.items_done, of = p.items_total, current = %p.current, "restoring");
-                }
-                Report::RestoreDone(_, done) => status = Some(done),
-                _ => {}
-            }
-        }
-        status
-    };
-    let ((), status) = tokio::join!(restoring, result);
-    Ok(status.unwrap_or_default())
+    let ended = report::run_here(
+        spec.name.clone(),
+        |reporter| {
+            restore::run(
+                client,
+                spec.clone(),
+                (site.stand_in(&order.location), order.resources.clone()),
+                reporter,
+                volumes,
+            )
+        },
+        |p| tracing::info!(items = p.items_done, of = p.items_total, current = %p.current, "restoring"),
+    )
+    .await;
+    match ended {
+        Some(Report::RestoreDone(_, status)) => Ok(status),
+        _ => Err(SpoolRestoreError::NoResult(spec.name)),
+    }
 }
 
 /// Runs the node agent of `node` in `cluster`, the kubelet's files under `kubelet_root`: enrols

@@ -423,9 +423,9 @@ impl Link {
                 });
             }
             (Instruction::Orders(orders), Role::Cluster { standing, .. }) => standing.offer(orders),
-            (Instruction::Adopted(name), Role::Cluster { standing, .. }) => {
+            (Instruction::Adopted { backup, spooled }, Role::Cluster { standing, .. }) => {
                 let standing = standing.clone();
-                tokio::spawn(async move { standing.adopted(&name).await });
+                tokio::spawn(async move { standing.adopted(&backup, spooled).await });
             }
             (Instruction::VolumeDone(id, result), Role::Cluster { .. }) => relay.done(&id, result),
             (Instruction::VolumeProgress(p), Role::Cluster { .. }) => relay.progress(&p),

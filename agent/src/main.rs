@@ -64,7 +64,11 @@ impl Kept {
         join: Option<String>,
         hub: Option<String>,
         node_agents: cairn_agent::vouch::NodeAgents,
-    ) -> (cairn_agent::Identity, Option<PathBuf>) {
+    ) -> anyhow::Result<(cairn_agent::Identity, Option<PathBuf>)> {
+        let spool = match &self.spool {
+            Some(dir) => Some(cairn_agent::spool::Spool::open(dir, self.spool_size.as_u64())?),
+            None => None,
+        };
         let identity = cairn_agent::Identity {
             state_dir: self.state_dir,
             secret: self.identity_secret,
@@ -72,11 +76,9 @@ impl Kept {
             hub,
             cluster: self.cluster,
             node_agents,
-            spool: self
-                .spool
-                .map(|dir| cairn_agent::spool::Spool::new(dir, self.spool_size.as_u64())),
+            spool,
         };
-        (identity, self.kubeconfig)
+        Ok((identity, self.kubeconfig))
     }
 }
 
@@ -96,19 +98,11 @@ struct RestoreArgs {
     /// The spooled backup.
     #[arg(long)]
     from_spool: cairn_proto::model::BackupName,
-    /// Restore namespace OLD as NEW (repeatable).
-    #[arg(long = "namespace-mapping", value_name = "OLD:NEW", value_parser = mapping)]
+    /// Restore namespace SRC as DST (repeatable, or comma-separated).
+    #[arg(long, value_name = "SRC:DST", value_delimiter = ',', value_parser = cairn_proto::model::parse_namespace_mapping)]
     namespace_mapping: Vec<(String, String)>,
     #[command(flatten)]
     kept: Kept,
-}
-
-/// `OLD:NEW`.
-fn mapping(text: &str) -> Result<(String, String), String> {
-    text.split_once(':')
-        .filter(|(old, new)| !old.is_empty() && !new.is_empty())
-        .map(|(old, new)| (old.to_owned(), new.to_owned()))
-        .ok_or_else(|| format!("{text:?} is not OLD:NEW"))
 }
 
 #[derive(clap::Args)]
@@ -164,7 +158,7 @@ async fn main() -> anyhow::Result<()> {
         let token = secrecy::SecretString::from(token.trim().to_owned());
         return Ok(cairn_agent::run_node(hub, n.cluster, n.node, token, n.kubelet_root, stop).await?);
     }
-    let (identity, kubeconfig) = args.kept.identity(args.join, args.hub, args.node_agents);
+    let (identity, kubeconfig) = args.kept.identity(args.join, args.hub, args.node_agents)?;
     Ok(cairn_agent::run(identity, kubeconfig.as_deref(), stop).await?)
 }
 
@@ -172,7 +166,7 @@ async fn main() -> anyhow::Result<()> {
 async fn restore_from_spool(r: RestoreArgs) -> anyhow::Result<()> {
     let (identity, kubeconfig) = r
         .kept
-        .identity(None, None, cairn_agent::vouch::NodeAgents::default());
+        .identity(None, None, cairn_agent::vouch::NodeAgents::default())?;
     let backup = r.from_spool.clone();
     let status = cairn_agent::restore_from_spool(
         identity,

@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::enrol::Enrolled;
 use crate::relay::{Relay, Volumes};
-use crate::report::{EVENT_QUEUE, Reporter};
+use crate::report::run_here;
 use crate::spool::{Spool, Spooled};
 
 /// How long after a slot (and its cluster's jitter) the agent waits for the hub to start it
@@ -150,6 +150,10 @@ impl Standing {
     /// the last one last.
     async fn ran(&self, backup: Backup) {
         let mut state = self.state.lock().await;
+        let (name, spooled) = (backup.spec.name.clone(), backup.status.spooled);
+        state
+            .unreported
+            .retain(|b| b.spec.name != name || b.status.spooled != spooled);
         state.unreported.push(backup);
         let over = state.unreported.len().saturating_sub(UNREPORTED_KEPT);
         for dropped in state.unreported.drain(..over) {
@@ -158,10 +162,16 @@ impl Standing {
         self.save(&state).await;
     }
 
-    /// The hub recorded backup `name` (its oldest report: the hub answers each in turn).
-    pub async fn adopted(&self, name: &BackupName) {
+    /// The hub recorded backup `name` as reported while spooled (`spooled`) or after. Each
+    /// backup has at most one report of each kind, so an answer repeated (a report sent twice,
+    /// live and again on the next link) removes nothing more.
+    pub async fn adopted(&self, name: &BackupName, spooled: bool) {
         let mut state = self.state.lock().await;
-        if let Some(i) = state.unreported.iter().position(|b| b.spec.name == *name) {
+        if let Some(i) = state
+            .unreported
+            .iter()
+            .position(|b| b.spec.name == *name && b.status.spooled == spooled)
+        {
             state.unreported.remove(i);
             tracing::info!(backup.id = %name, "backup run on its own adopted by the hub");
             self.save(&state).await;
@@ -309,32 +319,36 @@ async fn run(standing: Arc<Standing>, order: Order, name: BackupName, slot: Time
         && let Err(why) = crate::spool::reachable(&order.location).await
     {
         tracing::warn!(backup.id = %name, location = %order.location.name, %why, spool = %site.dir().display(), "the location cannot be reached: backing up into the spool");
+        // Room for it first, as much as the last one took.
+        let last = site.backups().ok().and_then(|b| b.last().map(|s| s.bytes));
+        keep_within(&standing, site, &runner, last.unwrap_or(0)).await;
         into = site.stand_in(&order.location);
         spool = Some(site);
     }
-    let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
     let volumes = Volumes {
         relay: Relay::unlinked(),
         key: order.key.clone(),
         cluster: runner.cluster.clone(),
     };
-    let backing_up = crate::backup::run(
-        runner.client.clone(),
-        backup.clone(),
-        (into, order.resources.clone()),
-        Reporter::new(name.clone(), tx),
-        volumes,
-        runner.kubernetes_version.clone(),
-    );
-    let result = async {
-        while let Some(report) = rx.recv().await {
-            if let Report::BackupDone(_, status) = report {
-                return Some(status);
-            }
-        }
-        None
+    let ended = run_here(
+        name.clone(),
+        |reporter| {
+            crate::backup::run(
+                runner.client.clone(),
+                backup.clone(),
+                (into, order.resources.clone()),
+                reporter,
+                volumes,
+                runner.kubernetes_version.clone(),
+            )
+        },
+        |_| {},
+    )
+    .await;
+    let status = match ended {
+        Some(Report::BackupDone(_, status)) => Some(status),
+        _ => None,
     };
-    let ((), status) = tokio::join!(backing_up, result);
     let Some(mut status) = status else { return };
     status.spooled = spool.is_some() && status.phase != Phase::Failed;
     if let Some(site) = spool
@@ -347,15 +361,18 @@ async fn run(standing: Arc<Standing>, order: Order, name: BackupName, slot: Time
     tracing::info!(backup.id = %done.spec.name, phase = %done.status.phase, spooled = done.status.spooled, "backup run on our own ended");
     standing.ran(done.clone()).await;
     let _ = runner.events.try_send(Report::OfflineBackup(done));
-    if let Some(spool) = spool {
-        keep_within(&standing, spool, &runner).await;
+    if let Some(site) = spool {
+        keep_within(&standing, site, &runner, 0).await;
+        let (bytes, backups) = site.backlog();
+        tracing::info!(backups, bytes, cap = site.cap(), "the spool's backlog");
     }
 }
 
-/// Past the spool's cap, drops its oldest backups (keep-last within the spool), saying which, and
-/// tells the hub each is gone.
-async fn keep_within(standing: &Standing, spool: &Spool, runner: &Runner) {
-    let over = match spool.over_cap() {
+/// Drops the spool's oldest backups until it holds no more than its cap with `reserve` bytes
+/// more (keep-last within the spool), saying which, and tells the hub each is gone (told first:
+/// a crash in between leaves the backup spooled, not the hub unaware).
+async fn keep_within(standing: &Standing, spool: &Spool, runner: &Runner, reserve: u64) {
+    let over = match spool.over_cap(reserve) {
         Ok(over) => over,
         Err(e) => {
             tracing::error!(error = %cairn_proto::error_chain(&e), "reading the spool");
@@ -363,23 +380,21 @@ async fn keep_within(standing: &Standing, spool: &Spool, runner: &Runner) {
         }
     };
     for dropped in over {
-        let record = spooled_record(standing, spool, &dropped).await;
-        if let Err(e) = spool.remove(&dropped) {
-            tracing::error!(backup.id = %dropped.backup, error = %cairn_proto::error_chain(&e), "dropping a backup from the full spool");
-            continue;
-        }
         let why = format!(
             "dropped from the spool of cluster {} when it was full ({} bytes at most): keep-last within the spool",
             runner.cluster,
             spool.cap()
         );
         tracing::warn!(backup.id = %dropped.backup, bytes = dropped.bytes, "{why}");
-        if let Some(mut gone) = record {
+        if let Some(mut gone) = spooled_record(standing, spool, &dropped).await {
             gone.status.phase = Phase::Failed;
             gone.status.error = Some(why);
             gone.status.spooled = false;
             standing.ran(gone.clone()).await;
             let _ = runner.events.try_send(Report::OfflineBackup(gone));
+        }
+        if let Err(e) = spool.remove(&dropped) {
+            tracing::error!(backup.id = %dropped.backup, error = %cairn_proto::error_chain(&e), "dropping a backup from the full spool");
         }
     }
 }
@@ -412,34 +427,54 @@ async fn spooled_record(standing: &Standing, spool: &Spool, spooled: &Spooled) -
 /// How often the spool is offered to its locations.
 const SHIP_EVERY: Duration = Duration::from_secs(10);
 
-/// Ships spooled backups to their locations, oldest first, whenever they can be reached, until
-/// `stop`; tells the hub each is in its location now.
+/// Ships spooled backups to their locations, oldest first, whenever they can be reached (each
+/// location asked once a round), until `stop`; tells the hub each is in its location now, then
+/// removes it from the spool.
 async fn ship(standing: Arc<Standing>, spool: Spool, runner: Runner, stop: CancellationToken) {
     loop {
-        for spooled in spool.backups().unwrap_or_default() {
+        let spooled = spool.backups().unwrap_or_else(|e| {
+            tracing::error!(error = %cairn_proto::error_chain(&e), "reading the spool");
+            Vec::new()
+        });
+        let mut reachable = std::collections::HashMap::new();
+        for spooled in spooled {
+            if stop.is_cancelled() {
+                return;
+            }
             let Some(order) = standing.order_for(&spooled.location).await else {
                 tracing::warn!(backup.id = %spooled.backup, location = %spooled.location, "a spooled backup's location is in no standing order: kept in the spool");
                 continue;
             };
-            if crate::spool::reachable(&order.location).await.is_err() {
+            if !*reachable
+                .entry(spooled.location.clone())
+                .or_insert(tokio::select! {
+                    r = crate::spool::reachable(&order.location) => r.is_ok(),
+                    () = stop.cancelled() => return,
+                })
+            {
                 continue;
             }
             let Some(mut record) = spooled_record(&standing, &spool, &spooled).await else {
                 continue;
             };
-            match spool.ship(&spooled, &order.location).await {
+            let shipped = tokio::select! {
+                r = spool.ship(&spooled, &order.location) => r,
+                () = stop.cancelled() => return,
+            };
+            match shipped {
                 Ok(copied) => {
                     tracing::info!(backup.id = %spooled.backup, location = %spooled.location, bytes = copied, "spooled backup shipped to its location");
                     record.status.spooled = false;
                     standing.ran(record.clone()).await;
                     let _ = runner.events.try_send(Report::OfflineBackup(record));
+                    if let Err(e) = spool.remove(&spooled) {
+                        tracing::error!(backup.id = %spooled.backup, error = %cairn_proto::error_chain(&e), "removing a shipped backup from the spool");
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(backup.id = %spooled.backup, error = %cairn_proto::error_chain(&e), "shipping a spooled backup: tried again later");
+                    reachable.insert(spooled.location.clone(), false);
                 }
-            }
-            if stop.is_cancelled() {
-                return;
             }
         }
         tokio::select! {

@@ -11,6 +11,34 @@ pub const EVENT_QUEUE: usize = 64;
 /// Least time between two progress events of one operation.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
+/// Runs `operation` (given a reporter for operation `name`) here, with no hub to report to:
+/// progress goes to `on_progress`; returns the result it ended with (`None` if it ended without
+/// one).
+pub async fn run_here<F>(
+    name: impl Into<OperationId>,
+    operation: impl FnOnce(Reporter) -> F,
+    mut on_progress: impl FnMut(&Progress),
+) -> Option<Report>
+where
+    F: std::future::Future<Output = ()>,
+{
+    let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
+    let running = operation(Reporter::new(name, tx));
+    let result = async {
+        let mut result = None;
+        while let Some(report) = rx.recv().await {
+            match report {
+                Report::Progress(p) => on_progress(&p),
+                done if done.is_result() => result = Some(done),
+                _ => {}
+            }
+        }
+        result
+    };
+    let ((), result) = tokio::join!(running, result);
+    result
+}
+
 /// One operation's reporter.
 pub struct Reporter {
     tx: mpsc::Sender<Report>,

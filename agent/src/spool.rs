@@ -72,9 +72,15 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// The spool in `dir`, holding at most `cap` bytes.
-    pub fn new(dir: PathBuf, cap: u64) -> Self {
-        Self { dir, cap }
+    /// The spool in `dir` (made if missing), holding at most `cap` bytes.
+    pub fn open(dir: &Path, cap: u64) -> Result<Self, Error> {
+        let failed = |source| Error::Dir {
+            path: dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(failed)?;
+        let dir = dir.canonicalize().map_err(failed)?;
+        Ok(Self { dir, cap })
     }
 
     /// Its directory.
@@ -84,9 +90,11 @@ impl Spool {
 
     /// The spool's stand-in for `location`: a local location of the same name.
     pub fn stand_in(&self, location: &Location) -> Location {
+        let dir = self.dir.join(location.name.as_str());
         Location {
             name: location.name.clone(),
-            url: format!("file://{}", self.dir.join(location.name.as_str()).display()),
+            // The spool's directory is absolute (made so when it was opened).
+            url: format::location::directory_url(&dir).unwrap_or_default(),
             options: std::collections::BTreeMap::new(),
         }
     }
@@ -146,10 +154,10 @@ impl Spool {
         self.cap
     }
 
-    /// The oldest backups to drop for the spool to hold no more than its cap (the newest too, if
-    /// it alone is larger than the cap).
-    pub fn over_cap(&self) -> Result<Vec<Spooled>, Error> {
-        let mut total: u64 = 0;
+    /// The oldest backups to drop for the spool to hold no more than its cap with `reserve`
+    /// bytes more (room for the next backup; the newest too, if it alone is larger than the cap).
+    pub fn over_cap(&self, reserve: u64) -> Result<Vec<Spooled>, Error> {
+        let mut total = reserve;
         let mut backups = self.backups()?;
         // Newest first: keep what fits, drop the rest.
         backups.reverse();
@@ -172,6 +180,12 @@ impl Spool {
     /// Removes what the spool holds of `backup` for `location`, complete or not.
     pub fn remove_folder(&self, location: &LocationName, backup: &BackupName) -> Result<(), Error> {
         let folder = self.folder(location, backup);
+        // The manifest first: whatever a crash leaves after it is not a backup.
+        match std::fs::remove_file(folder.join(BackupKeys::MANIFEST)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(self.dir_error(source)),
+        }
         match std::fs::remove_dir_all(&folder) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -180,7 +194,7 @@ impl Spool {
     }
 
     /// Copies `spooled` to `location` (the manifest last, objects already there at their size
-    /// not again), then removes it from the spool; returns the bytes copied.
+    /// not again); returns the bytes copied. It stays in the spool until [`Spool::remove`].
     pub async fn ship(&self, spooled: &Spooled, location: &Location) -> Result<u64, Error> {
         let from = format::open_location(&self.stand_in(location))?;
         let to = format::open_location(location)?;
@@ -219,7 +233,6 @@ impl Spool {
             copied += bytes.len() as u64;
             to.put(key, bytes.into()).await.map_err(|e| failed(key, e))?;
         }
-        self.remove(spooled)?;
         Ok(copied)
     }
 
@@ -285,17 +298,19 @@ mod tests {
     fn past_its_cap_the_spool_gives_up_its_oldest_backups_and_only_complete_ones_count()
     -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let spool = Spool::new(dir.path().to_owned(), 2500);
+        let spool = Spool::open(dir.path(), 2500)?;
         spooled(&spool, "vault", "first", 1000)?;
         spooled(&spool, "vault", "second", 1000)?;
         // Cut short: no manifest, not a backup.
         std::fs::create_dir_all(spool.folder(&"vault".parse()?, &BackupName::new("torn")?))?;
         assert_eq!(spool.backlog(), (2002, 2));
-        assert!(spool.over_cap()?.is_empty());
+        assert!(spool.over_cap(0)?.is_empty());
+        // Room for one more of the same size: the oldest goes first.
+        let names = |over: Vec<Spooled>| over.iter().map(|s| s.backup.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(spool.over_cap(1000)?), ["first"]);
         spooled(&spool, "other", "third", 1000)?;
-        let over = spool.over_cap()?;
-        let names: Vec<_> = over.iter().map(|s| s.backup.to_string()).collect();
-        assert_eq!(names, ["first"]);
+        let over = spool.over_cap(0)?;
+        assert_eq!(names(over.clone()), ["first"]);
         spool.remove(&over[0])?;
         let left: Vec<_> = spool.backups()?.iter().map(|s| s.backup.to_string()).collect();
         assert_eq!(left, ["second", "third"]);

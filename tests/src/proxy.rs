@@ -77,11 +77,13 @@ impl Proxy {
         let shared = link.clone();
         let accepting = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                // The connection's cut signal before the check: a cut in between still ends it.
+                let open = shared.current();
                 if !shared.up.load(Ordering::SeqCst) {
                     drop(client);
                     continue;
                 }
-                tokio::spawn(forward(client, upstream, shared.clone(), shared.current()));
+                tokio::spawn(forward(client, upstream, shared.clone(), open));
             }
         });
         Ok(Self {

@@ -533,7 +533,7 @@ async fn an_agent_gets_adopted_only_its_own_clusters_backups_of_slots_it_was_owe
     let adopted = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             let message = down.message().await?.context("the session ended")?;
-            if let Instruction::Adopted(b) = Instruction::from_pb(message)? {
+            if let Instruction::Adopted { backup: b, .. } = Instruction::from_pb(message)? {
                 return anyhow::Ok(b.to_string());
             }
         }
@@ -829,6 +829,14 @@ async fn with_the_uplink_cut_backups_go_to_the_spool_restore_on_site_and_are_shi
     })
     .await?;
     assert!(clusters.to_string().contains("\"spool_bytes\""), "{clusters}");
+    let metrics = reqwest::get(format!("http://{}/metrics", hub.metrics_addr()))
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains(r#"cairn_cluster_spool_backups{cluster="edge-spool",workspace="default"} 3"#),
+        "{metrics}"
+    );
     let rows = listed(&hub, "minutely").await?;
     for name in &spooled {
         assert!(
@@ -889,12 +897,14 @@ async fn with_the_uplink_cut_backups_go_to_the_spool_restore_on_site_and_are_shi
     })
     .await?;
     let shipped = manifests(&store).await?;
+    let log = agent.full_log();
     for name in &spooled {
-        assert_eq!(
-            shipped.iter().filter(|s| *s == name).count(),
-            1,
-            "{name} shipped: {shipped:?}"
-        );
+        assert!(shipped.contains(name), "{name} not in the bucket: {shipped:?}");
+        let ships = log
+            .lines()
+            .filter(|l| l.contains("spooled backup shipped to its location") && l.contains(name.as_str()))
+            .count();
+        assert_eq!(ships, 1, "{name} shipped {ships} times");
     }
     let clusters = hub.json("cluster list").await?;
     let row = clusters

@@ -459,7 +459,14 @@ async fn create(
                 ),
                 ExistingPolicy::Update => update(api, item, object, &params).await,
             },
-            Err(kube::Error::Api(status)) if awaits_account(&status) && Instant::now() < deadline => {
+            Err(kube::Error::Api(status)) if item.kind == "Pod" && awaits_account(&status) => {
+                if Instant::now() >= deadline {
+                    let why = format!(
+                        "{} (waited {ACCOUNT_WAIT:?} for the namespace's service account)",
+                        status.message
+                    );
+                    return result(item.clone(), Outcome::Failed, why);
+                }
                 tracing::debug!(pod = %item.name, namespace = %item.namespace, reason = %status.message, "waiting for the namespace's service account");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;

@@ -454,7 +454,7 @@ struct RestoreCreate {
     #[arg(long, value_delimiter = ',')]
     exclude_namespaces: Vec<String>,
     /// Rename namespaces: `src:dst,…`.
-    #[arg(long, value_delimiter = ',', value_parser = parse_mapping)]
+    #[arg(long, value_delimiter = ',', value_parser = cairn_proto::model::parse_namespace_mapping)]
     namespace_mapping: Vec<(String, String)>,
     /// Objects that exist already: leave them (skip) or overwrite them (update).
     #[arg(long, default_value = "skip", value_parser = keyword::<ExistingPolicy>(ExistingPolicy::KEYWORDS))]
@@ -495,13 +495,6 @@ where
     T::Err: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     PossibleValuesParser::new(words.iter().copied()).try_map(|word| word.parse::<T>())
-}
-
-fn parse_mapping(text: &str) -> Result<(String, String), String> {
-    match text.split_once(':') {
-        Some((src, dst)) if !src.is_empty() && !dst.is_empty() => Ok((src.to_owned(), dst.to_owned())),
-        _ => Err(format!("namespace mapping {text:?} is not src:dst")),
-    }
 }
 
 /// How an error reads on the command line, on one line with its causes: `refused: …` when the

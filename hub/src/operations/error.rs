@@ -108,7 +108,7 @@ pub enum Refused {
     },
     /// The backup is in its cluster's spool, not in its location yet.
     #[error(
-        "backup {backup} is in the spool of cluster {cluster}'s site, not in location {location} yet: it is shipped there when the site's link is back; until then restore it on the site (cairn-agent restore --from-spool {backup})"
+        "backup {backup} is in the spool of cluster {cluster}'s site, not in location {location} yet: it is shipped there when the site's link is back; until then it can be restored on the site only (cairn-agent restore --from-spool {backup})"
     )]
     Spooled {
         /// The backup.

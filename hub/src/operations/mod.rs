@@ -46,6 +46,20 @@ use progress::Board;
 /// Result of a hub call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Refuses `backup` if it is in its site's spool: not in its location yet, so neither restored
+/// nor deleted from there.
+fn refuse_spooled(backup: &Backup) -> Result<()> {
+    if backup.status.spooled {
+        return Err(Refused::Spooled {
+            backup: backup.spec.name.clone(),
+            location: locations::location_of(backup).to_string(),
+            cluster: backup.spec.cluster.clone(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// `cluster`'s agent reported on `operation`, which the hub did not ask of it.
 fn not_sent(cluster: &ClusterName, operation: &OperationId) -> Error {
     Refused::NotSent {
@@ -526,14 +540,7 @@ impl Hub {
             }
             .into());
         }
-        if backup.status.spooled {
-            return Err(Refused::Spooled {
-                backup: spec.backup,
-                location: locations::location_of(&backup).to_string(),
-                cluster: backup.spec.cluster,
-            }
-            .into());
-        }
+        refuse_spooled(&backup)?;
         let cluster = spec
             .target_cluster
             .get_or_insert_with(|| backup.spec.cluster.clone())
@@ -686,6 +693,7 @@ impl Hub {
         if !backup.status.phase.is_final() {
             return Err(Refused::Running(name.clone()).into());
         }
+        refuse_spooled(&backup)?;
         let bucket = self.backup_bucket(&backup).await?;
         let keys = BackupKeys::new(name);
         // The manifest first: from then on the folder is no longer a backup, whatever remains.

@@ -133,6 +133,7 @@ impl Hub {
     /// a run without the hub reaches no node agent, so a snapshot named is not its own.
     pub(super) async fn adopt(&self, cluster: &ClusterName, mut backup: Backup) -> Result<()> {
         let name = backup.spec.name.clone();
+        let spooled = backup.status.spooled;
         let operation = OperationId::Backup(name.clone());
         let refused = |why: String| -> super::Error {
             tracing::warn!(%cluster, backup.id = %name, why, "backup run on its own not adopted");
@@ -202,6 +203,9 @@ impl Hub {
                 self.inner.inventory.put_backup(&known).await?;
                 self.inner.tally.note(&known);
             }
+            // The agent's word on it after the spool (shipped, or dropped) stands: a report from
+            // while it was spooled, repeated late, changes nothing.
+            Some(known) if known.spec.origin.offline && !known.status.spooled && spooled => {}
             Some(known) if known.status.phase.is_final() && known.status.phase != Phase::Failed => {}
             Some(known) => {
                 // The hub started the slot too late, or failed it while the agent ran it: the
@@ -225,7 +229,10 @@ impl Hub {
             }
         }
         if let Some(queue) = self.inner.agents.queue(cluster) {
-            let _ = queue.try_send(Instruction::Adopted(name));
+            let _ = queue.try_send(Instruction::Adopted {
+                backup: name,
+                spooled,
+            });
         }
         Ok(())
     }

@@ -33,7 +33,11 @@ impl Hub {
                 return;
             }
         };
-        let finished = backups.iter().filter(|b| b.status.phase.is_final());
+        // A backup still in its site's spool is not in the location yet (and may be dropped
+        // there): it neither counts nor goes.
+        let finished = backups
+            .iter()
+            .filter(|b| b.status.phase.is_final() && !b.status.spooled);
         for old in finished.skip(keep as usize) {
             self.retire(old, "beyond the schedule's keep-last count").await;
         }
@@ -44,7 +48,10 @@ impl Hub {
         let now = self.inner.clock.now();
         match self.inner.inventory.expired(now).await {
             Ok(expired) => {
-                for b in expired.iter().filter(|b| b.status.phase.is_final()) {
+                for b in expired
+                    .iter()
+                    .filter(|b| b.status.phase.is_final() && !b.status.spooled)
+                {
                     self.retire(b, "its TTL ran out").await;
                 }
             }

@@ -58,8 +58,9 @@ impl Wire for Instruction {
                 token: secrecy::ExposeSecret::expose_secret(&v.token).to_owned(),
             }),
             Self::Orders(orders) => Down::Orders(orders_to_pb(orders)),
-            Self::Adopted(backup) => Down::Adopted(pb::Adopted {
+            Self::Adopted { backup, spooled } => Down::Adopted(pb::Adopted {
                 backup: backup.to_string(),
+                spooled: *spooled,
             }),
         };
         pb::HubMessage { kind: Some(kind) }
@@ -97,7 +98,10 @@ impl Wire for Instruction {
                 token: v.token.into(),
             }),
             Down::Orders(orders) => Self::Orders(orders_from_pb(orders)?),
-            Down::Adopted(a) => Self::Adopted(name("Adopted.backup", a.backup)?),
+            Down::Adopted(a) => Self::Adopted {
+                backup: name("Adopted.backup", a.backup)?,
+                spooled: a.spooled,
+            },
         })
     }
 }

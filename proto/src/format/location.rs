@@ -68,6 +68,12 @@ pub enum Error {
     },
 }
 
+/// The `file://` URL of local directory `path` (absolute), as a location names it.
+pub fn directory_url(path: &std::path::Path) -> Option<String> {
+    let url = url::Url::from_directory_path(path).ok()?;
+    Some(url.as_str().trim_end_matches('/').to_owned())
+}
+
 /// An `object_store` client for `location`, rooted at its URL's path (bucket prefix or directory).
 pub fn open(location: &Location) -> Result<Arc<dyn ObjectStore>, Error> {
     let name = location.name.to_string();
@@ -78,7 +84,11 @@ pub fn open(location: &Location) -> Result<Arc<dyn ObjectStore>, Error> {
     })?;
     if url.scheme() == "file" {
         // A local directory: create it, so a fresh hub's default location works at once.
-        let dir = std::path::PathBuf::from(url.path());
+        let dir = url.to_file_path().map_err(|()| Error::Url {
+            location: name.clone(),
+            url: location.url.clone(),
+            reason: "not a local directory path".into(),
+        })?;
         std::fs::create_dir_all(&dir).map_err(|source| Error::Directory {
             location: name.clone(),
             path: dir.display().to_string(),

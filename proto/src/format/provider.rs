@@ -341,9 +341,9 @@ fn fs_url(path: &str, prefix: &str, credentials: &Credentials) -> Result<String,
     if !credentials.is_ambient() {
         return Err(wrong(credentials));
     }
-    let dir = url::Url::from_directory_path(path)
-        .map_err(|()| unusable(Field::Path, path, "is not a directory path"))?;
-    Ok(format!("{}{prefix}", dir.as_str().trim_end_matches('/')))
+    let dir = super::location::directory_url(std::path::Path::new(path))
+        .ok_or_else(|| unusable(Field::Path, path, "is not a directory path"))?;
+    Ok(format!("{dir}{prefix}"))
 }
 
 /// The service-account key `object_store` needs: the user's, with `endpoint` as its base URL; for

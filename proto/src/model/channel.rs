@@ -57,8 +57,15 @@ pub enum Instruction {
     /// To a cluster agent: the schedules it runs on its own when the hub does not start a slot
     /// (replacing those it holds).
     Orders(Vec<Order>),
-    /// To a cluster agent: the backup it ran on its own is recorded; it stops reporting it.
-    Adopted(BackupName),
+    /// To a cluster agent: the backup it ran on its own is recorded as it reported it (`spooled`:
+    /// the report made while it was in the site's spool; an agent reports a spooled backup again
+    /// when it is shipped or dropped); it stops sending that report.
+    Adopted {
+        /// The backup.
+        backup: BackupName,
+        /// Which of its reports.
+        spooled: bool,
+    },
 }
 
 /// What a cluster agent keeps at rest between starts.

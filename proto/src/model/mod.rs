@@ -43,7 +43,9 @@ pub use name::{
     is_object_name,
 };
 pub use operation::{InvalidOperation, OperationId, VolumeTaskId};
-pub use restore::{ExistingPolicy, OutcomeCounts, Restore, RestoreSpec, RestoreStatus};
+pub use restore::{
+    ExistingPolicy, OutcomeCounts, Restore, RestoreSpec, RestoreStatus, parse_namespace_mapping,
+};
 pub use schedule::{BackupTemplate, Schedule, ScheduleSpec, ScheduleStatus, ScheduleTarget};
 pub use selector::{InvalidSelector, LabelSelector};
 pub use time::Timestamp;

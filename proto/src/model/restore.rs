@@ -58,6 +58,14 @@ pub struct RestoreSpec {
     pub keep_setid: bool,
 }
 
+/// One `--namespace-mapping` entry, `SRC:DST`, as the CLIs take it.
+pub fn parse_namespace_mapping(text: &str) -> Result<(String, String), String> {
+    match text.split_once(':') {
+        Some((src, dst)) if !src.is_empty() && !dst.is_empty() => Ok((src.to_owned(), dst.to_owned())),
+        _ => Err(format!("namespace mapping {text:?} is not src:dst")),
+    }
+}
+
 impl RestoreSpec {
     /// How long restored claims wait to be bound and mounted, unless the restore says.
     pub const DEFAULT_VOLUME_WAIT: Duration = Duration::from_secs(600);
