@@ -12,7 +12,7 @@ use cairn_proto::pb;
 use cairn_proto::pb::agent_channel_client::AgentChannelClient;
 use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use testbed::cairn::HubProcess;
+use testbed::cairn::{AgentProcess, HubProcess};
 use testbed::proxy::Proxy;
 use testbed::storage::{AZURE_ACCOUNT, AZURE_KEY, AzuriteServer};
 use testbed::{ControlPlane, wait_until};
@@ -251,17 +251,7 @@ async fn with_the_hub_down_the_agent_runs_each_slot_itself_even_restarted_and_th
     let mut hub = HubProcess::start().await?;
     let agent = hub.agent(&cp, None).await?;
     every_minute(&hub, "minutely", "edge-alone", "shop").await?;
-    wait_until(
-        "the agent holds its standing orders",
-        Duration::from_secs(30),
-        || async {
-            Ok(agent
-                .full_log()
-                .contains("standing orders received")
-                .then_some(()))
-        },
-    )
-    .await?;
+    holds_orders(&agent).await?;
 
     // The hub goes down for three slots; the agent runs each on its own, straight to the bucket.
     let bucket = hub.data_dir().join("backups");
@@ -567,6 +557,80 @@ async fn an_agent_gets_adopted_only_its_own_clusters_backups_of_slots_it_was_owe
     Ok(())
 }
 
+/// Once `agent` holds the standing orders the hub gave it.
+async fn holds_orders(agent: &AgentProcess) -> Result<()> {
+    wait_until(
+        "the agent holds its standing orders",
+        Duration::from_secs(30),
+        || async {
+            Ok(agent
+                .full_log()
+                .contains("standing orders received")
+                .then_some(()))
+        },
+    )
+    .await
+}
+
+/// An edge site for the link tests: cluster `cp`, its hub, and its bucket (azurite; location
+/// `vault`, the default), the agent reaching the hub through proxy `uplink` and the bucket
+/// through proxy `bucket` (the hub reaches the bucket through it too), both for the test to cut.
+struct Site {
+    cp: ControlPlane,
+    hub: HubProcess,
+    uplink: Proxy,
+    bucket: Proxy,
+    agent: AgentProcess,
+    azure: AzuriteServer,
+    files: tempfile::TempDir,
+}
+
+impl Site {
+    /// The site of cluster `cluster`; with `spool`, its agent has one (see [`Site::spool`]).
+    async fn start(cluster: &str, spool: bool) -> Result<Self> {
+        let (cp, azure) = tokio::try_join!(ControlPlane::start(cluster), AzuriteServer::start())?;
+        azure.create_container("vault").await?;
+        let hub = HubProcess::start().await?;
+        let (uplink, bucket) = tokio::try_join!(
+            Proxy::to(hub.url()),
+            Proxy::to(azure.endpoint().trim_end_matches(&format!("/{AZURE_ACCOUNT}")))
+        )?;
+        let files = tempfile::tempdir()?;
+        let env = files.path().join("azure.env");
+        std::fs::write(&env, format!("AZURE_STORAGE_ACCOUNT_KEY={AZURE_KEY}\n"))?;
+        hub.cli_line(&format!(
+            "location add vault --provider azure --account {AZURE_ACCOUNT} --bucket vault \
+             --endpoint http://{}/{AZURE_ACCOUNT} --credentials-file {} --default",
+            bucket.addr(),
+            env.display()
+        ))
+        .await?
+        .ok()?;
+        let token = hub.join_token(cluster, &[]).await?;
+        let via = format!("https://{}", uplink.addr());
+        let spool_dir = files.path().join("spool").display().to_string();
+        let mut args = vec!["--join", &token, "--hub", &via];
+        if spool {
+            args.extend(["--spool", &spool_dir]);
+        }
+        let agent = hub.agent_with(&cp, None, &args).await?;
+        Ok(Self {
+            cp,
+            hub,
+            uplink,
+            bucket,
+            agent,
+            azure,
+            files,
+        })
+    }
+
+    /// The agent's spool directory.
+    fn spool(&self) -> std::path::PathBuf {
+        self.files.path().join("spool")
+    }
+}
+
 /// Each blob's data in `namespace`, by name.
 async fn blobs(cp: &ControlPlane, namespace: &str) -> Result<std::collections::BTreeMap<String, String>> {
     let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(cp.client(), namespace);
@@ -598,31 +662,10 @@ async fn restore_in(hub: &HubProcess, name: &str, phase: &str, within: Duration)
 /// brings everything.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restore_whose_link_is_cut_completes_with_everything_or_fails_saying_why() -> Result<()> {
-    let (cp, azure) = tokio::try_join!(ControlPlane::start("cut-off"), AzuriteServer::start())?;
-    azure.create_container("vault").await?;
-    let hub = HubProcess::start().await?;
-    let (uplink, bucket) = tokio::try_join!(
-        Proxy::to(hub.url()),
-        Proxy::to(azure.endpoint().trim_end_matches(&format!("/{AZURE_ACCOUNT}")))
-    )?;
-    let token = hub.join_token("cut-off", &[]).await?;
-    let via = format!("https://{}", uplink.addr());
-    let _agent = hub
-        .agent_with(&cp, None, &["--join", &token, "--hub", &via])
-        .await?;
-    let files = tempfile::tempdir()?;
-    let env = files.path().join("azure.env");
-    std::fs::write(&env, format!("AZURE_STORAGE_ACCOUNT_KEY={AZURE_KEY}\n"))?;
-    hub.cli_line(&format!(
-        "location add vault --provider azure --account {AZURE_ACCOUNT} --bucket vault \
-         --endpoint http://{}/{AZURE_ACCOUNT} --credentials-file {} --default",
-        bucket.addr(),
-        env.display()
-    ))
-    .await?
-    .ok()?;
+    let site = Site::start("cut-off", false).await?;
+    let (cp, hub, uplink, bucket) = (&site.cp, &site.hub, &site.uplink, &site.bucket);
     cp.fill_incompressible("bulk", 120).await?;
-    let before = blobs(&cp, "bulk").await?;
+    let before = blobs(cp, "bulk").await?;
     hub.cli_line("backup create full --cluster cut-off --include-namespaces bulk --wait")
         .await?
         .ok()?;
@@ -634,11 +677,11 @@ async fn a_restore_whose_link_is_cut_completes_with_everything_or_fails_saying_w
     .await?
     .ok()?;
     wait_until("the restore's first objects", Duration::from_secs(60), || async {
-        Ok((!blobs(&cp, "bulk-a").await?.is_empty()).then_some(()))
+        Ok((!blobs(cp, "bulk-a").await?.is_empty()).then_some(()))
     })
     .await?;
     uplink.cut();
-    let failed = restore_in(&hub, "across", "Failed", Duration::from_secs(30)).await?;
+    let failed = restore_in(hub, "across", "Failed", Duration::from_secs(30)).await?;
     let error = failed["status"]["error"].as_str().unwrap_or_default();
     assert!(
         error.contains("the agent of cluster cut-off disconnected"),
@@ -646,10 +689,10 @@ async fn a_restore_whose_link_is_cut_completes_with_everything_or_fails_saying_w
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     uplink.mend();
-    let done = restore_in(&hub, "across", "Completed", Duration::from_secs(90)).await?;
+    let done = restore_in(hub, "across", "Completed", Duration::from_secs(90)).await?;
     assert_eq!(done["status"]["counts"]["failed"], 0, "{done}");
     assert_eq!(
-        blobs(&cp, "bulk-a").await?,
+        blobs(cp, "bulk-a").await?,
         before,
         "the restored namespace differs"
     );
@@ -661,7 +704,7 @@ async fn a_restore_whose_link_is_cut_completes_with_everything_or_fails_saying_w
     )
     .await?
     .ok()?;
-    let torn = restore_in(&hub, "torn", "Failed", Duration::from_secs(240)).await?;
+    let torn = restore_in(hub, "torn", "Failed", Duration::from_secs(240)).await?;
     assert!(
         !bucket.is_up(),
         "the restore ended before the link was cut: {torn}"
@@ -671,7 +714,7 @@ async fn a_restore_whose_link_is_cut_completes_with_everything_or_fails_saying_w
         error.contains("from location vault") && error.contains("backups/full/"),
         "{torn}"
     );
-    let restored = blobs(&cp, "bulk-b").await?.len();
+    let restored = blobs(cp, "bulk-b").await?.len();
     assert!(
         restored < before.len(),
         "{restored} objects restored, all of them: {torn}"
@@ -681,7 +724,7 @@ async fn a_restore_whose_link_is_cut_completes_with_everything_or_fails_saying_w
         .await?
         .ok()?;
     assert_eq!(
-        blobs(&cp, "bulk-b").await?,
+        blobs(cp, "bulk-b").await?,
         before,
         "the restored namespace differs"
     );
@@ -737,49 +780,13 @@ async fn listed(hub: &HubProcess, schedule: &str) -> Result<Vec<(String, String,
 #[tokio::test(flavor = "multi_thread")]
 async fn with_the_uplink_cut_backups_go_to_the_spool_restore_on_site_and_are_shipped_whole_when_it_returns()
 -> Result<()> {
-    let (cp, azure) = tokio::try_join!(ControlPlane::start("edge-spool"), AzuriteServer::start())?;
-    azure.create_container("vault").await?;
-    let hub = HubProcess::start().await?;
-    let (uplink, bucket) = tokio::try_join!(
-        Proxy::to(hub.url()),
-        Proxy::to(azure.endpoint().trim_end_matches(&format!("/{AZURE_ACCOUNT}")))
-    )?;
-    let files = tempfile::tempdir()?;
-    let env = files.path().join("azure.env");
-    std::fs::write(&env, format!("AZURE_STORAGE_ACCOUNT_KEY={AZURE_KEY}\n"))?;
-    hub.cli_line(&format!(
-        "location add vault --provider azure --account {AZURE_ACCOUNT} --bucket vault \
-         --endpoint http://{}/{AZURE_ACCOUNT} --credentials-file {} --default",
-        bucket.addr(),
-        env.display()
-    ))
-    .await?
-    .ok()?;
-    let spool = files.path().join("spool");
-    let token = hub.join_token("edge-spool", &[]).await?;
-    let via = format!("https://{}", uplink.addr());
-    let spool_arg = spool.display().to_string();
-    let agent = hub
-        .agent_with(
-            &cp,
-            None,
-            &["--join", &token, "--hub", &via, "--spool", &spool_arg],
-        )
-        .await?;
+    let site = Site::start("edge-spool", true).await?;
+    let (cp, hub, uplink, bucket, agent) = (&site.cp, &site.hub, &site.uplink, &site.bucket, &site.agent);
+    let spool = site.spool();
     cp.fill_incompressible("bulk", 10).await?;
-    let before = blobs(&cp, "bulk").await?;
-    every_minute(&hub, "minutely", "edge-spool", "bulk").await?;
-    wait_until(
-        "the agent holds its standing orders",
-        Duration::from_secs(30),
-        || async {
-            Ok(agent
-                .full_log()
-                .contains("standing orders received")
-                .then_some(()))
-        },
-    )
-    .await?;
+    let before = blobs(cp, "bulk").await?;
+    every_minute(hub, "minutely", "edge-spool", "bulk").await?;
+    holds_orders(agent).await?;
 
     // The uplink goes: the next three slots' backups go to the spool.
     uplink.cut();
@@ -815,7 +822,7 @@ async fn with_the_uplink_cut_backups_go_to_the_spool_restore_on_site_and_are_shi
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(blobs(&cp, "bulk-site").await?, before, "restored from the spool");
+    assert_eq!(blobs(cp, "bulk-site").await?, before, "restored from the spool");
 
     // The hub link back, the bucket still cut: the hub knows where the backups are.
     uplink.mend();
@@ -837,7 +844,7 @@ async fn with_the_uplink_cut_backups_go_to_the_spool_restore_on_site_and_are_shi
         metrics.contains(r#"cairn_cluster_spool_backups{cluster="edge-spool",workspace="default"} 3"#),
         "{metrics}"
     );
-    let rows = listed(&hub, "minutely").await?;
+    let rows = listed(hub, "minutely").await?;
     for name in &spooled {
         assert!(
             rows.iter().any(|(n, phase, spooled, offline)| n == name
@@ -868,7 +875,7 @@ async fn with_the_uplink_cut_backups_go_to_the_spool_restore_on_site_and_are_shi
     // was shipped whole is in the bucket, with its manifest; nothing else passes for a backup.
     bucket.cut_after(6 << 20);
     bucket.mend();
-    let store = azure.store("vault")?;
+    let store = site.azure.store("vault")?;
     wait_until("the ship to be cut", 2 * MINUTE, || async {
         Ok((!bucket.is_up()).then_some(()))
     })
@@ -876,7 +883,7 @@ async fn with_the_uplink_cut_backups_go_to_the_spool_restore_on_site_and_are_shi
     tokio::time::sleep(Duration::from_secs(2)).await;
     let shipped = manifests(&store).await?;
     assert!(shipped.len() < 3, "the ship was not cut: {shipped:?}");
-    let rows = listed(&hub, "minutely").await?;
+    let rows = listed(hub, "minutely").await?;
     for name in &spooled {
         let in_bucket = shipped.contains(name);
         let still_spooled = rows.iter().any(|(n, _, s, _)| n == name && *s);
@@ -889,7 +896,7 @@ async fn with_the_uplink_cut_backups_go_to_the_spool_restore_on_site_and_are_shi
     // Back for good: everything shipped, once; the spool empty; each restores from the bucket.
     bucket.mend();
     wait_until("the spool shipped", 2 * MINUTE, || async {
-        let rows = listed(&hub, "minutely").await?;
+        let rows = listed(hub, "minutely").await?;
         let all = spooled
             .iter()
             .all(|name| rows.iter().any(|(n, _, s, _)| n == name && !*s));
@@ -918,6 +925,6 @@ async fn with_the_uplink_cut_backups_go_to_the_spool_restore_on_site_and_are_shi
     ))
     .await?
     .ok()?;
-    assert_eq!(blobs(&cp, "bulk-home").await?, before, "restored from the bucket");
+    assert_eq!(blobs(cp, "bulk-home").await?, before, "restored from the bucket");
     Ok(())
 }
