@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and kube-controller-manager v1.20.2 from Debian bookworm's `kubernetes`
-# source package, once, into $CAIRN_CACHE/k8s-<version>/bin, and links etcd from Debian's
-# etcd-server package. Idempotent: a warm cache returns at once.
+# Builds kube-apiserver, kube-controller-manager, and the node's kubelet and kube-scheduler, v1.20.2
+# from Debian bookworm's `kubernetes` source package, once, into $CAIRN_CACHE/k8s-<version>/bin,
+# and links etcd from Debian's etcd-server package. Idempotent: a warm cache returns at once.
 source "$(dirname "$0")/lib.sh"
 
 out="$CAIRN_CACHE/k8s-$K8S_VERSION"
-if [ -x "$out/bin/kube-apiserver" ] && [ -x "$out/bin/kube-controller-manager" ]; then
+binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet)
+built=1
+for b in "${binaries[@]}"; do [ -x "$out/bin/$b" ] || built=""; done
+if [ -n "$built" ]; then
   apt_install etcd-server
 else
   apt_install etcd-server golang-1.19-go rsync dpkg-dev golang-github-modern-go-reflect2-dev ca-certificates
@@ -49,20 +52,19 @@ else
   rm -f "$r2"/*_test.go
 
   ln -s "$tree" "$work/gopath/src/k8s.io/kubernetes"
-  log "building kube-apiserver and kube-controller-manager (about 4 minutes on 2 cores)"
+  log "building ${binaries[*]} (about 10 minutes on 2 cores)"
   (cd "$work/gopath/src/k8s.io/kubernetes" && \
     env PATH="/usr/lib/go-1.19/bin:$PATH" GOPATH="$work/gopath" GOFLAGS= GO111MODULE= CGO_ENABLED=0 \
       GOCACHE="$work/gocache" KUBE_BUILD_PLATFORMS=linux/amd64 \
-      make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$work/build.log" 2>&1) \
+      make WHAT="${binaries[*]/#/cmd/}" >"$work/build.log" 2>&1) \
     || { tail -40 "$work/build.log" >&2; exit 1; }
   mkdir -p "$out/bin"
-  for b in kube-apiserver kube-controller-manager; do
+  for b in "${binaries[@]}"; do
     install -m 755 "$(find "$tree/_output" -type f -name "$b" -path '*bin*' | head -1)" "$out/bin/$b"
   done
   rm -rf "$work"
   log "built $("$out/bin/kube-apiserver" --version)"
 fi
 
-ln -sf "$out/bin/kube-apiserver" "$CAIRN_BIN/kube-apiserver"
-ln -sf "$out/bin/kube-controller-manager" "$CAIRN_BIN/kube-controller-manager"
+for b in "${binaries[@]}"; do ln -sf "$out/bin/$b" "$CAIRN_BIN/$b"; done
 ln -sf "$(command -v etcd || echo /usr/bin/etcd)" "$CAIRN_BIN/etcd"
