@@ -13,34 +13,10 @@ if [ -n "$built" ]; then
 else
   apt_install etcd-server golang-1.19-go rsync dpkg-dev golang-github-modern-go-reflect2-dev ca-certificates
 
-  # deb-src entries derived from the machine's own apt sources: same mirrors, same suites.
-  src_list=/etc/apt/sources.list.d/cairn-deb-src.sources
-  if [ ! -f "$src_list" ] && ! grep -rqs '^Types:.*deb-src\|^deb-src ' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    log "deriving deb-src entries from the existing apt sources"
-    tmp=$(mktemp)
-    for f in /etc/apt/sources.list.d/*.sources; do
-      [ -f "$f" ] || continue
-      # deb822 stanzas: keep only those of type deb, relabelled deb-src.
-      awk 'BEGIN{RS="";ORS="\n\n"} /(^|\n)Types:[^\n]*deb([ \n]|$)/ {sub(/Types:[^\n]*/,"Types: deb-src"); print}' "$f" >> "$tmp"
-    done
-    if [ -f /etc/apt/sources.list ]; then
-      grep -E '^deb ' /etc/apt/sources.list | sed 's/^deb /deb-src /' | while read -r line; do
-        # one-line form converted to a deb822 stanza so the derived file has one format
-        set -- $line; shift; opts=""
-        if [[ "$1" == \[* ]]; then opts="$1"; shift; fi
-        uri="$1"; suite="$2"; shift 2
-        printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: %s\n\n' "$uri" "$suite" "$*" >> "$tmp"
-      done
-    fi
-    $SUDO install -m 644 "$tmp" "$src_list"; rm -f "$tmp"
-    $SUDO apt-get update -qq
-  fi
-
   work="$CAIRN_CACHE/k8s-build"
   rm -rf "$work"; mkdir -p "$work/src" "$work/gopath/src/k8s.io"
-  log "fetching Debian source package kubernetes=$K8S_DEB_VERSION"
-  (cd "$work/src" && apt-get source -qq --download-only "kubernetes=$K8S_DEB_VERSION" >/dev/null \
-     && dpkg-source --no-check -x ./*.dsc tree >/dev/null)
+  fetch_k8s_source "$work/src"
+  (cd "$work/src" && dpkg-source --no-check -x ./*.dsc tree >/dev/null)
   tree="$work/src/tree"
 
   # reflect2 1.0.1 (vendored) faults under Go >= 1.18 on the first custom resource: use Debian's 1.0.2.

@@ -3,7 +3,7 @@
 # $CAIRN_CACHE (default ~/.cache/cairn) when it is warm:
 #   - build tools: clang/libclang (rocksdb's C++), protoc (gRPC code generation), Rust components;
 #   - restic and zstd, the volume benchmark's peer and ceiling;
-#   - the Kubernetes control plane (tests/bed/k8s.sh);
+#   - the Kubernetes control plane and kubelet (tests/bed/k8s.sh), containerd and node images (tests/bed/nodes.sh);
 #   - the object-storage servers (tests/bed/storage.sh).
 source "$(dirname "$0")/lib.sh"
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -19,5 +19,6 @@ done
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 
 bash "$here/k8s.sh"
+bash "$here/nodes.sh"
 bash "$here/storage.sh"
 log "test bed ready in $CAIRN_CACHE"

@@ -1,8 +1,9 @@
 //! A real Kubernetes control plane on loopback: etcd, kube-apiserver and kube-controller-manager
 //! v1.20.2, with static-token auth (an admin token in `system:masters`) and RBAC.
 //!
-//! There is no kubelet and no scheduler: Pods stay Pending, which resource backup does not mind.
-//! Volume tests lay out kubelet directories on disk themselves.
+//! Started with [`ControlPlane::start`] it has no kubelet and no scheduler: Pods stay Pending,
+//! which resource backup does not mind, and volume tests lay out kubelet directories themselves.
+//! [`ControlPlane::start_with_nodes`] adds kube-scheduler and real [`Node`]s, where pods run.
 
 use anyhow::{Context, Result, anyhow};
 use base64::Engine as _;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::node::{self, Node};
 use crate::{Ca, Sandbox, bin, free_port, manifest, pki};
 
 /// How long a control plane may take to come up: cold page cache and two cores.
@@ -31,6 +33,8 @@ pub struct ControlPlane {
     ca_pem: String,
     kubeconfig: PathBuf,
     client: kube::Client,
+    /// Before the sandbox: nodes stop while their API server still runs.
+    nodes: Vec<Node>,
     sandbox: Sandbox,
 }
 
@@ -38,10 +42,17 @@ impl ControlPlane {
     /// Starts a control plane named `cluster` and waits until its controllers work (the
     /// `default` ServiceAccount has its token Secret and `kube-root-ca.crt` is published).
     pub async fn start(cluster: &str) -> Result<Self> {
+        Self::start_with_nodes(cluster, 0).await
+    }
+
+    /// [`ControlPlane::start`], then kube-scheduler and `nodes` real nodes (kubelet and
+    /// containerd, see [`Node`]), each Ready. Tests that start nodes belong to nextest's
+    /// `real-nodes` group (their names contain `on_real_nodes`).
+    pub async fn start_with_nodes(cluster: &str, nodes: usize) -> Result<Self> {
         crate::init();
         let mut last = None;
         for attempt in 1..=START_ATTEMPTS {
-            match Self::start_once(cluster).await {
+            match Self::start_once(cluster, nodes).await {
                 Ok(cp) => return Ok(cp),
                 Err(e) => {
                     tracing::warn!(cluster, attempt, error = %format!("{e:#}"), "control plane did not start");
@@ -53,7 +64,7 @@ impl ControlPlane {
             .with_context(|| format!("starting control plane {cluster}"))
     }
 
-    async fn start_once(cluster: &str) -> Result<Self> {
+    async fn start_once(cluster: &str, node_count: usize) -> Result<Self> {
         let sandbox = Sandbox::new(&format!("k8s-{cluster}"))?;
         let dir = sandbox.dir().to_owned();
         let (etcd_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
@@ -71,6 +82,10 @@ impl ControlPlane {
         write(&dir, "ca.crt", &ca.cert_pem())?;
         write(&dir, "apiserver.crt", &serving.cert_pem)?;
         write(&dir, "apiserver.key", &serving.key_pem)?;
+        // The API server's client certificate for kubelets (logs, exec), in system:masters.
+        let kubelet_client = ca.issue_client("kube-apiserver-kubelet-client", &["system:masters"])?;
+        write(&dir, "kubelet-client.crt", &kubelet_client.cert_pem)?;
+        write(&dir, "kubelet-client.key", &kubelet_client.key_pem)?;
         let sa_key = pki::private_key()?;
         write(&dir, "sa.key", &sa_key.serialize_pem())?;
         write(&dir, "sa.pub", &sa_key.public_key_pem())?;
@@ -113,7 +128,16 @@ impl ControlPlane {
             .arg(format!("--tls-cert-file={}", p("apiserver.crt")))
             .arg(format!("--tls-private-key-file={}", p("apiserver.key")))
             .arg(format!("--token-auth-file={}", p("tokens.csv")))
-            .arg("--authorization-mode=RBAC")
+            // Kubelets authenticate with client certificates of this CA, and are authorised as
+            // nodes: each reads and writes only what its own pods need.
+            .arg(format!("--client-ca-file={}", p("ca.crt")))
+            .arg("--authorization-mode=Node,RBAC")
+            .arg("--enable-admission-plugins=NodeRestriction")
+            .arg(format!(
+                "--kubelet-client-certificate={}",
+                p("kubelet-client.crt")
+            ))
+            .arg(format!("--kubelet-client-key={}", p("kubelet-client.key")))
             .arg(format!("--service-account-key-file={}", p("sa.pub")))
             .arg(format!("--service-account-signing-key-file={}", p("sa.key")))
             .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
@@ -150,8 +174,13 @@ impl ControlPlane {
 
         let mut kcm = Command::new(bin("kube-controller-manager")?);
         kcm.arg(format!("--kubeconfig={}", kubeconfig.display()))
-            // No nodes here: the node IPAM and node lifecycle controllers would only complain.
-            .arg("--controllers=*,-nodeipam,-nodelifecycle")
+            // Pod networks are the nodes' own (no node IPAM); without nodes the node lifecycle
+            // controller would only complain.
+            .arg(if node_count > 0 {
+                "--controllers=*,-nodeipam"
+            } else {
+                "--controllers=*,-nodeipam,-nodelifecycle"
+            })
             .arg(format!("--service-account-private-key-file={}", p("sa.key")))
             .arg(format!("--root-ca-file={}", p("ca.crt")))
             .arg("--use-service-account-credentials=false")
@@ -178,7 +207,33 @@ impl ControlPlane {
             })
             .await?;
 
-        tracing::info!(cluster, server, dir = %dir.display(), "control plane ready");
+        let mut nodes = Vec::new();
+        if node_count > 0 {
+            let mut scheduler = Command::new(bin("kube-scheduler")?);
+            let k = kubeconfig.display();
+            scheduler
+                .arg(format!("--kubeconfig={k}"))
+                .arg(format!("--authentication-kubeconfig={k}"))
+                .arg(format!("--authorization-kubeconfig={k}"))
+                .arg("--port=0")
+                .arg(format!("--secure-port={}", free_port()?))
+                .arg("--bind-address=127.0.0.1")
+                .arg("--leader-elect=false")
+                .arg("--v=1");
+            sandbox.spawn("kube-scheduler", scheduler)?;
+            let parts = node::Cluster {
+                name: cluster,
+                server: &server,
+                ca: &ca,
+                client: client.clone(),
+            };
+            for _ in 0..node_count {
+                nodes.push(Node::start(&parts).await?);
+            }
+            sandbox.ensure_running("kube-scheduler")?;
+        }
+
+        tracing::info!(cluster, server, dir = %dir.display(), nodes = nodes.len(), "control plane ready");
         Ok(Self {
             name: cluster.to_owned(),
             server,
@@ -186,6 +241,7 @@ impl ControlPlane {
             ca_pem: ca.cert_pem(),
             kubeconfig,
             client,
+            nodes,
             sandbox,
         })
     }
@@ -218,6 +274,11 @@ impl ControlPlane {
     /// The CA certificate (PEM) that signed the API server's serving certificate.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// The cluster's real nodes (none unless started with [`ControlPlane::start_with_nodes`]).
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
     }
 
     /// The sandbox holding the servers' data, logs and pid files.
@@ -261,6 +322,34 @@ impl ControlPlane {
         )
         .await?;
         self.kubeconfig_for(&format!("{namespace}-{name}"), &token)
+    }
+
+    /// StorageClass `local` (no provisioner, binding when a pod is scheduled) and `per_node` local
+    /// PersistentVolumes of 1 GiB on each node (`local-<node>-<i>`, in the node's sandbox): claims
+    /// of that class bind to a volume on the node where their pod is placed, as with a real
+    /// cluster's local volumes. Their directories are the nodes' [`Node::volume_dir`]s.
+    pub async fn provide_local_volumes(&self, per_node: usize) -> Result<()> {
+        let mut yaml = String::from(
+            "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: local}\n\
+             provisioner: kubernetes.io/no-provisioner\nvolumeBindingMode: WaitForFirstConsumer\n",
+        );
+        for node in &self.nodes {
+            for i in 0..per_node {
+                let name = format!("local-{}-{i}", node.name());
+                let dir = node.volume_dir(&name)?;
+                yaml.push_str(&format!(
+                    "---\napiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {name}}}\nspec:\n  \
+                     capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteOnce]\n  \
+                     persistentVolumeReclaimPolicy: Retain\n  storageClassName: local\n  \
+                     local: {{path: '{}'}}\n  nodeAffinity:\n    required:\n      nodeSelectorTerms:\n      \
+                     - matchExpressions: [{{key: kubernetes.io/hostname, operator: In, values: ['{}']}}]\n",
+                    dir.display(),
+                    node.name()
+                ));
+            }
+        }
+        self.apply(&yaml).await?;
+        Ok(())
     }
 
     /// A new namespace `namespace` holding `count` ConfigMaps (`cm-0000`…) of 4 KiB each.

@@ -1,7 +1,8 @@
 //! Cairn's test bed: real servers on loopback for the e2e tests, the quickstart and development.
 //!
 //! - [`ControlPlane`]: etcd, kube-apiserver and kube-controller-manager v1.20.2, with a kubeconfig
-//!   and a [`kube::Client`] (static-token admin, RBAC on).
+//!   and a [`kube::Client`] (static-token admin, RBAC on); with kube-scheduler and real [`Node`]s
+//!   (kubelet v1.20.2, containerd) where a test needs pods to run.
 //! - [`storage`]: S3 (moto, plain, TLS with our own CA, and with real IAM authentication), Azure
 //!   Blob (azurite), GCS (fake-gcs-server behind a small adapter), and local directories.
 //!
@@ -18,6 +19,7 @@
 pub mod cairn;
 mod control_plane;
 pub mod manifest;
+mod node;
 mod paths;
 mod pki;
 pub mod proc_stats;
@@ -31,6 +33,7 @@ pub mod tree;
 mod wait;
 
 pub use control_plane::{ControlPlane, client_for};
+pub use node::{BUSYBOX_IMAGE, Node, PAUSE_IMAGE};
 pub use paths::{bed_script, bin};
 pub use pki::Ca;
 pub use sandbox::{Sandbox, is_running, reap_stale};

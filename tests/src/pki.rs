@@ -2,7 +2,10 @@
 //! S3 over TLS, and anything else that must be trusted through a CA, never through "insecure".
 
 use anyhow::Result;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
 
 /// A certificate and its private key, both PEM.
 #[derive(Debug, Clone)]
@@ -43,6 +46,23 @@ impl Ca {
         params
             .distinguished_name
             .push(DnType::CommonName, names.first().cloned().unwrap_or_default());
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(CertPair {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// A client certificate for user `name` in `groups` (Kubernetes reads the common name as the
+    /// user and each organisation as a group): a kubelet's `system:node:<node>` in `system:nodes`.
+    pub fn issue_client(&self, name: &str, groups: &[&str]) -> Result<CertPair> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        for group in groups {
+            params.distinguished_name.push(DnType::OrganizationName, *group);
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(CertPair {
