@@ -18,6 +18,7 @@ pub mod backup;
 pub mod claims;
 pub mod discover;
 pub mod enrol;
+pub mod hold;
 pub mod link;
 pub mod maintenance;
 pub mod node;

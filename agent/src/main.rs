@@ -91,6 +91,15 @@ enum Command {
     Repo(repo_command::RepoArgs),
     /// Move volume data on this node (run one per node: a DaemonSet).
     Node(NodeArgs),
+    /// Hold a restored pod until its data is in: the init container a restore injects.
+    Hold(HoldArgs),
+}
+
+#[derive(clap::Args)]
+struct HoldArgs {
+    /// The pod's hold annotation, through a downward-API volume.
+    #[arg(long)]
+    file: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -140,6 +149,7 @@ async fn main() -> anyhow::Result<()> {
     let node = match args.command {
         Some(Command::Repo(repo)) => return repo_command::run(repo).await,
         Some(Command::Restore(r)) => return restore_from_spool(r).await,
+        Some(Command::Hold(h)) => return cairn_agent::hold::wait(&h.file).await,
         Some(Command::Node(n)) => Some(n),
         None => None,
     };

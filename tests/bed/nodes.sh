@@ -30,6 +30,7 @@ image() {
   umoci init --layout "$work/oci"
   umoci new --image "$work/oci:$tag"
   umoci unpack --image "$work/oci:$tag" "$work/bundle" >/dev/null
+  chmod 755 "$rootfs"  # the image's /: mktemp's 0700 would lock out every uid but 0
   cp -a "$rootfs/." "$work/bundle/rootfs/"
   umoci repack --image "$work/oci:$tag" "$work/bundle"
   umoci config --image "$work/oci:$tag" --config.entrypoint "$entrypoint" \

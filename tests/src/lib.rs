@@ -6,6 +6,7 @@
 //! - [`storage`]: S3 (moto, plain, TLS with our own CA, and with real IAM authentication), Azure
 //!   Blob (azurite), GCS (fake-gcs-server behind a small adapter), and local directories.
 //!
+//! - [`in_cluster`]: Cairn's agents deployed into a cluster with real nodes from `deploy/`.
 //! - [`proxy`]: a TCP proxy a test cuts and mends, an edge site's uplink.
 //! - [`proc_stats`]: a process's peak memory and CPU time, for benchmarks.
 //! - [`tree`]: directory trees for volume tests, and pictures of them to compare.
@@ -18,6 +19,7 @@
 
 pub mod cairn;
 mod control_plane;
+pub mod in_cluster;
 pub mod manifest;
 mod node;
 mod paths;

@@ -7,9 +7,12 @@ use k8s_openapi::api::core::v1::{PersistentVolume, Pod};
 use kube::api::{Api, ListParams};
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
-use testbed::{BUSYBOX_IMAGE, ControlPlane, wait_until};
+use testbed::cairn::HubProcess;
+use testbed::in_cluster::deploy_agents;
+use testbed::storage::{AZURE_ACCOUNT, AZURE_KEY, AzuriteServer};
+use testbed::{BUSYBOX_IMAGE, ControlPlane, Node, wait_until};
 
 /// How long pods may take to be scheduled, started and Ready (seconds when warm).
 const RUNNING: Duration = Duration::from_secs(120);
@@ -45,10 +48,11 @@ trap 'exit 0' TERM
 while true; do sleep 1; done
 "#;
 
-/// Namespace `shop`: a Deployment of two busybox pods and a StatefulSet `db` of two replicas, one
-/// per node, each with its own claim (`data-db-0`, `data-db-1`) of StorageClass `local`.
-fn shop(write_if_empty: bool) -> String {
-    let write = if write_if_empty { "yes" } else { "no" };
+/// Namespace `shop`: a Deployment of two busybox pods, a StatefulSet `db` of two replicas, one
+/// per node, each with its own claim (`data-db-0`, `data-db-1`) of StorageClass `local`, and a bare
+/// pod `tool` with a claim `scratch`. The application writes its data set into an empty volume
+/// while ConfigMap `app` says `write-if-empty: "yes"`.
+fn shop() -> String {
     let script = serde_json::to_string(APP).expect("a string serialises");
     format!(
         r#"apiVersion: v1
@@ -58,7 +62,7 @@ metadata: {{name: shop}}
 apiVersion: v1
 kind: ConfigMap
 metadata: {{name: app, namespace: shop}}
-data: {{run.sh: {script}}}
+data: {{run.sh: {script}, write-if-empty: "yes"}}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -95,7 +99,7 @@ spec:
         image: {BUSYBOX_IMAGE}
         imagePullPolicy: Never
         command: [sh, /app/run.sh]
-        env: [{{name: WRITE_IF_EMPTY, value: "{write}"}}]
+        env: [{{name: WRITE_IF_EMPTY, valueFrom: {{configMapKeyRef: {{name: app, key: write-if-empty}}}}}}]
         readinessProbe: {{exec: {{command: [cat, /tmp/verified]}}, periodSeconds: 1}}
         volumeMounts:
         - {{name: data, mountPath: /data}}
@@ -108,6 +112,29 @@ spec:
       accessModes: [ReadWriteOnce]
       storageClassName: local
       resources: {{requests: {{storage: 100Mi}}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: scratch, namespace: shop}}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: local
+  resources: {{requests: {{storage: 10Mi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: tool, namespace: shop}}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: tool
+    image: {BUSYBOX_IMAGE}
+    imagePullPolicy: Never
+    command: [sh, -c, "[ -f /scratch/note ] || echo kept > /scratch/note; trap 'exit 0' TERM; while true; do sleep 1; done"]
+    volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+  volumes:
+  - {{name: scratch, persistentVolumeClaim: {{claimName: scratch}}}}
 "#
     )
 }
@@ -180,8 +207,8 @@ fn check_data_set(dir: &Path, owner: &str) -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn pods_run_on_two_nodes_on_real_nodes() -> Result<()> {
     let cp = ControlPlane::start_with_nodes("farm", 2).await?;
-    cp.provide_local_volumes(1).await?;
-    cp.apply(&shop(true)).await?;
+    cp.provide_local_volumes(2).await?;
+    cp.apply(&shop()).await?;
 
     let deployments: Api<Deployment> = Api::namespaced(cp.client(), "shop");
     wait_until("Deployment shop/web Available", RUNNING, || async {
@@ -243,6 +270,228 @@ async fn pods_run_on_two_nodes_on_real_nodes() -> Result<()> {
             "{pv_name} is on {node_name}"
         );
         check_data_set(&node.volume_dir(&pv_name)?, &pod_name)?;
+    }
+    Ok(())
+}
+
+/// The node and the directory (on the host) of the local volume bound to claim `namespace/claim`.
+async fn volume_of<'a>(cp: &'a ControlPlane, namespace: &str, claim: &str) -> Result<(&'a Node, PathBuf)> {
+    let volumes: Api<PersistentVolume> = Api::all(cp.client());
+    let pv = volumes
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .find(|pv| {
+            let by = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+            by.is_some_and(|c| c.namespace.as_deref() == Some(namespace) && c.name.as_deref() == Some(claim))
+        })
+        .with_context(|| format!("no volume bound to {namespace}/{claim}"))?;
+    let name = pv.metadata.name.clone().unwrap_or_default();
+    let node = cp
+        .nodes()
+        .iter()
+        .find(|n| name.starts_with(&format!("local-{}-", n.name())))
+        .with_context(|| format!("{name} is on no node"))?;
+    Ok((node, node.volume_dir(&name)?))
+}
+
+/// The state of container `name` of `pod` (init containers included).
+fn container<'a>(pod: &'a Pod, name: &str) -> Option<&'a k8s_openapi::api::core::v1::ContainerStatus> {
+    let status = pod.status.as_ref()?;
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .find(|c| c.name == name)
+}
+
+/// Acceptance 2–5: Cairn's agents run in the cluster from deploy/ with its locally built images;
+/// `cairn backup create --volumes` takes the StatefulSet's two replicas' data and the bare pod's;
+/// restored into a second cluster with two nodes, each pod waits in the hold until its data is
+/// in, then starts once (its entrypoint refuses an empty volume or a wrong checksum), each
+/// replica with its own data. With the node agents gone, the same restore leaves the pods held
+/// and ends PartiallyFailed naming each claim and why. A backup after the restore holds no trace
+/// of the hold.
+#[tokio::test(flavor = "multi_thread")]
+async fn restored_pods_start_only_on_their_data_on_real_nodes() -> Result<()> {
+    let hub = HubProcess::start().await?;
+    // A bucket the agents' pods reach (the hub's built-in location is a directory on its host).
+    let azure = AzuriteServer::start().await?;
+    azure.create_container("vault").await?;
+    let files = tempfile::tempdir()?;
+    let credentials = files.path().join("azure.env");
+    std::fs::write(&credentials, format!("AZURE_STORAGE_ACCOUNT_KEY={AZURE_KEY}\n"))?;
+    hub.cli_line(&format!(
+        "location add vault --provider azure --account {AZURE_ACCOUNT} --bucket vault --endpoint {} \
+         --credentials-file {} --default",
+        azure.endpoint(),
+        credentials.display()
+    ))
+    .await?
+    .ok()?;
+    let source = ControlPlane::start_with_nodes("shop-a", 2).await?;
+    source.provide_local_volumes(2).await?;
+    source.apply(&shop()).await?;
+    ready_pods(&source, "shop", "db", 2).await?;
+    // From now on the application refuses to start on an empty volume: a restored replica that
+    // started before its data was in would fail and restart.
+    source
+        .apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app, namespace: shop}\ndata: {write-if-empty: \"no\"}\n")
+        .await?;
+    deploy_agents(&hub, &source).await?;
+
+    let out = hub
+        .cli_line("backup create b1 --cluster shop-a --include-namespaces shop --volumes --wait")
+        .await?
+        .ok()?;
+    let described = hub.json("backup describe b1").await?;
+    let mut claims: Vec<(String, String)> = described["status"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            (
+                v["claim"].as_str().unwrap_or_default().to_owned(),
+                v["node"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    claims.sort();
+    let nodes_of = |claim: &str| claims.iter().find(|c| c.0 == claim).map(|c| c.1.clone());
+    assert_eq!(
+        claims.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
+        ["data-db-0", "data-db-1", "scratch"],
+        "{}\n{described}",
+        out.stdout
+    );
+    assert_ne!(
+        nodes_of("data-db-0"),
+        nodes_of("data-db-1"),
+        "each replica's data moved by its own node's agent"
+    );
+
+    // Restored into a second cluster with two nodes and Cairn deployed the same way.
+    let target = ControlPlane::start_with_nodes("shop-b", 2).await?;
+    target.provide_local_volumes(3).await?;
+    deploy_agents(&hub, &target).await?;
+    let restored = hub
+        .cli_line("restore create r1 --from-backup b1 --target-cluster shop-b --wait")
+        .await?;
+    let r1 = hub.json("restore describe r1").await?;
+    assert_eq!(r1["status"]["phase"], "Completed", "{restored:?}\n{r1}");
+    let pods = ready_pods(&target, "shop", "db", 2).await?;
+    let placed: BTreeSet<String> = pods
+        .iter()
+        .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+        .collect();
+    assert_eq!(placed.len(), 2, "one replica per node");
+    for pod in &pods {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let hold = container(pod, "cairn-hold").with_context(|| format!("{name} was not held"))?;
+        let held = hold
+            .state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .map(|t| t.exit_code);
+        assert_eq!(held, Some(0), "{name}'s hold ended released");
+        let db = container(pod, "db").context("db container")?;
+        assert_eq!(db.restart_count, 0, "{name} started once, on its data");
+        let (_, dir) = volume_of(&target, "shop", &format!("data-{name}")).await?;
+        check_data_set(&dir, &name)?;
+    }
+    let (_, scratch) = volume_of(&target, "shop", "scratch").await?;
+    assert_eq!(std::fs::read_to_string(scratch.join("note"))?, "kept\n");
+
+    // A backup of the restored namespace holds no trace of the hold: the bare pod, restored from
+    // it (without volume data, so not held again) as it was backed up, has no hold container,
+    // volume or annotation.
+    hub.cli_line("backup create b2 --cluster shop-b --include-namespaces shop --wait")
+        .await?
+        .ok()?;
+    hub.cli_line("restore create r2 --from-backup b2 --target-cluster shop-b --namespace-mapping shop:shop-check --wait")
+        .await?
+        .ok()?;
+    let tool = Api::<Pod>::namespaced(target.client(), "shop-check")
+        .get("tool")
+        .await?;
+    let tool = serde_json::to_value(&tool)?;
+    assert!(
+        !tool.to_string().contains("cairn-hold") && !tool.to_string().contains("cairn.dev/hold"),
+        "{tool}"
+    );
+    let live = Api::<Pod>::namespaced(target.client(), "shop")
+        .get("tool")
+        .await?;
+    assert!(
+        serde_json::to_string(&live)?.contains("cairn-hold"),
+        "the live pod was held: the check above can fail"
+    );
+
+    // The node agents gone, the same backup restored again: nothing can write the data, so the
+    // pods stay held, their containers never started, and the restore says which claims and why.
+    Api::<k8s_openapi::api::apps::v1::DaemonSet>::namespaced(target.client(), "cairn-system")
+        .delete("cairn-node-agent", &Default::default())
+        .await?;
+    let agents: Api<Pod> = Api::namespaced(target.client(), "cairn-system");
+    wait_until("the node agents to stop", RUNNING, || async {
+        let left = agents
+            .list(&ListParams::default().labels("app=cairn-node-agent"))
+            .await?;
+        Ok(left.items.is_empty().then_some(()))
+    })
+    .await?;
+    let failed = hub
+        .cli_line("restore create r3 --from-backup b1 --target-cluster shop-b --namespace-mapping shop:shop-held --wait")
+        .await?;
+    assert_ne!(failed.code, Some(0), "{failed:?}");
+    let r3 = hub.json("restore describe r3").await?;
+    assert_eq!(r3["status"]["phase"], "PartiallyFailed", "{r3}");
+    for claim in ["data-db-0", "data-db-1", "scratch"] {
+        let volume = r3["status"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["claim"] == claim)
+            .with_context(|| format!("{claim} not in {r3}"))?;
+        let error = volume["error"].as_str().unwrap_or_default();
+        assert!(error.contains("no node agent"), "{claim}: {error}");
+    }
+    let held: Api<Pod> = Api::namespaced(target.client(), "shop-held");
+    for name in ["db-0", "db-1", "tool"] {
+        let app = if name == "tool" { "tool" } else { "db" };
+        let pod = wait_until(&format!("{name}'s hold to fail"), RUNNING, || async {
+            let pod = held.get_opt(name).await?;
+            let failed = pod
+                .as_ref()
+                .and_then(|p| container(p, "cairn-hold"))
+                .is_some_and(|c| {
+                    let last = c.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+                    let now = c.state.as_ref().and_then(|s| s.terminated.as_ref());
+                    last.or(now).is_some_and(|t| t.exit_code != 0)
+                });
+            Ok(pod.filter(|_| failed))
+        })
+        .await?;
+        let annotation = pod.metadata.annotations.clone().unwrap_or_default();
+        let state = annotation.get("cairn.dev/hold").cloned().unwrap_or_default();
+        assert!(
+            state.starts_with("failed: restore r3 could not write the data of claim"),
+            "{name}: {state}"
+        );
+        let main = container(&pod, app).context("application container")?;
+        let started = main
+            .state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .map(|w| w.reason.clone());
+        assert_eq!(
+            started,
+            Some(Some("PodInitializing".into())),
+            "{name} never started: {main:?}"
+        );
+        assert_eq!(main.restart_count, 0);
     }
     Ok(())
 }

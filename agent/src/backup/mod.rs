@@ -290,7 +290,10 @@ impl Run<'_> {
                         api_version: api.api_version.clone(),
                         kind: api.kind.clone(),
                     });
-                    let value = serde_json::to_value(&object).map_err(|e| Error::Encode(e.into()))?;
+                    let mut value = serde_json::to_value(&object).map_err(|e| Error::Encode(e.into()))?;
+                    if group_kind == GroupKind::POD {
+                        crate::hold::strip(&mut value); // a restore's hold is no part of the pod
+                    }
                     for r in references::of(&value, &group_kind, crd.as_deref()) {
                         if r.group_kind != group_kind {
                             depends_on.insert(r.group_kind.clone());

@@ -108,10 +108,12 @@ pub async fn run(
             // The objects are in: claims with data in the backup get it back once their new
             // volumes are bound and mounted.
             let outcome = match outcome {
-                Ok((backed_up, damage)) if !spec.dry_run && !backed_up.is_empty() => Ok((
-                    claims::restore(&client, &spec, &backed_up, &location, &volumes, &mut reporter).await,
-                    damage,
-                )),
+                Ok((backed_up, damage)) if !spec.dry_run && !backed_up.is_empty() => {
+                    let restored =
+                        claims::restore(&client, &spec, &backed_up, &location, &volumes, &mut reporter).await;
+                    crate::hold::settle(&client, spec.name.as_str(), &restored).await;
+                    Ok((restored, damage))
+                }
                 Ok((_, damage)) => Ok((Vec::new(), damage)),
                 Err(e) => Err(e),
             };
@@ -238,7 +240,18 @@ async fn execute(
     } else {
         Some(guard::Guard::of_target(client).await)
     };
-    let mut preparer = Preparer::new(&backed_up, guard);
+    let hold = if backed_up.iter().any(|v| !v.snapshot.is_empty()) {
+        let image = crate::hold::Image::discover(client).await;
+        if image.is_none() {
+            tracing::warn!(
+                "the agent's image is unknown (CAIRN_POD_NAME, CAIRN_HOLD_IMAGE): restored pods are not held until their data is in"
+            );
+        }
+        image.map(|i| (i, spec.name.to_string()))
+    } else {
+        None
+    };
+    let mut preparer = Preparer::new(&backed_up, guard, hold);
     for resource in &resources {
         let kind = resource.group_kind();
         let target = resolve(client, resource, !spec.dry_run).await;

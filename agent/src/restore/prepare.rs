@@ -48,16 +48,26 @@ impl Preparer {
     /// PersistentVolumes are not restored; the data is written into the new ones).
     /// `guard`: what holds back objects that would grant power over the target (`None`: the
     /// restore includes them).
-    pub fn new(volumes: &[VolumeResult], guard: Option<Guard>) -> Self {
+    /// `hold`: the image that holds restored pods until their data is in, and the restore's name
+    /// (`None`: pods are not held).
+    pub fn new(
+        volumes: &[VolumeResult],
+        guard: Option<Guard>,
+        hold: Option<(crate::hold::Image, String)>,
+    ) -> Self {
         Self {
-            known: Known::new(volumes),
+            known: Known::new(volumes, hold),
             guard,
         }
     }
 
     /// What to do with `object` (of `kind`) under `spec`.
     pub fn prepare(&mut self, mut object: Value, kind: &GroupKind, spec: &RestoreSpec) -> Decision {
-        if let Some(owner) = controller_owner(&object) {
+        if let Some(owner) = controller_owner(&object)
+            && !(*kind == GroupKind::POD
+                && adopts_held(&owner)
+                && !self.known.held_claims(&object).is_empty())
+        {
             return Decision::LeftToController(format!("owned by {owner}, whose controller recreates it"));
         }
         if let Some(why) = self.guard.as_mut().and_then(|g| g.check(kind, &object)) {
@@ -84,6 +94,13 @@ fn controller_owner(object: &Value) -> Option<String> {
         .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true))?;
     let field = |f: &str| owner.get(f).and_then(Value::as_str).unwrap_or_default();
     Some(format!("{} {}", field("kind"), field("name")))
+}
+
+/// Whether the controller `owner` (`Kind name`) adopts a restored pod that is held until its data
+/// is in, rather than making one of its own ([`crate::hold`]): StatefulSets and ReplicaSets claim
+/// the orphan pods their selector matches.
+fn adopts_held(owner: &str) -> bool {
+    owner.starts_with("StatefulSet ") || owner.starts_with("ReplicaSet ")
 }
 
 /// Drops server-owned state and maps the object's namespace.

@@ -73,11 +73,15 @@ pub struct Known {
     claims_with_data: HashSet<(String, String)>,
     /// The volumes those claims were bound to.
     volumes_with_data: HashSet<String>,
+    /// What holds restored pods until their claims' data is in ([`crate::hold`]), and the restore's
+    /// name; `None`: pods are not held.
+    hold: Option<(crate::hold::Image, String)>,
 }
 
 impl Known {
-    /// For a backup whose volume data is `volumes`.
-    pub fn new(volumes: &[VolumeResult]) -> Self {
+    /// For a backup whose volume data is `volumes`, restored pods held by `hold` (the image, and
+    /// the restore's name).
+    pub fn new(volumes: &[VolumeResult], hold: Option<(crate::hold::Image, String)>) -> Self {
         let taken = volumes.iter().filter(|v| !v.snapshot.is_empty());
         Self {
             claims_with_data: taken
@@ -85,8 +89,25 @@ impl Known {
                 .map(|v| (v.namespace.clone(), v.claim.clone()))
                 .collect(),
             volumes_with_data: taken.map(|v| v.volume.clone()).collect(),
+            hold,
             ..Self::default()
         }
+    }
+}
+
+impl Known {
+    /// The claims with data that pod `object` (as backed up) mounts, if restored pods are held:
+    /// those the hold waits for.
+    pub fn held_claims(&self, object: &Value) -> Vec<String> {
+        if self.hold.is_none() {
+            return Vec::new();
+        }
+        let namespace = str_at(object, "/metadata/namespace");
+        let spec = object.get("spec").cloned().unwrap_or_default();
+        crate::hold::claims_of(&spec)
+            .into_iter()
+            .filter(|c| self.claims_with_data.contains(&(namespace.to_owned(), c.clone())))
+            .collect()
     }
 }
 

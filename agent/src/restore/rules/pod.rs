@@ -1,4 +1,5 @@
-//! Pods. A bare pod (one no controller owns) is scheduled afresh in the target.
+//! Pods. A bare pod (one no controller owns) is scheduled afresh in the target; one that mounts
+//! claims with data is held until the data is in.
 
 use cairn_proto::model::{GroupKind, RestoreSpec};
 use serde_json::Value;
@@ -16,9 +17,14 @@ impl Rule for Pods {
         KINDS
     }
 
-    /// Drops the node the pod ran on: the target's scheduler picks one.
-    fn clean(&self, _kind: &GroupKind, object: &mut Value, _known: &Known, _spec: &RestoreSpec) {
+    /// Drops the node the pod ran on: the target's scheduler picks one. A pod that mounts claims
+    /// with data is held until the data is in ([`crate::hold`]).
+    fn clean(&self, _kind: &GroupKind, object: &mut Value, known: &Known, _spec: &RestoreSpec) {
         remove(object, "/spec", &["nodeName"]);
+        let claims = known.held_claims(object);
+        if let Some((image, restore)) = known.hold.as_ref().filter(|_| !claims.is_empty()) {
+            crate::hold::inject(object, image, restore, &claims);
+        }
     }
 }
 

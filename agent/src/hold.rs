@@ -1,0 +1,373 @@
+//! Holding a restored application until its data is in.
+//!
+//! A restored pod that mounts a claim whose data the backup holds must not start its containers
+//! on the still-empty volume (a database would initialise a fresh data directory, and the data
+//! would then be written under it while it runs). So the restore gives such a pod, as it creates
+//! it, a first init container `cairn-hold` (the agent's own image, `cairn-agent hold`) that waits
+//! until the pod's annotation `cairn.dev/hold` says `released`, which it reads through a
+//! downward-API volume: it needs no API access, no access to the tenant's files, and runs
+//! unprivileged. The kubelet mounts every volume before the first init container runs, so the
+//! node agent writes the data into the mounted volume while the pod waits.
+//!
+//! When the restore's data phase ends, each held pod is released if all its claims with data were
+//! written, or marked `failed: …` with the reason otherwise: the hold then exits non-zero and the
+//! pod stays in its init phase (`Init:CrashLoopBackOff`), its containers never started on an empty
+//! volume, while the restore ends `PartiallyFailed` naming the claims.
+//!
+//! Pods made by a StatefulSet or ReplicaSet that mount such a claim are restored too (otherwise
+//! they are left to their controller), held as above, before their controller is: it adopts them
+//! (same labels and revision) rather than making unheld ones. The controller's template is never
+//! changed, so nothing restarts when the hold ends and later pods start as the user wrote them.
+//!
+//! A backup strips the hold (the init container, its volume and the annotation) from every pod, so
+//! the next backup carries no trace of it.
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use cairn_proto::model::VolumeResult;
+
+/// The injected init container's name, and its volume's.
+pub const NAME: &str = "cairn-hold";
+/// The pod annotation the hold reads: `waiting: …`, `released`, or `failed: …`.
+pub const ANNOTATION: &str = "cairn.dev/hold";
+/// The annotation Kubernetes before 1.25 adds for the hold container's seccomp profile (the
+/// field's alpha twin, kept in sync by the API server).
+const SECCOMP_ANNOTATION: &str = "container.seccomp.security.alpha.kubernetes.io/cairn-hold";
+/// The annotation's value that ends the hold.
+pub const RELEASED: &str = "released";
+/// Where the hold reads the annotation (a downward-API volume).
+const DIR: &str = "/var/run/cairn-hold";
+const FILE: &str = "state";
+/// How often the hold reads the annotation's file.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The image the hold runs: the agent's own, as the agent's pod names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// The image reference.
+    pub image: String,
+    /// The agent container's pull policy, if set.
+    pub pull_policy: Option<String>,
+}
+
+impl Image {
+    /// `CAIRN_HOLD_IMAGE` if set, else the image of the agent's own pod (`CAIRN_POD_NAME`, in the
+    /// client's namespace: deploy/agent.yaml sets it). `None` outside a cluster: restored pods
+    /// are then not held (logged).
+    pub async fn discover(client: &kube::Client) -> Option<Self> {
+        if let Some(image) = std::env::var("CAIRN_HOLD_IMAGE").ok().filter(|i| !i.is_empty()) {
+            return Some(Self {
+                image,
+                pull_policy: None,
+            });
+        }
+        let name = std::env::var("CAIRN_POD_NAME").ok().filter(|n| !n.is_empty())?;
+        let pods: Api<Pod> = Api::default_namespaced(client.clone());
+        let pod = match pods.get(&name).await {
+            Ok(pod) => pod,
+            Err(e) => {
+                tracing::warn!(pod = name, error = %crate::kube_error(&e), "cannot read the agent's own pod: restored pods will not be held until their data is in");
+                return None;
+            }
+        };
+        let container = pod.spec?.containers.into_iter().next()?;
+        Some(Self {
+            image: container.image?,
+            pull_policy: container.image_pull_policy,
+        })
+    }
+}
+
+/// The claims (names) that pod spec `spec` mounts.
+pub fn claims_of(spec: &Value) -> Vec<String> {
+    spec.get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.pointer("/persistentVolumeClaim/claimName")?.as_str())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Holds `pod` (a Pod object to create) until restore `restore` has written `claims`: the annotation,
+/// the downward-API volume, and the init container, first.
+pub fn inject(pod: &mut Value, image: &Image, restore: &str, claims: &[String]) {
+    strip(pod);
+    let waiting = format!(
+        "waiting: restore {restore} writes the data of claim{} {}",
+        if claims.len() == 1 { "" } else { "s" },
+        claims.join(", ")
+    );
+    if let Some(metadata) = pod.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
+        if let Some(a) = annotations.as_object_mut() {
+            a.insert(ANNOTATION.into(), Value::String(waiting));
+        }
+    }
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let volume = json!({"name": NAME, "downwardAPI": {"items": [
+        {"path": FILE, "fieldRef": {"fieldPath": format!("metadata.annotations['{ANNOTATION}']")}}
+    ]}});
+    push(spec, "volumes", volume, false);
+    let mut container = json!({
+        "name": NAME,
+        "image": image.image,
+        "args": ["hold", "--file", format!("{DIR}/{FILE}")],
+        "volumeMounts": [{"name": NAME, "mountPath": DIR, "readOnly": true}],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "32Mi"}},
+        "securityContext": {
+            "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
+            "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}
+        }
+    });
+    if let Some(policy) = &image.pull_policy {
+        container["imagePullPolicy"] = Value::String(policy.clone());
+    }
+    push(spec, "initContainers", container, true);
+}
+
+fn push(spec: &mut serde_json::Map<String, Value>, field: &str, item: Value, first: bool) {
+    let list = spec.entry(field).or_insert_with(|| json!([]));
+    if let Some(list) = list.as_array_mut() {
+        if first {
+            list.insert(0, item);
+        } else {
+            list.push(item);
+        }
+    }
+}
+
+/// Removes any hold from `pod` (a Pod object): what a backup stores, and what a new hold replaces.
+pub fn strip(pod: &mut Value) {
+    let named = |v: &Value| v.get("name").and_then(Value::as_str) == Some(NAME);
+    for (list, statuses) in [
+        ("/spec/initContainers", "/status/initContainerStatuses"),
+        ("/spec/volumes", ""),
+    ] {
+        for pointer in [list, statuses].into_iter().filter(|p| !p.is_empty()) {
+            if let Some(items) = pod.pointer_mut(pointer).and_then(Value::as_array_mut) {
+                items.retain(|v| !named(v));
+            }
+        }
+    }
+    if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut)
+        && spec
+            .get("initContainers")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+    {
+        spec.remove("initContainers");
+    }
+    if let Some(metadata) = pod.get_mut("metadata").and_then(Value::as_object_mut) {
+        if let Some(annotations) = metadata.get_mut("annotations").and_then(Value::as_object_mut) {
+            annotations.remove(ANNOTATION);
+            annotations.remove(SECCOMP_ANNOTATION);
+        }
+        if metadata
+            .get("annotations")
+            .and_then(Value::as_object)
+            .is_some_and(serde_json::Map::is_empty)
+        {
+            metadata.remove("annotations");
+        }
+    }
+}
+
+/// Ends the hold of restore `restore`'s held pods in the namespaces of `results` (its claims'
+/// data, each written or failed): released where every claim with data the pod mounts was
+/// written, `failed: …` naming each that was not. Errors are logged: a pod left held shows it.
+pub async fn settle(client: &kube::Client, restore: &str, results: &[VolumeResult]) {
+    let mut by_namespace: BTreeMap<&str, BTreeMap<&str, Option<&str>>> = BTreeMap::new();
+    for r in results {
+        by_namespace
+            .entry(r.namespace.as_str())
+            .or_default()
+            .insert(r.claim.as_str(), r.error.as_deref());
+    }
+    let mine = format!("waiting: restore {restore} ");
+    for (namespace, claims) in by_namespace {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let list = match pods.list(&Default::default()).await {
+            Ok(list) => list.items,
+            Err(e) => {
+                tracing::warn!(namespace, error = %crate::kube_error(&e), "cannot list the held pods");
+                continue;
+            }
+        };
+        for pod in list {
+            let held = pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ANNOTATION))
+                .is_some_and(|v| v.starts_with(&mine));
+            if !held {
+                continue;
+            }
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let spec = serde_json::to_value(&pod.spec).unwrap_or_default();
+            let failures: BTreeSet<String> = claims_of(&spec)
+                .iter()
+                .filter_map(|c| Some((c, claims.get(c.as_str())?)))
+                .filter_map(|(c, error)| error.map(|e| format!("claim {c}: {e}")))
+                .collect();
+            let state = if failures.is_empty() {
+                RELEASED.to_owned()
+            } else {
+                format!(
+                    "failed: restore {restore} could not write the data of {}",
+                    failures.into_iter().collect::<Vec<_>>().join("; ")
+                )
+            };
+            let patch = json!({"metadata": {"annotations": {ANNOTATION: state}}});
+            match pods
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => tracing::info!(namespace, pod = name, state, "hold ended"),
+                Err(e) => {
+                    tracing::warn!(namespace, pod = name, error = %crate::kube_error(&e), "cannot end the pod's hold")
+                }
+            }
+        }
+    }
+}
+
+/// `cairn-agent hold --file FILE`: waits until FILE (the pod's annotation, through the
+/// downward API) says `released` (exit 0) or `failed: …` (exit non-zero, printing why).
+pub async fn wait(file: &Path) -> anyhow::Result<()> {
+    let mut said = String::new();
+    loop {
+        let state = std::fs::read_to_string(file).unwrap_or_default();
+        let state = state.trim();
+        if state == RELEASED {
+            println!("the data is in: starting the application");
+            return Ok(());
+        }
+        if state.starts_with("failed") {
+            anyhow::bail!("{state}");
+        }
+        if state != said {
+            println!(
+                "{}",
+                if state.is_empty() {
+                    "waiting for Cairn's restore"
+                } else {
+                    state
+                }
+            );
+            said = state.to_owned();
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> Image {
+        Image {
+            image: "cairn/agent:0.1.0".into(),
+            pull_policy: Some("IfNotPresent".into()),
+        }
+    }
+
+    #[test]
+    fn the_hold_runs_first_and_a_backup_strips_it_whole() {
+        let original = json!({
+            "metadata": {"name": "db-0", "annotations": {"team": "data"}},
+            "spec": {
+                "initContainers": [{"name": "initdb", "image": "postgres"}],
+                "containers": [{"name": "db", "image": "postgres"}],
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}}]
+            }
+        });
+        let mut pod = original.clone();
+        inject(&mut pod, &image(), "back", &["data-db-0".into()]);
+        assert_eq!(pod["spec"]["initContainers"][0]["name"], NAME);
+        assert_eq!(
+            pod["spec"]["initContainers"][1]["name"], "initdb",
+            "the tenant's init containers run after the data is in"
+        );
+        assert_eq!(
+            pod["spec"]["initContainers"][0]["imagePullPolicy"],
+            "IfNotPresent"
+        );
+        assert_eq!(
+            pod["spec"]["initContainers"][0]["securityContext"]["runAsNonRoot"],
+            true
+        );
+        assert_eq!(
+            pod["metadata"]["annotations"][ANNOTATION],
+            "waiting: restore back writes the data of claim data-db-0"
+        );
+        assert_eq!(
+            pod["spec"]["volumes"][1]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"],
+            "metadata.annotations['cairn.dev/hold']"
+        );
+        // Injected twice (a pod backed up while held, restored again): still one hold.
+        inject(&mut pod, &image(), "again", &["data-db-0".into()]);
+        assert_eq!(pod["spec"]["initContainers"].as_array().map(Vec::len), Some(2));
+
+        // As the API server of Kubernetes 1.20 stores it.
+        pod["metadata"]["annotations"][SECCOMP_ANNOTATION] = json!("runtime/default");
+        pod["status"] = json!({"initContainerStatuses": [{"name": NAME}, {"name": "initdb"}]});
+        strip(&mut pod);
+        pod["status"] = Value::Null;
+        let mut expected = original;
+        expected["status"] = Value::Null;
+        assert_eq!(pod, expected);
+    }
+
+    #[test]
+    fn a_pod_without_init_containers_keeps_none_after_the_strip() {
+        let original = json!({"metadata": {"name": "tool"}, "spec": {"containers": [{"name": "c"}]}});
+        let mut pod = original.clone();
+        inject(&mut pod, &image(), "r", &["a".into(), "b".into()]);
+        assert_eq!(
+            pod["metadata"]["annotations"][ANNOTATION],
+            "waiting: restore r writes the data of claims a, b"
+        );
+        strip(&mut pod);
+        assert_eq!(pod, original);
+    }
+
+    #[tokio::test]
+    async fn the_hold_ends_when_released_and_fails_saying_why() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("state");
+        std::fs::write(&file, "waiting: restore r writes the data of claim a").expect("write");
+        let waiting = tokio::spawn({
+            let file = file.clone();
+            async move { wait(&file).await }
+        });
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!waiting.is_finished(), "held while waiting");
+        std::fs::write(&file, RELEASED).expect("write");
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("released within a poll")
+            .expect("task")
+            .expect("released is success");
+
+        std::fs::write(
+            &file,
+            "failed: restore r could not write the data of claim a: no node agent",
+        )
+        .expect("write");
+        let err = wait(&file).await.expect_err("failed");
+        assert_eq!(
+            err.to_string(),
+            "failed: restore r could not write the data of claim a: no node agent"
+        );
+    }
+}
