@@ -17,6 +17,10 @@ if grep -q rocksdb <<<"$cli_tree"; then
 fi
 # The e2e tests start the workspace's own binaries (hub, agent, CLI).
 cargo build --workspace --bins --locked
+# Cairn's images, from the release binaries, for the tests that deploy Cairn on real nodes
+# (tests/tests/nodes.rs) as a user would.
+cargo build --release -p cairn-agent -p cairn-hub --bins --locked
+deploy/images/build.sh "$CARGO_TARGET_DIR/release" "$CARGO_TARGET_DIR/images"
 # README's first command must stay true: run the quickstart end to end (quietly unless it fails).
 quickstart_log="$(mktemp)"
 if ! deploy/local/quickstart.sh >"$quickstart_log" 2>&1; then

@@ -158,13 +158,16 @@ pub fn strip(pod: &mut Value) {
             }
         }
     }
-    if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut)
-        && spec
-            .get("initContainers")
-            .and_then(Value::as_array)
-            .is_some_and(Vec::is_empty)
-    {
-        spec.remove("initContainers");
+    if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) {
+        for list in ["initContainers", "volumes"] {
+            if spec
+                .get(list)
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+            {
+                spec.remove(list);
+            }
+        }
     }
     if let Some(metadata) = pod.get_mut("metadata").and_then(Value::as_object_mut) {
         if let Some(annotations) = metadata.get_mut("annotations").and_then(Value::as_object_mut) {

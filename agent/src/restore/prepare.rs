@@ -128,6 +128,46 @@ mod tests {
     use crate::restore::rules::tests::spec;
     use serde_json::json;
 
+    /// A StatefulSet's pod that mounts a claim with data is restored, held, for its controller to
+    /// adopt; without a hold image, or without data, it is left to the controller as before.
+    #[test]
+    fn a_controllers_pod_with_claim_data_is_restored_held() {
+        let pod = json!({"metadata": {"name": "db-0", "namespace": "app", "uid": "u",
+            "labels": {"app": "db", "controller-revision-hash": "db-7f"},
+            "ownerReferences": [{"kind": "StatefulSet", "name": "db", "controller": true, "uid": "s"}]},
+            "spec": {"nodeName": "n1", "containers": [{"name": "db"}],
+                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}}]}});
+        let data = [VolumeResult {
+            namespace: "app".into(),
+            claim: "data-db-0".into(),
+            volume: "pv-1".into(),
+            snapshot: "s".into(),
+            ..VolumeResult::default()
+        }];
+        let image = crate::hold::Image {
+            image: "cairn/agent:0.1.0".into(),
+            pull_policy: None,
+        };
+        let spec = spec(&[("app", "app")], false);
+        let mut held = Preparer::new(&data, None, Some((image.clone(), "back".into())));
+        let Decision::Restore(out) = held.prepare(pod.clone(), &GroupKind::POD, &spec) else {
+            panic!("restored")
+        };
+        assert_eq!(out["spec"]["initContainers"][0]["name"], crate::hold::NAME);
+        assert_eq!(
+            out["metadata"]["labels"]["controller-revision-hash"], "db-7f",
+            "its controller adopts it"
+        );
+        assert!(out["metadata"].get("ownerReferences").is_none());
+        assert!(out["spec"].get("nodeName").is_none());
+
+        let unheld = Preparer::new(&data, None, None).prepare(pod.clone(), &GroupKind::POD, &spec);
+        assert!(matches!(unheld, Decision::LeftToController(_)), "{unheld:?}");
+        let no_data =
+            Preparer::new(&[], None, Some((image, "back".into()))).prepare(pod, &GroupKind::POD, &spec);
+        assert!(matches!(no_data, Decision::LeftToController(_)), "{no_data:?}");
+    }
+
     #[test]
     fn services_lose_cluster_ips_and_node_ports_unless_asked() {
         let svc = json!({"metadata": {"name": "web", "namespace": "app", "uid": "u", "resourceVersion": "9"},

@@ -73,13 +73,16 @@ mod tests {
     use serde_json::json;
 
     fn with_data() -> Known {
-        Known::new(&[VolumeResult {
-            namespace: "app".into(),
-            claim: "data".into(),
-            volume: "pv-1".into(),
-            snapshot: "s".into(),
-            ..VolumeResult::default()
-        }])
+        Known::new(
+            &[VolumeResult {
+                namespace: "app".into(),
+                claim: "data".into(),
+                volume: "pv-1".into(),
+                snapshot: "s".into(),
+                ..VolumeResult::default()
+            }],
+            None,
+        )
     }
 
     fn claim(name: &str) -> Value {
