@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use testbed::bench::{drop_caches, du_bytes, generate, mib};
 
 const PASSWORD: &str = "cairn-bench";
 
@@ -70,20 +71,6 @@ fn sh(script: &str) -> Command {
     c
 }
 
-fn du_bytes(dir: &Path) -> Result<u64> {
-    let out = Command::new("du").arg("-sb").arg(dir).output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text.split_whitespace().next().context("du")?.parse()?)
-}
-
-fn drop_caches() {
-    // Every tool reads from disk alike; dropping the cache needs root and is best effort. Dirty
-    // pages are not dropped: written-back first, or data just generated or mutated stays cached
-    // for whichever step comes next.
-    let _ = Command::new("sync").status();
-    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
-}
-
 struct Tools {
     cairn: PathBuf,
     key: PathBuf,
@@ -114,24 +101,6 @@ fn snapshot_id(out: &str) -> Result<String> {
         .nth(1)
         .map(str::to_owned)
         .context("cairn printed no snapshot id")
-}
-
-fn generate(args: &[&str]) -> Result<()> {
-    // The shared generator beside the project (override with CAIRN_GEN_VOLUME).
-    let script = std::env::var_os("CAIRN_GEN_VOLUME").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/gen_volume.py"),
-        PathBuf::from,
-    );
-    let status = Command::new("python3").arg(script).args(args).status()?;
-    if !status.success() {
-        bail!("gen_volume.py {args:?} failed");
-    }
-    Ok(())
-}
-
-#[allow(clippy::cast_precision_loss)]
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1 << 20) as f64
 }
 
 fn main() -> Result<()> {

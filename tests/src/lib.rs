@@ -17,6 +17,7 @@
 //! reaped by the next one. The binaries come from `tests/bed/setup.sh`, which links them under
 //! `$CAIRN_CACHE/bin` (default `~/.cache/cairn/bin`).
 
+pub mod bench;
 pub mod cairn;
 mod control_plane;
 pub mod in_cluster;
