@@ -14,10 +14,14 @@
 //! pod stays in its init phase (`Init:CrashLoopBackOff`), its containers never started on an empty
 //! volume, while the restore ends `PartiallyFailed` naming the claims.
 //!
-//! Pods made by a StatefulSet or ReplicaSet that mount such a claim are restored too (otherwise
-//! they are left to their controller), held as above, before their controller is: it adopts them
-//! (same labels and revision) rather than making unheld ones. The controller's template is never
-//! changed, so nothing restarts when the hold ends and later pods start as the user wrote them.
+//! Pods made by a StatefulSet that mount such a claim are restored too (otherwise they are left to
+//! their controller), held as above, before their StatefulSet is: it adopts them (same names and
+//! labels) rather than making unheld ones. The StatefulSet's template is never changed, so nothing
+//! restarts when the hold ends and later pods start as the user wrote them. Pods of Deployments
+//! are left to their controller, and not held (see [`crate::restore::prepare`]).
+//!
+//! A pod held by a restore that can no longer end it (the agent restarted, the restore failed
+//! before its data phase) is marked failed, so none waits for ever without saying why.
 //!
 //! A backup strips the hold (the init container, its volume and the annotation) from every pod, so
 //! the next backup carries no trace of it.
@@ -43,6 +47,8 @@ pub const RELEASED: &str = "released";
 /// Where the hold reads the annotation (a downward-API volume).
 const DIR: &str = "/var/run/cairn-hold";
 const FILE: &str = "state";
+/// Attempts at ending one pod's hold, a poll apart.
+const PATCH_ATTEMPTS: u32 = 5;
 /// How often the hold reads the annotation's file.
 const POLL: Duration = Duration::from_secs(1);
 
@@ -123,11 +129,22 @@ pub fn inject(pod: &mut Value, image: &Image, restore: &str, claims: &[String]) 
         "volumeMounts": [{"name": NAME, "mountPath": DIR, "readOnly": true}],
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "32Mi"}},
         "securityContext": {
-            "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
+            "runAsNonRoot": true,
             "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}
         }
     });
+    // The image's user (65532) unless the pod runs its containers as root, which runAsNonRoot
+    // would refuse; a pod's own non-root uid (or the one OpenShift assigns) is kept.
+    let root_pod = spec
+        .get("securityContext")
+        .and_then(|c| c.get("runAsUser"))
+        .and_then(Value::as_i64)
+        == Some(0);
+    if root_pod {
+        container["securityContext"]["runAsUser"] = json!(65532);
+        container["securityContext"]["runAsGroup"] = json!(65532);
+    }
     if let Some(policy) = &image.pull_policy {
         container["imagePullPolicy"] = Value::String(policy.clone());
     }
@@ -184,62 +201,86 @@ pub fn strip(pod: &mut Value) {
     }
 }
 
-/// Ends the hold of restore `restore`'s held pods in the namespaces of `results` (its claims'
-/// data, each written or failed): released where every claim with data the pod mounts was
-/// written, `failed: …` naming each that was not. Errors are logged: a pod left held shows it.
-pub async fn settle(client: &kube::Client, restore: &str, results: &[VolumeResult]) {
-    let mut by_namespace: BTreeMap<&str, BTreeMap<&str, Option<&str>>> = BTreeMap::new();
+/// The restore a held pod waits for and the claims it waits for, from its annotation; `None` if
+/// the pod is not waiting.
+fn held_for(annotation: &str) -> Option<(&str, Vec<&str>)> {
+    let rest = annotation.strip_prefix("waiting: restore ")?;
+    let (restore, claims) = rest.split_once(" writes the data of claim")?;
+    let claims = claims.strip_prefix("s ").or_else(|| claims.strip_prefix(' '))?;
+    Some((restore, claims.split(", ").collect()))
+}
+
+/// Ends the hold of every pod restore `restore` holds (any restore's if `None`: the agent has just
+/// started, and no restore it ran is running), in any namespace, once its data phase has ended
+/// with `results` (each claim written, or failed): released where each claim the pod waits for was
+/// written; `failed: …` naming each that was not, or that the restore never reached (it ended
+/// early). Errors are logged: a pod left held shows it.
+pub async fn settle(client: &kube::Client, restore: Option<&str>, results: &[VolumeResult]) {
+    let mut outcome: BTreeMap<(&str, &str), Option<&str>> = BTreeMap::new();
     for r in results {
-        by_namespace
-            .entry(r.namespace.as_str())
-            .or_default()
-            .insert(r.claim.as_str(), r.error.as_deref());
+        // Two source namespaces mapped to one: a failure of either claim of that name wins.
+        let seen = outcome
+            .entry((r.namespace.as_str(), r.claim.as_str()))
+            .or_default();
+        *seen = seen.or(r.error.as_deref());
     }
-    let mine = format!("waiting: restore {restore} ");
-    for (namespace, claims) in by_namespace {
-        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-        let list = match pods.list(&Default::default()).await {
-            Ok(list) => list.items,
-            Err(e) => {
-                tracing::warn!(namespace, error = %crate::kube_error(&e), "cannot list the held pods");
-                continue;
-            }
+    let all: Api<Pod> = Api::all(client.clone());
+    let list = match all.list(&Default::default()).await {
+        Ok(list) => list.items,
+        Err(e) => {
+            tracing::warn!(error = %crate::kube_error(&e), "cannot list the pods this restore holds");
+            return;
+        }
+    };
+    for pod in list {
+        let annotation = pod.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION));
+        let Some((held_by, claims)) = annotation.and_then(|a| held_for(a)) else {
+            continue;
         };
-        for pod in list {
-            let held = pod
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(ANNOTATION))
-                .is_some_and(|v| v.starts_with(&mine));
-            if !held {
-                continue;
-            }
-            let name = pod.metadata.name.clone().unwrap_or_default();
-            let spec = serde_json::to_value(&pod.spec).unwrap_or_default();
-            let failures: BTreeSet<String> = claims_of(&spec)
-                .iter()
-                .filter_map(|c| Some((c, claims.get(c.as_str())?)))
-                .filter_map(|(c, error)| error.map(|e| format!("claim {c}: {e}")))
-                .collect();
-            let state = if failures.is_empty() {
-                RELEASED.to_owned()
-            } else {
-                format!(
-                    "failed: restore {restore} could not write the data of {}",
-                    failures.into_iter().collect::<Vec<_>>().join("; ")
-                )
-            };
-            let patch = json!({"metadata": {"annotations": {ANNOTATION: state}}});
+        if restore.is_some_and(|r| r != held_by) {
+            continue;
+        }
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let failures: BTreeSet<String> = claims
+            .iter()
+            .filter_map(|c| match outcome.get(&(namespace.as_str(), *c)) {
+                Some(None) => None,
+                Some(Some(error)) => Some(format!("claim {c}: {error}")),
+                None if restore.is_none() => {
+                    Some(format!("claim {c}: the agent restarted before writing it"))
+                }
+                None => Some(format!("claim {c}: the restore ended before writing it")),
+            })
+            .collect();
+        let state = if failures.is_empty() {
+            RELEASED.to_owned()
+        } else {
+            format!(
+                "failed: restore {held_by} could not write the data of {}",
+                failures.into_iter().collect::<Vec<_>>().join("; ")
+            )
+        };
+        let patch = json!({"metadata": {"annotations": {ANNOTATION: state}}});
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             match pods
                 .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
             {
                 Ok(_) => tracing::info!(namespace, pod = name, state, "hold ended"),
+                Err(e) if attempt < PATCH_ATTEMPTS => {
+                    tracing::debug!(namespace, pod = name, error = %crate::kube_error(&e), "retrying the end of a hold");
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                }
                 Err(e) => {
-                    tracing::warn!(namespace, pod = name, error = %crate::kube_error(&e), "cannot end the pod's hold")
+                    tracing::warn!(namespace, pod = name, error = %crate::kube_error(&e), "cannot end the pod's hold: it stays held")
                 }
             }
+            break;
         }
     }
 }
@@ -269,7 +310,12 @@ pub async fn wait(file: &Path) -> anyhow::Result<()> {
             );
             said = state.to_owned();
         }
-        tokio::time::sleep(POLL).await;
+        // PID 1 of its container: without a handler SIGTERM would be ignored, and a held pod
+        // deleted would wait out its grace period.
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            () = cairn_proto::process::terminated() => anyhow::bail!("stopped while waiting for the data"),
+        }
     }
 }
 
@@ -342,6 +388,26 @@ mod tests {
         );
         strip(&mut pod);
         assert_eq!(pod, original);
+    }
+
+    #[test]
+    fn a_pod_waits_for_the_restore_and_claims_its_annotation_names() {
+        let mut pod = json!({"metadata": {"name": "p"}, "spec": {}});
+        inject(&mut pod, &image(), "back", &["data-0".into(), "logs".into()]);
+        let annotation = pod["metadata"]["annotations"][ANNOTATION]
+            .as_str()
+            .unwrap_or_default();
+        assert_eq!(held_for(annotation), Some(("back", vec!["data-0", "logs"])));
+        assert_eq!(held_for(RELEASED), None);
+        assert_eq!(
+            held_for("failed: restore back could not write the data of claim a: gone"),
+            None
+        );
+        inject(&mut pod, &image(), "one", &["data".into()]);
+        let annotation = pod["metadata"]["annotations"][ANNOTATION]
+            .as_str()
+            .unwrap_or_default();
+        assert_eq!(held_for(annotation), Some(("one", vec!["data"])));
     }
 
     #[tokio::test]

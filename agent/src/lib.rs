@@ -155,6 +155,8 @@ pub async fn run(
     )
     .await?;
     tracing::info!(cluster = %enrolled.cluster, kubernetes.version = %version, "agent starting");
+    // No restore runs yet: pods a restore of an earlier run left held wait for nothing.
+    hold::settle(&client, None, &[]).await;
     let enrolled = std::sync::Arc::new(enrolled);
     let standing = std::sync::Arc::new(orders::Standing::load(enrolled.clone()).await);
     link::Link {

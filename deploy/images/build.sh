@@ -19,6 +19,7 @@ set -euo pipefail
 bin_dir="$(cd "$1" && pwd)"
 out="$(mkdir -p "$2" && cd "$2" && pwd)"
 here="$(cd "$(dirname "$0")" && pwd)"
+source "$here/oci.sh"
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$here/../../Cargo.toml" | head -1)"
 [ -n "$version" ] || { echo "no workspace version in Cargo.toml" >&2; exit 1; }
 bundle=/etc/ssl/certs/ca-certificates.crt
@@ -40,17 +41,7 @@ image() {
   install -D -m 644 "$bundle" "$root$bundle"
   install -d -m 1777 "$root/tmp"
 
-  umoci init --layout "$work/oci"
-  umoci new --image "$work/oci:$version"
-  umoci unpack --image "$work/oci:$version" "$work/bundle" >/dev/null
-  cp -a "$root/." "$work/bundle/rootfs/"
-  umoci repack --image "$work/oci:$version" "$work/bundle"
-  umoci config --image "$work/oci:$version" --config.entrypoint "/usr/local/bin/$1" \
-    --config.user 65532:65532 --config.workingdir / --config.env SSL_CERT_FILE="$bundle" \
-    --author "Cairn" --config.label "org.opencontainers.image.version=$version"
-  umoci gc --layout "$work/oci"
-  tar -C "$work/oci" -cf "$out/$1.tar.tmp" .
-  mv "$out/$1.tar.tmp" "$out/$1.tar"
+  oci_image "$root" "$out/$1.tar" "$version" 65532:65532 "/usr/local/bin/$1"
   rm -rf "$work"
   echo "$out/$1.tar: ${1/-//}:$version ($(du -h "$out/$1.tar" | cut -f1))"
 }

@@ -8,7 +8,8 @@
 # OCI archives in $CAIRN_CACHE/images (`ctr images import` reads them). Idempotent.
 source "$(dirname "$0")/lib.sh"
 
-apt_install containerd runc containernetworking-plugins umoci busybox-static gcc libc6-dev iproute2 dpkg-dev
+# ca-certificates: the bundle Cairn's images carry (deploy/images/build.sh).
+apt_install containerd runc containernetworking-plugins umoci busybox-static gcc libc6-dev iproute2 dpkg-dev ca-certificates
 
 images="$CAIRN_CACHE/images"
 mkdir -p "$images"
@@ -23,29 +24,14 @@ if [ ! -x "$pause" ]; then
   log "built the sandbox's pause from Kubernetes $K8S_VERSION"
 fi
 
-# image NAME TAG ROOTFS_DIR ENTRYPOINT_JSON: an OCI archive of one layer holding ROOTFS_DIR.
-image() {
-  local name="$1" tag="$2" rootfs="$3" entrypoint="$4" work
-  work="$(mktemp -d)"
-  umoci init --layout "$work/oci"
-  umoci new --image "$work/oci:$tag"
-  umoci unpack --image "$work/oci:$tag" "$work/bundle" >/dev/null
-  chmod 755 "$rootfs"  # the image's /: mktemp's 0700 would lock out every uid but 0
-  cp -a "$rootfs/." "$work/bundle/rootfs/"
-  umoci repack --image "$work/oci:$tag" "$work/bundle"
-  umoci config --image "$work/oci:$tag" --config.entrypoint "$entrypoint" \
-    --config.workingdir / --config.env PATH=/bin
-  umoci gc --layout "$work/oci"
-  tar -C "$work/oci" -cf "$images/$name.tar.tmp" .
-  mv "$images/$name.tar.tmp" "$images/$name.tar"
-  rm -rf "$work"
-  log "image local.test/$name:$tag in $images/$name.tar"
-}
+source "$(dirname "$0")/../../deploy/images/oci.sh"
 
 if [ ! -f "$images/pause.tar" ]; then
   root="$(mktemp -d)"
   install -D -m 755 "$pause" "$root/pause"
-  image pause 3.4 "$root" /pause
+  chmod 755 "$root"  # the image's /: mktemp's 0700 would lock out every uid but 0
+  oci_image "$root" "$images/pause.tar" 3.4 0:0 /pause
+  log "image local.test/pause:3.4 in $images/pause.tar"
   rm -rf "$root"
 fi
 
@@ -55,7 +41,8 @@ if [ ! -f "$images/busybox.tar" ]; then
   for applet in $(/bin/busybox --list); do
     [ "$applet" = busybox ] || ln -s busybox "$root/bin/$applet"
   done
-  mkdir -p "$root/tmp" "$root/data" && chmod 1777 "$root/tmp"
-  image busybox 1 "$root" /bin/sh
+  mkdir -p "$root/tmp" "$root/data" && chmod 1777 "$root/tmp" && chmod 755 "$root"
+  oci_image "$root" "$images/busybox.tar" 1 0:0 /bin/sh
+  log "image local.test/busybox:1 in $images/busybox.tar"
   rm -rf "$root"
 fi

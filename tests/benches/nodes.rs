@@ -21,8 +21,8 @@ use std::process::Command;
 use std::time::Instant;
 use testbed::bench::{drop_caches, du_bytes, generate, mib};
 use testbed::cairn::HubProcess;
-use testbed::in_cluster::deploy_agents;
-use testbed::storage::{AZURE_ACCOUNT, AZURE_KEY, AzuriteServer};
+use testbed::in_cluster::{bucket_for_pods, deploy_agents};
+use testbed::storage::{AZURE_ACCOUNT, AZURE_KEY};
 use testbed::{BUSYBOX_IMAGE, ControlPlane};
 
 /// The application whose claim is backed up and restored: a pod that mounts it and sleeps.
@@ -106,19 +106,8 @@ async fn main() -> Result<()> {
     }
 
     let hub = HubProcess::start().await?;
-    let azure = AzuriteServer::start().await?;
-    azure.create_container("vault").await?;
+    let azure = bucket_for_pods(&hub).await?;
     let files = tempfile::tempdir()?;
-    let credentials = files.path().join("azure.env");
-    std::fs::write(&credentials, format!("AZURE_STORAGE_ACCOUNT_KEY={AZURE_KEY}\n"))?;
-    hub.cli_line(&format!(
-        "location add vault --provider azure --account {AZURE_ACCOUNT} --bucket vault --endpoint {} \
-         --credentials-file {} --default",
-        azure.endpoint(),
-        credentials.display()
-    ))
-    .await?
-    .ok()?;
 
     let cp = ControlPlane::start_with_nodes("bench", 1).await?;
     cp.provide_local_volumes(2).await?;

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use crate::ControlPlane;
 use crate::cairn::HubProcess;
+use crate::storage::{AZURE_ACCOUNT, AZURE_KEY, AzuriteServer};
 
 /// The cluster agent's manifest, as shipped.
 pub const AGENT_YAML: &str = include_str!("../../deploy/agent.yaml");
@@ -91,6 +92,25 @@ fn overlay(pod: &mut Value, api_port: &str, env: &[(&str, &str)]) {
         vars.push(json!({"name": "KUBERNETES_SERVICE_PORT", "value": api_port}));
         container["env"] = Value::Array(vars);
     }
+}
+
+/// A bucket the agents' pods reach, made `hub`'s default location `vault`: container `vault` of
+/// azurite on loopback (the hub's built-in location is a directory on its own host, which no pod
+/// sees). Keep the server while the test runs.
+pub async fn bucket_for_pods(hub: &HubProcess) -> Result<AzuriteServer> {
+    let azure = AzuriteServer::start().await?;
+    azure.create_container("vault").await?;
+    let credentials = azure.dir().join("vault.env");
+    std::fs::write(&credentials, format!("AZURE_STORAGE_ACCOUNT_KEY={AZURE_KEY}\n"))?;
+    hub.cli_line(&format!(
+        "location add vault --provider azure --account {AZURE_ACCOUNT} --bucket vault --endpoint {} \
+         --credentials-file {} --default",
+        azure.endpoint(),
+        credentials.display()
+    ))
+    .await?
+    .ok()?;
+    Ok(azure)
 }
 
 /// Deploys Cairn's cluster agent and node agents into `cp` (which has nodes) for `hub`, as a user

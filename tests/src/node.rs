@@ -31,6 +31,7 @@ use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Node as KubeNode;
 use kube::api::Api;
 use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -86,6 +87,9 @@ pub struct Node {
 impl Node {
     /// Starts a node for `cluster` and waits until it is Ready.
     pub(crate) async fn start(cluster: &Cluster<'_>) -> Result<Self> {
+        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            bail!("this machine mounts cgroup v2 alone: the test bed's nodes need the v1 hierarchies");
+        }
         let number = NEXT_NODE.fetch_add(1, Ordering::SeqCst);
         let name = format!("127.0.0.{}", 11 + u16::from(number));
         clean_up(number); // what a killed test process left under this number
@@ -134,6 +138,7 @@ impl Node {
     pub fn import(&self, archive: &Path, base_name: &str) -> Result<()> {
         let out = Command::new("ctr")
             .arg(format!("--address={}", self.socket().display()))
+            .arg("--timeout=120s")
             .args(["-n", "k8s.io", "images", "import", "--base-name", base_name])
             .arg(archive)
             .output()
@@ -218,6 +223,10 @@ impl Node {
             .issue_client(&format!("system:node:{}", self.name), &["system:nodes"])?;
         write(dir, "pki/kubelet-client.crt", &pair.cert_pem)?;
         write(dir, "pki/kubelet-client.key", &pair.key_pem)?;
+        fs::set_permissions(
+            dir.join("pki/kubelet-client.key"),
+            fs::Permissions::from_mode(0o600),
+        )?;
         write(dir, "pki/ca.crt", &cluster.ca.cert_pem())?;
         let p = |f: &str| dir.join(f).display().to_string();
         write(

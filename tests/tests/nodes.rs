@@ -10,8 +10,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use testbed::cairn::HubProcess;
-use testbed::in_cluster::deploy_agents;
-use testbed::storage::{AZURE_ACCOUNT, AZURE_KEY, AzuriteServer};
+use testbed::in_cluster::{bucket_for_pods, deploy_agents};
 use testbed::{BUSYBOX_IMAGE, ControlPlane, Node, wait_until};
 
 /// How long pods may take to be scheduled, started and Ready (seconds when warm).
@@ -317,20 +316,7 @@ fn container<'a>(pod: &'a Pod, name: &str) -> Option<&'a k8s_openapi::api::core:
 #[tokio::test(flavor = "multi_thread")]
 async fn restored_pods_start_only_on_their_data_on_real_nodes() -> Result<()> {
     let hub = HubProcess::start().await?;
-    // A bucket the agents' pods reach (the hub's built-in location is a directory on its host).
-    let azure = AzuriteServer::start().await?;
-    azure.create_container("vault").await?;
-    let files = tempfile::tempdir()?;
-    let credentials = files.path().join("azure.env");
-    std::fs::write(&credentials, format!("AZURE_STORAGE_ACCOUNT_KEY={AZURE_KEY}\n"))?;
-    hub.cli_line(&format!(
-        "location add vault --provider azure --account {AZURE_ACCOUNT} --bucket vault --endpoint {} \
-         --credentials-file {} --default",
-        azure.endpoint(),
-        credentials.display()
-    ))
-    .await?
-    .ok()?;
+    let _bucket = bucket_for_pods(&hub).await?;
     let source = ControlPlane::start_with_nodes("shop-a", 2).await?;
     source.provide_local_volumes(2).await?;
     source.apply(&shop()).await?;

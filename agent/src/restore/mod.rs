@@ -111,8 +111,13 @@ pub async fn run(
                 Ok((backed_up, damage)) if !spec.dry_run && !backed_up.is_empty() => {
                     let restored =
                         claims::restore(&client, &spec, &backed_up, &location, &volumes, &mut reporter).await;
-                    crate::hold::settle(&client, spec.name.as_str(), &restored).await;
+                    crate::hold::settle(&client, Some(spec.name.as_str()), &restored).await;
                     Ok((restored, damage))
+                }
+                Err(e) if !spec.dry_run => {
+                    // Pods created held before the restore failed wait for nothing: say so.
+                    crate::hold::settle(&client, Some(spec.name.as_str()), &[]).await;
+                    Err(e)
                 }
                 Ok((_, damage)) => Ok((Vec::new(), damage)),
                 Err(e) => Err(e),

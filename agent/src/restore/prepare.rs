@@ -97,10 +97,12 @@ fn controller_owner(object: &Value) -> Option<String> {
 }
 
 /// Whether the controller `owner` (`Kind name`) adopts a restored pod that is held until its data
-/// is in, rather than making one of its own ([`crate::hold`]): StatefulSets and ReplicaSets claim
-/// the orphan pods their selector matches.
+/// is in, rather than making one of its own ([`crate::hold`]): a StatefulSet claims the orphan pods
+/// its selector matches, by name. Not a Deployment's ReplicaSet: the target's Deployment makes a
+/// new one whose name hashes the template as the target's version encodes it, and would leave
+/// the held pod an orphan beside unheld ones.
 fn adopts_held(owner: &str) -> bool {
-    owner.starts_with("StatefulSet ") || owner.starts_with("ReplicaSet ")
+    owner.starts_with("StatefulSet ")
 }
 
 /// Drops server-owned state and maps the object's namespace.

@@ -67,6 +67,11 @@ impl AzuriteServer {
         &self.endpoint
     }
 
+    /// The server's sandbox directory (for files that belong with it, such as a credentials file).
+    pub fn dir(&self) -> &std::path::Path {
+        self.sandbox.dir()
+    }
+
     /// Creates `container`.
     pub async fn create_container(&self, container: &str) -> Result<()> {
         admin::run(&["azure-container", &self.endpoint, ACCOUNT, ACCOUNT_KEY, container])
