@@ -331,14 +331,7 @@ impl HubProcess {
         let what = format!("agent of {} to connect", cp.name());
         sandbox
             .wait_ready("cairn-agent", &what, START_TIMEOUT, || {
-                let mut client = client.clone();
-                async move {
-                    let clusters = client.clusters().await?;
-                    Ok(clusters
-                        .iter()
-                        .any(|c| c.name.as_str() == cp.name() && c.connected)
-                        .then_some(()))
-                }
+                connected(client.clone(), cp.name())
             })
             .await?;
         Ok(AgentProcess { sandbox, line })
@@ -414,6 +407,16 @@ impl HubProcess {
             .await?;
         Ok(AgentProcess { sandbox, line })
     }
+}
+
+/// `Some(())` once the hub shows cluster `cluster`'s agent connected: a probe for
+/// [`crate::wait_until`].
+pub async fn connected(mut client: Client, cluster: &str) -> Result<Option<()>> {
+    let clusters = client.clusters().await?;
+    Ok(clusters
+        .iter()
+        .any(|c| c.name.as_str() == cluster && c.connected)
+        .then_some(()))
 }
 
 /// Namespace and service account of node agents (the agent's default `--node-agents`).

@@ -147,16 +147,7 @@ pub async fn deploy_agents(hub: &HubProcess, cp: &ControlPlane) -> Result<()> {
     crate::wait_until(
         &format!("the agent of {} in its cluster to connect", cp.name()),
         LINK_TIMEOUT,
-        || {
-            let mut client = client.clone();
-            async move {
-                let clusters = client.clusters().await?;
-                Ok(clusters
-                    .iter()
-                    .any(|c| c.name.as_str() == cp.name() && c.connected)
-                    .then_some(()))
-            }
-        },
+        || crate::cairn::connected(client.clone(), cp.name()),
     )
     .await
     .with_context(|| cairn_pod_logs(cp))?;
