@@ -8,7 +8,8 @@
 //! scheduling and mount (target: at most 10%).
 //!
 //! Data: `../shared/bench/gen_volume.py create` (1 GiB; `CAIRN_BENCH_NODE_MIB` for another size).
-//! Page cache dropped before each step. Needs the release binaries and Cairn's images
+//! Each path runs three times (`CAIRN_BENCH_RUNS`), each run into a new bucket and repository;
+//! medians are reported. Page cache dropped before each step. Needs the release binaries and Cairn's images
 //! (`cargo build --release --workspace --bins && deploy/images/build.sh target/release
 //! target/images`) and the test bed (`tests/bed/setup.sh`).
 //!
@@ -21,7 +22,7 @@ use std::process::Command;
 use std::time::Instant;
 use testbed::bench::{drop_caches, du_bytes, generate, mib};
 use testbed::cairn::HubProcess;
-use testbed::in_cluster::{bucket_for_pods, deploy_agents};
+use testbed::in_cluster::{add_pod_location, bucket_for_pods, deploy_agents};
 use testbed::storage::{AZURE_ACCOUNT, AZURE_KEY};
 use testbed::{BUSYBOX_IMAGE, ControlPlane};
 
@@ -66,12 +67,18 @@ async fn timed<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<(T,
     Ok((value, start.elapsed().as_secs_f64()))
 }
 
-/// `cairn-agent repo ARGS` against the azurite bucket, directly.
-fn repo(agent: &Path, key: &Path, endpoint: &str, args: &[&str]) -> Result<String> {
+/// The median of `values` (sorted in place).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// `cairn-agent repo ARGS` against the repository at `url` in azurite, directly.
+fn repo(agent: &Path, key: &Path, endpoint: &str, url: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(agent)
         .arg("repo")
         .args(args)
-        .args(["--location-url", "az://vault/direct", "--key-file"])
+        .args(["--location-url", url, "--key-file"])
         .arg(key)
         .env("AZURE_STORAGE_ACCOUNT_NAME", AZURE_ACCOUNT)
         .env("AZURE_STORAGE_ACCOUNT_KEY", AZURE_KEY)
@@ -93,6 +100,9 @@ async fn main() -> Result<()> {
     let size_mib: u64 = std::env::var("CAIRN_BENCH_NODE_MIB")
         .unwrap_or_else(|_| "1024".into())
         .parse()?;
+    let runs: usize = std::env::var("CAIRN_BENCH_RUNS")
+        .unwrap_or_else(|_| "3".into())
+        .parse()?;
     let agent = std::env::current_exe()?
         .parent()
         .and_then(Path::parent)
@@ -100,7 +110,7 @@ async fn main() -> Result<()> {
         .context("target dir")?;
     if !agent.exists() {
         bail!(
-            "{} missing: cargo build --release -p cairn-agent",
+            "{} missing: cargo build --release --workspace --bins",
             agent.display()
         );
     }
@@ -110,7 +120,7 @@ async fn main() -> Result<()> {
     let files = tempfile::tempdir()?;
 
     let cp = ControlPlane::start_with_nodes("bench", 1).await?;
-    cp.provide_local_volumes(2).await?;
+    cp.provide_local_volumes(1 + runs).await?;
     let node = &cp.nodes()[0];
     let source_volume = format!("local-{}-0", node.name());
     let data = node.volume_dir(&source_volume)?;
@@ -125,58 +135,76 @@ async fn main() -> Result<()> {
     cp.apply(&app("bench", &source_volume)).await?;
     deploy_agents(&hub, &cp).await?;
 
-    eprintln!("== in the cluster: backup");
-    drop_caches();
-    let (_, cluster_backup) = timed(async {
-        hub.cli_line("backup create b --cluster bench --include-namespaces bench --volumes --wait")
+    let (mut cluster_backups, mut cluster_restores) = (Vec::new(), Vec::new());
+    let (mut direct_backups, mut direct_restores) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        // Each run into a new bucket and repository, so each backup is a first one.
+        let bucket = format!("run-{run}");
+        add_pod_location(&hub, &azure, &bucket, false).await?;
+        eprintln!("== run {run}: in the cluster: backup");
+        drop_caches();
+        let (_, secs) = timed(async {
+            hub.cli_line(&format!(
+                "backup create b{run} --cluster bench --include-namespaces bench --volumes --location {bucket} --wait"
+            ))
             .await?
             .ok()
-    })
-    .await?;
-    eprintln!("== in the cluster: restore (a new claim, its pod held until the data is in)");
-    drop_caches();
-    let (_, cluster_restore) = timed(async {
-        hub.cli_line("restore create r --from-backup b --target-cluster bench --namespace-mapping bench:bench-r --wait")
+        })
+        .await?;
+        cluster_backups.push(secs);
+        eprintln!("== run {run}: in the cluster: restore (a new claim, its pod held until the data is in)");
+        drop_caches();
+        let (_, secs) = timed(async {
+            hub.cli_line(&format!(
+                "restore create r{run} --from-backup b{run} --target-cluster bench --namespace-mapping bench:bench-r{run} --wait"
+            ))
             .await?
             .ok()
-    })
-    .await?;
-    let restored = hub.json("restore describe r").await?;
-    if restored["status"]["volumes"][0]["bytes"]
-        .as_u64()
-        .unwrap_or_default()
-        == 0
-    {
-        bail!("the restore wrote no data: {restored}");
-    }
+        })
+        .await?;
+        cluster_restores.push(secs);
+        let restored = hub.json(&format!("restore describe r{run}")).await?;
+        if restored["status"]["volumes"][0]["bytes"]
+            .as_u64()
+            .unwrap_or_default()
+            == 0
+        {
+            bail!("the restore wrote no data: {restored}");
+        }
 
-    eprintln!("== direct: cairn-agent repo");
-    let key = files.path().join("key");
-    repo(&agent, &key, azure.endpoint(), &["init", "--new-key"])?;
-    drop_caches();
-    let started = Instant::now();
-    let out = repo(
-        &agent,
-        &key,
-        azure.endpoint(),
-        &["backup", data.to_str().context("utf-8")?],
-    )?;
-    let direct_backup = started.elapsed().as_secs_f64();
-    let snapshot = out
-        .split_whitespace()
-        .nth(1)
-        .context("no snapshot id")?
-        .to_owned();
-    let target = files.path().join("restored");
-    drop_caches();
-    let started = Instant::now();
-    repo(
-        &agent,
-        &key,
-        azure.endpoint(),
-        &["restore", &snapshot, target.to_str().context("utf-8")?],
-    )?;
-    let direct_restore = started.elapsed().as_secs_f64();
+        eprintln!("== run {run}: direct: cairn-agent repo");
+        let url = format!("az://{bucket}/direct");
+        let key = files.path().join(format!("key-{run}"));
+        repo(&agent, &key, azure.endpoint(), &url, &["init", "--new-key"])?;
+        drop_caches();
+        let started = Instant::now();
+        let out = repo(
+            &agent,
+            &key,
+            azure.endpoint(),
+            &url,
+            &["backup", data.to_str().context("utf-8")?],
+        )?;
+        direct_backups.push(started.elapsed().as_secs_f64());
+        let snapshot = out
+            .split_whitespace()
+            .nth(1)
+            .context("no snapshot id")?
+            .to_owned();
+        let target = files.path().join(format!("restored-{run}"));
+        drop_caches();
+        let started = Instant::now();
+        repo(
+            &agent,
+            &key,
+            azure.endpoint(),
+            &url,
+            &["restore", &snapshot, target.to_str().context("utf-8")?],
+        )?;
+        direct_restores.push(started.elapsed().as_secs_f64());
+    }
+    let (cluster_backup, direct_backup) = (median(&mut cluster_backups), median(&mut direct_backups));
+    let (cluster_restore, direct_restore) = (median(&mut cluster_restores), median(&mut direct_restores));
 
     let rate = |secs: f64| mib(size) / secs;
     println!(

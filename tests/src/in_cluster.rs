@@ -99,18 +99,30 @@ fn overlay(pod: &mut Value, api_port: &str, env: &[(&str, &str)]) {
 /// sees). Keep the server while the test runs.
 pub async fn bucket_for_pods(hub: &HubProcess) -> Result<AzuriteServer> {
     let azure = AzuriteServer::start().await?;
-    azure.create_container("vault").await?;
-    let credentials = azure.dir().join("vault.env");
+    add_pod_location(hub, &azure, "vault", true).await?;
+    Ok(azure)
+}
+
+/// Adds location `name` to `hub` (its default if `default`): container `name` of `azure`, made here.
+pub async fn add_pod_location(
+    hub: &HubProcess,
+    azure: &AzuriteServer,
+    name: &str,
+    default: bool,
+) -> Result<()> {
+    azure.create_container(name).await?;
+    let credentials = azure.dir().join(format!("{name}.env"));
     std::fs::write(&credentials, format!("AZURE_STORAGE_ACCOUNT_KEY={AZURE_KEY}\n"))?;
     hub.cli_line(&format!(
-        "location add vault --provider azure --account {AZURE_ACCOUNT} --bucket vault --endpoint {} \
-         --credentials-file {} --default",
+        "location add {name} --provider azure --account {AZURE_ACCOUNT} --bucket {name} --endpoint {} \
+         --credentials-file {}{}",
         azure.endpoint(),
-        credentials.display()
+        credentials.display(),
+        if default { " --default" } else { "" }
     ))
     .await?
     .ok()?;
-    Ok(azure)
+    Ok(())
 }
 
 /// Deploys Cairn's cluster agent and node agents into `cp` (which has nodes) for `hub`, as a user
