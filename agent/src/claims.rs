@@ -13,8 +13,9 @@ use crate::relay::Asked;
 use crate::relay::Volumes;
 use crate::report::Reporter;
 
-/// How often a restore looks whether its claims are bound and mounted.
-const POLL: Duration = Duration::from_secs(1);
+/// How often a restore looks whether its claim is bound and mounted (one claim at a time: two
+/// reads per look).
+const POLL: Duration = Duration::from_millis(200);
 
 /// How long a volume task may go without a word from its node agent (which reports progress
 /// every second, working or waiting for its turn) before the cluster agent gives up on it. Long
@@ -144,7 +145,17 @@ pub async fn restore(
             ),
         );
         let (volume, mount) = match placed(client, &namespace, &source.claim, deadline).await {
-            Ok(placed) => placed,
+            Ok(placed) => {
+                tracing::info!(
+                    namespace,
+                    claim = source.claim,
+                    volume = placed.0,
+                    node = placed.1.node,
+                    pod = placed.1.pod,
+                    "restored claim bound and placed: asking its node agent"
+                );
+                placed
+            }
             Err(why) => {
                 result.error = Some(format!(
                     "gave up after {} (--volume-wait) waiting for the restored claim to be bound and mounted by a pod on a node: {why}",
@@ -185,7 +196,7 @@ async fn follow(
     let mut results = Vec::with_capacity(total);
     let start = tokio::time::Instant::now();
     let mut waiting: Vec<_> = asked.into_iter().map(|(r, a)| (r, a, start)).collect();
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     while !waiting.is_empty() {
         tick.tick().await;
         let mut still = Vec::with_capacity(waiting.len());

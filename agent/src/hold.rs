@@ -104,11 +104,11 @@ pub fn claims_of(spec: &Value) -> Vec<String> {
 /// the downward-API volume, and the init container, first.
 pub fn inject(pod: &mut Value, image: &Image, restore: &str, claims: &[String]) {
     strip(pod);
-    let waiting = format!(
-        "waiting: restore {restore} writes the data of claim{} {}",
-        if claims.len() == 1 { "" } else { "s" },
-        claims.join(", ")
-    );
+    let waiting = Waiting {
+        restore,
+        claims: claims.iter().map(String::as_str).collect(),
+    }
+    .to_string();
     if let Some(metadata) = pod.get_mut("metadata").and_then(Value::as_object_mut) {
         let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
         if let Some(a) = annotations.as_object_mut() {
@@ -201,21 +201,50 @@ pub fn strip(pod: &mut Value) {
     }
 }
 
-/// The restore a held pod waits for and the claims it waits for, from its annotation; `None` if
-/// the pod is not waiting.
-fn held_for(annotation: &str) -> Option<(&str, Vec<&str>)> {
-    let rest = annotation.strip_prefix("waiting: restore ")?;
-    let (restore, claims) = rest.split_once(" writes the data of claim")?;
-    let claims = claims.strip_prefix("s ").or_else(|| claims.strip_prefix(' '))?;
-    Some((restore, claims.split(", ").collect()))
+/// A held pod's annotation while it waits: the restore it waits for and the claims that restore
+/// writes (`waiting: restore R writes the data of claim(s) a, b`, read by users as by [`settle`]).
+#[derive(Debug, PartialEq, Eq)]
+struct Waiting<'a> {
+    restore: &'a str,
+    claims: Vec<&'a str>,
+}
+
+impl<'a> Waiting<'a> {
+    /// The annotation's value, if the pod is waiting.
+    fn parse(annotation: &'a str) -> Option<Self> {
+        let rest = annotation.strip_prefix("waiting: restore ")?;
+        let (restore, claims) = rest.split_once(" writes the data of claim")?;
+        let claims = claims.strip_prefix("s ").or_else(|| claims.strip_prefix(' '))?;
+        Some(Self {
+            restore,
+            claims: claims.split(", ").collect(),
+        })
+    }
+}
+
+impl std::fmt::Display for Waiting<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = if self.claims.len() == 1 { "" } else { "s" };
+        write!(
+            f,
+            "waiting: restore {} writes the data of claim{plural} {}",
+            self.restore,
+            self.claims.join(", ")
+        )
+    }
 }
 
 /// Ends the hold of every pod restore `restore` holds (any restore's if `None`: the agent has just
 /// started, and no restore it ran is running), in any namespace, once its data phase has ended
 /// with `results` (each claim written, or failed): released where each claim the pod waits for was
 /// written; `failed: …` naming each that was not, or that the restore never reached (it ended
-/// early). Errors are logged: a pod left held shows it.
-pub async fn settle(client: &kube::Client, restore: Option<&str>, results: &[VolumeResult]) {
+/// early). Returns what could not be ended, naming each pod left held (also logged), for the
+/// restore's status.
+pub async fn settle(
+    client: &kube::Client,
+    restore: Option<&str>,
+    results: &[VolumeResult],
+) -> Option<String> {
     let mut outcome: BTreeMap<(&str, &str), Option<&str>> = BTreeMap::new();
     for r in results {
         // Two source namespaces mapped to one: a failure of either claim of that name wins.
@@ -228,13 +257,21 @@ pub async fn settle(client: &kube::Client, restore: Option<&str>, results: &[Vol
     let list = match all.list(&Default::default()).await {
         Ok(list) => list.items,
         Err(e) => {
-            tracing::warn!(error = %crate::kube_error(&e), "cannot list the pods this restore holds");
-            return;
+            let why = crate::kube_error(&e);
+            tracing::warn!(error = %why, "cannot list the pods this restore holds");
+            return Some(format!(
+                "the hold of the restored pods could not be ended (listing pods: {why}): they wait until their {ANNOTATION} annotation says {RELEASED}"
+            ));
         }
     };
+    let mut stuck = Vec::new();
     for pod in list {
         let annotation = pod.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION));
-        let Some((held_by, claims)) = annotation.and_then(|a| held_for(a)) else {
+        let Some(Waiting {
+            restore: held_by,
+            claims,
+        }) = annotation.and_then(|a| Waiting::parse(a))
+        else {
             continue;
         };
         if restore.is_some_and(|r| r != held_by) {
@@ -277,12 +314,21 @@ pub async fn settle(client: &kube::Client, restore: Option<&str>, results: &[Vol
                     continue;
                 }
                 Err(e) => {
-                    tracing::warn!(namespace, pod = name, error = %crate::kube_error(&e), "cannot end the pod's hold: it stays held")
+                    let why = crate::kube_error(&e);
+                    tracing::warn!(namespace, pod = name, error = %why, "cannot end the pod's hold: it stays held");
+                    stuck.push(format!("{namespace}/{name} ({why})"));
                 }
             }
             break;
         }
     }
+    (!stuck.is_empty()).then(|| {
+        format!(
+            "the hold of {} pod(s) could not be ended, they wait until their {ANNOTATION} annotation says {RELEASED} or failed: {}",
+            stuck.len(),
+            stuck.join("; ")
+        )
+    })
 }
 
 /// `cairn-agent hold --file FILE`: waits until FILE (the pod's annotation, through the
@@ -397,17 +443,21 @@ mod tests {
         let annotation = pod["metadata"]["annotations"][ANNOTATION]
             .as_str()
             .unwrap_or_default();
-        assert_eq!(held_for(annotation), Some(("back", vec!["data-0", "logs"])));
-        assert_eq!(held_for(RELEASED), None);
+        let waiting = |restore, claims| Some(Waiting { restore, claims });
         assert_eq!(
-            held_for("failed: restore back could not write the data of claim a: gone"),
+            Waiting::parse(annotation),
+            waiting("back", vec!["data-0", "logs"])
+        );
+        assert_eq!(Waiting::parse(RELEASED), None);
+        assert_eq!(
+            Waiting::parse("failed: restore back could not write the data of claim a: gone"),
             None
         );
         inject(&mut pod, &image(), "one", &["data".into()]);
         let annotation = pod["metadata"]["annotations"][ANNOTATION]
             .as_str()
             .unwrap_or_default();
-        assert_eq!(held_for(annotation), Some(("one", vec!["data"])));
+        assert_eq!(Waiting::parse(annotation), waiting("one", vec!["data"]));
     }
 
     #[tokio::test]

@@ -152,6 +152,7 @@ impl Node {
             }
             Some(snapshot) => {
                 let dir = self.mounted(&volume).await?;
+                tracing::info!(dir = %dir.display(), "volume mounted: restoring into it");
                 let options = volume::restore::Options {
                     keep_setid: task.keep_setid,
                 };
@@ -207,7 +208,7 @@ impl Node {
             // A CSI volume's directory appears before its `mount/`: wait for the mount itself.
             match self.present(volume) {
                 Err(Error::NotMounted { .. }) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 found => return found,
             }

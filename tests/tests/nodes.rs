@@ -47,12 +47,27 @@ trap 'exit 0' TERM
 while true; do sleep 1; done
 "#;
 
-/// Namespace `shop`: a Deployment of two busybox pods, a StatefulSet `db` of two replicas, one
-/// per node, each with its own claim (`data-db-0`, `data-db-1`) of StorageClass `local`, and a bare
-/// pod `tool` with a claim `scratch`. The application writes its data set into an empty volume
-/// while ConfigMap `app` says `write-if-empty: "yes"`.
+/// The Deployment's entrypoint: writes its page into an empty volume while allowed, refuses to
+/// start on an empty volume otherwise; Ready once it has its page.
+const WEB: &str = r#"set -eu
+if [ ! -f /data/page ]; then
+  if [ "${WRITE_IF_EMPTY:-no}" != yes ]; then echo "empty volume: no page in /data" >&2; exit 3; fi
+  echo "the page of shop" > /data/page
+fi
+grep -q "the page of shop" /data/page || { echo "wrong page in /data" >&2; exit 4; }
+touch /tmp/verified
+trap 'exit 0' TERM
+while true; do sleep 1; done
+"#;
+
+/// Namespace `shop`: a Deployment `web` of two busybox pods sharing a claim `web-data`, a
+/// StatefulSet `db` of two replicas, one per node, each with its own claim (`data-db-0`,
+/// `data-db-1`) of StorageClass `local`, and a bare pod `tool` with a claim `scratch`. The
+/// applications write their data into an empty volume while ConfigMap `app` says
+/// `write-if-empty: "yes"`, and refuse to start on one otherwise.
 fn shop() -> String {
     let script = serde_json::to_string(APP).expect("a string serialises");
+    let web = serde_json::to_string(WEB).expect("a string serialises");
     format!(
         r#"apiVersion: v1
 kind: Namespace
@@ -61,7 +76,15 @@ metadata: {{name: shop}}
 apiVersion: v1
 kind: ConfigMap
 metadata: {{name: app, namespace: shop}}
-data: {{run.sh: {script}, write-if-empty: "yes"}}
+data: {{run.sh: {script}, web.sh: {web}, write-if-empty: "yes"}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: web-data, namespace: shop}}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: local
+  resources: {{requests: {{storage: 10Mi}}}}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -75,7 +98,18 @@ spec:
       automountServiceAccountToken: false
       terminationGracePeriodSeconds: 2
       containers:
-      - {{name: web, image: {BUSYBOX_IMAGE}, imagePullPolicy: Never, command: [sh, -c, "trap 'exit 0' TERM; while true; do sleep 1; done"]}}
+      - name: web
+        image: {BUSYBOX_IMAGE}
+        imagePullPolicy: Never
+        command: [sh, /app/web.sh]
+        env: [{{name: WRITE_IF_EMPTY, valueFrom: {{configMapKeyRef: {{name: app, key: write-if-empty}}}}}}]
+        readinessProbe: {{exec: {{command: [cat, /tmp/verified]}}, periodSeconds: 1}}
+        volumeMounts:
+        - {{name: data, mountPath: /data}}
+        - {{name: app, mountPath: /app}}
+      volumes:
+      - {{name: data, persistentVolumeClaim: {{claimName: web-data}}}}
+      - {{name: app, configMap: {{name: app}}}}
 ---
 apiVersion: apps/v1
 kind: StatefulSet
@@ -159,6 +193,24 @@ async fn ready_pods(cp: &ControlPlane, namespace: &str, name: &str, replicas: i3
     Ok(list.items)
 }
 
+/// Waits until `namespace`'s Deployment `web` has two replicas available and returns its pods.
+async fn web_available(cp: &ControlPlane, namespace: &str) -> Result<Vec<Pod>> {
+    let deployments: Api<Deployment> = Api::namespaced(cp.client(), namespace);
+    wait_until(
+        &format!("Deployment {namespace}/web Available"),
+        RUNNING,
+        || async {
+            let d = deployments.get("web").await?;
+            let available = d.status.and_then(|s| s.available_replicas).unwrap_or(0);
+            Ok((available == 2).then_some(()))
+        },
+    )
+    .await
+    .with_context(|| pod_report(cp, namespace))?;
+    let pods: Api<Pod> = Api::namespaced(cp.client(), namespace);
+    Ok(pods.list(&ListParams::default().labels("app=web")).await?.items)
+}
+
 /// For a failed wait: each pod's phase, node and container states, as `kubectl get pods` shows.
 fn pod_report(cp: &ControlPlane, namespace: &str) -> String {
     let logs: Vec<String> = cp
@@ -206,17 +258,10 @@ fn check_data_set(dir: &Path, owner: &str) -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn pods_run_on_two_nodes_on_real_nodes() -> Result<()> {
     let cp = ControlPlane::start_with_nodes("farm", 2).await?;
-    cp.provide_local_volumes(2).await?;
+    cp.provide_local_volumes(3).await?;
     cp.apply(&shop()).await?;
 
-    let deployments: Api<Deployment> = Api::namespaced(cp.client(), "shop");
-    wait_until("Deployment shop/web Available", RUNNING, || async {
-        let d = deployments.get("web").await?;
-        let available = d.status.and_then(|s| s.available_replicas).unwrap_or(0);
-        Ok((available == 2).then_some(()))
-    })
-    .await
-    .with_context(|| pod_report(&cp, "shop"))?;
+    web_available(&cp, "shop").await?;
 
     let pods = ready_pods(&cp, "shop", "db", 2).await?;
     let nodes: BTreeSet<String> = pods
@@ -318,9 +363,10 @@ async fn restored_pods_start_only_on_their_data_on_real_nodes() -> Result<()> {
     let hub = HubProcess::start().await?;
     let _bucket = bucket_for_pods(&hub).await?;
     let source = ControlPlane::start_with_nodes("shop-a", 2).await?;
-    source.provide_local_volumes(2).await?;
+    source.provide_local_volumes(3).await?;
     source.apply(&shop()).await?;
     ready_pods(&source, "shop", "db", 2).await?;
+    web_available(&source, "shop").await?;
     // From now on the application refuses to start on an empty volume: a restored replica that
     // started before its data was in would fail and restart.
     source
@@ -348,7 +394,7 @@ async fn restored_pods_start_only_on_their_data_on_real_nodes() -> Result<()> {
     let nodes_of = |claim: &str| claims.iter().find(|c| c.0 == claim).map(|c| c.1.clone());
     assert_eq!(
         claims.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
-        ["data-db-0", "data-db-1", "scratch"],
+        ["data-db-0", "data-db-1", "scratch", "web-data"],
         "{}\n{described}",
         out.stdout
     );
@@ -360,7 +406,7 @@ async fn restored_pods_start_only_on_their_data_on_real_nodes() -> Result<()> {
 
     // Restored into a second cluster with two nodes and Cairn deployed the same way.
     let target = ControlPlane::start_with_nodes("shop-b", 2).await?;
-    target.provide_local_volumes(3).await?;
+    target.provide_local_volumes(4).await?;
     deploy_agents(&hub, &target).await?;
     let restored = hub
         .cli_line("restore create r1 --from-backup b1 --target-cluster shop-b --wait")
@@ -389,6 +435,64 @@ async fn restored_pods_start_only_on_their_data_on_real_nodes() -> Result<()> {
     }
     let (_, scratch) = volume_of(&target, "shop", "scratch").await?;
     assert_eq!(std::fs::read_to_string(scratch.join("note"))?, "kept\n");
+    // The Deployment's pods were held too, and adopted: its one ReplicaSet is the restored one,
+    // owning both pods, and no other pod of it ever ran (one would have started on an empty
+    // volume and failed).
+    let web = web_available(&target, "shop").await?;
+    let sets = Api::<k8s_openapi::api::apps::v1::ReplicaSet>::namespaced(target.client(), "shop")
+        .list(&ListParams::default().labels("app=web"))
+        .await?
+        .items;
+    let set_names: Vec<String> = sets.iter().filter_map(|s| s.metadata.name.clone()).collect();
+    let backed_up_sets = Api::<k8s_openapi::api::apps::v1::ReplicaSet>::namespaced(source.client(), "shop")
+        .list(&ListParams::default().labels("app=web"))
+        .await?
+        .items;
+    let backed_up_names: Vec<String> = backed_up_sets
+        .iter()
+        .filter_map(|s| s.metadata.name.clone())
+        .collect();
+    assert_eq!(
+        set_names, backed_up_names,
+        "the restored ReplicaSet, adopted, and no new one"
+    );
+    let adopted_by = sets[0]
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .map(|o| format!("{} {}", o.kind, o.name));
+    assert_eq!(adopted_by.as_deref(), Some("Deployment web"));
+    assert_eq!(web.len(), 2, "two pods of web, no extra: {web:?}");
+    for pod in &web {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let hold = container(pod, "cairn-hold").with_context(|| format!("{name} was not held"))?;
+        let held = hold
+            .state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .map(|t| t.exit_code);
+        assert_eq!(held, Some(0), "{name}'s hold ended released");
+        assert_eq!(
+            container(pod, "web").map(|c| c.restart_count),
+            Some(0),
+            "{name} started once"
+        );
+        let owner = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true));
+        assert_eq!(
+            owner.map(|o| o.name.clone()).as_ref(),
+            set_names.first(),
+            "{name} adopted"
+        );
+    }
+    let (_, page) = volume_of(&target, "shop", "web-data").await?;
+    assert_eq!(std::fs::read_to_string(page.join("page"))?, "the page of shop\n");
 
     // A backup of the restored namespace holds no trace of the hold: the bare pod, restored from
     // it (without volume data, so not held again) as it was backed up, has no hold container,
@@ -434,7 +538,7 @@ async fn restored_pods_start_only_on_their_data_on_real_nodes() -> Result<()> {
     assert_ne!(failed.code, Some(0), "{failed:?}");
     let r3 = hub.json("restore describe r3").await?;
     assert_eq!(r3["status"]["phase"], "PartiallyFailed", "{r3}");
-    for claim in ["data-db-0", "data-db-1", "scratch"] {
+    for claim in ["data-db-0", "data-db-1", "scratch", "web-data"] {
         let volume = r3["status"]["volumes"]
             .as_array()
             .into_iter()
@@ -445,8 +549,25 @@ async fn restored_pods_start_only_on_their_data_on_real_nodes() -> Result<()> {
         assert!(error.contains("no node agent"), "{claim}: {error}");
     }
     let held: Api<Pod> = Api::namespaced(target.client(), "shop-held");
-    for name in ["db-0", "db-1", "tool"] {
-        let app = if name == "tool" { "tool" } else { "db" };
+    let web_pods: Vec<String> = held
+        .list(&ListParams::default().labels("app=web"))
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert_eq!(web_pods.len(), 2, "{web_pods:?}");
+    let names = ["db-0", "db-1", "tool"]
+        .into_iter()
+        .map(String::from)
+        .chain(web_pods);
+    for name in names {
+        let name = name.as_str();
+        let app = match name {
+            "tool" => "tool",
+            "db-0" | "db-1" => "db",
+            _ => "web",
+        };
         let pod = wait_until(&format!("{name}'s hold to fail"), RUNNING, || async {
             let pod = held.get_opt(name).await?;
             let failed = pod

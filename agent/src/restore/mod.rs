@@ -109,14 +109,18 @@ pub async fn run(
             // volumes are bound and mounted.
             let outcome = match outcome {
                 Ok((backed_up, damage)) if !spec.dry_run && !backed_up.is_empty() => {
+                    tracing::info!(claims = backed_up.len(), "objects restored; now the claims' data");
                     let restored =
                         claims::restore(&client, &spec, &backed_up, &location, &volumes, &mut reporter).await;
-                    crate::hold::settle(&client, Some(spec.name.as_str()), &restored).await;
-                    Ok((restored, damage))
+                    let held = crate::hold::settle(&client, Some(spec.name.as_str()), &restored).await;
+                    // A pod left held fails the restore as a claim would, named beside any damage.
+                    let problems = [damage, held].into_iter().flatten().collect::<Vec<_>>();
+                    Ok((restored, (!problems.is_empty()).then(|| problems.join("; "))))
                 }
                 Err(e) if !spec.dry_run => {
                     // Pods created held before the restore failed wait for nothing: say so.
-                    crate::hold::settle(&client, Some(spec.name.as_str()), &[]).await;
+                    // Its error is the restore's; a pod left held is logged by `settle`.
+                    let _ = crate::hold::settle(&client, Some(spec.name.as_str()), &[]).await;
                     Err(e)
                 }
                 Ok((_, damage)) => Ok((Vec::new(), damage)),
@@ -486,7 +490,7 @@ async fn create(
                     return result(item.clone(), Outcome::Failed, why);
                 }
                 tracing::debug!(pod = %item.name, namespace = %item.namespace, reason = %status.message, "waiting for the namespace's service account");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(Duration::from_millis(250)).await;
                 continue;
             }
             Err(e) => result(item.clone(), Outcome::Failed, crate::kube_error(&e)),

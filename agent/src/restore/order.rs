@@ -8,7 +8,7 @@
 //! choice, CRDs come first (custom resources cannot be served before them), then cluster-scoped
 //! types, then namespaced ones, each group by name so the order is stable. A cycle (rare:
 //! Endpoints and Services refer to each other only one way) is broken at the type that would
-//! come first by that same rule.
+//! come first by that same rule. Controllers come after what they control ([`CONTROLLED_FIRST`]).
 
 use cairn_proto::model::{GroupKind, ResourceSummary};
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,6 +27,15 @@ fn rank(r: &ResourceSummary) -> (u8, GroupKind) {
     (tier, r.group_kind())
 }
 
+/// (controller, controlled): a pod held until its data is in is created before its ReplicaSet or
+/// StatefulSet, and its ReplicaSet before its Deployment, so each controller adopts what the
+/// restore made rather than making its own, unheld ([`crate::hold`]).
+const CONTROLLED_FIRST: &[(GroupKind, GroupKind)] = &[
+    (GroupKind::DEPLOYMENT, GroupKind::REPLICA_SET),
+    (GroupKind::REPLICA_SET, GroupKind::POD),
+    (GroupKind::STATEFUL_SET, GroupKind::POD),
+];
+
 /// The backup's resource types in restore order.
 pub fn restore_order(resources: &[ResourceSummary]) -> Vec<ResourceSummary> {
     let present: BTreeSet<GroupKind> = resources.iter().map(ResourceSummary::group_kind).collect();
@@ -44,6 +53,13 @@ pub fn restore_order(resources: &[ResourceSummary]) -> Vec<ResourceSummary> {
             (r.group_kind(), deps)
         })
         .collect();
+    for (controller, controlled) in CONTROLLED_FIRST {
+        if present.contains(controlled)
+            && let Some(deps) = waiting_on.get_mut(controller)
+        {
+            deps.insert(controlled.clone());
+        }
+    }
     let mut remaining: Vec<&ResourceSummary> = resources.iter().collect();
     remaining.sort_by_key(|r| rank(r));
     let mut order = Vec::with_capacity(resources.len());
@@ -139,6 +155,21 @@ mod tests {
         assert!(pos("ServiceAccount") < pos("RoleBinding"));
         assert!(pos("Role") < pos("RoleBinding"));
         assert_eq!(order.len(), backup.len());
+    }
+
+    #[test]
+    fn controllers_come_after_what_they_control() {
+        let backup = vec![
+            res("apps", "Deployment", true, &["/Namespace"]),
+            res("apps", "StatefulSet", true, &["/Namespace"]),
+            res("apps", "ReplicaSet", true, &["/Namespace"]),
+            res("", "Pod", true, &["/Namespace"]),
+            res("", "Namespace", false, &[]),
+        ];
+        assert_eq!(
+            kinds(&restore_order(&backup)),
+            ["Namespace", "Pod", "ReplicaSet", "Deployment", "StatefulSet"]
+        );
     }
 
     #[test]

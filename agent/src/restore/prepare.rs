@@ -63,12 +63,22 @@ impl Preparer {
 
     /// What to do with `object` (of `kind`) under `spec`.
     pub fn prepare(&mut self, mut object: Value, kind: &GroupKind, spec: &RestoreSpec) -> Decision {
-        if let Some(owner) = controller_owner(&object)
-            && !(*kind == GroupKind::POD
-                && adopts_held(&owner)
-                && !self.known.held_claims(&object).is_empty())
-        {
-            return Decision::LeftToController(format!("owned by {owner}, whose controller recreates it"));
+        if let Some((owner_kind, owner)) = controller_owner(&object) {
+            let held_pod = *kind == GroupKind::POD
+                && ["StatefulSet", "ReplicaSet"].contains(&owner_kind)
+                && !self.known.held_claims(&object).is_empty();
+            let set_of_held = *kind == GroupKind::REPLICA_SET
+                && owner_kind == "Deployment"
+                && self.known.set_of_held_pods(&object);
+            if held_pod && owner_kind == "ReplicaSet" {
+                let namespace = object.pointer("/metadata/namespace").and_then(Value::as_str);
+                self.known.held_pod_of_set(namespace.unwrap_or_default(), owner);
+            }
+            if !(held_pod || set_of_held) {
+                return Decision::LeftToController(format!(
+                    "owned by {owner_kind} {owner}, whose controller recreates it"
+                ));
+            }
         }
         if let Some(why) = self.guard.as_mut().and_then(|g| g.check(kind, &object)) {
             return Decision::Sensitive(why);
@@ -86,23 +96,20 @@ impl Preparer {
     }
 }
 
-/// `Kind name` of the object's controlling owner, if it has one.
-fn controller_owner(object: &Value) -> Option<String> {
+/// The kind and name of the object's controlling owner, if it has one.
+///
+/// A pod that mounts claims with data is restored held ([`crate::hold`]) when its controller
+/// adopts it rather than making one of its own: a StatefulSet claims the orphan pods its selector
+/// matches, by name; a ReplicaSet claims those its selector matches, and is restored itself
+/// (before its Deployment, which adopts it: it looks for a ReplicaSet whose template equals its
+/// own, ignoring the hash in the name and labels, before it makes one).
+fn controller_owner(object: &Value) -> Option<(&str, &str)> {
     let owners = object.pointer("/metadata/ownerReferences")?.as_array()?;
     let owner = owners
         .iter()
         .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true))?;
     let field = |f: &str| owner.get(f).and_then(Value::as_str).unwrap_or_default();
-    Some(format!("{} {}", field("kind"), field("name")))
-}
-
-/// Whether the controller `owner` (`Kind name`) adopts a restored pod that is held until its data
-/// is in, rather than making one of its own ([`crate::hold`]): a StatefulSet claims the orphan pods
-/// its selector matches, by name. Not a Deployment's ReplicaSet: the target's Deployment makes a
-/// new one whose name hashes the template as the target's version encodes it, and would leave
-/// the held pod an orphan beside unheld ones.
-fn adopts_held(owner: &str) -> bool {
-    owner.starts_with("StatefulSet ")
+    Some((field("kind"), field("name")))
 }
 
 /// Drops server-owned state and maps the object's namespace.
@@ -168,6 +175,52 @@ mod tests {
         let no_data =
             Preparer::new(&[], None, Some((image, "back".into()))).prepare(pod, &GroupKind::POD, &spec);
         assert!(matches!(no_data, Decision::LeftToController(_)), "{no_data:?}");
+    }
+
+    /// A Deployment's pod that mounts a claim with data is restored held, and its ReplicaSet
+    /// after it, for the Deployment to adopt; the Deployment's other ReplicaSets are left to it.
+    #[test]
+    fn a_deployments_held_pod_brings_its_replica_set() {
+        let owned =
+            |kind: &str, name: &str| json!([{"kind": kind, "name": name, "controller": true, "uid": "o"}]);
+        let pod = json!({"metadata": {"name": "web-5d8-x2", "namespace": "app",
+            "labels": {"app": "web", "pod-template-hash": "5d8"}, "ownerReferences": owned("ReplicaSet", "web-5d8")},
+            "spec": {"containers": [{"name": "web"}],
+                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "web-data"}}]}});
+        let set = |name: &str| {
+            json!({"metadata": {"name": name, "namespace": "app", "ownerReferences": owned("Deployment", "web")},
+                   "spec": {"replicas": 1}})
+        };
+        let data = [VolumeResult {
+            namespace: "app".into(),
+            claim: "web-data".into(),
+            volume: "pv-1".into(),
+            snapshot: "s".into(),
+            ..VolumeResult::default()
+        }];
+        let image = crate::hold::Image {
+            image: "cairn/agent:0.1.0".into(),
+            pull_policy: None,
+        };
+        let spec = spec(&[], false);
+        let mut preparer = Preparer::new(&data, None, Some((image, "back".into())));
+        let Decision::Restore(held) = preparer.prepare(pod, &GroupKind::POD, &spec) else {
+            panic!("restored")
+        };
+        assert_eq!(held["spec"]["initContainers"][0]["name"], crate::hold::NAME);
+        assert_eq!(held["metadata"]["labels"]["pod-template-hash"], "5d8");
+        let Decision::Restore(restored) = preparer.prepare(set("web-5d8"), &GroupKind::REPLICA_SET, &spec)
+        else {
+            panic!("its ReplicaSet restored")
+        };
+        assert!(
+            restored["metadata"].get("ownerReferences").is_none(),
+            "for its Deployment to adopt"
+        );
+        assert_eq!(
+            preparer.prepare(set("web-4c1"), &GroupKind::REPLICA_SET, &spec),
+            Decision::LeftToController("owned by Deployment web, whose controller recreates it".into())
+        );
     }
 
     #[test]

@@ -71,6 +71,11 @@ impl Beneath {
         })
     }
 
+    /// Writes everything written to the directory's filesystem to disk (`syncfs`).
+    pub fn sync(&self) -> std::io::Result<()> {
+        rustix::fs::syncfs(&self.root).map_err(error)
+    }
+
     /// `rel` as a user reads it: the directory's path joined with it.
     pub fn show(&self, rel: &Path) -> PathBuf {
         self.shown.join(rel)

@@ -168,6 +168,9 @@ pub async fn run(
     if let Some(root) = &snap.root {
         attributes(&dir, Path::new(""), root, Kind::Dir, options)?;
     }
+    // Done means on disk: a held application starts on the data only once a crash of the node
+    // can no longer take it back.
+    dir.sync().map_err(|e| Error::io(target, e))?;
     let Restore { summary, failed, .. } = restore;
     // A damaged blob or a refused entry costs its files, not the restore: the others are
     // written, and the failures are reported together at the end.
@@ -208,7 +211,15 @@ impl Pending {
             return Err(io(e));
         }
         let file = self.dir.write_file(&self.path).map_err(|e| io(&e))?;
-        write_sparse(&file, at, data).map_err(|e| io(&e))
+        write_sparse(&file, at, data).map_err(|e| io(&e))?;
+        // Starts writing these pages to disk now and drops them from the page cache once they
+        // are: a restore leaves neither gigabytes of dirty pages for the final sync nor the
+        // node's cache (charged to the node agent's memory limit) full of data nobody reads.
+        if let Some(len) = std::num::NonZeroU64::new(data.len() as u64) {
+            // Advice only: the final sync is what the restore's success rests on.
+            let _ = rustix::fs::fadvise(&file, at, Some(len), rustix::fs::Advice::DontNeed);
+        }
+        Ok(())
     }
 
     /// One blob of it done (or failed): after the last, its attributes, unless it failed.

@@ -52,6 +52,12 @@ impl GroupKind {
     pub const POD: Self = Self::core("Pod");
     /// Jobs.
     pub const JOB: Self = Self::from_static("batch", "Job");
+    /// Deployments.
+    pub const DEPLOYMENT: Self = Self::from_static("apps", "Deployment");
+    /// ReplicaSets.
+    pub const REPLICA_SET: Self = Self::from_static("apps", "ReplicaSet");
+    /// StatefulSets.
+    pub const STATEFUL_SET: Self = Self::from_static("apps", "StatefulSet");
     /// Roles.
     pub const ROLE: Self = Self::from_static("rbac.authorization.k8s.io", "Role");
     /// ClusterRoles.

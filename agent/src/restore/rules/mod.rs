@@ -76,6 +76,8 @@ pub struct Known {
     /// What holds restored pods until their claims' data is in ([`crate::hold`]), and the restore's
     /// name; `None`: pods are not held.
     hold: Option<(crate::hold::Image, String)>,
+    /// ReplicaSets whose pods are restored held: restored too, for their Deployment to adopt.
+    sets_of_held_pods: HashSet<(String, String)>,
 }
 
 impl Known {
@@ -108,6 +110,19 @@ impl Known {
             .into_iter()
             .filter(|c| self.claims_with_data.contains(&(namespace.to_owned(), c.clone())))
             .collect()
+    }
+}
+
+impl Known {
+    /// ReplicaSet `name` of `namespace` (in the backup) controls a pod restored held.
+    pub fn held_pod_of_set(&mut self, namespace: &str, name: &str) {
+        self.sets_of_held_pods
+            .insert((namespace.to_owned(), name.to_owned()));
+    }
+
+    /// Whether ReplicaSet `object` (as backed up) controls a pod restored held.
+    pub fn set_of_held_pods(&self, object: &Value) -> bool {
+        self.sets_of_held_pods.contains(&id(object))
     }
 }
 
