@@ -308,6 +308,8 @@ pub async fn settle(
                 .await
             {
                 Ok(_) => tracing::info!(namespace, pod = name, state, "hold ended"),
+                // Deleted meanwhile (a surplus pod its controller removed): nothing waits.
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
                 Err(e) if attempt < PATCH_ATTEMPTS => {
                     tracing::debug!(namespace, pod = name, error = %crate::kube_error(&e), "retrying the end of a hold");
                     tokio::time::sleep(POLL).await;

@@ -260,7 +260,30 @@ async fn execute(
     } else {
         None
     };
+    let holds = hold.is_some();
     let mut preparer = Preparer::new(&backed_up, guard, hold);
+    // A Deployment's pod is held only if its ReplicaSet comes with it, to adopt it: the
+    // backup's ReplicaSets are read once before anything is made.
+    if let Some(sets) = resources
+        .iter()
+        .find(|r| holds && r.group_kind() == GroupKind::REPLICA_SET)
+    {
+        for part in sets.parts.iter().filter(|p| !damage.contains_key(*p)) {
+            let key = keys.absolute(part);
+            let bytes = source.must_read_bytes(ObjectKind::ObjectPart, &key).await?;
+            let part_error = |source| Error::Part {
+                key: key.clone(),
+                source,
+            };
+            let objects = PartReader::new(std::io::Cursor::new(bytes)).map_err(part_error)?;
+            for object in objects {
+                let object = object.map_err(part_error)?;
+                if covers(spec, sets, &object) {
+                    preparer.backed_up_set(&object);
+                }
+            }
+        }
+    }
     for resource in &resources {
         let kind = resource.group_kind();
         let target = resolve(client, resource, !spec.dry_run).await;

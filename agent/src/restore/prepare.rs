@@ -61,19 +61,35 @@ impl Preparer {
         }
     }
 
+    /// ReplicaSet `object` (as backed up) is in the backup and restored with it: if its
+    /// controller is a Deployment, or it has none, its pods with claim data are restored held.
+    pub fn backed_up_set(&mut self, object: &Value) {
+        let owner = controller_owner(object);
+        if owner.is_none_or(|o| o.kind == GroupKind::DEPLOYMENT) {
+            self.known.adoptable(object);
+        }
+    }
+
     /// What to do with `object` (of `kind`) under `spec`.
     pub fn prepare(&mut self, mut object: Value, kind: &GroupKind, spec: &RestoreSpec) -> Decision {
-        if let Some((owner_kind, owner)) = controller_owner(&object) {
+        if let Some(owner) = controller_owner(&object) {
+            let namespace = object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let adopts = owner.kind == GroupKind::STATEFUL_SET
+                || owner.kind == GroupKind::REPLICA_SET && self.known.adoptable_set(namespace, owner.name);
             let held_pod = *kind == GroupKind::POD
-                && ["StatefulSet", "ReplicaSet"].contains(&owner_kind)
+                && adopts
+                && !finished(&object)
                 && !self.known.held_claims(&object).is_empty();
             let set_of_held = *kind == GroupKind::REPLICA_SET
-                && owner_kind == "Deployment"
+                && owner.kind == GroupKind::DEPLOYMENT
                 && self.known.set_of_held_pods(&object);
-            if held_pod && owner_kind == "ReplicaSet" {
-                let namespace = object.pointer("/metadata/namespace").and_then(Value::as_str);
-                self.known.held_pod_of_set(namespace.unwrap_or_default(), owner);
+            if held_pod && owner.kind == GroupKind::REPLICA_SET {
+                self.known.held_pod_of_set(namespace, owner.name);
             }
+            let (owner_kind, owner) = (owner.kind.kind(), owner.name);
             if !(held_pod || set_of_held) {
                 return Decision::LeftToController(format!(
                     "owned by {owner_kind} {owner}, whose controller recreates it"
@@ -96,20 +112,45 @@ impl Preparer {
     }
 }
 
-/// The kind and name of the object's controlling owner, if it has one.
+/// An object's controlling owner.
 ///
 /// A pod that mounts claims with data is restored held ([`crate::hold`]) when its controller
 /// adopts it rather than making one of its own: a StatefulSet claims the orphan pods its selector
 /// matches, by name; a ReplicaSet claims those its selector matches, and is restored itself
 /// (before its Deployment, which adopts it: it looks for a ReplicaSet whose template equals its
-/// own, ignoring the hash in the name and labels, before it makes one).
-fn controller_owner(object: &Value) -> Option<(&str, &str)> {
+/// own, ignoring the hash in the name and labels, before it makes one) — if the backup holds it
+/// and its controller is a Deployment or none ([`Known::adoptable_set`]).
+pub struct Owner<'a> {
+    /// Its group and kind.
+    pub kind: GroupKind,
+    /// Its name.
+    pub name: &'a str,
+}
+
+/// The object's controlling owner, if it has one.
+pub fn controller_owner(object: &Value) -> Option<Owner<'_>> {
     let owners = object.pointer("/metadata/ownerReferences")?.as_array()?;
     let owner = owners
         .iter()
         .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true))?;
     let field = |f: &str| owner.get(f).and_then(Value::as_str).unwrap_or_default();
-    Some((field("kind"), field("name")))
+    // `apps/v1`, or `v1` for the core group.
+    let group = field("apiVersion")
+        .rsplit_once('/')
+        .map_or("", |(group, _)| group);
+    Some(Owner {
+        kind: GroupKind::new(group.to_owned(), field("kind").to_owned()),
+        name: field("name"),
+    })
+}
+
+/// Whether pod `object` has ended (`Succeeded` or `Failed`, an evicted pod say): its controller
+/// has replaced it, so it is not restored held.
+fn finished(object: &Value) -> bool {
+    matches!(
+        object.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 /// Drops server-owned state and maps the object's namespace.
@@ -137,18 +178,11 @@ mod tests {
     use crate::restore::rules::tests::spec;
     use serde_json::json;
 
-    /// A StatefulSet's pod that mounts a claim with data is restored, held, for its controller to
-    /// adopt; without a hold image, or without data, it is left to the controller as before.
-    #[test]
-    fn a_controllers_pod_with_claim_data_is_restored_held() {
-        let pod = json!({"metadata": {"name": "db-0", "namespace": "app", "uid": "u",
-            "labels": {"app": "db", "controller-revision-hash": "db-7f"},
-            "ownerReferences": [{"kind": "StatefulSet", "name": "db", "controller": true, "uid": "s"}]},
-            "spec": {"nodeName": "n1", "containers": [{"name": "db"}],
-                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}}]}});
+    /// Claim `claim` of namespace `app` backed up with data, and the image that holds pods.
+    fn held_data(claim: &str) -> ([VolumeResult; 1], crate::hold::Image) {
         let data = [VolumeResult {
             namespace: "app".into(),
-            claim: "data-db-0".into(),
+            claim: claim.into(),
             volume: "pv-1".into(),
             snapshot: "s".into(),
             ..VolumeResult::default()
@@ -157,6 +191,19 @@ mod tests {
             image: "cairn/agent:0.1.0".into(),
             pull_policy: None,
         };
+        (data, image)
+    }
+
+    /// A StatefulSet's pod that mounts a claim with data is restored, held, for its controller to
+    /// adopt; without a hold image, or without data, it is left to the controller as before.
+    #[test]
+    fn a_controllers_pod_with_claim_data_is_restored_held() {
+        let pod = json!({"metadata": {"name": "db-0", "namespace": "app", "uid": "u",
+            "labels": {"app": "db", "controller-revision-hash": "db-7f"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db", "controller": true, "uid": "s"}]},
+            "spec": {"nodeName": "n1", "containers": [{"name": "db"}],
+                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}}]}});
+        let (data, image) = held_data("data-db-0");
         let spec = spec(&[("app", "app")], false);
         let mut held = Preparer::new(&data, None, Some((image.clone(), "back".into())));
         let Decision::Restore(out) = held.prepare(pod.clone(), &GroupKind::POD, &spec) else {
@@ -178,11 +225,11 @@ mod tests {
     }
 
     /// A Deployment's pod that mounts a claim with data is restored held, and its ReplicaSet
-    /// after it, for the Deployment to adopt; the Deployment's other ReplicaSets are left to it.
+    /// after it, for the Deployment to adopt, if the backup holds that ReplicaSet and a
+    /// Deployment controls it; the Deployment's other ReplicaSets are left to it.
     #[test]
     fn a_deployments_held_pod_brings_its_replica_set() {
-        let owned =
-            |kind: &str, name: &str| json!([{"kind": kind, "name": name, "controller": true, "uid": "o"}]);
+        let owned = |kind: &str, name: &str| json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "controller": true, "uid": "o"}]);
         let pod = json!({"metadata": {"name": "web-5d8-x2", "namespace": "app",
             "labels": {"app": "web", "pod-template-hash": "5d8"}, "ownerReferences": owned("ReplicaSet", "web-5d8")},
             "spec": {"containers": [{"name": "web"}],
@@ -191,19 +238,22 @@ mod tests {
             json!({"metadata": {"name": name, "namespace": "app", "ownerReferences": owned("Deployment", "web")},
                    "spec": {"replicas": 1}})
         };
-        let data = [VolumeResult {
-            namespace: "app".into(),
-            claim: "web-data".into(),
-            volume: "pv-1".into(),
-            snapshot: "s".into(),
-            ..VolumeResult::default()
-        }];
-        let image = crate::hold::Image {
-            image: "cairn/agent:0.1.0".into(),
-            pull_policy: None,
-        };
+        let (data, image) = held_data("web-data");
         let spec = spec(&[], false);
         let mut preparer = Preparer::new(&data, None, Some((image, "back".into())));
+        // Its ReplicaSet not in the backup (or another kind's): nothing would adopt it.
+        assert!(matches!(
+            preparer.prepare(pod.clone(), &GroupKind::POD, &spec),
+            Decision::LeftToController(_)
+        ));
+        let mut rollout = set("web-5d8");
+        rollout["metadata"]["ownerReferences"] = json!([{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "web", "controller": true}]);
+        preparer.backed_up_set(&rollout);
+        assert!(matches!(
+            preparer.prepare(pod.clone(), &GroupKind::POD, &spec),
+            Decision::LeftToController(_)
+        ));
+        preparer.backed_up_set(&set("web-5d8"));
         let Decision::Restore(held) = preparer.prepare(pod, &GroupKind::POD, &spec) else {
             panic!("restored")
         };

@@ -170,7 +170,11 @@ pub async fn run(
     }
     // Done means on disk: a held application starts on the data only once a crash of the node
     // can no longer take it back.
-    dir.sync().map_err(|e| Error::io(target, e))?;
+    let syncing = dir.clone();
+    tokio::task::spawn_blocking(move || syncing.sync())
+        .await
+        .map_err(|_| Error::Worker("restore"))?
+        .map_err(|e| Error::io(target, e))?;
     let Restore { summary, failed, .. } = restore;
     // A damaged blob or a refused entry costs its files, not the restore: the others are
     // written, and the failures are reported together at the end.
@@ -212,12 +216,12 @@ impl Pending {
         }
         let file = self.dir.write_file(&self.path).map_err(|e| io(&e))?;
         write_sparse(&file, at, data).map_err(|e| io(&e))?;
-        // Starts writing these pages to disk now and drops them from the page cache once they
-        // are: a restore leaves neither gigabytes of dirty pages for the final sync nor the
-        // node's cache (charged to the node agent's memory limit) full of data nobody reads.
+        // Starts writing these pages to disk now (the kernel skips what is still dirty when it
+        // drops, so [`Pending::blob_done`] advises the whole file again once it is written): a
+        // restore leaves neither gigabytes of dirty pages for the final sync nor the node's cache
+        // (charged to the node agent's memory limit) full of data nobody reads yet.
         if let Some(len) = std::num::NonZeroU64::new(data.len() as u64) {
-            // Advice only: the final sync is what the restore's success rests on.
-            let _ = rustix::fs::fadvise(&file, at, Some(len), rustix::fs::Advice::DontNeed);
+            drop_cached(&file, at, Some(len));
         }
         Ok(())
     }
@@ -226,6 +230,9 @@ impl Pending {
     fn blob_done(&self) {
         let last = self.left.fetch_sub(1, Ordering::AcqRel) == 1;
         let intact = last && self.failure().is_none();
+        if last && let Ok(file) = self.dir.write_file(&self.path) {
+            drop_cached(&file, 0, None);
+        }
         if intact && let Err(e) = attributes(&self.dir, &self.path, &self.node, Kind::File, self.options) {
             self.fail(&e);
         }
@@ -242,6 +249,13 @@ impl Pending {
     fn failure(&self) -> std::sync::MutexGuard<'_, Option<String>> {
         self.failure.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Advises the kernel that the restore no longer needs the range `at..at + len` (to the end if
+/// `None`) of `file` cached: pages are written back, and dropped once clean. Advice only: the
+/// final sync is what the restore's success rests on.
+fn drop_cached(file: &std::fs::File, at: u64, len: Option<std::num::NonZeroU64>) {
+    let _ = rustix::fs::fadvise(file, at, len, rustix::fs::Advice::DontNeed);
 }
 
 /// Creates file `path` anew at length `size`.

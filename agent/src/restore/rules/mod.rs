@@ -76,6 +76,9 @@ pub struct Known {
     /// What holds restored pods until their claims' data is in ([`crate::hold`]), and the restore's
     /// name; `None`: pods are not held.
     hold: Option<(crate::hold::Image, String)>,
+    /// ReplicaSets of the backup, restored with it, that adopt held pods (their controller is a
+    /// Deployment, or they have none).
+    adoptable_sets: HashSet<(String, String)>,
     /// ReplicaSets whose pods are restored held: restored too, for their Deployment to adopt.
     sets_of_held_pods: HashSet<(String, String)>,
 }
@@ -114,6 +117,17 @@ impl Known {
 }
 
 impl Known {
+    /// ReplicaSet `object` (as backed up) is restored and adopts held pods.
+    pub fn adoptable(&mut self, object: &Value) {
+        self.adoptable_sets.insert(id(object));
+    }
+
+    /// Whether ReplicaSet `name` of `namespace` (in the backup) is restored and adopts held pods.
+    pub fn adoptable_set(&self, namespace: &str, name: &str) -> bool {
+        self.adoptable_sets
+            .contains(&(namespace.to_owned(), name.to_owned()))
+    }
+
     /// ReplicaSet `name` of `namespace` (in the backup) controls a pod restored held.
     pub fn held_pod_of_set(&mut self, namespace: &str, name: &str) {
         self.sets_of_held_pods
