@@ -406,10 +406,12 @@ async fn restored_pods_start_only_on_their_data_on_real_nodes() -> Result<()> {
 
     // Restored into a second cluster with two nodes and Cairn deployed the same way.
     let target = ControlPlane::start_with_nodes("shop-b", 2).await?;
-    target.provide_local_volumes(4).await?;
+    // Enough for every claim of r1 (4), r2's pods that still look for one in the background (3)
+    // and r3 (4): a claim r3 cannot place would keep it waiting its --volume-wait.
+    target.provide_local_volumes(6).await?;
     deploy_agents(&hub, &target).await?;
     let restored = hub
-        .cli_line("restore create r1 --from-backup b1 --target-cluster shop-b --wait")
+        .cli_line("restore create r1 --from-backup b1 --target-cluster shop-b --volume-wait 2m --wait")
         .await?;
     let r1 = hub.json("restore describe r1").await?;
     assert_eq!(r1["status"]["phase"], "Completed", "{restored:?}\n{r1}");
@@ -533,7 +535,7 @@ async fn restored_pods_start_only_on_their_data_on_real_nodes() -> Result<()> {
     })
     .await?;
     let failed = hub
-        .cli_line("restore create r3 --from-backup b1 --target-cluster shop-b --namespace-mapping shop:shop-held --wait")
+        .cli_line("restore create r3 --from-backup b1 --target-cluster shop-b --namespace-mapping shop:shop-held --volume-wait 2m --wait")
         .await?;
     assert_ne!(failed.code, Some(0), "{failed:?}");
     let r3 = hub.json("restore describe r3").await?;

@@ -269,15 +269,12 @@ async fn execute(
         .find(|r| holds && r.group_kind() == GroupKind::REPLICA_SET)
     {
         for part in sets.parts.iter().filter(|p| !damage.contains_key(*p)) {
-            let key = keys.absolute(part);
-            let bytes = source.must_read_bytes(ObjectKind::ObjectPart, &key).await?;
-            let part_error = |source| Error::Part {
-                key: key.clone(),
-                source,
-            };
-            let objects = PartReader::new(std::io::Cursor::new(bytes)).map_err(part_error)?;
+            let (key, objects) = open_part(source, &keys, part).await?;
             for object in objects {
-                let object = object.map_err(part_error)?;
+                let object = object.map_err(|source| Error::Part {
+                    key: key.clone(),
+                    source,
+                })?;
                 if covers(spec, sets, &object) {
                     preparer.backed_up_set(&object);
                 }
@@ -288,13 +285,11 @@ async fn execute(
         let kind = resource.group_kind();
         let target = resolve(client, resource, !spec.dry_run).await;
         for part in resource.parts.iter().filter(|p| !damage.contains_key(*p)) {
-            let key = keys.absolute(part);
-            let bytes = source.must_read_bytes(ObjectKind::ObjectPart, &key).await?;
+            let (key, mut objects) = open_part(source, &keys, part).await?;
             let part_error = |source| Error::Part {
                 key: key.clone(),
                 source,
             };
-            let mut objects = PartReader::new(std::io::Cursor::new(bytes)).map_err(part_error)?;
             let mut broken = None;
             // Objects are decoded, prepared and created as the stream pulls them: memory holds
             // one compressed part and the objects in flight, whatever the part's size.
@@ -328,6 +323,20 @@ async fn execute(
         }
     }
     Ok((backed_up, damaged))
+}
+
+/// Part `part` of the backup, opened: its key (which errors name) and its objects as they decode.
+async fn open_part(
+    source: &SealedStore,
+    keys: &BackupKeys,
+    part: &str,
+) -> Result<(String, PartReader<std::io::Cursor<Vec<u8>>>), Error> {
+    let key = keys.absolute(part);
+    let bytes = source.must_read_bytes(ObjectKind::ObjectPart, &key).await?;
+    match PartReader::new(std::io::Cursor::new(bytes)) {
+        Ok(objects) => Ok((key, objects)),
+        Err(source) => Err(Error::Part { key, source }),
+    }
 }
 
 /// Whether the restore's namespace filter covers `object` (by its namespace in the backup; a
