@@ -254,6 +254,8 @@ fn merge(result: &mut VolumeResult, done: VolumeResult) {
     result.bytes_read = done.bytes_read;
     result.bytes_added = done.bytes_added;
     result.error = done.error;
+    result.started = done.started;
+    result.finished = done.finished;
 }
 
 async fn list_pods(client: &kube::Client, namespace: &str) -> Result<Vec<Pod>, kube::Error> {

@@ -9,7 +9,7 @@
 //! volume a Kubernetes object name, so neither can climb out of the kubelet's pods directory; and
 //! below it only real directories are followed, never a symbolic link.
 
-use cairn_proto::model::{Report, VolumeProgress, VolumeResult, VolumeTask, VolumeTaskId};
+use cairn_proto::model::{Report, Timestamp, VolumeProgress, VolumeResult, VolumeTask, VolumeTaskId};
 use cairn_proto::seal::Key;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -112,6 +112,7 @@ impl Node {
             ..VolumeResult::default()
         };
         let outcome = self.move_data(task, counters, &mut result).await;
+        result.finished = result.started.map(|_| Timestamp::now());
         if let Err(e) = outcome {
             let error = cairn_proto::error_chain(&e);
             tracing::warn!(%error, "volume task failed");
@@ -138,6 +139,7 @@ impl Node {
         match &task.snapshot {
             None => {
                 let dir = self.present(&volume)?;
+                result.started = Some(Timestamp::now());
                 let origin = volume::backup::Origin {
                     host: task.cluster.to_string(),
                     path: Some(task.source.clone()),
@@ -153,6 +155,7 @@ impl Node {
             Some(snapshot) => {
                 let dir = self.mounted(&volume).await?;
                 tracing::info!(dir = %dir.display(), "volume mounted: restoring into it");
+                result.started = Some(Timestamp::now());
                 let options = volume::restore::Options {
                     keep_setid: task.keep_setid,
                 };

@@ -12,6 +12,7 @@
 //! least-privilege security context through the real API server.
 
 use anyhow::{Context, Result, bail};
+use cairn_proto::model::Timestamp;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, PostParams};
 use serde_json::Value;
@@ -218,6 +219,12 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
     let volume = &described["status"]["volumes"][0];
     assert_eq!(volume["node"], "node-a", "{described}");
     assert_eq!(volume["files"], 6, "{described}");
+    let (started, finished) = data_time(volume)?;
+    let backup = data_time(&described["status"])?;
+    assert!(
+        backup.0 <= started && started <= finished && finished <= backup.1,
+        "the volume's data time is within its backup's: {described}"
+    );
 
     // The workspace's key is rotated: the volume repository's master key is re-wrapped (the key
     // file the old version opened is gone), new backups are sealed with version 2, and the
@@ -291,10 +298,24 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
         "the restored claim binds to a new volume, not the source's"
     );
     let restored = mount_dir(&root_b, &new_uid, "pv-dst");
+    let mounted = Timestamp::now();
     std::fs::create_dir_all(&restored)?;
     let done = ended(&hub, "restore", "back").await?;
     assert_eq!(done["status"]["phase"], "Completed", "{done}");
     assert_eq!(done["status"]["volumes"][0]["node"], "node-b", "{done}");
+    // The volume's time is its data's alone: from its mount being there to the restore's end.
+    let (started, finished) = data_time(&done["status"]["volumes"][0])?;
+    let restore = data_time(&done["status"])?;
+    assert!(
+        mounted <= started && started <= finished && finished <= restore.1,
+        "mounted at {mounted}: {done}"
+    );
+    let described = hub.cli_line("restore describe back").await?.ok()?;
+    assert!(
+        described.stdout.contains(" TIME ") && described.stdout.contains("node-b"),
+        "{}",
+        described.stdout
+    );
     assert_eq!(
         picture(&restored)?,
         before,
@@ -795,4 +816,12 @@ async fn volume_results(
     }
     results.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(results)
+}
+
+/// `started` and `finished` of a status: a backup's, a restore's, or one volume's data in it.
+fn data_time(status: &Value) -> Result<(Timestamp, Timestamp)> {
+    let at = |field: &str| -> Result<Timestamp> {
+        serde_json::from_value(status[field].clone()).with_context(|| format!("{field} in {status}"))
+    };
+    Ok((at("started")?, at("finished")?))
 }

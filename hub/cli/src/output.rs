@@ -213,7 +213,7 @@ fn volumes(volumes: &[VolumeResult], title: &str) {
         return;
     }
     outln!("{title}");
-    let mut t = table(&["CLAIM", "NODE", "SNAPSHOT", "FILES", "SIZE", "RESULT"]);
+    let mut t = table(&["CLAIM", "NODE", "SNAPSHOT", "FILES", "SIZE", "TIME", "RESULT"]);
     for v in volumes {
         t.add_row(vec![
             v.claim_ref(),
@@ -221,6 +221,7 @@ fn volumes(volumes: &[VolumeResult], title: &str) {
             v.snapshot.chars().take(12).collect(),
             v.files.to_string(),
             indicatif::HumanBytes(v.bytes).to_string(),
+            duration(v.started, v.finished),
             v.error.clone().unwrap_or_else(|| "ok".into()),
         ]);
     }

@@ -1,6 +1,6 @@
 //! Volume data: results, tasks for node agents, their progress.
 
-use super::{Result, Wire, name, opt_string, required};
+use super::{Result, Wire, ms, name, opt_string, required};
 use crate::model::{
     KeyVersion, Location, RepositoryKey, Timestamp, VolumeProgress, VolumeResult, VolumeTask,
 };
@@ -48,6 +48,8 @@ impl Wire for VolumeResult {
             bytes_read: self.bytes_read,
             bytes_added: self.bytes_added,
             error: self.error.clone().unwrap_or_default(),
+            started_unix_ms: ms(self.started),
+            finished_unix_ms: ms(self.finished),
         }
     }
 
@@ -64,6 +66,8 @@ impl Wire for VolumeResult {
             bytes_read: m.bytes_read,
             bytes_added: m.bytes_added,
             error: opt_string(m.error),
+            started: Timestamp::from_unix_ms(m.started_unix_ms),
+            finished: Timestamp::from_unix_ms(m.finished_unix_ms),
         })
     }
 }

@@ -159,13 +159,13 @@ fn volume_result() -> impl Strategy<Value = pb::VolumeResult> {
     (
         (text(), text(), text(), text(), text(), text()),
         (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()),
-        text(),
+        (text(), int64(), int64()),
     )
         .prop_map(
             |(
                 (namespace, claim, volume, node, pod, snapshot),
                 (files, bytes, bytes_read, bytes_added),
-                error,
+                (error, started_unix_ms, finished_unix_ms),
             )| {
                 pb::VolumeResult {
                     namespace,
@@ -179,6 +179,8 @@ fn volume_result() -> impl Strategy<Value = pb::VolumeResult> {
                     bytes_read,
                     bytes_added,
                     error,
+                    started_unix_ms,
+                    finished_unix_ms,
                 }
             },
         )

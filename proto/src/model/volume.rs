@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClusterName, Location, VolumeTaskId};
+use super::{ClusterName, Location, Timestamp, VolumeTaskId};
 
 /// One PersistentVolumeClaim's data in a backup (the snapshot it went to) or a restore (the
 /// snapshot written into the claim's new volume).
@@ -30,6 +30,10 @@ pub struct VolumeResult {
     pub bytes_added: u64,
     /// Why this claim's data was not moved.
     pub error: Option<String>,
+    /// When the node agent began moving the data: its volume found (mounted, for a restore).
+    pub started: Option<Timestamp>,
+    /// When it ended, moved or not.
+    pub finished: Option<Timestamp>,
 }
 
 impl VolumeResult {
@@ -111,7 +115,7 @@ pub struct KeyVersion {
     /// Wraps the volume repository's master key.
     pub repository: [u8; 32],
     /// When it was made.
-    pub created: super::Timestamp,
+    pub created: Timestamp,
 }
 
 impl std::fmt::Debug for KeyVersion {
