@@ -131,6 +131,15 @@ impl Node {
     ) -> Result<(), Error> {
         // Before anything is opened, here or in the location.
         let volume = PodVolume::of(task)?;
+        let dir = match &task.snapshot {
+            None => self.present(&volume)?,
+            Some(_) => {
+                let dir = self.mounted(&volume).await?;
+                tracing::info!(dir = %dir.display(), "volume mounted: restoring into it");
+                dir
+            }
+        };
+        result.started = Some(Timestamp::now());
         let store = cairn_proto::format::open_location(&task.location).map_err(volume::Error::from)?;
         let kek = Key::from_raw(&task.key.0, "the workspace's repository key")?;
         let label = format!("location {}", task.location.name);
@@ -138,8 +147,6 @@ impl Node {
             Arc::new(Repository::open_or_init(store, &label, &kek, "the workspace's repository key").await?);
         match &task.snapshot {
             None => {
-                let dir = self.present(&volume)?;
-                result.started = Some(Timestamp::now());
                 let origin = volume::backup::Origin {
                     host: task.cluster.to_string(),
                     path: Some(task.source.clone()),
@@ -153,9 +160,6 @@ impl Node {
                 result.bytes_added = s.bytes_added;
             }
             Some(snapshot) => {
-                let dir = self.mounted(&volume).await?;
-                tracing::info!(dir = %dir.display(), "volume mounted: restoring into it");
-                result.started = Some(Timestamp::now());
                 let options = volume::restore::Options {
                     keep_setid: task.keep_setid,
                 };

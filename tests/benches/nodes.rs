@@ -7,16 +7,21 @@
 //! finding the claim's pod and node, the hub's relay, the restored claim's binding and the pod's
 //! scheduling and mount (target: at most 10%).
 //!
-//! Data: `../shared/bench/gen_volume.py create` (1 GiB; `CAIRN_BENCH_NODE_MIB` for another size).
+//! Data: `../shared/bench/gen_volume.py create` at its default size, 2 GiB, as in the volume bench
+//! (`CAIRN_BENCH_NODE_MIB` for another size).
 //! Each path runs three times (`CAIRN_BENCH_RUNS`), each run into a new bucket and repository;
 //! medians are reported. Page cache dropped before each step. Needs the release binaries and Cairn's images
 //! (`cargo build --release --workspace --bins && deploy/images/build.sh target/release
 //! target/images`) and the test bed (`tests/bed/setup.sh`).
 //!
-//! `CAIRN_BENCH_LOGS=1` prints the agents' logs at the end.
+//! Each in-cluster row is split: the node agent's time moving the data (the volume's `started`
+//! to `finished` in `describe`) and the rest, the fixed part — for a restore mostly Kubernetes':
+//! the scheduler binding the new claim, the kubelet mounting it. `CAIRN_BENCH_LOGS=1` prints the
+//! agents' logs at the end.
 //!
-//! Last line: `nodes backup_overhead=…% (… s) restore_overhead=…% (… s)` (the in-cluster path's
-//! time over the direct one's, minus one, and the difference in seconds).
+//! Last line: `nodes backup_overhead=…% (… s) restore_overhead=…% (… s) backup_data=…%
+//! restore_data=…%` (the in-cluster path's time over the direct one's, minus one, and the
+//! difference in seconds; then the node agent's data time alone over the direct path's).
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Pod;
@@ -25,7 +30,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use testbed::bench::{drop_caches, du_bytes, generate, mib};
-use testbed::cairn::HubProcess;
+use testbed::cairn::{HubProcess, span};
 use testbed::in_cluster::{add_pod_location, bucket_for_pods, deploy_agents};
 use testbed::storage::{AZURE_ACCOUNT, AZURE_KEY};
 use testbed::{BUSYBOX_IMAGE, ControlPlane, wait_until};
@@ -77,6 +82,12 @@ fn median(values: &mut [f64]) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// Seconds the node agent took moving the one volume's data of a backup or restore (`describe`).
+fn data_secs(described: &serde_json::Value) -> Result<f64> {
+    let (started, finished) = span(&described["status"]["volumes"][0])?;
+    Ok(started.until(finished).as_secs_f64())
+}
+
 /// Removes everything in directory `dir`.
 fn empty(dir: &Path) -> Result<()> {
     for entry in std::fs::read_dir(dir)? {
@@ -115,7 +126,7 @@ fn repo(agent: &Path, key: &Path, endpoint: &str, url: &str, args: &[&str]) -> R
 async fn main() -> Result<()> {
     testbed::init();
     let size_mib: u64 = std::env::var("CAIRN_BENCH_NODE_MIB")
-        .unwrap_or_else(|_| "1024".into())
+        .unwrap_or_else(|_| "2048".into())
         .parse()?;
     let runs: usize = std::env::var("CAIRN_BENCH_RUNS")
         .unwrap_or_else(|_| "3".into())
@@ -164,6 +175,7 @@ async fn main() -> Result<()> {
     .await?;
 
     let (mut cluster_backups, mut cluster_restores) = (Vec::new(), Vec::new());
+    let (mut backup_data, mut restore_data) = (Vec::new(), Vec::new());
     let (mut direct_backups, mut direct_restores) = (Vec::new(), Vec::new());
     for run in 0..runs {
         // Each run into a new bucket and repository, so each backup is a first one.
@@ -180,6 +192,8 @@ async fn main() -> Result<()> {
         })
         .await?;
         cluster_backups.push(secs);
+        let described = hub.json(&format!("backup describe b{run}")).await?;
+        backup_data.push(data_secs(&described)?);
         eprintln!("== run {run}: in the cluster: restore (a new claim, its pod held until the data is in)");
         drop_caches();
         let (_, secs) = timed(async {
@@ -192,6 +206,7 @@ async fn main() -> Result<()> {
         .await?;
         cluster_restores.push(secs);
         let restored = hub.json(&format!("restore describe r{run}")).await?;
+        restore_data.push(data_secs(&restored)?);
         let written = &restored["status"]["volumes"][0];
         if written["bytes"].as_u64().unwrap_or_default() == 0 {
             bail!("the restore wrote no data: {restored}");
@@ -245,6 +260,7 @@ async fn main() -> Result<()> {
     }
     let (cluster_backup, direct_backup) = (median(&mut cluster_backups), median(&mut direct_backups));
     let (cluster_restore, direct_restore) = (median(&mut cluster_restores), median(&mut direct_restores));
+    let (backup_data, restore_data) = (median(&mut backup_data), median(&mut restore_data));
 
     let rate = |secs: f64| mib(size) / secs;
     println!(
@@ -253,19 +269,31 @@ async fn main() -> Result<()> {
     );
     for (what, secs) in [
         ("backup, in the cluster (cairn backup --volumes)", cluster_backup),
+        ("  the node agent moving the data", backup_data),
+        (
+            "  the rest (finding the pod, the relay)",
+            cluster_backup - backup_data,
+        ),
         ("backup, direct (cairn-agent repo backup)", direct_backup),
         ("restore, in the cluster (cairn restore, held)", cluster_restore),
+        ("  the node agent moving the data", restore_data),
+        (
+            "  the rest (objects, binding, mount, release)",
+            cluster_restore - restore_data,
+        ),
         ("restore, direct (cairn-agent repo restore)", direct_restore),
     ] {
         println!("{what:<50} {secs:>9.1} {:>9.1}", rate(secs));
     }
     println!("data: {:.0} MiB", mib(size));
     println!(
-        "nodes backup_overhead={:+.1}% ({:+.1} s) restore_overhead={:+.1}% ({:+.1} s)",
+        "nodes backup_overhead={:+.1}% ({:+.1} s) restore_overhead={:+.1}% ({:+.1} s) backup_data={:+.1}% restore_data={:+.1}%",
         (cluster_backup / direct_backup - 1.0) * 100.0,
         cluster_backup - direct_backup,
         (cluster_restore / direct_restore - 1.0) * 100.0,
-        cluster_restore - direct_restore
+        cluster_restore - direct_restore,
+        (backup_data / direct_backup - 1.0) * 100.0,
+        (restore_data / direct_restore - 1.0) * 100.0,
     );
     Ok(())
 }

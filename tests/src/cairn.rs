@@ -633,3 +633,14 @@ pub fn catalog(list: &serde_json::Value) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// `started` and `finished` of a status in `describe -o json`: a backup's, a restore's, or one
+/// volume's data in it (its node agent's time moving the data).
+pub fn span(
+    status: &serde_json::Value,
+) -> Result<(cairn_proto::model::Timestamp, cairn_proto::model::Timestamp)> {
+    let at = |field: &str| -> Result<cairn_proto::model::Timestamp> {
+        serde_json::from_value(status[field].clone()).with_context(|| format!("{field} in {status}"))
+    };
+    Ok((at("started")?, at("finished")?))
+}

@@ -19,7 +19,7 @@ use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
-use testbed::cairn::HubProcess;
+use testbed::cairn::{HubProcess, span};
 use testbed::storage::{LocalDir, files_under};
 use testbed::tree::{picture, random_bytes, write};
 use testbed::{ControlPlane, wait_until};
@@ -219,8 +219,8 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
     let volume = &described["status"]["volumes"][0];
     assert_eq!(volume["node"], "node-a", "{described}");
     assert_eq!(volume["files"], 6, "{described}");
-    let (started, finished) = data_time(volume)?;
-    let backup = data_time(&described["status"])?;
+    let (started, finished) = span(volume)?;
+    let backup = span(&described["status"])?;
     assert!(
         backup.0 <= started && started <= finished && finished <= backup.1,
         "the volume's data time is within its backup's: {described}"
@@ -304,8 +304,8 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
     assert_eq!(done["status"]["phase"], "Completed", "{done}");
     assert_eq!(done["status"]["volumes"][0]["node"], "node-b", "{done}");
     // The volume's time is its data's alone: from its mount being there to the restore's end.
-    let (started, finished) = data_time(&done["status"]["volumes"][0])?;
-    let restore = data_time(&done["status"])?;
+    let (started, finished) = span(&done["status"]["volumes"][0])?;
+    let restore = span(&done["status"])?;
     assert!(
         mounted <= started && started <= finished && finished <= restore.1,
         "mounted at {mounted}: {done}"
@@ -816,12 +816,4 @@ async fn volume_results(
     }
     results.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(results)
-}
-
-/// `started` and `finished` of a status: a backup's, a restore's, or one volume's data in it.
-fn data_time(status: &Value) -> Result<(Timestamp, Timestamp)> {
-    let at = |field: &str| -> Result<Timestamp> {
-        serde_json::from_value(status[field].clone()).with_context(|| format!("{field} in {status}"))
-    };
-    Ok((at("started")?, at("finished")?))
 }
