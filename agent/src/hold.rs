@@ -27,7 +27,7 @@
 //! the next backup carries no trace of it.
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -49,6 +49,8 @@ const DIR: &str = "/var/run/cairn-hold";
 const FILE: &str = "state";
 /// Attempts at ending one pod's hold, a poll apart.
 const PATCH_ATTEMPTS: u32 = 5;
+/// Pods listed at a time when looking for held ones.
+const PAGE: u32 = 500;
 /// How often the hold reads the annotation's file.
 const POLL: Duration = Duration::from_secs(1);
 
@@ -253,9 +255,8 @@ pub async fn settle(
             .or_default();
         *seen = seen.or(r.error.as_deref());
     }
-    let all: Api<Pod> = Api::all(client.clone());
-    let list = match all.list(&Default::default()).await {
-        Ok(list) => list.items,
+    let held = match held_pods(client, restore).await {
+        Ok(held) => held,
         Err(e) => {
             let why = crate::kube_error(&e);
             tracing::warn!(error = %why, "cannot list the pods this restore holds");
@@ -265,20 +266,19 @@ pub async fn settle(
         }
     };
     let mut stuck = Vec::new();
-    for pod in list {
-        let annotation = pod.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION));
+    for Held {
+        namespace,
+        name,
+        annotation,
+    } in held
+    {
         let Some(Waiting {
             restore: held_by,
             claims,
-        }) = annotation.and_then(|a| Waiting::parse(a))
+        }) = Waiting::parse(&annotation)
         else {
             continue;
         };
-        if restore.is_some_and(|r| r != held_by) {
-            continue;
-        }
-        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        let name = pod.metadata.name.clone().unwrap_or_default();
         let failures: BTreeSet<String> = claims
             .iter()
             .filter_map(|c| match outcome.get(&(namespace.as_str(), *c)) {
@@ -331,6 +331,42 @@ pub async fn settle(
             stuck.join("; ")
         )
     })
+}
+
+/// A pod a restore holds: where it is, and its annotation (a [`Waiting`]).
+struct Held {
+    namespace: String,
+    name: String,
+    annotation: String,
+}
+
+/// The pods, in any namespace, held by restore `restore` (any restore's if `None`). Pods are
+/// listed by their metadata alone, a page at a time.
+async fn held_pods(client: &kube::Client, restore: Option<&str>) -> Result<Vec<Held>, kube::Error> {
+    let all: Api<Pod> = Api::all(client.clone());
+    let mut params = ListParams::default().limit(PAGE);
+    let mut held = Vec::new();
+    loop {
+        let page = all.list_metadata(&params).await?;
+        for pod in page.items {
+            let mut meta = pod.metadata;
+            let Some(annotation) = meta.annotations.as_mut().and_then(|a| a.remove(ANNOTATION)) else {
+                continue;
+            };
+            let ours = Waiting::parse(&annotation).is_some_and(|w| restore.is_none_or(|r| r == w.restore));
+            if ours {
+                held.push(Held {
+                    namespace: meta.namespace.unwrap_or_default(),
+                    name: meta.name.unwrap_or_default(),
+                    annotation,
+                });
+            }
+        }
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return Ok(held),
+        }
+    }
 }
 
 /// `cairn-agent hold --file FILE`: waits until FILE (the pod's annotation, through the

@@ -9,8 +9,8 @@
 //!
 //! Data: `../shared/bench/gen_volume.py create` at its default size, 2 GiB, as in the volume bench
 //! (`CAIRN_BENCH_NODE_MIB` for another size).
-//! Each path runs three times (`CAIRN_BENCH_RUNS`), each run into a new bucket and repository;
-//! medians are reported. Page cache dropped before each step. Needs the release binaries and Cairn's images
+//! Each path runs three times (`CAIRN_BENCH_RUNS`), each run into a new bucket and repository,
+//! each path first every other run; medians are reported. Page cache dropped before each step. Needs the release binaries and Cairn's images
 //! (`cargo build --release --workspace --bins && deploy/images/build.sh target/release
 //! target/images`) and the test bed (`tests/bed/setup.sh`).
 //!
@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 use testbed::bench::{drop_caches, du_bytes, generate, mib};
 use testbed::cairn::{HubProcess, span};
 use testbed::in_cluster::{add_pod_location, bucket_for_pods, deploy_agents};
-use testbed::storage::{AZURE_ACCOUNT, AZURE_KEY};
-use testbed::{BUSYBOX_IMAGE, ControlPlane, wait_until};
+use testbed::storage::{AZURE_ACCOUNT, AZURE_KEY, AzuriteServer};
+use testbed::{BUSYBOX_IMAGE, ControlPlane, Node, wait_until};
 
 /// The application whose claim is backed up and restored: a pod that mounts it and sleeps.
 fn app(namespace: &str, volume: &str) -> String {
@@ -101,25 +101,118 @@ fn empty(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `cairn-agent repo ARGS` against the repository at `url` in azurite, directly.
-fn repo(agent: &Path, key: &Path, endpoint: &str, url: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(agent)
-        .arg("repo")
-        .args(args)
-        .args(["--location-url", url, "--key-file"])
-        .arg(key)
-        .env("AZURE_STORAGE_ACCOUNT_NAME", AZURE_ACCOUNT)
-        .env("AZURE_STORAGE_ACCOUNT_KEY", AZURE_KEY)
-        .env("AZURE_STORAGE_ENDPOINT", endpoint)
-        .env("AZURE_ALLOW_HTTP", "true")
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "cairn-agent repo {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+/// Seconds one run of the in-cluster path took: each step end to end, and its node agent's data time.
+struct InCluster {
+    backup: f64,
+    backup_data: f64,
+    restore: f64,
+    restore_data: f64,
+}
+
+/// Run `run` of the in-cluster path: a backup of namespace `bench` with its claim's data into
+/// location `bucket`, restored into a new namespace (a new claim, its pod held until the data is
+/// in), whose restored data is then removed.
+async fn in_cluster(hub: &HubProcess, node: &Node, run: usize, bucket: &str) -> Result<InCluster> {
+    eprintln!("== run {run}: in the cluster: backup");
+    drop_caches();
+    let (_, backup) = timed(async {
+        hub.cli_line(&format!(
+            "backup create b{run} --cluster bench --include-namespaces bench --volumes --location {bucket} --wait"
+        ))
+        .await?
+        .ok()
+    })
+    .await?;
+    let described = hub.json(&format!("backup describe b{run}")).await?;
+    let backup_data = data_secs(&described)?;
+    eprintln!("== run {run}: in the cluster: restore");
+    drop_caches();
+    let (_, restore) = timed(async {
+        hub.cli_line(&format!(
+            "restore create r{run} --from-backup b{run} --target-cluster bench --namespace-mapping bench:bench-r{run} --wait"
+        ))
+        .await?
+        .ok()
+    })
+    .await?;
+    let restored = hub.json(&format!("restore describe r{run}")).await?;
+    let restore_data = data_secs(&restored)?;
+    let written = &restored["status"]["volumes"][0];
+    if written["bytes"].as_u64().unwrap_or_default() == 0 {
+        bail!("the restore wrote no data: {restored}");
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    // The restored copy is measured: its disk space is given back for the next runs.
+    let volume = written["volume"]
+        .as_str()
+        .context("the restored claim's volume")?;
+    empty(&node.volume_dir(volume)?)?;
+    Ok(InCluster {
+        backup,
+        backup_data,
+        restore,
+        restore_data,
+    })
+}
+
+/// The direct path: `cairn-agent repo` on the host, on the same data and azurite server.
+struct Direct<'a> {
+    agent: &'a Path,
+    azure: &'a AzuriteServer,
+    /// Where keys and restored copies go.
+    files: &'a Path,
+    data: &'a Path,
+}
+
+impl Direct<'_> {
+    /// Run `run`: a new repository in `bucket`, a backup of the data into it and a restore of
+    /// that (then removed); seconds of each.
+    fn run(&self, run: usize, bucket: &str) -> Result<(f64, f64)> {
+        eprintln!("== run {run}: direct: cairn-agent repo");
+        let url = format!("az://{bucket}/direct");
+        let key = self.files.join(format!("key-{run}"));
+        self.repo(&key, &url, &["init", "--new-key"])?;
+        drop_caches();
+        let started = Instant::now();
+        let out = self.repo(&key, &url, &["backup", self.data.to_str().context("utf-8")?])?;
+        let backup = started.elapsed().as_secs_f64();
+        let snapshot = out
+            .split_whitespace()
+            .nth(1)
+            .context("no snapshot id")?
+            .to_owned();
+        let target = self.files.join(format!("restored-{run}"));
+        drop_caches();
+        let started = Instant::now();
+        self.repo(
+            &key,
+            &url,
+            &["restore", &snapshot, target.to_str().context("utf-8")?],
+        )?;
+        let restore = started.elapsed().as_secs_f64();
+        std::fs::remove_dir_all(&target)?;
+        Ok((backup, restore))
+    }
+
+    /// `cairn-agent repo ARGS` against the repository at `url`.
+    fn repo(&self, key: &Path, url: &str, args: &[&str]) -> Result<String> {
+        let out = Command::new(self.agent)
+            .arg("repo")
+            .args(args)
+            .args(["--location-url", url, "--key-file"])
+            .arg(key)
+            .env("AZURE_STORAGE_ACCOUNT_NAME", AZURE_ACCOUNT)
+            .env("AZURE_STORAGE_ACCOUNT_KEY", AZURE_KEY)
+            .env("AZURE_STORAGE_ENDPOINT", self.azure.endpoint())
+            .env("AZURE_ALLOW_HTTP", "true")
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "cairn-agent repo {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
 }
 
 #[tokio::main]
@@ -181,73 +274,31 @@ async fn main() -> Result<()> {
         // Each run into a new bucket and repository, so each backup is a first one.
         let bucket = format!("run-{run}");
         add_pod_location(&hub, &azure, &bucket, false).await?;
-        eprintln!("== run {run}: in the cluster: backup");
-        drop_caches();
-        let (_, secs) = timed(async {
-            hub.cli_line(&format!(
-                "backup create b{run} --cluster bench --include-namespaces bench --volumes --location {bucket} --wait"
-            ))
-            .await?
-            .ok()
-        })
-        .await?;
-        cluster_backups.push(secs);
-        let described = hub.json(&format!("backup describe b{run}")).await?;
-        backup_data.push(data_secs(&described)?);
-        eprintln!("== run {run}: in the cluster: restore (a new claim, its pod held until the data is in)");
-        drop_caches();
-        let (_, secs) = timed(async {
-            hub.cli_line(&format!(
-                "restore create r{run} --from-backup b{run} --target-cluster bench --namespace-mapping bench:bench-r{run} --wait"
-            ))
-            .await?
-            .ok()
-        })
-        .await?;
-        cluster_restores.push(secs);
-        let restored = hub.json(&format!("restore describe r{run}")).await?;
-        restore_data.push(data_secs(&restored)?);
-        let written = &restored["status"]["volumes"][0];
-        if written["bytes"].as_u64().unwrap_or_default() == 0 {
-            bail!("the restore wrote no data: {restored}");
-        }
-        // The restored copy is measured: its disk space is given back for the next runs.
-        let volume = written["volume"]
-            .as_str()
-            .context("the restored claim's volume")?;
-        empty(&node.volume_dir(volume)?)?;
-
-        eprintln!("== run {run}: direct: cairn-agent repo");
-        let url = format!("az://{bucket}/direct");
-        let key = files.path().join(format!("key-{run}"));
-        repo(&agent, &key, azure.endpoint(), &url, &["init", "--new-key"])?;
-        drop_caches();
-        let started = Instant::now();
-        let out = repo(
-            &agent,
-            &key,
-            azure.endpoint(),
-            &url,
-            &["backup", data.to_str().context("utf-8")?],
-        )?;
-        direct_backups.push(started.elapsed().as_secs_f64());
-        let snapshot = out
-            .split_whitespace()
-            .nth(1)
-            .context("no snapshot id")?
-            .to_owned();
-        let target = files.path().join(format!("restored-{run}"));
-        drop_caches();
-        let started = Instant::now();
-        repo(
-            &agent,
-            &key,
-            azure.endpoint(),
-            &url,
-            &["restore", &snapshot, target.to_str().context("utf-8")?],
-        )?;
-        direct_restores.push(started.elapsed().as_secs_f64());
-        std::fs::remove_dir_all(&target)?;
+        let direct = Direct {
+            agent: &agent,
+            azure: &azure,
+            files: files.path(),
+            data: &data,
+        };
+        // Each path goes first every other run: what the machine does after one step (its disk
+        // still writing back, say) weighs on both alike.
+        let (cluster, direct) = if run % 2 == 0 {
+            let cluster = in_cluster(&hub, node, run, &bucket).await?;
+            (cluster, direct.run(run, &bucket)?)
+        } else {
+            let direct = direct.run(run, &bucket)?;
+            (in_cluster(&hub, node, run, &bucket).await?, direct)
+        };
+        eprintln!(
+            "== run {run}: backup {:.1} s (data {:.1} s) against {:.1} s; restore {:.1} s (data {:.1} s) against {:.1} s",
+            cluster.backup, cluster.backup_data, direct.0, cluster.restore, cluster.restore_data, direct.1
+        );
+        cluster_backups.push(cluster.backup);
+        backup_data.push(cluster.backup_data);
+        cluster_restores.push(cluster.restore);
+        restore_data.push(cluster.restore_data);
+        direct_backups.push(direct.0);
+        direct_restores.push(direct.1);
     }
     if std::env::var_os("CAIRN_BENCH_LOGS").is_some() {
         // For a look at where the in-cluster path's time goes: the agents' logs, timed.
@@ -267,23 +318,38 @@ async fn main() -> Result<()> {
         "\n{:<50} {:>9} {:>9}",
         "volume data (same data, same bucket)", "seconds", "MiB/s"
     );
-    for (what, secs) in [
-        ("backup, in the cluster (cairn backup --volumes)", cluster_backup),
-        ("  the node agent moving the data", backup_data),
+    for (what, secs, moves_data) in [
+        (
+            "backup, in the cluster (cairn backup --volumes)",
+            cluster_backup,
+            true,
+        ),
+        ("  the node agent moving the data", backup_data, true),
         (
             "  the rest (finding the pod, the relay)",
             cluster_backup - backup_data,
+            false,
         ),
-        ("backup, direct (cairn-agent repo backup)", direct_backup),
-        ("restore, in the cluster (cairn restore, held)", cluster_restore),
-        ("  the node agent moving the data", restore_data),
+        ("backup, direct (cairn-agent repo backup)", direct_backup, true),
+        (
+            "restore, in the cluster (cairn restore, held)",
+            cluster_restore,
+            true,
+        ),
+        ("  the node agent moving the data", restore_data, true),
         (
             "  the rest (objects, binding, mount, release)",
             cluster_restore - restore_data,
+            false,
         ),
-        ("restore, direct (cairn-agent repo restore)", direct_restore),
+        ("restore, direct (cairn-agent repo restore)", direct_restore, true),
     ] {
-        println!("{what:<50} {secs:>9.1} {:>9.1}", rate(secs));
+        let rate = if moves_data {
+            format!("{:.1}", rate(secs))
+        } else {
+            "-".into()
+        };
+        println!("{what:<50} {secs:>9.1} {rate:>9}");
     }
     println!("data: {:.0} MiB", mib(size));
     println!(

@@ -60,6 +60,22 @@ trap 'exit 0' TERM
 while true; do sleep 1; done
 "#;
 
+/// Container `name` of `shop`'s applications: script `/app/{script}`, its data in volume `data`,
+/// Ready once the script has verified it.
+fn app_container(name: &str, script: &str) -> String {
+    format!(
+        r#"      - name: {name}
+        image: {BUSYBOX_IMAGE}
+        imagePullPolicy: Never
+        command: [sh, /app/{script}]
+        env: [{{name: WRITE_IF_EMPTY, valueFrom: {{configMapKeyRef: {{name: app, key: write-if-empty}}}}}}]
+        readinessProbe: {{exec: {{command: [cat, /tmp/verified]}}, periodSeconds: 1}}
+        volumeMounts:
+        - {{name: data, mountPath: /data}}
+        - {{name: app, mountPath: /app}}"#
+    )
+}
+
 /// Namespace `shop`: a Deployment `web` of two busybox pods sharing a claim `web-data`, a
 /// StatefulSet `db` of two replicas, one per node, each with its own claim (`data-db-0`,
 /// `data-db-1`) of StorageClass `local`, and a bare pod `tool` with a claim `scratch`. The
@@ -68,6 +84,7 @@ while true; do sleep 1; done
 fn shop() -> String {
     let script = serde_json::to_string(APP).expect("a string serialises");
     let web = serde_json::to_string(WEB).expect("a string serialises");
+    let (web_container, db_container) = (app_container("web", "web.sh"), app_container("db", "run.sh"));
     format!(
         r#"apiVersion: v1
 kind: Namespace
@@ -98,15 +115,7 @@ spec:
       automountServiceAccountToken: false
       terminationGracePeriodSeconds: 2
       containers:
-      - name: web
-        image: {BUSYBOX_IMAGE}
-        imagePullPolicy: Never
-        command: [sh, /app/web.sh]
-        env: [{{name: WRITE_IF_EMPTY, valueFrom: {{configMapKeyRef: {{name: app, key: write-if-empty}}}}}}]
-        readinessProbe: {{exec: {{command: [cat, /tmp/verified]}}, periodSeconds: 1}}
-        volumeMounts:
-        - {{name: data, mountPath: /data}}
-        - {{name: app, mountPath: /app}}
+{web_container}
       volumes:
       - {{name: data, persistentVolumeClaim: {{claimName: web-data}}}}
       - {{name: app, configMap: {{name: app}}}}
@@ -128,15 +137,7 @@ spec:
           requiredDuringSchedulingIgnoredDuringExecution:
           - {{topologyKey: kubernetes.io/hostname, labelSelector: {{matchLabels: {{app: db}}}}}}
       containers:
-      - name: db
-        image: {BUSYBOX_IMAGE}
-        imagePullPolicy: Never
-        command: [sh, /app/run.sh]
-        env: [{{name: WRITE_IF_EMPTY, valueFrom: {{configMapKeyRef: {{name: app, key: write-if-empty}}}}}}]
-        readinessProbe: {{exec: {{command: [cat, /tmp/verified]}}, periodSeconds: 1}}
-        volumeMounts:
-        - {{name: data, mountPath: /data}}
-        - {{name: app, mountPath: /app}}
+{db_container}
       volumes:
       - {{name: app, configMap: {{name: app}}}}
   volumeClaimTemplates:

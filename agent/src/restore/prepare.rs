@@ -120,7 +120,7 @@ impl Preparer {
 /// (before its Deployment, which adopts it: it looks for a ReplicaSet whose template equals its
 /// own, ignoring the hash in the name and labels, before it makes one) — if the backup holds it
 /// and its controller is a Deployment or none ([`Known::adoptable_set`]).
-pub struct Owner<'a> {
+struct Owner<'a> {
     /// Its group and kind.
     pub kind: GroupKind,
     /// Its name.
@@ -128,7 +128,7 @@ pub struct Owner<'a> {
 }
 
 /// The object's controlling owner, if it has one.
-pub fn controller_owner(object: &Value) -> Option<Owner<'_>> {
+fn controller_owner(object: &Value) -> Option<Owner<'_>> {
     let owners = object.pointer("/metadata/ownerReferences")?.as_array()?;
     let owner = owners
         .iter()

@@ -171,21 +171,30 @@ pub async fn run(
     // Done means on disk: a held application starts on the data only once a crash of the node
     // can no longer take it back.
     let syncing = dir.clone();
-    tokio::task::spawn_blocking(move || syncing.sync())
+    let synced = tokio::task::spawn_blocking(move || syncing.sync())
         .await
-        .map_err(|_| Error::Worker("restore"))?
-        .map_err(|e| Error::io(target, e))?;
+        .map_err(|_| Error::Worker("restore"))?;
     let Restore { summary, failed, .. } = restore;
     // A damaged blob or a refused entry costs its files, not the restore: the others are
-    // written, and the failures are reported together at the end.
-    if !failed.is_empty() {
-        return Err(Error::Partial {
-            failed: failed.len(),
-            total: (summary.files as usize) + failed.len(),
-            files: failed.into_values().take(20).collect(),
-        });
+    // written, and the failures are reported together at the end (after the sync's, if it
+    // failed too: then none of it is sure to be on disk).
+    match synced {
+        Err(e) if failed.is_empty() => Err(Error::io(target, e)),
+        _ if failed.is_empty() => Ok(summary),
+        synced => {
+            let unsynced = synced
+                .err()
+                .map(|e| format!("{}: not sure to be on disk: {e}", target.display()));
+            Err(Error::Partial {
+                failed: failed.len(),
+                total: (summary.files as usize) + failed.len(),
+                files: unsynced
+                    .into_iter()
+                    .chain(failed.into_values().take(20))
+                    .collect(),
+            })
+        }
     }
-    Ok(summary)
 }
 
 /// One file of a batch: where it goes, its attributes, and what went wrong with it. Whichever
@@ -204,8 +213,9 @@ struct Pending {
 }
 
 impl Pending {
-    /// Writes `data` at offset `at`, making the file first if no blob has yet.
-    fn write(&self, at: u64, data: &[u8]) -> Result<()> {
+    /// Writes `data` at offset `at`, making the file first if no blob has yet; returns the file
+    /// opened for it.
+    fn write(&self, at: u64, data: &[u8]) -> Result<std::fs::File> {
         let shown = self.dir.show(&self.path);
         let io = |e: &std::io::Error| Error::io(&shown, std::io::Error::new(e.kind(), e.to_string()));
         if let Err(e) = self
@@ -223,15 +233,16 @@ impl Pending {
         if let Some(len) = std::num::NonZeroU64::new(data.len() as u64) {
             drop_cached(&file, at, Some(len));
         }
-        Ok(())
+        Ok(file)
     }
 
-    /// One blob of it done (or failed): after the last, its attributes, unless it failed.
-    fn blob_done(&self) {
+    /// One blob of it done (`written`: the file it was written through; none: it failed):
+    /// after the last, its attributes, unless it failed.
+    fn blob_done(&self, written: Option<&std::fs::File>) {
         let last = self.left.fetch_sub(1, Ordering::AcqRel) == 1;
         let intact = last && self.failure().is_none();
-        if last && let Ok(file) = self.dir.write_file(&self.path) {
-            drop_cached(&file, 0, None);
+        if last && let Some(file) = written {
+            drop_cached(file, 0, None);
         }
         if intact && let Err(e) = attributes(&self.dir, &self.path, &self.node, Kind::File, self.options) {
             self.fail(&e);
@@ -428,7 +439,7 @@ async fn write_pack(
         Err(e) => {
             for p in &placements {
                 files[p.file].fail(&e);
-                files[p.file].blob_done();
+                files[p.file].blob_done(None);
             }
             return Ok(());
         }
@@ -465,18 +476,25 @@ async fn write_pack(
             });
             for p in &placements[i..i + same] {
                 let file = &files[p.file];
-                match &plain {
+                let written = match &plain {
                     Ok(plain) => match file.write(p.at, plain) {
-                        Ok(()) => {
+                        Ok(written) => {
                             counters
                                 .bytes_read
                                 .fetch_add(u64::from(p.raw_length), Ordering::Relaxed);
+                            Some(written)
                         }
-                        Err(e) => file.fail(&e),
+                        Err(e) => {
+                            file.fail(&e);
+                            None
+                        }
                     },
-                    Err(e) => file.fail(e),
-                }
-                file.blob_done();
+                    Err(e) => {
+                        file.fail(e);
+                        None
+                    }
+                };
+                file.blob_done(written.as_ref());
             }
             i += same;
         }
