@@ -177,6 +177,7 @@ impl Node {
         let runtime_cgroup = format!("{pods_cgroup}-runtime");
         make_cgroup(&pods_cgroup)?;
         make_cgroup(&runtime_cgroup)?;
+        weigh_as_a_machine(&pods_cgroup)?;
 
         let number = self.number;
         write(
@@ -382,6 +383,25 @@ fn make_cgroup(name: &str) -> Result<()> {
                 fs::write(dir.join(file), value.trim())
                     .with_context(|| format!("{}/{file}", dir.display()))?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// CPU weight of a node's pods cgroup: that of eight busy threads (each weighs 1024).
+const NODE_CPU_SHARES: u32 = 8192;
+
+/// Gives cgroup `name` the CPU weight of a machine of its own. A node's pods would otherwise weigh
+/// together what one thread of a host process does: the cgroup's default `cpu.shares` (1024)
+/// against each of azurite's, the hub's or a bench's threads at the root, so the node agent in
+/// its pod got a fraction of the CPU the same binary gets on the host — where a real node's pods
+/// compete only with the node's own pods and daemons.
+fn weigh_as_a_machine(name: &str) -> Result<()> {
+    for h in hierarchies() {
+        let shares = h.join(name).join("cpu.shares");
+        if shares.exists() {
+            fs::write(&shares, NODE_CPU_SHARES.to_string())
+                .with_context(|| format!("writing {}", shares.display()))?;
         }
     }
     Ok(())
