@@ -269,19 +269,13 @@ pub async fn settle(
     for Held {
         namespace,
         name,
-        annotation,
+        restore: held_by,
+        claims,
     } in held
     {
-        let Some(Waiting {
-            restore: held_by,
-            claims,
-        }) = Waiting::parse(&annotation)
-        else {
-            continue;
-        };
         let failures: BTreeSet<String> = claims
             .iter()
-            .filter_map(|c| match outcome.get(&(namespace.as_str(), *c)) {
+            .filter_map(|c| match outcome.get(&(namespace.as_str(), c.as_str())) {
                 Some(None) => None,
                 Some(Some(error)) => Some(format!("claim {c}: {error}")),
                 None if restore.is_none() => {
@@ -333,11 +327,12 @@ pub async fn settle(
     })
 }
 
-/// A pod a restore holds: where it is, and its annotation (a [`Waiting`]).
+/// A pod a restore holds: where it is, and what it waits for (its [`Waiting`] annotation).
 struct Held {
     namespace: String,
     name: String,
-    annotation: String,
+    restore: String,
+    claims: Vec<String>,
 }
 
 /// The pods, in any namespace, held by restore `restore` (any restore's if `None`). Pods are
@@ -346,19 +341,31 @@ async fn held_pods(client: &kube::Client, restore: Option<&str>) -> Result<Vec<H
     let all: Api<Pod> = Api::all(client.clone());
     let mut params = ListParams::default().limit(PAGE);
     let mut held = Vec::new();
+    let mut restarted = false;
     loop {
-        let page = all.list_metadata(&params).await?;
+        let page = match all.list_metadata(&params).await {
+            // The continue token expired (the API server no longer keeps the list's revision):
+            // once more from the start.
+            Err(kube::Error::Api(status)) if status.code == 410 && !restarted => {
+                restarted = true;
+                held.clear();
+                params = ListParams::default().limit(PAGE);
+                continue;
+            }
+            page => page?,
+        };
         for pod in page.items {
-            let mut meta = pod.metadata;
-            let Some(annotation) = meta.annotations.as_mut().and_then(|a| a.remove(ANNOTATION)) else {
+            let meta = pod.metadata;
+            let annotation = meta.annotations.as_ref().and_then(|a| a.get(ANNOTATION));
+            let Some(waiting) = annotation.and_then(|a| Waiting::parse(a)) else {
                 continue;
             };
-            let ours = Waiting::parse(&annotation).is_some_and(|w| restore.is_none_or(|r| r == w.restore));
-            if ours {
+            if restore.is_none_or(|r| r == waiting.restore) {
                 held.push(Held {
-                    namespace: meta.namespace.unwrap_or_default(),
-                    name: meta.name.unwrap_or_default(),
-                    annotation,
+                    restore: waiting.restore.to_owned(),
+                    claims: waiting.claims.iter().map(|c| (*c).to_owned()).collect(),
+                    namespace: meta.namespace.clone().unwrap_or_default(),
+                    name: meta.name.clone().unwrap_or_default(),
                 });
             }
         }

@@ -114,29 +114,15 @@ struct InCluster {
 /// in), whose restored data is then removed.
 async fn in_cluster(hub: &HubProcess, node: &Node, run: usize, bucket: &str) -> Result<InCluster> {
     eprintln!("== run {run}: in the cluster: backup");
-    drop_caches();
-    let (_, backup) = timed(async {
-        hub.cli_line(&format!(
-            "backup create b{run} --cluster bench --include-namespaces bench --volumes --location {bucket} --wait"
-        ))
-        .await?
-        .ok()
-    })
+    let (backup, described) = step(hub, &format!(
+        "backup create b{run} --cluster bench --include-namespaces bench --volumes --location {bucket} --wait"
+    ), &format!("backup describe b{run}"))
     .await?;
-    let described = hub.json(&format!("backup describe b{run}")).await?;
-    let backup_data = data_secs(&described)?;
     eprintln!("== run {run}: in the cluster: restore");
-    drop_caches();
-    let (_, restore) = timed(async {
-        hub.cli_line(&format!(
-            "restore create r{run} --from-backup b{run} --target-cluster bench --namespace-mapping bench:bench-r{run} --wait"
-        ))
-        .await?
-        .ok()
-    })
+    let (restore, restored) = step(hub, &format!(
+        "restore create r{run} --from-backup b{run} --target-cluster bench --namespace-mapping bench:bench-r{run} --wait"
+    ), &format!("restore describe r{run}"))
     .await?;
-    let restored = hub.json(&format!("restore describe r{run}")).await?;
-    let restore_data = data_secs(&restored)?;
     let written = &restored["status"]["volumes"][0];
     if written["bytes"].as_u64().unwrap_or_default() == 0 {
         bail!("the restore wrote no data: {restored}");
@@ -148,10 +134,17 @@ async fn in_cluster(hub: &HubProcess, node: &Node, run: usize, bucket: &str) -> 
     empty(&node.volume_dir(volume)?)?;
     Ok(InCluster {
         backup,
-        backup_data,
+        backup_data: data_secs(&described)?,
         restore,
-        restore_data,
+        restore_data: data_secs(&restored)?,
     })
+}
+
+/// Seconds `cairn LINE` took (page cache dropped first), and what `cairn DESCRIBE` then says.
+async fn step(hub: &HubProcess, line: &str, describe: &str) -> Result<(f64, serde_json::Value)> {
+    drop_caches();
+    let (_, secs) = timed(async { hub.cli_line(line).await?.ok() }).await?;
+    Ok((secs, hub.json(describe).await?))
 }
 
 /// The direct path: `cairn-agent repo` on the host, on the same data and azurite server.
@@ -309,6 +302,17 @@ async fn main() -> Result<()> {
             eprintln!("--- {name}:\n{log}");
         }
     }
+    // The rest of each in-cluster step, run by run, before the medians sort them.
+    let mut backup_rest: Vec<f64> = cluster_backups
+        .iter()
+        .zip(&backup_data)
+        .map(|(t, d)| t - d)
+        .collect();
+    let mut restore_rest: Vec<f64> = cluster_restores
+        .iter()
+        .zip(&restore_data)
+        .map(|(t, d)| t - d)
+        .collect();
     let (cluster_backup, direct_backup) = (median(&mut cluster_backups), median(&mut direct_backups));
     let (cluster_restore, direct_restore) = (median(&mut cluster_restores), median(&mut direct_restores));
     let (backup_data, restore_data) = (median(&mut backup_data), median(&mut restore_data));
@@ -327,7 +331,7 @@ async fn main() -> Result<()> {
         ("  the node agent moving the data", backup_data, true),
         (
             "  the rest (finding the pod, the relay)",
-            cluster_backup - backup_data,
+            median(&mut backup_rest),
             false,
         ),
         ("backup, direct (cairn-agent repo backup)", direct_backup, true),
@@ -339,7 +343,7 @@ async fn main() -> Result<()> {
         ("  the node agent moving the data", restore_data, true),
         (
             "  the rest (objects, binding, mount, release)",
-            cluster_restore - restore_data,
+            median(&mut restore_rest),
             false,
         ),
         ("restore, direct (cairn-agent repo restore)", direct_restore, true),

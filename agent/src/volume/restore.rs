@@ -182,20 +182,26 @@ pub async fn run(
         Err(e) if failed.is_empty() => Err(Error::io(target, e)),
         _ if failed.is_empty() => Ok(summary),
         synced => {
-            let unsynced = synced
+            let unsynced: Vec<String> = synced
                 .err()
-                .map(|e| format!("{}: not sure to be on disk: {e}", target.display()));
+                .map(|e| format!("{}: none of it is sure to be on disk: {e}", target.display()))
+                .into_iter()
+                .collect();
+            let shown = PARTIAL_SHOWN - unsynced.len();
             Err(Error::Partial {
                 failed: failed.len(),
                 total: (summary.files as usize) + failed.len(),
                 files: unsynced
                     .into_iter()
-                    .chain(failed.into_values().take(20))
+                    .chain(failed.into_values().take(shown))
                     .collect(),
             })
         }
     }
 }
+
+/// Failed files a partial restore's error names (the first ones; it counts them all).
+const PARTIAL_SHOWN: usize = 20;
 
 /// One file of a batch: where it goes, its attributes, and what went wrong with it. Whichever
 /// worker writes its first blob creates it; whichever writes its last sets its attributes.
@@ -241,8 +247,16 @@ impl Pending {
     fn blob_done(&self, written: Option<&std::fs::File>) {
         let last = self.left.fetch_sub(1, Ordering::AcqRel) == 1;
         let intact = last && self.failure().is_none();
-        if last && let Some(file) = written {
-            drop_cached(file, 0, None);
+        if last {
+            // Through the last write's handle; a failed last blob has none (the file is reopened).
+            match written {
+                Some(file) => drop_cached(file, 0, None),
+                None => {
+                    if let Ok(file) = self.dir.write_file(&self.path) {
+                        drop_cached(&file, 0, None);
+                    }
+                }
+            }
         }
         if intact && let Err(e) = attributes(&self.dir, &self.path, &self.node, Kind::File, self.options) {
             self.fail(&e);
