@@ -131,20 +131,25 @@ impl Node {
     ) -> Result<(), Error> {
         // Before anything is opened, here or in the location.
         let volume = PodVolume::of(task)?;
-        let dir = match &task.snapshot {
-            None => self.present(&volume)?,
+        let (dir, repo) = match &task.snapshot {
+            None => {
+                let dir = self.present(&volume)?;
+                result.started = Some(Timestamp::now());
+                (dir, open_repository(task, true).await?)
+            }
             Some(_) => {
-                let dir = self.mounted(&volume).await?;
-                tracing::info!(dir = %dir.display(), "volume mounted: restoring into it");
-                dir
+                // The repository opens while the kubelet mounts the volume: a wrong key or
+                // location fails at once, and the restore starts as soon as the mount is there.
+                let mounted = async {
+                    let dir = self.mounted(&volume).await?;
+                    tracing::info!(dir = %dir.display(), "volume mounted: restoring into it");
+                    Ok::<_, Error>((dir, Timestamp::now()))
+                };
+                let ((dir, started), repo) = tokio::try_join!(mounted, open_repository(task, false))?;
+                result.started = Some(started);
+                (dir, repo)
             }
         };
-        result.started = Some(Timestamp::now());
-        let store = cairn_proto::format::open_location(&task.location).map_err(volume::Error::from)?;
-        let kek = Key::from_raw(&task.key.0, "the workspace's repository key")?;
-        let label = format!("location {}", task.location.name);
-        let repo =
-            Arc::new(Repository::open_or_init(store, &label, &kek, "the workspace's repository key").await?);
         match &task.snapshot {
             None => {
                 let origin = volume::backup::Origin {
@@ -221,6 +226,21 @@ impl Node {
             }
         }
     }
+}
+
+/// The repository in `task`'s location, opened with its key; made first if there is none yet and
+/// `make` (a backup's first; a restore only reads one that is there).
+async fn open_repository(task: &VolumeTask, make: bool) -> Result<Arc<Repository>, Error> {
+    let store = cairn_proto::format::open_location(&task.location).map_err(volume::Error::from)?;
+    const ORIGIN: &str = "the workspace's repository key";
+    let kek = Key::from_raw(&task.key.0, ORIGIN)?;
+    let label = format!("location {}", task.location.name);
+    let repo = if make {
+        Repository::open_or_init(store, &label, &kek, ORIGIN).await?
+    } else {
+        Repository::open(store, &label, &kek, ORIGIN).await?
+    };
+    Ok(Arc::new(repo))
 }
 
 /// A task's pod and volume, checked: names that stay one directory level each.

@@ -9,13 +9,17 @@
 //!
 //! Data: `../shared/bench/gen_volume.py create` at its default size, 2 GiB, as in the volume bench
 //! (`CAIRN_BENCH_NODE_MIB` for another size).
-//! Each path runs three times (`CAIRN_BENCH_RUNS`), each run into a new bucket and repository,
-//! each path first every other run; medians are reported. Page cache dropped before each step. Needs the release binaries and Cairn's images
-//! (`cargo build --release --workspace --bins && deploy/images/build.sh target/release
-//! target/images`) and the test bed (`tests/bed/setup.sh`).
+//! Each path runs three times (`CAIRN_BENCH_RUNS`) after a warm-up run that is not counted, each
+//! run into a new bucket and repository, each path first every other run; medians are reported.
+//! Page cache dropped before each step. The CPU column: the time used by all the node's pods (its
+//! cgroup: the node agent, the cluster agent, the applications) for the in-cluster path, by
+//! `cairn-agent` for the direct one. Needs the release binaries and Cairn's images (`cargo build
+//! --release --workspace --bins && deploy/images/build.sh target/release target/images`) and the
+//! test bed (`tests/bed/setup.sh`).
 //!
 //! Each in-cluster row is split: the node agent's time moving the data (the volume's `started`
-//! to `finished` in `describe`) and the rest, the fixed part — for a restore mostly Kubernetes':
+//! to `finished` in `describe`; a restore's starts once the kubelet has mounted the volume, its
+//! repository opened meanwhile) and the rest, the fixed part — for a restore mostly Kubernetes':
 //! the scheduler binding the new claim, the kubelet mounting it. `CAIRN_BENCH_LOGS=1` prints the
 //! agents' logs at the end.
 //!
@@ -82,12 +86,6 @@ fn median(values: &mut [f64]) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// Seconds the node agent took moving the one volume's data of a backup or restore (`describe`).
-fn data_secs(described: &serde_json::Value) -> Result<f64> {
-    let (started, finished) = span(&described["status"]["volumes"][0])?;
-    Ok(started.until(finished).as_secs_f64())
-}
-
 /// Removes everything in directory `dir`.
 fn empty(dir: &Path) -> Result<()> {
     for entry in std::fs::read_dir(dir)? {
@@ -101,25 +99,33 @@ fn empty(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Seconds one run of the in-cluster path took: each step end to end, and its node agent's data time.
-struct InCluster {
-    backup: f64,
-    backup_data: f64,
-    restore: f64,
-    restore_data: f64,
+/// One step of one run, a backup or a restore, on both paths.
+#[derive(Clone, Copy, Default)]
+struct Step {
+    /// Seconds end to end in the cluster (`cairn … --wait`).
+    cluster: f64,
+    /// Seconds of it the node agent took moving the data (`describe`).
+    data: f64,
+    /// CPU seconds the node's pods used in it.
+    cluster_cpu: f64,
+    /// Seconds of `cairn-agent repo` on the host.
+    direct: f64,
+    /// CPU seconds `cairn-agent repo` used.
+    direct_cpu: f64,
 }
 
 /// Run `run` of the in-cluster path: a backup of namespace `bench` with its claim's data into
 /// location `bucket`, restored into a new namespace (a new claim, its pod held until the data is
-/// in), whose restored data is then removed.
-async fn in_cluster(hub: &HubProcess, node: &Node, run: usize, bucket: &str) -> Result<InCluster> {
+/// in), whose restored data is then removed. The backup's [`Step`] and the restore's, the direct
+/// path's figures left out.
+async fn in_cluster(hub: &HubProcess, node: &Node, run: usize, bucket: &str) -> Result<[Step; 2]> {
     eprintln!("== run {run}: in the cluster: backup");
-    let (backup, described) = step(hub, &format!(
+    let (backup, _) = step(hub, node, &format!(
         "backup create b{run} --cluster bench --include-namespaces bench --volumes --location {bucket} --wait"
     ), &format!("backup describe b{run}"))
     .await?;
     eprintln!("== run {run}: in the cluster: restore");
-    let (restore, restored) = step(hub, &format!(
+    let (restore, restored) = step(hub, node, &format!(
         "restore create r{run} --from-backup b{run} --target-cluster bench --namespace-mapping bench:bench-r{run} --wait"
     ), &format!("restore describe r{run}"))
     .await?;
@@ -132,19 +138,30 @@ async fn in_cluster(hub: &HubProcess, node: &Node, run: usize, bucket: &str) -> 
         .as_str()
         .context("the restored claim's volume")?;
     empty(&node.volume_dir(volume)?)?;
-    Ok(InCluster {
-        backup,
-        backup_data: data_secs(&described)?,
-        restore,
-        restore_data: data_secs(&restored)?,
-    })
+    Ok([backup, restore])
 }
 
-/// Seconds `cairn LINE` took (page cache dropped first), and what `cairn DESCRIBE` then says.
-async fn step(hub: &HubProcess, line: &str, describe: &str) -> Result<(f64, serde_json::Value)> {
+/// `cairn LINE` (page cache dropped first) timed, with the node's CPU time in it, and what
+/// `cairn DESCRIBE` then says.
+async fn step(
+    hub: &HubProcess,
+    node: &Node,
+    line: &str,
+    describe: &str,
+) -> Result<(Step, serde_json::Value)> {
     drop_caches();
+    let cpu = node.pods_cpu()?;
     let (_, secs) = timed(async { hub.cli_line(line).await?.ok() }).await?;
-    Ok((secs, hub.json(describe).await?))
+    let cpu = node.pods_cpu()?.saturating_sub(cpu);
+    let described = hub.json(describe).await?;
+    let (started, finished) = span(&described["status"]["volumes"][0])?;
+    let step = Step {
+        cluster: secs,
+        data: started.until(finished).as_secs_f64(),
+        cluster_cpu: cpu.as_secs_f64(),
+        ..Step::default()
+    };
+    Ok((step, described))
 }
 
 /// The direct path: `cairn-agent repo` on the host, on the same data and azurite server.
@@ -158,32 +175,26 @@ struct Direct<'a> {
 
 impl Direct<'_> {
     /// Run `run`: a new repository in `bucket`, a backup of the data into it and a restore of
-    /// that (then removed); seconds of each.
-    fn run(&self, run: usize, bucket: &str) -> Result<(f64, f64)> {
+    /// that (then removed); for each, the seconds it took and the CPU seconds `cairn-agent` used.
+    fn run(&self, run: usize, bucket: &str) -> Result<[(f64, f64); 2]> {
         eprintln!("== run {run}: direct: cairn-agent repo");
         let url = format!("az://{bucket}/direct");
         let key = self.files.join(format!("key-{run}"));
         self.repo(&key, &url, &["init", "--new-key"])?;
-        drop_caches();
-        let started = Instant::now();
-        let out = self.repo(&key, &url, &["backup", self.data.to_str().context("utf-8")?])?;
-        let backup = started.elapsed().as_secs_f64();
+        let (out, backup) =
+            measured(|| self.repo(&key, &url, &["backup", self.data.to_str().context("utf-8")?]))?;
         let snapshot = out
             .split_whitespace()
             .nth(1)
             .context("no snapshot id")?
             .to_owned();
         let target = self.files.join(format!("restored-{run}"));
-        drop_caches();
-        let started = Instant::now();
-        self.repo(
-            &key,
-            &url,
-            &["restore", &snapshot, target.to_str().context("utf-8")?],
-        )?;
-        let restore = started.elapsed().as_secs_f64();
+        let (_, restore) = measured(|| {
+            let target = target.to_str().context("utf-8")?;
+            self.repo(&key, &url, &["restore", &snapshot, target])
+        })?;
         std::fs::remove_dir_all(&target)?;
-        Ok((backup, restore))
+        Ok([backup, restore])
     }
 
     /// `cairn-agent repo ARGS` against the repository at `url`.
@@ -206,6 +217,24 @@ impl Direct<'_> {
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
+}
+
+/// What `f` (which runs a child process) gives, page cache dropped first, with the seconds it
+/// took and the CPU seconds of the child.
+fn measured<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, (f64, f64))> {
+    drop_caches();
+    let (cpu, started) = (children_cpu()?, Instant::now());
+    let value = f()?;
+    let secs = started.elapsed().as_secs_f64();
+    Ok((value, (secs, children_cpu()? - cpu)))
+}
+
+/// CPU seconds (user and system) of this process's children that have ended.
+fn children_cpu() -> Result<f64> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN)?;
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Ok(secs(usage.user_time()) + secs(usage.system_time()))
 }
 
 #[tokio::main]
@@ -234,7 +263,8 @@ async fn main() -> Result<()> {
     let files = tempfile::tempdir()?;
 
     let cp = ControlPlane::start_with_nodes("bench", 1).await?;
-    cp.provide_local_volumes(1 + runs).await?;
+    // The source, and a restored copy for each run and the warm-up.
+    cp.provide_local_volumes(2 + runs).await?;
     let node = &cp.nodes()[0];
     let source_volume = format!("local-{}-0", node.name());
     let data = node.volume_dir(&source_volume)?;
@@ -260,10 +290,10 @@ async fn main() -> Result<()> {
     )
     .await?;
 
-    let (mut cluster_backups, mut cluster_restores) = (Vec::new(), Vec::new());
-    let (mut backup_data, mut restore_data) = (Vec::new(), Vec::new());
-    let (mut direct_backups, mut direct_restores) = (Vec::new(), Vec::new());
-    for run in 0..runs {
+    let mut counted: Vec<[Step; 2]> = Vec::new();
+    // Run 0 warms up and is not counted: the first step after generating the data is the slowest
+    // (by 30–50%), whichever path takes it. Counted runs 1, 3, … go to the cluster first.
+    for run in 0..=runs {
         // Each run into a new bucket and repository, so each backup is a first one.
         let bucket = format!("run-{run}");
         add_pod_location(&hub, &azure, &bucket, false).await?;
@@ -275,23 +305,29 @@ async fn main() -> Result<()> {
         };
         // Each path goes first every other run: what the machine does after one step (its disk
         // still writing back, say) weighs on both alike.
-        let (cluster, direct) = if run % 2 == 0 {
+        let (cluster, direct) = if run % 2 == 1 {
             let cluster = in_cluster(&hub, node, run, &bucket).await?;
             (cluster, direct.run(run, &bucket)?)
         } else {
             let direct = direct.run(run, &bucket)?;
             (in_cluster(&hub, node, run, &bucket).await?, direct)
         };
-        eprintln!(
-            "== run {run}: backup {:.1} s (data {:.1} s) against {:.1} s; restore {:.1} s (data {:.1} s) against {:.1} s",
-            cluster.backup, cluster.backup_data, direct.0, cluster.restore, cluster.restore_data, direct.1
-        );
-        cluster_backups.push(cluster.backup);
-        backup_data.push(cluster.backup_data);
-        cluster_restores.push(cluster.restore);
-        restore_data.push(cluster.restore_data);
-        direct_backups.push(direct.0);
-        direct_restores.push(direct.1);
+        let steps = [0, 1].map(|i| Step {
+            direct: direct[i].0,
+            direct_cpu: direct[i].1,
+            ..cluster[i]
+        });
+        for (name, s) in ["backup", "restore"].iter().zip(&steps) {
+            eprintln!(
+                "== run {run}: {name} {:.1} s (data {:.1} s, CPU {:.1} s) against {:.1} s (CPU {:.1} s)",
+                s.cluster, s.data, s.cluster_cpu, s.direct, s.direct_cpu
+            );
+        }
+        if run == 0 {
+            eprintln!("== run 0 was the warm-up: not counted");
+        } else {
+            counted.push(steps);
+        }
     }
     if std::env::var_os("CAIRN_BENCH_LOGS").is_some() {
         // For a look at where the in-cluster path's time goes: the agents' logs, timed.
@@ -302,68 +338,78 @@ async fn main() -> Result<()> {
             eprintln!("--- {name}:\n{log}");
         }
     }
-    // The rest of each in-cluster step, run by run, before the medians sort them.
-    let mut backup_rest: Vec<f64> = cluster_backups
-        .iter()
-        .zip(&backup_data)
-        .map(|(t, d)| t - d)
-        .collect();
-    let mut restore_rest: Vec<f64> = cluster_restores
-        .iter()
-        .zip(&restore_data)
-        .map(|(t, d)| t - d)
-        .collect();
-    let (cluster_backup, direct_backup) = (median(&mut cluster_backups), median(&mut direct_backups));
-    let (cluster_restore, direct_restore) = (median(&mut cluster_restores), median(&mut direct_restores));
-    let (backup_data, restore_data) = (median(&mut backup_data), median(&mut restore_data));
+    let backup = Medians::of(counted.iter().map(|r| r[0]));
+    let restore = Medians::of(counted.iter().map(|r| r[1]));
 
-    let rate = |secs: f64| mib(size) / secs;
     println!(
-        "\n{:<50} {:>9} {:>9}",
-        "volume data (same data, same bucket)", "seconds", "MiB/s"
+        "\n{:<50} {:>9} {:>9} {:>9}",
+        "volume data (same data, same bucket)", "seconds", "MiB/s", "CPU s"
     );
-    for (what, secs, moves_data) in [
-        (
-            "backup, in the cluster (cairn backup --volumes)",
-            cluster_backup,
-            true,
-        ),
-        ("  the node agent moving the data", backup_data, true),
-        (
-            "  the rest (finding the pod, the relay)",
-            median(&mut backup_rest),
-            false,
-        ),
-        ("backup, direct (cairn-agent repo backup)", direct_backup, true),
-        (
-            "restore, in the cluster (cairn restore, held)",
-            cluster_restore,
-            true,
-        ),
-        ("  the node agent moving the data", restore_data, true),
-        (
-            "  the rest (objects, binding, mount, release)",
-            median(&mut restore_rest),
-            false,
-        ),
-        ("restore, direct (cairn-agent repo restore)", direct_restore, true),
-    ] {
-        let rate = if moves_data {
-            format!("{:.1}", rate(secs))
-        } else {
-            "-".into()
-        };
-        println!("{what:<50} {secs:>9.1} {rate:>9}");
-    }
-    println!("data: {:.0} MiB", mib(size));
+    let mib = mib(size);
+    backup.rows(
+        mib,
+        "backup, in the cluster (cairn backup --volumes)",
+        "  the rest (finding the pod, the relay)",
+        "backup, direct (cairn-agent repo backup)",
+    );
+    restore.rows(
+        mib,
+        "restore, in the cluster (cairn restore, held)",
+        "  the rest (objects, binding, mount, release)",
+        "restore, direct (cairn-agent repo restore)",
+    );
+    println!("data: {mib:.0} MiB; CPU: the node's pods in the cluster, cairn-agent direct");
     println!(
         "nodes backup_overhead={:+.1}% ({:+.1} s) restore_overhead={:+.1}% ({:+.1} s) backup_data={:+.1}% restore_data={:+.1}%",
-        (cluster_backup / direct_backup - 1.0) * 100.0,
-        cluster_backup - direct_backup,
-        (cluster_restore / direct_restore - 1.0) * 100.0,
-        cluster_restore - direct_restore,
-        (backup_data / direct_backup - 1.0) * 100.0,
-        (restore_data / direct_restore - 1.0) * 100.0,
+        (backup.cluster / backup.direct - 1.0) * 100.0,
+        backup.cluster - backup.direct,
+        (restore.cluster / restore.direct - 1.0) * 100.0,
+        restore.cluster - restore.direct,
+        (backup.data / backup.direct - 1.0) * 100.0,
+        (restore.data / restore.direct - 1.0) * 100.0,
     );
     Ok(())
+}
+
+/// The medians of one step's figures over the counted runs.
+struct Medians {
+    cluster: f64,
+    data: f64,
+    /// The median of each run's in-cluster time less its data time.
+    rest: f64,
+    cluster_cpu: f64,
+    direct: f64,
+    direct_cpu: f64,
+}
+
+impl Medians {
+    fn of(steps: impl Iterator<Item = Step> + Clone) -> Self {
+        let median_of = |f: fn(&Step) -> f64| median(&mut steps.clone().map(|s| f(&s)).collect::<Vec<_>>());
+        Self {
+            cluster: median_of(|s| s.cluster),
+            data: median_of(|s| s.data),
+            rest: median_of(|s| s.cluster - s.data),
+            cluster_cpu: median_of(|s| s.cluster_cpu),
+            direct: median_of(|s| s.direct),
+            direct_cpu: median_of(|s| s.direct_cpu),
+        }
+    }
+
+    /// The table's rows for this step (`mib` moved): in the cluster, split into the node agent's
+    /// data time and the rest, then direct.
+    fn rows(&self, mib: f64, cluster: &str, rest: &str, direct: &str) {
+        let row = |what: &str, secs: f64, moves_data: bool, cpu: Option<f64>| {
+            let rate = if moves_data {
+                format!("{:.1}", mib / secs)
+            } else {
+                "-".into()
+            };
+            let cpu = cpu.map_or("-".into(), |c| format!("{c:.1}"));
+            println!("{what:<50} {secs:>9.1} {rate:>9} {cpu:>9}");
+        };
+        row(cluster, self.cluster, true, Some(self.cluster_cpu));
+        row("  the node agent moving the data", self.data, true, None);
+        row(rest, self.rest, false, None);
+        row(direct, self.direct, true, Some(self.direct_cpu));
+    }
 }

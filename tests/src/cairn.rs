@@ -4,6 +4,7 @@
 
 use anyhow::{Context, Result, bail};
 use cairn_cli::client::Client;
+use cairn_proto::model::Timestamp;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -636,10 +637,8 @@ pub fn catalog(list: &serde_json::Value) -> Vec<serde_json::Value> {
 
 /// `started` and `finished` of a status in `describe -o json`: a backup's, a restore's, or one
 /// volume's data in it (its node agent's time moving the data).
-pub fn span(
-    status: &serde_json::Value,
-) -> Result<(cairn_proto::model::Timestamp, cairn_proto::model::Timestamp)> {
-    let at = |field: &str| -> Result<cairn_proto::model::Timestamp> {
+pub fn span(status: &serde_json::Value) -> Result<(Timestamp, Timestamp)> {
+    let at = |field: &str| -> Result<Timestamp> {
         serde_json::from_value(status[field].clone()).with_context(|| format!("{field} in {status}"))
     };
     Ok((at("started")?, at("finished")?))

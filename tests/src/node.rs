@@ -154,6 +154,19 @@ impl Node {
         Ok(())
     }
 
+    /// CPU time the node's pods have used so far (cgroup v1 `cpuacct.usage` of its pods cgroup).
+    pub fn pods_cpu(&self) -> Result<Duration> {
+        let usage = hierarchies()
+            .into_iter()
+            .map(|h| h.join(self.cgroup()).join("cpuacct.usage"))
+            .find(|p| p.exists())
+            .with_context(|| format!("no cpuacct hierarchy for node {}", self.name))?;
+        let nanos = fs::read_to_string(&usage).with_context(|| format!("reading {}", usage.display()))?;
+        Ok(Duration::from_nanos(nanos.trim().parse().with_context(|| {
+            format!("{} holds {nanos:?}", usage.display())
+        })?))
+    }
+
     fn socket(&self) -> PathBuf {
         self.sandbox.dir().join("containerd.sock")
     }

@@ -150,13 +150,18 @@ pub async fn run(
         })
     };
     let walked = walk.await.map_err(|_| Error::Worker("walk"));
-    let mut added = (0, 0);
-    for p in packers {
-        let (blobs, bytes) = p.join().map_err(|_| Error::Worker("packer"))??;
-        added = (added.0 + blobs, added.1 + bytes);
-    }
+    // Joined off the runtime: a packer may be waiting for the uploader, and a worker blocked in
+    // `join` could hold the uploader's task (in its own slot, which no other worker takes): the
+    // backup would never end.
+    let packed = tokio::task::spawn_blocking(move || {
+        packers.into_iter().try_fold((0, 0), |(blobs, bytes), p| {
+            let (b, n) = p.join().map_err(|_| Error::Worker("packer"))??;
+            Ok::<_, Error>((blobs + b, bytes + n))
+        })
+    });
+    let added = packed.await.map_err(|_| Error::Worker("packer"));
     let uploaded = uploader.await.map_err(|_| Error::Worker("upload"))?;
-    // An upload failure explains a walk that stopped: report it first.
+    // An upload failure explains a packer or a walk that stopped: report it first.
     let Uploaded { packs, checkpoint } = uploaded?;
     // What was uploaded is indexed whether the walk finished or not: a run again reuses it.
     if !packs.is_empty() {
@@ -165,6 +170,7 @@ pub async fn run(
     if let Some(id) = checkpoint {
         let_go(&repo, &id).await;
     }
+    let added = added??;
     let (root, root_node, mut summary) = walked??;
     (summary.blobs_added, summary.bytes_added) = added;
     let snapshot = pb::Snapshot {
