@@ -61,6 +61,8 @@ enum Error {
     },
     #[error("the key handed with the task")]
     Key(#[from] cairn_proto::seal::Error),
+    #[error("{0} holds no volume data to restore (the location a backup wrote to, emptied since?)")]
+    NothingToRestore(String),
     #[error(transparent)]
     Volume(#[from] volume::Error),
 }
@@ -238,7 +240,10 @@ async fn open_repository(task: &VolumeTask, make: bool) -> Result<Arc<Repository
     let repo = if make {
         Repository::open_or_init(store, &label, &kek, ORIGIN).await?
     } else {
-        Repository::open(store, &label, &kek, ORIGIN).await?
+        match Repository::open(store, &label, &kek, ORIGIN).await {
+            Err(volume::Error::NotInitialised(label)) => return Err(Error::NothingToRestore(label)),
+            opened => opened?,
+        }
     };
     Ok(Arc::new(repo))
 }

@@ -291,8 +291,8 @@ async fn main() -> Result<()> {
     .await?;
 
     let mut counted: Vec<[Step; 2]> = Vec::new();
-    // Run 0 warms up and is not counted: the first step after generating the data is the slowest
-    // (by 30–50%), whichever path takes it. Counted runs 1, 3, … go to the cluster first.
+    // Run 0 warms up and is not counted: the first step after generating the data is the slowest,
+    // whichever path takes it. Counted runs 1, 3, … go to the cluster first.
     for run in 0..=runs {
         // Each run into a new bucket and repository, so each backup is a first one.
         let bucket = format!("run-{run}");

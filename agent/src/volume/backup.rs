@@ -121,6 +121,9 @@ pub async fn run(
             std::thread::spawn(move || pack_chunks(&repo, &rx, &tx))
         })
         .collect();
+    // The packers hold the only receivers: if they all stop (their uploads failed), the walk's
+    // next chunk fails at once instead of waiting for ever on a full queue.
+    drop(chunk_rx);
     drop(pack_tx);
     let uploader = tokio::spawn(upload(repo.clone(), pack_rx));
 
@@ -561,5 +564,139 @@ fn node(name: &str, meta: &Meta) -> pb::Node {
         content: Vec::new(),
         subtree: Vec::new(),
         target: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_proto::format::{VolumeDir, VolumeKeys};
+    use cairn_proto::seal::Key;
+    use object_store::memory::InMemory;
+    use object_store::path::Path as ObjectPath;
+    use object_store::{
+        GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
+        PutOptions, PutPayload, PutResult,
+    };
+    use std::sync::atomic::AtomicUsize;
+
+    /// A bucket that takes `packs` packs, then refuses every other: gone mid-backup.
+    #[derive(Debug)]
+    struct Failing {
+        inner: InMemory,
+        packs: AtomicUsize,
+    }
+
+    impl std::fmt::Display for Failing {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Failing")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Failing {
+        async fn put_opts(
+            &self,
+            location: &ObjectPath,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            let is_pack = location.as_ref().starts_with(&VolumeKeys::dir(VolumeDir::Data));
+            if is_pack
+                && self
+                    .packs
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_err()
+            {
+                return Err(object_store::Error::Generic {
+                    store: "Failing",
+                    source: "the bucket is gone".into(),
+                });
+            }
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &ObjectPath,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(
+            &self,
+            location: &ObjectPath,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<ObjectPath>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectPath>> {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&ObjectPath>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(&self, prefix: Option<&ObjectPath>) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &ObjectPath,
+            to: &ObjectPath,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    /// The bucket goes away after one pack of a backup of many: the backup ends, saying why,
+    /// instead of its walk waiting for ever on packers that have stopped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bucket_gone_mid_backup_ends_it_with_the_uploads_error() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io(Path::new("tempdir"), e))?;
+        // 64 MiB that does not compress: eight packs or so.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for file in 0..8 {
+            let data: Vec<u8> = (0..(8 << 20) / 8)
+                .flat_map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state.to_le_bytes()
+                })
+                .collect();
+            let path = dir.path().join(format!("f{file}"));
+            std::fs::write(&path, data).map_err(|e| Error::io(&path, e))?;
+        }
+        let store = Arc::new(Failing {
+            inner: InMemory::new(),
+            packs: AtomicUsize::new(1),
+        });
+        let kek = Key::from_raw(&[3; 32], "kek")?;
+        let repo = Arc::new(Repository::init(store, "vault", &kek).await?);
+        let origin = Origin {
+            host: "h".into(),
+            path: None,
+            tag: "t".into(),
+        };
+        let ran = run(repo, dir.path(), origin, Arc::new(Counters::default()));
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(60), ran)
+            .await
+            .expect("the backup ended");
+        let e = ended.expect_err("the backup failed");
+        let chain = cairn_proto::error_chain(&e);
+        assert!(chain.contains("the bucket is gone"), "{chain}");
+        Ok(())
     }
 }
