@@ -142,13 +142,17 @@ impl Node {
             Some(_) => {
                 // The repository opens while the kubelet mounts the volume: a wrong key or
                 // location fails at once, and the restore starts as soon as the mount is there.
+                let mut mounted_at = None;
                 let mounted = async {
                     let dir = self.mounted(&volume).await?;
-                    tracing::info!(dir = %dir.display(), "volume mounted: restoring into it");
-                    Ok::<_, Error>((dir, Timestamp::now()))
+                    mounted_at = Some(Timestamp::now());
+                    Ok::<_, Error>(dir)
                 };
-                let ((dir, started), repo) = tokio::try_join!(mounted, open_repository(task, false))?;
-                result.started = Some(started);
+                let joined = tokio::try_join!(mounted, open_repository(task, false));
+                // Set whether the repository opened or not, as for a backup: the mount appeared.
+                result.started = mounted_at;
+                let (dir, repo) = joined?;
+                tracing::info!(dir = %dir.display(), "volume mounted, repository open: restoring into it");
                 (dir, repo)
             }
         };
