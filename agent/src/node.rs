@@ -5,6 +5,12 @@
 //! workspace's repository or restores a snapshot into it. One task runs at a time: memory stays
 //! that of one backup however many claims the node holds.
 //!
+//! The directory alone is not the volume: the kubelet makes it, then mounts the volume on it, and
+//! unmounts the volume before removing it. A task reads or writes it only while a mount is rooted
+//! there (as this process's `/proc/self/mountinfo` lists them; the DaemonSet mounts the pods
+//! directory with `HostToContainer` propagation, so the kubelet's later mounts show): a restore
+//! waits for the mount, a backup without one fails, saying so.
+//!
 //! A task's names are checked before anything is opened: the pod uid must be a UUID and the
 //! volume a Kubernetes object name, so neither can climb out of the kubelet's pods directory; and
 //! below it only real directories are followed, never a symbolic link.
@@ -51,6 +57,12 @@ enum Error {
          digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters)"
     )]
     VolumeName(String),
+    #[error(
+        "nothing is mounted on {} (the kubelet mounts the volume there once the directory is made, \
+         and unmounts it before removing it)",
+        path.display()
+    )]
+    Unmounted { path: PathBuf },
     #[error("{} is not a directory (a symbolic link there is never followed)", path.display())]
     NotDirectory { path: PathBuf },
     #[error("inspecting {}", path.display())]
@@ -209,23 +221,30 @@ impl Node {
         Err(not_mounted())
     }
 
-    /// [`Node::volume_dir`], if it is there.
+    /// [`Node::volume_dir`], if it is there and the volume is mounted on it. The kubelet makes the
+    /// directory, then mounts the volume on it (a CSI driver likewise its `mount/`): data written
+    /// in between would be hidden under the mount, the pod seeing an empty volume; and a pod going
+    /// away has its volume unmounted before the directory is removed, when a backup would read an
+    /// empty directory and call it the claim's data.
     fn present(&self, volume: &PodVolume) -> Result<PathBuf, Error> {
         let dir = self.volume_dir(volume)?;
-        if is_dir(&dir)? {
-            Ok(dir)
-        } else {
-            Err(Error::NotMounted { pattern: dir })
+        if !is_dir(&dir)? {
+            return Err(Error::NotMounted { pattern: dir });
         }
+        if !is_mount_point(&dir)? {
+            return Err(Error::Unmounted { path: dir });
+        }
+        Ok(dir)
     }
 
     /// [`Node::present`], once the kubelet has mounted it (waiting up to [`MOUNT_WAIT`]).
     async fn mounted(&self, volume: &PodVolume) -> Result<PathBuf, Error> {
         let deadline = tokio::time::Instant::now() + MOUNT_WAIT;
         loop {
-            // A CSI volume's directory appears before its `mount/`: wait for the mount itself.
             match self.present(volume) {
-                Err(Error::NotMounted { .. }) if tokio::time::Instant::now() < deadline => {
+                Err(Error::NotMounted { .. } | Error::Unmounted { .. })
+                    if tokio::time::Instant::now() < deadline =>
+                {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 found => return found,
@@ -300,6 +319,37 @@ fn is_dir(path: &Path) -> Result<bool, Error> {
             source,
         }),
     }
+}
+
+/// Whether a mount (of this process's mount namespace) is rooted at directory `dir`: a bind
+/// mount of a directory of the same filesystem is one too, which comparing devices would miss.
+fn is_mount_point(dir: &Path) -> Result<bool, Error> {
+    const MOUNTINFO: &str = "/proc/self/mountinfo";
+    let inspect = |path: &Path, source| Error::Inspect {
+        path: path.to_owned(),
+        source,
+    };
+    // Mount points are listed as the kernel resolves them: no link, no `..`.
+    let dir = std::fs::canonicalize(dir).map_err(|e| inspect(dir, e))?;
+    let listed = mountinfo_escaped(&dir);
+    let mounts = procfs::process::Process::myself()
+        .and_then(|me| me.mountinfo())
+        .map_err(|e| inspect(Path::new(MOUNTINFO), std::io::Error::other(e)))?;
+    Ok(mounts
+        .iter()
+        .any(|m| m.mount_point.as_os_str().as_encoded_bytes() == listed.as_slice()))
+}
+
+/// `path` as `/proc/self/mountinfo` lists it: space, tab, newline and backslash as octal escapes.
+fn mountinfo_escaped(path: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b' ' | b'\t' | b'\n' | b'\\' => out.extend_from_slice(format!("\\{b:03o}").as_bytes()),
+            _ => out.push(b),
+        }
+    }
+    out
 }
 
 async fn report_progress(id: VolumeTaskId, counters: Arc<Counters>, events: mpsc::Sender<Report>) {
@@ -479,16 +529,49 @@ mod tests {
         assert!(matches!(err, Error::NotDirectory { .. }), "{err}");
         std::fs::remove_file(csi.join("pv-1/mount")).expect("rm");
 
-        // Not mounted yet, then mounted: the kubelet's own layout.
-        let err = node.present(&volume("pv-1")).expect_err("no mount yet");
+        // No directory yet, then the directory without the mount (the kubelet has made it and
+        // not yet mounted the volume on it): neither is written to or read. The kubelet's layout.
+        let err = node.present(&volume("pv-1")).expect_err("no directory yet");
         assert!(matches!(err, Error::NotMounted { .. }), "{err}");
         std::fs::create_dir(csi.join("pv-1/mount")).expect("mkdir");
         assert_eq!(
-            node.present(&volume("pv-1")).expect("mounted"),
+            node.volume_dir(&volume("pv-1")).expect("found"),
             csi.join("pv-1/mount")
+        );
+        let err = node.present(&volume("pv-1")).expect_err("nothing mounted yet");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "nothing is mounted on {}",
+                csi.join("pv-1/mount").display()
+            )),
+            "{err}"
         );
         let local = volumes.join("kubernetes.io~local-volume/pv-2");
         std::fs::create_dir_all(&local).expect("mkdir");
-        assert_eq!(node.present(&volume("pv-2")).expect("mounted"), local);
+        assert_eq!(node.volume_dir(&volume("pv-2")).expect("found"), local);
+        let err = node.present(&volume("pv-2")).expect_err("nothing mounted yet");
+        assert!(matches!(err, Error::Unmounted { .. }), "{err}");
+    }
+
+    /// Mount points are found as mountinfo lists them, escapes included; a plain directory is
+    /// none. (Mounted volumes themselves: tests/tests/claims.rs, which mounts as the kubelet does.)
+    #[test]
+    fn a_mount_point_is_told_from_a_plain_directory() {
+        assert!(is_mount_point(Path::new("/proc")).expect("inspected"));
+        assert!(is_mount_point(Path::new("/proc/../proc/")).expect("inspected"));
+        let plain = tempfile::tempdir().expect("tempdir");
+        assert!(!is_mount_point(plain.path()).expect("inspected"));
+        assert!(!is_mount_point(Path::new("/proc/self")).expect("inspected"));
+        assert_eq!(
+            mountinfo_escaped(Path::new("/var/lib/kube let/a\\b\tc\nd")),
+            b"/var/lib/kube\\040let/a\\134b\\011c\\012d"
+        );
+        let gone = plain.path().join("gone");
+        let err = is_mount_point(&gone).expect_err("nothing there");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("inspecting {}", gone.display())),
+            "{err}"
+        );
     }
 }

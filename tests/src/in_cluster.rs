@@ -162,7 +162,7 @@ pub async fn deploy_agents(hub: &HubProcess, cp: &ControlPlane) -> Result<()> {
         || crate::cairn::connected(client.clone(), cp.name()),
     )
     .await
-    .with_context(|| cairn_pod_logs(cp))?;
+    .with_context(|| pod_logs(cp, "cairn-system", 20))?;
 
     apply_overlaid(
         cp,
@@ -191,20 +191,25 @@ pub async fn deploy_agents(hub: &HubProcess, cp: &ControlPlane) -> Result<()> {
         },
     )
     .await
-    .with_context(|| cairn_pod_logs(cp))?;
+    .with_context(|| pod_logs(cp, "cairn-system", 20))?;
     Ok(())
 }
 
-/// For a failed wait: the last lines of every container log of namespace cairn-system, read from
-/// the nodes' `/var/log/pods` (a container that crashed at start has no log the API serves).
-fn cairn_pod_logs(cp: &ControlPlane) -> String {
+/// For a failed wait: the last `lines` lines of every container log of `namespace` (every run of
+/// each container, init containers too), read from the nodes' `/var/log/pods`: a container that
+/// crashed at start has no log the API serves, and one that restarted has more than one.
+pub fn pod_logs(cp: &ControlPlane, namespace: &str, lines: usize) -> String {
     let mut out = String::new();
     for node in cp.nodes() {
         let Ok(pods) = node.host_path("/var/log/pods") else {
             continue;
         };
         for pod in std::fs::read_dir(pods).into_iter().flatten().flatten() {
-            if !pod.file_name().to_string_lossy().starts_with("cairn-system_") {
+            if !pod
+                .file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{namespace}_"))
+            {
                 continue;
             }
             for container in std::fs::read_dir(pod.path()).into_iter().flatten().flatten() {
@@ -214,8 +219,8 @@ fn cairn_pod_logs(cp: &ControlPlane) -> String {
                     .flatten()
                 {
                     let text = std::fs::read_to_string(file.path()).unwrap_or_default();
-                    let lines: Vec<&str> = text.lines().collect();
-                    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+                    let all: Vec<&str> = text.lines().collect();
+                    let tail = all[all.len().saturating_sub(lines)..].join("\n");
                     out.push_str(&format!(
                         "--- {} on {}:\n{tail}\n",
                         file.path().display(),

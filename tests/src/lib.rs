@@ -11,6 +11,7 @@
 //! - [`proc_stats`]: a process's peak memory and CPU time, for benchmarks.
 //! - [`tree`]: directory trees for volume tests, and pictures of them to compare.
 //! - [`repository`]: a volume repository in a directory, through the agent's code, to forge in.
+//! - [`mount`]: a volume bind-mounted on a pod's directory, for tests that play the kubelet.
 //!
 //! Every server runs in a [`Sandbox`]: a directory holding its data, logs and pid files. A sandbox
 //! stops its processes and removes itself on drop; sandboxes left by a killed test process are
@@ -22,6 +23,7 @@ pub mod cairn;
 mod control_plane;
 pub mod in_cluster;
 pub mod manifest;
+pub mod mount;
 mod node;
 mod paths;
 mod pki;

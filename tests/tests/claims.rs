@@ -1,7 +1,8 @@
 //! Claim data through the hub: `cairn backup create --volumes` has the node agent of the node
-//! where the claim's pod runs back up the pod's volume directory under a kubelet root laid out as
-//! the kubelet lays it out; the restore into a second control plane writes it into the new
-//! claim's volume once its pod is placed on that cluster's node — byte for byte, with modes,
+//! where the claim's pod runs back up the pod's volume directory under a kubelet root laid out
+//! and mounted as the kubelet does; the restore into a second control plane writes it into the new
+//! claim's volume once its pod is placed on that cluster's node and the volume mounted (not into
+//! the directory the kubelet made before mounting it) — byte for byte, with modes,
 //! times, symlinks and hard links — after the workspace's key was rotated between backup and
 //! restore. A second backup, sealed with the new key version, reads only what changed; a claim on a node
 //! without a node agent is reported, naming the node; a backup under way shows its progress and
@@ -20,6 +21,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 use testbed::cairn::{HubProcess, span};
+use testbed::mount::Mount;
 use testbed::storage::{LocalDir, files_under};
 use testbed::tree::{picture, random_bytes, write};
 use testbed::{ControlPlane, wait_until};
@@ -98,6 +100,26 @@ fn mount_dir(root: &Path, uid: &str, volume: &str) -> PathBuf {
         .join("mount")
 }
 
+/// The volumes' own directories (a CSI driver's disks), outside every kubelet root.
+struct Disks(LocalDir);
+
+impl Disks {
+    fn new() -> Result<Self> {
+        Ok(Self(LocalDir::new()?))
+    }
+
+    /// Volume `volume`'s directory.
+    fn dir(&self, volume: &str) -> PathBuf {
+        self.0.path().join(volume)
+    }
+
+    /// Mounts volume `volume` (made if new) on `target` as the kubelet does: `target` made first.
+    fn mount(&self, volume: &str, target: &Path) -> Result<Mount> {
+        std::fs::create_dir_all(self.dir(volume))?;
+        Mount::bind(&self.dir(volume), target)
+    }
+}
+
 /// `describe` (as JSON) of `kind` (backup, restore) `name` once it has ended.
 async fn ended(hub: &HubProcess, kind: &str, name: &str) -> Result<Value> {
     wait_until(&format!("{kind} {name} to end"), SETTLE, || async {
@@ -174,6 +196,7 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
     let (source, target) = tokio::try_join!(ControlPlane::start("vol-src"), ControlPlane::start("vol-dst"))?;
     let roots = LocalDir::new()?;
     let (root_a, root_b) = (roots.path().join("node-a"), roots.path().join("node-b"));
+    let disks = Disks::new()?;
     // No grace: the prunes at the end delete at once what the first planned.
     let hub = HubProcess::start_with(&[("CAIRN_VOLUME_PRUNE_GRACE", "0s")]).await?;
     let (_a, _b) = tokio::try_join!(hub.agent(&source, None), hub.agent(&target, None))?;
@@ -189,6 +212,7 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
     assert_eq!(bound(&source, "shop", "data").await?, "pv-src");
     let uid = pod_uid(&source, "shop", "db").await?;
     let data = mount_dir(&root_a, &uid, "pv-src");
+    let _src = disks.mount("pv-src", &data)?;
     fill(&data)?;
     let before = picture(&data)?;
     let owned_before = owners(&data)?;
@@ -297,9 +321,30 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
         "pv-dst",
         "the restored claim binds to a new volume, not the source's"
     );
+    // As the kubelet: the volume's directory first, the volume mounted on it later. Data written
+    // in between would be hidden under the mount, and the pod would find its volume empty: the
+    // node agent, asked meanwhile, waits for the mount.
     let restored = mount_dir(&root_b, &new_uid, "pv-dst");
-    let mounted = Timestamp::now();
     std::fs::create_dir_all(&restored)?;
+    wait_until("the restore to ask node-b for the data", SETTLE, || async {
+        let described = hub.cli_line("restore describe back").await?.ok()?;
+        Ok(described
+            .stdout
+            .contains("volumes: 0 of 1 claims done")
+            .then_some(()))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let early: Vec<_> = std::fs::read_dir(&restored)?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        early.is_empty(),
+        "written before the volume was mounted: {early:?}"
+    );
+    let mounted = Timestamp::now();
+    let _dst = disks.mount("pv-dst", &restored)?;
     let done = ended(&hub, "restore", "back").await?;
     assert_eq!(done["status"]["phase"], "Completed", "{done}");
     assert_eq!(done["status"]["volumes"][0]["node"], "node-b", "{done}");
@@ -325,6 +370,11 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
         picture(&restored)?,
         before,
         "restored volume differs from the source's"
+    );
+    assert_eq!(
+        picture(&disks.dir("pv-dst"))?,
+        before,
+        "the data is in the volume itself"
     );
     assert_eq!(owners(&restored)?, owned_before, "restored owners differ");
     let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o7777);
@@ -497,6 +547,7 @@ fn least_privilege(daemonset: &Value, capabilities: &[&str], read_only: bool) ->
 async fn a_running_volume_backup_shows_progress_and_ends_when_its_node_agent_goes() -> Result<()> {
     let source = ControlPlane::start("vol-long").await?;
     let root = LocalDir::new()?;
+    let disks = Disks::new()?;
     let hub = HubProcess::start_with(&[("CAIRN_VOLUME_PRUNE_INTERVAL", "2s")]).await?;
     let _agent = hub.agent(&source, None).await?;
     let node = hub.node_agent(&source, "node-a", root.path()).await?;
@@ -504,7 +555,7 @@ async fn a_running_volume_backup_shows_progress_and_ends_when_its_node_agent_goe
     bound(&source, "shop", "data").await?;
     let uid = pod_uid(&source, "shop", "db").await?;
     let data = mount_dir(root.path(), &uid, "pv-long");
-    std::fs::create_dir_all(&data)?;
+    let _mounted = disks.mount("pv-long", &data)?;
     // A 1 TiB sparse disk image: read as zeros, it keeps the node agent busy far longer than
     // this test waits, and takes no room.
     std::fs::File::create(data.join("disk.img"))?.set_len(1 << 40)?;
@@ -675,6 +726,7 @@ async fn node_tasks_with_hostile_names_are_refused_before_any_file_is_touched() 
     let source = ControlPlane::start("vol-hostile").await?;
     let host = LocalDir::new()?;
     let root = host.path().join("kubelet");
+    let disks = Disks::new()?;
     let hub = HubProcess::start().await?;
     let agent = hub.agent(&source, None).await?;
     let _node = hub.node_agent(&source, "node-a", &root).await?;
@@ -682,7 +734,9 @@ async fn node_tasks_with_hostile_names_are_refused_before_any_file_is_touched() 
     // lead if joined as they come: pod `../..`'s plugin directories beside the kubelet root,
     // volume `../../x`'s mount in the pod's own directory. Followed, either would be backed up.
     let uid = "0b3c5d7e-1f2a-4b6c-8d9e-a1b2c3d4e5f6";
-    fill(&mount_dir(&root, uid, "pv-1"))?;
+    let data = mount_dir(&root, uid, "pv-1");
+    let _mounted = disks.mount("pv-1", &data)?;
+    fill(&data)?;
     let planted = [
         host.path().join("volumes/kubernetes.io~csi/pv-1/mount/stolen"),
         root.join("pods").join(uid).join("x/mount/stolen"),

@@ -10,7 +10,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use testbed::cairn::HubProcess;
-use testbed::in_cluster::{bucket_for_pods, deploy_agents};
+use testbed::in_cluster::{bucket_for_pods, deploy_agents, pod_logs};
 use testbed::{BUSYBOX_IMAGE, ControlPlane, Node, wait_until};
 
 /// How long pods may take to be scheduled, started and Ready (seconds when warm).
@@ -212,14 +212,20 @@ async fn web_available(cp: &ControlPlane, namespace: &str) -> Result<Vec<Pod>> {
     Ok(pods.list(&ListParams::default().labels("app=web")).await?.items)
 }
 
-/// For a failed wait: each pod's phase, node and container states, as `kubectl get pods` shows.
+/// For a failed wait: the logs of `namespace`'s containers (every run), of Cairn's agents and of
+/// each node's kubelet.
 fn pod_report(cp: &ControlPlane, namespace: &str) -> String {
-    let logs: Vec<String> = cp
+    let kubelets: Vec<String> = cp
         .nodes()
         .iter()
         .map(|n| format!("kubelet {}:\n{}", n.name(), n.sandbox().log_tail("kubelet")))
         .collect();
-    format!("pods of {namespace} not ready; {}", logs.join("\n"))
+    format!(
+        "pods of {namespace} not ready; their logs:\n{}\nCairn's agents:\n{}\n{}",
+        pod_logs(cp, namespace, 20),
+        pod_logs(cp, "cairn-system", 80),
+        kubelets.join("\n")
+    )
 }
 
 /// What the data set of `dir` (a volume's directory on the host) must be: written by pod `owner`,

@@ -657,7 +657,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 } else {
                     None
                 };
-                output::restore(out, &restore, items.as_deref())?;
+                output::restore(out, &restore, items.as_deref(), None)?;
                 ensure_completed(
                     "restore",
                     spec.name.as_str(),
@@ -673,7 +673,12 @@ pub async fn run(cli: Cli) -> Result<()> {
                 } else {
                     None
                 };
-                output::restore(out, &restore, items.as_deref())
+                let live = if restore.status.phase.is_final() {
+                    None
+                } else {
+                    client.progress(&OperationId::Restore(name.clone())).await?
+                };
+                output::restore(out, &restore, items.as_deref(), live.as_ref())
             }
         },
     }

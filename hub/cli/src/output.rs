@@ -245,6 +245,19 @@ fn problems(out: &mut String, problems: &[ItemResult], total: u64) {
     }
 }
 
+/// The `Progress:` line of an operation under way: items, then what moves now.
+fn progress_line(out: &mut String, live: Option<&Progress>) {
+    if let Some(p) = live {
+        let activity = super::progress::activity(p);
+        let _ = writeln!(
+            out,
+            "Progress:           {} items{}{activity}",
+            p.items_done,
+            if activity.is_empty() { "" } else { ", " }
+        );
+    }
+}
+
 /// `backup describe` (and the summary after `backup create --wait`).
 pub fn backup(
     format: Format,
@@ -313,15 +326,7 @@ pub fn backup(
         time(s.finished),
         duration(s.started, s.finished)
     );
-    if let Some(p) = live {
-        let activity = super::progress::activity(p);
-        let _ = writeln!(
-            out,
-            "Progress:           {} items{}{activity}",
-            p.items_done,
-            if activity.is_empty() { "" } else { ", " }
-        );
-    }
+    progress_line(&mut out, live);
     let _ = writeln!(out, "Items:              {}", s.items);
     let _ = writeln!(out, "Size:               {}", indicatif::HumanBytes(s.bytes));
     let _ = writeln!(
@@ -392,15 +397,27 @@ pub fn restores(format: Format, restores: &[Restore]) -> Result<()> {
 }
 
 /// `restore describe` (and the summary after `restore create --wait`; a dry run prints its plan).
-pub fn restore(format: Format, r: &Restore, items: Option<&[ItemResult]>) -> Result<()> {
+pub fn restore(
+    format: Format,
+    r: &Restore,
+    items: Option<&[ItemResult]>,
+    live: Option<&Progress>,
+) -> Result<()> {
     #[derive(Serialize)]
     struct Described<'a> {
         #[serde(flatten)]
         restore: &'a Restore,
         #[serde(skip_serializing_if = "Option::is_none")]
         items: Option<&'a [ItemResult]>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        progress: Option<&'a Progress>,
     }
-    if structured(format, &Described { restore: r, items })? {
+    let described = Described {
+        restore: r,
+        items,
+        progress: live,
+    };
+    if structured(format, &described)? {
         return Ok(());
     }
     let (spec, s) = (&r.spec, &r.status);
@@ -438,6 +455,7 @@ pub fn restore(format: Format, r: &Restore, items: Option<&[ItemResult]>) -> Res
         time(s.finished),
         duration(s.started, s.finished)
     );
+    progress_line(&mut out, live);
     let c = &s.counts;
     let created = if spec.dry_run { c.would_create } else { c.created };
     let _ = writeln!(
