@@ -6,8 +6,9 @@
 //! it, a first init container `cairn-hold` (the agent's own image, `cairn-agent hold`) that waits
 //! until the pod's annotation `cairn.dev/hold` says `released`, which it reads through a
 //! downward-API volume: it needs no API access, no access to the tenant's files, and runs
-//! unprivileged. The kubelet mounts every volume before the first init container runs, so the
-//! node agent writes the data into the mounted volume while the pod waits.
+//! unprivileged. The kubelet mounts every volume before the first init container runs; the node
+//! agent writes the data once the volume is mounted (the mount itself, not the directory the
+//! kubelet makes for it first: [`crate::node`]) while the pod waits.
 //!
 //! When the restore's data phase ends, each held pod is released if all its claims with data were
 //! written, or marked `failed: …` with the reason otherwise: the hold then exits non-zero and the
@@ -17,8 +18,10 @@
 //! Pods made by a StatefulSet that mount such a claim are restored too (otherwise they are left to
 //! their controller), held as above, before their StatefulSet is: it adopts them (same names and
 //! labels) rather than making unheld ones. The StatefulSet's template is never changed, so nothing
-//! restarts when the hold ends and later pods start as the user wrote them. Pods of Deployments
-//! are left to their controller, and not held (see [`crate::restore::prepare`]).
+//! restarts when the hold ends and later pods start as the user wrote them. Pods of a Deployment
+//! are held the same way when the backup holds their ReplicaSet, restored after them and before
+//! the Deployment, which adopts it; otherwise they are left to their controller, and not held (see
+//! [`crate::restore::prepare`]).
 //!
 //! A pod held by a restore that can no longer end it (the agent restarted, the restore failed
 //! before its data phase) is marked failed, so none waits for ever without saying why.

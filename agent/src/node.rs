@@ -49,7 +49,7 @@ enum Error {
         "no volume directory {} (is the pod on this node, and --kubelet-root right?)",
         pattern.display()
     )]
-    NotMounted { pattern: PathBuf },
+    NoDirectory { pattern: PathBuf },
     #[error("volume task refused: pod uid {0:?} is not a UUID")]
     PodUid(String),
     #[error(
@@ -59,10 +59,18 @@ enum Error {
     VolumeName(String),
     #[error(
         "nothing is mounted on {} (the kubelet mounts the volume there once the directory is made, \
-         and unmounts it before removing it)",
+         and unmounts it before removing it: is the pod running?)",
         path.display()
     )]
     Unmounted { path: PathBuf },
+    #[error(
+        "the volume was not mounted on {} within {}: if the pod is running, this node agent does \
+         not see the kubelet's mounts (its DaemonSet must mount the pods directory with \
+         mountPropagation: HostToContainer)",
+        path.display(),
+        humantime::format_duration(*waited)
+    )]
+    NeverMounted { path: PathBuf, waited: Duration },
     #[error("{} is not a directory (a symbolic link there is never followed)", path.display())]
     NotDirectory { path: PathBuf },
     #[error("inspecting {}", path.display())]
@@ -200,11 +208,11 @@ impl Node {
     fn volume_dir(&self, volume: &PodVolume) -> Result<PathBuf, Error> {
         let pod = self.kubelet_root.join("pods").join(&volume.pod_uid);
         let volumes = pod.join("volumes");
-        let not_mounted = || Error::NotMounted {
+        let no_directory = || Error::NoDirectory {
             pattern: volumes.join("*").join(&volume.name),
         };
         if !(is_dir(&pod)? && is_dir(&volumes)?) {
-            return Err(not_mounted());
+            return Err(no_directory());
         }
         let plugins = std::fs::read_dir(&volumes).into_iter().flatten().flatten();
         for plugin in plugins {
@@ -218,7 +226,7 @@ impl Node {
                 return Ok(if is_csi { dir.join("mount") } else { dir });
             }
         }
-        Err(not_mounted())
+        Err(no_directory())
     }
 
     /// [`Node::volume_dir`], if it is there and the volume is mounted on it. The kubelet makes the
@@ -229,7 +237,7 @@ impl Node {
     fn present(&self, volume: &PodVolume) -> Result<PathBuf, Error> {
         let dir = self.volume_dir(volume)?;
         if !is_dir(&dir)? {
-            return Err(Error::NotMounted { pattern: dir });
+            return Err(Error::NoDirectory { pattern: dir });
         }
         if !is_mount_point(&dir)? {
             return Err(Error::Unmounted { path: dir });
@@ -240,11 +248,19 @@ impl Node {
     /// [`Node::present`], once the kubelet has mounted it (waiting up to [`MOUNT_WAIT`]).
     async fn mounted(&self, volume: &PodVolume) -> Result<PathBuf, Error> {
         let deadline = tokio::time::Instant::now() + MOUNT_WAIT;
+        let mut said = false;
         loop {
             match self.present(volume) {
-                Err(Error::NotMounted { .. } | Error::Unmounted { .. })
-                    if tokio::time::Instant::now() < deadline =>
-                {
+                Err(Error::NoDirectory { pattern: path } | Error::Unmounted { path }) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(Error::NeverMounted {
+                            path,
+                            waited: MOUNT_WAIT,
+                        });
+                    }
+                    if !std::mem::replace(&mut said, true) {
+                        tracing::info!(dir = %path.display(), "waiting for the kubelet to mount the volume");
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 found => return found,
@@ -323,6 +339,8 @@ fn is_dir(path: &Path) -> Result<bool, Error> {
 
 /// Whether a mount (of this process's mount namespace) is rooted at directory `dir`: a bind
 /// mount of a directory of the same filesystem is one too, which comparing devices would miss.
+/// Works on every kernel (`statx`'s mount-root attribute needs Linux 5.8); mount points are
+/// compared as bytes, so no other mount's odd name can fail the check.
 fn is_mount_point(dir: &Path) -> Result<bool, Error> {
     const MOUNTINFO: &str = "/proc/self/mountinfo";
     let inspect = |path: &Path, source| Error::Inspect {
@@ -330,14 +348,19 @@ fn is_mount_point(dir: &Path) -> Result<bool, Error> {
         source,
     };
     // Mount points are listed as the kernel resolves them: no link, no `..`.
-    let dir = std::fs::canonicalize(dir).map_err(|e| inspect(dir, e))?;
+    let dir = match std::fs::canonicalize(dir) {
+        Ok(dir) => dir,
+        // Gone meanwhile (a CSI driver retrying its mount): not mounted, yet.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(inspect(dir, e)),
+    };
     let listed = mountinfo_escaped(&dir);
-    let mounts = procfs::process::Process::myself()
-        .and_then(|me| me.mountinfo())
-        .map_err(|e| inspect(Path::new(MOUNTINFO), std::io::Error::other(e)))?;
+    let mounts = std::fs::read(MOUNTINFO).map_err(|e| inspect(Path::new(MOUNTINFO), e))?;
+    // `id parent major:minor root mount-point options…`: the fifth field.
     Ok(mounts
-        .iter()
-        .any(|m| m.mount_point.as_os_str().as_encoded_bytes() == listed.as_slice()))
+        .split(|&b| b == b'\n')
+        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
+        .any(|point| point == listed.as_slice()))
 }
 
 /// `path` as `/proc/self/mountinfo` lists it: space, tab, newline and backslash as octal escapes.
@@ -503,7 +526,7 @@ mod tests {
         let err = node
             .present(&volume("pv-other"))
             .expect_err("followed a linked plugin directory");
-        assert!(matches!(err, Error::NotMounted { .. }), "{err}");
+        assert!(matches!(err, Error::NoDirectory { .. }), "{err}");
         std::fs::remove_file(volumes.join("kubernetes.io~csi")).expect("rm");
 
         // A volume directory that is a link: refused, saying so.
@@ -532,7 +555,7 @@ mod tests {
         // No directory yet, then the directory without the mount (the kubelet has made it and
         // not yet mounted the volume on it): neither is written to or read. The kubelet's layout.
         let err = node.present(&volume("pv-1")).expect_err("no directory yet");
-        assert!(matches!(err, Error::NotMounted { .. }), "{err}");
+        assert!(matches!(err, Error::NoDirectory { .. }), "{err}");
         std::fs::create_dir(csi.join("pv-1/mount")).expect("mkdir");
         assert_eq!(
             node.volume_dir(&volume("pv-1")).expect("found"),
@@ -561,17 +584,10 @@ mod tests {
         assert!(is_mount_point(Path::new("/proc/../proc/")).expect("inspected"));
         let plain = tempfile::tempdir().expect("tempdir");
         assert!(!is_mount_point(plain.path()).expect("inspected"));
-        assert!(!is_mount_point(Path::new("/proc/self")).expect("inspected"));
         assert_eq!(
             mountinfo_escaped(Path::new("/var/lib/kube let/a\\b\tc\nd")),
             b"/var/lib/kube\\040let/a\\134b\\011c\\012d"
         );
-        let gone = plain.path().join("gone");
-        let err = is_mount_point(&gone).expect_err("nothing there");
-        assert!(
-            err.to_string()
-                .starts_with(&format!("inspecting {}", gone.display())),
-            "{err}"
-        );
+        assert!(!is_mount_point(&plain.path().join("gone")).expect("nothing there, so not yet"));
     }
 }

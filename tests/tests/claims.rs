@@ -203,7 +203,7 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
     // Each node agent with only the capabilities its DaemonSet grants (if the test runs as root):
     // node-a only backs up, as node-agent-readonly.yaml; node-b restores, as node-agent.yaml.
     let (read_only, read_write) = (capabilities(NODE_AGENT_READONLY)?, capabilities(NODE_AGENT)?);
-    let (_node_a, _node_b) = tokio::try_join!(
+    let (_node_a, node_b) = tokio::try_join!(
         hub.node_agent_with(&source, "node-a", &root_a, Some(read_only.as_slice())),
         hub.node_agent_with(&target, "node-b", &root_b, Some(read_write.as_slice()))
     )?;
@@ -334,7 +334,14 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
             .then_some(()))
     })
     .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_until("node-b to wait for the mount", SETTLE, || async {
+        Ok(node_b
+            .full_log()
+            .contains("waiting for the kubelet to mount the volume")
+            .then_some(()))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let early: Vec<_> = std::fs::read_dir(&restored)?
         .flatten()
         .map(|e| e.file_name())
@@ -344,7 +351,7 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
         "written before the volume was mounted: {early:?}"
     );
     let mounted = Timestamp::now();
-    let _dst = disks.mount("pv-dst", &restored)?;
+    let dst = disks.mount("pv-dst", &restored)?;
     let done = ended(&hub, "restore", "back").await?;
     assert_eq!(done["status"]["phase"], "Completed", "{done}");
     assert_eq!(done["status"]["volumes"][0]["node"], "node-b", "{done}");
@@ -371,11 +378,6 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
         before,
         "restored volume differs from the source's"
     );
-    assert_eq!(
-        picture(&disks.dir("pv-dst"))?,
-        before,
-        "the data is in the volume itself"
-    );
     assert_eq!(owners(&restored)?, owned_before, "restored owners differ");
     let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o7777);
     assert_eq!(
@@ -383,6 +385,17 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
         0o700,
         "the volume's own directory keeps its mode"
     );
+    // Nothing lies beneath the mount: the data is in the volume itself.
+    drop(dst);
+    let beneath: Vec<_> = std::fs::read_dir(&restored)?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        beneath.is_empty(),
+        "written beneath the volume's mount: {beneath:?}"
+    );
+    assert_eq!(picture(&disks.dir("pv-dst"))?, before, "the volume's own data");
 
     // The second backup, sealed with the new key version, restored into a namespace where
     // nothing binds the claim: its objects come back; its data is given up after the wait the

@@ -478,8 +478,9 @@ struct RestoreCreate {
     /// admin, and the node agent's FSETID capability.
     #[arg(long)]
     keep_setid: bool,
-    /// How long claims whose data is restored may take to be bound and mounted by a pod on a
-    /// node before their data is given up (default 10m).
+    /// How long claims whose data is restored may take to be bound and used by a pod placed on a
+    /// node before their data is given up (default 10m); that node's agent then waits up to 10m
+    /// more for the kubelet to mount the volume.
     #[arg(long)]
     volume_wait: Option<humantime::Duration>,
     /// Wait until it ends, showing progress; exit non-zero unless it completed.
