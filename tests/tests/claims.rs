@@ -100,6 +100,15 @@ fn mount_dir(root: &Path, uid: &str, volume: &str) -> PathBuf {
         .join("mount")
 }
 
+/// The names in directory `dir`.
+fn entries(dir: &Path) -> Result<Vec<std::ffi::OsString>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        names.push(entry?.file_name());
+    }
+    Ok(names)
+}
+
 /// The volumes' own directories (a CSI driver's disks), outside every kubelet root.
 struct Disks(LocalDir);
 
@@ -342,10 +351,7 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
     })
     .await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let early: Vec<_> = std::fs::read_dir(&restored)?
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
+    let early = entries(&restored)?;
     assert!(
         early.is_empty(),
         "written before the volume was mounted: {early:?}"
@@ -387,10 +393,7 @@ async fn claim_data_restored_into_another_clusters_new_volume() -> Result<()> {
     );
     // Nothing lies beneath the mount: the data is in the volume itself.
     drop(dst);
-    let beneath: Vec<_> = std::fs::read_dir(&restored)?
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
+    let beneath = entries(&restored)?;
     assert!(
         beneath.is_empty(),
         "written beneath the volume's mount: {beneath:?}"

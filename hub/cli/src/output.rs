@@ -245,6 +245,18 @@ fn problems(out: &mut String, problems: &[ItemResult], total: u64) {
     }
 }
 
+/// A backup or restore as `describe -o json|yaml` shows it: its items if asked for, its progress
+/// while under way.
+#[derive(Serialize)]
+struct Described<'a, O, I> {
+    #[serde(flatten)]
+    operation: &'a O,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    items: Option<&'a [I]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    progress: Option<&'a Progress>,
+}
+
 /// The `Progress:` line of an operation under way: items, then what moves now.
 fn progress_line(out: &mut String, live: Option<&Progress>) {
     if let Some(p) = live {
@@ -265,17 +277,8 @@ pub fn backup(
     items: Option<&[IndexEntry]>,
     live: Option<&Progress>,
 ) -> Result<()> {
-    #[derive(Serialize)]
-    struct Described<'a> {
-        #[serde(flatten)]
-        backup: &'a Backup,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        items: Option<&'a [IndexEntry]>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        progress: Option<&'a Progress>,
-    }
     let described = Described {
-        backup: b,
+        operation: b,
         items,
         progress: live,
     };
@@ -403,17 +406,8 @@ pub fn restore(
     items: Option<&[ItemResult]>,
     live: Option<&Progress>,
 ) -> Result<()> {
-    #[derive(Serialize)]
-    struct Described<'a> {
-        #[serde(flatten)]
-        restore: &'a Restore,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        items: Option<&'a [ItemResult]>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        progress: Option<&'a Progress>,
-    }
     let described = Described {
-        restore: r,
+        operation: r,
         items,
         progress: live,
     };
